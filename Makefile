@@ -1,0 +1,46 @@
+# normconf — all set-up is done by these targets on a fresh machine (no root needed).
+#   make report   create .venv, install, run the conformance suite, write reports/
+#   make test     same set-up, then the whole test suite
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.normconf-installed
+# Sources whose change requires reinstalling (the native build lives in the package build).
+INSTALL_DEPS := pyproject.toml CMakeLists.txt $(shell find native -type f 2>/dev/null)
+PYTEST_ARGS ?=
+JOBS ?= 2
+
+.PHONY: all install report test schema bench clean distclean
+
+all: test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# torch 2.13.0 first (the CPU build; a range would pull a multi-GB CUDA build), then the project.
+$(STAMP): $(PY) $(INSTALL_DEPS)
+	$(PIP) install "torch==2.13.0"
+	$(PIP) install -e ".[all]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+report: $(STAMP)
+	$(VENV)/bin/normconf run cases/ --out reports/ -j $(JOBS)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
+
+schema: $(STAMP)
+	$(VENV)/bin/normconf schema --out cases/schema.json
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/run.py
+
+clean:
+	rm -rf build reports/*.csv reports/*.json reports/*.html .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV)

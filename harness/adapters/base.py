@@ -1,0 +1,103 @@
+"""The adapter interface: how a backend plugs into normconf.
+
+An adapter *translates* a :class:`~harness.cases.Case` into its framework's
+arguments (momentum direction, eps, axis/layout, initial running statistics),
+runs the framework on the shared :class:`~harness.inputs.Inputs` and returns
+what the framework produced.  It never corrects results.
+
+Contract:
+
+* ``id``: stable backend id (``torch``, ``ort-init``, ...), unique.
+* ``framework``: the distribution it needs (shown in ``normconf backends``).
+* ``worker``: name of the worker-process group it runs in.  Adapters of one
+  group share a process (and its imports); different groups never share one,
+  so frameworks that fight each other stay apart.  ``worker_env`` is applied
+  to that process before anything is imported (e.g. ``KERAS_BACKEND``).
+* ``available()``: ``None`` when usable, else the reason (e.g. "install torch").
+  Must import lazily: importing an adapter module never imports its framework.
+* ``version()``: the framework's version string.
+* ``unsupported(case)``: ``None`` or the reason this case cannot be expressed
+  (declared capabilities: dtypes, layouts, modes, ranks, ...).
+* ``run(case, inputs)``: an :class:`Observed` with one list per output (one
+  array per step), in the case's layout; raise :class:`Unsupported` when the
+  framework itself refuses (decided by trying, message kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from harness.cases import Case
+from harness.inputs import Inputs
+
+
+class Unsupported(Exception):
+    """The backend cannot express this case; the message says why."""
+
+
+@dataclass
+class Observed:
+    """What a backend produced: ``outputs[name]`` is a list with one array per step.
+
+    ``notes`` are shown with the results (e.g. "transposed NHWC→NCHW").
+    """
+
+    outputs: dict[str, list[np.ndarray]]
+    notes: list[str] = field(default_factory=list)
+
+
+class Adapter:
+    """Base class; subclasses set the class attributes and implement ``run``."""
+
+    id: ClassVar[str] = ""
+    framework: ClassVar[str] = ""
+    worker: ClassVar[str] = "default"
+    worker_env: ClassVar[dict[str, str]] = {}
+    description: ClassVar[str] = ""
+    #: declared capabilities; checked by the default :meth:`unsupported`
+    dtypes: ClassVar[tuple[str, ...]] = ("float16", "bfloat16", "float32", "float64")
+    layouts: ClassVar[tuple[str, ...]] = ("channels_first", "channels_last")
+    modes: ClassVar[tuple[str, ...]] = ("train", "eval")
+    ranks: ClassVar[tuple[int, ...]] = (2, 3, 4, 5)
+
+    def available(self) -> str | None:
+        return None
+
+    def version(self) -> str:
+        return ""
+
+    def unsupported(self, case: Case) -> str | None:
+        if case.dtype not in self.dtypes:
+            return f"dtype {case.dtype} not supported by {self.id} (supports {', '.join(self.dtypes)})"
+        if case.layout not in self.layouts:
+            return f"layout {case.layout} not supported by {self.id}"
+        if case.mode not in self.modes:
+            return f"mode {case.mode} not supported by {self.id}"
+        if case.rank not in self.ranks:
+            return f"rank {case.rank} not supported by {self.id} (supports ranks {self.ranks})"
+        return None
+
+    def run(self, case: Case, inputs: Inputs) -> Observed:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def module_version(module_name: str) -> str:
+    """``__version__`` of an importable module, or "" (imports it)."""
+    import importlib
+
+    try:
+        return str(getattr(importlib.import_module(module_name), "__version__", ""))
+    except Exception:
+        return ""
+
+
+def missing(module_name: str, install_hint: str) -> str | None:
+    """``None`` if ``module_name`` can be found without importing it, else a reason."""
+    import importlib.util
+
+    if importlib.util.find_spec(module_name) is None:
+        return f"{module_name} is not installed: {install_hint}"
+    return None

@@ -1,0 +1,112 @@
+"""Deterministic inputs for a case: the same bits on every machine and run.
+
+Random values come from ``numpy.random.Generator(PCG64(seed))`` drawn in float64
+and then rounded to the case dtype (bfloat16 through ``ml_dtypes``).  ``x`` is
+generated in logical (N, C, *spatial) order and then laid out as the case asks
+(channels-last: (N, *spatial, C)).  Explicit ``data`` is read in logical
+row-major order too.  Per-channel parameters are rounded to the parameter dtype.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.cases import Affine, Case, Generator
+
+
+def np_dtype(name: str) -> np.dtype:
+    """NumPy dtype for a normconf dtype name (bfloat16 from ml_dtypes)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Every array a backend needs, already rounded to the case's dtypes.
+
+    ``x`` holds one array per step, in the case's layout; the parameters are
+    per-channel vectors of length C in the parameter dtype.  ``gamma``/``beta``
+    are ``None`` when the case has no affine transform.
+    """
+
+    x: tuple[np.ndarray, ...]
+    gamma: np.ndarray | None
+    beta: np.ndarray | None
+    running_mean: np.ndarray
+    running_var: np.ndarray
+
+    def digest(self) -> str:
+        """SHA-256 over every array's dtype, shape and bytes (pins determinism)."""
+        h = hashlib.sha256()
+        for a in (*self.x, self.gamma, self.beta, self.running_mean, self.running_var):
+            if a is None:
+                h.update(b"none")
+                continue
+            h.update(str(a.dtype).encode() + str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+
+def _draw(gen: Generator, n: int) -> np.ndarray:
+    rng = np.random.Generator(np.random.PCG64(gen.seed))
+    if gen.dist == "normal":
+        return rng.standard_normal(n) * float(gen.std) + float(gen.mean)
+    if gen.dist == "uniform":
+        return rng.uniform(float(gen.low), float(gen.high), n)
+    return np.full(n, float(gen.value))
+
+
+def _per_channel(spec, C: int, dtype: np.dtype) -> np.ndarray:
+    if isinstance(spec, Generator):
+        v = _draw(spec, C)
+    elif isinstance(spec, list):
+        v = np.asarray(spec, np.float64)
+    else:
+        v = np.full(C, float(spec))
+    return v.astype(dtype)
+
+
+def to_layout(x_logical: np.ndarray, layout: str) -> np.ndarray:
+    """(N, C, *spatial) → the case's layout (a contiguous copy for channels-last)."""
+    if layout == "channels_last":
+        return np.ascontiguousarray(np.moveaxis(x_logical, 1, -1))
+    return x_logical
+
+
+def generate(case: Case) -> Inputs:
+    """The case's inputs, bit-identical on every run and machine."""
+    dt = np_dtype(case.dtype)
+    pdt = np_dtype(case.params_dtype)
+    shape = tuple(case.shape)
+    per_step = int(np.prod(shape))
+    if case.data is not None:
+        if case.data and isinstance(case.data[0], list):
+            flat = np.asarray([v for lst in case.data for v in lst], np.float64)
+        else:
+            flat = np.asarray(case.data, np.float64)
+        if flat.size == per_step and case.steps > 1:
+            flat = np.tile(flat, case.steps)
+    else:
+        flat = _draw(case.input or Generator(), per_step * case.steps)
+    with np.errstate(over="ignore"):
+        xs = flat.astype(dt).reshape((case.steps, *shape))
+    x = tuple(to_layout(xs[k], case.layout) for k in range(case.steps))
+    C = case.channels
+    if case.has_affine:
+        aff = case.affine if isinstance(case.affine, Affine) else Affine()
+        gamma, beta = _per_channel(aff.gamma, C, pdt), _per_channel(aff.beta, C, pdt)
+    else:
+        gamma = beta = None
+    return Inputs(
+        x=x,
+        gamma=gamma,
+        beta=beta,
+        running_mean=_per_channel(case.running_mean, C, pdt),
+        running_var=_per_channel(case.running_var, C, pdt),
+    )

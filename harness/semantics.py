@@ -1,0 +1,95 @@
+"""The BatchNorm conventions as one explicit value object (the "knobs").
+
+Every convention a BatchNorm implementation can choose is a field here.  The
+reference (``references.batchnorm``) takes a :class:`Semantics` and follows it
+literally; the explanation engine reruns the reference with one or two fields
+changed to find the convention a backend actually follows.
+
+Conventions, stated once:
+
+* **momentum** is carried everywhere inside normconf as the *batch weight* ``w``:
+  ``running_new = (1 - w) * running_old + w * batch_statistic`` (PyTorch's
+  ``momentum``; Keras/ONNX ``momentum`` is ``1 - w``).  ``None`` means a
+  cumulative moving average: at step ``k`` (1-based), ``w = 1 / k``.
+* **biased** variance divides the sum of squared deviations by ``m`` (the number
+  of elements per channel, N x spatial); **unbiased** divides by ``m - 1``.
+* **eps placement** ``inside_sqrt`` normalizes with ``(x - mean) / sqrt(var + eps)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+Estimator = Literal["biased", "unbiased"]
+
+#: dtype names used across normconf (NumPy spelling; bfloat16 comes from ml_dtypes)
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class Semantics:
+    """One complete choice of BatchNorm conventions.
+
+    The defaults are ONNX BatchNormalization-15's: biased variance everywhere,
+    eps inside the square root, batch statistics in training, two-pass variance
+    computed in float64 (the oracle), affine applied after normalization.
+    """
+
+    #: estimator of the variance used to normalize ``x`` in training
+    normalize_variance: Estimator = "biased"
+    #: estimator of the batch variance blended into ``running_var``
+    running_variance: Estimator = "biased"
+    #: ``as_given``: running = (1-w)*old + w*batch; ``reversed``: w and 1-w swapped
+    momentum_direction: Literal["as_given", "reversed"] = "as_given"
+    #: ``exponential`` uses the case's momentum; ``cumulative`` uses w = 1/k
+    running_average: Literal["exponential", "cumulative"] = "exponential"
+    #: replaces the case's batch weight when not None (explainer: "another momentum")
+    momentum_override: float | None = None
+    #: where eps enters: sqrt(var + eps), sqrt(var) + eps, or not at all
+    eps_placement: Literal["inside_sqrt", "outside_sqrt", "none"] = "inside_sqrt"
+    #: replaces the case's eps when not None (explainer: "another eps")
+    eps_override: float | None = None
+    #: statistics used to normalize in train mode: batch, running (eval confusion),
+    #: or running statistics updated before normalizing ("blended")
+    train_statistics: Literal["batch", "running", "blended"] = "batch"
+    #: variance algorithm: two-pass mean((x-mean)^2); one-pass E[x^2]-E[x]^2
+    #: (``one_pass`` unclamped, ``one_pass_clamped`` clamped at 0)
+    variance_algorithm: Literal["two_pass", "one_pass", "one_pass_clamped"] = "two_pass"
+    #: precision of the statistics (sums, mean, variance): float64, float32, or the input dtype
+    stats_dtype: Literal["float64", "float32", "input"] = "float64"
+    #: ``unfolded``: gamma*(x-mean)/sqrt(var+eps)+beta;
+    #: ``folded``: x*a + b with a = gamma/sqrt(var+eps), b = beta - mean*a
+    arithmetic: Literal["unfolded", "folded"] = "unfolded"
+    #: precision of the normalization arithmetic: float64 or the input dtype
+    compute_dtype: Literal["float64", "float32", "input"] = "float64"
+    #: True: the data is read with the other layout (channels-first as channels-last)
+    channel_axis_swapped: bool = False
+    #: False: gamma/beta are ignored (identity affine)
+    apply_affine: bool = True
+    #: ``as_given``: the case's initial running stats; ``zeros``: mean 0 and var 0
+    initial_running: Literal["as_given", "zeros"] = "as_given"
+
+    def replace(self, **changes) -> "Semantics":
+        """A copy with ``changes`` applied (fields are validated by name)."""
+        return dataclasses.replace(self, **changes)
+
+    def differences(self, other: "Semantics") -> dict[str, object]:
+        """Fields whose value in ``self`` differs from ``other``: {name: self's value}."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        }
+
+    def label(self, base: "Semantics | None" = None) -> str:
+        """Machine-readable ``knob=value[,knob=value]`` relative to ``base`` (default: ONNX)."""
+        diff = self.differences(base or Semantics())
+        return ",".join(f"{k}={_fmt(v)}" for k, v in diff.items())
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v).lower() if isinstance(v, bool) else str(v)

@@ -1,0 +1,219 @@
+"""NumPy reference BatchNorm: every convention is a parameter (:class:`Semantics`).
+
+The oracle runs in float64 on inputs that were already rounded to the case's
+dtype.  Semantics knobs that ask for another working precision (``stats_dtype``,
+``compute_dtype``) make it emulate that precision instead; the explanation
+engine uses those to recognise what a backend did.
+
+Outputs (names used everywhere in normconf), each a list with one array per step:
+
+``y``
+    the normalized, affine-transformed output, same shape and layout as ``x``;
+``batch_mean`` / ``batch_var``
+    per-channel batch mean and the variance *used to normalize*
+    (``Semantics.normalize_variance`` estimator); train mode only;
+``running_mean`` / ``running_var``
+    running statistics after the step (train mode only):
+    ``new = (1 - w) * old + w * batch`` with ``w`` the batch weight (see
+    :mod:`harness.semantics`), the running variance using the
+    ``Semantics.running_variance`` estimator;
+``inv_std``
+    per-channel ``1 / sqrt(var + eps)`` used to normalize (intermediate stage);
+``x_hat``
+    ``(x - mean) * inv_std`` before the affine transform (intermediate stage);
+``eval_y``
+    (only with ``eval_after``) the output of an inference pass on the last
+    batch with the final running statistics.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from harness.semantics import Semantics
+
+OUTPUT_NAMES = ("y", "batch_mean", "batch_var", "running_mean", "running_var", "inv_std", "x_hat", "eval_y")
+#: the outputs that depend only on one channel (shape (C,))
+PER_CHANNEL_OUTPUTS = ("batch_mean", "batch_var", "running_mean", "running_var", "inv_std")
+
+
+def _np_dtype(name: str) -> np.dtype:
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def _working(choice: str, input_dtype: np.dtype) -> np.dtype:
+    if choice == "input":
+        return input_dtype
+    return np.dtype(choice)
+
+
+def _reduce_axes(ndim: int, channel_axis: int) -> tuple[int, ...]:
+    ch = channel_axis % ndim
+    return tuple(a for a in range(ndim) if a != ch)
+
+
+def _bcast(v: np.ndarray, ndim: int, channel_axis: int) -> np.ndarray:
+    shape = [1] * ndim
+    shape[channel_axis % ndim] = -1
+    return v.reshape(shape)
+
+
+def batch_statistics(
+    x: np.ndarray, channel_axis: int, sem: Semantics, input_dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per-channel (mean, biased var, unbiased var, m) under ``sem``'s algorithm and precision.
+
+    ``m`` is the number of elements per channel (N x spatial).  With ``m == 1``
+    the unbiased variance is NaN (0/0), with ``m == 0`` everything is NaN.
+    """
+    wd = _working(sem.stats_dtype, input_dtype)
+    axes = _reduce_axes(x.ndim, channel_axis)
+    xs = x.astype(wd)
+    m = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if sem.variance_algorithm == "two_pass":
+            mean = (xs.sum(axis=axes, dtype=wd) / wd.type(m)).astype(wd)
+            d = xs - _bcast(mean, x.ndim, channel_axis)
+            ss = (d * d).sum(axis=axes, dtype=wd)
+            var_b = (ss / wd.type(m)).astype(wd)
+            var_u = (ss / wd.type(m - 1)).astype(wd) if m > 1 else np.full_like(var_b, np.nan)
+        else:
+            s = xs.sum(axis=axes, dtype=wd)
+            s2 = (xs * xs).sum(axis=axes, dtype=wd)
+            mean = (s / wd.type(m)).astype(wd)
+            var_b = (s2 / wd.type(m) - mean * mean).astype(wd)
+            if sem.variance_algorithm == "one_pass_clamped":
+                var_b = np.maximum(var_b, wd.type(0))
+            var_u = (var_b * wd.type(m) / wd.type(m - 1)).astype(wd) if m > 1 else np.full_like(var_b, np.nan)
+    return (
+        mean.astype(np.float64),
+        var_b.astype(np.float64),
+        var_u.astype(np.float64),
+        m,
+    )
+
+
+def normalize(
+    x: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+    eps: float,
+    channel_axis: int,
+    sem: Semantics,
+    input_dtype: np.dtype,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y, inv_std, x_hat) for given per-channel statistics, under ``sem``'s arithmetic."""
+    cd = _working(sem.compute_dtype, input_dtype)
+    nd = x.ndim
+    C = x.shape[channel_axis % nd]
+    g = np.ones(C) if (gamma is None or not sem.apply_affine) else np.asarray(gamma, np.float64)
+    b = np.zeros(C) if (beta is None or not sem.apply_affine) else np.asarray(beta, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        v = var.astype(cd)
+        e = cd.type(eps)
+        if sem.eps_placement == "inside_sqrt":
+            denom = np.sqrt(v + e)
+        elif sem.eps_placement == "outside_sqrt":
+            denom = np.sqrt(v) + e
+        else:
+            denom = np.sqrt(v)
+        inv_std = (cd.type(1) / denom).astype(cd)
+        xc = x.astype(cd)
+        mu = _bcast(mean.astype(cd), nd, channel_axis)
+        inv = _bcast(inv_std, nd, channel_axis)
+        gg = _bcast(g.astype(cd), nd, channel_axis)
+        bb = _bcast(b.astype(cd), nd, channel_axis)
+        x_hat = (xc - mu) * inv
+        if sem.arithmetic == "folded":
+            a = (gg * inv).astype(cd)
+            shift = (bb - mu * a).astype(cd)
+            y = xc * a + shift
+        else:
+            y = x_hat * gg + bb
+    return y.astype(np.float64), inv_std.astype(np.float64), x_hat.astype(np.float64)
+
+
+def batch_norm_reference(
+    x_steps: Sequence[np.ndarray],
+    *,
+    channel_axis: int,
+    mode: str,
+    eps: float,
+    momentum: float | None,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    eval_after: bool = False,
+    semantics: Semantics = Semantics(),
+    input_dtype: str | np.dtype = "float64",
+) -> dict[str, list[np.ndarray]]:
+    """Run BatchNorm over ``x_steps`` (one batch per step) and return every output.
+
+    ``momentum`` is the batch weight ``w`` (``None``: cumulative average).
+    ``mode`` is ``"train"`` (batch statistics, running update each step) or
+    ``"eval"`` (normalize with the given running statistics, no update).
+    """
+    sem = semantics
+    in_dt = input_dtype if isinstance(input_dtype, np.dtype) else _np_dtype(str(input_dtype))
+    if sem.channel_axis_swapped:
+        channel_axis = -1 if channel_axis % x_steps[0].ndim == 1 else 1
+        C = x_steps[0].shape[channel_axis]
+        if gamma is not None and len(gamma) != C or len(running_mean) != C:
+            raise ValueError("channel axis swap is incompatible with the per-channel parameters")
+    eps_v = float(sem.eps_override if sem.eps_override is not None else eps)
+    rm = np.asarray(running_mean, np.float64).copy()
+    rv = np.asarray(running_var, np.float64).copy()
+    if sem.initial_running == "zeros":
+        rm[:] = 0.0
+        rv[:] = 0.0
+    out: dict[str, list[np.ndarray]] = {}
+
+    def put(name: str, value: np.ndarray) -> None:
+        out.setdefault(name, []).append(np.asarray(value, np.float64))
+
+    for k, x in enumerate(x_steps, start=1):
+        if mode == "eval":
+            y, inv_std, x_hat = normalize(x, rm, rv, gamma, beta, eps_v, channel_axis, sem, in_dt)
+            put("y", y)
+            put("inv_std", inv_std)
+            put("x_hat", x_hat)
+            continue
+        mean, var_b, var_u, _m = batch_statistics(x, channel_axis, sem, in_dt)
+        var_norm = var_b if sem.normalize_variance == "biased" else var_u
+        var_run = var_b if sem.running_variance == "biased" else var_u
+        if sem.running_average == "cumulative" or (momentum is None and sem.momentum_override is None):
+            w = 1.0 / k
+        else:
+            w = float(sem.momentum_override if sem.momentum_override is not None else momentum)
+            if sem.momentum_direction == "reversed":
+                w = 1.0 - w
+        new_rm = (1.0 - w) * rm + w * mean
+        new_rv = (1.0 - w) * rv + w * var_run
+        if sem.train_statistics == "batch":
+            norm_mean, norm_var = mean, var_norm
+        elif sem.train_statistics == "running":
+            norm_mean, norm_var = rm, rv
+        else:  # blended: running statistics updated first, then used
+            norm_mean, norm_var = new_rm, new_rv
+        y, inv_std, x_hat = normalize(x, norm_mean, norm_var, gamma, beta, eps_v, channel_axis, sem, in_dt)
+        rm, rv = new_rm, new_rv
+        put("y", y)
+        put("batch_mean", mean)
+        put("batch_var", var_norm)
+        put("running_mean", rm)
+        put("running_var", rv)
+        put("inv_std", inv_std)
+        put("x_hat", x_hat)
+    if eval_after and mode == "train":
+        y, _, _ = normalize(x_steps[-1], rm, rv, gamma, beta, eps_v, channel_axis, sem, in_dt)
+        put("eval_y", y)
+    return out
