@@ -355,10 +355,13 @@ def _describe(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
 
 
 def _merge(defaults: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
+    """``case`` over ``defaults``; ``expect`` and ``tolerance`` are merged key by key."""
     merged = dict(defaults)
     for k, v in case.items():
         if k in ("expect", "tolerance") and isinstance(v, dict) and isinstance(merged.get(k), dict):
             merged[k] = {**merged[k], **v}
+            if k == "expect":  # `backend: null` drops an expectation inherited from defaults
+                merged[k] = {b: e for b, e in merged[k].items() if e is not None}
         else:
             merged[k] = v
     return merged

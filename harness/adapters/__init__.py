@@ -72,16 +72,25 @@ def _entry_point_adapters() -> list[type[Adapter]]:
     return found
 
 
-def all_adapters(extra_specs: tuple[str, ...] = ()) -> dict[str, type[Adapter]]:
-    """Every known adapter class by id: built-ins, entry points, then ``extra_specs``."""
+def _native(paths: tuple[str, ...]) -> list[type[Adapter]]:
+    if not paths:
+        return []
+    from harness.adapters.native import native_adapter_class
+
+    return [native_adapter_class(p) for p in paths]
+
+
+def all_adapters(extra_specs: tuple[str, ...] = (), native_paths: tuple[str, ...] = ()) -> dict[str, type[Adapter]]:
+    """Every known adapter class by id: built-ins, entry points, ``extra_specs``, native libraries."""
     out: dict[str, type[Adapter]] = {}
-    for cls in (*_builtin(), *_entry_point_adapters(), *[c for s in extra_specs for c in load_spec(s)]):
+    extra = [c for s in extra_specs for c in load_spec(s)]
+    for cls in (*_builtin(), *_entry_point_adapters(), *extra, *_native(tuple(native_paths))):
         out[cls.id] = cls
     return out
 
 
-def get_adapter(backend_id: str, extra_specs: tuple[str, ...] = ()) -> Adapter:
-    adapters = all_adapters(extra_specs)
+def get_adapter(backend_id: str, extra_specs: tuple[str, ...] = (), native_paths: tuple[str, ...] = ()) -> Adapter:
+    adapters = all_adapters(extra_specs, native_paths)
     if backend_id not in adapters:
         raise AdapterSpecError(f"unknown backend {backend_id!r} (known: {', '.join(sorted(adapters))})")
     return adapters[backend_id]()

@@ -1,0 +1,200 @@
+"""PyTorch backends: ``torch`` (nn.BatchNorm1d/2d/3d) and ``torch-scratch`` (D2L from scratch).
+
+Translation (case → PyTorch):
+
+* momentum: PyTorch's ``momentum`` *is* the batch weight ``w``
+  (``running = (1 - momentum) * running + momentum * batch``); ``cumulative`` → ``momentum=None``.
+* eps → ``eps``; mode → ``module.train()`` / ``module.eval()``.
+* affine → ``affine=True`` with ``weight``/``bias`` copied from gamma/beta, or ``affine=False``.
+* initial running statistics → ``running_mean``/``running_var`` buffers.
+* layout: the modules take channels-first tensors.  A channels-last case is permuted to
+  (N, C, *spatial) — for rank 4/5 with ``memory_format=torch.channels_last(_3d)``, so the
+  channels-last kernel runs on the same memory order — and the output permuted back (noted).
+* dtype: input in the case dtype, module parameters and buffers in the parameter dtype.
+  A missing kernel (e.g. a half-precision CPU kernel) is reported as ``unsupported``
+  with PyTorch's own message, decided by trying.
+
+PyTorch itself normalizes with the biased batch variance and updates ``running_var``
+with the *unbiased* one; a case asking for another convention shows that as a
+discrepancy (that is the point).  ``torch-scratch`` is the *Dive into Deep Learning*
+from-scratch algorithm in tensor ops: biased variance for normalizing and for the
+moving averages, statistics over every axis but the channel axis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.adapters.base import Adapter, Observed, Unsupported, missing, module_version
+from harness.cases import Case
+from harness.inputs import Inputs
+
+_HINT = "pip install torch==2.13.0 (make install does it)"
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}[name]
+
+
+def _to_numpy(t) -> np.ndarray:
+    import torch
+
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def _from_numpy(a: np.ndarray, dtype_name: str):
+    import torch
+
+    if dtype_name == "bfloat16":
+        return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _no_kernel(e: Exception) -> bool:
+    s = str(e)
+    return "not implemented for" in s or "expected scalar type" in s.lower() or "mixed dtype" in s.lower()
+
+
+class _TorchBase(Adapter):
+    framework = "torch"
+    worker = "torch"
+
+    def available(self) -> str | None:
+        return missing("torch", _HINT)
+
+    def version(self) -> str:
+        return module_version("torch")
+
+
+class TorchModule(_TorchBase):
+    id = "torch"
+    description = "torch.nn.BatchNorm1d/2d/3d modules"
+
+    def run(self, case: Case, inputs: Inputs) -> Observed:
+        import torch
+
+        notes: list[str] = []
+        rank = case.rank
+        cls = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d, 5: torch.nn.BatchNorm3d}[rank]
+        pdt = _torch_dtype(case.params_dtype)
+        bn = cls(case.channels, eps=case.eps, momentum=case.momentum_weight, affine=case.has_affine,
+                 track_running_stats=True, dtype=pdt)
+        with torch.no_grad():
+            bn.running_mean.copy_(_from_numpy(inputs.running_mean, case.params_dtype))
+            bn.running_var.copy_(_from_numpy(inputs.running_var, case.params_dtype))
+            if case.has_affine:
+                bn.weight.copy_(_from_numpy(inputs.gamma, case.params_dtype))
+                bn.bias.copy_(_from_numpy(inputs.beta, case.params_dtype))
+        fmt = None
+        if case.layout == "channels_last":
+            if rank == 4:
+                fmt = torch.channels_last
+            elif rank == 5:
+                fmt = torch.channels_last_3d
+            notes.append("channels-last input permuted to (N, C, *spatial)"
+                         + (f" with memory_format={str(fmt).replace('torch.', '')}" if fmt else " (no channels-last memory format for this rank)")
+                         + "; output permuted back")
+        out: dict[str, list[np.ndarray]] = {}
+
+        def put(k: str, v) -> None:
+            out.setdefault(k, []).append(_to_numpy(v.clone()))
+
+        def forward(x_np: np.ndarray):
+            x = _from_numpy(x_np, case.dtype)
+            if case.layout == "channels_last":
+                x = x.movedim(-1, 1)
+                if fmt is not None:
+                    x = x.contiguous(memory_format=fmt)
+            try:
+                y = bn(x)
+            except (RuntimeError, TypeError) as e:
+                if _no_kernel(e):
+                    raise Unsupported(f"torch: {e}") from None
+                raise
+            return y.movedim(1, -1).contiguous() if case.layout == "channels_last" else y
+
+        with torch.no_grad():
+            if case.mode == "train":
+                bn.train()
+                for x_np in inputs.x:
+                    put("y", forward(x_np))
+                    put("running_mean", bn.running_mean)
+                    put("running_var", bn.running_var)
+                if case.eval_after:
+                    bn.eval()
+                    put("eval_y", forward(inputs.x[-1]))
+            else:
+                bn.eval()
+                for x_np in inputs.x:
+                    put("y", forward(x_np))
+        return Observed(out, notes)
+
+
+class TorchScratch(_TorchBase):
+    id = "torch-scratch"
+    description = "Dive into Deep Learning from-scratch BatchNorm in torch tensor ops (the seed article's PyTorch version)"
+
+    def run(self, case: Case, inputs: Inputs) -> Observed:
+        import torch
+
+        if case.momentum_weight is None:
+            raise Unsupported("the D2L algorithm has only an exponential moving average (no cumulative average)")
+        momentum = case.momentum_weight  # D2L: moving = (1 - momentum) * moving + momentum * batch
+        ax = case.channel_axis % case.rank
+        dims = tuple(d for d in range(case.rank) if d != ax)
+        shape = [1] * case.rank
+        shape[ax] = case.channels
+
+        def vec(a):
+            return _from_numpy(a, case.params_dtype).reshape(shape)
+
+        gamma = vec(inputs.gamma) if case.has_affine else None
+        beta = vec(inputs.beta) if case.has_affine else None
+        moving_mean, moving_var = vec(inputs.running_mean), vec(inputs.running_var)
+
+        def batch_norm(X, training: bool):
+            nonlocal moving_mean, moving_var
+            if not training:
+                X_hat = (X - moving_mean) / torch.sqrt(moving_var + case.eps)
+                mean = var = None
+            else:
+                mean = X.mean(dim=dims, keepdim=True)
+                var = ((X - mean) ** 2).mean(dim=dims, keepdim=True)
+                X_hat = (X - mean) / torch.sqrt(var + case.eps)
+                moving_mean = (1.0 - momentum) * moving_mean + momentum * mean
+                moving_var = (1.0 - momentum) * moving_var + momentum * var
+            Y = X_hat if gamma is None else gamma * X_hat + beta
+            return Y, mean, var
+
+        out: dict[str, list[np.ndarray]] = {}
+
+        def put(k: str, v) -> None:
+            out.setdefault(k, []).append(_to_numpy(v))
+
+        try:
+            with torch.no_grad():
+                for x_np in inputs.x:
+                    Y, mean, var = batch_norm(_from_numpy(x_np, case.dtype), case.mode == "train")
+                    put("y", Y)
+                    if case.mode == "train":
+                        put("batch_mean", mean.reshape(-1))
+                        put("batch_var", var.reshape(-1))
+                        put("running_mean", moving_mean.reshape(-1))
+                        put("running_var", moving_var.reshape(-1))
+                if case.mode == "train" and case.eval_after:
+                    put("eval_y", batch_norm(_from_numpy(inputs.x[-1], case.dtype), False)[0])
+        except RuntimeError as e:
+            if _no_kernel(e):
+                raise Unsupported(f"torch: {e}") from None
+            raise
+        return Observed(out)
+
+
+ADAPTERS = [TorchModule, TorchScratch]

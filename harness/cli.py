@@ -1,0 +1,302 @@
+"""``normconf``: run, validate and report BatchNorm conformance.
+
+Exit codes: 0 every outcome as expected; 1 some outcome not as expected;
+2 invalid input or usage (the message names file, line and field).
+Frameworks are imported only by the worker processes of the selected backends,
+so ``normconf --help`` imports none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input or usage: printed without a traceback, exit code 2."""
+
+
+def _csv_list(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# normconf run
+
+
+def environment(versions: dict[str, str]) -> dict[str, Any]:
+    """Where a run happened: Python, OS, CPU, every backend's version."""
+    import numpy as np
+
+    from harness import __version__
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "normconf": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "numpy": np.__version__,
+        "device": "cpu",
+        "backend_versions": dict(sorted(versions.items())),
+    }
+
+
+def _select_backends(runner, requested: list[str]) -> list[str]:
+    known = runner.adapters
+    if not requested:
+        return sorted(known)
+    unknown = [b for b in requested if b not in known]
+    if unknown:
+        raise UsageError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return list(dict.fromkeys(requested))
+
+
+def _progress_factory(total: int):
+    """A rich progress bar on a terminal, nothing otherwise."""
+    if not sys.stderr.isatty() or total < 2:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    prog = Progress(TextColumn("[bold]normconf"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.description}"), transient=True)
+    task = prog.add_task("", total=total)
+
+    def update(done: int, tot: int, desc: str) -> None:
+        prog.update(task, completed=done, description=desc)
+
+    return prog, update
+
+
+def print_summary(df, out=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.results import SEVERITY
+
+    console = Console(file=out or sys.stdout, width=120)
+    pairs = df.groupby(["case", "backend"], sort=False)
+    counts: dict[str, dict[str, int]] = {}
+    unexpected = []
+    for (case, backend), g in pairs:
+        overall = max(g["outcome"], key=lambda o: SEVERITY[o])
+        counts.setdefault(backend, {}).setdefault(overall, 0)
+        counts[backend][overall] += 1
+        if g["as_expected"].iloc[0] is False or (str(g["as_expected"].iloc[0]) == "False"):
+            bad = g[g["outcome"] == overall].iloc[0]
+            unexpected.append((case, backend, overall, bad["output"] or "", bad["explanation"] or "", bad["message"] or ""))
+    table = Table(title="normconf: outcomes per backend (case × backend pairs)")
+    cols = ["pass", "explained", "mismatch", "unsupported", "error"]
+    table.add_column("backend")
+    table.add_column("version")
+    for c in cols:
+        table.add_column(c, justify="right")
+    versions = df.groupby("backend")["backend_version"].first().to_dict()
+    for backend, cnt in counts.items():
+        table.add_row(backend, str(versions.get(backend) or ""), *[str(cnt.get(c, 0) or "") for c in cols])
+    console.print(table)
+    if unexpected:
+        console.print(f"[bold red]{len(unexpected)} result(s) not as expected:[/]")
+        for case, backend, overall, output, expl, msg in unexpected[:50]:
+            detail = expl or msg
+            console.print(f"  {case} [{backend}] {overall}{' ' + output if output else ''}: {detail[:300]}", markup=False, highlight=False)
+        if len(unexpected) > 50:
+            console.print(f"  ... and {len(unexpected) - 50} more (see results.csv)")
+    else:
+        console.print("[bold green]every outcome as expected[/]")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.cases import load_paths
+    from harness.report import write_reports
+    from harness.results import to_frame
+    from harness.runner import Runner
+
+    cases = load_paths(args.paths or ["cases"], max_elements=args.max_elements)
+    if args.case:
+        import fnmatch
+
+        cases = [lc for lc in cases if any(fnmatch.fnmatchcase(lc.id, pat) for pat in args.case)]
+        if not cases:
+            raise UsageError(f"--case {' '.join(args.case)} matched no case")
+    with Runner(tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout) as runner:
+        backends = _select_backends(runner, _csv_list(args.backend))
+        total = len(cases) * len(backends)
+        prog, update = _progress_factory(total)
+        if prog:
+            prog.start()
+        try:
+            summary = runner.run(cases, backends, jobs=args.jobs, progress=update)
+        finally:
+            if prog:
+                prog.stop()
+    df = to_frame(summary.rows)
+    meta = {
+        "environment": environment(summary.versions),
+        "command": "normconf " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("normconf") else "normconf run",
+        "cases": len(cases),
+        "backends": backends,
+        "partial": summary.partial,
+        "timing": {"wall_seconds": round(summary.seconds, 3)},
+    }
+    written = write_reports(df, meta, args.out)
+    print_summary(df)
+    print(f"wrote {', '.join(str(p) for p in written)}" + (" (PARTIAL: interrupted)" if summary.partial else ""))
+    if summary.partial:
+        return 130
+    ok = df["as_expected"].fillna(True).astype(bool).all() if len(df) else True
+    return EXIT_OK if ok else EXIT_UNEXPECTED
+
+
+# --------------------------------------------------------------------------------------
+# other commands
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.runner import Runner
+
+    with Runner(tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout) as runner:
+        backends = _select_backends(runner, _csv_list(args.backend))
+        info = runner.backend_info(backends)
+    table = Table(title="normconf backends")
+    for col in ("backend", "framework", "worker", "available", "version", "reason / description"):
+        table.add_column(col)
+    for b in backends:
+        cls = runner.adapters[b]
+        reason, version = info.get(b, ("not probed", ""))
+        table.add_row(b, cls.framework, cls.worker, "no" if reason else "yes", version, reason or cls.description)
+    Console(width=160).print(table)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.cases import load_paths
+
+    cases = load_paths(args.paths, max_elements=args.max_elements)
+    files = sorted({lc.file for lc in cases})
+    print(f"{len(cases)} case(s) in {len(files)} file(s): valid")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.cases import json_schema
+    from harness.results import atomic_write_text
+
+    text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}")
+    return EXIT_OK
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adapter", action="append", metavar="MODULE:NAME",
+                   help="load an adapter class (or list of classes) from an importable module; repeatable")
+    p.add_argument("--native", action="append", metavar="LIB.so",
+                   help="run a native BatchNorm library built against native/include/normconf_bn.h; repeatable")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S", help="per (case, backend) timeout in seconds (default 300)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from harness.cases import DEFAULT_MAX_ELEMENTS
+
+    parser = argparse.ArgumentParser(prog="normconf", description="Cross-framework BatchNorm conformance harness.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run cases on backends and write reports")
+    p.add_argument("paths", nargs="*", help="case files or folders (default: cases/)")
+    p.add_argument("--backend", "-b", action="append", metavar="ID[,ID...]", help="backends to run (default: all)")
+    p.add_argument("--case", "-k", action="append", metavar="GLOB", help="only cases whose id matches; repeatable")
+    p.add_argument("--out", "-o", default="reports", help="output folder (default: reports/)")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS, help="largest case size in elements")
+    _add_common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("backends", help="list backends with availability and version")
+    p.add_argument("--backend", "-b", action="append", metavar="ID[,ID...]")
+    _add_common(p)
+    p.set_defaults(func=cmd_backends)
+
+    p = sub.add_parser("validate", help="check case files only")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="write the JSON Schema of the case format")
+    p.add_argument("--out", default="cases/schema.json", help="file to write, or - for stdout")
+    p.set_defaults(func=cmd_schema)
+
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+def _extra_commands() -> list[Callable[[Any], None]]:
+    """Subcommands defined in other modules (each module: ``add_parser(subparsers)``)."""
+    import importlib
+
+    out = []
+    for mod in ("harness.report.cli", "harness.fuzz"):
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+            continue
+        out.append(m.add_parser)
+    return out
+
+
+EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.adapters import AdapterSpecError
+    from harness.cases import CaseFileError
+
+    EXTRA_COMMANDS[:] = _extra_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CaseFileError as e:
+        for err in e.errors:
+            print(f"error: {err}", file=sys.stderr)
+        n = len(e.errors)
+        print(f"{n} error{'s' if n != 1 else ''}; nothing was run", file=sys.stderr)
+        return EXIT_USAGE
+    except (UsageError, AdapterSpecError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

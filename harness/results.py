@@ -1,0 +1,255 @@
+"""From a backend's outputs to result rows; the results table and its files.
+
+One row per (case, backend, output, step).  A backend that produced nothing
+comparable (unsupported, unavailable, error) gets one row with an empty
+``output``.  Outcomes: ``pass``, ``explained``, ``mismatch``, ``unsupported``,
+``error``.  A (case, backend) pair is *as expected* when it matches the case's
+``expect`` entry for that backend, or — without one — when it is ``pass`` or
+``unsupported``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from harness.cases import Case, LoadedCase
+from harness.compare import Tolerance, compare, default_tolerance
+from harness.inputs import Inputs
+
+#: the columns of results.csv, in order
+COLUMNS = [
+    "case", "file", "line", "backend", "backend_version", "output", "step", "outcome",
+    "max_abs_err", "max_rel_err", "max_ulp", "mismatched", "mismatched_frac", "worst_index",
+    "atol", "rtol", "tolerance_reason", "explanation", "explanation_text",
+    "expected_outcome", "expected_because", "expectation_reason", "as_expected",
+    "message", "notes", "seconds",
+    "dtype", "param_dtype", "mode", "shape", "layout", "steps", "eps", "momentum",
+    "normalize_variance", "running_variance", "seed",
+]
+#: columns that change from run to run (excluded from reproducibility checks)
+TIMING_COLUMNS = ["seconds"]
+#: worst first: how a (case, backend) pair's rows combine into one outcome
+SEVERITY = {"error": 4, "mismatch": 3, "explained": 2, "pass": 1, "unsupported": 0}
+
+
+@dataclass
+class Row:
+    case: str
+    file: str
+    line: int
+    backend: str
+    backend_version: str
+    output: str
+    step: int | None
+    outcome: str
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    max_ulp: float | None = None
+    mismatched: int | None = None
+    mismatched_frac: float | None = None
+    worst_index: str = ""
+    atol: float | None = None
+    rtol: float | None = None
+    tolerance_reason: str = ""
+    explanation: str = ""
+    explanation_text: str = ""
+    expected_outcome: str = ""
+    expected_because: str = ""
+    expectation_reason: str = ""
+    as_expected: bool | None = None
+    message: str = ""
+    notes: str = ""
+    seconds: float | None = None
+    dtype: str = ""
+    param_dtype: str = ""
+    mode: str = ""
+    shape: str = ""
+    layout: str = ""
+    steps: int = 1
+    eps: float | None = None
+    momentum: str = ""
+    normalize_variance: str = ""
+    running_variance: str = ""
+    seed: str = ""
+
+
+def _case_fields(lc: LoadedCase) -> dict[str, Any]:
+    c = lc.case
+    if c.data is not None:
+        seed = "explicit data"
+    else:
+        seed = str(c.input.seed) if c.input is not None else "0"
+    return dict(
+        case=c.id, file=lc.file, line=lc.line, dtype=c.dtype, param_dtype=c.params_dtype, mode=c.mode,
+        shape="x".join(str(d) for d in c.shape), layout=c.layout, steps=c.steps, eps=c.eps,
+        momentum="cumulative" if c.momentum_weight is None else f"batch_weight={c.momentum_weight:g}",
+        normalize_variance=c.normalize_variance, running_variance=c.running_variance, seed=seed,
+    )
+
+
+def tolerance_for(case: Case, output: str) -> Tolerance:
+    """The case's override when it covers ``output``, else the dtype default."""
+    dtype = case.dtype if output in ("y", "eval_y", "x_hat") else case.params_dtype
+    t = case.tolerance
+    if t is not None and (t.outputs is None or output in t.outputs):
+        return Tolerance(float(t.rtol), float(t.atol), t.reason)
+    return default_tolerance(dtype)
+
+
+def output_dtype(case: Case, output: str) -> str:
+    return case.dtype if output in ("y", "eval_y", "x_hat") else case.params_dtype
+
+
+#: the explanation engine plugs in here: f(case, inputs, output, step, observed, expected, tol) -> (label, text) | None
+EXPLAINER = None
+
+
+def rows_for(
+    lc: LoadedCase,
+    backend: str,
+    result: Any,  # harness.worker.BackendResult
+    expected: dict[str, list[np.ndarray]] | None,
+    inputs: Inputs | None,
+) -> list[Row]:
+    """Rows of one (case, backend) pair, including the expectation verdict."""
+    case = lc.case
+    base = dict(_case_fields(lc), backend=backend, backend_version=result.version, notes="; ".join(result.notes))
+    rows: list[Row] = []
+    if result.status != "ok":
+        outcome = {"unavailable": "unsupported", "unsupported": "unsupported"}.get(result.status, "error")
+        msg = f"backend unavailable: {result.message}" if result.status == "unavailable" else result.message
+        rows.append(Row(**base, output="", step=None, outcome=outcome, message=msg, seconds=result.seconds))
+    else:
+        names = [n for n in _ordered(result.outputs) if expected is not None and n in expected]
+        ignored = sorted(set(result.outputs) - set(names))
+        if not names:
+            rows.append(Row(**base, output="", step=None, outcome="error", seconds=result.seconds,
+                            message=f"backend returned no comparable output (got {ignored or 'nothing'})"))
+        for name in names:
+            obs_steps, exp_steps = result.outputs[name], expected[name]
+            tol = tolerance_for(case, name)
+            dt = output_dtype(case, name)
+            if len(obs_steps) != len(exp_steps):
+                rows.append(Row(**base, output=name, step=None, outcome="error", seconds=result.seconds,
+                                message=f"{len(obs_steps)} steps returned, {len(exp_steps)} expected"))
+                continue
+            for k, (o, e) in enumerate(zip(obs_steps, exp_steps), start=1):
+                cmp = compare(o, e, tol, dt)
+                outcome, expl, expl_text = ("pass" if cmp.close else "mismatch"), "", ""
+                if not cmp.close and EXPLAINER is not None and inputs is not None:
+                    found = EXPLAINER(case, inputs, name, k, np.asarray(o), e, tol)
+                    if found is not None:
+                        outcome, (expl, expl_text) = "explained", found
+                rows.append(Row(
+                    **base, output=name, step=k, outcome=outcome,
+                    max_abs_err=_f(cmp.max_abs_err), max_rel_err=_f(cmp.max_rel_err), max_ulp=_f(cmp.max_ulp),
+                    mismatched=cmp.mismatched, mismatched_frac=cmp.mismatched_frac,
+                    worst_index="" if cmp.worst_index is None else str(list(cmp.worst_index)),
+                    atol=tol.atol, rtol=tol.rtol, tolerance_reason=tol.reason,
+                    explanation=expl, explanation_text=expl_text, message=cmp.message,
+                    seconds=result.seconds,
+                ))
+    apply_expectation(case, backend, rows, unavailable=result.status == "unavailable")
+    return rows
+
+
+def _ordered(outputs: dict) -> list[str]:
+    order = ["y", "batch_mean", "batch_var", "running_mean", "running_var", "eval_y", "inv_std", "x_hat"]
+    return [n for n in order if n in outputs] + sorted(n for n in outputs if n not in order)
+
+
+def _f(v: float) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def pair_outcome(rows: Iterable[Row]) -> str:
+    """The worst outcome over a (case, backend) pair's rows."""
+    return max((r.outcome for r in rows), key=lambda o: SEVERITY[o], default="unsupported")
+
+
+def apply_expectation(case: Case, backend: str, rows: list[Row], unavailable: bool = False) -> None:
+    """Fill the expectation columns and ``as_expected`` of one pair's rows (in place)."""
+    exp = case.expect.get(backend)
+    overall = pair_outcome(rows)
+    if unavailable:
+        verdict, note = None, ""
+    elif exp is None:
+        verdict = overall in ("pass", "unsupported")
+        note = ""
+    else:
+        verdict = overall == exp.outcome
+        note = ""
+        if verdict and exp.because:
+            labels = {lab for r in rows for lab in r.explanation.split(";") if lab}
+            verdict = exp.because in labels
+            if not verdict:
+                note = f"expected explanation {exp.because!r}, got {sorted(labels) or 'none'}"
+        elif not verdict:
+            note = f"expected {exp.outcome} ({exp.reason}), got {overall}"
+    for r in rows:
+        r.as_expected = verdict
+        if exp is not None:
+            r.expected_outcome, r.expected_because, r.expectation_reason = exp.outcome, exp.because or "", exp.reason
+        if note and r.outcome == overall:
+            r.message = f"{note}; {r.message}" if r.message else note
+
+
+def to_frame(rows: Iterable[Row]) -> pd.DataFrame:
+    df = pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS)
+    df["step"] = df["step"].astype("Int64")
+    df["mismatched"] = df["mismatched"].astype("Int64")
+    df["as_expected"] = df["as_expected"].astype("boolean")
+    return df
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+def write_json(df: pd.DataFrame, path: str | os.PathLike[str], meta: dict[str, Any]) -> None:
+    records = json.loads(df.to_json(orient="records", double_precision=15))
+    atomic_write_text(path, json.dumps({"meta": meta, "results": records}, indent=1, allow_nan=False))
+
+
+def read_results(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read results.csv or results.json back into (DataFrame, meta)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        df = pd.DataFrame(data.get("results", []), columns=COLUMNS)
+        meta = data.get("meta", {})
+    else:
+        df = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in COLUMNS if c not in ("output", "message", "notes", "explanation", "explanation_text", "tolerance_reason", "expected_outcome", "expected_because", "expectation_reason", "worst_index", "seed", "momentum")})
+        meta = {}
+    for col in COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    return df[COLUMNS], meta

@@ -1,0 +1,375 @@
+"""Cases × backends → result rows, each backend group in its own worker process.
+
+The unit of work is a :class:`~harness.worker.Task` (one case, one backend): a
+plain picklable object.  Tasks of one *worker group* (``Adapter.worker``) run in
+a ``python -m harness.worker`` subprocess started with the group's environment;
+a crash there becomes ``error: crashed (SIGSEGV)``, a task running past the
+timeout becomes ``error: timeout after N s`` (the worker is killed and a fresh
+one serves the next task), and the run goes on.
+
+Inputs and the reference are computed once per case in this process and shared
+by every backend; workers regenerate the (deterministic) inputs themselves, so
+large arrays are never pickled to them.  ``jobs > 1`` runs chunks of tasks on
+that many threads, each driving its own worker; rows are sorted back into
+case × backend order, so a parallel run's results equal a serial run's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from harness import worker as proto
+from harness.adapters import all_adapters
+from harness.cases import LoadedCase
+from harness.inputs import Inputs, generate
+from harness.oracle import reference_outputs
+from harness.results import Row, rows_for
+
+#: default per-task timeout in seconds (``--timeout``)
+DEFAULT_TIMEOUT = 300.0
+#: how long a worker may take to start (imports only happen later, per task)
+STARTUP_TIMEOUT = 60.0
+
+
+class WorkerFailure(Exception):
+    """The worker died or timed out; ``message`` is the result's error text."""
+
+
+def _signal_name(rc: int) -> str:
+    try:
+        return signal.Signals(-rc).name
+    except (ValueError, TypeError):
+        return f"signal {-rc}"
+
+
+class WorkerHandle:
+    """One live worker process for one worker group."""
+
+    def __init__(self, group: str, env: dict[str, str], extra_specs: tuple[str, ...], native_paths: tuple[str, ...]):
+        self.group = group
+        self._stderr = tempfile.TemporaryFile()
+        full_env = dict(os.environ)
+        full_env.update(env)
+        root = str(Path(__file__).resolve().parent.parent)
+        full_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.getcwd(), full_env.get("PYTHONPATH", "")) if p)
+        full_env.setdefault("PYTHONUNBUFFERED", "1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=full_env,
+            start_new_session=True,
+        )
+        self._in = self.proc.stdin.fileno()
+        self._out = self.proc.stdout.fileno()
+        self._send({"extra_specs": list(extra_specs), "native_paths": list(native_paths)})
+        kind, _pid = self._recv(STARTUP_TIMEOUT, "starting the worker")
+        if kind != "ready":
+            raise WorkerFailure(f"worker for {group} did not start: {kind}")
+
+    # -- protocol -------------------------------------------------------------------
+    def _send(self, obj) -> None:
+        try:
+            proto.send(self._in, obj)
+        except (BrokenPipeError, OSError):
+            raise WorkerFailure(self._death_message()) from None
+
+    def _read(self, n: int, deadline: float, what: str) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            r, _, _ = select.select([self._out], [], [], min(left, 1.0))
+            if not r:
+                if self.proc.poll() is not None:
+                    raise WorkerFailure(self._death_message())
+                continue
+            chunk = os.read(self._out, min(n - len(buf), 1 << 20))
+            if not chunk:
+                self.proc.wait(timeout=5)
+                raise WorkerFailure(self._death_message())
+            buf += chunk
+        return bytes(buf)
+
+    def _recv(self, timeout: float, what: str):
+        import pickle
+
+        deadline = time.monotonic() + timeout
+        try:
+            (n,) = proto._HEADER.unpack(self._read(proto._HEADER.size, deadline, what))
+            payload = self._read(n, deadline, what)
+        except TimeoutError:
+            self.kill()
+            raise WorkerFailure(f"timeout after {timeout:g} s ({what})") from None
+        try:
+            return pickle.loads(payload)
+        except Exception as e:  # e.g. an adapter returned an object this process cannot rebuild
+            raise WorkerFailure(f"undecodable reply from the worker: {type(e).__name__}: {e}") from None
+
+    def call(self, request, timeout: float, what: str):
+        self._send(request)
+        kind, payload = self._recv(timeout, what)
+        if kind != "ok":
+            raise WorkerFailure(str(payload))
+        return payload
+
+    # -- lifecycle ------------------------------------------------------------------
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _stderr_tail(self, n: int = 800) -> str:
+        try:
+            self._stderr.seek(0, os.SEEK_END)
+            size = self._stderr.tell()
+            self._stderr.seek(max(0, size - n))
+            return self._stderr.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            return ""
+
+    def _death_message(self) -> str:
+        try:
+            rc = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            rc = self.proc.returncode
+        if rc is not None and rc < 0:
+            msg = f"crashed ({_signal_name(rc)})"
+        else:
+            msg = f"worker exited with status {rc}"
+        tail = self._stderr_tail()
+        return f"{msg}; worker stderr: {tail[-400:]}" if tail else msg
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                proto.send(self._in, ("exit", None))
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.kill()
+        for f in (self.proc.stdin, self.proc.stdout, self._stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+@dataclass
+class RunSummary:
+    rows: list[Row]
+    partial: bool = False
+    seconds: float = 0.0
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+class Runner:
+    """Runs (case, backend) pairs; holds worker processes and the per-case reference cache.
+
+    Use as a context manager (workers are closed at exit).
+    """
+
+    def __init__(self, extra_specs: tuple[str, ...] = (), native_paths: tuple[str, ...] = (),
+                 timeout: float = DEFAULT_TIMEOUT, cache_size: int = 4):
+        self.extra_specs = tuple(extra_specs)
+        self.native_paths = tuple(str(Path(p).resolve()) for p in native_paths)
+        self.timeout = timeout
+        self.adapters = all_adapters(self.extra_specs, self.native_paths)
+        self._cache: OrderedDict[str, tuple[Inputs, dict]] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
+        self._case_locks: dict[str, threading.Lock] = {}
+        self._local = threading.local()
+        self._all_workers: list[WorkerHandle] = []
+        self._workers_lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._workers_lock:
+            for w in self._all_workers:
+                w.close()
+            self._all_workers.clear()
+
+    # -- shared per-case data -----------------------------------------------------------
+    def expected(self, lc: LoadedCase) -> tuple[Inputs, dict[str, list[np.ndarray]]]:
+        """(inputs, reference outputs) for a case, computed once and cached."""
+        key = lc.case.model_dump_json()
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            lock = self._case_locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._cache_lock:
+                if key in self._cache:
+                    return self._cache[key]
+            inputs = generate(lc.case)
+            ref = reference_outputs(lc.case, inputs)
+            with self._cache_lock:
+                self._cache[key] = (inputs, ref)
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+            return inputs, ref
+
+    # -- workers ----------------------------------------------------------------------
+    def group_of(self, backend: str) -> tuple[str, dict[str, str]]:
+        cls = self.adapters[backend]
+        return cls.worker, dict(cls.worker_env)
+
+    def _worker(self, backend: str) -> WorkerHandle:
+        group, env = self.group_of(backend)
+        w: WorkerHandle | None = getattr(self._local, "worker", None)
+        if w is not None and (w.group != group or not w.alive()):
+            w.close()
+            with self._workers_lock:
+                if w in self._all_workers:
+                    self._all_workers.remove(w)
+            w = None
+        if w is None:
+            w = WorkerHandle(group, env, self.extra_specs, self.native_paths)
+            with self._workers_lock:
+                self._all_workers.append(w)
+            self._local.worker = w
+        return w
+
+    def _drop_worker(self) -> None:
+        w = getattr(self._local, "worker", None)
+        if w is not None:
+            w.kill()
+            w.close()
+            with self._workers_lock:
+                if w in self._all_workers:
+                    self._all_workers.remove(w)
+            self._local.worker = None
+
+    def run_backend(self, lc: LoadedCase, backend: str) -> proto.BackendResult:
+        """Run one task in the backend's worker; failures become an ``error`` result."""
+        t0 = time.perf_counter()
+        try:
+            w = self._worker(backend)
+            return w.call(("run", proto.Task(lc.case, backend)), self.timeout, f"{lc.id} on {backend}")
+        except WorkerFailure as e:
+            self._drop_worker()
+            return proto.BackendResult(backend, "error", message=str(e), seconds=time.perf_counter() - t0)
+
+    def run_pair(self, lc: LoadedCase, backend: str) -> list[Row]:
+        """Rows for one (case, backend) pair (the pytest plugin's unit)."""
+        if backend not in self.adapters:
+            res = proto.BackendResult(backend, "error", message=f"unknown backend {backend!r}")
+            return rows_for(lc, backend, res, None, None)
+        res = self.run_backend(lc, backend)
+        if res.status == "ok":
+            inputs, ref = self.expected(lc)
+            return rows_for(lc, backend, res, ref, inputs)
+        return rows_for(lc, backend, res, None, None)
+
+    def backend_info(self, backends: list[str]) -> dict[str, tuple[str | None, str]]:
+        """{backend: (unavailable reason or None, version)}, asked of each group's worker."""
+        out: dict[str, tuple[str | None, str]] = {}
+        by_group: dict[str, list[str]] = {}
+        for b in backends:
+            by_group.setdefault(self.group_of(b)[0], []).append(b)
+        for group, bs in by_group.items():
+            try:
+                out.update(self._worker(bs[0]).call(("info", bs), self.timeout, f"probing {group}"))
+            except WorkerFailure as e:
+                self._drop_worker()
+                out.update({b: (f"worker failed: {e}", "") for b in bs})
+        return out
+
+    # -- whole runs ----------------------------------------------------------------------
+    def run(self, cases: list[LoadedCase], backends: list[str], jobs: int = 1,
+            progress: Callable[[int, int, str], None] | None = None) -> RunSummary:
+        """Every case on every backend.  Interrupted runs return what finished (``partial``)."""
+        t_start = time.perf_counter()
+        tasks = [(ci, bi, lc, b) for ci, lc in enumerate(cases) for bi, b in enumerate(backends)]
+        # order: by worker group, then case, so a worker keeps its imports and input cache warm
+        tasks.sort(key=lambda t: (self.group_of(t[3])[0], t[0], t[1]))
+        chunk = max(1, math.ceil(len(tasks) / max(1, jobs * 4)))
+        chunks: queue.Queue = queue.Queue()
+        cur: list = []
+        for t in tasks:
+            if cur and (len(cur) >= chunk or self.group_of(cur[-1][3])[0] != self.group_of(t[3])[0]):
+                chunks.put(cur)
+                cur = []
+            cur.append(t)
+        if cur:
+            chunks.put(cur)
+        results: dict[tuple[int, int], list[Row]] = {}
+        lock = threading.Lock()
+        total = len(tasks)
+
+        def work() -> None:
+            try:
+                while not self.stop.is_set():
+                    try:
+                        part = chunks.get_nowait()
+                    except queue.Empty:
+                        return
+                    for ci, bi, lc, b in part:
+                        if self.stop.is_set():
+                            return
+                        rows = self.run_pair(lc, b)
+                        with lock:
+                            results[(ci, bi)] = rows
+                            if progress:
+                                progress(len(results), total, f"{lc.id} [{b}]")
+            finally:
+                w = getattr(self._local, "worker", None)
+                if w is not None:
+                    w.close()
+                    self._local.worker = None
+
+        partial = False
+        if jobs <= 1:
+            try:
+                work()
+            except KeyboardInterrupt:
+                self.stop.set()
+                partial = True
+        else:
+            threads = [threading.Thread(target=work, daemon=True) for _ in range(jobs)]
+            for th in threads:
+                th.start()
+            try:
+                for th in threads:
+                    while th.is_alive():
+                        th.join(0.2)
+            except KeyboardInterrupt:
+                self.stop.set()
+                partial = True
+                self.close()
+        if self.stop.is_set():
+            partial = True
+        rows = [r for key in sorted(results) for r in results[key]]
+        versions = {r.backend: r.backend_version for r in rows if r.backend_version}
+        return RunSummary(rows, partial, time.perf_counter() - t_start, versions)

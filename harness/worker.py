@@ -1,0 +1,169 @@
+"""Backend worker process: runs adapters of one worker group, isolated from the harness.
+
+Started by :class:`harness.runner.WorkerHandle` as ``python -m harness.worker``
+with the group's environment (e.g. ``KERAS_BACKEND``) already set, so the
+framework sees it at import.  The protocol runs over a private copy of fd 1;
+fd 1 itself is pointed at stderr so that prints from frameworks or native code
+cannot corrupt it.  Messages are length-prefixed pickles:
+
+* request ``("run", Task)`` → reply ``("ok", BackendResult)``
+* request ``("info", [backend ids])`` → reply ``("ok", {id: (available_reason, version)})``
+* request ``("exit", None)`` → the process ends
+
+A crash (signal) or hang is detected by the parent, never here.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import sys
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+_HEADER = struct.Struct("<Q")
+
+
+def send(fd: int, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    buf = _HEADER.pack(len(data)) + data
+    view = memoryview(buf)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def recv_exact(fd: int, n: int) -> bytes:
+    chunks = []
+    while n:
+        b = os.read(fd, min(n, 1 << 20))
+        if not b:
+            raise EOFError("peer closed the pipe")
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+def recv(fd: int):
+    (n,) = _HEADER.unpack(recv_exact(fd, _HEADER.size))
+    return pickle.loads(recv_exact(fd, n))
+
+
+@dataclass
+class Task:
+    """One unit of work: run one backend on one case (plain, picklable)."""
+
+    case: object  # harness.cases.Case
+    backend: str
+    index: int = 0  # position in the run, for deterministic ordering
+
+
+@dataclass
+class BackendResult:
+    """What a worker sends back for one task."""
+
+    backend: str
+    status: str  # "ok" | "unsupported" | "unavailable" | "error"
+    outputs: dict = field(default_factory=dict)  # name -> [arrays per step]
+    notes: list = field(default_factory=list)
+    message: str = ""
+    version: str = ""
+    seconds: float = 0.0
+
+
+class _Host:
+    """Holds the adapter instances and an input cache inside the worker."""
+
+    def __init__(self, extra_specs: tuple[str, ...], native_paths: tuple[str, ...]):
+        self.extra_specs = extra_specs
+        self.native_paths = native_paths
+        self._adapters: dict[str, object] = {}
+        self._inputs: OrderedDict[str, object] = OrderedDict()
+
+    def adapter(self, backend: str):
+        if backend not in self._adapters:
+            from harness.adapters import get_adapter
+
+            self._adapters[backend] = get_adapter(backend, self.extra_specs, self.native_paths)
+        return self._adapters[backend]
+
+    def inputs(self, case):
+        key = case.model_dump_json()
+        if key not in self._inputs:
+            from harness.inputs import generate
+
+            self._inputs[key] = generate(case)
+            while len(self._inputs) > 2:
+                self._inputs.popitem(last=False)
+        self._inputs.move_to_end(key)
+        return self._inputs[key]
+
+    def info(self, backends: list[str]) -> dict[str, tuple[str | None, str]]:
+        out = {}
+        for b in backends:
+            try:
+                a = self.adapter(b)
+                reason = a.available()
+                out[b] = (reason, "" if reason else a.version())
+            except Exception as e:  # a broken adapter is reported, not fatal
+                out[b] = (f"{type(e).__name__}: {e}", "")
+        return out
+
+    def run(self, task: Task) -> BackendResult:
+        from harness.adapters.base import Unsupported
+
+        t0 = time.perf_counter()
+        try:
+            a = self.adapter(task.backend)
+            reason = a.available()
+            if reason:
+                return BackendResult(task.backend, "unavailable", message=reason)
+            version = a.version()
+            why = a.unsupported(task.case)
+            if why:
+                return BackendResult(task.backend, "unsupported", message=why, version=version)
+            inputs = self.inputs(task.case)
+            t0 = time.perf_counter()
+            obs = a.run(task.case, inputs)
+            dt = time.perf_counter() - t0
+            return BackendResult(task.backend, "ok", outputs=obs.outputs, notes=list(obs.notes), version=version, seconds=dt)
+        except Unsupported as e:
+            return BackendResult(task.backend, "unsupported", message=str(e), seconds=time.perf_counter() - t0)
+        except Exception as e:
+            tb = traceback.extract_tb(e.__traceback__)
+            where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+            return BackendResult(task.backend, "error", message=f"{type(e).__name__}: {e}{where}",
+                                 seconds=time.perf_counter() - t0)
+
+
+def main() -> None:
+    proto_out = os.dup(1)
+    os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
+    sys.stdout = sys.stderr
+    proto_in = 0
+    init = recv(proto_in)
+    host = _Host(tuple(init.get("extra_specs", ())), tuple(init.get("native_paths", ())))
+    send(proto_out, ("ready", os.getpid()))
+    while True:
+        try:
+            kind, payload = recv(proto_in)
+        except EOFError:
+            return
+        if kind == "exit":
+            return
+        if kind == "run":
+            send(proto_out, ("ok", host.run(payload)))
+        elif kind == "info":
+            send(proto_out, ("ok", host.info(payload)))
+        else:
+            send(proto_out, ("error", f"unknown request {kind!r}"))
+
+
+if __name__ == "__main__":
+    # run the copy imported as ``harness.worker`` so pickled classes carry that module name
+    from harness.worker import main as _main
+
+    _main()
