@@ -1,0 +1,428 @@
+"""TensorFlow backends: three BatchNorm code paths, each its own backend id.
+
+``keras-tf``
+    ``keras.layers.BatchNormalization`` (Keras 3) on the TensorFlow backend.
+    Outputs ``y``, ``running_mean``/``running_var`` (the layer's
+    ``moving_mean``/``moving_variance`` after every step) and ``eval_y``.
+``tf-nn``
+    ``tf.nn.moments`` + ``tf.nn.batch_normalization``: the low-level path, no
+    running statistics; outputs ``y``, ``batch_mean``, ``batch_var``.
+``tf-fused``
+    ``tf.compat.v1.nn.fused_batch_norm`` (the FusedBatchNormV3 kernel), 4-D and
+    5-D only, NCHW/NHWC (NCDHW/NDHWC) ``data_format`` natively.  Outputs ``y``,
+    ``running_mean``/``running_var`` (``exponential_avg_factor = w``), and
+    ``batch_mean``/``batch_var`` as the op returns them with
+    ``exponential_avg_factor=1.0`` (its batch variance is Bessel-corrected).
+
+All three run in the ``tensorflow`` worker group, whose environment
+(:data:`TF_ENV`) is applied before TensorFlow is imported: ``KERAS_BACKEND``,
+quiet C++ logs, and one intra-op / one inter-op thread (so reductions are summed
+in the same order on every machine, and TF does not fight other workers for the
+cores).  TensorFlow is imported once per process, on the first run.
+
+Each (shape, dtypes, attributes) signature gets one ``tf.function`` with a fixed
+``input_signature`` (Keras: one built layer and its two traced calls), cached
+per process; a case only assigns its values.  Everything runs as a traced graph,
+never eagerly, so a case gives the same numbers whatever ran before it.
+
+A dtype is decided by trying: when TensorFlow refuses a dtype (no kernel, a
+type attribute outside the op's allowed list, mixed dtypes in one op) the case
+is ``unsupported`` with TensorFlow's message (:func:`tf_refuses_dtype`); any
+other exception is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import OrderedDict
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness.adapters.base import Adapter, Observed, Unsupported, missing
+from harness.cases import Case
+from harness.inputs import Inputs, np_dtype
+
+#: the worker group's environment (applied before TensorFlow/Keras are imported)
+TF_ENV = {
+    "KERAS_BACKEND": "tensorflow",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+}
+MAX_CACHED = 128
+#: seconds per phase (read by benchmarks/adapter_overhead.py)
+STATS: dict[str, float] = {"import": 0.0, "build": 0.0, "trace": 0.0, "compute": 0.0, "convert": 0.0,
+                           "traced_functions": 0, "cache_hits": 0}
+
+_tf_module = None
+
+#: messages TensorFlow gives when it has no kernel / does not allow a dtype
+_DTYPE_REFUSAL = re.compile(
+    r"not in (the )?list of allowed values"          # op-def type attribute (T, U) outside the allowed list
+    r"|was expected to be a \w+ tensor but is a \w+ tensor"  # mixed dtypes in one op
+    r"|No registered '\w+' OpKernel"                 # no kernel for this dtype on this device
+    r"|No OpKernel was registered to support Op"     # idem (graph execution)
+    r"|Could not find device for node"               # idem (eager placement)
+    r"|Tensor conversion requested dtype \w+ for Tensor with dtype \w+"
+    r"|has type \w+ that does not match type \w+ of argument"  # op inputs sharing a type attribute
+)
+
+
+def tf_refuses_dtype(exc: BaseException) -> bool:
+    """True when ``exc`` is TensorFlow refusing a dtype, not any other failure."""
+    return bool(_DTYPE_REFUSAL.search(str(exc)))
+
+
+def _first_lines(msg: str, n: int = 3) -> str:
+    lines = [ln for ln in str(msg).strip().splitlines() if ln.strip()]
+    return " ".join(lines[:n])[:600]
+
+
+def tf():
+    """TensorFlow, imported once per process with :data:`TF_ENV` applied first."""
+    global _tf_module
+    if _tf_module is None:
+        for k, v in TF_ENV.items():
+            os.environ.setdefault(k, v)
+        t = time.perf_counter()
+        import tensorflow
+
+        _tf_module = tensorflow
+        STATS["import"] += time.perf_counter() - t
+    return _tf_module
+
+
+def keras_momentum(case: Case) -> float:
+    """Keras ``momentum`` (weight of the *old* moving value) = 1 - w; a case's running_weight is used as given."""
+    if case.momentum == "cumulative":
+        raise Unsupported("cumulative average (w = 1/k) is not expressible: keras.layers.BatchNormalization has "
+                          "one fixed exponential 'momentum'")
+    if case.momentum.running_weight is not None:
+        return float(case.momentum.running_weight)
+    return 1.0 - float(case.momentum.batch_weight)
+
+
+def data_format(case: Case) -> str:
+    """FusedBatchNorm ``data_format`` for the case's layout and rank (4-D/5-D)."""
+    spatial = {4: "HW", 5: "DHW"}[case.rank]
+    return f"NC{spatial}" if case.layout == "channels_first" else f"N{spatial}C"
+
+
+def keras_dtype_policy(case: Case) -> str | None:
+    """Keras dtype policy for (x dtype, parameter dtype), or None when Keras has none."""
+    if case.dtype == case.params_dtype:
+        return case.dtype
+    if case.params_dtype == "float32" and case.dtype in ("float16", "bfloat16"):
+        return f"mixed_{case.dtype}"
+    return None
+
+
+class _Cache:
+    """Small LRU of traced functions / built layers."""
+
+    def __init__(self) -> None:
+        self._d: "OrderedDict[tuple, Any]" = OrderedDict()
+
+    def get(self, key: tuple, make):
+        if key in self._d:
+            self._d.move_to_end(key)
+            STATS["cache_hits"] += 1
+            return self._d[key], False
+        t = time.perf_counter()
+        obj = make()
+        STATS["build"] += time.perf_counter() - t
+        self._d[key] = obj
+        while len(self._d) > MAX_CACHED:
+            self._d.popitem(last=False)
+        return obj, True
+
+
+def _call(fn, args, first: bool):
+    """Run a traced function; the first call of a new function counts as tracing."""
+    t = time.perf_counter()
+    out = fn(*args)
+    dt = time.perf_counter() - t
+    if first:
+        STATS["trace"] += dt
+        STATS["traced_functions"] += 1
+    else:
+        STATS["compute"] += dt
+    return out
+
+
+def _to_numpy(t) -> np.ndarray:
+    s = time.perf_counter()
+    a = t.numpy()
+    STATS["convert"] += time.perf_counter() - s
+    return a
+
+
+class _TFAdapter(Adapter):
+    framework = "tensorflow"
+    worker = "tensorflow"
+    worker_env = dict(TF_ENV)
+
+    def available(self) -> str | None:
+        return missing("tensorflow", "pip install tensorflow-cpu")
+
+    def version(self) -> str:
+        return tf().__version__
+
+    def run(self, case: Case, inputs: Inputs) -> Observed:
+        reason = self.unsupported(case)
+        if reason:
+            raise Unsupported(reason)
+        tf()
+        try:
+            return self._run(case, inputs)
+        except Unsupported:
+            raise
+        except Exception as e:
+            if tf_refuses_dtype(e):
+                raise Unsupported(f"tensorflow {tf().__version__} refused the dtypes (x {case.dtype}, "
+                                  f"parameters {case.params_dtype}): {type(e).__name__}: {_first_lines(e)}") from None
+            raise
+
+    def _run(self, case: Case, inputs: Inputs) -> Observed:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------
+class KerasTF(_TFAdapter):
+    """``keras.layers.BatchNormalization`` on the TensorFlow backend."""
+
+    id = "keras-tf"
+    framework = "keras"
+    description = "keras.layers.BatchNormalization (Keras 3, TensorFlow backend), traced with tf.function"
+    _cache = _Cache()
+
+    def version(self) -> str:
+        tf()
+        import keras
+
+        return f"{keras.__version__} (tensorflow {tf().__version__})"
+
+    def unsupported(self, case: Case) -> str | None:
+        reason = super().unsupported(case)
+        if reason:
+            return reason
+        if case.mode == "train" and case.momentum == "cumulative":
+            return ("cumulative average (w = 1/k) is not expressible: keras.layers.BatchNormalization has one "
+                    "fixed exponential 'momentum'")
+        if keras_dtype_policy(case) is None:
+            return (f"no Keras dtype policy computes in {case.dtype} with {case.params_dtype} variables "
+                    f"(policies: one dtype for both, or mixed_float16/mixed_bfloat16 with float32 variables)")
+        return None
+
+    def _layer(self, case: Case):
+        t = tf()
+        momentum = keras_momentum(case) if case.mode == "train" else 0.99  # unused in inference
+        key = (case.array_shape, case.dtype, case.params_dtype, case.channel_axis, momentum, case.eps, case.has_affine)
+
+        def make():
+            import keras
+
+            layer = keras.layers.BatchNormalization(
+                axis=case.channel_axis, momentum=momentum, epsilon=case.eps,
+                center=case.has_affine, scale=case.has_affine, dtype=keras_dtype_policy(case))
+            layer.build(case.array_shape)
+            spec = [t.TensorSpec(case.array_shape, t.as_dtype(np_dtype(case.dtype)))]
+            train = t.function(lambda x: layer(x, training=True), input_signature=spec)
+            infer = t.function(lambda x: layer(x, training=False), input_signature=spec)
+            return {"layer": layer, "train": train, "infer": infer, "traced": set()}
+
+        return self._cache.get(key, make)[0]
+
+    def _run(self, case: Case, inputs: Inputs) -> Observed:
+        t = tf()
+        entry = self._layer(case)
+        layer = entry["layer"]
+        if case.has_affine:
+            layer.gamma.assign(inputs.gamma)
+            layer.beta.assign(inputs.beta)
+        layer.moving_mean.assign(inputs.running_mean)
+        layer.moving_variance.assign(inputs.running_var)
+        notes = [f"dtype policy {keras_dtype_policy(case)}"] if case.dtype != case.params_dtype else []
+        train = case.mode == "train"
+        fn_name = "train" if train else "infer"
+        out: dict[str, list[np.ndarray]] = {"y": []}
+        if train:
+            out.update(running_mean=[], running_var=[])
+        for x in inputs.x:
+            first = fn_name not in entry["traced"]
+            y = _call(entry[fn_name], (t.constant(x),), first)
+            entry["traced"].add(fn_name)
+            out["y"].append(_to_numpy(y))
+            if train:
+                out["running_mean"].append(_to_numpy(layer.moving_mean.value))
+                out["running_var"].append(_to_numpy(layer.moving_variance.value))
+        if train and case.eval_after:
+            first = "infer" not in entry["traced"]
+            y = _call(entry["infer"], (t.constant(inputs.x[-1]),), first)
+            entry["traced"].add("infer")
+            out["eval_y"] = [_to_numpy(y)]
+        return Observed(out, notes)
+
+
+# ---------------------------------------------------------------------------------------------
+class TFNN(_TFAdapter):
+    """``tf.nn.moments`` + ``tf.nn.batch_normalization``."""
+
+    id = "tf-nn"
+    description = "tf.nn.moments + tf.nn.batch_normalization (no running statistics), traced with tf.function"
+    _cache = _Cache()
+
+    def _fn(self, case: Case):
+        t = tf()
+        train = case.mode == "train"
+        key = (case.array_shape, case.dtype, case.params_dtype, case.channel_axis, case.eps, train, case.has_affine)
+
+        def make():
+            rank, ch = case.rank, case.channel_axis % case.rank
+            axes = [a for a in range(rank) if a != ch]
+            bshape = [1] * rank
+            bshape[ch] = case.channels
+            x_spec = t.TensorSpec(case.array_shape, t.as_dtype(np_dtype(case.dtype)))
+            p_spec = t.TensorSpec([case.channels], t.as_dtype(np_dtype(case.params_dtype)))
+
+            @t.function(input_signature=[x_spec, p_spec, p_spec, p_spec, p_spec], autograph=False)
+            def fn(x, gamma, beta, running_mean, running_var):
+                if train:
+                    mean, var = t.nn.moments(x, axes=axes, keepdims=True)
+                else:
+                    mean, var = t.reshape(running_mean, bshape), t.reshape(running_var, bshape)
+                scale = t.reshape(gamma, bshape) if case.has_affine else None
+                offset = t.reshape(beta, bshape) if case.has_affine else None
+                y = t.nn.batch_normalization(x, mean, var, offset, scale, variance_epsilon=case.eps)
+                return y, t.reshape(mean, [-1]), t.reshape(var, [-1])
+
+            return {"fn": fn, "traced": False}
+
+        return self._cache.get(key, make)[0]
+
+    def _run(self, case: Case, inputs: Inputs) -> Observed:
+        t = tf()
+        entry = self._fn(case)
+        pdt = np_dtype(case.params_dtype)
+        C = case.channels
+        gamma = inputs.gamma if inputs.gamma is not None else np.ones(C, pdt)  # unused without affine
+        beta = inputs.beta if inputs.beta is not None else np.zeros(C, pdt)
+        params = [t.constant(a) for a in (gamma, beta, inputs.running_mean, inputs.running_var)]
+        train = case.mode == "train"
+        out: dict[str, list[np.ndarray]] = {"y": []}
+        if train:
+            out.update(batch_mean=[], batch_var=[])
+        for x in inputs.x:
+            y, m, v = _call(entry["fn"], (t.constant(x), *params), not entry["traced"])
+            entry["traced"] = True
+            out["y"].append(_to_numpy(y))
+            if train:
+                out["batch_mean"].append(_to_numpy(m))
+                out["batch_var"].append(_to_numpy(v))
+        notes = []
+        if train:
+            notes.append("tf.nn has no running statistics: running_mean/running_var"
+                         + ("/eval_y" if case.eval_after else "") + " are not produced")
+        return Observed(out, notes)
+
+
+# ---------------------------------------------------------------------------------------------
+class TFFused(_TFAdapter):
+    """``tf.compat.v1.nn.fused_batch_norm`` (FusedBatchNormV3)."""
+
+    id = "tf-fused"
+    description = "tf.compat.v1.nn.fused_batch_norm (FusedBatchNormV3), NCHW/NHWC, traced with tf.function"
+    #: FusedBatchNormV3 refuses other ranks ("input must be 4 or 5-dimensional"); tests check it
+    ranks = (4, 5)
+    _cache = _Cache()
+
+    def unsupported(self, case: Case) -> str | None:
+        reason = super().unsupported(case)
+        if reason:
+            return reason
+        if case.mode == "train" and case.momentum == "cumulative":
+            return ("cumulative average (w = 1/k) is not expressible: fused_batch_norm's exponential_avg_factor "
+                    "is an exponential moving-average weight")
+        return None
+
+    def _fn(self, case: Case, kind: str):
+        """kind: "infer" (is_training=False), "train" (exponential_avg_factor=w) or "batch" (factor 1.0)."""
+        t = tf()
+        w = float(case.momentum_weight) if kind == "train" else None
+        fmt = data_format(case)
+        key = (case.array_shape, case.dtype, case.params_dtype, fmt, case.eps, kind, w)
+
+        def make():
+            fused = t.compat.v1.nn.fused_batch_norm
+            x_spec = t.TensorSpec(case.array_shape, t.as_dtype(np_dtype(case.dtype)))
+            p_spec = t.TensorSpec([case.channels], t.as_dtype(np_dtype(case.params_dtype)))
+
+            @t.function(input_signature=[x_spec, p_spec, p_spec, p_spec, p_spec], autograph=False)
+            def fn(x, scale, offset, mean, variance):
+                if kind == "infer":
+                    return fused(x, scale, offset, mean=mean, variance=variance, epsilon=case.eps,
+                                 data_format=fmt, is_training=False)
+                if kind == "batch" or w == 1.0:  # the op's contract: factor 1.0 takes no running statistics
+                    return fused(x, scale, offset, epsilon=case.eps, data_format=fmt, is_training=True)
+                return fused(x, scale, offset, mean=mean, variance=variance, epsilon=case.eps,
+                             data_format=fmt, is_training=True, exponential_avg_factor=w)
+
+            return {"fn": fn, "traced": False}
+
+        return self._cache.get(key, make)[0]
+
+    def _call_kind(self, case: Case, kind: str, args):
+        entry = self._fn(case, kind)
+        res = _call(entry["fn"], args, not entry["traced"])
+        entry["traced"] = True
+        return res
+
+    def _run(self, case: Case, inputs: Inputs) -> Observed:
+        t = tf()
+        pdt = np_dtype(case.params_dtype)
+        C = case.channels
+        notes = []
+        if case.has_affine:
+            gamma, beta = inputs.gamma, inputs.beta
+        else:
+            gamma, beta = np.ones(C, pdt), np.zeros(C, pdt)
+            notes.append("no affine: scale = 1, offset = 0 passed (fused_batch_norm requires them; x*1+0 is exact)")
+        sc, off = t.constant(gamma), t.constant(beta)
+        rm, rv = t.constant(inputs.running_mean), t.constant(inputs.running_var)
+        if case.mode == "eval":
+            ys = [_to_numpy(self._call_kind(case, "infer", (t.constant(x), sc, off, rm, rv))[0]) for x in inputs.x]
+            return Observed({"y": ys}, notes)
+        out: dict[str, list[np.ndarray]] = {n: [] for n in ("y", "running_mean", "running_var")}
+        batch: dict[str, list[np.ndarray]] | None = {"batch_mean": [], "batch_var": []}
+        for x in inputs.x:
+            xt = t.constant(x)
+            y, rm, rv = self._call_kind(case, "train", (xt, sc, off, rm, rv))
+            out["y"].append(_to_numpy(y))
+            out["running_mean"].append(_to_numpy(rm))
+            out["running_var"].append(_to_numpy(rv))
+            if batch is not None:
+                try:
+                    _, bm, bv = self._call_kind(case, "batch", (xt, sc, off, rm, rv))
+                except Exception as e:
+                    if not tf_refuses_dtype(e):
+                        raise
+                    notes.append(f"batch_mean/batch_var not produced: the exponential_avg_factor=1.0 call was "
+                                 f"refused: {type(e).__name__}: {_first_lines(e, 1)}")
+                    batch = None
+                    continue
+                batch["batch_mean"].append(_to_numpy(bm))
+                batch["batch_var"].append(_to_numpy(bv))
+        if batch is not None:
+            out.update(batch)
+            notes.append("batch_mean/batch_var: the op's outputs with exponential_avg_factor=1.0 "
+                         "(FusedBatchNormV3's batch_variance is what the op returns, as is)")
+        if case.eval_after:
+            y = self._call_kind(case, "infer", (t.constant(inputs.x[-1]), sc, off, rm, rv))[0]
+            out["eval_y"] = [_to_numpy(y)]
+        return Observed(out, notes)
+
+
+ADAPTERS = [KerasTF, TFNN, TFFused]
