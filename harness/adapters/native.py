@@ -27,6 +27,8 @@ from harness.inputs import Inputs
 
 #: Debian packages the tiny-dnn backend needs at build time
 TINYDNN_APT = "tiny-dnn libcereal-dev libstb-dev libgemmlowp-dev"
+#: the header whose presence means "tiny-dnn is installed"
+TINYDNN_HEADER = "/usr/include/tiny_dnn/tiny_dnn.h"
 _REBUILD = "reinstall normconf to compile native/ (`make install`, or `pip install -e .`)"
 
 
@@ -132,7 +134,7 @@ class TinyDnnAdapter(NativeAdapter):
         p = self.library_path()
         if p.exists():
             return None
-        if not Path("/usr/include/tiny_dnn/tiny_dnn.h").exists():
+        if not Path(TINYDNN_HEADER).exists():
             return (f"tiny-dnn's headers are not installed: apt-get install {TINYDNN_APT}, then {_REBUILD}")
         return f"the tiny-dnn shim ({p.name}) is not built although the headers are installed: {_REBUILD}"
 
