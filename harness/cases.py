@@ -342,7 +342,7 @@ def _describe(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     if typ == "missing":
         return "required field is missing"
     msg = err["msg"]
-    if "input" in err and typ not in ("missing",):
+    if "input" in err and typ not in ("missing", "value_error"):
         got = err["input"]
         rep = repr(got)
         if len(rep) > 60:
@@ -500,12 +500,21 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
         try:
             case = Case.model_validate(merged)
         except ValidationError as ve:
+            by_loc: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
             for e in ve.errors():
-                loc = _clean_loc(e["loc"])
+                by_loc.setdefault(_clean_loc(e["loc"]), []).append(e)
+            for loc, errs in by_loc.items():
+                e = errs[0]
                 n = _key_node(node, loc[0]) if e["type"] == "extra_forbidden" and len(loc) == 1 else locate(loc)
                 if e["type"] == "extra_forbidden" and len(loc) == 1 and n is None:
                     n = _key_node(dnode, loc[0])
-                err(n, _format_loc(prefix, loc), _describe(e, loc))
+                if len(errs) > 1:  # a union: one message naming what was expected
+                    hint = _FIELD_HINTS.get(loc[0]) if loc else None
+                    msg = f"invalid value (got {e.get('input')!r}); " + (
+                        hint or "expected " + " or ".join(dict.fromkeys(x["msg"].removeprefix("Input should be ") for x in errs)))
+                else:
+                    msg = _describe(e, loc)
+                err(n, _format_loc(prefix, loc), msg)
             continue
         for loc, msg in _cross_checks(case):
             err(locate(loc), _format_loc(prefix, loc), msg)
@@ -568,10 +577,18 @@ def json_schema() -> dict[str, Any]:
     """JSON Schema of a case file (for editors: validation and completion)."""
     case_schema = Case.model_json_schema(ref_template="#/$defs/{model}")
     defs = case_schema.pop("$defs", {})
-    defaults_schema = dict(case_schema)
-    defaults_schema["required"] = []
-    defaults_schema["title"] = "Defaults"
-    defs["Case"] = case_schema
+    # in a file, any field but `id` may come from `defaults:`
+    entry_schema = dict(case_schema, required=["id"])
+    entry_schema["properties"] = dict(case_schema["properties"])
+    entry_schema["properties"]["expect"] = {
+        "type": "object",
+        "title": "Expect",
+        "description": "known discrepancies per backend; `backend: null` drops one inherited from defaults",
+        "additionalProperties": {"anyOf": [{"$ref": "#/$defs/Expectation"}, {"type": "null"}]},
+    }
+    defaults_schema = dict(case_schema, required=[], title="Defaults")
+    defaults_schema["properties"] = {k: v for k, v in case_schema["properties"].items() if k != "id"}
+    defs["Case"] = entry_schema
     defs["Defaults"] = defaults_schema
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -1,0 +1,71 @@
+"""Deterministic inputs (pinned by a hash) and the comparison's metrics."""
+
+import numpy as np
+import pytest
+
+from harness.cases import Case
+from harness.compare import Tolerance, compare, default_tolerance, ulp
+from harness.inputs import generate
+
+
+def case(**kw):
+    base = {"id": "t", "shape": [4, 3, 5, 6], "input": {"dist": "normal", "mean": 1.0, "std": 2.0, "seed": 7},
+            "affine": {"gamma": {"dist": "uniform", "low": 0.5, "high": 1.5, "seed": 3}, "beta": 0.25}, "steps": 2}
+    base.update(kw)
+    return Case.model_validate(base)
+
+
+def test_inputs_are_pinned_by_hash():
+    # a change here means every machine's inputs changed: update deliberately, never casually
+    assert generate(case()).digest() == PINNED_FP32
+    assert generate(case(dtype="bfloat16", layout="channels_last")).digest() == PINNED_BF16_NHWC
+
+
+def test_inputs_rounded_to_dtype_and_laid_out():
+    c = case(dtype="float16", layout="channels_last")
+    inp = generate(c)
+    assert len(inp.x) == 2 and inp.x[0].dtype == np.float16 and inp.x[0].shape == (4, 5, 6, 3)
+    logical = generate(case(dtype="float16"))
+    np.testing.assert_array_equal(np.moveaxis(inp.x[1], -1, 1), logical.x[1])
+    assert inp.gamma.dtype == np.float16 and (inp.beta == np.float16(0.25)).all()
+    assert not np.array_equal(inp.x[0], inp.x[1])  # each step its own batch
+
+
+def test_explicit_data_in_logical_order():
+    c = Case.model_validate({"id": "d", "shape": [1, 2, 3], "layout": "channels_last", "data": [0, 1, 2, 10, 11, 12]})
+    x = generate(c).x[0]
+    assert x.shape == (1, 3, 2)
+    np.testing.assert_array_equal(x[0, :, 1], [10, 11, 12])
+
+
+def test_compare_metrics_and_nan_inf_positions():
+    exp = np.array([1.0, 2.0, np.nan, np.inf, 0.0])
+    ok = compare(np.array([1.0, 2.0, np.nan, np.inf, 0.0], np.float32), exp, default_tolerance("float32"), "float32")
+    assert ok.close and ok.mismatched == 0
+    bad = compare(np.array([1.0, 2.5, 1.0, -np.inf, 0.0], np.float32), exp, default_tolerance("float32"), "float32")
+    assert not bad.close and bad.mismatched == 3
+    assert "NaN positions differ" in bad.message and "Inf positions" in bad.message
+    assert bad.max_abs_err == pytest.approx(0.5) and bad.max_rel_err == pytest.approx(0.25)
+    # 0.5 at 2.0 in float32: ulp(2.0) = 2**-22
+    assert bad.max_ulp == pytest.approx(0.5 / 2**-22)
+
+
+def test_tolerance_is_atol_plus_rtol():
+    t = Tolerance(rtol=1e-3, atol=1e-5)
+    assert compare(np.array([1.0 + 1e-3]), np.array([1.0]), t, "float64").close
+    assert not compare(np.array([1.0 + 1.2e-3]), np.array([1.0]), t, "float64").close
+
+
+def test_ulp_per_dtype():
+    assert ulp(np.array([1.0]), "float16")[0] == 2.0**-10
+    assert ulp(np.array([1.0]), "bfloat16")[0] == 2.0**-7
+    assert ulp(np.array([1.0]), "float64")[0] == 2.0**-52
+
+
+def test_shape_mismatch_is_a_mismatch():
+    c = compare(np.zeros((2, 3)), np.zeros((3, 2)), default_tolerance("float32"), "float32")
+    assert not c.close and "shape" in c.message
+
+
+PINNED_FP32 = "6f1359571225f68cfcb2697202e65aeb8b5df0b94df2d9581596a3803d828b53"
+PINNED_BF16_NHWC = "69420bc87bcafd404316fea7c6a1736979292b1c2af54480ca4039feeb58c075"
