@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.normconf-installed
 # Sources whose change requires reinstalling (the native build lives in the package build).
-INSTALL_DEPS := pyproject.toml CMakeLists.txt $(shell find native -type f 2>/dev/null)
+INSTALL_DEPS := pyproject.toml CMakeLists.txt $(shell find native -name CMakeFiles -prune -o -type f \( -name '*.h' -o -name '*.hpp' -o -name '*.c' -o -name '*.cpp' -o -name CMakeLists.txt \) -print 2>/dev/null)
 PYTEST_ARGS ?=
 JOBS ?= 2
 
