@@ -225,6 +225,10 @@ class KerasTF(_TFAdapter):
         def make():
             import keras
 
+            if keras.backend.backend() != "tensorflow":
+                raise RuntimeError(f"keras in this process runs on the {keras.backend.backend()!r} backend "
+                                   "(KERAS_BACKEND is read once, at the first import of keras); keras-tf "
+                                   "needs its own worker process with KERAS_BACKEND=tensorflow")
             layer = keras.layers.BatchNormalization(
                 axis=case.channel_axis, momentum=momentum, epsilon=case.eps,
                 center=case.has_affine, scale=case.has_affine, dtype=keras_dtype_policy(case))
