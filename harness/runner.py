@@ -245,31 +245,41 @@ class Runner:
         cls = self.adapters[backend]
         return cls.worker, dict(cls.worker_env)
 
+    def _workers(self) -> dict[str, WorkerHandle]:
+        """This thread's live workers by group (pytest: one per group for the whole session)."""
+        ws = getattr(self._local, "workers", None)
+        if ws is None:
+            ws = self._local.workers = {}
+        return ws
+
     def _worker(self, backend: str) -> WorkerHandle:
         group, env = self.group_of(backend)
-        w: WorkerHandle | None = getattr(self._local, "worker", None)
-        if w is not None and (w.group != group or not w.alive()):
-            w.close()
-            with self._workers_lock:
-                if w in self._all_workers:
-                    self._all_workers.remove(w)
+        ws = self._workers()
+        w = ws.get(group)
+        if w is not None and not w.alive():
+            self._forget(w)
             w = None
         if w is None:
             w = WorkerHandle(group, env, self.extra_specs, self.native_paths)
             with self._workers_lock:
                 self._all_workers.append(w)
-            self._local.worker = w
+            ws[group] = w
         return w
 
-    def _drop_worker(self) -> None:
-        w = getattr(self._local, "worker", None)
+    def _forget(self, w: WorkerHandle) -> None:
+        w.kill()
+        w.close()
+        with self._workers_lock:
+            if w in self._all_workers:
+                self._all_workers.remove(w)
+        ws = self._workers()
+        if ws.get(w.group) is w:
+            del ws[w.group]
+
+    def _drop_worker(self, backend: str) -> None:
+        w = self._workers().get(self.group_of(backend)[0])
         if w is not None:
-            w.kill()
-            w.close()
-            with self._workers_lock:
-                if w in self._all_workers:
-                    self._all_workers.remove(w)
-            self._local.worker = None
+            self._forget(w)
 
     def run_backend(self, lc: LoadedCase, backend: str) -> proto.BackendResult:
         """Run one task in the backend's worker; failures become an ``error`` result."""
@@ -278,7 +288,7 @@ class Runner:
             w = self._worker(backend)
             return w.call(("run", proto.Task(lc.case, backend)), self.timeout, f"{lc.id} on {backend}")
         except WorkerFailure as e:
-            self._drop_worker()
+            self._drop_worker(backend)
             return proto.BackendResult(backend, "error", message=str(e), seconds=time.perf_counter() - t0)
 
     def run_pair(self, lc: LoadedCase, backend: str) -> list[Row]:
@@ -302,7 +312,7 @@ class Runner:
             try:
                 out.update(self._worker(bs[0]).call(("info", bs), self.timeout, f"probing {group}"))
             except WorkerFailure as e:
-                self._drop_worker()
+                self._drop_worker(bs[0])
                 out.update({b: (f"worker failed: {e}", "") for b in bs})
         return out
 
@@ -344,10 +354,8 @@ class Runner:
                             if progress:
                                 progress(len(results), total, f"{lc.id} [{b}]")
             finally:
-                w = getattr(self._local, "worker", None)
-                if w is not None:
-                    w.close()
-                    self._local.worker = None
+                for w in list(self._workers().values()):
+                    self._forget(w)
 
         partial = False
         if jobs <= 1:
