@@ -109,8 +109,23 @@ def output_dtype(case: Case, output: str) -> str:
     return case.dtype if output in ("y", "eval_y", "x_hat") else case.params_dtype
 
 
+def _explain(case, inputs, output, step, observed, expected, tol):
+    from harness.explain import explain  # lazy: numpy-only, loaded on the first mismatch
+
+    return explain(case, inputs, output, step, observed, expected, tol)
+
+
+def _localize(case, rows):
+    from harness.explain import localize
+
+    return localize(case, rows)
+
+
 #: the explanation engine plugs in here: f(case, inputs, output, step, observed, expected, tol) -> (label, text) | None
-EXPLAINER = None
+#: (label "" with a text: still a mismatch, the text says what the error looks like)
+EXPLAINER = _explain
+#: per-stage localization over all rows of one pair: f(case, rows) (edits explanation_text in place)
+LOCALIZER = _localize
 
 
 def rows_for(
@@ -148,7 +163,8 @@ def rows_for(
                 if not cmp.close and EXPLAINER is not None and inputs is not None:
                     found = EXPLAINER(case, inputs, name, k, np.asarray(o), e, tol)
                     if found is not None:
-                        outcome, (expl, expl_text) = "explained", found
+                        expl, expl_text = found
+                        outcome = "explained" if expl else "mismatch"
                 rows.append(Row(
                     **base, output=name, step=k, outcome=outcome,
                     max_abs_err=_f(cmp.max_abs_err), max_rel_err=_f(cmp.max_rel_err), max_ulp=_f(cmp.max_ulp),
@@ -158,6 +174,8 @@ def rows_for(
                     explanation=expl, explanation_text=expl_text, message=cmp.message,
                     seconds=result.seconds,
                 ))
+    if LOCALIZER is not None and any(r.outcome in ("mismatch", "explained") for r in rows):
+        LOCALIZER(case, rows)
     apply_expectation(case, backend, rows, unavailable=result.status == "unavailable")
     return rows
 

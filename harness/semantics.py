@@ -54,6 +54,9 @@ class Semantics:
     #: statistics used to normalize in train mode: batch, running (eval confusion),
     #: or running statistics updated before normalizing ("blended")
     train_statistics: Literal["batch", "running", "blended"] = "batch"
+    #: statistics used to normalize in eval mode: the given running statistics, or the
+    #: batch's own (the model left in training mode; no running update is reported)
+    eval_statistics: Literal["running", "batch"] = "running"
     #: variance algorithm: two-pass mean((x-mean)^2); one-pass E[x^2]-E[x]^2
     #: (``one_pass`` unclamped, ``one_pass_clamped`` clamped at 0)
     variance_algorithm: Literal["two_pass", "one_pass", "one_pass_clamped"] = "two_pass"

@@ -182,7 +182,12 @@ def batch_norm_reference(
 
     for k, x in enumerate(x_steps, start=1):
         if mode == "eval":
-            y, inv_std, x_hat = normalize(x, rm, rv, gamma, beta, eps_v, channel_axis, sem, in_dt)
+            if sem.eval_statistics == "batch":
+                e_mean, e_vb, e_vu, _m = batch_statistics(x, channel_axis, sem, in_dt)
+                e_var = e_vb if sem.normalize_variance == "biased" else e_vu
+                y, inv_std, x_hat = normalize(x, e_mean, e_var, gamma, beta, eps_v, channel_axis, sem, in_dt)
+            else:
+                y, inv_std, x_hat = normalize(x, rm, rv, gamma, beta, eps_v, channel_axis, sem, in_dt)
             put("y", y)
             put("inv_std", inv_std)
             put("x_hat", x_hat)
