@@ -1,0 +1,162 @@
+"""Plots for the HTML report, rendered here (server side) as inline SVG.
+
+* :func:`heatmap_svg` — the error heatmap across cases × backends (matplotlib;
+  the cell grid is one embedded raster image, so hundreds of cases × dozens of
+  backends stay a few tens of kilobytes).
+* per-mismatch plots (the distribution of ``|observed - expected|`` and the
+  largest error per channel) are drawn as SVG by the report's own script from
+  the ~100 numbers :func:`plot_data` keeps: a pre-rendered SVG per mismatch
+  costs 2–4 KB, which at full-suite scale (thousands of non-close rows) would
+  break the report's 5 MB budget; the numbers cost ~0.1 KB.
+
+The per-mismatch plots need the arrays, which only the runner has.
+:func:`plot_data` boils one comparison down to a few hundred numbers that travel
+in ``results.json`` (``meta["plot_data"]``, see :func:`plot_key` and
+docs/reports.md); the report renders whatever it finds there.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+#: most channels kept in ``channel_max_abs_err`` (the rest are summarized by ``channels``)
+MAX_CHANNELS = 256
+#: histogram resolution in decades of |error|
+BINS_PER_DECADE = 2
+#: widest histogram span in decades (smaller errors go to the first bin)
+MAX_DECADES = 16
+
+
+# ----------------------------------------------------------------------------------------
+# data: what the runner keeps of each mismatch
+
+
+def plot_key(case: str, backend: str, output: str, step: int | None) -> str:
+    """The key of one result row in ``meta["plot_data"]``."""
+    return f"{case}|{backend}|{output}|{'' if step is None else int(step)}"
+
+
+def plot_data(observed: Any, expected: Any, channel_axis: int = 1) -> dict[str, Any]:
+    """A small, JSON-able summary of ``|observed - expected|`` for the report's plots.
+
+    ``channel_axis`` is the channel axis of ``y``-like outputs (the case's
+    ``channel_axis``); 1-D outputs (per-channel statistics) use axis 0.  Returns::
+
+        {"abs_err_hist": {"log10_edges": [...], "counts": [...], "zeros": int, "nonfinite": int},
+         "channel_max_abs_err": [...],   # at most MAX_CHANNELS values (None where no finite pair)
+         "channels": C}
+
+    Non-finite positions on either side are counted in ``nonfinite`` and left out
+    of the histogram and the per-channel maxima.
+    """
+    o = np.asarray(observed).astype(np.float64)
+    e = np.asarray(expected).astype(np.float64)
+    if o.shape != e.shape:
+        raise ValueError(f"shape mismatch: observed {o.shape} vs expected {e.shape}")
+    finite = np.isfinite(o) & np.isfinite(e)
+    err = np.where(finite, np.abs(o - e), np.nan)
+    vals = err[finite]
+    zeros = int(np.count_nonzero(vals == 0))
+    nz = vals[vals > 0]
+    if nz.size:
+        hi = math.ceil(math.log10(float(nz.max())) * BINS_PER_DECADE) / BINS_PER_DECADE
+        lo = math.floor(math.log10(float(nz.min())) * BINS_PER_DECADE) / BINS_PER_DECADE
+        lo = max(lo, hi - MAX_DECADES)
+        if hi <= lo:
+            hi = lo + 1.0 / BINS_PER_DECADE
+        n = int(round((hi - lo) * BINS_PER_DECADE))
+        edges = [round(lo + i / BINS_PER_DECADE, 6) for i in range(n + 1)]
+        logs = np.clip(np.log10(nz), lo, hi)
+        counts, _ = np.histogram(logs, bins=np.asarray(edges))
+        counts_l = [int(c) for c in counts]
+    else:
+        edges, counts_l = [], []
+    if err.ndim == 0:
+        per_channel = err.reshape(1)
+    else:
+        axis = 0 if err.ndim == 1 else channel_axis % err.ndim
+        moved = np.moveaxis(err, axis, 0).reshape(err.shape[axis], -1)
+        with np.errstate(all="ignore"):
+            has = np.isfinite(moved).any(axis=1)
+            per_channel = np.where(has, np.nanmax(np.where(np.isfinite(moved), moved, -np.inf), axis=1), np.nan)
+    ch = [None if not math.isfinite(v) else float(f"{v:.4g}") for v in per_channel[:MAX_CHANNELS].tolist()]
+    return {
+        "abs_err_hist": {"log10_edges": edges, "counts": counts_l, "zeros": zeros,
+                         "nonfinite": int(finite.size - np.count_nonzero(finite))},
+        "channel_max_abs_err": ch,
+        "channels": int(per_channel.size),
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# the heatmap (matplotlib)
+
+
+def heatmap_svg(cases: Sequence[str], backends: Sequence[str], values: np.ndarray,
+                failed: np.ndarray | None = None) -> str:
+    """log10 of the largest |error| per (case, backend) as an SVG (matplotlib, Agg).
+
+    ``values``: shape (len(cases), len(backends)), NaN where nothing was compared
+    (unsupported, error); ``failed`` marks mismatches with a dot.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    nc, nb = len(cases), len(backends)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.where(values > 0, np.log10(values), np.where(values == 0, -17.0, np.nan))
+    finite = logs[np.isfinite(logs)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (-8.0, 0.0)
+    vmin, vmax = max(vmin, -17.0), max(vmax, vmin + 1)
+    # fixed layout in inches (constrained layout measures every label: seconds for hundreds of cases)
+    fs_y = 7 if nc > 60 else 8
+    row_h, col_w = (0.15 if nc > 60 else 0.22), 0.26
+    left = 0.25 + max((len(c) for c in cases), default=4) * fs_y * 0.0085
+    top = 0.3 + max((len(b) for b in backends), default=4) * 8 * 0.0085 * 0.87
+    right, bottom = 1.2, 0.25
+    grid_w, grid_h = col_w * nb, row_h * nc
+    width, height = left + grid_w + right, top + grid_h + bottom
+    fig = Figure(figsize=(width, height), dpi=72)
+    ax = fig.add_axes((left / width, bottom / height, grid_w / width, grid_h / height))
+    cmap = colormaps["viridis"].with_extremes(bad="#dddddd")
+    im = ax.imshow(np.ma.masked_invalid(logs), aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax,
+                   interpolation="nearest")
+    ax.set_xticks(range(nb), labels=list(backends), rotation=60, fontsize=8, ha="left", rotation_mode="anchor")
+    ax.set_yticks(range(nc), labels=list(cases), fontsize=fs_y)
+    ax.xaxis.tick_top()
+    ax.tick_params(axis="x", labelbottom=False, labeltop=True, bottom=False)
+    if failed is not None and failed.any():
+        ys, xs = np.nonzero(failed)
+        ax.scatter(xs, ys, s=8, c="#ff2d55", marker="o", linewidths=0)
+    cb_h = min(grid_h, 3.0)
+    cax = fig.add_axes(((left + grid_w + 0.15) / width, (bottom + grid_h - cb_h) / height, 0.15 / width, cb_h / height))
+    cb = fig.colorbar(im, cax=cax)
+    cb.set_label("log10 max |observed − expected|", fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+    buf = io.StringIO()
+    import matplotlib as mpl
+
+    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "normconf", "svg.image_inline": True}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    svg = buf.getvalue()
+    # drop the XML prolog and DOCTYPE: the SVG is inlined into HTML
+    start = svg.find("<svg")
+    return svg[start:] if start >= 0 else svg
+
+
+def worst_errors(pairs: Iterable[tuple[int, int, float | None, bool]], nc: int, nb: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grid of worst |error| (NaN = nothing compared) and of failed pairs from (ci, bi, err, failed)."""
+    vals = np.full((nc, nb), np.nan)
+    failed = np.zeros((nc, nb), bool)
+    for ci, bi, err, bad in pairs:
+        if err is not None and math.isfinite(err):
+            vals[ci, bi] = err
+        failed[ci, bi] = bad
+    return vals, failed
