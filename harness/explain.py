@@ -304,6 +304,26 @@ def _digest(a: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(a).view(np.uint8), digest_size=16).hexdigest()
 
 
+def _sketch(a: np.ndarray, n: int = 4096) -> np.ndarray:
+    """Evenly spaced elements of ``a`` (all of them when small): to recognise equivalent alternatives."""
+    flat = a.reshape(-1)
+    if flat.size <= n:
+        return flat.astype(np.float64, copy=True)
+    return flat[np.linspace(0, flat.size - 1, n).astype(np.int64)].astype(np.float64)
+
+
+def _same_numbers(a: np.ndarray, b: np.ndarray, tol) -> bool:
+    """Two alternatives' outputs agree far inside the tolerance (1/1000 of it): one explanation."""
+    if a.shape != b.shape:
+        return False
+    with np.errstate(all="ignore"):
+        na, nb = np.isnan(a), np.isnan(b)
+        if (na != nb).any():
+            return False
+        m = ~na
+        return bool(np.all(np.abs(a[m] - b[m]) <= 1e-3 * (tol.atol + tol.rtol * np.abs(a[m]))))
+
+
 # ----------------------------------------------------------------------------------------
 # Candidates
 
@@ -324,6 +344,7 @@ class Candidate:
     max_abs: float = math.inf
     digest: str = ""
     equivalents: list[str] = field(default_factory=list)
+    sketch: np.ndarray | None = field(default=None, repr=False)  # a few thousand elements of its output
 
     @property
     def n_knobs(self) -> int:
@@ -866,7 +887,7 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
             tried[sem] = None  # type: ignore[assignment]
             return None
         score, max_abs = residual(obs, alt, tol.atol, tol.rtol)
-        c = Candidate(sem, sem.label(base), kind, note, score, max_abs, dg)
+        c = Candidate(sem, sem.label(base), kind, note, score, max_abs, dg, sketch=_sketch(alt) if score <= 1.0 else None)
         tried[sem] = c
         return c
 
@@ -899,12 +920,11 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
     matches = sorted((c for c in cands if c.matches), key=Candidate.rank_key)
     # alternatives that produce the identical output are one explanation
     grouped: list[Candidate] = []
-    by_digest: dict[str, Candidate] = {}
     for c in matches:
-        if c.digest in by_digest:
-            by_digest[c.digest].equivalents.append(c.label)
+        same = next((g for g in grouped if g.digest == c.digest or _same_numbers(g.sketch, c.sketch, tol)), None)
+        if same is not None:
+            same.equivalents.append(c.label)
         else:
-            by_digest[c.digest] = c
             grouped.append(c)
     closest = sorted((c for c in cands if not c.matches), key=lambda c: (c.score, c.rank_key()))[:3]
     if grouped:

@@ -1,0 +1,286 @@
+"""The explanation engine: no false explanations, texts with numbers, results columns, localization.
+
+Mutant backends (one knob changed) are in tests/test_explain_mutants.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from harness import explain as ex
+from harness.cases import Case, load_file
+from harness.compare import compare
+from harness.explain import error_shape, explain_output, localize
+from harness.inputs import generate
+from harness.oracle import reference_outputs
+from harness.results import output_dtype, read_results, rows_for, to_frame, tolerance_for, write_csv, write_json
+from harness.worker import BackendResult
+from tests.test_explain_mutants import mutant_outputs
+
+
+def _case(**kw) -> Case:
+    base = dict(id="explain_fault", shape=[4, 3, 5, 5], steps=2, momentum={"batch_weight": 0.1},
+                affine={"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3},
+                        "beta": {"dist": "normal", "std": 0.5, "seed": 4}},
+                input={"std": 2.0, "mean": 0.5, "seed": 41})
+    base.update(kw)
+    return Case.model_validate(base)
+
+
+def _framework_like(case, inputs):
+    """The reference rounded to the dtypes a framework returns (what the numpy adapter does)."""
+    return mutant_outputs(case, inputs)
+
+
+# ----------------------------------------------------------------------------------------
+# faults outside the catalog stay mismatch, with no false explanation
+
+
+def _fault_finding(case, output, fault):
+    inputs = generate(case)
+    exp = reference_outputs(case, inputs)
+    obs = fault(_framework_like(case, inputs)[output][0].copy())
+    tol = tolerance_for(case, output)
+    assert not compare(obs, exp[output][0], tol, output_dtype(case, output)).close, "the fault must be visible"
+    return explain_output(case, inputs, output, 1, obs, exp[output][0], tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_random_noise_is_not_explained(dtype):
+    case = _case(dtype=dtype, param_dtype="float32" if dtype == "float16" else None)
+    rng = np.random.default_rng(0)
+    # noise 50x the absolute tolerance plus 5x the relative one: clearly out of tolerance, but no convention
+    tol = tolerance_for(case, "y")
+    f = _fault_finding(case, "y", lambda y: (y.astype(np.float64) + rng.normal(0, 50 * tol.atol + 5 * tol.rtol, y.shape)).astype(y.dtype))
+    assert not f.explained and f.label == "", f.text
+    assert "no single convention" in f.text and "closest alternatives" in f.text
+
+
+@pytest.mark.parametrize("output", ["y", "running_mean"])
+def test_sign_flip_is_not_explained(output):
+    case = _case(running_mean=0.7)
+    f = _fault_finding(case, output, lambda a: -a)
+    assert not f.explained, f.text
+    assert "sign is flipped" in f.text
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_permuted_channels_are_not_explained(layout):
+    case = _case(layout=layout)
+    ax = case.channel_axis
+    f = _fault_finding(case, "y", lambda y: np.roll(y, 1, axis=ax))
+    assert not f.explained, f.text
+    assert "permuted channels" in f.text
+
+
+def test_permuted_running_mean_is_not_explained():
+    case = _case(running_mean={"dist": "normal", "std": 1.0, "seed": 9})
+    f = _fault_finding(case, "running_mean", lambda v: v[::-1].copy())
+    assert not f.explained, f.text
+    assert "permuted channels" in f.text
+
+
+@pytest.mark.parametrize("output", ["y", "running_var"])
+def test_one_corrupted_element_is_not_explained(output):
+    case = _case()
+
+    def corrupt(a):
+        a.reshape(-1)[7 % a.size] += 0.5
+        return a
+
+    f = _fault_finding(case, output, corrupt)
+    assert not f.explained, f.text
+    assert "only 1 of" in f.text
+
+
+def test_nan_positions_are_described():
+    case = _case()
+
+    def nan(a):
+        a.reshape(-1)[[3, 17]] = np.nan
+        return a
+
+    f = _fault_finding(case, "y", nan)
+    assert not f.explained
+    assert "2 NaN where finite values were expected" in f.text and "[0, 0, 0, 3]" in f.text
+
+
+def test_uniform_scale_and_per_channel_offset_are_described():
+    case = _case()
+    inputs = generate(case)
+    e = reference_outputs(case, inputs)["y"][0]
+    tol = tolerance_for(case, "y")
+    assert "uniform scale: observed ≈ 1.1 × expected" in error_shape(case, "y", e * 1.1, e, tol)
+    off = np.array([0.0, 0.3, -0.2]).reshape(1, 3, 1, 1)
+    assert "per-channel offset" in error_shape(case, "y", e + off, e, tol)
+
+
+def test_shape_change_is_not_explained():
+    case = _case()
+    inputs = generate(case)
+    e = reference_outputs(case, inputs)["y"][0]
+    f = explain_output(case, inputs, "y", 1, e[:, :2], e, tolerance_for(case, "y"))
+    assert not f.explained and "shape" in f.text
+
+
+# ----------------------------------------------------------------------------------------
+# texts, pairs, ranking
+
+
+def _seed(case_id="seed_article"):
+    lc = next(lc for lc in load_file("cases/seed_article.yaml") if lc.id == case_id)
+    return lc, generate(lc.case)
+
+
+def test_seed_unbiased_text_has_the_numbers():
+    lc, inputs = _seed()
+    case = lc.case
+    obs = mutant_outputs(case, inputs, normalize_variance="unbiased")["y"][0]
+    exp = reference_outputs(case, inputs)["y"][0]
+    # DESIGN.md: real tiny-dnn's first row is the reference times sqrt(17/18)
+    np.testing.assert_allclose(obs.reshape(3, 6)[0], [0.071291, -0.221705, 0.340054, 1.025179, 1.115501, -0.538933], atol=1e-6)
+    f = explain_output(case, inputs, "y", 1, obs, exp, tolerance_for(case, "y"))
+    assert f.label == "normalize_variance=unbiased"
+    assert "divides by m−1 = 17, not m = 18" in f.text and "√(17/18) = 0.971825" in f.text
+    assert "residual after this correction" in f.text and "pytorch.org" in f.text
+    # with C = 1 an eps of var/17 also rescales the single channel: ranked below the structural knob
+    assert all(m.kind != "structural" for m in f.matches[1:])
+
+
+def test_pair_when_no_single_knob_suffices():
+    case = _case(input={"std": 0.05, "seed": 42})
+    inputs = generate(case)
+    obs = mutant_outputs(case, inputs, normalize_variance="unbiased", eps_override=1e-3)["y"][0]
+    exp = reference_outputs(case, inputs)["y"][0]
+    f = explain_output(case, inputs, "y", 1, obs, exp, tolerance_for(case, "y"))
+    assert f.explained, f.text
+    assert set(f.label.split(",")) == {"normalize_variance=unbiased", "eps_override=0.001"}, f.text
+
+
+def test_reversed_momentum_ranks_above_the_equivalent_solved_weight():
+    case = _case(momentum={"batch_weight": 0.99}, running_mean={"dist": "normal", "std": 1.0, "seed": 9})
+    inputs = generate(case)
+    obs = mutant_outputs(case, inputs, momentum_direction="reversed")
+    exp = reference_outputs(case, inputs)
+    f = explain_output(case, inputs, "running_mean", 2, obs["running_mean"][1], exp["running_mean"][1],
+                       tolerance_for(case, "running_mean"))
+    assert f.label == "momentum_direction=reversed"
+    assert "momentum_override=0.01" in f.matches[0].equivalents
+    assert "batch weight 0.01 instead of 0.99" in f.text
+
+
+def test_equal_to_reference_gets_no_explanation():
+    case = _case()
+    inputs = generate(case)
+    lc_rows = rows_for(_loaded(case), "equal", BackendResult("equal", "ok", outputs=_framework_like(case, inputs)),
+                       reference_outputs(case, inputs), inputs)
+    assert lc_rows and all(r.outcome == "pass" and r.explanation == "" and r.explanation_text == "" for r in lc_rows)
+
+
+def _loaded(case):
+    from harness.cases import LoadedCase
+
+    return LoadedCase(case, "cases/test.yaml", 1)
+
+
+# ----------------------------------------------------------------------------------------
+# rows, files, pytest messages, localization
+
+
+def test_rows_csv_json_carry_the_explanation(tmp_path):
+    case = _case(steps=1)
+    inputs = generate(case)
+    outs = mutant_outputs(case, inputs, running_variance="unbiased")
+    outs["y"] = [-outs["y"][0]]  # and an unexplainable fault on y
+    rows = rows_for(_loaded(case), "mutant", BackendResult("mutant", "ok", outputs=outs),
+                    reference_outputs(case, inputs), inputs)
+    by = {r.output: r for r in rows}
+    assert by["running_var"].outcome == "explained" and by["running_var"].explanation == "running_variance=unbiased"
+    assert by["y"].outcome == "mismatch" and by["y"].explanation == "" and "sign is flipped" in by["y"].explanation_text
+    df = to_frame(rows)
+    write_csv(df, tmp_path / "results.csv")
+    write_json(df, tmp_path / "results.json", {})
+    for name in ("results.csv", "results.json"):
+        back, _ = read_results(tmp_path / name)
+        rv = back[back.output == "running_var"].iloc[0]
+        assert rv.explanation == "running_variance=unbiased"
+        assert "divides by m−1 = 99" in rv.explanation_text
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert any(r["explanation"] == "running_variance=unbiased" for r in data["results"])
+    from harness.pytest_plugin import _describe
+
+    msg = _describe(rows)
+    assert "explanation: running_variance=unbiased: updates the running variance" in msg
+
+
+def test_localization_names_the_first_diverging_stage():
+    case = _case(steps=1)
+    inputs = generate(case)
+    outs = mutant_outputs(case, inputs, eps_override=0.5)  # y diverges; batch statistics agree
+    ref = reference_outputs(case, inputs)
+    outs["inv_std"] = [ref["inv_std"][0] * 0 + mutant_outputs_inv(case, inputs, eps_override=0.5)]
+    rows = rows_for(_loaded(case), "mutant", BackendResult("mutant", "ok", outputs=outs), ref, inputs)
+    y = next(r for r in rows if r.output == "y")
+    assert y.outcome == "explained" and y.explanation == "eps_override=0.5"
+    assert "[first diverging stage: inv_std (step 1); agree before it: batch_mean, batch_var; also differ: y]" in y.explanation_text
+
+
+def mutant_outputs_inv(case, inputs, **changes):
+    return reference_outputs(case, inputs, case.semantics.replace(**changes))["inv_std"][0]
+
+
+def test_localize_single_stage_adds_nothing():
+    class R:
+        def __init__(self, output, step, outcome):
+            self.output, self.step, self.outcome, self.explanation_text = output, step, outcome, ""
+
+    rows = [R("y", 1, "mismatch")]
+    assert localize(None, rows) == "" and rows[0].explanation_text == ""
+
+
+def test_engine_error_never_crashes():
+    case = _case()
+    inputs = generate(case)
+    label, text = ex.explain(case, inputs, "y", 1, np.zeros(3), None, tolerance_for(case, "y"))
+    assert label == "" and text
+
+
+# ----------------------------------------------------------------------------------------
+# cost: lazy, bounded
+
+
+def test_cache_is_byte_bounded_and_reused():
+    cache = ex._ReferenceCache(max_bytes=4 << 20)
+    case = _case(shape=[16, 4, 32, 32], steps=1)  # y is 0.5 MiB in float64
+    inputs = generate(case)
+    for alt in ({}, {"normalize_variance": "unbiased"}, {"eps_placement": "none"}, {"apply_affine": False},
+                {"stats_dtype": "float32"}, {"compute_dtype": "float32"}, {"arithmetic": "folded"}):
+        cache.get(case, inputs, case.semantics.replace(**alt), "y")
+    assert cache._bytes <= cache.max_bytes
+    n = cache.computed
+    cache.get(case, inputs, case.semantics.replace(arithmetic="folded"), "running_var")  # per-channel: kept
+    assert cache.computed == n
+    big = ex._ReferenceCache(max_bytes=1 << 20)  # y (0.5 MiB) over a quarter of the budget: never kept
+    big.get(case, inputs, case.semantics, "y")
+    big.get(case, inputs, case.semantics, "y")
+    assert big.computed == 2 and big._bytes < (1 << 20)
+    big.get(case, inputs, case.semantics, "batch_mean")
+    assert big.computed == 2
+
+
+def test_irrelevant_knobs_are_not_evaluated():
+    case = _case(steps=1)
+    inputs = generate(case)
+    obs = mutant_outputs(case, inputs, running_variance="unbiased")["running_var"][0]
+    exp = reference_outputs(case, inputs)["running_var"][0]
+    f = explain_output(case, inputs, "running_var", 1, obs, exp, tolerance_for(case, "running_var"))
+    assert f.label == "running_variance=unbiased"
+    # eps, affine, arithmetic and compute-precision knobs cannot change running_var: not run
+    assert all(not any(k in c.label for k in ("eps_", "apply_affine", "arithmetic", "compute_dtype"))
+               for c in f.matches + f.closest)
+    assert f.evaluated <= 16
+    assert math.isfinite(f.matches[0].score)
