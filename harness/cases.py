@@ -17,6 +17,7 @@ import difflib
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Union
@@ -34,9 +35,23 @@ DEFAULT_MAX_ELEMENTS = 50_000_000
 MAX_FILE_BYTES = 10 * 1024 * 1024
 #: YAML aliases allowed in one file (alias bombs are refused)
 MAX_ALIASES = 100
+#: nodes that aliases may add to a file when expanded (a "billion laughs" bomb with few aliases
+#: still expands exponentially; it is refused before anything walks the expanded document)
+MAX_ALIAS_EXPANSION = 1_000_000
+#: deepest nesting of YAML collections accepted (a case needs 4)
+MAX_DEPTH = 32
+#: estimated bytes of memory per input element while a case runs: the float64 input, the float64
+#: reference y and x_hat, and a backend's copy (see :func:`estimated_bytes`)
+BYTES_PER_ELEMENT = 32
 
 StrictFloat = Annotated[float, Strict()]
 Number = Union[Annotated[int, Strict()], StrictFloat]
+
+
+def _not_blank(v: str) -> str:
+    if len(v.strip()) < 3:
+        raise ValueError(f"a reason must say why, in words (got {v!r})")
+    return v
 
 
 class _Model(BaseModel):
@@ -93,6 +108,11 @@ class Tolerance(_Model):
     #: outputs it applies to (default: all)
     outputs: list[str] | None = None
 
+    @field_validator("reason")
+    @classmethod
+    def _reason_not_blank(cls, v: str) -> str:
+        return _not_blank(v)
+
 
 class Expectation(_Model):
     """A known discrepancy of one backend on this case (like a strict xfail)."""
@@ -101,6 +121,11 @@ class Expectation(_Model):
     reason: Annotated[str, Field(min_length=3)]
     #: for ``explained``: the expected explanation, e.g. ``normalize_variance=unbiased``
     because: str | None = None
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_not_blank(cls, v: str) -> str:
+        return _not_blank(v)
 
 
 class Case(_Model):
@@ -142,7 +167,7 @@ class Case(_Model):
     @classmethod
     def _eps_positive(cls, v: float) -> float:
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ValueError(f"eps must be a finite number > 0 (got {v!r})")
+            raise ValueError(f"eps must be a finite number > 0")
         return float(v)
 
     # --- derived, convenient views -------------------------------------------------
@@ -231,10 +256,92 @@ class LoadedCase:
     case: Case
     file: str
     line: int
+    #: (line, column) of each ``expect:`` key (backend id), for errors found after loading
+    expect_pos: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
         return self.case.id
+
+
+def estimated_bytes(case: Case) -> int:
+    """Memory a case needs while running, estimated before anything is allocated."""
+    return case.n_elements * BYTES_PER_ELEMENT
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (``None`` where unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _size_problem(case: Case, max_elements: int) -> str | None:
+    """Why the case is too large to run (checked on the shape alone, before allocating)."""
+    n = case.n_elements
+    nbytes = estimated_bytes(case)
+    shape = "×".join(str(d) for d in case.shape) + (f" × {case.steps} steps" if case.steps > 1 else "")
+    if n > 2**63 - 1:
+        return (f"{shape} = {n} elements overflows a 64-bit element count; "
+                f"estimated memory {nbytes} bytes: refused before allocating")
+    mem = physical_memory()
+    if mem is not None and nbytes > mem:
+        return (f"{shape} = {n} elements needs an estimated {nbytes} bytes ({_gib(nbytes)}), more than "
+                f"this machine's {mem} bytes ({_gib(mem)}) of memory: refused before allocating")
+    if n > max_elements:
+        return (f"{shape} = {n} elements exceeds the limit of {max_elements} elements "
+                f"(estimated memory {nbytes} bytes, {_gib(nbytes)}); raise the limit with --max-elements")
+    return None
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def check_expectation_backends(cases: Iterable[LoadedCase], known: Iterable[str]) -> list[CaseError]:
+    """Errors for ``expect:`` entries naming a backend not in ``known`` (the registry).
+
+    The loader does not know which backends exist (adapters are plug-ins), so the
+    command line checks this once the registry is loaded, before anything runs.
+    """
+    known = sorted(set(known))
+    errors: list[CaseError] = []
+    seen: set[tuple[str, int, int, str]] = set()
+    for lc in cases:
+        for backend in lc.case.expect:
+            if backend in known:
+                continue
+            line, col = lc.expect_pos.get(backend, (lc.line, 1))
+            if (lc.file, line, col, backend) in seen:  # one entry in defaults, inherited by many cases
+                continue
+            seen.add((lc.file, line, col, backend))
+            hint = difflib.get_close_matches(backend, known, n=1)
+            errors.append(CaseError(
+                lc.file, line, col, f"{lc.id}.expect.{backend}",
+                f"unknown backend {backend!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; known backends: {', '.join(known)} (load others with --adapter module:Name)"))
+    return errors
+
+
+def resolve_case_path(case_file: str | os.PathLike[str], value: str) -> Path:
+    """Resolve a path written in a case file, relative to the case file's folder.
+
+    Case files currently reference no files (inputs are generated or written
+    inline), so nothing calls this yet; any path field added later must go
+    through it.  Absolute paths and paths that leave the case folder (``..``,
+    symbolic links pointing outside) raise :class:`ValueError`.
+    """
+    base = Path(case_file).resolve().parent
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise ValueError("expected a non-empty relative path")
+    p = Path(value)
+    if p.is_absolute() or p.drive:
+        raise ValueError(f"absolute paths are not allowed ({value!r}): give a path relative to the case file")
+    resolved = (base / p).resolve()
+    if not resolved.is_relative_to(base):
+        raise ValueError(f"path {value!r} leaves the case folder {str(base)!r}")
+    return resolved
 
 
 # ----------------------------------------------------------------------------------------
@@ -257,6 +364,15 @@ _Loader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+
+if getattr(yaml, "__with_libyaml__", False):
+
+    class _FastLoader(yaml.CSafeLoader):
+        """The same loader on libyaml (about 10× faster; nesting limited to 1000 by libyaml)."""
+
+    _FastLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+else:  # pragma: no cover - PyYAML without libyaml
+    _FastLoader = _Loader  # type: ignore[misc,assignment]
 
 
 def _mark(node: yaml.Node | None) -> tuple[int, int]:
@@ -283,14 +399,66 @@ def _key_node(node: yaml.Node | None, key: Any) -> yaml.Node | None:
     return None
 
 
-def _count_aliases(text: str) -> int:
-    n = 0
-    for event in yaml.parse(text, Loader=_Loader):
-        if isinstance(event, yaml.AliasEvent):
-            n += 1
-            if n > MAX_ALIASES:
-                break
-    return n
+def _collections(node: yaml.Node) -> list[yaml.Node]:
+    """The mapping/sequence children of ``node`` (scalars need no walking: size 1, depth 1)."""
+    if isinstance(node, yaml.MappingNode):
+        return [n for kv in node.value for n in kv if not isinstance(n, yaml.ScalarNode)]
+    if isinstance(node, yaml.SequenceNode):
+        return [n for n in node.value if not isinstance(n, yaml.ScalarNode)]
+    return []
+
+
+def _graph_problem(root: yaml.Node) -> tuple[yaml.Node, str] | None:
+    """Check the composed node graph before anything walks it recursively or builds objects.
+
+    Aliases make the graph a DAG (or a cycle): a "billion laughs" file holds a
+    few dozen nodes that expand to billions.  This walk visits each collection
+    once (iteratively) and computes the expanded size, the nesting depth and
+    the number of alias references to collections (an alias to a scalar adds
+    one node and is harmless).
+    """
+    size: dict[int, int] = {}  # id -> expanded node count, for finished collections
+    height: dict[int, int] = {}
+    on_path: set[int] = set()
+    seen: set[int] = set()
+    aliases = written = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        nid = id(node)
+        if done:
+            kids = _collections(node)
+            n_all = len(node.value) * (2 if isinstance(node, yaml.MappingNode) else 1)
+            size[nid] = 1 + n_all - len(kids) + sum(size[id(k)] for k in kids)
+            height[nid] = 1 + max((height[id(k)] for k in kids), default=1)
+            on_path.discard(nid)
+            continue
+        if nid in seen:
+            continue
+        seen.add(nid)
+        written += 1 + (len(node.value) * (2 if isinstance(node, yaml.MappingNode) else 1)
+                        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) else 0)
+        on_path.add(nid)
+        if len(on_path) > MAX_DEPTH:
+            return node, f"nesting deeper than {MAX_DEPTH} levels: refused"
+        stack.append((node, True))
+        for k in reversed(_collections(node)):
+            kid = id(k)
+            if kid in on_path:
+                return k, "recursive YAML alias (a collection containing itself): refused"
+            if kid in seen:
+                aliases += 1
+                if aliases > MAX_ALIASES:
+                    return k, f"more than {MAX_ALIASES} YAML aliases: refused (alias bomb?)"
+                continue
+            stack.append((k, False))
+    if not isinstance(root, (yaml.MappingNode, yaml.SequenceNode)):
+        return None
+    expanded = size[id(root)]
+    if expanded - written > MAX_ALIAS_EXPANSION:
+        return root, (f"YAML aliases expand this file to {expanded} nodes (limit: {MAX_ALIAS_EXPANSION} "
+                      f"more than the {written} written): refused (alias bomb?)")
+    return None
 
 
 def _duplicate_keys(node: yaml.Node, path: str, out: list[tuple[yaml.Node, str]]) -> None:
@@ -301,10 +469,12 @@ def _duplicate_keys(node: yaml.Node, path: str, out: list[tuple[yaml.Node, str]]
                 if k.value in seen:
                     out.append((k, f"{path}.{k.value}".lstrip(".")))
                 seen.add(k.value)
-            _duplicate_keys(v, f"{path}.{k.value}" if isinstance(k, yaml.ScalarNode) else path, out)
+            if not isinstance(v, yaml.ScalarNode):
+                _duplicate_keys(v, f"{path}.{k.value}" if isinstance(k, yaml.ScalarNode) else path, out)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            _duplicate_keys(v, f"{path}[{i}]", out)
+            if not isinstance(v, yaml.ScalarNode):
+                _duplicate_keys(v, f"{path}[{i}]", out)
 
 
 def _format_loc(prefix: str, loc: Iterable[Any]) -> str:
@@ -318,38 +488,114 @@ def _format_loc(prefix: str, loc: Iterable[Any]) -> str:
 _UNION_TAGS = re.compile(r"^(int|float|list\[.*\]|Generator|Momentum|Affine|bool|str|function-.*|literal\[.*\]|constrained-.*|tagged-union\[.*\])$")
 
 
+def _is_tag(err: dict[str, Any], i: int) -> bool:
+    loc = err["loc"]
+    part = loc[i]
+    if not (isinstance(part, str) and _UNION_TAGS.match(part)):
+        return False
+    # the last element of an unknown-key error is the user's key (``input: {int: 1}``)
+    return not (err["type"] == "extra_forbidden" and i == len(loc) - 1)
+
+
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(p for p in loc if not (isinstance(p, str) and _UNION_TAGS.match(p)))
 
 
-_FIELD_HINTS = {
+#: what a field accepts, said when a value fits none of the forms of a union
+_UNION_HINTS = {
     "momentum": "expected {batch_weight: w} (PyTorch's momentum), {running_weight: 1-w} (Keras/ONNX momentum) or 'cumulative'",
-    "shape": "expected a list of 2 to 5 integers (N, C, *spatial)",
     "data": "expected a flat list of numbers (or one list per step)",
     "affine": "expected true, false or {gamma: ..., beta: ...}",
+    "per_channel": ("expected a number (every channel), a list of numbers (one per channel) or a generator "
+                    "{dist: normal|uniform|constant, mean, std, low, high, value, seed}"),
+    "number": "expected a number",
 }
+_FIELD_HINTS = {
+    "momentum": _UNION_HINTS["momentum"],
+    "shape": "expected a list of 2 to 5 integers (N, C, *spatial)",
+    "data": _UNION_HINTS["data"],
+    "affine": _UNION_HINTS["affine"],
+}
+
+
+def _union_hint(loc: tuple[Any, ...], branches: list[str]) -> str:
+    names = [p for p in loc if isinstance(p, str)]
+    last = names[-1] if names else ""
+    if set(branches) <= {"int", "float"}:
+        return _UNION_HINTS["number"]
+    if last in ("running_mean", "running_var", "gamma", "beta"):
+        return _UNION_HINTS["per_channel"]
+    if last in _UNION_HINTS:
+        return _UNION_HINTS[last]
+    if last == "data" or (len(names) == 1 and names[0] == "data"):
+        return _UNION_HINTS["data"]
+    return "expected one of: " + ", ".join(branches)
+
+
+def _prune_unions(errs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One error per problem: for a value that failed every form of a union, keep the form it was
+    closest to (its errors went deepest) or, when it fits none, say what the field accepts."""
+    out: list[dict[str, Any]] = []
+    groups: dict[tuple[Any, ...], list[tuple[int, dict[str, Any]]]] = {}
+    for e in errs:
+        i = next((j for j in range(len(e["loc"])) if _is_tag(e, j)), None)
+        if i is None:
+            out.append(e)
+        else:
+            groups.setdefault(tuple(e["loc"][:i]), []).append((i, e))
+    for key, members in groups.items():
+        by_branch: dict[str, list[dict[str, Any]]] = {}
+        for i, e in members:
+            by_branch.setdefault(e["loc"][i], []).append(e)
+        depth = {b: max(len(e["loc"]) - len(key) - 1 for e in es) for b, es in by_branch.items()}
+        best_depth = max(depth.values())
+        if best_depth == 0 and len(by_branch) > 1:  # the value fits no form of the union
+            first = members[0][1]
+            out.append({"type": "union_mismatch", "loc": key, "msg": _union_hint(key, list(by_branch)),
+                        "input": first.get("input")})
+            continue
+        branch = min((b for b in by_branch if depth[b] == best_depth), key=lambda b: len(by_branch[b]))
+        stripped = [{**e, "loc": e["loc"][: len(key)] + e["loc"][len(key) + 1:]} for e in by_branch[branch]]
+        out.extend(_prune_unions(stripped))
+    return out
+
+
+#: fields of the nested mappings, for "did you mean" hints on unknown keys
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    if len(loc) == 1:
+        return sorted(Case.model_fields)
+    top = loc[0]
+    model = {"affine": Affine, "momentum": Momentum, "tolerance": Tolerance, "input": Generator,
+             "running_mean": Generator, "running_var": Generator}.get(top)
+    if top == "affine" and len(loc) == 3:
+        model = Generator
+    if top == "expect" and len(loc) == 3:
+        model = Expectation
+    return sorted(model.model_fields) if model else []
 
 
 def _describe(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     typ = err["type"]
     if typ == "extra_forbidden":
         key = loc[-1]
-        parent = Case if len(loc) == 1 else None
-        allowed = sorted(parent.model_fields) if parent else []
+        allowed = _allowed_keys(loc)
         hint = difflib.get_close_matches(str(key), allowed, n=1)
         msg = f"unknown key {key!r}"
-        return msg + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        if hint:
+            return msg + f" (did you mean {hint[0]!r}?)"
+        return msg + (f" (expected one of: {', '.join(allowed)})" if allowed else "")
     if typ == "missing":
         return "required field is missing"
     msg = err["msg"]
-    if "input" in err and typ not in ("missing", "value_error"):
-        got = err["input"]
-        rep = repr(got)
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if "input" in err and "(got " not in msg:
+        rep = repr(err["input"])
         if len(rep) > 60:
             rep = rep[:57] + "..."
         msg += f" (got {rep})"
     top = loc[0] if loc else None
-    if top in _FIELD_HINTS and typ in ("union_tag_invalid", "model_type", "literal_error", "list_type", "dict_type", "bool_type", "float_type", "int_type"):
+    if top in _FIELD_HINTS and len(loc) == 1 and typ in ("model_type", "literal_error", "list_type", "dict_type", "bool_type", "float_type", "int_type"):
         msg += f"; {_FIELD_HINTS[top]}"
     return msg
 
@@ -402,39 +648,40 @@ def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
     return errs
 
 
-def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEMENTS) -> list[LoadedCase]:
-    """Load and validate every case of one YAML file; raise :class:`CaseFileError` listing all problems."""
-    fname = str(path)
-    errors: list[CaseError] = []
-
-    def err(node: yaml.Node | None, fld: str, msg: str) -> None:
-        line, col = _mark(node)
-        errors.append(CaseError(fname, line, col, fld, msg))
-
+def _read_case_file(path: str | os.PathLike[str], fname: str) -> bytes:
+    """The file's bytes: a regular file within :data:`MAX_FILE_BYTES`, checked before reading."""
     try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            raise CaseFileError([CaseError(fname, 1, 1, "", f"file is {size} bytes; case files are limited to {MAX_FILE_BYTES} bytes")])
-        raw = Path(path).read_bytes()
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise CaseFileError([CaseError(fname, 1, 1, "", "not a regular file (a folder, device or pipe): expected a YAML case file")])
+        if st.st_size > MAX_FILE_BYTES:
+            raise CaseFileError([CaseError(fname, 1, 1, "", f"file is {st.st_size} bytes; case files are limited to {MAX_FILE_BYTES} bytes "
+                                                            "(generate large inputs with 'input:' instead of writing 'data:')")])
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)  # never more, even if the file grows meanwhile
     except OSError as e:
         raise CaseFileError([CaseError(fname, 1, 1, "", f"cannot read: {e.strerror or e}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise CaseFileError([CaseError(fname, 1, 1, "", f"file is larger than {MAX_FILE_BYTES} bytes: refused")])
+    return raw
+
+
+def _parse(text: str, fname: str) -> tuple[Any, yaml.Node]:
+    """(data, root node) of a YAML document, checked for bombs, depth and duplicate keys."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise CaseFileError([CaseError(fname, line, 1, "", f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})")]) from None
-    try:
-        if "*" in text and _count_aliases(text) > MAX_ALIASES:
-            raise CaseFileError([CaseError(fname, 1, 1, "", f"more than {MAX_ALIASES} YAML aliases: refused (alias bomb?)")])
-        loader = _Loader(text)
+        loader = _FastLoader(text)
         try:
             root = loader.get_single_node()
             if root is None:
                 raise CaseFileError([CaseError(fname, 1, 1, "", "empty file: expected a mapping with 'cases:'")])
+            problem = _graph_problem(root)
+            if problem is not None:
+                node, msg = problem
+                raise CaseFileError([CaseError(fname, *_mark(node), "", msg)])
             dups: list[tuple[yaml.Node, str]] = []
             _duplicate_keys(root, "", dups)
-            for node, p in dups:
-                err(node, p, "duplicate key")
+            if dups:
+                raise CaseFileError([CaseError(fname, *_mark(n), p, "duplicate key") for n, p in dups])
             data = loader.construct_document(root)
         finally:
             loader.dispose()
@@ -442,19 +689,49 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = getattr(e, "problem", None) or str(e)
+        context = getattr(e, "context", None)
+        if context and context not in str(problem):
+            problem = f"{problem} ({context})"
         if "python/" in str(e) or "could not determine a constructor" in str(problem):
             problem = f"{problem} — tags that construct objects are refused (safe loading)"
         raise CaseFileError([CaseError(fname, line, col, "", f"YAML error: {problem}")]) from None
     except RecursionError:
-        raise CaseFileError([CaseError(fname, 1, 1, "", "nesting too deep")]) from None
-    if errors:
-        raise CaseFileError(errors)
+        raise CaseFileError([CaseError(fname, 1, 1, "", f"nesting deeper than {MAX_DEPTH} levels: refused")]) from None
+    return data, root
+
+
+def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEMENTS) -> list[LoadedCase]:
+    """Load and validate every case of one YAML file; raise :class:`CaseFileError` listing all problems."""
+    fname = str(path)
+    errors: list[CaseError] = []
+    reported: set[tuple[int, int, str, str]] = set()
+
+    def err(node: yaml.Node | None, fld: str, msg: str) -> None:
+        line, col = _mark(node)
+        if (line, col, fld, msg) not in reported:
+            reported.add((line, col, fld, msg))
+            errors.append(CaseError(fname, line, col, fld, msg))
+
+    raw = _read_case_file(path, fname)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise CaseFileError([CaseError(fname, line, col, "", f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                                                             "case files are UTF-8 text")]) from None
+    if "\x00" in text:
+        off = text.index("\x00")
+        raise CaseFileError([CaseError(fname, text.count("\n", 0, off) + 1, 1, "", "NUL byte: expected YAML text")])
+    data, root = _parse(text, fname)
 
     if not isinstance(data, dict):
         raise CaseFileError([CaseError(fname, *_mark(root), "", "expected a mapping with 'cases:' (and optional 'defaults:')")])
     for key in data:
         if key not in ("cases", "defaults"):
-            err(_key_node(root, key), str(key), "unknown top-level key (expected 'cases' or 'defaults')")
+            hint = difflib.get_close_matches(str(key), ["cases", "defaults"], n=1)
+            err(_key_node(root, key), str(key), "unknown top-level key (expected 'cases' or 'defaults')"
+                + (f"; did you mean {hint[0]!r}?" if hint else ""))
     defaults = data.get("defaults") or {}
     dnode = _child(root, "defaults")
     if not isinstance(defaults, dict):
@@ -465,7 +742,7 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
     cases_raw = data.get("cases")
     cnode = _child(root, "cases")
     if cases_raw is None:
-        err(root, "cases", "required field is missing (a list of cases)")
+        err(root if cnode is None else cnode, "cases", "required field is missing (a list of cases)")
         cases_raw = []
     elif not isinstance(cases_raw, list):
         err(cnode, "cases", "expected a list of cases")
@@ -484,50 +761,53 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
             prefix = f"cases[{i}]({cid})"
         merged = _merge(defaults, raw_case)
 
-        def locate(loc: tuple[Any, ...], node=node) -> yaml.Node | None:
-            """The deepest node along ``loc``: in the case, or in defaults when the case lacks the key."""
+        def locate(loc: tuple[Any, ...], node=node) -> tuple[yaml.Node | None, bool]:
+            """(the deepest node along ``loc``, whether it is in ``defaults:``): in the case, or in
+            defaults when the case lacks the key."""
             if not loc:
-                return node
+                return node, False
             in_case = _child(node, loc[0]) is not None
-            cur = node if in_case or _child(dnode, loc[0]) is None else dnode
+            in_defaults = not in_case and _child(dnode, loc[0]) is not None
+            cur = dnode if in_defaults else node
             for part in loc:
                 nxt = _child(cur, part)
                 if nxt is None:
                     break
                 cur = nxt
-            return cur
+            return cur, in_defaults
+
+        def report(loc: tuple[Any, ...], msg: str, key_node: bool = False, prefix=prefix, node=node) -> None:
+            if key_node and len(loc) == 1:
+                n, in_defaults = _key_node(node, loc[0]), False
+                if n is None:
+                    n, in_defaults = _key_node(dnode, loc[0]), True
+            else:
+                n, in_defaults = locate(loc)
+            # a mistake in defaults: reported once, not once per case inheriting it
+            err(n, _format_loc("defaults" if in_defaults else prefix, loc), msg)
 
         try:
             case = Case.model_validate(merged)
         except ValidationError as ve:
-            by_loc: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-            for e in ve.errors():
-                by_loc.setdefault(_clean_loc(e["loc"]), []).append(e)
-            for loc, errs in by_loc.items():
-                e = errs[0]
-                n = _key_node(node, loc[0]) if e["type"] == "extra_forbidden" and len(loc) == 1 else locate(loc)
-                if e["type"] == "extra_forbidden" and len(loc) == 1 and n is None:
-                    n = _key_node(dnode, loc[0])
-                if len(errs) > 1:  # a union: one message naming what was expected
-                    hint = _FIELD_HINTS.get(loc[0]) if loc else None
-                    msg = f"invalid value (got {e.get('input')!r}); " + (
-                        hint or "expected " + " or ".join(dict.fromkeys(x["msg"].removeprefix("Input should be ") for x in errs)))
-                else:
-                    msg = _describe(e, loc)
-                err(n, _format_loc(prefix, loc), msg)
+            for e in _prune_unions(ve.errors()):
+                loc = tuple(e["loc"])
+                report(loc, _describe(e, loc), key_node=e["type"] == "extra_forbidden")
             continue
         for loc, msg in _cross_checks(case):
-            err(locate(loc), _format_loc(prefix, loc), msg)
-        if case.n_elements > max_elements:
-            nbytes = case.n_elements * 8 * 4
-            err(locate(("shape",)), f"{prefix}.shape",
-                f"{case.n_elements} elements exceed the limit of {max_elements} "
-                f"(about {nbytes / 2**30:.1f} GiB while running); raise it with --max-elements")
+            report(loc, msg)
+        too_big = _size_problem(case, max_elements)
+        if too_big:
+            report(("shape",), too_big)
         if case.id in seen:
-            err(locate(("id",)), f"{prefix}.id", f"duplicate id {case.id!r} (first at line {seen[case.id][0]})")
+            report(("id",), f"duplicate id {case.id!r} (first at line {seen[case.id][0]})")
         seen[case.id] = _mark(node)
-        loaded.append(LoadedCase(case, fname, _mark(node)[0]))
+        expect_pos = {}
+        for b in case.expect:
+            kn = _key_node(_child(node, "expect"), b) or _key_node(_child(dnode, "expect"), b)
+            expect_pos[b] = _mark(kn if kn is not None else node)
+        loaded.append(LoadedCase(case, fname, _mark(node)[0], expect_pos))
     if errors:
+        errors.sort(key=lambda e: (e.line, e.column))
         raise CaseFileError(errors)
     return loaded
 
