@@ -274,3 +274,35 @@ def test_worker_group_and_env():
         assert a.worker_env["KERAS_BACKEND"] == "tensorflow"
         assert a.worker_env["TF_CPP_MIN_LOG_LEVEL"] == "2"
     assert os.environ.get("KERAS_BACKEND", "tensorflow") == TF_ENV["KERAS_BACKEND"]
+
+
+def test_one_trace_serves_every_batch_and_spatial_size():
+    from harness.adapters import tensorflow as tfa
+
+    assert tfa.RELAXED_SHAPES
+    for backend in TF_IDS:
+        a = get_adapter(backend)
+        c1 = case(shape=[3, 4, 3, 3], input={"seed": 31})
+        a.run(c1, generate(c1))
+        before = tfa.STATS["traced_functions"]
+        c2 = case(shape=[5, 4, 2, 6], input={"seed": 32})  # same rank, C and layout; other N, H, W
+        obs = a.run(c2, generate(c2))
+        assert tfa.STATS["traced_functions"] == before, backend
+        ref = reference_outputs(c2, generate(c2))
+        assert obs.outputs["y"][0].shape == (5, 4, 2, 6)
+        np.testing.assert_allclose(obs.outputs["y"][0], ref["y"][0], rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("backend", TF_IDS)
+def test_results_do_not_depend_on_what_ran_before(backend):
+    # the same case before and after another case of the same traced function: the same bits
+    a = get_adapter(backend)
+    c1 = case(shape=[4, 2, 3, 3], steps=2, input={"seed": 41}, running_mean=0.5, eval_after=True)
+    c2 = case(shape=[7, 2, 2, 5], steps=2, input={"seed": 42}, running_mean=-2.0, eval_after=True)
+    first = a.run(c1, generate(c1)).outputs
+    a.run(c2, generate(c2))
+    again = a.run(c1, generate(c1)).outputs
+    assert first.keys() == again.keys()
+    for name in first:
+        for k, (u, v) in enumerate(zip(first[name], again[name])):
+            assert u.tobytes() == v.tobytes(), f"{name} step {k}"

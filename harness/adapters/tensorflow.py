@@ -120,6 +120,21 @@ def keras_dtype_policy(case: Case) -> str | None:
     return None
 
 
+#: trace with the batch and spatial sizes left open (only rank and C fixed): one trace serves every
+#: shape of a (rank, C, layout) family.  The kernels are the same; tests check bit-identical results.
+RELAXED_SHAPES = True
+
+
+def traced_shape(case: Case) -> tuple:
+    """The shape a function is traced for: ``case.array_shape``, with N and spatial sizes ``None``
+    when :data:`RELAXED_SHAPES` (the channel size stays fixed)."""
+    if not RELAXED_SHAPES:
+        return tuple(case.array_shape)
+    s: list[int | None] = [None] * case.rank
+    s[case.channel_axis % case.rank] = case.channels
+    return tuple(s)
+
+
 class _Cache:
     """Small LRU of traced functions / built layers."""
 
@@ -220,7 +235,7 @@ class KerasTF(_TFAdapter):
     def _layer(self, case: Case):
         t = tf()
         momentum = keras_momentum(case) if case.mode == "train" else 0.99  # unused in inference
-        key = (case.array_shape, case.dtype, case.params_dtype, case.channel_axis, momentum, case.eps, case.has_affine)
+        key = (traced_shape(case), case.dtype, case.params_dtype, case.channel_axis, momentum, case.eps, case.has_affine)
 
         def make():
             import keras
@@ -232,8 +247,8 @@ class KerasTF(_TFAdapter):
             layer = keras.layers.BatchNormalization(
                 axis=case.channel_axis, momentum=momentum, epsilon=case.eps,
                 center=case.has_affine, scale=case.has_affine, dtype=keras_dtype_policy(case))
-            layer.build(case.array_shape)
-            spec = [t.TensorSpec(case.array_shape, t.as_dtype(np_dtype(case.dtype)))]
+            layer.build(traced_shape(case))
+            spec = [t.TensorSpec(traced_shape(case), t.as_dtype(np_dtype(case.dtype)))]
             train = t.function(lambda x: layer(x, training=True), input_signature=spec)
             infer = t.function(lambda x: layer(x, training=False), input_signature=spec)
             return {"layer": layer, "train": train, "infer": infer, "traced": set()}
@@ -282,14 +297,14 @@ class TFNN(_TFAdapter):
     def _fn(self, case: Case):
         t = tf()
         train = case.mode == "train"
-        key = (case.array_shape, case.dtype, case.params_dtype, case.channel_axis, case.eps, train, case.has_affine)
+        key = (traced_shape(case), case.dtype, case.params_dtype, case.channel_axis, case.eps, train, case.has_affine)
 
         def make():
             rank, ch = case.rank, case.channel_axis % case.rank
             axes = [a for a in range(rank) if a != ch]
             bshape = [1] * rank
             bshape[ch] = case.channels
-            x_spec = t.TensorSpec(case.array_shape, t.as_dtype(np_dtype(case.dtype)))
+            x_spec = t.TensorSpec(traced_shape(case), t.as_dtype(np_dtype(case.dtype)))
             p_spec = t.TensorSpec([case.channels], t.as_dtype(np_dtype(case.params_dtype)))
 
             @t.function(input_signature=[x_spec, p_spec, p_spec, p_spec, p_spec], autograph=False)
@@ -357,11 +372,11 @@ class TFFused(_TFAdapter):
         t = tf()
         w = float(case.momentum_weight) if kind == "train" else None
         fmt = data_format(case)
-        key = (case.array_shape, case.dtype, case.params_dtype, fmt, case.eps, kind, w)
+        key = (traced_shape(case), case.dtype, case.params_dtype, fmt, case.eps, kind, w)
 
         def make():
             fused = t.compat.v1.nn.fused_batch_norm
-            x_spec = t.TensorSpec(case.array_shape, t.as_dtype(np_dtype(case.dtype)))
+            x_spec = t.TensorSpec(traced_shape(case), t.as_dtype(np_dtype(case.dtype)))
             p_spec = t.TensorSpec([case.channels], t.as_dtype(np_dtype(case.params_dtype)))
 
             @t.function(input_signature=[x_spec, p_spec, p_spec, p_spec, p_spec], autograph=False)
