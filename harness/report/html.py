@@ -135,6 +135,8 @@ def page_data(model: Model) -> dict[str, Any]:
     """The JSON blob the page's script reads: positional arrays, a string table ``S`` and a
     tolerance table ``T``, trailing defaults trimmed (field lists in report.js)."""
     S = _Strings()
+    for name in ("y", "batch_mean", "batch_var", "running_mean", "running_var", "eval_y"):
+        S(name)  # the most frequent strings get one-digit indexes
     T: list[list[Any]] = []
     tidx: dict[tuple[Any, Any, str], int] = {}
     plot_src = (model.meta or {}).get("plot_data") or {}
@@ -182,7 +184,7 @@ def page_data(model: Model) -> dict[str, Any]:
                 ti = tidx[tk] = len(T)
                 T.append([r["atol"], r["rtol"], S(r["tolerance_reason"])])
             rows.append(_trim([S(r["output"]), r["step"], OUTCOMES.index(r["outcome"]), _r(r["max_abs_err"]),
-                               _r(r["max_rel_err"]), _r(r["max_ulp"], 3), ti, r["mismatched"],
+                               _r(r["max_rel_err"], 3), _r(r["max_ulp"], 3), ti, r["mismatched"],
                                _r(r["mismatched_frac"]), S(r["worst_index"]), S(r["explanation"]),
                                S(r["explanation_text"]), S(r["message"]), pk], ROW_DEFAULTS))
         pairs.append(_trim([cidx[c], bidx[b], OUTCOMES.index(p.outcome), rows,
@@ -227,8 +229,8 @@ def render(df: pd.DataFrame, meta: dict[str, Any] | None = None, *, title: str =
             if p is None:
                 cells.append(None)
             else:
-                cells.append((p.outcome, p.as_expected is False))
-        matrix.append((c, model.case_info[c].get("description", ""), cells))
+                cells.append((OUTCOMES.index(p.outcome), p.as_expected is False))
+        matrix.append((len(matrix), c, model.case_info[c].get("description", ""), cells))
     heat_svg, heat_note = None, ""
     compared = [p for p in model.pairs.values() if p.max_abs_err is not None]
     if not heatmap:

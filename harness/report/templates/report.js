@@ -15,11 +15,16 @@
   var PD = [null, null, null, null, 1, null, 0, 0, 0, 0], RD = [0, null, 0, null, null, null, 0, 0, 0, 0, 0, 0, 0, -1];
   var SEV = [1, 2, 3, 0, 4];
   var grid = new Array(nC * nB);
-  D.P.forEach(function (p) {
-    while (p.length < PD.length) p.push(PD[p.length]);
-    p[3].forEach(function (r) { while (r.length < RD.length) r.push(RD[r.length]); });
-    grid[p[0] * nB + p[1]] = p;
-  });
+  D.P.forEach(function (p) { grid[p[0] * nB + p[1]] = p; });
+  // fill in the trailing defaults of one pair (done when the pair is first used, not for all at load)
+  function full(p) {
+    if (p.length < PD.length) { while (p.length < PD.length) p.push(PD[p.length]); }
+    if (!p.full) {
+      p[3].forEach(function (r) { while (r.length < RD.length) r.push(RD[r.length]); });
+      p.full = true;
+    }
+    return p;
+  }
   function s(i) { return S[i] || ""; }
   function bname(bi) { return s(D.B[bi]); }
 
@@ -55,14 +60,14 @@
     pairText = new Map();
     D.P.forEach(function (p) {
       var t = [bname(p[1]), O[p[2]], s(p[8]), s(p[9])];
-      p[3].forEach(function (r) { t.push(s(r[0]), s(r[10]), s(r[11]), s(r[12])); });
+      p[3].forEach(function (r) { t.push(s(r[0]), s(r[10]), s(r[11]), s(r[12])); });  // s(undefined) is ""
       pairText.set(p, t.join(" ").toLowerCase());
     });
   }
 
   // ---------------------------------------------------------------- filters
   var matrix = document.getElementById("matrix");
-  var trs = matrix.tBodies[0].rows;
+  var trs = matrix.querySelectorAll("tbody tr");
   var colStyle = document.createElement("style");
   document.head.appendChild(colStyle);
   var fText = document.getElementById("f-text"), fDtype = document.getElementById("f-dtype"),
@@ -80,7 +85,7 @@
     var dt = fDtype.value, md = fMode.value, onlyUx = fUx.checked;
     var css = "", bi, ci, nbShown = 0;
     for (bi = 0; bi < nB; bi++) {
-      if (!bsel[bi]) css += "#matrix tr>:nth-child(" + (bi + 2) + "){display:none}";
+      if (!bsel[bi]) css += ".mx tr>:nth-child(" + (bi + 2) + "),.mx col:nth-child(" + (bi + 2) + "){display:none}";
       else nbShown++;
     }
     colStyle.textContent = css;
@@ -94,12 +99,12 @@
       for (bi = 0; bi < nB; bi++) {
         var p = grid[ci * nB + bi];
         if (!p) continue;
-        var ok = caseOk && bsel[bi] && outs[p[2]] && (!onlyUx || p[4] === 0) && (cq || pairText.get(p).indexOf(q) >= 0);
+        var ok = caseOk && bsel[bi] && outs[p[2]] && (!onlyUx || p.length > 4 && p[4] === 0) && (cq || pairText.get(p).indexOf(q) >= 0);
         var td = cells[bi + 1];
         if (td.classList.contains("dim") === ok) td.classList.toggle("dim", !ok);
         if (ok) {
           any = true; shownPairs++;
-          if (p[2] === 1 || p[2] === 2 || p[2] === 4 || p[4] === 0) listRows.push(p);
+          if (p[2] === 1 || p[2] === 2 || p[2] === 4 || (p.length > 4 && p[4] === 0)) listRows.push(full(p));
         }
       }
       tr.classList.toggle("hidden", !any);
@@ -179,6 +184,7 @@
   }
 
   function openDetail(p) {
+    full(p);
     var c = D.C[p[0]], b = bname(p[1]), rows = p[3];
     var parts = [el("h2", {}, s(c[0]), " × ", b)];
     var exp = p[4] === null ? "expectation: none (backend unavailable)" :
@@ -284,10 +290,7 @@
     if (!td || td.tagName !== "TD") return null;
     return grid[Number(td.parentNode.getAttribute("data-c")) * nB + td.cellIndex - 1] || null;
   }
-  matrix.tBodies[0].addEventListener("click", function (ev) { var p = cellPair(ev.target.closest("td")); if (p) openDetail(p); });
-  matrix.tBodies[0].addEventListener("keydown", function (ev) {
-    if (ev.key === "Enter" || ev.key === " ") { var p = cellPair(ev.target.closest("td")); if (p) { ev.preventDefault(); openDetail(p); } }
-  });
+  matrix.addEventListener("click", function (ev) { var p = cellPair(ev.target.closest("td")); if (p) openDetail(p); });
   listBody.addEventListener("keydown", function (ev) { if (ev.key === "Enter" && ev.target.tagName === "TR") ev.target.click(); });
 
   // ---------------------------------------------------------------- plots (SVG from the numbers in D.G)
