@@ -1,0 +1,132 @@
+"""Keras 3 on its other backends: ``keras-torch``, ``keras-jax``, ``keras-numpy``.
+
+The same ``keras.layers.BatchNormalization`` as ``keras-tf`` (translation in
+:mod:`harness.keras_common`), run eagerly on another Keras backend.  Keras reads
+``KERAS_BACKEND`` once, when it is first imported, so each backend is its own
+worker group whose environment is set before anything is imported:
+
+==============  ==============  ==================================================================
+id              worker group    environment
+==============  ==============  ==================================================================
+``keras-torch`` ``keras-torch`` ``KERAS_BACKEND=torch``, ``OMP_NUM_THREADS=1``
+``keras-jax``   ``keras-jax``   ``KERAS_BACKEND=jax``, ``JAX_PLATFORMS=cpu``, ``JAX_ENABLE_X64=1``
+``keras-numpy`` ``keras-numpy`` ``KERAS_BACKEND=numpy``
+==============  ==============  ==================================================================
+
+``JAX_ENABLE_X64=1``: without it JAX silently computes a float64 case in float32;
+with it float64 is float64 (float32 cases are unaffected: Keras creates its
+variables and casts with explicit dtypes).  ``OMP_NUM_THREADS=1``: one thread,
+so reductions sum in the same order on every machine.
+
+The numpy backend is documented as inference-only for *training loops* (no
+gradients), but the layer's forward pass with ``training=True`` computes batch
+statistics and assigns the moving averages (checked by trying: the values move),
+so train cases run there too.
+
+A dtype the backend refuses (decided by trying: no kernel, an unsupported dtype)
+is ``unsupported`` with the framework's message; anything else is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import ClassVar
+
+from harness.adapters.base import Adapter, Observed, Unsupported, missing
+from harness.cases import Case
+from harness.inputs import Inputs
+
+#: framework messages that mean "this dtype has no kernel / is not supported here"
+_DTYPE_REFUSAL = re.compile(
+    r"not implemented for|not supported|Unsupported dtype|unsupported dtype|does not support"
+    r"|Invalid dtype|data type .* not understood|Could not find an implementation",
+    re.I,
+)
+
+
+def refuses_dtype(exc: BaseException) -> bool:
+    """True when ``exc`` says a dtype has no kernel (not any other failure)."""
+    return bool(_DTYPE_REFUSAL.search(str(exc)))
+
+
+class _KerasOtherBackend(Adapter):
+    framework = "keras"
+    #: KERAS_BACKEND value; the worker group is ``keras-<backend>``
+    keras_backend: ClassVar[str] = ""
+    #: the backend's own distribution (for ``available``/``version``)
+    backend_module: ClassVar[str] = ""
+
+    def available(self) -> str | None:
+        return missing("keras", "pip install keras") or missing(self.backend_module, f"pip install {self.backend_module}")
+
+    def _keras(self):
+        if os.environ.get("KERAS_BACKEND") != self.keras_backend:
+            # the runner sets it before import; anything else would silently run another backend
+            raise RuntimeError(f"{self.id} must run in a process started with KERAS_BACKEND={self.keras_backend} "
+                               f"(got {os.environ.get('KERAS_BACKEND')!r}); use harness.runner.Runner")
+        import keras
+
+        if keras.backend.backend() != self.keras_backend:
+            raise RuntimeError(f"keras was imported with backend {keras.backend.backend()!r}, not {self.keras_backend!r}")
+        return keras
+
+    def version(self) -> str:
+        import importlib
+
+        keras = self._keras()
+        mod = importlib.import_module(self.backend_module)
+        return f"{keras.__version__} ({self.keras_backend} {getattr(mod, '__version__', '')})"
+
+    def unsupported(self, case: Case) -> str | None:
+        from harness.keras_common import keras_unsupported
+
+        return super().unsupported(case) or keras_unsupported(case)
+
+    def _to_tensor(self, keras):
+        return None
+
+    def run(self, case: Case, inputs: Inputs) -> Observed:
+        from harness.keras_common import run_keras_layer
+
+        keras = self._keras()
+        try:
+            return run_keras_layer(keras, case, inputs, self._to_tensor(keras))
+        except Unsupported:
+            raise
+        except Exception as e:
+            if refuses_dtype(e):
+                first = " ".join(str(e).strip().splitlines()[:3])[:600]
+                raise Unsupported(f"keras {keras.__version__} ({self.keras_backend}) refused x {case.dtype} / "
+                                  f"parameters {case.params_dtype}: {type(e).__name__}: {first}") from None
+            raise
+
+
+class KerasTorch(_KerasOtherBackend):
+    id = "keras-torch"
+    keras_backend = "torch"
+    backend_module = "torch"
+    worker = "keras-torch"
+    worker_env = {"KERAS_BACKEND": "torch", "OMP_NUM_THREADS": "1"}
+    description = "keras.layers.BatchNormalization (Keras 3, PyTorch backend), eager"
+
+
+class KerasJax(_KerasOtherBackend):
+    id = "keras-jax"
+    keras_backend = "jax"
+    backend_module = "jax"
+    worker = "keras-jax"
+    worker_env = {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "JAX_ENABLE_X64": "1"}
+    description = "keras.layers.BatchNormalization (Keras 3, JAX backend, CPU, x64 enabled), eager"
+
+
+class KerasNumpy(_KerasOtherBackend):
+    id = "keras-numpy"
+    keras_backend = "numpy"
+    backend_module = "numpy"
+    worker = "keras-numpy"
+    worker_env = {"KERAS_BACKEND": "numpy"}
+    description = "keras.layers.BatchNormalization (Keras 3, NumPy backend), eager"
+
+
+ADAPTERS = [KerasTorch, KerasJax, KerasNumpy]
