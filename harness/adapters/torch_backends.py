@@ -120,13 +120,38 @@ class TorchModule(_TorchBase):
                 raise
             return y.movedim(1, -1).contiguous() if case.layout == "channels_last" else y
 
+        def stage_outputs(x_np: np.ndarray) -> None:
+            """batch_mean and inv_std of this step from the module's own kernel (aten::native_batch_norm,
+            which nn.BatchNorm calls on CPU) on the same input, with copies of the running buffers so
+            the module's state is untouched; for per-stage localization only."""
+            x = _from_numpy(x_np, case.dtype)
+            if case.layout == "channels_last":
+                x = x.movedim(-1, 1)
+                if fmt is not None:
+                    x = x.contiguous(memory_format=fmt)
+            try:
+                _, save_mean, save_invstd = torch.ops.aten.native_batch_norm(
+                    x, bn.weight, bn.bias, bn.running_mean.clone(), bn.running_var.clone(), True,
+                    0.0 if case.momentum_weight is None else case.momentum_weight, case.eps)
+            except (RuntimeError, TypeError):
+                return
+            put("batch_mean", save_mean)
+            put("inv_std", save_invstd)
+
         with torch.no_grad():
             if case.mode == "train":
                 bn.train()
                 for x_np in inputs.x:
+                    stage_outputs(x_np)
                     put("y", forward(x_np))
                     put("running_mean", bn.running_mean)
                     put("running_var", bn.running_var)
+                if len(out.get("batch_mean", ())) != len(out["y"]):
+                    out.pop("batch_mean", None)
+                    out.pop("inv_std", None)
+                else:
+                    notes.append("batch_mean/inv_std: save_mean/save_invstd of aten::native_batch_norm (the module's "
+                                 "kernel) on the same input")
                 if case.eval_after:
                     bn.eval()
                     put("eval_y", forward(inputs.x[-1]))
