@@ -1,0 +1,218 @@
+"""Flax backends: ``flax`` (``flax.linen.BatchNorm``) and ``flax-nnx`` (``flax.nnx.BatchNorm``).
+
+Both run in the ``jax`` worker group (``JAX_PLATFORMS=cpu``, ``JAX_ENABLE_X64=1``:
+without x64 JAX silently computes a float64 case in float32; the modules create
+their own statistics with explicit float32 dtypes, so float32 cases are unaffected).
+
+Translation (case → Flax), read from the installed ``flax/linen/normalization.py``
+and ``flax/nnx/nn/normalization.py``:
+
+==========================  =================================================================
+case field                  Flax argument
+==========================  =================================================================
+``momentum``                ``momentum = 1 - w``: Flax' ``momentum`` is the decay of the
+                            running average (``ra = momentum*ra + (1-momentum)*batch``); a
+                            case stated as ``running_weight`` is used as given.
+                            ``cumulative`` → unsupported (one fixed decay)
+``eps``                     ``epsilon`` (inside the square root: ``rsqrt(var + epsilon)``)
+layout / ``channel_axis``   ``axis`` = 1 or -1 (the feature axis; every other axis is reduced)
+``affine``                  ``use_scale = use_bias = has_affine``; ``scale``/``bias`` params
+                            set from gamma/beta
+``running_mean``/``_var``   linen: the ``batch_stats`` collection ``{'mean', 'var'}`` passed to
+                            ``apply`` (updated with ``mutable=['batch_stats']``); nnx: the
+                            ``mean``/``var`` ``BatchStat`` variables; in the parameter dtype
+``mode``                    ``use_running_average = (mode == 'eval')``
+``dtype``                   ``dtype`` (the result/computation dtype)
+``param_dtype``             ``param_dtype``
+==========================  =================================================================
+
+Everything else keeps Flax's defaults, which are part of what is tested:
+``use_fast_variance=True`` (one-pass ``E[x²] − E[x]²`` clamped at 0) and, in
+linen, ``force_float32_reductions=True`` (statistics in at least float32).
+Each step is one ``jax.jit``-compiled call (``nnx.jit`` for nnx), the way a
+training step runs in practice.  Outputs: ``y``, ``running_mean``/``running_var``
+(the updated statistics) and ``eval_y``; batch statistics are not exposed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.adapters.base import Adapter, Observed, Unsupported, missing
+from harness.cases import Case
+from harness.inputs import Inputs
+
+JAX_ENV = {"JAX_PLATFORMS": "cpu", "JAX_ENABLE_X64": "1"}
+
+CUMULATIVE_REASON = ("cumulative average (w = 1/k) is not expressible: Flax BatchNorm's 'momentum' is one fixed "
+                     "exponential decay")
+
+
+def flax_momentum(case: Case) -> float:
+    """Flax ``momentum`` (decay: weight of the old running value) = 1 - w; ``running_weight`` used as given."""
+    if case.momentum == "cumulative":
+        raise Unsupported(CUMULATIVE_REASON)
+    if case.momentum.running_weight is not None:
+        return float(case.momentum.running_weight)
+    return 1.0 - float(case.momentum.batch_weight)
+
+
+def _jnp_dtype(name: str):
+    import jax.numpy as jnp
+
+    return {"float16": jnp.float16, "bfloat16": jnp.bfloat16, "float32": jnp.float32, "float64": jnp.float64}[name]
+
+
+def _np(a) -> np.ndarray:
+    return np.asarray(a)  # bfloat16 arrays come back as ml_dtypes.bfloat16
+
+
+def _check_x64(case: Case) -> None:
+    import jax
+
+    if case.dtype == "float64" or case.params_dtype == "float64":
+        if not jax.config.jax_enable_x64:
+            raise Unsupported("JAX runs without x64 (JAX_ENABLE_X64 unset): float64 would silently be float32")
+
+
+class _FlaxBase(Adapter):
+    framework = "flax"
+    worker = "jax"
+    worker_env = dict(JAX_ENV)
+
+    def available(self) -> str | None:
+        return missing("jax", "pip install jax") or missing("flax", "pip install flax")
+
+    def version(self) -> str:
+        import flax
+        import jax
+
+        return f"{flax.__version__} (jax {jax.__version__})"
+
+    def unsupported(self, case: Case) -> str | None:
+        reason = super().unsupported(case)
+        if reason:
+            return reason
+        if case.mode == "train" and case.momentum == "cumulative":
+            return CUMULATIVE_REASON
+        return None
+
+    def run(self, case: Case, inputs: Inputs) -> Observed:
+        reason = self.unsupported(case)
+        if reason:
+            raise Unsupported(reason)
+        _check_x64(case)
+        return self._run(case, inputs)
+
+    def _run(self, case: Case, inputs: Inputs) -> Observed:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class FlaxLinen(_FlaxBase):
+    id = "flax"
+    description = "flax.linen.BatchNorm (jax.jit, CPU), batch_stats collection"
+
+    def _run(self, case: Case, inputs: Inputs) -> Observed:
+        import jax
+        import jax.numpy as jnp
+        import flax.linen as nn
+
+        train = case.mode == "train"
+        module = nn.BatchNorm(
+            use_running_average=None,
+            axis=case.channel_axis,
+            momentum=flax_momentum(case) if train else 0.99,  # unused in inference
+            epsilon=case.eps,
+            dtype=_jnp_dtype(case.dtype),
+            param_dtype=_jnp_dtype(case.params_dtype),
+            use_bias=case.has_affine,
+            use_scale=case.has_affine,
+        )
+        variables = {"batch_stats": {"mean": jnp.asarray(inputs.running_mean), "var": jnp.asarray(inputs.running_var)}}
+        if case.has_affine:
+            variables["params"] = {"scale": jnp.asarray(inputs.gamma), "bias": jnp.asarray(inputs.beta)}
+
+        @jax.jit
+        def train_step(variables, x):
+            return module.apply(variables, x, use_running_average=False, mutable=["batch_stats"])
+
+        @jax.jit
+        def infer(variables, x):
+            return module.apply(variables, x, use_running_average=True)
+
+        out: dict[str, list[np.ndarray]] = {"y": []}
+        if train:
+            out.update(running_mean=[], running_var=[])
+        for x in inputs.x:
+            if train:
+                y, mutated = train_step(variables, jnp.asarray(x))
+                variables = {**variables, "batch_stats": mutated["batch_stats"]}
+                out["running_mean"].append(_np(variables["batch_stats"]["mean"]))
+                out["running_var"].append(_np(variables["batch_stats"]["var"]))
+            else:
+                y = infer(variables, jnp.asarray(x))
+            out["y"].append(_np(y))
+        if train and case.eval_after:
+            out["eval_y"] = [_np(infer(variables, jnp.asarray(inputs.x[-1])))]
+        return Observed(out, ["batch_stats and params set from the case (parameter dtype); use_fast_variance and "
+                              "force_float32_reductions at Flax' defaults (True)"])
+
+
+class FlaxNNX(_FlaxBase):
+    id = "flax-nnx"
+    description = "flax.nnx.BatchNorm (nnx.jit, CPU), BatchStat variables"
+
+    def available(self) -> str | None:
+        reason = super().available()
+        if reason:
+            return reason
+        try:
+            from flax import nnx
+        except Exception as e:  # an old flax without nnx
+            return f"flax.nnx cannot be imported: {type(e).__name__}: {e}"
+        if not hasattr(nnx, "BatchNorm"):
+            return "this flax has no flax.nnx.BatchNorm"
+        return None
+
+    def _run(self, case: Case, inputs: Inputs) -> Observed:
+        import jax.numpy as jnp
+        from flax import nnx
+
+        train = case.mode == "train"
+        bn = nnx.BatchNorm(
+            case.channels,
+            use_running_average=not train,
+            axis=case.channel_axis,
+            momentum=flax_momentum(case) if train else 0.99,  # unused in inference
+            epsilon=case.eps,
+            dtype=_jnp_dtype(case.dtype),
+            param_dtype=_jnp_dtype(case.params_dtype),
+            use_bias=case.has_affine,
+            use_scale=case.has_affine,
+            rngs=nnx.Rngs(0),
+        )
+        bn.mean[...] = jnp.asarray(inputs.running_mean)
+        bn.var[...] = jnp.asarray(inputs.running_var)
+        if case.has_affine:
+            bn.scale[...] = jnp.asarray(inputs.gamma)
+            bn.bias[...] = jnp.asarray(inputs.beta)
+
+        @nnx.jit(static_argnums=2)
+        def step(bn, x, use_running_average):
+            return bn(x, use_running_average=use_running_average)
+
+        out: dict[str, list[np.ndarray]] = {"y": []}
+        if train:
+            out.update(running_mean=[], running_var=[])
+        for x in inputs.x:
+            out["y"].append(_np(step(bn, jnp.asarray(x), not train)))
+            if train:
+                out["running_mean"].append(_np(bn.mean[...]))
+                out["running_var"].append(_np(bn.var[...]))
+        if train and case.eval_after:
+            out["eval_y"] = [_np(step(bn, jnp.asarray(inputs.x[-1]), True))]
+        return Observed(out, ["BatchStat mean/var and params set from the case (parameter dtype); "
+                              "use_fast_variance at Flax' default (True)"])
+
+
+ADAPTERS = [FlaxLinen, FlaxNNX]
