@@ -123,13 +123,87 @@ def print_summary(df, out=None) -> None:
         console.print("[bold green]every outcome as expected[/]")
 
 
+#: subfolder of ``--out`` that receives the results of an interrupted run (``meta.partial`` true);
+#: the complete report of an earlier run in ``--out`` itself is left untouched
+PARTIAL_DIR = "partial"
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM; ``signum`` says which (exit status 128 + signum)."""
+
+    def __init__(self, signum: int = 2):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _check_run_args(args: argparse.Namespace) -> None:
+    """Usage errors found before anything runs or is written."""
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1 (got {args.jobs})")
+    if not (args.timeout > 0) or args.timeout == float("inf"):
+        raise UsageError(f"--timeout must be a number of seconds > 0 (got {args.timeout:g})")
+    if args.max_elements < 1:
+        raise UsageError(f"--max-elements must be at least 1 (got {args.max_elements})")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a folder")
+    for parent in out.resolve().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--out {args.out}: {parent} is not a folder")
+            break
+
+
+def _load_cases(paths: list[str], max_elements: int):
+    from harness.cases import discover, load_paths
+
+    if not discover(paths):
+        raise UsageError(f"no case files (*.yaml, *.yml) under {', '.join(paths)}")
+    return load_paths(paths, max_elements=max_elements)
+
+
+def check_expectations(cases, known) -> None:
+    """``expect:`` naming a backend the registry does not know: a usage error at file:line."""
+    from harness.cases import CaseFileError, check_expectation_backends
+
+    errors = check_expectation_backends(cases, known)
+    if errors:
+        raise CaseFileError(errors)
+
+
+class _DeferSignals:
+    """Hold SIGINT/SIGTERM while the report files are written, so that they are written together."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.pending: list[int] = []
+        self.saved = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, lambda signum, frame: self.pending.append(signum))
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        if self.pending and exc[0] is None:
+            raise Interrupted(self.pending[0])
+        return False
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.cases import load_paths
+    import shutil
+
     from harness.report import write_reports
     from harness.results import to_frame
     from harness.runner import Runner
 
-    cases = load_paths(args.paths or ["cases"], max_elements=args.max_elements)
+    _check_run_args(args)
+    cases = _load_cases(args.paths or ["cases"], args.max_elements)
     if args.case:
         import fnmatch
 
@@ -137,6 +211,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not cases:
             raise UsageError(f"--case {' '.join(args.case)} matched no case")
     with Runner(tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout) as runner:
+        check_expectations(cases, runner.adapters)
         backends = _select_backends(runner, _csv_list(args.backend))
         total = len(cases) * len(backends)
         prog, update = _progress_factory(total)
@@ -147,6 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             if prog:
                 prog.stop()
+    signum = _LAST_SIGNAL[0] or 2  # SIGINT unless the handler saw SIGTERM
     df = to_frame(summary.rows)
     meta = {
         "environment": environment(summary.versions),
@@ -156,13 +232,61 @@ def cmd_run(args: argparse.Namespace) -> int:
         "partial": summary.partial,
         "timing": {"wall_seconds": round(summary.seconds, 3)},
     }
-    written = write_reports(df, meta, args.out)
+    out = Path(args.out)
+    with _DeferSignals():
+        if summary.partial:
+            # the previous complete report in --out stays as it was; what finished goes to partial/
+            meta["interrupted_by"] = _signal_label(signum)
+            meta["completed_pairs"] = len({(r.case, r.backend) for r in summary.rows})
+            meta["total_pairs"] = total
+            written = write_reports(df, meta, out / PARTIAL_DIR)
+        else:
+            written = write_reports(df, meta, out)
+            stale = out / PARTIAL_DIR
+            if stale.is_dir() and (stale / "results.json").exists():
+                shutil.rmtree(stale, ignore_errors=True)  # an older interrupted run's leftovers
     print_summary(df)
-    print(f"wrote {', '.join(str(p) for p in written)}" + (" (PARTIAL: interrupted)" if summary.partial else ""))
     if summary.partial:
-        return 130
+        print(f"wrote {', '.join(str(p) for p in written)} (PARTIAL: interrupted after "
+              f"{meta['completed_pairs']} of {total} case × backend pairs; the complete report in {out} is unchanged)")
+        return 128 + signum
+    print(f"wrote {', '.join(str(p) for p in written)}")
     ok = df["as_expected"].fillna(True).astype(bool).all() if len(df) else True
     return EXIT_OK if ok else EXIT_UNEXPECTED
+
+
+def _signal_label(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+#: the last SIGINT/SIGTERM received (set by the handler installed in :func:`main`)
+_LAST_SIGNAL: list[int] = [0]
+
+
+def _install_signal_handlers() -> dict:
+    """SIGTERM behaves like Ctrl-C: KeyboardInterrupt in the main thread (runs stop, reports are kept).
+
+    Returns the previous handlers (restored when :func:`main` returns).
+    """
+    import signal
+
+    def handler(signum, frame):
+        _LAST_SIGNAL[0] = signum
+        raise Interrupted(signum)
+
+    saved = {}
+    _LAST_SIGNAL[0] = 0
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            saved[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread
+            pass
+    return saved
 
 
 # --------------------------------------------------------------------------------------
@@ -190,9 +314,12 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.cases import load_paths
+    from harness.adapters import all_adapters
 
-    cases = load_paths(args.paths, max_elements=args.max_elements)
+    if args.max_elements < 1:
+        raise UsageError(f"--max-elements must be at least 1 (got {args.max_elements})")
+    cases = _load_cases(args.paths, args.max_elements)
+    check_expectations(cases, all_adapters(tuple(args.adapter or ()), tuple(args.native or ())))
     files = sorted({lc.file for lc in cases})
     print(f"{len(cases)} case(s) in {len(files)} file(s): valid")
     return EXIT_OK
@@ -233,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--case", "-k", action="append", metavar="GLOB", help="only cases whose id matches; repeatable")
     p.add_argument("--out", "-o", default="reports", help="output folder (default: reports/)")
     p.add_argument("--jobs", "-j", type=int, default=1, help="parallel worker processes (default 1)")
-    p.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS, help="largest case size in elements")
+    p.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS,
+                   help=f"largest case size in input elements, shape × steps (default {DEFAULT_MAX_ELEMENTS})")
     _add_common(p)
     p.set_defaults(func=cmd_run)
 
@@ -245,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check case files only")
     p.add_argument("paths", nargs="+")
     p.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS)
+    p.add_argument("--adapter", action="append", metavar="MODULE:NAME",
+                   help="also accept expectations for this adapter's backends; repeatable")
+    p.add_argument("--native", action="append", metavar="LIB.so", help="as for run; repeatable")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="write the JSON Schema of the case format")
@@ -282,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     EXTRA_COMMANDS[:] = _extra_commands()
     parser = build_parser()
     args = parser.parse_args(argv)
+    saved_handlers = _install_signal_handlers()
     try:
         return args.func(args)
     except CaseFileError as e:
@@ -293,9 +425,15 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, AdapterSpecError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", 2)
+        print(f"interrupted ({_signal_label(signum)})", file=sys.stderr)
+        return 128 + signum
+    finally:
+        import signal
+
+        for sig, handler in saved_handlers.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -75,10 +75,15 @@ class WorkerHandle:
         )
         self._in = self.proc.stdin.fileno()
         self._out = self.proc.stdout.fileno()
-        self._send({"extra_specs": list(extra_specs), "native_paths": list(native_paths)})
-        kind, _pid = self._recv(STARTUP_TIMEOUT, "starting the worker")
-        if kind != "ready":
-            raise WorkerFailure(f"worker for {group} did not start: {kind}")
+        try:
+            self._send({"extra_specs": list(extra_specs), "native_paths": list(native_paths)})
+            kind, _pid = self._recv(STARTUP_TIMEOUT, "starting the worker")
+            if kind != "ready":
+                raise WorkerFailure(f"worker for {group} did not start: {kind}")
+        except BaseException:
+            self.kill()
+            self.close()
+            raise
 
     # -- protocol -------------------------------------------------------------------
     def _send(self, obj) -> None:
@@ -100,7 +105,6 @@ class WorkerHandle:
                 continue
             chunk = os.read(self._out, min(n - len(buf), 1 << 20))
             if not chunk:
-                self.proc.wait(timeout=5)
                 raise WorkerFailure(self._death_message())
             buf += chunk
         return bytes(buf)
@@ -149,7 +153,7 @@ class WorkerHandle:
         if rc is not None and rc < 0:
             msg = f"crashed ({_signal_name(rc)})"
         else:
-            msg = f"worker exited with status {rc}"
+            msg = f"crashed (exit status {rc})"
         tail = self._stderr_tail()
         return f"{msg}; worker stderr: {tail[-400:]}" if tail else msg
 
@@ -218,6 +222,13 @@ class Runner:
             for w in self._all_workers:
                 w.close()
             self._all_workers.clear()
+
+    def kill_workers(self) -> None:
+        """Kill every worker now (on an interrupt: their tasks are abandoned)."""
+        with self._workers_lock:
+            workers = list(self._all_workers)
+        for w in workers:
+            w.kill()
 
     # -- shared per-case data -----------------------------------------------------------
     def expected(self, lc: LoadedCase) -> tuple[Inputs, dict[str, list[np.ndarray]]]:
@@ -350,9 +361,15 @@ class Runner:
                             return
                         rows = self.run_pair(lc, b)
                         with lock:
+                            if self.stop.is_set():
+                                # finished while stopping: its worker may have been killed under it
+                                return
                             results[(ci, bi)] = rows
                             if progress:
                                 progress(len(results), total, f"{lc.id} [{b}]")
+            except BaseException:  # KeyboardInterrupt (SIGINT/SIGTERM) in the main thread
+                self.stop.set()
+                raise
             finally:
                 for w in list(self._workers().values()):
                     self._forget(w)
@@ -362,7 +379,8 @@ class Runner:
             try:
                 work()
             except KeyboardInterrupt:
-                self.stop.set()
+                with lock:
+                    self.stop.set()
                 partial = True
         else:
             threads = [threading.Thread(target=work, daemon=True) for _ in range(jobs)]
@@ -373,11 +391,16 @@ class Runner:
                     while th.is_alive():
                         th.join(0.2)
             except KeyboardInterrupt:
-                self.stop.set()
+                with lock:
+                    self.stop.set()
                 partial = True
-                self.close()
+                self.kill_workers()  # busy workers: kill, don't wait for their tasks
+                for th in threads:
+                    th.join(5)
         if self.stop.is_set():
             partial = True
-        rows = [r for key in sorted(results) for r in results[key]]
+        with lock:
+            done = dict(results)
+        rows = [r for key in sorted(done) for r in done[key]]
         versions = {r.backend: r.backend_version for r in rows if r.backend_version}
         return RunSummary(rows, partial, time.perf_counter() - t_start, versions)

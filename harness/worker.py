@@ -132,6 +132,9 @@ class _Host:
             return BackendResult(task.backend, "ok", outputs=obs.outputs, notes=list(obs.notes), version=version, seconds=dt)
         except Unsupported as e:
             return BackendResult(task.backend, "unsupported", message=str(e), seconds=time.perf_counter() - t0)
+        except SystemExit as e:  # an adapter (or its framework) called sys.exit(): report it, keep serving
+            return BackendResult(task.backend, "error", message=f"the backend called sys.exit({e.code!r})",
+                                 seconds=time.perf_counter() - t0)
         except Exception as e:
             tb = traceback.extract_tb(e.__traceback__)
             where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
@@ -139,7 +142,40 @@ class _Host:
                                  seconds=time.perf_counter() - t0)
 
 
+def _reply(fd: int, backend: str | None, obj) -> None:
+    """Send ``obj``; if it cannot be pickled (an adapter returned a foreign object), send an error."""
+    try:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:
+        msg = f"the backend returned something that cannot be sent back: {type(e).__name__}: {e}"
+        obj = ("ok", BackendResult(backend, "error", message=msg)) if backend else ("error", msg)
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    buf = _HEADER.pack(len(data)) + data
+    view = memoryview(buf)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the harness dies (even by SIGKILL), so a hung backend never outlives it."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:  # not fatal: the parent still kills workers on timeouts and at exit
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def main() -> None:
+    _die_with_parent()
     proto_out = os.dup(1)
     os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
     sys.stdout = sys.stderr
@@ -155,9 +191,9 @@ def main() -> None:
         if kind == "exit":
             return
         if kind == "run":
-            send(proto_out, ("ok", host.run(payload)))
+            _reply(proto_out, payload.backend, ("ok", host.run(payload)))
         elif kind == "info":
-            send(proto_out, ("ok", host.info(payload)))
+            _reply(proto_out, None, ("ok", host.info(payload)))
         else:
             send(proto_out, ("error", f"unknown request {kind!r}"))
 
