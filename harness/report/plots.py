@@ -128,8 +128,8 @@ def heatmap_svg(cases: Sequence[str], backends: Sequence[str], values: np.ndarra
     cmap = colormaps["viridis"].with_extremes(bad="#dddddd")
     im = ax.imshow(np.ma.masked_invalid(logs), aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax,
                    interpolation="nearest")
-    ax.set_xticks(range(nb), labels=list(backends), rotation=60, fontsize=8, ha="left", rotation_mode="anchor")
-    ax.set_yticks(range(nc), labels=list(cases), fontsize=fs_y)
+    ax.set_xticks(range(nb), labels=[_plain(b) for b in backends], rotation=60, fontsize=8, ha="left", rotation_mode="anchor")
+    ax.set_yticks(range(nc), labels=[_plain(c) for c in cases], fontsize=fs_y)
     ax.xaxis.tick_top()
     ax.tick_params(axis="x", labelbottom=False, labeltop=True, bottom=False)
     if failed is not None and failed.any():
@@ -149,6 +149,11 @@ def heatmap_svg(cases: Sequence[str], backends: Sequence[str], values: np.ndarra
     # drop the XML prolog and DOCTYPE: the SVG is inlined into HTML
     start = svg.find("<svg")
     return svg[start:] if start >= 0 else svg
+
+
+def _plain(label: str) -> str:
+    """A label shown literally by matplotlib (``$`` would start mathtext)."""
+    return str(label).replace("$", r"\$")
 
 
 def worst_errors(pairs: Iterable[tuple[int, int, float | None, bool]], nc: int, nb: int) -> tuple[np.ndarray, np.ndarray]:
