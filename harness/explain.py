@@ -891,11 +891,16 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
         tried[sem] = c
         return c
 
-    singles = [c for s, kind in single_alternatives(case, base) if (c := evaluate(s, kind)) is not None]
+    # structural conventions and solved values first; when one of them reproduces the output no
+    # precision variant can outrank it (ranking: fewest knobs, then kind, then residual): skip those
+    catalog = single_alternatives(case, base)
+    singles = [c for s, kind in catalog if kind == "structural" and (c := evaluate(s, kind)) is not None]
     for s, kind, note in solved_alternatives(case, inputs, base, output, step, obs):
         c = evaluate(s, kind, note)
         if c is not None:
             singles.append(c)
+    if not any(c.matches and c.kind == "structural" for c in singles):
+        singles += [c for s, kind in catalog if kind != "structural" and (c := evaluate(s, kind)) is not None]
     cands = list(singles)
     if not any(c.matches for c in singles):
         top = sorted((c for c in singles if math.isfinite(c.score)), key=lambda c: c.score)[:PAIR_TOP_K]

@@ -284,3 +284,40 @@ def test_irrelevant_knobs_are_not_evaluated():
                for c in f.matches + f.closest)
     assert f.evaluated <= 16
     assert math.isfinite(f.matches[0].score)
+
+
+# ----------------------------------------------------------------------------------------
+# cases/explain_momentum.yaml through the runner (worker processes, expectations)
+
+
+def _run_momentum_cases(backends):
+    from harness.runner import Runner
+
+    with Runner(extra_specs=("tests.test_explain_mutants:MOMENTUM_ADAPTERS",)) as r:
+        return r.run(load_file("cases/explain_momentum.yaml"), backends).rows
+
+
+def test_momentum_cases_reversed_reading_is_explained():
+    rows = _run_momentum_cases(["numpy", "mutant-keras-momentum-reading"])
+    assert rows and all(r.as_expected for r in rows), [(r.case, r.backend, r.outcome, r.message) for r in rows if not r.as_expected]
+    mut = [r for r in rows if r.backend == "mutant-keras-momentum-reading" and r.output == "running_mean"]
+    assert len(mut) == 9 and all(r.explanation == "momentum_direction=reversed" for r in mut)
+    k099 = next(r for r in mut if r.case == "momentum_keras_099_as_batch_weight" and r.step == 1)
+    assert "batch weight 0.01 instead of 0.99" in k099.explanation_text
+    assert "indistinguishable on this output from momentum_override=0.01" in k099.explanation_text
+    assert all(r.outcome == "pass" for r in rows if r.backend == "numpy")
+
+
+@pytest.mark.slow
+def test_momentum_cases_on_keras_tf():
+    """keras-tf translates the case's momentum (consistent running statistics); the same layer handed the
+    batch weight untranslated is explained by the reversed momentum."""
+    pytest.importorskip("tensorflow")
+    rows = _run_momentum_cases(["keras-tf", "keras-tf-literal-momentum"])
+    if any(r.outcome == "unsupported" for r in rows):
+        pytest.skip("keras-tf unavailable: " + next(r.message for r in rows if r.outcome == "unsupported"))
+    assert all(r.outcome == "pass" for r in rows if r.backend == "keras-tf"), \
+        [(r.case, r.output, r.step, r.outcome, r.message) for r in rows if r.backend == "keras-tf" and r.outcome != "pass"]
+    lit = [r for r in rows if r.backend == "keras-tf-literal-momentum"]
+    assert all(r.as_expected for r in lit)
+    assert {r.explanation for r in lit if r.output in ("running_mean", "running_var")} == {"momentum_direction=reversed"}
