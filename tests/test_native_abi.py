@@ -11,11 +11,11 @@ import pytest
 
 from harness.adapters.native import native_adapter_class
 from harness.cases import Case, LoadedCase, load_file
-from harness.native import NormconfCall, bundled_library
+from harness.native import NormconfCall, bundled_library, include_dir
 from harness.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
-INCLUDE = ROOT / "native" / "include"
+INCLUDE = include_dir()
 SEED = ROOT / "cases" / "seed_article.yaml"
 CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 

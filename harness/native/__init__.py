@@ -37,8 +37,16 @@ DTYPE_CODES = {"float32": FLOAT32, "float64": FLOAT64}
 
 #: folder of the bundled libraries (written by the package build)
 LIB_DIR = Path(__file__).resolve().parent / "_lib"
-#: the header users build against
-HEADER = Path(__file__).resolve().parents[2] / "native" / "include" / "normconf_bn.h"
+
+
+def include_dir() -> Path:
+    """Folder holding ``normconf_bn.h``: the source tree's ``native/include`` (editable
+    install, clone) or the copy a wheel install puts in ``harness/native/include``."""
+    here = Path(__file__).resolve().parent
+    for d in (here.parents[1] / "native" / "include", here / "include"):
+        if (d / "normconf_bn.h").exists():
+            return d
+    return here.parents[1] / "native" / "include"
 
 
 class NormconfCall(ctypes.Structure):
