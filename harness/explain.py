@@ -269,7 +269,8 @@ def residual(obs: np.ndarray, alt: np.ndarray, atol: float, rtol: float) -> tupl
 
     Same closeness rule as :func:`harness.compare.compare`: ``|o - a| <= atol + rtol*|a|``,
     NaN positions and infinities must agree (a disagreement is ``inf``).  Works in
-    chunks so a large array never needs more than a few MiB of temporaries.
+    chunks so a large array never needs more than a few MiB of temporaries; a chunk
+    without NaN/Inf takes the fast path (a handful of passes).
     """
     o = obs.reshape(-1)
     a = alt.reshape(-1)
@@ -279,6 +280,18 @@ def residual(obs: np.ndarray, alt: np.ndarray, atol: float, rtol: float) -> tupl
         for s in range(0, o.size, _CHUNK):
             oc = o[s:s + _CHUNK].astype(np.float64, copy=False)
             ac = a[s:s + _CHUNK]
+            d = np.subtract(oc, ac)
+            np.abs(d, out=d)
+            bound = np.abs(ac)
+            bound *= rtol
+            bound += atol
+            m_abs = float(d.max()) if d.size else 0.0
+            if math.isfinite(m_abs) and atol > 0:
+                d /= bound
+                worst = max(worst, float(d.max()))
+                max_abs = max(max_abs, m_abs)
+                continue
+            # slow path: NaN/Inf somewhere in this chunk (or atol == 0)
             no, na = np.isnan(oc), np.isnan(ac)
             if (no != na).any():
                 return math.inf, math.inf
@@ -286,22 +299,33 @@ def residual(obs: np.ndarray, alt: np.ndarray, atol: float, rtol: float) -> tupl
             nonfin = ~fin & ~(no | na)
             if nonfin.any() and (oc[nonfin] != ac[nonfin]).any():
                 return math.inf, math.inf
-            if fin.all():
-                d = np.abs(oc - ac)
-                bound = atol + rtol * np.abs(ac)
-            else:
-                d = np.abs(oc[fin] - ac[fin])
-                bound = atol + rtol * np.abs(ac[fin])
-            if d.size:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    r = np.where(bound > 0, d / bound, np.where(d > 0, np.inf, 0.0))
+            dd = np.abs(oc[fin] - ac[fin])
+            bb = bound[fin]
+            if dd.size:
+                r = np.where(bb > 0, dd / np.where(bb > 0, bb, 1.0), np.where(dd > 0, np.inf, 0.0))
                 worst = max(worst, float(r.max()))
-                max_abs = max(max_abs, float(d.max()))
+                max_abs = max(max_abs, float(dd.max()))
     return worst, max_abs
 
 
 def _digest(a: np.ndarray) -> str:
+    """Exact fingerprint of a small array ("" for large ones: their sampled elements are compared instead)."""
+    if a.size > 65536:
+        return ""
     return hashlib.blake2b(np.ascontiguousarray(a).view(np.uint8), digest_size=16).hexdigest()
+
+
+def _identical(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit-for-bit the same numbers (NaN = NaN); sampled elements first, so a difference exits early."""
+    if a.shape != b.shape:
+        return False
+    if not np.array_equal(_sketch(a, 1024), _sketch(b, 1024), equal_nan=True):
+        return False
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    for s in range(0, fa.size, _CHUNK):
+        if not np.array_equal(fa[s:s + _CHUNK], fb[s:s + _CHUNK], equal_nan=True):
+            return False
+    return True
 
 
 def _sketch(a: np.ndarray, n: int = 4096) -> np.ndarray:
@@ -863,7 +887,6 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
         return Finding([], [], "", f"observed shape {tuple(np.shape(observed))} differs from the expected "
                        f"{expected.shape}: no convention explains a shape change", 0)
     _, plain_max_abs = residual(obs, expected, tol.atol, tol.rtol)
-    exp_digest = _digest(expected)
     tried: dict[Semantics, Candidate] = {}
     evaluated = 0
 
@@ -882,10 +905,10 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
         if alt.shape != expected.shape:
             tried[sem] = None  # type: ignore[assignment]
             return None
-        dg = _digest(alt)
-        if dg == exp_digest:  # no effect on this output: cannot explain a difference
+        if _identical(alt, expected):  # no effect on this output: cannot explain a difference
             tried[sem] = None  # type: ignore[assignment]
             return None
+        dg = _digest(alt)
         score, max_abs = residual(obs, alt, tol.atol, tol.rtol)
         c = Candidate(sem, sem.label(base), kind, note, score, max_abs, dg, sketch=_sketch(alt) if score <= 1.0 else None)
         tried[sem] = c
@@ -899,11 +922,13 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
         c = evaluate(s, kind, note)
         if c is not None:
             singles.append(c)
-    if not any(c.matches and c.kind == "structural" for c in singles):
+    if not any(c.matches and c.kind in ("structural", "known_value") for c in singles):
         singles += [c for s, kind in catalog if kind != "structural" and (c := evaluate(s, kind)) is not None]
     cands = list(singles)
     if not any(c.matches for c in singles):
-        top = sorted((c for c in singles if math.isfinite(c.score)), key=lambda c: c.score)[:PAIR_TOP_K]
+        # pairs only of alternatives that each move the output towards the backend's (reduce the error)
+        top = sorted((c for c in singles if math.isfinite(c.score) and c.max_abs < plain_max_abs),
+                     key=lambda c: c.score)[:PAIR_TOP_K]
         for i, a in enumerate(top):
             for b in top[i + 1:]:
                 da, db = a.semantics.differences(base), b.semantics.differences(base)
@@ -926,20 +951,23 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
     # alternatives that produce the identical output are one explanation
     grouped: list[Candidate] = []
     for c in matches:
-        same = next((g for g in grouped if g.digest == c.digest or _same_numbers(g.sketch, c.sketch, tol)), None)
+        same = next((g for g in grouped if (g.digest and g.digest == c.digest) or _same_numbers(g.sketch, c.sketch, tol)), None)
         if same is not None:
             same.equivalents.append(c.label)
         else:
             grouped.append(c)
-    closest = sorted((c for c in cands if not c.matches), key=lambda c: (c.score, c.rank_key()))[:3]
+    closest = sorted((c for c in cands if not c.matches and c.max_abs < plain_max_abs),
+                     key=lambda c: (c.score, c.rank_key()))[:3]
     if grouped:
         best = grouped[0]
         text = _explained_text(case, base, best, grouped[1:], output, tol, plain_max_abs)
         return Finding(grouped, closest, best.label, text, evaluated)
     shape = error_shape(case, output, obs, expected, tol)
     text = f"no single convention or pair of conventions reproduces it; the error is {shape}"
-    if closest:
-        text += "; closest alternatives: " + ", ".join(
+    if not closest:
+        text += f"; no alternative of the catalog reduces the error ({evaluated} tried)"
+    else:
+        text += f"; closest alternatives (error without any: {plain_max_abs:.3g}): " + ", ".join(
             f"{c.label} (leaves {c.max_abs:.3g}, {c.score:.3g}× tolerance)" if math.isfinite(c.score)
             else f"{c.label} (NaN/Inf positions differ)" for c in closest)
     return Finding([], closest, "", text, evaluated)
