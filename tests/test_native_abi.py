@@ -117,6 +117,24 @@ def test_readme_example_passes_the_seed_cases(tmp_path):
             assert not bad, (lc.id, bad)
 
 
+def test_cli_run_with_native_library(tmp_path):
+    """`normconf run CASES --native LIB.so`: the user's library is a backend, results say pass."""
+    import csv
+    import sys
+
+    lib = build(tmp_path, "mybn", ROOT / "native" / "examples" / "mybn.c")
+    out = tmp_path / "reports"
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(SEED), "--native", str(lib),
+                        "--backend", "native:mybn", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {row["backend"] for row in rows} == {"native:mybn"}
+    assert {row["outcome"] for row in rows} == {"pass"}
+    assert {row["case"] for row in rows} == {lc.id for lc in load_file(SEED)}
+
+
 def test_crashing_library_is_an_error_and_the_run_goes_on(tmp_path):
     if not bundled_library("cpp").exists():
         pytest.skip("libnormconf_cpp.so not built")

@@ -29,7 +29,8 @@ from harness.inputs import Inputs
 TINYDNN_APT = "tiny-dnn libcereal-dev libstb-dev libgemmlowp-dev"
 #: the header whose presence means "tiny-dnn is installed"
 TINYDNN_HEADER = "/usr/include/tiny_dnn/tiny_dnn.h"
-_REBUILD = "reinstall normconf to compile native/ (`make install`, or `pip install -e .`)"
+_REBUILD = ("reinstall normconf to compile native/: `pip install -e .` in the clone "
+            "(or `touch native/CMakeLists.txt && make install`)")
 
 
 class NativeAdapter(Adapter):
