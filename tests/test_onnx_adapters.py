@@ -154,18 +154,29 @@ def test_eps_and_given_running_stats_in_inference(backend):
 
 
 @pytest.mark.parametrize("backend", OPSET15_IDS)
-def test_channels_last_is_transposed_and_said(backend):
+@pytest.mark.parametrize("shape", [[2, 3, 4, 5], [3, 3, 7], [2, 3, 2, 3, 2]])
+def test_channels_last_is_transposed_and_said(backend, shape):
     # distinct per-channel means: reducing over the wrong axis would fail
-    c = case(layout="channels_last", shape=[2, 3, 4, 5], input={"seed": 1, "std": 1.0})
+    c = case(layout="channels_last", shape=shape, input={"seed": 1, "std": 1.0},
+             affine={"gamma": [1.0, 2.0, 0.5], "beta": [0.0, -1.0, 1.0]})
     obs, inputs = run(backend, c)
-    x = inputs.x[0].astype(np.float64)  # (N, H, W, C)
-    assert x.shape == (2, 4, 5, 3)
+    x = inputs.x[0].astype(np.float64)  # (N, *spatial, C)
+    assert x.shape == (shape[0], *shape[2:], 3)
     mean, var = by_hand_train(x, -1)
-    want = (x - mean) / np.sqrt(var + 1e-5)
-    assert obs.outputs["y"][0].shape == (2, 4, 5, 3)
+    want = (x - mean) / np.sqrt(var + 1e-5) * np.array([1.0, 2.0, 0.5]) + np.array([0.0, -1.0, 1.0])
+    assert obs.outputs["y"][0].shape == x.shape
     np.testing.assert_allclose(obs.outputs["y"][0], want, rtol=RTOL, atol=ATOL)
     assert any("transposed" in n for n in obs.notes)
     np.testing.assert_allclose(obs.outputs["running_mean"][0], 0.1 * mean, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("backend", OPSET15_IDS)
+def test_rank2_needs_no_transpose(backend):
+    c = case(layout="channels_last", shape=[6, 3])  # (N, C) is the same array in both layouts
+    obs, inputs = run(backend, c)
+    mean, var = by_hand_train(inputs.x[0], 1)
+    np.testing.assert_allclose(obs.outputs["y"][0], (inputs.x[0] - mean) / np.sqrt(var + 1e-5), rtol=RTOL, atol=ATOL)
+    assert not any("transposed" in n for n in obs.notes)
 
 
 @pytest.mark.parametrize("backend", OPSET15_IDS)
@@ -287,3 +298,15 @@ def test_ort_init_float16_train_without_optimizations_is_right():
     mean, var = by_hand_train(x, 1)
     want = (x - bcast(mean, 4, 1)) / np.sqrt(bcast(var, 4, 1) + 1e-5)
     np.testing.assert_allclose(obs.outputs["y"][0].astype(np.float64), want, rtol=0, atol=1e-2)
+
+
+@pytest.mark.parametrize("backend", ["ort", "onnx-reference"])
+def test_momentum_attribute_is_float32_in_float64_models(backend):
+    # ONNX stores momentum as a float32 attribute: a float64 model blends with float32(0.9)
+    c = case(dtype="float64", momentum={"running_weight": 0.9}, running_mean=0.0)
+    obs, inputs = run(backend, c)
+    mean, _ = by_hand_train(inputs.x[0], 1)
+    m32 = float(np.float32(0.9))
+    # float64 arithmetic on O(1) values: 1e-12 relative is ~4500 float64 ulps, far below the 2.4e-7 effect
+    np.testing.assert_allclose(obs.outputs["running_mean"][0], (1.0 - m32) * mean, rtol=1e-12, atol=1e-15)
+    assert not np.allclose(obs.outputs["running_mean"][0], 0.1 * mean, rtol=1e-9, atol=0)
