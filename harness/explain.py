@@ -866,6 +866,54 @@ def _channel_permutation(oc: np.ndarray, ec: np.ndarray, tol) -> list[int] | Non
 
 #: how many of the closest single alternatives are combined into pairs when none matches
 PAIR_TOP_K = 4
+#: an alternative "moves towards" the backend's output when it leaves at most this fraction of the error
+REDUCES = 0.9
+
+
+def _pair_kind(*kinds: str) -> str:
+    for k in ("solved_value", "precision", "known_value"):
+        if k in kinds:
+            return k
+    return "structural"
+
+
+def _pairs(singles: list[Candidate], base: Semantics, plain_max_abs: float, evaluate, solve) -> list[Candidate]:
+    """Two-knob alternatives, tried only when some single alternative moves the output towards the
+    backend's (leaves at most ``REDUCES`` of the error): a pure fault (noise, a flipped sign) costs nothing.
+
+    * pairs among the ``PAIR_TOP_K`` closest such alternatives;
+    * each of the two closest combined with every structural alternative;
+    * numeric knobs (eps, momentum) re-solved on top of every structural alternative.
+    """
+    reducing = sorted((c for c in singles if math.isfinite(c.score) and c.max_abs < REDUCES * plain_max_abs),
+                      key=lambda c: c.score)
+    if not reducing:
+        return []
+    structural = [c for c in singles if c.kind == "structural"]
+    out: list[Candidate] = []
+
+    def combine(a: Candidate, b: Candidate) -> None:
+        da, db = a.semantics.differences(base), b.semantics.differences(base)
+        if not da or not db or set(da) & set(db):
+            return
+        c = evaluate(a.semantics.replace(**db), _pair_kind(a.kind, b.kind))
+        if c is not None:
+            out.append(c)
+
+    top = reducing[:PAIR_TOP_K]
+    for i, a in enumerate(top):
+        for b in top[i + 1:]:
+            combine(a, b)
+    for a in top[:2]:
+        for b in structural:
+            combine(a, b)
+    for a in structural:
+        for s, kind, note in solve(a.semantics):
+            if len(s.differences(base)) == 2:
+                c = evaluate(s, _pair_kind(kind, a.kind), note)
+                if c is not None:
+                    out.append(c)
+    return out
 
 
 def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
@@ -926,26 +974,8 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
         singles += [c for s, kind in catalog if kind != "structural" and (c := evaluate(s, kind)) is not None]
     cands = list(singles)
     if not any(c.matches for c in singles):
-        # pairs only of alternatives that each move the output towards the backend's (reduce the error)
-        top = sorted((c for c in singles if math.isfinite(c.score) and c.max_abs < plain_max_abs),
-                     key=lambda c: c.score)[:PAIR_TOP_K]
-        for i, a in enumerate(top):
-            for b in top[i + 1:]:
-                da, db = a.semantics.differences(base), b.semantics.differences(base)
-                if set(da) & set(db):
-                    continue
-                c = evaluate(a.semantics.replace(**db), "precision" if "precision" in (a.kind, b.kind) else
-                             ("solved_value" if "solved_value" in (a.kind, b.kind) else
-                              "known_value" if "known_value" in (a.kind, b.kind) else "structural"))
-                if c is not None:
-                    cands.append(c)
-            # numeric knobs re-solved on top of this alternative
-            for s, kind, note in solved_alternatives(case, inputs, a.semantics, output, step, obs):
-                if len(s.differences(base)) > 2:
-                    continue
-                c = evaluate(s, "solved_value" if "solved_value" in (kind, a.kind) else kind, note)
-                if c is not None:
-                    cands.append(c)
+        cands += _pairs(singles, base, plain_max_abs, evaluate,
+                        lambda sem: solved_alternatives(case, inputs, sem, output, step, obs))
     cands = [c for c in {id(c): c for c in cands}.values()]
     matches = sorted((c for c in cands if c.matches), key=Candidate.rank_key)
     # alternatives that produce the identical output are one explanation
@@ -956,17 +986,18 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
             same.equivalents.append(c.label)
         else:
             grouped.append(c)
-    closest = sorted((c for c in cands if not c.matches and c.max_abs < plain_max_abs),
+    closest = sorted((c for c in cands if not c.matches and c.max_abs < REDUCES * plain_max_abs),
                      key=lambda c: (c.score, c.rank_key()))[:3]
     if grouped:
         best = grouped[0]
         text = _explained_text(case, base, best, grouped[1:], output, tol, plain_max_abs)
         return Finding(grouped, closest, best.label, text, evaluated)
     shape = error_shape(case, output, obs, expected, tol)
-    text = f"no single convention or pair of conventions reproduces it; the error is {shape}"
     if not closest:
-        text += f"; no alternative of the catalog reduces the error ({evaluated} tried)"
+        text = (f"no convention of the catalog reproduces it: none of the {evaluated} alternatives tried "
+                f"reduces the error (so no pairs were tried); the error is {shape}")
     else:
+        text = f"no single convention or pair of conventions reproduces it; the error is {shape}"
         text += f"; closest alternatives (error without any: {plain_max_abs:.3g}): " + ", ".join(
             f"{c.label} (leaves {c.max_abs:.3g}, {c.score:.3g}× tolerance)" if math.isfinite(c.score)
             else f"{c.label} (NaN/Inf positions differ)" for c in closest)
