@@ -75,6 +75,12 @@ class WorkerHandle:
         )
         self._in = self.proc.stdin.fileno()
         self._out = self.proc.stdout.fileno()
+        try:  # Linux: a 1 MiB pipe (default 64 KiB) moves large results in 16x fewer wake-ups
+            import fcntl
+
+            fcntl.fcntl(self._out, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+        except (ImportError, OSError):
+            pass
         try:
             self._send({"extra_specs": list(extra_specs), "native_paths": list(native_paths)})
             kind, _pid = self._recv(STARTUP_TIMEOUT, "starting the worker")
@@ -92,9 +98,11 @@ class WorkerHandle:
         except (BrokenPipeError, OSError):
             raise WorkerFailure(self._death_message()) from None
 
-    def _read(self, n: int, deadline: float, what: str) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
+    def _read(self, n: int, deadline: float, what: str) -> bytearray:
+        buf = bytearray(n)  # read straight into the final buffer (no intermediate copies)
+        view = memoryview(buf)
+        pos = 0
+        while pos < n:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
@@ -103,24 +111,26 @@ class WorkerHandle:
                 if self.proc.poll() is not None:
                     raise WorkerFailure(self._death_message())
                 continue
-            chunk = os.read(self._out, min(n - len(buf), 1 << 20))
-            if not chunk:
+            got = os.readv(self._out, [view[pos:pos + (1 << 20)]])
+            if not got:
                 raise WorkerFailure(self._death_message())
-            buf += chunk
-        return bytes(buf)
+            pos += got
+        return buf
 
     def _recv(self, timeout: float, what: str):
         import pickle
 
         deadline = time.monotonic() + timeout
         try:
-            (n,) = proto._HEADER.unpack(self._read(proto._HEADER.size, deadline, what))
+            n, k = proto._HEADER.unpack(self._read(proto._HEADER.size, deadline, what))
+            lens = [proto._LEN.unpack_from(self._read(proto._LEN.size, deadline, what))[0] for _ in range(k)]
             payload = self._read(n, deadline, what)
+            buffers = [self._read(m, deadline, what) for m in lens]  # the arrays' memory (pickle 5)
         except TimeoutError:
             self.kill()
             raise WorkerFailure(f"timeout after {timeout:g} s ({what})") from None
         try:
-            return pickle.loads(payload)
+            return pickle.loads(payload, buffers=buffers)
         except Exception as e:  # e.g. an adapter returned an object this process cannot rebuild
             raise WorkerFailure(f"undecodable reply from the worker: {type(e).__name__}: {e}") from None
 

@@ -24,16 +24,34 @@ import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-_HEADER = struct.Struct("<Q")
+#: frame header: pickle length, number of out-of-band buffers; then one ``_LEN`` per buffer, the
+#: pickle, the buffers.  Arrays travel as pickle-5 out-of-band buffers: written from their own
+#: memory and read straight into the receiver's, with no intermediate copies.
+_HEADER = struct.Struct("<QI")
+_LEN = struct.Struct("<Q")
+
+
+def encode(obj) -> list:
+    """The frame of ``obj`` as a list of buffers to write in order (raises if it cannot be pickled)."""
+    bufs: list = []
+    data = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
+    try:
+        raws = [b.raw() for b in bufs]
+    except BufferError:  # a non-contiguous buffer: pickle it in-band instead
+        data, raws = pickle.dumps(obj, protocol=5), []
+    return [_HEADER.pack(len(data), len(raws)) + b"".join(_LEN.pack(r.nbytes) for r in raws), data, *raws]
+
+
+def write_all(fd: int, parts: list) -> None:
+    for part in parts:
+        view = memoryview(part)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
 
 
 def send(fd: int, obj) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    buf = _HEADER.pack(len(data)) + data
-    view = memoryview(buf)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+    write_all(fd, encode(obj))
 
 
 def recv_exact(fd: int, n: int) -> bytes:
@@ -48,8 +66,10 @@ def recv_exact(fd: int, n: int) -> bytes:
 
 
 def recv(fd: int):
-    (n,) = _HEADER.unpack(recv_exact(fd, _HEADER.size))
-    return pickle.loads(recv_exact(fd, n))
+    n, k = _HEADER.unpack(recv_exact(fd, _HEADER.size))
+    lens = [_LEN.unpack_from(recv_exact(fd, _LEN.size))[0] for _ in range(k)]
+    data = recv_exact(fd, n)
+    return pickle.loads(data, buffers=[bytearray(recv_exact(fd, m)) for m in lens])
 
 
 @dataclass
@@ -145,16 +165,12 @@ class _Host:
 def _reply(fd: int, backend: str | None, obj) -> None:
     """Send ``obj``; if it cannot be pickled (an adapter returned a foreign object), send an error."""
     try:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        parts = encode(obj)
     except Exception as e:
         msg = f"the backend returned something that cannot be sent back: {type(e).__name__}: {e}"
         obj = ("ok", BackendResult(backend, "error", message=msg)) if backend else ("error", msg)
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    buf = _HEADER.pack(len(data)) + data
-    view = memoryview(buf)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+        parts = encode(obj)
+    write_all(fd, parts)
 
 
 def _die_with_parent() -> None:
