@@ -67,8 +67,20 @@ class Comparison:
         return self.mismatched / self.total if self.total else 0.0
 
 
+_EXP_MASK = 0x7FF << 52
+_MANT_MASK = (1 << 52) - 1
+_NEAR = 1 << 16
+
+
 def ulp(values: np.ndarray, dtype: str) -> np.ndarray:
-    """Size of one unit in the last place of ``dtype`` at each of ``values`` (float64)."""
+    """Size of one unit in the last place of ``dtype`` at each of ``values`` (float64).
+
+    Defined as ``max(2**(floor(log2(max(|v|, tiny))) - nmant), smallest_subnormal)``.
+    The power of two is read from the float64 bits (exact, several times faster
+    than ``log2``/``exp2``); non-finite elements and those within 2**-36 of a power
+    of two go through the ``log2``/``exp2`` formula itself, so the result is
+    bit-identical to it wherever ``log2`` is accurate to better than 2**-36.
+    """
     if dtype == "bfloat16":
         import ml_dtypes
 
@@ -78,30 +90,46 @@ def ulp(values: np.ndarray, dtype: str) -> np.ndarray:
     nmant = int(fi.nmant)
     tiny = float(fi.smallest_normal)
     sub = float(fi.smallest_subnormal)
-    a = np.abs(values.astype(np.float64))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        e = np.floor(np.log2(np.maximum(a, tiny)))
-    return np.maximum(np.exp2(e - nmant), sub)
+    v = np.asarray(values)
+    a = np.abs(v) if v.dtype == np.float64 else np.abs(v.astype(np.float64))
+    m = np.maximum(a, tiny).reshape(-1)
+    bits = m.view(np.int64)
+    out = (bits & _EXP_MASK).view(np.float64)  # 2**floor(log2(m)) for finite m > 0
+    out *= 2.0 ** -nmant  # exact: a power of two no smaller than 2**-1074
+    near = bits + _NEAR
+    near &= _MANT_MASK
+    slow = near < (_NEAR + (_NEAR >> 1))  # mantissa field < 2**15 or >= 2**52 - 2**16
+    if not np.isfinite(m).all():
+        slow |= ~np.isfinite(m)
+    idx = np.flatnonzero(slow)
+    if idx.size:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e = np.floor(np.log2(m[idx]))
+        out[idx] = np.exp2(e - nmant)
+    return np.maximum(out, sub).reshape(a.shape)
 
 
-def compare(observed: np.ndarray, expected: np.ndarray, tol: Tolerance, dtype: str) -> Comparison:
-    """Compare one observed array against the float64 expected array."""
-    obs = np.asarray(observed)
-    exp = np.asarray(expected, np.float64)
-    if obs.shape != exp.shape:
-        if obs.size == exp.size and obs.squeeze().shape == exp.squeeze().shape:
-            obs = obs.reshape(exp.shape)
-        else:
-            return Comparison(False, total=int(exp.size), mismatched=int(exp.size),
-                              message=f"shape {tuple(obs.shape)} != expected {tuple(exp.shape)}")
-    try:
-        o = obs.astype(np.float64)
-    except (TypeError, ValueError):
-        return Comparison(False, total=int(exp.size), mismatched=int(exp.size),
-                          message=f"cannot read observed dtype {obs.dtype} as numbers")
-    total = int(exp.size)
-    if total == 0:
-        return Comparison(True, 0.0, 0.0, 0.0, 0, 0)
+#: elements per block of the comparison: the temporaries of a block stay in cache and the memory
+#: held is bounded, whatever the array's size (every metric is combined exactly across blocks)
+BLOCK = 1 << 16
+
+
+def _block(o: np.ndarray, exp: np.ndarray, tol: Tolerance, dtype: str):
+    """Metrics of one block: (n_bad, n_nan_bad, n_inf_bad, any_finite, max abs, max rel, max ulp, argmax, max score)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if np.isfinite(o).all() and np.isfinite(exp).all():
+            # the common case, without the NaN/Inf bookkeeping (np.where(True, a, b) is a)
+            ae = np.abs(exp)
+            abs_err = o - exp
+            np.abs(abs_err, out=abs_err)
+            lim = tol.atol + tol.rtol * ae
+            nz = exp != 0
+            rel_err = abs_err / ae if nz.all() else np.where(nz, abs_err / ae, np.where(abs_err > 0, np.inf, 0.0))
+            ulp_err = abs_err / ulp(exp, dtype)
+            score = abs_err / lim
+            i = int(np.argmax(score))
+            return (int(np.count_nonzero(abs_err > lim)), 0, 0, True, float(abs_err.max()), float(rel_err.max()),
+                    float(ulp_err.max()), i, float(score[i]))
     nan_o, nan_e = np.isnan(o), np.isnan(exp)
     inf_bad = (np.isinf(o) | np.isinf(exp)) & ~(nan_o | nan_e) & (o != exp)
     nan_bad = nan_o != nan_e
@@ -111,31 +139,71 @@ def compare(observed: np.ndarray, expected: np.ndarray, tol: Tolerance, dtype: s
         rel_err = np.where(finite & (exp != 0), abs_err / np.abs(exp), np.where(abs_err > 0, np.inf, 0.0))
         ulp_err = np.where(finite, abs_err / ulp(exp, dtype), 0.0)
         bad = finite & (abs_err > tol.atol + tol.rtol * np.abs(exp))
-    bad |= nan_bad | inf_bad
-    n_bad = int(bad.sum())
-    # the worst element: a NaN/Inf disagreement first, else the largest error relative to the tolerance
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         score = np.where(finite, abs_err / (tol.atol + tol.rtol * np.abs(exp)), 0.0)
-    score = np.where(nan_bad | inf_bad, np.inf, score)
-    flat = int(np.argmax(score)) if score.size else 0
+    odd = nan_bad | inf_bad
+    bad |= odd
+    score = np.where(odd, np.inf, score)
+    i = int(np.argmax(score))
+    return (int(bad.sum()), int(nan_bad.sum()), int(inf_bad.sum()), bool(finite.any()),
+            float(abs_err.max()), float(rel_err.max()), float(ulp_err.max()), i, float(score[i]))
+
+
+def compare(observed: np.ndarray, expected: np.ndarray, tol: Tolerance, dtype: str) -> Comparison:
+    """Compare one observed array against the float64 expected array.
+
+    Large arrays are processed in blocks of :data:`BLOCK` elements; the result is
+    exactly the whole-array computation's (counts add, maxima combine, the worst
+    element is the first of the largest score, as ``np.argmax`` picks it).
+    """
+    obs = np.asarray(observed)
+    exp = np.asarray(expected, np.float64)
+    if obs.shape != exp.shape:
+        if obs.size == exp.size and obs.squeeze().shape == exp.squeeze().shape:
+            obs = obs.reshape(exp.shape)
+        else:
+            return Comparison(False, total=int(exp.size), mismatched=int(exp.size),
+                              message=f"shape {tuple(obs.shape)} != expected {tuple(exp.shape)}")
+    total = int(exp.size)
+    of, ef = obs.reshape(-1), exp.reshape(-1)
+    try:
+        if total == 0:
+            of.astype(np.float64)
+            return Comparison(True, 0.0, 0.0, 0.0, 0, 0)
+        n_bad = n_nan = n_inf = 0
+        any_finite = False
+        max_abs = max_rel = max_ulp = 0.0
+        flat, best = 0, None
+        for s in range(0, total, BLOCK):
+            o = of[s:s + BLOCK].astype(np.float64)
+            b = _block(o, ef[s:s + BLOCK], tol, dtype)
+            n_bad += b[0]
+            n_nan += b[1]
+            n_inf += b[2]
+            any_finite |= b[3]
+            max_abs, max_rel, max_ulp = max(max_abs, b[4]), max(max_rel, b[5]), max(max_ulp, b[6])
+            if best is None or (not math.isnan(best) and (math.isnan(b[8]) or b[8] > best)):
+                flat, best = s + b[7], b[8]
+    except (TypeError, ValueError):
+        return Comparison(False, total=total, mismatched=total,
+                          message=f"cannot read observed dtype {obs.dtype} as numbers")
     worst = tuple(int(i) for i in np.unravel_index(flat, exp.shape)) if exp.ndim else ()
     c = Comparison(
         close=n_bad == 0,
-        max_abs_err=float(abs_err.max()) if finite.any() else 0.0,
-        max_rel_err=float(rel_err.max()) if finite.any() else 0.0,
-        max_ulp=float(ulp_err.max()) if finite.any() else 0.0,
+        max_abs_err=max_abs if any_finite else 0.0,
+        max_rel_err=max_rel if any_finite else 0.0,
+        max_ulp=max_ulp if any_finite else 0.0,
         mismatched=n_bad,
         total=total,
         worst_index=worst if n_bad else None,
-        worst_observed=float(o.reshape(-1)[flat]),
-        worst_expected=float(exp.reshape(-1)[flat]),
+        worst_observed=float(np.asarray(of[flat]).astype(np.float64)),
+        worst_expected=float(ef[flat]),
     )
     if n_bad:
         parts = [f"{n_bad}/{total} elements differ ({100 * n_bad / total:.3g}%)"]
-        if nan_bad.any():
-            parts.append(f"NaN positions differ at {int(nan_bad.sum())} elements")
-        if inf_bad.any():
-            parts.append(f"Inf positions/signs differ at {int(inf_bad.sum())} elements")
+        if n_nan:
+            parts.append(f"NaN positions differ at {n_nan} elements")
+        if n_inf:
+            parts.append(f"Inf positions/signs differ at {n_inf} elements")
         parts.append(
             f"worst at {list(worst)}: observed {c.worst_observed:.9g}, expected {c.worst_expected:.9g}; "
             f"max abs err {c.max_abs_err:.3g}, max rel err {c.max_rel_err:.3g}, {c.max_ulp:.3g} ULP "
