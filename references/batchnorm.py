@@ -64,6 +64,18 @@ def _bcast(v: np.ndarray, ndim: int, channel_axis: int) -> np.ndarray:
     return v.reshape(shape)
 
 
+#: elements per block of the elementwise passes (their temporaries stay in cache)
+_BLOCK = 1 << 16
+
+
+def _blocks(x: np.ndarray):
+    """Slices of ``x``'s first axis (the batch axis, never the channel axis) of about ``_BLOCK`` elements."""
+    n0 = x.shape[0] if x.ndim else 1
+    row = int(np.prod(x.shape[1:])) if x.ndim > 1 else 1
+    step = max(1, _BLOCK // max(1, row))
+    return [slice(s, s + step) for s in range(0, n0, step)]
+
+
 def batch_statistics(
     x: np.ndarray, channel_axis: int, sem: Semantics, input_dtype: np.dtype
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -74,18 +86,28 @@ def batch_statistics(
     """
     wd = _working(sem.stats_dtype, input_dtype)
     axes = _reduce_axes(x.ndim, channel_axis)
-    xs = x.astype(wd)
+    xs = x.astype(wd, copy=False)
     m = int(np.prod([x.shape[a] for a in axes])) if axes else 1
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if sem.variance_algorithm == "two_pass":
             mean = (xs.sum(axis=axes, dtype=wd) / wd.type(m)).astype(wd)
-            d = xs - _bcast(mean, x.ndim, channel_axis)
-            ss = (d * d).sum(axis=axes, dtype=wd)
+            mb = _bcast(mean, x.ndim, channel_axis)
+            # (x - mean)**2, one cache-sized block at a time, in place in our own working copy if we made one
+            d = np.empty_like(xs) if np.may_share_memory(xs, x) else xs
+            for sl in _blocks(xs):
+                np.subtract(xs[sl], mb, out=d[sl])
+                np.multiply(d[sl], d[sl], out=d[sl])
+            ss = d.sum(axis=axes, dtype=wd)
+            del d
             var_b = (ss / wd.type(m)).astype(wd)
             var_u = (ss / wd.type(m - 1)).astype(wd) if m > 1 else np.full_like(var_b, np.nan)
         else:
             s = xs.sum(axis=axes, dtype=wd)
-            s2 = (xs * xs).sum(axis=axes, dtype=wd)
+            sq = np.empty_like(xs) if np.may_share_memory(xs, x) else xs
+            for sl in _blocks(xs):
+                np.multiply(xs[sl], xs[sl], out=sq[sl])
+            s2 = sq.sum(axis=axes, dtype=wd)
+            del sq
             mean = (s / wd.type(m)).astype(wd)
             var_b = (s2 / wd.type(m) - mean * mean).astype(wd)
             if sem.variance_algorithm == "one_pass_clamped":
@@ -126,19 +148,29 @@ def normalize(
         else:
             denom = np.sqrt(v)
         inv_std = (cd.type(1) / denom).astype(cd)
-        xc = x.astype(cd)
         mu = _bcast(mean.astype(cd), nd, channel_axis)
         inv = _bcast(inv_std, nd, channel_axis)
         gg = _bcast(g.astype(cd), nd, channel_axis)
         bb = _bcast(b.astype(cd), nd, channel_axis)
-        x_hat = (xc - mu) * inv
-        if sem.arithmetic == "folded":
+        folded = sem.arithmetic == "folded"
+        if folded:
             a = (gg * inv).astype(cd)
             shift = (bb - mu * a).astype(cd)
-            y = xc * a + shift
-        else:
-            y = x_hat * gg + bb
-    return y.astype(np.float64), inv_std.astype(np.float64), x_hat.astype(np.float64)
+        # x_hat = (x - mu) * inv;  y = x*a + shift (folded) or x_hat*gamma + beta, one block at a time
+        # (elementwise, so the same bits as whole-array expressions, without whole-array temporaries)
+        x_hat = np.empty(x.shape, cd)
+        y = np.empty(x.shape, cd)
+        for sl in _blocks(x):
+            xc = x[sl].astype(cd, copy=False)
+            np.subtract(xc, mu, out=x_hat[sl])
+            np.multiply(x_hat[sl], inv, out=x_hat[sl])
+            if folded:
+                np.multiply(xc, a, out=y[sl])
+                np.add(y[sl], shift, out=y[sl])
+            else:
+                np.multiply(x_hat[sl], gg, out=y[sl])
+                np.add(y[sl], bb, out=y[sl])
+    return y.astype(np.float64, copy=False), inv_std.astype(np.float64), x_hat.astype(np.float64, copy=False)
 
 
 def batch_norm_reference(
