@@ -8,10 +8,12 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.normconf-installed
 # Sources whose change requires reinstalling (the native build lives in the package build).
 INSTALL_DEPS := pyproject.toml CMakeLists.txt $(shell find native -name CMakeFiles -prune -o -type f \( -name '*.h' -o -name '*.hpp' -o -name '*.c' -o -name '*.cpp' -o -name CMakeLists.txt \) -print 2>/dev/null)
+# apt keeps old file dates: when tiny-dnn's headers appear after the first install, force a rebuild
+TINYDNN_FORCE := $(if $(wildcard /usr/include/tiny_dnn/tiny_dnn.h),$(if $(wildcard harness/native/_lib/libnormconf_tinydnn.so),,FORCE))
 PYTEST_ARGS ?=
 JOBS ?= 2
 
-.PHONY: all install report test schema bench clean distclean
+.PHONY: all install report test schema bench clean distclean FORCE
 
 all: test
 
@@ -20,7 +22,7 @@ $(PY):
 	$(PIP) install --upgrade pip
 
 # torch 2.13.0 first (the CPU build; a range would pull a multi-GB CUDA build), then the project.
-$(STAMP): $(PY) $(INSTALL_DEPS)
+$(STAMP): $(PY) $(INSTALL_DEPS) $(TINYDNN_FORCE)
 	$(PIP) install "torch==2.13.0"
 	$(PIP) install -e ".[all]"
 	touch $(STAMP)
@@ -40,7 +42,10 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run.py
 
 clean:
-	rm -rf build reports/*.csv reports/*.json reports/*.html .pytest_cache
+	rm -rf build reports/*.csv reports/*.json reports/*.html reports/partial .pytest_cache
+	rm -rf native/CMakeCache.txt native/CMakeFiles native/build.ninja native/.ninja_* native/cmake_install.cmake harness/native/_lib
+
+FORCE:
 
 distclean: clean
 	rm -rf $(VENV)
