@@ -124,7 +124,7 @@ def test_hostile_strings_are_escaped(tmp_path):
     html = render(df, meta, read_cases=False)
     p = _Cells()
     p.feed(html)
-    assert p.scripts == 2  # the data blob and the page's own script: nothing injected
+    assert p.scripts == 3  # the two data blocks and the page's own script: nothing injected
     for bad in (HOSTILE_ID, "<img src=x", "<svg onload", "<b>bold</b>", "<i>n</i>", "alert(5)</script>"):
         assert bad not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown as text in the matrix
@@ -166,12 +166,12 @@ def test_plot_data_reaches_the_page():
     df, meta = small_results()
     obs, exp = np.full((2, 3, 4), 0.25), np.zeros((2, 3, 4))
     meta["plot_data"] = {plot_key("case_b", "torch", "y", 1): plot_data(obs, exp, 1)}
-    data = page_data(build(df, meta, read_cases=False))
+    data, rows = page_data(build(df, meta, read_cases=False))
     assert len(data["G"]) == 1
     lo, width, counts, zeros, nonfinite, ch, channels = data["G"][0]
     assert sum(counts) == 24 and ch == [0.25, 0.25, 0.25] and channels == 3
-    pair = next(p for p in data["P"] if data["S"][data["B"][p[1]]] == "torch" and p[0] == 1)
-    assert pair[3][0][13] == 0  # the row points at plot 0
+    i = next(i for i, p in enumerate(data["P"]) if data["S"][data["B"][p[1]]] == "torch" and p[0] == 1)
+    assert rows[i][0][13] == 0  # the row points at plot 0
 
 
 def test_heatmap_is_svg_with_an_embedded_image_and_escaped_labels():

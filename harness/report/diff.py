@@ -85,8 +85,8 @@ class Diff:
     def unchanged(self) -> bool:
         return not self.versions and not any(ch for _, _, ch in self.sections())
 
-    def summary(self) -> str:
-        parts = [f"{len(ch)} {title.lower()}" for _, title, ch in self.sections() if ch]
+    def summary(self, skip: tuple[str, ...] = ()) -> str:
+        parts = [f"{len(ch)} {title.lower()}" for key, title, ch in self.sections() if ch and key not in skip]
         if self.versions:
             parts.append(f"{len(self.versions)} version change(s)")
         return ", ".join(parts) if parts else "no changes"
@@ -167,8 +167,9 @@ def _line(ch: Change) -> str:
     s = f"  {ch.where}: {arrow}"
     if ch.old_labels != ch.new_labels and (ch.old_labels or ch.new_labels):
         s += f"  [{', '.join(ch.old_labels) or 'no explanation'} → {', '.join(ch.new_labels) or 'no explanation'}]"
-    if ch.detail:
-        det = ch.detail if len(ch.detail) <= 300 else ch.detail[:297] + "..."
+    det = ch.detail or (f"was: {ch.old_detail}" if ch.old_detail else "")
+    if det:
+        det = det if len(det) <= 300 else det[:297] + "..."
         s += f"\n      {det}"
     return s
 
@@ -194,7 +195,8 @@ def format_text(d: Diff, limit: int = 200) -> str:
             out.append(f"  ... and {len(changes) - limit} more")
     out.append("")
     verdict = (f"{d.regressions} new failure(s)" if d.regressions else "no new failures")
-    out.append(f"{verdict}; {d.summary()}")
+    rest = d.summary(skip=("new_failures",))
+    out.append(f"{verdict}; {rest}")
     return "\n".join(out) + "\n"
 
 

@@ -72,9 +72,39 @@ def fmt_num(v: Any, digits: int = 4) -> str:
     return f"{f:.{digits}g}"
 
 
+def _compact_number(v: float) -> str:
+    """A finite float in few characters: ``2.212e-08`` -> ``2.212e-8``, ``1e+05`` -> ``1e5``."""
+    t = repr(v)
+    if "e" in t:
+        m, e = t.split("e")
+        t = f"{m}e{int(e)}"
+    elif t.endswith(".0"):
+        t = t[:-2]
+    return t
+
+
+def _dump(obj: Any) -> str:
+    """JSON with compact numbers (strings and dicts through json.dumps)."""
+    if isinstance(obj, list):
+        return "[" + ",".join(_dump(x) for x in obj) + "]"
+    if isinstance(obj, dict):
+        return "{" + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + _dump(v) for k, v in obj.items()) + "}"
+    if obj is None:
+        return "null"
+    if isinstance(obj, bool):
+        return "true" if obj else "false"
+    if isinstance(obj, int):
+        return str(obj)
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise ValueError(f"non-finite number {obj!r} in the report data")
+        return _compact_number(obj)
+    return json.dumps(obj, ensure_ascii=False)
+
+
 def json_for_script(data: Any) -> Markup:
     """JSON that is safe inside ``<script type="application/json">`` (cannot close it)."""
-    s = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    s = _dump(data)
     s = (s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e").replace("'", "\\u0027")
          .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
     return Markup(s)
@@ -96,7 +126,7 @@ def _trim(a: list[Any], defaults: dict[int, Any]) -> list[Any]:
 
 #: defaults of trailing row / pair fields (must match RD / PD in report.js)
 ROW_DEFAULTS = {7: 0, 8: 0, 9: 0, 10: 0, 11: 0, 12: 0, 13: -1}
-PAIR_DEFAULTS = {4: 1, 6: 0, 7: 0, 8: 0, 9: 0}
+PAIR_DEFAULTS = {3: 0, 4: 1, 6: 0, 7: 0, 8: 0, 9: 0}
 
 
 class _Strings:
@@ -124,16 +154,18 @@ def _plot_payload(d: dict[str, Any]) -> list[Any] | None:
         if edges and len(edges) != len(counts) + 1:
             edges, counts = [], []
         width = (edges[-1] - edges[0]) / len(counts) if counts else 0
-        ch = [None if v is None else _r(float(v), 3) for v in (d.get("channel_max_abs_err") or [])]
+        # per-channel maxima to 2 significant digits: bars and tooltips need no more
+        ch = [None if v is None else _r(float(v), 2) for v in (d.get("channel_max_abs_err") or [])]
         return [edges[0] if edges else 0, _r(width), counts, int(h.get("zeros") or 0), int(h.get("nonfinite") or 0),
                 ch, int(d.get("channels") or len(ch))]
     except (TypeError, ValueError, AttributeError):
         return None
 
 
-def page_data(model: Model) -> dict[str, Any]:
-    """The JSON blob the page's script reads: positional arrays, a string table ``S`` and a
-    tolerance table ``T``, trailing defaults trimmed (field lists in report.js)."""
+def page_data(model: Model) -> tuple[dict[str, Any], list[Any]]:
+    """The two JSON blocks the page's script reads: the core (cases, pairs, a string table ``S``,
+    a tolerance table ``T``, plot data ``G``) and the rows of every pair (parsed only when first
+    needed).  Positional arrays, trailing defaults trimmed; field lists in report.js."""
     S = _Strings()
     for name in ("y", "batch_mean", "batch_var", "running_mean", "running_var", "eval_y"):
         S(name)  # the most frequent strings get one-digit indexes
@@ -167,7 +199,7 @@ def page_data(model: Model) -> dict[str, Any]:
             S(info.get("description", "")), [[S(k), S(v)] for k, v in params.items()],
             [[S(k), S(v)] for k, v in inputs.items()], S(info.get("source", "")),
         ])
-    pairs = []
+    pairs, all_rows = [], []
     for (c, b), p in model.pairs.items():
         rows = []
         for r in p.rows:
@@ -187,14 +219,17 @@ def page_data(model: Model) -> dict[str, Any]:
                                _r(r["max_rel_err"], 3), _r(r["max_ulp"], 3), ti, r["mismatched"],
                                _r(r["mismatched_frac"]), S(r["worst_index"]), S(r["explanation"]),
                                S(r["explanation_text"]), S(r["message"]), pk], ROW_DEFAULTS))
-        pairs.append(_trim([cidx[c], bidx[b], OUTCOMES.index(p.outcome), rows,
+        listed = p.outcome in ("explained", "mismatch", "error") or p.as_expected is False
+        all_rows.append(rows)
+        pairs.append(_trim([cidx[c], bidx[b], OUTCOMES.index(p.outcome), S(p.summary) if listed else 0,
                             None if p.as_expected is None else int(p.as_expected), _r(p.seconds, 2),
                             S(p.expected_outcome), S(p.expected_because), S(p.expectation_reason), S(p.notes)],
                            PAIR_DEFAULTS))
-    return {
+    core = {
         "S": S.items, "O": OUTCOMES, "B": [S(b) for b in model.backends],
         "V": [S(model.versions.get(b, "")) for b in model.backends], "C": cases, "P": pairs, "T": T, "G": plots,
     }
+    return core, all_rows
 
 
 def _env_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
@@ -246,6 +281,7 @@ def render(df: pd.DataFrame, meta: dict[str, Any] | None = None, *, title: str =
                                      for p in model.pairs.values()), nc, nb)
         heat_svg = Markup(heatmap_svg(model.cases, model.backends, vals, failed))
     counts = model.counts()
+    core, all_rows = page_data(model)
     generated = meta.get("generated") or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return _env().get_template("report.html.j2").render(
         title=title, generated=generated, model=model, matrix=matrix, counts=counts, outcomes=OUTCOMES,
@@ -253,7 +289,7 @@ def render(df: pd.DataFrame, meta: dict[str, Any] | None = None, *, title: str =
         env_rows=_env_rows(meta), heat_svg=heat_svg, heat_note=heat_note, heat_open=nc <= 60,
         dtypes=sorted({i.get("dtype", "") for i in model.case_info.values()} - {""}),
         modes=sorted({i.get("mode", "") for i in model.case_info.values()} - {""}),
-        data=json_for_script(page_data(model)), css=_asset("report.css"), js=_asset("report.js"),
+        data=json_for_script(core), rows=json_for_script(all_rows), css=_asset("report.css"), js=_asset("report.js"),
         partial=bool(meta.get("partial")),
     )
 

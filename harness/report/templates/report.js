@@ -5,22 +5,28 @@
   var D = JSON.parse(document.getElementById("data").textContent);
   var S = D.S, O = D.O, nB = D.B.length, nC = D.C.length;
   // case: 0 id, 1 dtype, 2 mode, 3 file, 4 line, 5 description, 6 params [[k,v]], 7 inputs [[k,v]], 8 source
-  // pair: 0 case, 1 backend, 2 outcome, 3 rows, 4 as_expected (1/0/null), 5 seconds, 6 expected outcome,
-  //       7 expected because, 8 expectation reason, 9 notes
+  // pair: 0 case, 1 backend, 2 outcome, 3 one-line summary (discrepancies only), 4 as_expected (1/0/null),
+  //       5 seconds, 6 expected outcome, 7 expected because, 8 expectation reason, 9 notes
+  // rows of pair i: R[i] (a second JSON block, parsed on first use: a detail view or a text search)
   // row:  0 output, 1 step, 2 outcome, 3 max_abs, 4 max_rel, 5 max_ulp, 6 tolerance (index into T), 7 mismatched,
   //       8 mismatched fraction, 9 worst index, 10 explanation, 11 explanation text, 12 message, 13 plot (-1: none)
   // tolerance: 0 atol, 1 rtol, 2 reason;  strings are indexes into S
   // plot: 0 first log10 edge, 1 bin width, 2 counts, 3 exact zeros, 4 non-finite, 5 channel max |err|, 6 channels
   // Trailing fields equal to their default are left out of the data (ROW_DEFAULTS / PAIR_DEFAULTS in html.py).
-  var PD = [null, null, null, null, 1, null, 0, 0, 0, 0], RD = [0, null, 0, null, null, null, 0, 0, 0, 0, 0, 0, 0, -1];
+  var PD = [null, null, null, 0, 1, null, 0, 0, 0, 0], RD = [0, null, 0, null, null, null, 0, 0, 0, 0, 0, 0, 0, -1];
   var SEV = [1, 2, 3, 0, 4];
   var grid = new Array(nC * nB);
-  D.P.forEach(function (p) { grid[p[0] * nB + p[1]] = p; });
+  D.P.forEach(function (p, i) { p.i = i; grid[p[0] * nB + p[1]] = p; });
+  var R = null;
+  function rowsOf(p) {
+    if (R === null) R = JSON.parse(document.getElementById("rows").textContent);
+    return R[p.i];
+  }
   // fill in the trailing defaults of one pair (done when the pair is first used, not for all at load)
   function full(p) {
     if (p.length < PD.length) { while (p.length < PD.length) p.push(PD[p.length]); }
     if (!p.full) {
-      p[3].forEach(function (r) { while (r.length < RD.length) r.push(RD[r.length]); });
+      rowsOf(p).forEach(function (r) { while (r.length < RD.length) r.push(RD[r.length]); });
       p.full = true;
     }
     return p;
@@ -60,7 +66,7 @@
     pairText = new Map();
     D.P.forEach(function (p) {
       var t = [bname(p[1]), O[p[2]], s(p[8]), s(p[9])];
-      p[3].forEach(function (r) { t.push(s(r[0]), s(r[10]), s(r[11]), s(r[12])); });  // s(undefined) is ""
+      rowsOf(p).forEach(function (r) { t.push(s(r[0]), s(r[10]), s(r[11]), s(r[12])); });  // s(undefined) is ""
       pairText.set(p, t.join(" ").toLowerCase());
     });
   }
@@ -104,7 +110,7 @@
         if (td.classList.contains("dim") === ok) td.classList.toggle("dim", !ok);
         if (ok) {
           any = true; shownPairs++;
-          if (p[2] === 1 || p[2] === 2 || p[2] === 4 || (p.length > 4 && p[4] === 0)) listRows.push(full(p));
+          if (p[2] === 1 || p[2] === 2 || p[2] === 4 || (p.length > 4 && p[4] === 0)) listRows.push(p);
         }
       }
       tr.classList.toggle("hidden", !any);
@@ -120,22 +126,16 @@
   }
 
   function why(p) {
-    var rows = p[3], w = null, i, r;
-    for (i = 0; i < rows.length; i++) {
-      r = rows[i];
-      if (r[2] === p[2] && (w === null || (r[3] || 0) > (w[3] || 0))) w = r;
-    }
-    w = w || rows[0];
-    var head = s(w[0]) + (w[1] !== null && w[1] !== 1 ? " [step " + w[1] + "]" : "");
-    var t = p[2] === 1 ? (s(w[11]) || s(w[10])) : (s(w[12]) || (w[3] !== null ? "max |err| " + fmt(w[3]) : ""));
-    if (p[4] === 0 && s(p[6])) t = "expected " + s(p[6]) + ": " + s(p[8]) + " — " + t;
-    return head ? head + ": " + t : t;
+    var t = s(p[3]);
+    if (p.length > 6 && p[4] === 0 && s(p[6])) t = "expected " + s(p[6]) + ": " + s(p[8]) + " — " + t;
+    return t;
   }
 
   function renderList() {
     var frag = document.createDocumentFragment(), n = Math.min(listRows.length, listLimit), i;
     for (i = 0; i < n; i++) {
       (function (p) {
+        full(p);
         var ux = p[4] === 0 ? el("span", { "class": "no" }, "no") : p[4] === 1 ? el("span", { "class": "yes" }, "yes") : "—";
         frag.appendChild(el("tr", { "class": "click", tabindex: "0", onclick: function () { openDetail(p); } },
           el("td", { "class": "mono" }, s(D.C[p[0]][0])), el("td", {}, bname(p[1])), el("td", {}, badge(p[2])),
@@ -185,7 +185,7 @@
 
   function openDetail(p) {
     full(p);
-    var c = D.C[p[0]], b = bname(p[1]), rows = p[3];
+    var c = D.C[p[0]], b = bname(p[1]), rows = rowsOf(p);
     var parts = [el("h2", {}, s(c[0]), " × ", b)];
     var exp = p[4] === null ? "expectation: none (backend unavailable)" :
       (p[4] === 1 ? "as expected" : "NOT as expected") +
@@ -344,7 +344,7 @@
     return svg;
   }
   function chanSvg(g, atol) {
-    var svg = frame(), vals = g[5], n = vals.length, pw = W - ML - MR, ph = H - MT - MB;
+    var vals = g[5], svg = frame(), n = vals.length, pw = W - ML - MR, ph = H - MT - MB;
     var fin = vals.filter(function (v) { return v !== null && isFinite(v); });
     if (!fin.length) {
       svg.appendChild(sv("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "no finite error"));
@@ -375,6 +375,15 @@
     return svg;
   }
 
+  // ---------------------------------------------------------------- heatmap of a large run: inserted when opened
+  var heatTpl = document.getElementById("heat-tpl");
+  if (heatTpl) {
+    document.getElementById("heat-details").addEventListener("toggle", function () {
+      var box = document.getElementById("heat");
+      if (!box.firstChild) box.appendChild(heatTpl.content.cloneNode(true));
+    });
+  }
+
   // ---------------------------------------------------------------- start
   apply();
   if (location.hash.length > 1) {
@@ -382,5 +391,6 @@
     var ci = D.C.findIndex(function (c) { return s(c[0]) === hc; }), bi = D.B.findIndex(function (x) { return s(x) === hb; });
     if (ci >= 0 && bi >= 0 && grid[ci * nB + bi]) openDetail(grid[ci * nB + bi]);
   }
+  document.body.setAttribute("data-ready-ms", String(Math.round(performance.now())));
   document.body.setAttribute("data-ready", "1");
 })();
