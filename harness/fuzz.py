@@ -273,11 +273,13 @@ class FuzzReport:
     rounds: int = 0
     seconds: float = 0.0
     shrink_runs: int = 0
+    timed_out: bool = False
 
 
 def fuzz(executor: Executor, *, max_examples: int = 100, seed: int = 0,
          max_elements: int = DEFAULT_MAX_ELEMENTS, dtypes: tuple[str, ...] = DEFAULT_DTYPES,
          modes: tuple[str, ...] = ("train", "eval"), max_findings: int = 50,
+         max_shrinks: int = 200, max_seconds: float | None = None,
          on_finding: Callable[[Finding], None] | None = None,
          progress: Callable[[str], None] | None = None) -> FuzzReport:
     """Search, shrink and return the findings (the caller writes them)."""
@@ -296,7 +298,7 @@ def fuzz(executor: Executor, *, max_examples: int = 100, seed: int = 0,
 
     while report.examples < max_examples and len(known) < max_findings:
         report.rounds += 1
-        state: dict[str, Any] = {"target": None, "best": None}
+        state: dict[str, Any] = {"target": None, "best": None, "shrinks": 0}
         round_seed = int.from_bytes(hashlib.sha256(f"normconf-fuzz:{seed}:{report.rounds}".encode()).digest()[:8], "little")
         budget = max_examples - report.examples
 
@@ -307,6 +309,9 @@ def fuzz(executor: Executor, *, max_examples: int = 100, seed: int = 0,
             if not representable(lc, executor.runner):
                 reject()
             if target is None:  # generation
+                if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                    report.timed_out = True
+                    return  # out of time: the remaining draws are not run
                 report.examples += 1
                 if progress and report.examples % 25 == 0:
                     progress(f"{report.examples}/{max_examples} examples, {len(known)} finding(s), "
@@ -324,6 +329,9 @@ def fuzz(executor: Executor, *, max_examples: int = 100, seed: int = 0,
                 return
             # shrinking: only the target backend, only the target signature counts
             b = target[0]
+            if state["shrinks"] >= max_shrinks:
+                return  # shrink budget spent: keep the smallest case so far
+            state["shrinks"] += 1
             report.shrink_runs += 1
             rows = executor.run(lc, [b])[b]
             sig = signature_of(rows)
@@ -347,7 +355,12 @@ def fuzz(executor: Executor, *, max_examples: int = 100, seed: int = 0,
         except BaseException:  # _Found (the minimal example replayed), Flaky, ...
             pass
         best = state["best"]
-        if best is None:
+        if best is None or report.timed_out:
+            if best is not None:
+                known[best.signature] = best
+                report.findings.append(best)
+                if on_finding:
+                    on_finding(best)
             break  # the budget ran out (or the search space was exhausted) without a new signature
         known[best.signature] = best
         report.findings.append(best)
@@ -425,7 +438,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             raise UsageError("no available backend to fuzz")
         versions = {b: v for b, (_, v) in info.items() if b in backends}
         command = " ".join(["normconf fuzz", "--backend", ",".join(backends), "--max-examples", str(args.max_examples),
-                            "--seed", str(args.seed), "--max-elements", str(args.max_elements)]
+                            "--seed", str(args.seed), "--max-elements", str(args.max_elements),
+                            "--max-shrinks", str(args.max_shrinks)]
                            + [f"--adapter {a}" for a in args.adapter or ()]
                            + [f"--native {n}" for n in args.native or ()]
                            + (["--dtype", ",".join(dtypes)] if args.dtype else [])
@@ -440,12 +454,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         ex = Executor(runner, backends, jobs=args.jobs)
         try:
             rep = fuzz(ex, max_examples=args.max_examples, seed=args.seed, max_elements=args.max_elements,
-                       dtypes=dtypes, modes=modes, max_findings=args.max_findings, on_finding=found,
+                       dtypes=dtypes, modes=modes, max_findings=args.max_findings, max_shrinks=args.max_shrinks,
+                       max_seconds=args.max_seconds, on_finding=found,
                        progress=lambda s: print(s, file=sys.stderr))
         finally:
             ex.close()
     print(f"{rep.examples} examples in {rep.seconds:.0f} s ({rep.rounds} round(s), {rep.shrink_runs} shrink runs): "
-          f"{len(rep.findings)} finding(s)")
+          f"{len(rep.findings)} finding(s)" + (" (stopped by --max-seconds)" if rep.timed_out else ""))
     for f in rep.findings:
         shape = "x".join(str(s) for s in f.case["shape"])
         print(f"  {f.backend:22s} {f.outcome:8s} {f.output:14s} shape {shape:12s} {f.path}")
@@ -469,6 +484,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dtype", action="append", metavar="DT[,DT...]", help="dtypes to draw (default: all four)")
     p.add_argument("--mode", action="append", metavar="MODE", help="modes to draw: train, eval (default: both)")
     p.add_argument("--max-findings", type=int, default=50, help="stop after this many findings (default 50)")
+    p.add_argument("--max-shrinks", type=int, default=200,
+                   help="backend runs spent shrinking one finding (default 200); the smallest case so far is kept")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="stop generating after this many seconds (the run is then no longer reproducible by seed alone)")
     p.add_argument("--jobs", "-j", type=int, default=2, help="backends running at once (default 2)")
     _add_common(p)
     p.set_defaults(func=cmd_fuzz)
