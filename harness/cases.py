@@ -306,21 +306,21 @@ def check_expectation_backends(cases: Iterable[LoadedCase], known: Iterable[str]
     command line checks this once the registry is loaded, before anything runs.
     """
     known = sorted(set(known))
-    errors: list[CaseError] = []
-    seen: set[tuple[str, int, int, str]] = set()
+    # one entry in defaults is inherited by many cases: one error at its position, naming them
+    users: dict[tuple[str, int, int, str], list[str]] = {}
     for lc in cases:
         for backend in lc.case.expect:
-            if backend in known:
-                continue
-            line, col = lc.expect_pos.get(backend, (lc.line, 1))
-            if (lc.file, line, col, backend) in seen:  # one entry in defaults, inherited by many cases
-                continue
-            seen.add((lc.file, line, col, backend))
-            hint = difflib.get_close_matches(backend, known, n=1)
-            errors.append(CaseError(
-                lc.file, line, col, f"{lc.id}.expect.{backend}",
-                f"unknown backend {backend!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + f"; known backends: {', '.join(known)} (load others with --adapter module:Name)"))
+            if backend not in known:
+                line, col = lc.expect_pos.get(backend, (lc.line, 1))
+                users.setdefault((lc.file, line, col, backend), []).append(lc.id)
+    errors: list[CaseError] = []
+    for (file, line, col, backend), ids in users.items():
+        hint = difflib.get_close_matches(backend, known, n=1)
+        who = ids[0] if len(ids) == 1 else f"{len(ids)} cases: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}"
+        errors.append(CaseError(
+            file, line, col, f"expect.{backend} ({who})",
+            f"unknown backend {backend!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; known backends: {', '.join(known)} (load others with --adapter module:Name)"))
     return errors
 
 
@@ -586,6 +586,8 @@ def _describe(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
         return msg + (f" (expected one of: {', '.join(allowed)})" if allowed else "")
     if typ == "missing":
         return "required field is missing"
+    if typ == "string_pattern_mismatch" and loc == ("id",):
+        return (f"ids are letters, digits and _ . + - and start with a letter or digit (got {err.get('input')!r})")
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
@@ -595,7 +597,7 @@ def _describe(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
             rep = rep[:57] + "..."
         msg += f" (got {rep})"
     top = loc[0] if loc else None
-    if top in _FIELD_HINTS and len(loc) == 1 and typ in ("model_type", "literal_error", "list_type", "dict_type", "bool_type", "float_type", "int_type"):
+    if top in _FIELD_HINTS and len(loc) == 1 and typ in ("model_type", "literal_error", "list_type", "dict_type", "bool_type", "float_type", "int_type", "too_long", "too_short"):
         msg += f"; {_FIELD_HINTS[top]}"
     return msg
 
