@@ -40,8 +40,9 @@ SEED_Y = np.array([
 ]).reshape(3, 1, 1, 6)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _keras_on_tensorflow():
+def _keras_on_tensorflow() -> None:
+    """keras-tf needs Keras on TensorFlow; Keras picks its backend once per process (the runner gives
+    keras-tf its own worker), so skip if another test already imported Keras on another backend."""
     tf()
     import keras
 
@@ -54,6 +55,8 @@ def case(**kw) -> Case:
 
 
 def run(backend: str, c: Case):
+    if backend == "keras-tf":
+        _keras_on_tensorflow()
     inputs = generate(c)
     return get_adapter(backend).run(c, inputs), inputs
 
@@ -254,6 +257,7 @@ def test_cumulative_momentum():
 def test_traced_functions_are_cached_by_signature():
     from harness.adapters import tensorflow as tfa
 
+    _keras_on_tensorflow()
     for backend in TF_IDS:
         a = get_adapter(backend)
         c1 = case(shape=[3, 2, 3, 3], input={"seed": 21}, running_mean=0.5)
@@ -279,6 +283,7 @@ def test_worker_group_and_env():
 def test_one_trace_serves_every_batch_and_spatial_size():
     from harness.adapters import tensorflow as tfa
 
+    _keras_on_tensorflow()
     assert tfa.RELAXED_SHAPES
     for backend in TF_IDS:
         a = get_adapter(backend)
@@ -296,6 +301,8 @@ def test_one_trace_serves_every_batch_and_spatial_size():
 @pytest.mark.parametrize("backend", TF_IDS)
 def test_results_do_not_depend_on_what_ran_before(backend):
     # the same case before and after another case of the same traced function: the same bits
+    if backend == "keras-tf":
+        _keras_on_tensorflow()
     a = get_adapter(backend)
     c1 = case(shape=[4, 2, 3, 3], steps=2, input={"seed": 41}, running_mean=0.5, eval_after=True)
     c2 = case(shape=[7, 2, 2, 5], steps=2, input={"seed": 42}, running_mean=-2.0, eval_after=True)
