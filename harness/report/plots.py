@@ -138,7 +138,7 @@ def heatmap_svg(cases: Sequence[str], backends: Sequence[str], values: np.ndarra
     cb_h = min(grid_h, 3.0)
     cax = fig.add_axes(((left + grid_w + 0.15) / width, (bottom + grid_h - cb_h) / height, 0.15 / width, cb_h / height))
     cb = fig.colorbar(im, cax=cax)
-    cb.set_label("log10 max |observed − expected|", fontsize=8)
+    cb.set_label("log10 max |error|", fontsize=8)
     cb.ax.tick_params(labelsize=7)
     buf = io.StringIO()
     import matplotlib as mpl

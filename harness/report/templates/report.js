@@ -334,7 +334,7 @@
     if (atol > 0) {
       var xa = x(Math.log10(atol));
       svg.appendChild(sv("line", { x1: xa, y1: MT, x2: xa, y2: MT + ph, "class": "tol" }));
-      svg.appendChild(sv("text", { x: xa + 3, y: MT + 9 }, "atol " + fmt(atol, 2)));
+      svg.appendChild(sv("text", { x: xa + 3, y: MT + 22 }, "atol " + fmt(atol, 2)));
     }
     var extra = [];
     if (g[3]) extra.push(g[3] + " exact");
