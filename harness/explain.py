@@ -133,7 +133,7 @@ def _affected(knob: str, mode: str, sem: Semantics) -> frozenset[str]:
             return frozenset(["y"])
         if knob == "initial_running":
             return eval_norm if sem.eval_statistics == "running" else frozenset()
-        if knob in ("normalize_variance", "stats_dtype", "variance_algorithm"):
+        if knob in ("normalize_variance", "stats_dtype", "variance_algorithm", "stats_summation"):
             return eval_norm if sem.eval_statistics == "batch" else frozenset()
         return frozenset()
     blended = sem.train_statistics != "batch"
@@ -149,6 +149,7 @@ def _affected(knob: str, mode: str, sem: Semantics) -> frozenset[str]:
         "eval_statistics": frozenset(),
         "variance_algorithm": _ALL,
         "stats_dtype": _ALL,
+        "stats_summation": _ALL,
         "arithmetic": frozenset(["y", "x_hat", "eval_y"]),
         "compute_dtype": _NORM | {"eval_y"},
         "channel_axis_swapped": _ALL,
@@ -403,13 +404,16 @@ def _precision_variants(base: Semantics, dtype: str) -> list[Semantics]:
 
     def resolved(s: Semantics) -> tuple:
         r = lambda v: dtype if v == "input" else v  # noqa: E731
-        return (s.variance_algorithm, r(s.stats_dtype), s.arithmetic, r(s.compute_dtype))
+        return (s.variance_algorithm, r(s.stats_dtype), s.stats_summation, s.arithmetic, r(s.compute_dtype))
 
     seen.add(resolved(base))
     combos = []
     for alg in ("two_pass", "one_pass", "one_pass_clamped"):
         for sd in ("float64", "float32", "input"):
             combos.append(dict(variance_algorithm=alg, stats_dtype=sd))
+    for alg in ("two_pass", "one_pass"):
+        for sd in ("float32", "input"):
+            combos.append(dict(variance_algorithm=alg, stats_dtype=sd, stats_summation="sequential"))
     for ar in ("unfolded", "folded"):
         for cd in ("float64", "float32", "input"):
             combos.append(dict(arithmetic=ar, compute_dtype=cd))
@@ -621,6 +625,15 @@ def solved_alternatives(case, inputs, sem: Semantics, output: str, step: int, ob
             if abs(rounded - cur) > 1e-6 * cur:
                 out.append((sem.replace(eps_override=rounded), "solved_value", how))
     w, how = solve_momentum(case, inputs, sem, output, step, obs)
+    if w is not None and case.momentum_weight is not None:
+        # the case's momentum held in float32 (either direction): 0.1 -> float32(0.1), or 1 - float32(0.9)
+        cw = float(case.momentum_weight)
+        for w32, form in ((float(np.float32(cw)), f"float32({cw:g})"),
+                          (1.0 - float(np.float32(1.0 - cw)), f"1 − float32({1 - cw:g})")):
+            if w32 != cw and abs(w - w32) < abs(w - cw) and abs(w - w32) <= 0.5 * abs(w32 - cw):
+                out.append((sem.replace(momentum_direction="as_given", running_average="exponential",
+                                        momentum_override=w32),
+                            "known_value", f"{how}; {w32!r} = {form}: the momentum held in float32"))
     if w is not None:
         cur = case.momentum_weight
         near = _known_near(w, KNOWN_BATCH_WEIGHTS, 0.05)
@@ -636,6 +649,12 @@ def solved_alternatives(case, inputs, sem: Semantics, output: str, step: int, ob
 
 # ----------------------------------------------------------------------------------------
 # Texts
+
+
+def _num(v: float) -> str:
+    """Shortest text that still tells ``v`` apart from its neighbours (0.1, but 0.10000002384185791)."""
+    s = f"{v:g}"
+    return s if float(s) == v else repr(float(v))
 
 
 def _m(case) -> int:
@@ -681,9 +700,9 @@ def describe_change(case, base: Semantics, alt: Semantics, output: str) -> str:
             else:
                 parts.append("keeps an exponential moving average instead of the cumulative one")
         elif knob == "momentum_override":
-            cur = "a cumulative average (1/k)" if w is None else f"{w:g}"
+            cur = "a cumulative average (1/k)" if w is None else f"{w:.12g}"
             name = KNOWN_BATCH_WEIGHTS.get(float(val))
-            parts.append(f"updates the running statistics with batch weight {val:g} instead of {cur}"
+            parts.append(f"updates the running statistics with batch weight {_num(val)} instead of {cur}"
                          + (f" ({name})" if name else ""))
         elif knob == "eps_override":
             name = KNOWN_EPS.get(float(val))
@@ -706,6 +725,9 @@ def describe_change(case, base: Semantics, alt: Semantics, output: str) -> str:
         elif knob == "stats_dtype":
             dt = case.dtype if val == "input" else val
             parts.append(f"accumulates the batch statistics in {dt}")
+        elif knob == "stats_summation":
+            parts.append("sums one element at a time (a sequential loop over N, then the spatial positions) "
+                         "instead of pairwise" if val == "sequential" else "sums pairwise")
         elif knob == "arithmetic":
             parts.append("applies a folded affine x·a + b (a = γ/√(var+eps), b = β − mean·a)" if val == "folded"
                          else "applies the affine unfolded, γ·(x−mean)/√(var+eps) + β")
@@ -794,7 +816,7 @@ def error_shape(case, output: str, obs: np.ndarray, exp: np.ndarray, tol) -> str
                 k = float((of * ef).sum() / den)
                 if _close(of, k * ef, tol):
                     parts.append("the sign is flipped (observed = −expected)" if abs(k + 1) < 1e-3
-                                 else f"a uniform scale: observed ≈ {k:.6g} × expected")
+                                 else f"a uniform scale: observed ≈ {_factor(k)} × expected")
                     return "; ".join(parts)
             d = float(np.mean(of - ef))
             if _close(of, ef + d, tol):
@@ -836,6 +858,13 @@ def error_shape(case, output: str, obs: np.ndarray, exp: np.ndarray, tol) -> str
     return "; ".join(parts)
 
 
+def _factor(k: float) -> str:
+    """A scale factor, with its distance from 1 when it would print as 1."""
+    if k != 1 and abs(k - 1) < 1e-4:
+        return f"(1 {'+' if k > 1 else '−'} {abs(k - 1):.3g})"
+    return f"{k:.6g}"
+
+
 def _short(v: np.ndarray, n: int = 4) -> str:
     s = ", ".join(f"{x:.6g}" for x in v[:n])
     return f"[{s}{', …' if v.size > n else ''}]"
@@ -868,6 +897,8 @@ def _channel_permutation(oc: np.ndarray, ec: np.ndarray, tol) -> list[int] | Non
 PAIR_TOP_K = 4
 #: an alternative "moves towards" the backend's output when it leaves at most this fraction of the error
 REDUCES = 0.9
+#: a single alternative leaving at most this many tolerances is combined with every precision variant
+NEAR_MISS = 100.0
 
 
 def _pair_kind(*kinds: str) -> str:
@@ -877,12 +908,14 @@ def _pair_kind(*kinds: str) -> str:
     return "structural"
 
 
-def _pairs(singles: list[Candidate], base: Semantics, plain_max_abs: float, evaluate, solve) -> list[Candidate]:
+def _pairs(singles: list[Candidate], base: Semantics, plain_max_abs: float, evaluate, solve,
+           precision_sems: list[Semantics] = ()) -> list[Candidate]:
     """Two-knob alternatives, tried only when some single alternative moves the output towards the
     backend's (leaves at most ``REDUCES`` of the error): a pure fault (noise, a flipped sign) costs nothing.
 
     * pairs among the ``PAIR_TOP_K`` closest such alternatives;
     * each of the two closest combined with every structural alternative;
+    * the closest, when within ``NEAR_MISS``× the tolerance, with every precision variant;
     * numeric knobs (eps, momentum) re-solved on top of every structural alternative.
     """
     reducing = sorted((c for c in singles if math.isfinite(c.score) and c.max_abs < REDUCES * plain_max_abs),
@@ -891,6 +924,7 @@ def _pairs(singles: list[Candidate], base: Semantics, plain_max_abs: float, eval
         return []
     structural = [c for c in singles if c.kind == "structural"]
     out: list[Candidate] = []
+    precision = [Candidate(p, "", "precision") for p in precision_sems]
 
     def combine(a: Candidate, b: Candidate) -> None:
         da, db = a.semantics.differences(base), b.semantics.differences(base)
@@ -907,6 +941,10 @@ def _pairs(singles: list[Candidate], base: Semantics, plain_max_abs: float, eval
     for a in top[:2]:
         for b in structural:
             combine(a, b)
+    # a near miss (within NEAR_MISS× the tolerance): the rest may be working precision
+    if top[0].score <= NEAR_MISS:
+        for b in precision:
+            combine(top[0], b)
     for a in structural:
         for s, kind, note in solve(a.semantics):
             if len(s.differences(base)) == 2:
@@ -975,7 +1013,8 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
     cands = list(singles)
     if not any(c.matches for c in singles):
         cands += _pairs(singles, base, plain_max_abs, evaluate,
-                        lambda sem: solved_alternatives(case, inputs, sem, output, step, obs))
+                        lambda sem: solved_alternatives(case, inputs, sem, output, step, obs),
+                        [s for s, kind in catalog if kind == "precision"])
     cands = [c for c in {id(c): c for c in cands}.values()]
     matches = sorted((c for c in cands if c.matches), key=Candidate.rank_key)
     # alternatives that produce the identical output are one explanation

@@ -62,6 +62,9 @@ class Semantics:
     variance_algorithm: Literal["two_pass", "one_pass", "one_pass_clamped"] = "two_pass"
     #: precision of the statistics (sums, mean, variance): float64, float32, or the input dtype
     stats_dtype: Literal["float64", "float32", "input"] = "float64"
+    #: order of the sums: NumPy's ``pairwise`` summation, or ``sequential`` (a plain loop over
+    #: N, then the spatial positions, accumulating in ``stats_dtype``, as naive C/C++ code does)
+    stats_summation: Literal["pairwise", "sequential"] = "pairwise"
     #: ``unfolded``: gamma*(x-mean)/sqrt(var+eps)+beta;
     #: ``folded``: x*a + b with a = gamma/sqrt(var+eps), b = beta - mean*a
     arithmetic: Literal["unfolded", "folded"] = "unfolded"
@@ -94,5 +97,6 @@ class Semantics:
 
 def _fmt(v: object) -> str:
     if isinstance(v, float):
-        return f"{v:g}"
+        s = f"{v:g}"
+        return s if float(s) == v else repr(v)  # never print two different values the same way
     return str(v).lower() if isinstance(v, bool) else str(v)

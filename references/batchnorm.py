@@ -88,25 +88,39 @@ def batch_statistics(
     axes = _reduce_axes(x.ndim, channel_axis)
     xs = x.astype(wd, copy=False)
     m = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    if sem.stats_summation == "sequential":
+        ch = channel_axis % x.ndim
+
+        def total(a: np.ndarray) -> np.ndarray:
+            """Per-channel sum accumulated one element at a time (N-major, then spatial) in ``wd``."""
+            flat = np.moveaxis(a, ch, 0).reshape(a.shape[ch], -1)
+            if flat.shape[1] == 0:
+                return np.zeros(flat.shape[0], wd)
+            return np.cumsum(flat, axis=1, dtype=wd)[:, -1]
+    else:
+
+        def total(a: np.ndarray) -> np.ndarray:
+            return a.sum(axis=axes, dtype=wd)
+
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if sem.variance_algorithm == "two_pass":
-            mean = (xs.sum(axis=axes, dtype=wd) / wd.type(m)).astype(wd)
+            mean = (total(xs) / wd.type(m)).astype(wd)
             mb = _bcast(mean, x.ndim, channel_axis)
             # (x - mean)**2, one cache-sized block at a time, in place in our own working copy if we made one
             d = np.empty_like(xs) if np.may_share_memory(xs, x) else xs
             for sl in _blocks(xs):
                 np.subtract(xs[sl], mb, out=d[sl])
                 np.multiply(d[sl], d[sl], out=d[sl])
-            ss = d.sum(axis=axes, dtype=wd)
+            ss = total(d)
             del d
             var_b = (ss / wd.type(m)).astype(wd)
             var_u = (ss / wd.type(m - 1)).astype(wd) if m > 1 else np.full_like(var_b, np.nan)
         else:
-            s = xs.sum(axis=axes, dtype=wd)
+            s = total(xs)
             sq = np.empty_like(xs) if np.may_share_memory(xs, x) else xs
             for sl in _blocks(xs):
                 np.multiply(xs[sl], xs[sl], out=sq[sl])
-            s2 = sq.sum(axis=axes, dtype=wd)
+            s2 = total(sq)
             del sq
             mean = (s / wd.type(m)).astype(wd)
             var_b = (s2 / wd.type(m) - mean * mean).astype(wd)

@@ -251,3 +251,34 @@ def test_float16_statistics_and_folded_arithmetic():
         assert f.explained, f.text
         top = f.matches[0]
         assert lab in [top.label, *top.equivalents], f.text
+
+
+def test_sequential_float32_summation_with_unbiased_variance():
+    """A naive C++ loop (two-pass, float accumulators, one element at a time) that also divides by m−1:
+    the structural knob nearly explains it, the rest is the working precision (a near-miss pair)."""
+    case = _case(shape=[8, 2, 64, 64], dtype="float32", steps=1, input={"std": 50.0, "seed": 33})
+    inputs = generate(case)
+    exp = reference_outputs(case, inputs)
+    mut = mutant_outputs(case, inputs, normalize_variance="unbiased", stats_dtype="float32", stats_summation="sequential")
+    tol = tolerance_for(case, "batch_var")
+    assert not compare(mut["batch_var"][0], exp["batch_var"][0], tol, "float32").close
+    f = explain_output(case, inputs, "batch_var", 1, mut["batch_var"][0], exp["batch_var"][0], tol)
+    top = f.matches[0] if f.matches else None
+    assert top is not None, f.text
+    assert top.semantics.normalize_variance == "unbiased" and top.semantics.stats_summation == "sequential", f.text
+    assert "sums one element at a time" in f.text
+
+
+def test_momentum_held_in_float32():
+    """ONNX attributes are float32: momentum 0.9 becomes batch weight 1 − float32(0.9) = 0.10000002384185791."""
+    case = _case(shape=[6, 3], dtype="float64", steps=1, momentum={"running_weight": 0.9},
+                 input={"std": 1.0, "mean": 1000.0, "seed": 34})
+    w32 = 1.0 - float(np.float32(0.9))
+    label = f"momentum_override={w32!r}"
+    _check_mutant(case, label, dict(momentum_override=w32))
+    inputs = generate(case)
+    exp = reference_outputs(case, inputs)
+    mut = mutant_outputs(case, inputs, momentum_override=w32)
+    f = explain_output(case, inputs, "running_mean", 1, mut["running_mean"][0], exp["running_mean"][0],
+                       tolerance_for(case, "running_mean"))
+    assert "the momentum held in float32" in f.text and "batch weight 0.10000002384185791 instead of 0.1" in f.text
