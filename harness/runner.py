@@ -371,8 +371,8 @@ class Runner:
                             return
                         rows = self.run_pair(lc, b)
                         with lock:
-                            if self.stop.is_set():
-                                # finished while stopping: its worker may have been killed under it
+                            if self.stop.is_set() and any(r.outcome == "error" for r in rows):
+                                # failed while stopping: its worker was probably killed by the interrupt
                                 return
                             results[(ci, bi)] = rows
                             if progress:

@@ -198,6 +198,12 @@ def main() -> None:
     proto_in = 0
     init = recv(proto_in)
     host = _Host(tuple(init.get("extra_specs", ())), tuple(init.get("native_paths", ())))
+    try:  # import the adapter modules now, under the start-up timeout, not the first task's
+        from harness.adapters import all_adapters
+
+        all_adapters(host.extra_specs, host.native_paths)
+    except Exception:  # reported by the task that needs the adapter
+        pass
     send(proto_out, ("ready", os.getpid()))
     while True:
         try:
