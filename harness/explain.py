@@ -234,14 +234,19 @@ _CACHE = _ReferenceCache()
 _CASE_KEYS: "OrderedDict[int, tuple[Any, str]]" = OrderedDict()
 
 
+_CASE_KEYS_LOCK = threading.Lock()
+
+
 def _case_key(case) -> str:
-    hit = _CASE_KEYS.get(id(case))
-    if hit is not None and hit[0] is case:
-        return hit[1]
+    with _CASE_KEYS_LOCK:
+        hit = _CASE_KEYS.get(id(case))
+        if hit is not None and hit[0] is case:
+            return hit[1]
     key = case.model_dump_json()
-    _CASE_KEYS[id(case)] = (case, key)
-    while len(_CASE_KEYS) > 64:
-        _CASE_KEYS.popitem(last=False)
+    with _CASE_KEYS_LOCK:
+        _CASE_KEYS[id(case)] = (case, key)
+        while len(_CASE_KEYS) > 64:
+            _CASE_KEYS.popitem(last=False)
     return key
 
 
