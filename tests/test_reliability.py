@@ -237,3 +237,23 @@ def test_hung_worker_dies_with_a_killed_harness(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert not (tmp_path / "reports").exists()
+
+
+def test_user_strings_are_escaped_in_the_html_report(tmp_path):
+    """Every string a case file provides reaches index.html escaped (no markup injected)."""
+    (tmp_path / "x.yaml").write_text("""
+cases:
+  - id: xss
+    shape: [2, 3]
+    description: "<script>alert('desc')</script>"
+    tags: ["<img src=x onerror=alert('tag')>"]
+    tolerance: {rtol: 0.1, atol: 0.1, reason: "</td><script>alert('tol')</script>"}
+    expect:
+      numpy: {outcome: mismatch, reason: "<b onmouseover=alert('exp')>x</b>", because: "<svg onload=alert(1)>"}
+""")
+    p = normconf("run", "x.yaml", "-b", "numpy", "--out", "reports", cwd=tmp_path, timeout=300)
+    assert p.returncode == 1, p.stdout + p.stderr  # the planted expectation does not hold
+    html = (tmp_path / "reports" / "index.html").read_text(encoding="utf-8")
+    assert "alert(" in html, "the strings should be in the report (escaped)"
+    for raw in ("<script>alert", "<img src=x", "<b onmouseover", "<svg onload", "</td><script>"):
+        assert raw not in html, f"unescaped {raw!r} in index.html"
