@@ -820,12 +820,16 @@ def error_shape(case, output: str, obs: np.ndarray, exp: np.ndarray, tol) -> str
             if den > 0:
                 k = float((of * ef).sum() / den)
                 if _close(of, k * ef, tol):
-                    parts.append("the sign is flipped (observed = −expected)" if abs(k + 1) < 1e-3
-                                 else f"a uniform scale: observed ≈ {_factor(k)} × expected")
+                    if abs(k + 1) < 1e-3:
+                        parts.append("the sign is flipped (observed = −expected)")
+                    elif abs(k) < 1e-3:
+                        parts.append(f"the output is (nearly) all zeros (max |observed| {float(np.abs(of).max()):.3g})")
+                    else:
+                        parts.append(f"a uniform scale: observed ≈ {_factor(k)} × expected")
                     return "; ".join(parts)
             d = float(np.mean(of - ef))
             if _close(of, ef + d, tol):
-                parts.append(f"a uniform offset: observed ≈ expected + {d:.6g}")
+                parts.append(f"a uniform offset: observed ≈ expected {'+' if d >= 0 else '−'} {abs(d):.6g}")
                 return "; ".join(parts)
             if output not in _PER_CHANNEL and e.ndim >= 2:
                 ax = case.channel_axis

@@ -334,3 +334,12 @@ def test_momentum_cases_on_keras_tf():
     lit = [r for r in rows if r.backend == "keras-tf-literal-momentum"]
     assert all(r.as_expected for r in lit)
     assert {r.explanation for r in lit if r.output in ("running_mean", "running_var")} == {"momentum_direction=reversed"}
+
+
+def test_all_zeros_and_negative_offset_are_described():
+    case = _case()
+    inputs = generate(case)
+    e = reference_outputs(case, inputs)["y"][0]
+    tol = tolerance_for(case, "y")
+    assert "the output is (nearly) all zeros" in error_shape(case, "y", np.zeros_like(e), e, tol)
+    assert "a uniform offset: observed ≈ expected − 0.25" in error_shape(case, "y", e - 0.25, e, tol)
