@@ -493,15 +493,34 @@ def solve_eps(case, inputs, sem: Semantics, output: str, step: int, obs: np.ndar
     backend's ``inv_std = r * inv_std_ref``; eps = 1/inv_std² - var.  Returns
     (eps or None, how it was found).
     """
-    if output not in ("y", "x_hat", "inv_std") or sem.eps_placement != "inside_sqrt":
+    if output not in ("y", "x_hat", "inv_std", "eval_y") or sem.eps_placement != "inside_sqrt":
         return None, ""
-    if case.mode == "train" and sem.train_statistics != "batch":
+    if case.mode == "train" and sem.train_statistics != "batch" and output != "eval_y":
+        return None, ""
+    if output == "eval_y" and (sem.channel_axis_swapped or case.mode != "train"):
         return None, ""
     eps0 = float(sem.eps_override if sem.eps_override is not None else case.eps)
-    inv_ref_steps = _CACHE.get(case, inputs, sem, "inv_std")
-    if inv_ref_steps is None:
-        return None, ""
-    inv_ref = inv_ref_steps[step - 1]
+    if output == "eval_y":
+        # inference on the last batch with the final running statistics
+        rm_steps = _CACHE.get(case, inputs, sem, "running_mean")
+        rv_steps = _CACHE.get(case, inputs, sem, "running_var")
+        if rm_steps is None or rv_steps is None:
+            return None, ""
+        x_last = np.asarray(inputs.x[-1], np.float64)
+        shape = [1] * x_last.ndim
+        shape[case.channel_axis % x_last.ndim] = -1
+        with np.errstate(all="ignore"):
+            inv_ref = 1.0 / np.sqrt(rv_steps[-1] + eps0)
+        xr_fn = lambda: (x_last - rm_steps[-1].reshape(shape)) * inv_ref.reshape(shape)  # noqa: E731
+    else:
+        inv_ref_steps = _CACHE.get(case, inputs, sem, "inv_std")
+        if inv_ref_steps is None:
+            return None, ""
+        inv_ref = inv_ref_steps[step - 1]
+
+        def xr_fn():
+            xr_steps = _CACHE.get(case, inputs, sem, "x_hat")
+            return None if xr_steps is None else xr_steps[step - 1]
     with np.errstate(all="ignore"):
         if output == "inv_std":
             o = _as_f64(obs, inv_ref.shape)
@@ -509,15 +528,14 @@ def solve_eps(case, inputs, sem: Semantics, output: str, step: int, obs: np.ndar
                 return None, ""
             r = o / inv_ref
         else:
-            xr_steps = _CACHE.get(case, inputs, sem, "x_hat")
-            if xr_steps is None:
+            xr = xr_fn()
+            if xr is None:
                 return None, ""
-            xr = xr_steps[step - 1]
             o = _as_f64(obs, xr.shape)
             if o is None:
                 return None, ""
             ax = case.channel_axis
-            if output == "y" and case.has_affine and sem.apply_affine:
+            if output in ("y", "eval_y") and case.has_affine and sem.apply_affine:
                 g = np.asarray(inputs.gamma, np.float64)
                 b = np.asarray(inputs.beta, np.float64)
                 shape = [1] * o.ndim
@@ -984,6 +1002,8 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
     _, plain_max_abs = residual(obs, expected, tol.atol, tol.rtol)
     tried: dict[Semantics, Candidate] = {}
     evaluated = 0
+    singles_recalled: list[Candidate] = []
+    pairs_recalled: list[Candidate] = []
 
     def evaluate(sem: Semantics, kind: str, note: str = "") -> Candidate | None:
         nonlocal evaluated
@@ -1009,17 +1029,24 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
         tried[sem] = c
         return c
 
+    # conventions that explained other outputs of this case (e.g. the momentum solved from running_mean,
+    # tried again on eval_y, where it cannot be solved directly)
+    for sem_r, kind_r, note_r, src in _recalled(case, inputs):
+        if sem_r.differences(base) and len(sem_r.differences(base)) <= 3:
+            c = evaluate(sem_r, kind_r, (note_r + "; " if note_r else "") + f"the convention found for {src}")
+            if c is not None:
+                (singles_recalled if c.n_knobs == 1 else pairs_recalled).append(c)
     # structural conventions and solved values first; when one of them reproduces the output no
     # precision variant can outrank it (ranking: fewest knobs, then kind, then residual): skip those
     catalog = single_alternatives(case, base)
-    singles = [c for s, kind in catalog if kind == "structural" and (c := evaluate(s, kind)) is not None]
+    singles = singles_recalled + [c for s, kind in catalog if kind == "structural" and (c := evaluate(s, kind)) is not None]
     for s, kind, note in solved_alternatives(case, inputs, base, output, step, obs):
         c = evaluate(s, kind, note)
         if c is not None:
             singles.append(c)
     if not any(c.matches and c.kind in ("structural", "known_value") for c in singles):
         singles += [c for s, kind in catalog if kind != "structural" and (c := evaluate(s, kind)) is not None]
-    cands = list(singles)
+    cands = list(singles) + pairs_recalled
     if not any(c.matches for c in singles):
         cands += _pairs(singles, base, plain_max_abs, evaluate,
                         lambda sem: solved_alternatives(case, inputs, sem, output, step, obs),
@@ -1038,6 +1065,7 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
                      key=lambda c: (c.score, c.rank_key()))[:3]
     if grouped:
         best = grouped[0]
+        _remember(case, inputs, best, f"{output}" + (f" step {step}" if case.steps > 1 and output != "eval_y" else ""))
         text = _explained_text(case, base, best, grouped[1:], output, tol, plain_max_abs)
         return Finding(grouped, closest, best.label, text, evaluated)
     shape = error_shape(case, output, obs, expected, tol)
@@ -1050,6 +1078,35 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
             f"{c.label} (leaves {c.max_abs:.3g}, {c.score:.3g}× tolerance)" if math.isfinite(c.score)
             else f"{c.label} (NaN/Inf positions differ)" for c in closest)
     return Finding([], closest, "", text, evaluated)
+
+
+_RECENT: "OrderedDict[tuple, tuple[Any, list[tuple[Semantics, str, str, str]]]]" = OrderedDict()
+_RECENT_LOCK = threading.Lock()
+
+
+def _remember(case, inputs, c: Candidate, where: str) -> None:
+    """Keep the conventions that explained an output (a few per case, a few cases)."""
+    import weakref
+
+    key = (_case_key(case), id(inputs))
+    with _RECENT_LOCK:
+        ref, items = _RECENT.get(key, (None, []))
+        if ref is None or ref() is not inputs:
+            ref, items = weakref.ref(inputs), []
+        if all(s != c.semantics for s, *_ in items):
+            items.append((c.semantics, c.kind, c.note, where))
+            del items[:-8]
+        _RECENT[key] = (ref, items)
+        _RECENT.move_to_end(key)
+        while len(_RECENT) > 16:
+            _RECENT.popitem(last=False)
+
+
+def _recalled(case, inputs) -> list[tuple[Semantics, str, str, str]]:
+    key = (_case_key(case), id(inputs))
+    with _RECENT_LOCK:
+        ref, items = _RECENT.get(key, (None, []))
+        return list(items) if ref is not None and ref() is inputs else []
 
 
 def explain(case, inputs, output: str, step: int, observed: np.ndarray, expected: np.ndarray, tol) -> tuple[str, str] | None:

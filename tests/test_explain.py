@@ -343,3 +343,24 @@ def test_all_zeros_and_negative_offset_are_described():
     tol = tolerance_for(case, "y")
     assert "the output is (nearly) all zeros" in error_shape(case, "y", np.zeros_like(e), e, tol)
     assert "a uniform offset: observed ≈ expected − 0.25" in error_shape(case, "y", e - 0.25, e, tol)
+
+
+def test_eval_y_eps_is_solved_and_momentum_is_recalled():
+    case = _case(steps=2, eval_after=True, input={"std": 0.05, "seed": 43})
+    inputs = generate(case)
+    exp = reference_outputs(case, inputs)
+    tol = tolerance_for(case, "eval_y")
+    ex._RECENT.clear()
+    obs = mutant_outputs(case, inputs, eps_override=1e-3)["eval_y"][0]
+    f = explain_output(case, inputs, "eval_y", 1, obs, exp["eval_y"][0], tol)
+    assert f.label == "eps_override=0.001", f.text  # solved from eval_y itself
+    # a solved momentum cannot be read off eval_y; the one found on running_mean of the same pair is reused
+    mut = mutant_outputs(case, inputs, momentum_override=0.3)
+    ex._RECENT.clear()
+    alone = explain_output(case, inputs, "eval_y", 1, mut["eval_y"][0], exp["eval_y"][0], tol)
+    assert not alone.explained
+    rm = explain_output(case, inputs, "running_mean", 2, mut["running_mean"][1], exp["running_mean"][1],
+                        tolerance_for(case, "running_mean"))
+    assert rm.label == "momentum_override=0.3"
+    again = explain_output(case, inputs, "eval_y", 1, mut["eval_y"][0], exp["eval_y"][0], tol)
+    assert again.label == "momentum_override=0.3" and "the convention found for running_mean step 2" in again.text
