@@ -14,8 +14,12 @@ from harness.inputs import Inputs, np_dtype
 from harness.semantics import Semantics
 
 
-def reference_outputs(case: Case, inputs: Inputs, semantics: Semantics | None = None) -> dict[str, list[np.ndarray]]:
-    """float64 reference outputs for ``case`` under ``semantics`` (default: the case's own)."""
+def reference_outputs(case: Case, inputs: Inputs, semantics: Semantics | None = None, *,
+                      statistics_only: bool = False) -> dict[str, list[np.ndarray]]:
+    """float64 reference outputs for ``case`` under ``semantics`` (default: the case's own).
+
+    ``statistics_only``: only the per-channel batch and running statistics (no normalization).
+    """
     from references.batchnorm import batch_norm_reference
 
     return batch_norm_reference(
@@ -31,4 +35,5 @@ def reference_outputs(case: Case, inputs: Inputs, semantics: Semantics | None = 
         eval_after=case.eval_after,
         semantics=semantics if semantics is not None else case.semantics,
         input_dtype=np_dtype(case.dtype),
+        statistics_only=statistics_only,
     )

@@ -201,12 +201,16 @@ def batch_norm_reference(
     eval_after: bool = False,
     semantics: Semantics = Semantics(),
     input_dtype: str | np.dtype = "float64",
+    statistics_only: bool = False,
 ) -> dict[str, list[np.ndarray]]:
     """Run BatchNorm over ``x_steps`` (one batch per step) and return every output.
 
     ``momentum`` is the batch weight ``w`` (``None``: cumulative average).
     ``mode`` is ``"train"`` (batch statistics, running update each step) or
     ``"eval"`` (normalize with the given running statistics, no update).
+    ``statistics_only`` skips the normalization: only batch_mean, batch_var,
+    running_mean and running_var (train mode) are returned (the explanation
+    engine's cheap path for those outputs).
     """
     sem = semantics
     in_dt = input_dtype if isinstance(input_dtype, np.dtype) else _np_dtype(str(input_dtype))
@@ -228,6 +232,8 @@ def batch_norm_reference(
 
     for k, x in enumerate(x_steps, start=1):
         if mode == "eval":
+            if statistics_only:
+                continue
             if sem.eval_statistics == "batch":
                 e_mean, e_vb, e_vu, _m = batch_statistics(x, channel_axis, sem, in_dt)
                 e_var = e_vb if sem.normalize_variance == "biased" else e_vu
@@ -255,16 +261,19 @@ def batch_norm_reference(
             norm_mean, norm_var = rm, rv
         else:  # blended: running statistics updated first, then used
             norm_mean, norm_var = new_rm, new_rv
-        y, inv_std, x_hat = normalize(x, norm_mean, norm_var, gamma, beta, eps_v, channel_axis, sem, in_dt)
+        if not statistics_only:
+            y, inv_std, x_hat = normalize(x, norm_mean, norm_var, gamma, beta, eps_v, channel_axis, sem, in_dt)
         rm, rv = new_rm, new_rv
-        put("y", y)
+        if not statistics_only:
+            put("y", y)
         put("batch_mean", mean)
         put("batch_var", var_norm)
         put("running_mean", rm)
         put("running_var", rv)
-        put("inv_std", inv_std)
-        put("x_hat", x_hat)
-    if eval_after and mode == "train":
+        if not statistics_only:
+            put("inv_std", inv_std)
+            put("x_hat", x_hat)
+    if eval_after and mode == "train" and not statistics_only:
         y, _, _ = normalize(x_steps[-1], rm, rv, gamma, beta, eps_v, channel_axis, sem, in_dt)
         put("eval_y", y)
     return out

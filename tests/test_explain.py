@@ -364,3 +364,15 @@ def test_eval_y_eps_is_solved_and_momentum_is_recalled():
     assert rm.label == "momentum_override=0.3"
     again = explain_output(case, inputs, "eval_y", 1, mut["eval_y"][0], exp["eval_y"][0], tol)
     assert again.label == "momentum_override=0.3" and "the convention found for running_mean step 2" in again.text
+
+
+def test_statistics_only_reference_path_equals_the_full_run():
+    case = _case(steps=3, eval_after=True)
+    inputs = generate(case)
+    for sem in (case.semantics, case.semantics.replace(train_statistics="blended", running_variance="unbiased")):
+        full = reference_outputs(case, inputs, sem)
+        stats = reference_outputs(case, inputs, sem, statistics_only=True)
+        assert set(stats) == {"batch_mean", "batch_var", "running_mean", "running_var"}
+        for k, v in stats.items():
+            for a, b in zip(v, full[k]):
+                np.testing.assert_array_equal(a, b)
