@@ -344,3 +344,11 @@ def test_opencv_dtypes(runner):
     assert res.status == "unsupported" and "bfloat16" in res.message
     out, rows = ok(runner, "opencv-dnn", "f16_eval")
     assert _outcomes(rows, "y") == ["pass"], rows
+
+
+def test_opencv_empty_batch_is_an_error_not_a_fake_array(runner):
+    """OpenCV's Net.forward() returns None for N = 0: reported as such, never turned into an array."""
+    if _missing("opencv-dnn"):
+        pytest.skip("opencv-dnn: cv2/onnx not installed")
+    res = runner.run_backend(_case("empty_eval", shape=[0, 2, 3, 3], mode="eval"), "opencv-dnn")
+    assert res.status == "error" and "returned None" in res.message, (res.status, res.message)
