@@ -136,6 +136,7 @@ class _Host:
         from harness.adapters.base import Unsupported
 
         t0 = time.perf_counter()
+        version = ""
         try:
             a = self.adapter(task.backend)
             reason = a.available()
@@ -151,15 +152,16 @@ class _Host:
             dt = time.perf_counter() - t0
             return BackendResult(task.backend, "ok", outputs=obs.outputs, notes=list(obs.notes), version=version, seconds=dt)
         except Unsupported as e:
-            return BackendResult(task.backend, "unsupported", message=str(e), seconds=time.perf_counter() - t0)
+            return BackendResult(task.backend, "unsupported", message=str(e), version=version,
+                                 seconds=time.perf_counter() - t0)
         except SystemExit as e:  # an adapter (or its framework) called sys.exit(): report it, keep serving
             return BackendResult(task.backend, "error", message=f"the backend called sys.exit({e.code!r})",
-                                 seconds=time.perf_counter() - t0)
+                                 version=version, seconds=time.perf_counter() - t0)
         except Exception as e:
             tb = traceback.extract_tb(e.__traceback__)
             where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
             return BackendResult(task.backend, "error", message=f"{type(e).__name__}: {e}{where}",
-                                 seconds=time.perf_counter() - t0)
+                                 version=version, seconds=time.perf_counter() - t0)
 
 
 def _reply(fd: int, backend: str | None, obj) -> None:
