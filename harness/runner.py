@@ -68,6 +68,7 @@ class WorkerHandle:
         root = str(Path(__file__).resolve().parent.parent)
         full_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.getcwd(), full_env.get("PYTHONPATH", "")) if p)
         full_env.setdefault("PYTHONUNBUFFERED", "1")
+        full_env["NORMCONF_HARNESS_PID"] = str(os.getpid())  # the worker exits if it has lost its harness
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "harness.worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=full_env,
