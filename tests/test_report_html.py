@@ -134,6 +134,24 @@ def test_hostile_strings_are_escaped(tmp_path):
     assert HOSTILE_ID in data["S"] and HOSTILE_MSG in data["S"]
 
 
+def test_long_texts_are_stored_as_shared_pieces():
+    from harness.report.html import _Strings
+
+    cite = "[PyTorch documents that the running variance is unbiased (https://pytorch.org/docs)]"
+    t1 = "updates running_var with m-1 = 17; residual after this correction 6e-09, error without it 0.0008. " + cite
+    t2 = "updates running_var with m-1 = 127; residual after this correction 1e-08, error without it 0.0002. " + cite
+    S = _Strings()
+    i1, i2 = S(t1), S(t2)
+
+    def text(i):
+        v = S.items[i]
+        return v if isinstance(v, str) else "".join(text(j) for j in v)
+
+    assert text(i1) == t1 and text(i2) == t2  # exact round trip
+    assert S.items[i1][-1] == S.items[i2][-1] and S.items[S.items[i1][-1]] == " " + cite  # the citation: once
+    assert S(t1) == i1 and S("short") == S("short")
+
+
 def test_json_for_script_cannot_close_the_element():
     s = json_for_script({"a": "</script><!-- \u2028 & '"})
     assert "<" not in s and ">" not in s and "&" not in s and "'" not in s
@@ -191,7 +209,6 @@ def test_write_reports_writes_csv_json_and_html(tmp_path):
 
 def test_case_file_adds_description_parameters_and_input_summary():
     from harness.cases import load_paths
-    from harness.results import Row
 
     lc = load_paths(["cases/seed_article.yaml"])[0]
     rows = [_row(lc.id, "numpy", "pass", file=lc.file, line=lc.line, shape="3x1x1x6")]
@@ -201,7 +218,6 @@ def test_case_file_adds_description_parameters_and_input_summary():
     assert "18 values" in info["inputs"]["x"] and "min -97.7" in info["inputs"]["x"]
     assert info["params"]["eps"] == "1e-05"
     assert "article" in info["description"].lower()
-    assert Row  # noqa: the import documents where rows come from
 
 
 def test_report_command_rerenders_without_rerunning(tmp_path):

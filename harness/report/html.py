@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -129,20 +130,39 @@ ROW_DEFAULTS = {7: 0, 8: 0, 9: 0, 10: 0, 11: 0, 12: 0, 13: -1}
 PAIR_DEFAULTS = {3: 0, 4: 1, 6: 0, 7: 0, 8: 0, 9: 0}
 
 
+#: where long texts (explanations, messages) are cut into shared pieces: after "; " and "] ", before " ["
+_PIECES = re.compile(r"(?<=[;\]] )|(?= \[)")
+#: texts longer than this are stored as pieces
+PIECE_MIN = 80
+
+
 class _Strings:
-    """A string table: repeated strings (tolerance reasons, labels, params) are stored once."""
+    """A string table: repeated strings (tolerance reasons, labels, params) are stored once.
+
+    A long text is stored as a list of indexes of its pieces (joined without a
+    separator), so the parts explanations share — the documentation they cite,
+    the stage that diverged first — are stored once too.
+    """
 
     def __init__(self) -> None:
-        self.items: list[str] = [""]
+        self.items: list[Any] = [""]
         self.index: dict[str, int] = {"": 0}
+
+    def _add(self, s: str, item: Any) -> int:
+        i = self.index[s] = len(self.items)
+        self.items.append(item)
+        return i
 
     def __call__(self, s: Any) -> int:
         s = "" if s is None else str(s)
         i = self.index.get(s)
-        if i is None:
-            i = self.index[s] = len(self.items)
-            self.items.append(s)
-        return i
+        if i is not None:
+            return i
+        if len(s) > PIECE_MIN:
+            pieces = [x for x in _PIECES.split(s) if x]
+            if len(pieces) > 1:
+                return self._add(s, [self(x) for x in pieces])
+        return self._add(s, s)
 
 
 def _plot_payload(d: dict[str, Any]) -> list[Any] | None:

@@ -10,7 +10,7 @@
   // rows of pair i: R[i] (a second JSON block, parsed on first use: a detail view or a text search)
   // row:  0 output, 1 step, 2 outcome, 3 max_abs, 4 max_rel, 5 max_ulp, 6 tolerance (index into T), 7 mismatched,
   //       8 mismatched fraction, 9 worst index, 10 explanation, 11 explanation text, 12 message, 13 plot (-1: none)
-  // tolerance: 0 atol, 1 rtol, 2 reason;  strings are indexes into S
+  // tolerance: 0 atol, 1 rtol, 2 reason;  strings are indexes into S (see s())
   // plot: 0 first log10 edge, 1 bin width, 2 counts, 3 exact zeros, 4 non-finite, 5 channel max |err|, 6 channels
   // Trailing fields equal to their default are left out of the data (ROW_DEFAULTS / PAIR_DEFAULTS in html.py).
   var PD = [null, null, null, 0, 1, null, 0, 0, 0, 0], RD = [0, null, 0, null, null, null, 0, 0, 0, 0, 0, 0, 0, -1];
@@ -31,7 +31,12 @@
     }
     return p;
   }
-  function s(i) { return S[i] || ""; }
+  function s(i) {  // a string of the table; a long text is a list of its pieces' indexes
+    var v = S[i];
+    if (v === undefined || v === null) return "";
+    if (typeof v !== "string") { v = v.map(s).join(""); S[i] = v; }
+    return v;
+  }
   function bname(bi) { return s(D.B[bi]); }
 
   function el(tag, attrs) {
