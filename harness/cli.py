@@ -245,10 +245,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             stale = out / PARTIAL_DIR
             if stale.is_dir() and (stale / "results.json").exists():
                 shutil.rmtree(stale, ignore_errors=True)  # an older interrupted run's leftovers
-    print_summary(df)
+    if len(df) or not summary.partial:
+        print_summary(df)
     if summary.partial:
+        kept = (f"the complete report in {out} is unchanged" if (out / "results.json").exists()
+                else f"no complete report in {out}")
         print(f"wrote {', '.join(str(p) for p in written)} (PARTIAL: interrupted after "
-              f"{meta['completed_pairs']} of {total} case × backend pairs; the complete report in {out} is unchanged)")
+              f"{meta['completed_pairs']} of {total} case × backend pairs; {kept})")
         return 128 + signum
     print(f"wrote {', '.join(str(p) for p in written)}")
     ok = df["as_expected"].fillna(True).astype(bool).all() if len(df) else True
