@@ -34,13 +34,12 @@ Entry points: :func:`explain` (the ``EXPLAINER`` hook of :mod:`harness.results`)
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -987,8 +986,6 @@ def _pairs(singles: list[Candidate], base: Semantics, plain_max_abs: float, eval
 def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
                    expected: np.ndarray | None = None, tol=None) -> Finding:
     """Search the catalog for conventions that reproduce ``observed`` (``output`` at 1-based ``step``)."""
-    from harness.compare import Tolerance  # noqa: F401  (type only)
-
     base = case.semantics
     if tol is None:
         from harness.results import tolerance_for
