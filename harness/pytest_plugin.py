@@ -154,8 +154,8 @@ def _describe(rows, header: str = "") -> str:
         if r.max_abs_err is not None:
             line += f": max abs err {r.max_abs_err:.3g}, max rel err {r.max_rel_err:.3g}, {r.max_ulp:.3g} ULP (rtol {r.rtol:g}, atol {r.atol:g})"
         lines.append(line)
-        if r.explanation:
-            lines.append(f"  explanation: {r.explanation}: {r.explanation_text}")
+        if r.explanation or r.explanation_text:
+            lines.append(f"  explanation: {r.explanation or 'no convention matches'}: {r.explanation_text}")
         if r.message:
             lines.append(f"  {r.message}")
         if r.notes:
