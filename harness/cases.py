@@ -497,10 +497,6 @@ def _is_tag(err: dict[str, Any], i: int) -> bool:
     return not (err["type"] == "extra_forbidden" and i == len(loc) - 1)
 
 
-def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(p for p in loc if not (isinstance(p, str) and _UNION_TAGS.match(p)))
-
-
 #: what a field accepts, said when a value fits none of the forms of a union
 _UNION_HINTS = {
     "momentum": "expected {batch_weight: w} (PyTorch's momentum), {running_weight: 1-w} (Keras/ONNX momentum) or 'cumulative'",
