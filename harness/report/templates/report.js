@@ -213,11 +213,19 @@
         parts.push(el("div", { "class": "expl" }, el("b", {}, lt[0]), " (" + seen[k].join(", ") + ")", lt[1] ? "\n" + lt[1] : ""));
       });
     }
-    var msgs = [];
-    rows.forEach(function (r) { if (s(r[12]) && msgs.indexOf(s(r[12])) < 0) msgs.push(s(r[12])); });
+    var msgs = [];  // [where, message], one per distinct message
+    rows.forEach(function (r) {
+      var m = s(r[12]);
+      if (!m) return;
+      var where = s(r[0]) ? s(r[0]) + (r[1] !== null && r[1] !== 1 ? " step " + r[1] : "") : "";
+      var f = msgs.filter(function (x) { return x[1] === m; })[0];
+      if (f) { if (where) f[0].push(where); } else msgs.push([where ? [where] : [], m]);
+    });
     if (msgs.length) {
       parts.push(el("h3", {}, p[2] === 4 ? "Error" : "Messages"));
-      msgs.forEach(function (m) { parts.push(el("div", { "class": "msg" }, m)); });
+      msgs.forEach(function (x) {
+        parts.push(el("div", { "class": "msg" }, x[0].length ? el("b", {}, x[0].join(", ") + ": ") : null, x[1]));
+      });
     }
     var cmp = rows.filter(function (r) { return s(r[0]); });
     if (cmp.length) {
@@ -237,7 +245,7 @@
         if (f) { if (f[0].indexOf(o) < 0) f[0].push(o); } else tols.push([[o], t]);
       });
       parts.push(el("h3", {}, "Tolerance"));
-      parts.push(kv(tols.map(function (x) { return [x[0].join(", "), x[1]]; })));
+      parts.push(el("ul", { "class": "tols" }, tols.map(function (x) { return el("li", {}, el("b", {}, x[0].join(", ")), ": " + x[1]); })));
       var withPlots = cmp.filter(function (r) { return r[13] >= 0; });
       var nonClose = cmp.filter(function (r) { return r[2] === 1 || r[2] === 2; });
       if (withPlots.length) {
