@@ -274,6 +274,8 @@ class FuzzReport:
     seconds: float = 0.0
     shrink_runs: int = 0
     timed_out: bool = False
+    #: explained discrepancies met while generating: (backend, explanation label) -> examples
+    explained: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def fuzz(executor: Executor, *, max_examples: int = 100, seed: int = 0,
@@ -318,6 +320,8 @@ def fuzz(executor: Executor, *, max_examples: int = 100, seed: int = 0,
                              f"{time.perf_counter() - t0:.0f} s")
                 results = executor.run(lc)
                 for b, rows in results.items():
+                    for lab in sorted({x for r in rows if r.outcome == "explained" for x in r.explanation.split(";") if x}):
+                        report.explained[(b, lab)] = report.explained.get((b, lab), 0) + 1
                     sig = signature_of(rows)
                     if sig is None or (b, sig[0], sig[1]) in known:
                         continue
@@ -464,6 +468,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     for f in rep.findings:
         shape = "x".join(str(s) for s in f.case["shape"])
         print(f"  {f.backend:22s} {f.outcome:8s} {f.output:14s} shape {shape:12s} {f.path}")
+    if rep.explained:
+        print("explained discrepancies met (not findings): backend, explanation, examples")
+        for (b, lab), n in sorted(rep.explained.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1])):
+            print(f"  {b:22s} {lab:60s} {n}")
     return EXIT_UNEXPECTED if rep.findings else EXIT_OK
 
 
