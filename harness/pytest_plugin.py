@@ -83,6 +83,11 @@ class CaseFile(pytest.File):
         except CaseFileError as e:
             raise CaseFileProblem(str(e)) from None
         backends = _selected(self.config)
+        from harness.cases import check_expectation_backends
+
+        bad = check_expectation_backends(cases, _runner(self.config).adapters)
+        if bad:
+            raise CaseFileProblem("\n".join(map(str, bad)))
         for lc in cases:
             resolved = Path(lc.file).resolve()
             if resolved.is_relative_to(self.config.rootpath):
