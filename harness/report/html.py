@@ -73,34 +73,15 @@ def fmt_num(v: Any, digits: int = 4) -> str:
     return f"{f:.{digits}g}"
 
 
-def _compact_number(v: float) -> str:
-    """A finite float in few characters: ``2.212e-08`` -> ``2.212e-8``, ``1e+05`` -> ``1e5``."""
-    t = repr(v)
-    if "e" in t:
-        m, e = t.split("e")
-        t = f"{m}e{int(e)}"
-    elif t.endswith(".0"):
-        t = t[:-2]
-    return t
+_EXP = re.compile(r"e([+-])0*(\d)")
 
 
 def _dump(obj: Any) -> str:
-    """JSON with compact numbers (strings and dicts through json.dumps)."""
-    if isinstance(obj, list):
-        return "[" + ",".join(_dump(x) for x in obj) + "]"
-    if isinstance(obj, dict):
-        return "{" + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + _dump(v) for k, v in obj.items()) + "}"
-    if obj is None:
-        return "null"
-    if isinstance(obj, bool):
-        return "true" if obj else "false"
-    if isinstance(obj, int):
-        return str(obj)
-    if isinstance(obj, float):
-        if not math.isfinite(obj):
-            raise ValueError(f"non-finite number {obj!r} in the report data")
-        return _compact_number(obj)
-    return json.dumps(obj, ensure_ascii=False)
+    """Compact JSON; exponents without padding (``2.5e-08`` -> ``2.5e-8``) where ``obj`` holds no strings."""
+    s = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if '"' not in s:  # numbers only (the rows block): the rewrite cannot touch a string
+        s = _EXP.sub(lambda m: "e" + ("-" if m.group(1) == "-" else "") + m.group(2), s)
+    return s
 
 
 def json_for_script(data: Any) -> Markup:

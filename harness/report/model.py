@@ -163,17 +163,21 @@ _ROW_FIELDS = ["output", "step", "outcome", "max_abs_err", "max_rel_err", "max_u
 _NUM = {"max_abs_err", "max_rel_err", "max_ulp", "mismatched_frac", "atol", "rtol"}
 
 
+_INT = ("step", "mismatched")
+_TEXT = [f for f in _ROW_FIELDS if f not in _NUM and f not in _INT]
+
+
 def _row(r: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f in _ROW_FIELDS:
+    for f in _TEXT:
         v = r.get(f)
-        if f in _NUM:
-            out[f] = num(v)
-        elif f in ("step", "mismatched"):
-            n = num(v)
-            out[f] = None if n is None else int(n)
-        else:
-            out[f] = text(v)
+        out[f] = v if type(v) is str else text(v)
+    for f in _NUM:
+        v = r.get(f)
+        out[f] = v if type(v) is float and math.isfinite(v) else num(v)
+    for f in _INT:
+        n = num(r.get(f))
+        out[f] = None if n is None else int(n)
     if out["outcome"] not in OUTCOMES:
         out["outcome"] = "error"
     return out
