@@ -113,8 +113,11 @@ def heatmap_svg(cases: Sequence[str], backends: Sequence[str], values: np.ndarra
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.where(values > 0, np.log10(values), np.where(values == 0, -17.0, np.nan))
     finite = logs[np.isfinite(logs)]
-    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (-8.0, 0.0)
-    vmin, vmax = max(vmin, -17.0), max(vmax, vmin + 1)
+    # robust colour range: a few huge errors (overflow traps) must not flatten everything else
+    vmin, vmax = (float(np.percentile(finite, 1)), float(np.percentile(finite, 99))) if finite.size else (-8.0, 0.0)
+    vmin, vmax = max(np.floor(vmin), -17.0), max(np.ceil(vmax), np.floor(vmin) + 1)
+    extend = {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[
+        (bool(finite.size and finite.min() < vmin), bool(finite.size and finite.max() > vmax))]
     # fixed layout in inches (constrained layout measures every label: seconds for hundreds of cases)
     fs_y = 7 if nc > 60 else 8
     row_h, col_w = (0.15 if nc > 60 else 0.22), 0.26
@@ -140,7 +143,7 @@ def heatmap_svg(cases: Sequence[str], backends: Sequence[str], values: np.ndarra
         ax.scatter(xs, ys, s=8, c="#ff2d55", marker="o", linewidths=0)
     cb_h = min(grid_h, 3.0)
     cax = fig.add_axes(((left + grid_w + 0.15) / width, (bottom + grid_h - cb_h) / height, 0.15 / width, cb_h / height))
-    cb = fig.colorbar(im, cax=cax)
+    cb = fig.colorbar(im, cax=cax, extend=extend)
     cb.set_label("log10 max |error|", fontsize=8)
     cb.ax.tick_params(labelsize=7)
     buf = io.StringIO()
