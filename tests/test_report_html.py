@@ -243,3 +243,11 @@ def test_report_command_rejects_bad_input(tmp_path, content, capsys):
         path.write_text(content)
     assert main(["report", str(path)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_empty_and_partial_runs_render():
+    html = render(to_frame([]), {"partial": True}, read_cases=False)
+    assert "PARTIAL run" in html and "0 case(s)" in html
+    p = _Cells()
+    p.feed(html)
+    assert p.rows == []
