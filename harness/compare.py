@@ -72,6 +72,17 @@ _MANT_MASK = (1 << 52) - 1
 _NEAR = 1 << 16
 
 
+def _finfo(dtype: str) -> tuple[int, float, float]:
+    """(nmant, smallest normal, smallest subnormal) of a normconf dtype."""
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        fi = ml_dtypes.finfo(ml_dtypes.bfloat16)
+    else:
+        fi = np.finfo(np_dtype(dtype))
+    return int(fi.nmant), float(fi.smallest_normal), float(fi.smallest_subnormal)
+
+
 def ulp(values: np.ndarray, dtype: str) -> np.ndarray:
     """Size of one unit in the last place of ``dtype`` at each of ``values`` (float64).
 
@@ -81,32 +92,31 @@ def ulp(values: np.ndarray, dtype: str) -> np.ndarray:
     of two go through the ``log2``/``exp2`` formula itself, so the result is
     bit-identical to it wherever ``log2`` is accurate to better than 2**-36.
     """
-    if dtype == "bfloat16":
-        import ml_dtypes
-
-        fi = ml_dtypes.finfo(ml_dtypes.bfloat16)
-    else:
-        fi = np.finfo(np_dtype(dtype))
-    nmant = int(fi.nmant)
-    tiny = float(fi.smallest_normal)
-    sub = float(fi.smallest_subnormal)
     v = np.asarray(values)
     a = np.abs(v) if v.dtype == np.float64 else np.abs(v.astype(np.float64))
+    return _ulp_of_abs(a, dtype, all_finite=False)
+
+
+def _ulp_of_abs(a: np.ndarray, dtype: str, all_finite: bool) -> np.ndarray:
+    """:func:`ulp` of float64 ``a >= 0`` (``all_finite``: the caller knows there is no NaN/Inf)."""
+    nmant, tiny, sub = _finfo(dtype)
     m = np.maximum(a, tiny).reshape(-1)
     bits = m.view(np.int64)
-    out = (bits & _EXP_MASK).view(np.float64)  # 2**floor(log2(m)) for finite m > 0
-    out *= 2.0 ** -nmant  # exact: a power of two no smaller than 2**-1074
+    # 2**floor(log2(m)) for finite m > 0, times 2**-nmant (exact).  It is never below ``sub``
+    # (tiny * 2**-nmant == sub in every IEEE format), so the formula's max(., sub) is a no-op here.
+    out = (bits & _EXP_MASK).view(np.float64)
+    out *= 2.0 ** -nmant
     near = bits + _NEAR
     near &= _MANT_MASK
     slow = near < (_NEAR + (_NEAR >> 1))  # mantissa field < 2**15 or >= 2**52 - 2**16
-    if not np.isfinite(m).all():
+    if not all_finite and not np.isfinite(m).all():
         slow |= ~np.isfinite(m)
     idx = np.flatnonzero(slow)
     if idx.size:
         with np.errstate(divide="ignore", invalid="ignore"):
             e = np.floor(np.log2(m[idx]))
-        out[idx] = np.exp2(e - nmant)
-    return np.maximum(out, sub).reshape(a.shape)
+        out[idx] = np.maximum(np.exp2(e - nmant), sub)
+    return out.reshape(a.shape)
 
 
 #: elements per block of the comparison: the temporaries of a block stay in cache and the memory
@@ -125,7 +135,7 @@ def _block(o: np.ndarray, exp: np.ndarray, tol: Tolerance, dtype: str):
             lim = tol.atol + tol.rtol * ae
             nz = exp != 0
             rel_err = abs_err / ae if nz.all() else np.where(nz, abs_err / ae, np.where(abs_err > 0, np.inf, 0.0))
-            ulp_err = abs_err / ulp(exp, dtype)
+            ulp_err = abs_err / _ulp_of_abs(ae, dtype, all_finite=True)
             score = abs_err / lim
             i = int(np.argmax(score))
             return (int(np.count_nonzero(abs_err > lim)), 0, 0, True, float(abs_err.max()), float(rel_err.max()),
