@@ -251,3 +251,34 @@ def test_empty_and_partial_runs_render():
     p = _Cells()
     p.feed(html)
     assert p.rows == []
+
+
+def test_plot_data_from_a_real_run_reaches_the_report():
+    """The wiring proposed for the runner: plot_data(observed, expected, case.channel_axis) per
+    non-close comparison, keyed by plot_key, in meta["plot_data"] (torch's unbiased running_var)."""
+    pytest.importorskip("torch")
+    from harness.cases import load_paths
+    from harness.compare import compare
+    from harness.results import output_dtype, rows_for, tolerance_for
+    from harness.runner import Runner
+
+    lc = next(c for c in load_paths(["cases/seed_article.yaml"]) if c.id == "seed_article")
+    with Runner() as runner:
+        res = runner.run_backend(lc, "torch")
+        inputs, expected = runner.expected(lc)
+    assert res.status == "ok", res.message
+    plots = {}
+    for name, steps in res.outputs.items():
+        for k, (o, e) in enumerate(zip(steps, expected.get(name, [])), start=1):
+            if not compare(o, e, tolerance_for(lc.case, name), output_dtype(lc.case, name)).close:
+                plots[plot_key(lc.id, "torch", name, k)] = plot_data(o, e, lc.case.channel_axis)
+    assert plot_key(lc.id, "torch", "running_var", 1) in plots
+    rv = plots[plot_key(lc.id, "torch", "running_var", 1)]
+    # one channel; torch stores 0.9*1 + 0.1*(unbiased var) vs 0.9*1 + 0.1*(biased var): 0.1*1946.06/17 = 11.45
+    assert rv["channels"] == 1 and sum(rv["abs_err_hist"]["counts"]) == 1
+    # (plot_data keeps 4 significant digits: rel 1e-3)
+    assert rv["channel_max_abs_err"][0] == pytest.approx(0.1 * 1946.0649305555556 / 17, rel=1e-3)
+    df = to_frame(rows_for(lc, "torch", res, expected, inputs))
+    data, rows = page_data(build(df, {"plot_data": plots}, read_cases=False))
+    assert len(data["G"]) == len(plots)
+    assert any(len(r) > 13 and r[13] >= 0 for r in rows[0])
