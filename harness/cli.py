@@ -232,6 +232,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         "partial": summary.partial,
         "timing": {"wall_seconds": round(summary.seconds, 3)},
     }
+    from harness.report.plots import plot_key
+
+    meta["plot_data"] = {plot_key(r.case, r.backend, r.output, r.step): r.plot for r in summary.rows if r.plot}
     out = Path(args.out)
     with _DeferSignals():
         if summary.partial:

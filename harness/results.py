@@ -14,7 +14,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -35,6 +35,13 @@ COLUMNS = [
     "dtype", "param_dtype", "mode", "shape", "layout", "steps", "eps", "momentum",
     "normalize_variance", "running_variance", "seed",
 ]
+#: columns read back as text, whatever they look like (a case id such as ``1e5`` stays a string)
+TEXT_COLUMNS = {
+    "case", "file", "backend", "backend_version", "output", "outcome", "worst_index", "tolerance_reason",
+    "explanation", "explanation_text", "expected_outcome", "expected_because", "expectation_reason",
+    "message", "notes", "dtype", "param_dtype", "mode", "shape", "layout", "momentum",
+    "normalize_variance", "running_variance", "seed",
+}
 #: columns that change from run to run (excluded from reproducibility checks)
 TIMING_COLUMNS = ["seconds"]
 #: worst first: how a (case, backend) pair's rows combine into one outcome
@@ -80,6 +87,8 @@ class Row:
     normalize_variance: str = ""
     running_variance: str = ""
     seed: str = ""
+    #: small per-mismatch error summary for the report's plots (not a CSV column)
+    plot: dict | None = field(default=None, repr=False)
 
 
 def _case_fields(lc: LoadedCase) -> dict[str, Any]:
@@ -159,6 +168,11 @@ def rows_for(
                 continue
             for k, (o, e) in enumerate(zip(obs_steps, exp_steps), start=1):
                 cmp = compare(o, e, tol, dt)
+                plot = None
+                if not cmp.close:
+                    from harness.report.plots import plot_data
+
+                    plot = plot_data(o, e, case.channel_axis)
                 outcome, expl, expl_text = ("pass" if cmp.close else "mismatch"), "", ""
                 if not cmp.close and EXPLAINER is not None and inputs is not None:
                     found = EXPLAINER(case, inputs, name, k, np.asarray(o), e, tol)
@@ -172,7 +186,7 @@ def rows_for(
                     worst_index="" if cmp.worst_index is None else str(list(cmp.worst_index)),
                     atol=tol.atol, rtol=tol.rtol, tolerance_reason=tol.reason,
                     explanation=expl, explanation_text=expl_text, message=cmp.message,
-                    seconds=result.seconds,
+                    seconds=result.seconds, plot=plot,
                 ))
     if LOCALIZER is not None and any(r.outcome in ("mismatch", "explained") for r in rows):
         LOCALIZER(case, rows)
@@ -222,7 +236,7 @@ def apply_expectation(case: Case, backend: str, rows: list[Row], unavailable: bo
 
 
 def to_frame(rows: Iterable[Row]) -> pd.DataFrame:
-    df = pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS)
+    df = pd.DataFrame([vars(r) for r in rows], columns=COLUMNS)
     df["step"] = df["step"].astype("Int64")
     df["mismatched"] = df["mismatched"].astype("Int64")
     df["as_expected"] = df["as_expected"].astype("boolean")
@@ -235,6 +249,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make shared reports unreadable
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
             f.flush()
@@ -254,7 +271,7 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 
 def write_json(df: pd.DataFrame, path: str | os.PathLike[str], meta: dict[str, Any]) -> None:
     records = json.loads(df.to_json(orient="records", double_precision=15))
-    atomic_write_text(path, json.dumps({"meta": meta, "results": records}, indent=1, allow_nan=False))
+    atomic_write_text(path, json.dumps({"meta": meta, "results": records}, separators=(",", ":"), allow_nan=False))
 
 
 def read_results(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -265,7 +282,9 @@ def read_results(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, 
         df = pd.DataFrame(data.get("results", []), columns=COLUMNS)
         meta = data.get("meta", {})
     else:
-        df = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in COLUMNS if c not in ("output", "message", "notes", "explanation", "explanation_text", "tolerance_reason", "expected_outcome", "expected_because", "expectation_reason", "worst_index", "seed", "momentum")})
+        text = [c for c in COLUMNS if c in TEXT_COLUMNS]
+        df = pd.read_csv(path, keep_default_na=False, dtype={c: str for c in text},
+                         na_values={c: [""] for c in COLUMNS if c not in text})
         meta = {}
     for col in COLUMNS:
         if col not in df.columns:
