@@ -16,15 +16,16 @@ result, a small summary of its error array made by
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported only when reports are written (keeps `normconf --help` fast)
+    import pandas as pd
 
-from harness.results import write_csv, write_json
 
-
-def write_reports(df: pd.DataFrame, meta: dict[str, Any], out_dir: str | Path, html: bool = True) -> list[Path]:
+def write_reports(df: "pd.DataFrame", meta: dict[str, Any], out_dir: str | Path, html: bool = True) -> list[Path]:
     """Write every report file for ``df`` into ``out_dir``; return the paths written."""
+    from harness.results import write_csv, write_json
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "results.csv", out / "results.json"]
