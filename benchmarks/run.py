@@ -24,18 +24,22 @@ the JSON keeps every sample):
     the float64 reference (``reference_outputs``) on the large array vs
     ``np.copy`` of the same array (the memory-bandwidth bound).
 ``suite``
-    ``normconf run cases/`` serial vs ``-j 2`` (wall time of the whole command),
-    and whether the two results.csv agree (timing columns aside).
+    ``normconf run cases/`` serial vs ``-j 2`` (wall time of the whole command, CPU
+    time of the harness process and of its workers, and the CPU-time bound of the
+    speedup on idle cores), and whether the two results.csv agree (timing columns
+    aside; the differing rows are named).
 ``fuzz``
-    cases per second of ``harness/fuzz.py`` when it exists.
+    ``harness.fuzz.fuzz`` over the same backends: examples and backend runs per second.
 ``memory``
     peak memory of one large case in a fresh process, as a multiple of the
     input's bytes: the harness process (``tracemalloc`` peak of NumPy/Python
     allocations during ``run_pair``) and the worker (peak RSS growth), with and
     without an explanation search (a case whose ``y`` mismatches on torch).
 
-The machine is usually shared: the JSON records the load average before and
-after, and the spread (min/max) of every timing.
+Every timing is reported as wall time and as CPU time (this process plus the
+worker process, all threads): on a shared machine the wall time includes waiting
+for a core, the CPU time does not.  The JSON records the load average before and
+after, and the spread (min/max) of every timing.  Details: docs/performance.md.
 """
 
 from __future__ import annotations
