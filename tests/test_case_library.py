@@ -135,13 +135,14 @@ def test_heavy_cases_are_tagged_slow(cases):
 
 
 def test_reference_backend_passes_every_case(library):
-    """The NumPy reference through the adapter path passes the whole library (slow cases included)."""
+    """The NumPy reference through the adapter path passes the whole library (slow cases and found cases included)."""
     from harness.results import pair_outcome
     from harness.runner import Runner
 
     with Runner(timeout=300) as r:
         bad = []
-        for lcs in library.values():
+        found = load_paths([CASES / "found"]) if (CASES / "found").is_dir() else []
+        for lcs in [*library.values(), found]:
             for lc in lcs:
                 rows = r.run_pair(lc, "numpy")
                 if pair_outcome(rows) != "pass":
