@@ -984,8 +984,13 @@ def _pairs(singles: list[Candidate], base: Semantics, plain_max_abs: float, eval
 
 
 def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
-                   expected: np.ndarray | None = None, tol=None) -> Finding:
-    """Search the catalog for conventions that reproduce ``observed`` (``output`` at 1-based ``step``)."""
+                   expected: np.ndarray | None = None, tol=None, memory: list | None = None) -> Finding:
+    """Search the catalog for conventions that reproduce ``observed`` (``output`` at 1-based ``step``).
+
+    ``memory`` is the list of conventions that explained earlier outputs *of the same case ×
+    backend pair* (the caller keeps one list per pair, so nothing leaks between backends and the
+    result does not depend on which backends ran before); ``None``: no recall.
+    """
     base = case.semantics
     if tol is None:
         from harness.results import tolerance_for
@@ -1031,7 +1036,7 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
 
     # conventions that explained other outputs of this case (e.g. the momentum solved from running_mean,
     # tried again on eval_y, where it cannot be solved directly)
-    for sem_r, kind_r, note_r, src in _recalled(case, inputs):
+    for sem_r, kind_r, note_r, src in (list(memory) if memory is not None else []):
         if sem_r.differences(base) and len(sem_r.differences(base)) <= 3:
             c = evaluate(sem_r, kind_r, (note_r + "; " if note_r else "") + f"the convention found for {src}")
             if c is not None:
@@ -1065,7 +1070,7 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
                      key=lambda c: (c.score, c.rank_key()))[:3]
     if grouped:
         best = grouped[0]
-        _remember(case, inputs, best, f"{output}" + (f" step {step}" if case.steps > 1 and output != "eval_y" else ""))
+        _remember(memory, best, f"{output}" + (f" step {step}" if case.steps > 1 and output != "eval_y" else ""))
         text = _explained_text(case, base, best, grouped[1:], output, tol, plain_max_abs)
         return Finding(grouped, closest, best.label, text, evaluated)
     shape = error_shape(case, output, obs, expected, tol)
@@ -1080,39 +1085,23 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
     return Finding([], closest, "", text, evaluated)
 
 
-_RECENT: "OrderedDict[tuple, tuple[Any, list[tuple[Semantics, str, str, str]]]]" = OrderedDict()
-_RECENT_LOCK = threading.Lock()
+def _remember(memory: list | None, c: Candidate, where: str) -> None:
+    """Keep a convention that explained an output, for the later outputs of the same pair."""
+    if memory is None:
+        return
+    if all(sm != c.semantics for sm, *_ in memory):
+        memory.append((c.semantics, c.kind, c.note, where))
+        del memory[:-8]
 
 
-def _remember(case, inputs, c: Candidate, where: str) -> None:
-    """Keep the conventions that explained an output (a few per case, a few cases)."""
-    import weakref
+def explain(case, inputs, output: str, step: int, observed: np.ndarray, expected: np.ndarray, tol,
+            memory: list | None = None) -> tuple[str, str] | None:
+    """The :data:`harness.results.EXPLAINER` hook: (label, text); label ``""`` = still a mismatch.
 
-    key = (_case_key(case), id(inputs))
-    with _RECENT_LOCK:
-        ref, items = _RECENT.get(key, (None, []))
-        if ref is None or ref() is not inputs:
-            ref, items = weakref.ref(inputs), []
-        if all(s != c.semantics for s, *_ in items):
-            items.append((c.semantics, c.kind, c.note, where))
-            del items[:-8]
-        _RECENT[key] = (ref, items)
-        _RECENT.move_to_end(key)
-        while len(_RECENT) > 16:
-            _RECENT.popitem(last=False)
-
-
-def _recalled(case, inputs) -> list[tuple[Semantics, str, str, str]]:
-    key = (_case_key(case), id(inputs))
-    with _RECENT_LOCK:
-        ref, items = _RECENT.get(key, (None, []))
-        return list(items) if ref is not None and ref() is inputs else []
-
-
-def explain(case, inputs, output: str, step: int, observed: np.ndarray, expected: np.ndarray, tol) -> tuple[str, str] | None:
-    """The :data:`harness.results.EXPLAINER` hook: (label, text); label ``""`` = still a mismatch."""
+    ``memory``: one list per case × backend pair (see :func:`explain_output`).
+    """
     try:
-        f = explain_output(case, inputs, output, step, observed, expected, tol)
+        f = explain_output(case, inputs, output, step, observed, expected, tol, memory)
     except Exception as e:  # the engine must never turn a result into a crash
         return "", f"explanation engine failed: {type(e).__name__}: {e}"
     return f.label, f.text

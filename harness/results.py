@@ -118,10 +118,10 @@ def output_dtype(case: Case, output: str) -> str:
     return case.dtype if output in ("y", "eval_y", "x_hat") else case.params_dtype
 
 
-def _explain(case, inputs, output, step, observed, expected, tol):
+def _explain(case, inputs, output, step, observed, expected, tol, memory=None):
     from harness.explain import explain  # lazy: numpy-only, loaded on the first mismatch
 
-    return explain(case, inputs, output, step, observed, expected, tol)
+    return explain(case, inputs, output, step, observed, expected, tol, memory)
 
 
 def _localize(case, rows):
@@ -130,7 +130,9 @@ def _localize(case, rows):
     return localize(case, rows)
 
 
-#: the explanation engine plugs in here: f(case, inputs, output, step, observed, expected, tol) -> (label, text) | None
+#: the explanation engine plugs in here:
+#: f(case, inputs, output, step, observed, expected, tol, memory) -> (label, text) | None, where memory is
+#: one list per case × backend pair (conventions found for its earlier outputs; never shared between pairs)
 #: (label "" with a text: still a mismatch, the text says what the error looks like)
 EXPLAINER = _explain
 #: per-stage localization over all rows of one pair: f(case, rows) (edits explanation_text in place)
@@ -154,6 +156,7 @@ def rows_for(
         rows.append(Row(**base, output="", step=None, outcome=outcome, message=msg, seconds=result.seconds))
     else:
         names = [n for n in _ordered(result.outputs) if expected is not None and n in expected]
+        memory: list = []  # conventions that explained this pair's earlier outputs (never shared across pairs)
         ignored = sorted(set(result.outputs) - set(names))
         if not names:
             rows.append(Row(**base, output="", step=None, outcome="error", seconds=result.seconds,
@@ -175,7 +178,7 @@ def rows_for(
                     plot = plot_data(o, e, case.channel_axis)
                 outcome, expl, expl_text = ("pass" if cmp.close else "mismatch"), "", ""
                 if not cmp.close and EXPLAINER is not None and inputs is not None:
-                    found = EXPLAINER(case, inputs, name, k, np.asarray(o), e, tol)
+                    found = EXPLAINER(case, inputs, name, k, np.asarray(o), e, tol, memory)
                     if found is not None:
                         expl, expl_text = found
                         outcome = "explained" if expl else "mismatch"

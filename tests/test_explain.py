@@ -350,20 +350,22 @@ def test_eval_y_eps_is_solved_and_momentum_is_recalled():
     inputs = generate(case)
     exp = reference_outputs(case, inputs)
     tol = tolerance_for(case, "eval_y")
-    ex._RECENT.clear()
     obs = mutant_outputs(case, inputs, eps_override=1e-3)["eval_y"][0]
-    f = explain_output(case, inputs, "eval_y", 1, obs, exp["eval_y"][0], tol)
+    f = explain_output(case, inputs, "eval_y", 1, obs, exp["eval_y"][0], tol, memory=[])
     assert f.label == "eps_override=0.001", f.text  # solved from eval_y itself
     # a solved momentum cannot be read off eval_y; the one found on running_mean of the same pair is reused
     mut = mutant_outputs(case, inputs, momentum_override=0.3)
-    ex._RECENT.clear()
-    alone = explain_output(case, inputs, "eval_y", 1, mut["eval_y"][0], exp["eval_y"][0], tol)
+    pair_memory: list = []  # one pair's memory: what explained its earlier outputs
+    alone = explain_output(case, inputs, "eval_y", 1, mut["eval_y"][0], exp["eval_y"][0], tol, memory=pair_memory)
     assert not alone.explained
     rm = explain_output(case, inputs, "running_mean", 2, mut["running_mean"][1], exp["running_mean"][1],
-                        tolerance_for(case, "running_mean"))
+                        tolerance_for(case, "running_mean"), memory=pair_memory)
     assert rm.label == "momentum_override=0.3"
-    again = explain_output(case, inputs, "eval_y", 1, mut["eval_y"][0], exp["eval_y"][0], tol)
+    again = explain_output(case, inputs, "eval_y", 1, mut["eval_y"][0], exp["eval_y"][0], tol, memory=pair_memory)
     assert again.label == "momentum_override=0.3" and "the convention found for running_mean step 2" in again.text
+    # another pair (a fresh memory) never sees it: results do not depend on which backend ran before
+    other = explain_output(case, inputs, "eval_y", 1, mut["eval_y"][0], exp["eval_y"][0], tol, memory=[])
+    assert not other.explained
 
 
 def test_statistics_only_reference_path_equals_the_full_run():
