@@ -25,7 +25,7 @@ from harness.compare import compare
 from harness.explain import explain_output
 from harness.inputs import Inputs, generate, np_dtype
 from harness.oracle import reference_outputs
-from harness.results import output_dtype, tolerance_for
+from harness.results import _ordered, output_dtype, tolerance_for
 
 # ----------------------------------------------------------------------------------------
 # Mutant adapters (also usable from the command line / YAML expectations)
@@ -154,12 +154,14 @@ def _check_mutant(case: Case, label: str, changes: dict, min_outputs: int = 1) -
     exp = reference_outputs(case, inputs)
     mut = mutant_outputs(case, inputs, **changes)
     checked = []
-    for name, steps in mut.items():
+    memory: list = []  # one case x backend pair: outputs in the order harness.results.rows_for visits them
+    for name in _ordered(mut):
+        steps = mut[name]
         tol = tolerance_for(case, name)
         for k, (o, e) in enumerate(zip(steps, exp[name]), start=1):
             if compare(o, e, tol, output_dtype(case, name)).close:
                 continue
-            f = explain_output(case, inputs, name, k, o, e, tol)
+            f = explain_output(case, inputs, name, k, o, e, tol, memory=memory)
             assert f.explained, f"{label}: {name} step {k} not explained: {f.text}"
             top = f.matches[0]
             assert label == top.label or label in top.equivalents, (
