@@ -221,16 +221,9 @@ class KerasTF(_TFAdapter):
         return f"{keras.__version__} (tensorflow {tf().__version__})"
 
     def unsupported(self, case: Case) -> str | None:
-        reason = super().unsupported(case)
-        if reason:
-            return reason
-        if case.mode == "train" and case.momentum == "cumulative":
-            return ("cumulative average (w = 1/k) is not expressible: keras.layers.BatchNormalization has one "
-                    "fixed exponential 'momentum'")
-        if keras_dtype_policy(case) is None:
-            return (f"no Keras dtype policy computes in {case.dtype} with {case.params_dtype} variables "
-                    f"(policies: one dtype for both, or mixed_float16/mixed_bfloat16 with float32 variables)")
-        return None
+        from harness.keras_common import keras_unsupported  # shared with the other Keras backends
+
+        return super().unsupported(case) or keras_unsupported(case)
 
     def _layer(self, case: Case):
         t = tf()

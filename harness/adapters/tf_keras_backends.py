@@ -76,15 +76,14 @@ class _TFKeras(Adapter):
         return f"{tf_keras.__version__} (tensorflow {t.__version__})"
 
     def unsupported(self, case: Case) -> str | None:
+        from harness.keras_common import keras_unsupported  # the dtype-policy refusal is Keras 3's too
+
         reason = super().unsupported(case)
         if reason:
             return reason
         if case.mode == "train" and case.momentum == "cumulative":
-            return CUMULATIVE_REASON
-        if keras_dtype_policy(case) is None:
-            return (f"no Keras dtype policy computes in {case.dtype} with {case.params_dtype} variables "
-                    f"(policies: one dtype for both, or mixed_float16/mixed_bfloat16 with float32 variables)")
-        return None
+            return CUMULATIVE_REASON  # names tf_keras, not Keras 3
+        return keras_unsupported(case)
 
     def _layer(self, case: Case, inputs: Inputs):
         t = tf()
