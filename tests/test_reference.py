@@ -6,18 +6,9 @@ import pytest
 from harness.semantics import Semantics
 from references.batchnorm import batch_norm_reference
 
-SEED_X = np.array(
-    [11.1, -2.2, 23.3, 54.4, 58.5, -16.6, -97.7, -28.8, 49.9, -61.3, 52.6, -33.9, -2.45, -15.7, 72.4, 9.1, 47.2, 21.7],
-    dtype=np.float32,
-).reshape(3, 1, 1, 6)
-# DESIGN.md: reference y (biased variance, eps 1e-5), derived independently of this code base
-SEED_Y = np.array([
-    [0.073358, -0.228133, 0.349912, 1.054900, 1.147841, -0.554558],
-    [-2.392967, -0.831113, 0.952892, -1.567836, 1.014097, -0.946722],
-    [-0.233800, -0.534156, 1.462932, 0.028021, 0.891688, 0.313643],
-])
-# DESIGN.md: real tiny-dnn's first row (unbiased variance)
-TINY_DNN_ROW0 = np.array([0.071291, -0.221705, 0.340054, 1.025179, 1.115501, -0.538933])
+from tests.seed_values import SEED, SEED_Y_ROWS as SEED_Y, TINY_DNN_ROW0
+
+SEED_X = np.array(SEED, dtype=np.float32).reshape(3, 1, 1, 6)
 
 
 def run(x, sem=Semantics(), mode="train", momentum=0.1, eps=1e-5, rm=(0.0,), rv=(1.0,), **kw):

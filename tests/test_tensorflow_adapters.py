@@ -30,14 +30,7 @@ from harness.oracle import reference_outputs  # noqa: E402
 TF_IDS = ["keras-tf", "tf-nn", "tf-fused"]
 RTOL, ATOL = 1e-5, 1e-6  # see the module docstring
 
-SEED = [11.1, -2.2, 23.3, 54.4, 58.5, -16.6,
-        -97.7, -28.8, 49.9, -61.3, 52.6, -33.9,
-        -2.45, -15.7, 72.4, 9.1, 47.2, 21.7]
-SEED_Y = np.array([
-    [0.073358, -0.228133, 0.349912, 1.054900, 1.147841, -0.554558],
-    [-2.392967, -0.831113, 0.952892, -1.567836, 1.014097, -0.946722],
-    [-0.233800, -0.534156, 1.462932, 0.028021, 0.891688, 0.313643],
-]).reshape(3, 1, 1, 6)
+from tests.seed_values import SEED, SEED_Y  # noqa: E402  (DESIGN.md's numbers)
 
 
 def _keras_on_tensorflow() -> None:

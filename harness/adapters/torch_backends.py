@@ -106,12 +106,17 @@ class TorchModule(_TorchBase):
         def put(k: str, v) -> None:
             out.setdefault(k, []).append(_to_numpy(v.clone()))
 
-        def forward(x_np: np.ndarray):
+        def module_input(x_np: np.ndarray):
+            """The step's batch as the module takes it: (N, C, *spatial), channels-last memory kept."""
             x = _from_numpy(x_np, case.dtype)
             if case.layout == "channels_last":
                 x = x.movedim(-1, 1)
                 if fmt is not None:
                     x = x.contiguous(memory_format=fmt)
+            return x
+
+        def forward(x_np: np.ndarray):
+            x = module_input(x_np)
             try:
                 y = bn(x)
             except (RuntimeError, TypeError) as e:
@@ -124,11 +129,7 @@ class TorchModule(_TorchBase):
             """batch_mean and inv_std of this step from the module's own kernel (aten::native_batch_norm,
             which nn.BatchNorm calls on CPU) on the same input, with copies of the running buffers so
             the module's state is untouched; for per-stage localization only."""
-            x = _from_numpy(x_np, case.dtype)
-            if case.layout == "channels_last":
-                x = x.movedim(-1, 1)
-                if fmt is not None:
-                    x = x.contiguous(memory_format=fmt)
+            x = module_input(x_np)
             try:
                 _, save_mean, save_invstd = torch.ops.aten.native_batch_norm(
                     x, bn.weight, bn.bias, bn.running_mean.clone(), bn.running_var.clone(), True,
