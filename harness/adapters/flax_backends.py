@@ -57,6 +57,19 @@ def flax_momentum(case: Case) -> float:
     return 1.0 - float(case.momentum.batch_weight)
 
 
+def _batchnorm_kwargs(case: Case) -> dict:
+    """The case → BatchNorm arguments shared by flax.linen and flax.nnx (see the module's table)."""
+    return dict(
+        axis=case.channel_axis,
+        momentum=flax_momentum(case) if case.mode == "train" else 0.99,  # unused in inference
+        epsilon=case.eps,
+        dtype=_jnp_dtype(case.dtype),
+        param_dtype=_jnp_dtype(case.params_dtype),
+        use_bias=case.has_affine,
+        use_scale=case.has_affine,
+    )
+
+
 def _jnp_dtype(name: str):
     import jax.numpy as jnp
 
@@ -120,13 +133,7 @@ class FlaxLinen(_FlaxBase):
         train = case.mode == "train"
         module = nn.BatchNorm(
             use_running_average=None,
-            axis=case.channel_axis,
-            momentum=flax_momentum(case) if train else 0.99,  # unused in inference
-            epsilon=case.eps,
-            dtype=_jnp_dtype(case.dtype),
-            param_dtype=_jnp_dtype(case.params_dtype),
-            use_bias=case.has_affine,
-            use_scale=case.has_affine,
+            **_batchnorm_kwargs(case),
         )
         variables = {"batch_stats": {"mean": jnp.asarray(inputs.running_mean), "var": jnp.asarray(inputs.running_var)}}
         if case.has_affine:
@@ -182,13 +189,7 @@ class FlaxNNX(_FlaxBase):
         bn = nnx.BatchNorm(
             case.channels,
             use_running_average=not train,
-            axis=case.channel_axis,
-            momentum=flax_momentum(case) if train else 0.99,  # unused in inference
-            epsilon=case.eps,
-            dtype=_jnp_dtype(case.dtype),
-            param_dtype=_jnp_dtype(case.params_dtype),
-            use_bias=case.has_affine,
-            use_scale=case.has_affine,
+            **_batchnorm_kwargs(case),
             rngs=nnx.Rngs(0),
         )
         bn.mean[...] = jnp.asarray(inputs.running_mean)

@@ -71,6 +71,13 @@ _DTYPE_REFUSAL = re.compile(
 )
 
 
+def raise_if_refused_dtype(case: Case, e: Exception) -> None:
+    """Raise :class:`Unsupported` with TensorFlow's own message when ``e`` is a dtype refusal."""
+    if tf_refuses_dtype(e):
+        raise Unsupported(f"tensorflow {tf().__version__} refused the dtypes (x {case.dtype}, "
+                          f"parameters {case.params_dtype}): {type(e).__name__}: {_first_lines(e)}") from None
+
+
 def tf_refuses_dtype(exc: BaseException) -> bool:
     """True when ``exc`` is TensorFlow refusing a dtype, not any other failure."""
     return bool(_DTYPE_REFUSAL.search(str(exc)))
@@ -196,9 +203,7 @@ class _TFAdapter(Adapter):
         except Unsupported:
             raise
         except Exception as e:
-            if tf_refuses_dtype(e):
-                raise Unsupported(f"tensorflow {tf().__version__} refused the dtypes (x {case.dtype}, "
-                                  f"parameters {case.params_dtype}): {type(e).__name__}: {_first_lines(e)}") from None
+            raise_if_refused_dtype(case, e)
             raise
 
     def _run(self, case: Case, inputs: Inputs) -> Observed:  # pragma: no cover - abstract

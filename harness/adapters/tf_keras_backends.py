@@ -46,7 +46,7 @@ from typing import ClassVar
 import numpy as np
 
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
-from harness.adapters.tensorflow import TF_ENV, keras_dtype_policy, keras_momentum, tf, tf_refuses_dtype
+from harness.adapters.tensorflow import TF_ENV, keras_dtype_policy, keras_momentum, raise_if_refused_dtype, tf
 from harness.cases import Case
 from harness.inputs import Inputs
 
@@ -116,9 +116,7 @@ class _TFKeras(Adapter):
         except Unsupported:
             raise
         except Exception as e:
-            if tf_refuses_dtype(e):
-                raise Unsupported(f"tensorflow {t.__version__} refused the dtypes (x {case.dtype}, parameters "
-                                  f"{case.params_dtype}): {type(e).__name__}: {_first_lines(e)}") from None
+            raise_if_refused_dtype(case, e)
             raise
 
     def _run(self, t, case: Case, inputs: Inputs) -> Observed:
