@@ -220,7 +220,10 @@ def representable(lc, runner) -> bool:
     from harness.inputs import np_dtype
     from harness.results import output_dtype
 
-    _, ref = runner.expected(lc)
+    from harness.oracle import reference_outputs
+
+    inputs, _ = runner.expected(lc)
+    ref = reference_outputs(lc.case, inputs)  # float64: the expected values are these rounded (inf here)
     for name in lc.case.output_names():
         dt = np_dtype(output_dtype(lc.case, name))
         for a in ref.get(name, ()):

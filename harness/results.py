@@ -124,10 +124,20 @@ def _explain(case, inputs, output, step, observed, expected, tol, memory=None):
     return explain(case, inputs, output, step, observed, expected, tol, memory)
 
 
-def _localize(case, rows):
-    from harness.explain import localize
+def _review(case, inputs, rows, observed, expected, memory):
+    from harness.explain import review_pair
 
-    return localize(case, rows)
+    return review_pair(case, inputs, rows, observed, expected, memory)
+
+
+class PairMemory(list):
+    """What the explainer found for one case × backend pair: the conventions it found (the list, for
+    recall on later outputs) and, per (output, step), the candidate behind each row (``rows``), for the
+    pair-level corroboration.  One per pair: nothing leaks between backends."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: dict = {}
 
 
 #: the explanation engine plugs in here:
@@ -135,8 +145,9 @@ def _localize(case, rows):
 #: one list per case × backend pair (conventions found for its earlier outputs; never shared between pairs)
 #: (label "" with a text: still a mismatch, the text says what the error looks like)
 EXPLAINER = _explain
-#: per-stage localization over all rows of one pair: f(case, rows) (edits explanation_text in place)
-LOCALIZER = _localize
+#: review of all rows of one pair (corroboration of each convention by the pair's other outputs, then
+#: per-stage localization): f(case, inputs, rows, observed, expected, memory), edits rows in place
+REVIEWER = _review
 
 
 def rows_for(
@@ -156,7 +167,7 @@ def rows_for(
         rows.append(Row(**base, output="", step=None, outcome=outcome, message=msg, seconds=result.seconds))
     else:
         names = [n for n in _ordered(result.outputs) if expected is not None and n in expected]
-        memory: list = []  # conventions that explained this pair's earlier outputs (never shared across pairs)
+        memory = PairMemory()  # what explained this pair's earlier outputs (never shared across pairs)
         ignored = sorted(set(result.outputs) - set(names))
         if not names:
             rows.append(Row(**base, output="", step=None, outcome="error", seconds=result.seconds,
@@ -191,8 +202,8 @@ def rows_for(
                     explanation=expl, explanation_text=expl_text, message=cmp.message,
                     seconds=result.seconds, plot=plot,
                 ))
-    if LOCALIZER is not None and any(r.outcome in ("mismatch", "explained") for r in rows):
-        LOCALIZER(case, rows)
+    if REVIEWER is not None and any(r.outcome in ("mismatch", "explained") for r in rows):
+        REVIEWER(case, inputs, rows, result.outputs, expected, memory if result.status == "ok" else None)
     apply_expectation(case, backend, rows, unavailable=result.status == "unavailable")
     return rows
 
@@ -211,21 +222,57 @@ def pair_outcome(rows: Iterable[Row]) -> str:
     return max((r.outcome for r in rows), key=lambda o: SEVERITY[o], default="unsupported")
 
 
+#: unit roundoff order of the dtypes (finest first), for "at least the case's own precision"
+_FINER_OR_EQUAL = {"float64": 0, "float32": 1, "float16": 2, "bfloat16": 3}
+
+
+def _labels(label: str) -> set[str]:
+    """The ``knob=value`` parts of one explanation label."""
+    return {p for p in label.split(",") if p}
+
+
+def own_precision(case: Case, label: str) -> bool:
+    """``label`` is a precision explanation at the case's own dtype or finer (``precision=float32`` on a
+    float32 case): the backend computed in the precision the case asks for and stayed within its derived
+    error bound, which is conformance, not a discrepancy."""
+    if not label.startswith("precision="):
+        return False
+    parts = dict(p.split("=", 1) for p in label.split(",") if "=" in p)
+    dt = parts.get("precision", "")
+    stats = parts.get("stats_precision", dt)
+    # the coarser of the data and parameter dtypes: statistics held in float32 parameters are the case's own
+    limit = max(_FINER_OR_EQUAL.get(case.dtype, 0), _FINER_OR_EQUAL.get(case.params_dtype, 0))
+    return _FINER_OR_EQUAL.get(dt, 9) <= limit and _FINER_OR_EQUAL.get(stats, 9) <= limit
+
+
+def because_matches(because: str, labels: Iterable[str]) -> bool:
+    """An expected ``because`` holds when some row's label contains all of its ``knob=value`` parts
+    (``precision=float32`` matches ``precision=float32,variance=one_pass``: precision matches by kind)."""
+    want = _labels(because)
+    return any(want <= _labels(lab) for lab in labels)
+
+
 def apply_expectation(case: Case, backend: str, rows: list[Row], unavailable: bool = False) -> None:
-    """Fill the expectation columns and ``as_expected`` of one pair's rows (in place)."""
+    """Fill the expectation columns and ``as_expected`` of one pair's rows (in place).
+
+    Without an ``expect`` entry a pair is as expected when every row is ``pass`` or
+    ``unsupported``, or ``explained`` by precision at the case's own dtype or finer
+    (:func:`own_precision`).
+    """
     exp = case.expect.get(backend)
     overall = pair_outcome(rows)
     if unavailable:
         verdict, note = None, ""
     elif exp is None:
-        verdict = overall in ("pass", "unsupported")
+        verdict = all(r.outcome in ("pass", "unsupported") or (r.outcome == "explained" and own_precision(case, r.explanation))
+                      for r in rows)
         note = ""
     else:
         verdict = overall == exp.outcome
         note = ""
         if verdict and exp.because:
             labels = {lab for r in rows for lab in r.explanation.split(";") if lab}
-            verdict = exp.because in labels
+            verdict = because_matches(exp.because, labels)
             if not verdict:
                 note = f"expected explanation {exp.because!r}, got {sorted(labels) or 'none'}"
         elif not verdict:

@@ -37,7 +37,7 @@ from harness import worker as proto
 from harness.adapters import all_adapters
 from harness.cases import LoadedCase
 from harness.inputs import Inputs, generate
-from harness.oracle import reference_outputs
+from harness.oracle import expected_outputs
 from harness.results import Row, rows_for
 
 #: default per-task timeout in seconds (``--timeout``)
@@ -255,7 +255,7 @@ class Runner:
                 if key in self._cache:
                     return self._cache[key]
             inputs = generate(lc.case)
-            ref = reference_outputs(lc.case, inputs)
+            ref = expected_outputs(lc.case, inputs)
             with self._cache_lock:
                 self._cache[key] = (inputs, ref)
                 while len(self._cache) > self._cache_size:

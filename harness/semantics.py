@@ -39,6 +39,9 @@ class Semantics:
 
     #: estimator of the variance used to normalize ``x`` in training
     normalize_variance: Estimator = "biased"
+    #: estimator of the batch variance a backend *reports* (its ``batch_var`` output): the one it
+    #: normalized with, or another one (TF's FusedBatchNormV3 reports the Bessel-corrected variance)
+    reported_variance: Literal["as_normalized", "biased", "unbiased"] = "as_normalized"
     #: estimator of the batch variance blended into ``running_var``
     running_variance: Estimator = "biased"
     #: ``as_given``: running = (1-w)*old + w*batch; ``reversed``: w and 1-w swapped
@@ -51,12 +54,16 @@ class Semantics:
     eps_placement: Literal["inside_sqrt", "outside_sqrt", "none"] = "inside_sqrt"
     #: replaces the case's eps when not None (explainer: "another eps")
     eps_override: float | None = None
+    #: eps is raised to at least this value when not None: ``max(eps, eps_minimum)`` (e.g. cuDNN's
+    #: CUDNN_BN_MIN_EPSILON); equal to ``eps_override`` whenever the case's eps is below it
+    eps_minimum: float | None = None
     #: statistics used to normalize in train mode: batch, running (eval confusion),
     #: or running statistics updated before normalizing ("blended")
     train_statistics: Literal["batch", "running", "blended"] = "batch"
-    #: statistics used to normalize in eval mode: the given running statistics, or the
-    #: batch's own (the model left in training mode; no running update is reported)
-    eval_statistics: Literal["running", "batch"] = "running"
+    #: statistics used to normalize in eval mode: the given running statistics, the
+    #: batch's own (the model left in training mode; no running update is reported), or the
+    #: running statistics updated with the batch first ("blended": an update that should not happen)
+    eval_statistics: Literal["running", "batch", "blended"] = "running"
     #: variance algorithm: two-pass mean((x-mean)^2); one-pass E[x^2]-E[x]^2
     #: (``one_pass`` unclamped, ``one_pass_clamped`` clamped at 0)
     variance_algorithm: Literal["two_pass", "one_pass", "one_pass_clamped"] = "two_pass"
@@ -66,14 +73,16 @@ class Semantics:
     #: N, then the spatial positions, accumulating in ``stats_dtype``, as naive C/C++ code does)
     stats_summation: Literal["pairwise", "sequential"] = "pairwise"
     #: ``unfolded``: gamma*(x-mean)/sqrt(var+eps)+beta;
-    #: ``folded``: x*a + b with a = gamma/sqrt(var+eps), b = beta - mean*a
-    arithmetic: Literal["unfolded", "folded"] = "unfolded"
+    #: ``folded``: x*a + b with a = gamma/sqrt(var+eps), b = beta - mean*a (two roundings);
+    #: ``folded_fma``: the same with one fused multiply-add, fma(x, a, b) (one rounding)
+    arithmetic: Literal["unfolded", "folded", "folded_fma"] = "unfolded"
     #: precision of the normalization arithmetic: float64 or the input dtype
     compute_dtype: Literal["float64", "float32", "input"] = "float64"
     #: True: the data is read with the other layout (channels-first as channels-last)
     channel_axis_swapped: bool = False
-    #: False: gamma/beta are ignored (identity affine)
-    apply_affine: bool = True
+    #: which parts of the affine transform are applied: both, gamma only (beta ignored),
+    #: beta only (gamma ignored), or none (identity affine)
+    affine: Literal["gamma_beta", "gamma_only", "beta_only", "none"] = "gamma_beta"
     #: ``as_given``: the case's initial running stats; ``zeros``: mean 0 and var 0
     initial_running: Literal["as_given", "zeros"] = "as_given"
 

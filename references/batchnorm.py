@@ -11,7 +11,8 @@ Outputs (names used everywhere in normconf), each a list with one array per step
     the normalized, affine-transformed output, same shape and layout as ``x``;
 ``batch_mean`` / ``batch_var``
     per-channel batch mean and the variance *used to normalize*
-    (``Semantics.normalize_variance`` estimator); train mode only;
+    (``Semantics.normalize_variance`` estimator, unless ``Semantics.reported_variance``
+    names another); train mode only;
 ``running_mean`` / ``running_var``
     running statistics after the step (train mode only):
     ``new = (1 - w) * old + w * batch`` with ``w`` the batch weight (see
@@ -150,8 +151,8 @@ def normalize(
     cd = _working(sem.compute_dtype, input_dtype)
     nd = x.ndim
     C = x.shape[channel_axis % nd]
-    g = np.ones(C) if (gamma is None or not sem.apply_affine) else np.asarray(gamma, np.float64)
-    b = np.zeros(C) if (beta is None or not sem.apply_affine) else np.asarray(beta, np.float64)
+    g = np.ones(C) if (gamma is None or sem.affine in ("beta_only", "none")) else np.asarray(gamma, np.float64)
+    b = np.zeros(C) if (beta is None or sem.affine in ("gamma_only", "none")) else np.asarray(beta, np.float64)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         v = var.astype(cd)
         e = cd.type(eps)
@@ -166,7 +167,8 @@ def normalize(
         inv = _bcast(inv_std, nd, channel_axis)
         gg = _bcast(g.astype(cd), nd, channel_axis)
         bb = _bcast(b.astype(cd), nd, channel_axis)
-        folded = sem.arithmetic == "folded"
+        folded = sem.arithmetic in ("folded", "folded_fma")
+        fma = sem.arithmetic == "folded_fma"
         if folded:
             a = (gg * inv).astype(cd)
             shift = (bb - mu * a).astype(cd)
@@ -178,7 +180,10 @@ def normalize(
             xc = x[sl].astype(cd, copy=False)
             np.subtract(xc, mu, out=x_hat[sl])
             np.multiply(x_hat[sl], inv, out=x_hat[sl])
-            if folded:
+            if fma:  # one rounding of the exact x*a + b: the product is exact in a twice-as-wide format
+                wide = np.longdouble if cd == np.float64 else np.float64
+                y[sl] = (xc.astype(wide) * a.astype(wide) + shift.astype(wide)).astype(cd)
+            elif folded:
                 np.multiply(xc, a, out=y[sl])
                 np.add(y[sl], shift, out=y[sl])
             else:
@@ -220,6 +225,8 @@ def batch_norm_reference(
         if gamma is not None and len(gamma) != C or len(running_mean) != C:
             raise ValueError("channel axis swap is incompatible with the per-channel parameters")
     eps_v = float(sem.eps_override if sem.eps_override is not None else eps)
+    if sem.eps_minimum is not None:
+        eps_v = max(eps_v, float(sem.eps_minimum))
     rm = np.asarray(running_mean, np.float64).copy()
     rv = np.asarray(running_var, np.float64).copy()
     if sem.initial_running == "zeros":
@@ -234,7 +241,13 @@ def batch_norm_reference(
         if mode == "eval":
             if statistics_only:
                 continue
-            if sem.eval_statistics == "batch":
+            if sem.eval_statistics == "blended":
+                e_mean, e_vb, e_vu, _m = batch_statistics(x, channel_axis, sem, in_dt)
+                e_var = e_vb if sem.running_variance == "biased" else e_vu
+                w_e = 1.0 if momentum is None else float(momentum)
+                y, inv_std, x_hat = normalize(x, (1 - w_e) * rm + w_e * e_mean, (1 - w_e) * rv + w_e * e_var,
+                                              gamma, beta, eps_v, channel_axis, sem, in_dt)
+            elif sem.eval_statistics == "batch":
                 e_mean, e_vb, e_vu, _m = batch_statistics(x, channel_axis, sem, in_dt)
                 e_var = e_vb if sem.normalize_variance == "biased" else e_vu
                 y, inv_std, x_hat = normalize(x, e_mean, e_var, gamma, beta, eps_v, channel_axis, sem, in_dt)
@@ -267,7 +280,8 @@ def batch_norm_reference(
         if not statistics_only:
             put("y", y)
         put("batch_mean", mean)
-        put("batch_var", var_norm)
+        put("batch_var", var_norm if sem.reported_variance == "as_normalized"
+            else (var_b if sem.reported_variance == "biased" else var_u))
         put("running_mean", rm)
         put("running_var", rv)
         if not statistics_only:

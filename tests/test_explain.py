@@ -53,9 +53,12 @@ def _fault_finding(case, output, fault):
 def test_random_noise_is_not_explained(dtype):
     case = _case(dtype=dtype, param_dtype="float32" if dtype == "float16" else None)
     rng = np.random.default_rng(0)
-    # noise 50x the absolute tolerance plus 5x the relative one: clearly out of tolerance, but no convention
+    # noise 50x the absolute tolerance plus 5x the relative one: clearly out of tolerance, but no convention.
+    # In float16 that is within what float16 arithmetic can do (its derived bound is ~8 units of 2^-11 on
+    # these values): the noise there is 20x the relative tolerance, beyond any precision bound too
     tol = tolerance_for(case, "y")
-    f = _fault_finding(case, "y", lambda y: (y.astype(np.float64) + rng.normal(0, 50 * tol.atol + 5 * tol.rtol, y.shape)).astype(y.dtype))
+    sigma = 20 * tol.rtol if dtype == "float16" else 50 * tol.atol + 5 * tol.rtol
+    f = _fault_finding(case, "y", lambda y: (y.astype(np.float64) + rng.normal(0, sigma, y.shape)).astype(y.dtype))
     assert not f.explained and f.label == "", f.text
     assert "no convention of the catalog reproduces it" in f.text or "no single convention" in f.text
 
@@ -117,6 +120,9 @@ def test_uniform_scale_and_per_channel_offset_are_described():
     assert "uniform scale: observed ≈ 1.1 × expected" in error_shape(case, "y", e * 1.1, e, tol)
     off = np.array([0.0, 0.3, -0.2]).reshape(1, 3, 1, 1)
     assert "per-channel offset" in error_shape(case, "y", e + off, e, tol)
+    scale = np.array([1.0, 1.2, 0.9]).reshape(1, 3, 1, 1)
+    text = error_shape(case, "y", e * scale + off, e, tol)
+    assert "per-channel scale and offset" in text and "a = [1, 1.2, 0.9]" in text and "b = [0, 0.3, -0.2]" in text, text
 
 
 def test_shape_change_is_not_explained():
@@ -257,7 +263,7 @@ def test_cache_is_byte_bounded_and_reused():
     cache = ex._ReferenceCache(max_bytes=4 << 20)
     case = _case(shape=[16, 4, 32, 32], steps=1)  # y is 0.5 MiB in float64
     inputs = generate(case)
-    for alt in ({}, {"normalize_variance": "unbiased"}, {"eps_placement": "none"}, {"apply_affine": False},
+    for alt in ({}, {"normalize_variance": "unbiased"}, {"eps_placement": "none"}, {"affine": "none"},
                 {"stats_dtype": "float32"}, {"compute_dtype": "float32"}, {"arithmetic": "folded"}):
         cache.get(case, inputs, case.semantics.replace(**alt), "y")
     assert cache._bytes <= cache.max_bytes
@@ -280,7 +286,7 @@ def test_irrelevant_knobs_are_not_evaluated():
     f = explain_output(case, inputs, "running_var", 1, obs, exp, tolerance_for(case, "running_var"))
     assert f.label == "running_variance=unbiased"
     # eps, affine, arithmetic and compute-precision knobs cannot change running_var: not run
-    assert all(not any(k in c.label for k in ("eps_", "apply_affine", "arithmetic", "compute_dtype"))
+    assert all(not any(k in c.label for k in ("eps_", "affine", "arithmetic", "compute_dtype"))
                for c in f.matches + f.closest)
     assert f.evaluated <= 16
     assert math.isfinite(f.matches[0].score)

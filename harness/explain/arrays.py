@@ -1,0 +1,118 @@
+"""Array helpers of the explanation engine: residuals in tolerance units, fingerprints, views."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+
+
+def as_f64(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    a = np.asarray(a)
+    if a.shape != shape:
+        if a.size == int(np.prod(shape)) and a.squeeze().shape == tuple(d for d in shape if d != 1):
+            a = a.reshape(shape)
+        else:
+            return None
+    try:
+        return a.astype(np.float64, copy=False)
+    except (TypeError, ValueError):
+        return None
+
+
+_CHUNK = 1 << 20
+
+
+def residual(obs: np.ndarray, alt: np.ndarray, atol: float, rtol: float) -> tuple[float, float]:
+    """(worst error in units of the tolerance, max abs error) of ``obs`` against ``alt``.
+
+    Same closeness rule as :func:`harness.compare.compare`: ``|o - a| <= atol + rtol*|a|``,
+    NaN positions and infinities must agree (a disagreement is ``inf``).  Works in
+    chunks so a large array never needs more than a few MiB of temporaries; a chunk
+    without NaN/Inf takes the fast path (a handful of passes).
+    """
+    o = obs.reshape(-1)
+    a = alt.reshape(-1)
+    worst = 0.0
+    max_abs = 0.0
+    with np.errstate(all="ignore"):
+        for s in range(0, o.size, _CHUNK):
+            oc = o[s:s + _CHUNK].astype(np.float64, copy=False)
+            ac = a[s:s + _CHUNK]
+            d = np.subtract(oc, ac)
+            np.abs(d, out=d)
+            bound = np.abs(ac)
+            bound *= rtol
+            bound += atol
+            m_abs = float(d.max()) if d.size else 0.0
+            if math.isfinite(m_abs) and atol > 0:
+                d /= bound
+                worst = max(worst, float(d.max()))
+                max_abs = max(max_abs, m_abs)
+                continue
+            # slow path: NaN/Inf somewhere in this chunk (or atol == 0)
+            no, na = np.isnan(oc), np.isnan(ac)
+            if (no != na).any():
+                return math.inf, math.inf
+            fin = np.isfinite(oc) & np.isfinite(ac)
+            nonfin = ~fin & ~(no | na)
+            if nonfin.any() and (oc[nonfin] != ac[nonfin]).any():
+                return math.inf, math.inf
+            dd = np.abs(oc[fin] - ac[fin])
+            bb = bound[fin]
+            if dd.size:
+                r = np.where(bb > 0, dd / np.where(bb > 0, bb, 1.0), np.where(dd > 0, np.inf, 0.0))
+                worst = max(worst, float(r.max()))
+                max_abs = max(max_abs, float(dd.max()))
+    return worst, max_abs
+
+
+def _digest(a: np.ndarray) -> str:
+    """Exact fingerprint of a small array ("" for large ones: their sampled elements are compared instead)."""
+    if a.size > 65536:
+        return ""
+    return hashlib.blake2b(np.ascontiguousarray(a).view(np.uint8), digest_size=16).hexdigest()
+
+
+def _identical(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit-for-bit the same numbers (NaN = NaN); sampled elements first, so a difference exits early."""
+    if a.shape != b.shape:
+        return False
+    if not np.array_equal(_sketch(a, 1024), _sketch(b, 1024), equal_nan=True):
+        return False
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    for s in range(0, fa.size, _CHUNK):
+        if not np.array_equal(fa[s:s + _CHUNK], fb[s:s + _CHUNK], equal_nan=True):
+            return False
+    return True
+
+
+def _sketch(a: np.ndarray, n: int = 4096) -> np.ndarray:
+    """Evenly spaced elements of ``a`` (all of them when small): to recognise equivalent alternatives."""
+    flat = a.reshape(-1)
+    if flat.size <= n:
+        return flat.astype(np.float64, copy=True)
+    return flat[np.linspace(0, flat.size - 1, n).astype(np.int64)].astype(np.float64)
+
+
+def _same_numbers(a: np.ndarray, b: np.ndarray, tol) -> bool:
+    """Two alternatives' outputs agree far inside the tolerance (1/1000 of it): one explanation."""
+    if a.shape != b.shape:
+        return False
+    with np.errstate(all="ignore"):
+        na, nb = np.isnan(a), np.isnan(b)
+        if (na != nb).any():
+            return False
+        m = ~na
+        return bool(np.all(np.abs(a[m] - b[m]) <= 1e-3 * (tol.atol + tol.rtol * np.abs(a[m]))))
+
+
+def close(o: np.ndarray, e: np.ndarray, tol) -> bool:
+    with np.errstate(all="ignore"):
+        return bool(np.all(np.abs(o - e) <= tol.atol + tol.rtol * np.abs(e)))
+
+
+def channel_view(a: np.ndarray, channel_axis: int) -> np.ndarray:
+    """(C, rest) view of an array in the case layout."""
+    return np.moveaxis(a, channel_axis % a.ndim, 0).reshape(a.shape[channel_axis % a.ndim], -1)

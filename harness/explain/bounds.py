@@ -1,0 +1,532 @@
+"""Precision explanations: derived forward-error bounds instead of emulated summation orders.
+
+A backend that computes in a working precision ``u`` (its unit roundoff) with some
+variance algorithm and arithmetic can differ from the float64 reference by at most a
+*bound* that follows from standard forward error analysis.  The bound depends on the
+data, the algorithm and ``u`` — never on the order of the sums — so the same output
+gets the same verdict on every CPU, thread count and kernel library.
+
+Per channel (``m`` elements, mean ``μ``, biased variance ``v``, ``E2 = mean(x²)``,
+``S1 = mean|x|``), with ``g(n) = min(γ_n, λ·√n·u)`` the summation factor
+(``γ_n = n·u / (1 − n·u)`` is Higham's worst case for any order of recursive
+summation, Accuracy and Stability of Numerical Algorithms, 2nd ed., §4.2;
+``λ·√n·u`` is Higham & Mary's probabilistic bound, SIAM J. Sci. Comput. 41(5) 2019,
+which holds for every summation order with probability ≥ 1 − 2·exp(−λ²/2)·n; here
+λ = :data:`LAMBDA`):
+
+* mean: ``δμ ≤ g(m)·S1 + u·|μ|`` (plus ``u·S1`` when the inputs are rounded to a coarser
+  working dtype first);
+* two-pass variance: ``δv ≤ (g(m) + 3u)·(v + δμ²) + δμ²`` (Chan, Golub & LeVeque, The
+  American Statistician 37(3) 1983: the first-order term of the mean's error cancels);
+* one-pass variance ``E[x²] − μ²``: ``δv ≤ (g(m) + 2u)·E2 + 2|μ|·δμ + δμ² + u·(μ² + v)``:
+  the cancellation grows with the condition number ``κ² = E2 / v``; the unclamped
+  one-pass variance can go negative (NaN outputs), the clamped one cannot;
+* ``inv_std = 1/√(v + eps)`` over the interval ``v ± δv`` (exact, not linearized), plus
+  three roundings;
+* normalization, unfolded ``γ·(x − μ)·inv_std + β``: each operation adds ``u`` relative to
+  its result; folded ``x·a + b`` (``a = γ·inv_std``, ``b = β − μ·a``, with or without a
+  fused multiply-add) carries ``|x|`` and ``|μ|`` instead of ``|x − μ|``: large offsets cancel;
+* running statistics: the recurrence ``r_k = (1 − w)·r_{k−1} + w·s_k`` propagates the
+  statistics' bounds step by step, with the roundings of ``w``, the products and the sum;
+* output rounding: one unit in the last place of the output dtype (both the observed and
+  the expected value are rounded to it).
+
+An output is explained as *precision* when every element's error is within
+``bound + tolerance`` for the cheapest model of :func:`models_for` (finest working
+precision first, then two-pass before one-pass, unfolded before folded); the
+tolerance is the case's own, the bound what the model adds to it.  Like TOSA's
+conformance "verify" modes (a per-output bound tensor derived from the operation, then
+an aggregate check), the bound is computed from the reference's data, never from the
+backend's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: probabilistic summation bound multiplier λ (Higham & Mary 2019); λ = 5 fails with probability
+#: below 2·exp(−12.5)·n ≈ 7e−6·n per sum under their model of independent rounding errors
+LAMBDA = 5.0
+
+#: unit roundoff of each working dtype (half the distance from 1 to the next number)
+UNIT_ROUNDOFF = {"float64": 2.0 ** -53, "float32": 2.0 ** -24, "float16": 2.0 ** -11, "bfloat16": 2.0 ** -8}
+#: smallest subnormal of each dtype (the absolute floor of one rounding)
+_TINY = {"float64": 5e-324, "float32": 2.0 ** -149, "float16": 2.0 ** -24, "bfloat16": 2.0 ** -133}
+#: largest finite value of each dtype
+_MAX = {"float64": 1.7976931348623157e308, "float32": 3.4028234663852886e38, "float16": 65504.0,
+        "bfloat16": 3.3895313892515355e38}
+#: coarser dtypes first is the wrong way round: finest first
+_FINEST_FIRST = ("float64", "float32", "float16", "bfloat16")
+
+_NORMALIZED = ("y", "x_hat", "eval_y")
+_STATISTICS = ("batch_mean", "batch_var", "running_mean", "running_var")
+_CHUNK = 1 << 18
+
+
+@dataclass(frozen=True)
+class Model:
+    """One precision hypothesis: where the statistics and the normalization are computed, and how."""
+
+    stats: str  # working dtype of the sums, mean and variance
+    compute: str  # working dtype of the normalization arithmetic
+    variance: str  # "two_pass" | "one_pass"
+    arithmetic: str  # "unfolded" | "folded" (x·a + b, with or without a fused multiply-add)
+
+    def label(self) -> str:
+        parts = [f"precision={self.compute}"]
+        if self.stats != self.compute:
+            parts.append(f"stats_precision={self.stats}")
+        if self.variance != "two_pass":
+            parts.append(f"variance={self.variance}")
+        if self.arithmetic != "unfolded":
+            parts.append(f"arithmetic={self.arithmetic}")
+        return ",".join(parts)
+
+    def describe(self, statistic: bool = False) -> str:
+        """In words; ``statistic``: for a batch or running statistic (no normalization arithmetic)."""
+        where = (f"{self.compute} arithmetic" if self.stats == self.compute
+                 else f"statistics in {self.stats}, normalization in {self.compute}")
+        var = {"two_pass": "a two-pass variance (or Welford's)", "one_pass": "a one-pass variance E[x²]−E[x]²"}[self.variance]
+        if statistic:
+            return f"{where}, {var}"
+        ar = {"unfolded": "unfolded affine γ·(x−μ)·inv_std+β",
+              "folded": "folded affine x·a+b (with or without a fused multiply-add)"}[self.arithmetic]
+        return f"{where}, {var}, {ar}"
+
+
+def models_for(dtype: str) -> list[Model]:
+    """The precision hypotheses for a case of ``dtype``, cheapest (closest to the reference) first."""
+    if dtype == "float64":
+        precisions = [("float64", "float64"), ("float32", "float32")]
+    elif dtype == "float32":
+        precisions = [("float32", "float32")]
+    else:  # float16 / bfloat16: float32 throughout, float32 statistics with half arithmetic, all half
+        precisions = [("float32", "float32"), ("float32", dtype), (dtype, dtype)]
+    out = []
+    for stats, compute in precisions:
+        for var in ("two_pass", "one_pass"):
+            for ar in ("unfolded", "folded"):
+                out.append(Model(stats, compute, var, ar))
+    return out
+
+
+def coarser(a: str, b: str) -> bool:
+    """``a`` has fewer significand bits than ``b``."""
+    return UNIT_ROUNDOFF[a] > UNIT_ROUNDOFF[b]
+
+
+def sum_factor(n: int, u: float) -> float:
+    """g(n): the relative error factor of a sum of ``n`` terms in unit roundoff ``u`` (any order)."""
+    if n <= 1:
+        return 0.0
+    nu = (n - 1) * u
+    worst = math.inf if nu >= 1 else nu / (1 - nu)
+    return min(worst, LAMBDA * math.sqrt(n - 1) * u * (1 + nu))
+
+
+# ----------------------------------------------------------------------------------------
+# per-channel statistics of the data (float64, from the inputs the reference used)
+
+
+@dataclass
+class _ChannelData:
+    mean: np.ndarray
+    var_b: np.ndarray
+    e2: np.ndarray
+    s1: np.ndarray
+    m: int
+
+
+def _channel_data(x: np.ndarray, channel_axis: int) -> _ChannelData:
+    ch = channel_axis % x.ndim
+    flat = np.moveaxis(np.asarray(x, np.float64), ch, 0).reshape(x.shape[ch], -1)
+    m = flat.shape[1]
+    with np.errstate(all="ignore"):
+        mean = flat.mean(axis=1) if m else np.full(flat.shape[0], np.nan)
+        var_b = ((flat - mean[:, None]) ** 2).mean(axis=1) if m else np.full(flat.shape[0], np.nan)
+        e2 = (flat * flat).mean(axis=1) if m else np.full(flat.shape[0], np.nan)
+        s1 = np.abs(flat).mean(axis=1) if m else np.full(flat.shape[0], np.nan)
+    return _ChannelData(mean, var_b, e2, s1, m)
+
+
+def _stat_bounds(cd: _ChannelData, model: Model, input_dtype: str, unbiased: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(δmean, δvar of the chosen estimator, the estimator's float64 value) per channel."""
+    u = UNIT_ROUNDOFF[model.stats]
+    g = sum_factor(cd.m, u)
+    tiny = _TINY[model.stats]  # the absolute floor of a rounding (subnormal spacing)
+    with np.errstate(all="ignore"):
+        d_mu = g * cd.s1 + u * np.abs(cd.mean) + tiny
+        if coarser(model.stats, input_dtype):
+            d_mu = d_mu + u * cd.s1
+        v = cd.var_b
+        if model.variance == "two_pass":
+            d_v = (g + 3 * u) * (v + d_mu ** 2) + d_mu ** 2 + 2 * tiny
+        else:
+            d_v = (g + 2 * u) * cd.e2 + 2 * np.abs(cd.mean) * d_mu + d_mu ** 2 + u * (cd.mean ** 2 + v) + 2 * tiny
+        if coarser(model.stats, input_dtype):
+            d_v = d_v + 2 * u * cd.e2
+        if unbiased:
+            f = cd.m / (cd.m - 1) if cd.m > 1 else np.nan
+            v = v * f
+            d_v = d_v * f + u * np.abs(v)
+        # a sum (of |x| or of x²) that can leave the working dtype's range makes any value possible
+        over = cd.m * np.maximum(cd.s1, cd.e2) >= _MAX[model.stats] / 2
+        d_mu = np.where(over, np.inf, d_mu)
+        d_v = np.where(over, np.inf, d_v)
+    return d_mu, d_v, v
+
+
+def condition_number(x: np.ndarray, channel_axis: int) -> float:
+    """Chan–Golub–LeVeque condition number of the variance, κ = √(E[x²]/var), worst channel."""
+    cd = _channel_data(x, channel_axis)
+    with np.errstate(all="ignore"):
+        k = np.sqrt(cd.e2 / cd.var_b)
+    k = k[np.isfinite(k)]
+    return float(k.max()) if k.size else math.inf
+
+
+# ----------------------------------------------------------------------------------------
+# bounds per output
+
+
+@dataclass
+class _NormStats:
+    """The statistics one normalization used (per channel), with their error bounds."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    d_mean: np.ndarray
+    d_var: np.ndarray
+    nan_possible: np.ndarray  # the variance interval reaches below −eps: NaN outputs are possible
+
+
+def _running_bounds(case, inputs, model: Model, unbiased_run: bool, steps: int, w_of, stats_cache):
+    """Bounds of running_mean / running_var after each of ``steps`` steps: lists of (value, δ) pairs."""
+    u = max(UNIT_ROUNDOFF[model.stats], UNIT_ROUNDOFF[case.params_dtype])
+    rm = np.asarray(inputs.running_mean, np.float64).copy()
+    rv = np.asarray(inputs.running_var, np.float64).copy()
+    d_rm = np.zeros_like(rm)
+    d_rv = np.zeros_like(rv)
+    out = []
+    with np.errstate(all="ignore"):
+        for k in range(1, steps + 1):
+            cd = stats_cache(k)
+            d_mu, d_v, v_run = _stat_bounds(cd, model, case.dtype, unbiased_run)
+            w = w_of(k)
+            new = []
+            for r, d_r, s, d_s in ((rm, d_rm, cd.mean, d_mu), (rv, d_rv, v_run, d_v)):
+                val = (1 - w) * r + w * s
+                d = (abs(1 - w) * d_r + abs(w) * d_s
+                     + u * (abs(1 - w) * np.abs(r) + abs(w) * np.abs(s) + np.abs(val))
+                     + 2 * u * abs(w) * np.abs(s - r))
+                new.append((val, d))
+            (rm, d_rm), (rv, d_rv) = new
+            out.append(((rm.copy(), d_rm.copy()), (rv.copy(), d_rv.copy())))
+    return out
+
+
+class Bounds:
+    """Forward-error bounds of one case × inputs × semantics, for any model and output."""
+
+    def __init__(self, case, inputs, sem):
+        self.case, self.inputs, self.sem = case, inputs, sem
+        self._cd: dict[int, _ChannelData] = {}
+        self.channel_axis = case.channel_axis
+        if sem.channel_axis_swapped:
+            self.channel_axis = -1 if case.channel_axis % len(case.shape) == 1 else 1
+
+    def data(self, k: int) -> _ChannelData:
+        if k not in self._cd:
+            self._cd[k] = _channel_data(self.inputs.x[k - 1], self.channel_axis)
+        return self._cd[k]
+
+    def _w(self, k: int) -> float:
+        sem, case = self.sem, self.case
+        if sem.running_average == "cumulative" or (case.momentum_weight is None and sem.momentum_override is None):
+            return 1.0 / k
+        w = float(sem.momentum_override if sem.momentum_override is not None else case.momentum_weight)
+        return 1.0 - w if sem.momentum_direction == "reversed" else w
+
+    def running(self, model: Model):
+        return _running_bounds(self.case, self.inputs, model, self.sem.running_variance == "unbiased",
+                               self.case.steps if self.case.mode == "train" else 0, self._w, self.data)
+
+    def _norm_stats(self, model: Model, output: str, step: int) -> _NormStats | None:
+        case, sem = self.case, self.sem
+        zeros = lambda a: np.zeros_like(np.asarray(a, np.float64))  # noqa: E731
+        u_c = UNIT_ROUNDOFF[model.compute]
+        given_m = np.asarray(self.inputs.running_mean, np.float64)
+        given_v = np.asarray(self.inputs.running_var, np.float64)
+        if sem.initial_running == "zeros":
+            given_m, given_v = zeros(given_m), zeros(given_v)
+        if output == "eval_y" or (case.mode == "eval" and sem.eval_statistics == "running") or (
+                case.mode == "train" and sem.train_statistics != "batch"):
+            if case.mode == "eval":
+                mean, var, d_m, d_v = given_m, given_v, zeros(given_m), zeros(given_v)
+            else:
+                run = self.running(model)
+                if output == "eval_y":
+                    (mean, d_m), (var, d_v) = run[-1]
+                elif sem.train_statistics == "blended":
+                    (mean, d_m), (var, d_v) = run[step - 1]
+                elif step == 1:
+                    mean, var, d_m, d_v = given_m, given_v, zeros(given_m), zeros(given_v)
+                else:
+                    (mean, d_m), (var, d_v) = run[step - 2]
+            if coarser(model.compute, case.params_dtype):
+                d_m = d_m + u_c * np.abs(mean) + _TINY[model.compute]
+                d_v = d_v + u_c * np.abs(var) + _TINY[model.compute]
+            return _NormStats(mean, var, d_m, d_v, np.zeros(mean.shape, bool))
+        if case.mode == "eval" and sem.eval_statistics == "blended":
+            return None
+        cd = self.data(step)
+        d_mu, d_v, var = _stat_bounds(cd, model, case.dtype, sem.normalize_variance == "unbiased")
+        nan_possible = ((model.variance == "one_pass") & (var - d_v < 0)) | ~np.isfinite(d_v) | ~np.isfinite(d_mu)
+        if coarser(model.compute, model.stats):  # the statistics rounded to the compute dtype
+            u_c = UNIT_ROUNDOFF[model.compute]
+            d_mu = d_mu + u_c * np.abs(cd.mean) + _TINY[model.compute]
+            d_v = d_v + u_c * np.abs(var) + _TINY[model.compute]
+        return _NormStats(cd.mean, var, d_mu, d_v, np.asarray(nan_possible))
+
+    def _eps(self) -> float:
+        sem = self.sem
+        e = float(sem.eps_override if sem.eps_override is not None else self.case.eps)
+        return max(e, float(sem.eps_minimum)) if sem.eps_minimum is not None else e
+
+    def _inv_interval(self, ns: _NormStats, model: Model, eps: float):
+        """(inv_std, δinv_std) per channel from the variance interval (exact), plus three roundings."""
+        u_c = UNIT_ROUNDOFF[model.compute]
+        place = self.sem.eps_placement
+        with np.errstate(all="ignore"):
+            lo = np.maximum(ns.var - ns.d_var, 0.0)
+            hi = ns.var + ns.d_var
+            if place == "inside_sqrt":
+                f = lambda v: 1.0 / np.sqrt(v + eps)  # noqa: E731
+            elif place == "outside_sqrt":
+                f = lambda v: 1.0 / (np.sqrt(v) + eps)  # noqa: E731
+            else:
+                f = lambda v: 1.0 / np.sqrt(v)  # noqa: E731
+            inv = f(np.maximum(ns.var, 0.0))
+            d_inv = np.maximum(np.abs(f(lo) - inv), np.abs(inv - f(hi))) + 3 * u_c * np.abs(f(lo))
+            d_inv = np.where(np.isnan(d_inv), np.inf, d_inv)
+        return inv, d_inv
+
+    def per_channel(self, model: Model, output: str, step: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(value, bound) of a per-channel output at ``step``; None where the model does not apply."""
+        case = self.case
+        u_o = UNIT_ROUNDOFF[case.params_dtype]
+        if output in ("running_mean", "running_var"):
+            if case.mode != "train":
+                return None
+            (rm, d_rm), (rv, d_rv) = self.running(model)[step - 1]
+            val, d = (rm, d_rm) if output == "running_mean" else (rv, d_rv)
+        elif output in ("batch_mean", "batch_var"):
+            if case.mode != "train":
+                return None
+            cd = self.data(step)
+            d_mu, d_v, var = _stat_bounds(cd, model, case.dtype, self.sem.normalize_variance == "unbiased")
+            val, d = (cd.mean, d_mu) if output == "batch_mean" else (var, d_v)
+        elif output == "inv_std":
+            ns = self._norm_stats(model, output, step)
+            if ns is None:
+                return None
+            val, d = self._inv_interval(ns, model, self._eps())
+        else:
+            return None
+        return val, d + 2 * u_o * np.abs(val) + _TINY[case.params_dtype]
+
+    def elementwise(self, model: Model, output: str, step: int):
+        """Per-channel coefficients of the bound of a normalized output: B = p·|x−μ| + r·|x| + q + s·|y|.
+
+        Returns (p, r, q, s, mean, nan_possible) or None.
+        """
+        case, sem = self.case, self.sem
+        ns = self._norm_stats(model, output, step)
+        if ns is None:
+            return None
+        u = UNIT_ROUNDOFF[model.compute]
+        eps = self._eps()
+        inv, d_inv = self._inv_interval(ns, model, eps)
+        C = inv.shape[0]
+        gamma = np.ones(C) if self.inputs.gamma is None else np.abs(np.asarray(self.inputs.gamma, np.float64))
+        beta = np.zeros(C) if self.inputs.beta is None else np.abs(np.asarray(self.inputs.beta, np.float64))
+        if output == "x_hat" or sem.affine in ("none", "beta_only"):
+            gamma = np.ones(C)
+        if output == "x_hat" or sem.affine in ("none", "gamma_only"):
+            beta = np.zeros(C)
+        in_coarse = coarser(model.compute, case.dtype)
+        with np.errstate(all="ignore"):
+            inv_hi = inv + d_inv
+            if model.arithmetic == "unfolded":
+                # x̂ = (x − μ̂)·inv̂: (|d| + δμ)(1+u)²(inv + δinv) − |d|·inv, then ·γ (+u) and +β (+u·|y|)
+                k = (1 + u) ** 2 * inv_hi
+                p = gamma * ((k - inv) + u * k)
+                q = gamma * ns.d_mean * k * (1 + u)
+                r = gamma * u * k if in_coarse else np.zeros(C)  # x rounded to the working dtype
+            else:
+                # a = γ·inv (δa), b = β − μ·a (δb), y = x·a + b
+                a = gamma * inv
+                d_a = gamma * d_inv + u * gamma * inv_hi
+                a_hi = a + d_a
+                mu = np.abs(ns.mean)
+                d_b = ns.d_mean * a_hi + mu * d_a + 2 * u * (mu * a_hi + beta)
+                p = np.zeros(C)
+                r = d_a + u * a_hi + (u * a_hi if in_coarse else 0.0)
+                q = d_b + u * beta
+            s = u
+        bad = ~np.isfinite(p) | ~np.isfinite(q) | ~np.isfinite(r)
+        p, q, r = np.where(bad, np.inf, p), np.where(bad, np.inf, q), np.where(bad, np.inf, r)
+        return p, r, q, s, ns.mean, ns.nan_possible | bad
+
+
+# ----------------------------------------------------------------------------------------
+# the verdict
+
+
+@dataclass
+class Verdict:
+    """How an observed output relates to one model's bound."""
+
+    model: Model
+    covered: bool
+    #: worst |error| / (bound + tolerance) over the elements (≤ 1: covered)
+    fraction: float
+    max_err: float
+    #: the bound (without the tolerance) at the worst element
+    bound_at_worst: float
+    worst_index: tuple[int, ...]
+    vacuous: bool = False  # the bound is infinite somewhere: the model allows any value there
+    kappa: float | None = None  # condition number of the variance (for the text)
+
+
+def _channel_view(a: np.ndarray, ax: int) -> np.ndarray:
+    return np.moveaxis(a, ax % a.ndim, 0).reshape(a.shape[ax % a.ndim], -1)
+
+
+def judge(bounds: Bounds, model: Model, output: str, step: int, obs: np.ndarray, ref: np.ndarray, tol) -> Verdict | None:
+    """Does ``obs`` lie within ``model``'s bound around ``ref`` (the reference under ``bounds.sem``)?"""
+    case = bounds.case
+    if output in _NORMALIZED:
+        co = bounds.elementwise(model, output, step)
+        if co is None:
+            return None
+        p, r, q, s, mean, nan_possible = co
+        ax = bounds.channel_axis
+        x = np.asarray(bounds.inputs.x[(case.steps if output == "eval_y" else step) - 1], np.float64)
+        if x.shape != ref.shape:
+            return None
+        xv, ov, ev = _channel_view(x, ax), _channel_view(obs, ax), _channel_view(ref, ax)
+        out_dt = case.dtype
+        u_o, tiny = UNIT_ROUNDOFF[out_dt], _TINY[out_dt]
+        worst = (-1.0, 0, 0, 0.0, 0.0)
+        vacuous = bool(np.isinf(p).any() | np.isinf(q).any() | np.isinf(r).any())
+        n = xv.shape[1]
+        step_c = max(1, _CHUNK // max(1, xv.shape[0]))
+        with np.errstate(all="ignore"):
+            for s0 in range(0, n, step_c):
+                sl = slice(s0, s0 + step_c)
+                xc, oc, ec = xv[:, sl], ov[:, sl].astype(np.float64), ev[:, sl]
+                b = (p[:, None] * np.abs(xc - mean[:, None]) + r[:, None] * np.abs(xc) + q[:, None]
+                     + (s + 2 * u_o) * np.abs(ec) + tiny)
+                b = np.where(np.isnan(b), np.inf, b)
+                lim = b + tol.atol + tol.rtol * np.abs(ec)
+                err = np.abs(oc - ec)
+                same = (oc == ec) | (np.isnan(oc) & np.isnan(ec))
+                err = np.where(same, 0.0, err)
+                nan_ok = np.isnan(oc) & nan_possible[:, None]
+                err = np.where(nan_ok, 0.0, err)
+                err = np.where(np.isnan(err), np.inf, err)  # NaN where the model cannot make one
+                frac = np.where(np.isinf(lim), 0.0, err / lim)
+                frac = np.where(np.isinf(err) & ~np.isinf(lim), np.inf, frac)
+                i = int(np.argmax(frac))
+                c, j = np.unravel_index(i, frac.shape)
+                if frac[c, j] > worst[0]:
+                    worst = (float(frac[c, j]), int(c), int(s0 + j), float(err[c, j]), float(b[c, j]))
+        frac, c, j, e, bw = worst
+        idx = _logical_index(ref.shape, ax, c, j)
+        return Verdict(model, frac <= 1.0, max(frac, 0.0), e, bw, idx, vacuous)
+    pc = bounds.per_channel(model, output, step)
+    if pc is None:
+        return None
+    val, d = pc
+    o = np.asarray(obs, np.float64).reshape(-1)
+    e_ = np.asarray(ref, np.float64).reshape(-1)
+    if o.shape != d.reshape(-1).shape:
+        return None
+    d = d.reshape(-1)
+    with np.errstate(all="ignore"):
+        lim = np.where(np.isnan(d), np.inf, d) + tol.atol + tol.rtol * np.abs(e_)
+        err = np.abs(o - e_)
+        err = np.where((o == e_) | (np.isnan(o) & np.isnan(e_)), 0.0, err)
+        err = np.where(np.isnan(err), np.inf, err)
+        frac = np.where(np.isinf(lim), 0.0, err / lim)
+    i = int(np.argmax(frac)) if frac.size else 0
+    f = float(frac[i]) if frac.size else 0.0
+    return Verdict(model, f <= 1.0, f, float(err[i]) if frac.size else 0.0, float(d[i]) if frac.size else 0.0,
+                   (i,), bool(np.isinf(d).any()))
+
+
+def _logical_index(shape, ax, c, j) -> tuple[int, ...]:
+    ax = ax % len(shape)
+    rest = [d for i, d in enumerate(shape) if i != ax]
+    pos = list(np.unravel_index(j, rest)) if rest else []
+    pos.insert(ax, c)
+    return tuple(int(v) for v in pos)
+
+
+def _size(bounds: Bounds, model: Model, output: str, step: int) -> float:
+    """A scalar size of ``model``'s bound on ``output`` (its typical element), to try tight models first."""
+    with np.errstate(all="ignore"):
+        if output in _NORMALIZED:
+            co = bounds.elementwise(model, output, step)
+            if co is None:
+                return math.inf
+            p, r, q, _s, _mean, _nan = co
+            cd = bounds.data(bounds.case.steps if output == "eval_y" else step)
+            size = p * np.sqrt(np.maximum(cd.var_b, 0)) + r * cd.s1 + q
+        else:
+            pc = bounds.per_channel(model, output, step)
+            if pc is None:
+                return math.inf
+            size = pc[1]
+        size = np.where(np.isnan(size), np.inf, size)
+        return float(np.mean(size)) if np.size(size) else math.inf
+
+
+def cheapest(bounds: Bounds, output: str, step: int, obs: np.ndarray, ref: np.ndarray, tol,
+             models: list[Model] | None = None) -> tuple[Verdict | None, Verdict | None]:
+    """(the covering model with the tightest bound, or None; the closest non-covering verdict).
+
+    Models are tried in order of the size of their bound on this output (ties: the order of
+    :func:`models_for`, two-pass before one-pass, unfolded before folded), so the label names
+    the tightest explanation the data allow.
+    """
+    closest = None
+    candidates: list[Model] = []
+    seen: set[Model] = set()
+    for model in models if models is not None else models_for(bounds.case.dtype):
+        if output in _STATISTICS:  # arithmetic and compute precision do not change a statistic
+            model = Model(model.stats, model.stats, model.variance, "unfolded")
+        elif output == "inv_std":  # nor does the affine arithmetic change inv_std
+            model = Model(model.stats, model.compute, model.variance, "unfolded")
+        if model not in seen:
+            seen.add(model)
+            candidates.append(model)
+    sized = sorted(enumerate(candidates), key=lambda im: (_size(bounds, im[1], output, step), im[0]))
+    for _, model in sized:
+        v = judge(bounds, model, output, step, obs, ref, tol)
+        if v is None:
+            continue
+        if v.covered:
+            return v, closest
+        if closest is None or v.fraction < closest.fraction:
+            closest = v
+    return None, closest
+
+
+def ulp_floor(values: np.ndarray, dtype: str) -> np.ndarray:
+    """One unit of rounding of ``dtype`` at ``values`` (2u·|v| + the smallest subnormal)."""
+    return 2 * UNIT_ROUNDOFF[dtype] * np.abs(values) + _TINY[dtype]
