@@ -444,3 +444,22 @@ def test_planted_pair_is_recovered(case_name, planted):
                 f"{planted}: {name} step {k} explained as {f.label}: {f.text}")
             checked += 1
     assert checked, f"{planted}: the mutant differs from the reference on no output"
+
+
+def test_precision_error_is_never_absorbed_by_a_fitted_momentum():
+    """The issue's C kernel: momentum applied exactly, variance in one float32 pass.  The running variance
+    is off by the one-pass cancellation; a freely solved batch weight would absorb it (0.09689 was
+    reported before), but a precision bound covers the error, so no fitted number is an explanation."""
+    case = _case(shape=[16, 3, 8], dtype="float32", steps=3, input={"std": 1.0, "mean": 300.0, "seed": 35})
+    inputs = generate(case)
+    exp = reference_outputs(case, inputs)
+    mut = mutant_outputs(case, inputs, variance_algorithm="one_pass", stats_dtype="float32")
+    seen = 0
+    for k in range(1, 4):
+        tol = tolerance_for(case, "running_var")
+        if compare(mut["running_var"][k - 1], exp["running_var"][k - 1], tol, "float32").close:
+            continue
+        f = explain_output(case, inputs, "running_var", k, mut["running_var"][k - 1], exp["running_var"][k - 1], tol)
+        assert f.label.startswith("precision=float32"), f.text
+        seen += 1
+    assert seen, "the one-pass float32 variance must be visible on running_var"

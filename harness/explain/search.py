@@ -334,6 +334,9 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
                  "or it does not reproduce sharply): ") + ", ".join(
             f"{c.label} (leaves {c.max_abs:.2g})" for c in grouped[:3])
         _remember_row(memory, None, output, step)
+        consistent = getattr(memory, "consistent", None)
+        if consistent is not None:
+            consistent[(output, step)] = ";".join(l for c in grouped[:3] for l in [c.label, *c.equivalents])
         return Finding([], grouped[:3], prec.model.label(), text, evaluated, prec, None, "precision")
     combo = _convention_plus_precision(case, inputs, cands, output, step, obs, tol, plain_score, plain_max_abs)
     if combo is not None and prec is not None:

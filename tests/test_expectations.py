@@ -1,0 +1,97 @@
+"""Expectation matching (precision by kind, conformance at the case's own precision) and the pair-level
+corroboration of conventions (harness.results, harness.explain.pair)."""
+
+from __future__ import annotations
+
+from harness.cases import Case, LoadedCase
+from harness.inputs import generate
+from harness.oracle import expected_outputs
+from harness.results import because_matches, own_precision, rows_for
+from harness.worker import BackendResult
+from tests.test_explain_mutants import mutant_outputs
+
+
+def _case(**kw) -> Case:
+    base = dict(id="pair", shape=[4, 3, 5], steps=1, momentum={"batch_weight": 0.1}, input={"std": 2.0, "seed": 5})
+    base.update(kw)
+    return Case.model_validate(base)
+
+
+def test_because_matches_precision_by_kind_and_knobs_as_a_subset():
+    assert because_matches("precision=float32", ["precision=float32,variance=one_pass"])
+    assert because_matches("normalize_variance=unbiased", ["normalize_variance=unbiased,precision=float32"])
+    assert not because_matches("precision=float32", ["precision=float16,stats_precision=float32"])
+    assert not because_matches("running_variance=unbiased", ["normalize_variance=unbiased"])
+
+
+def test_own_precision_is_the_outputs_own_dtype():
+    f32, f64 = _case(dtype="float32"), _case(dtype="float64")
+    half = _case(dtype="float16", param_dtype="float32")
+    mixed = _case(dtype="float64", param_dtype="float32")
+    assert own_precision(f32, "precision=float32,variance=one_pass", "y")
+    assert not own_precision(f64, "precision=float32", "y")  # float32 arithmetic on a float64 case is a departure
+    assert own_precision(f64, "precision=float64,variance=one_pass", "y")
+    assert own_precision(half, "precision=float16,stats_precision=float32", "y")
+    assert own_precision(mixed, "precision=float32", "running_var")  # statistics held in float32 parameters
+    assert not own_precision(mixed, "precision=float32", "y")
+    assert not own_precision(f32, "normalize_variance=unbiased", "y")
+
+
+def _rows(case, **changes):
+    inputs = generate(case)
+    outs = mutant_outputs(case, inputs, **changes)
+    lc = LoadedCase(case, "<test>", 1)
+    return {(r.output, r.step): r for r in rows_for(lc, "m", BackendResult("m", "ok", outputs=outs),
+                                                   expected_outputs(case, inputs), inputs)}
+
+
+def test_reported_variance_is_named_when_y_follows_the_case():
+    """Normalizes with the biased variance, reports the unbiased one (FusedBatchNormV3): batch_var gets
+    reported_variance, not normalize_variance, because y agrees with the biased normalization."""
+    rows = _rows(_case(), reported_variance="unbiased")
+    assert rows[("y", 1)].outcome == "pass"
+    assert rows[("batch_var", 1)].explanation == "reported_variance=unbiased", rows[("batch_var", 1)].explanation_text
+
+
+def test_one_convention_for_the_whole_pair():
+    """tiny-dnn-like: normalizes with the unbiased variance: y and batch_var both name normalize_variance
+    (on batch_var alone reported_variance gives the same numbers; the pair's y decides)."""
+    rows = _rows(_case(), normalize_variance="unbiased")
+    assert rows[("y", 1)].explanation == "normalize_variance=unbiased"
+    assert rows[("batch_var", 1)].explanation == "normalize_variance=unbiased", rows[("batch_var", 1)].explanation_text
+
+
+def test_convention_contradicted_by_another_output_is_demoted():
+    """A backend whose y and batch_var disagree with any single convention: the y convention that the
+    reported batch_var contradicts is not an explanation; the row names it as the closest candidate."""
+    case = _case()
+    inputs = generate(case)
+    outs = mutant_outputs(case, inputs, normalize_variance="unbiased")
+    outs["batch_var"] = mutant_outputs(case, inputs)["batch_var"]  # reports the biased variance after all
+    lc = LoadedCase(case, "<test>", 1)
+    rows = {(r.output, r.step): r for r in rows_for(lc, "m", BackendResult("m", "ok", outputs=outs),
+                                                   expected_outputs(case, inputs), inputs)}
+    y = rows[("y", 1)]
+    assert y.outcome == "mismatch" and y.explanation == "", y.explanation_text
+    assert "closest candidate, not an explanation: normalize_variance=unbiased" in y.explanation_text
+    assert "contradicted by batch_var" in y.explanation_text
+
+
+def test_expected_convention_indistinguishable_from_precision_still_holds():
+    """On another kernel library a documented convention can sink below the float32 bound: the row is then
+    precision, with the convention listed as also reproducing it, and the expectation still holds; a
+    precision row that does not list it does not satisfy the expectation."""
+    from harness.results import Row, apply_expectation
+
+    case = _case(expect={"b": {"outcome": "explained", "because": "running_variance=unbiased",
+                               "reason": "documented: the running variance uses the unbiased estimator"}})
+
+    def row(consistent: str) -> Row:
+        return Row(case="pair", file="<t>", line=1, backend="b", backend_version="", output="running_var", step=1,
+                   outcome="explained", explanation="precision=float32", consistent=consistent)
+
+    listed, unlisted = [row("running_variance=unbiased")], [row("")]
+    apply_expectation(case, "b", listed)
+    apply_expectation(case, "b", unlisted)
+    assert listed[0].as_expected is True
+    assert unlisted[0].as_expected is False
