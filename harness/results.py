@@ -89,7 +89,8 @@ class Row:
     seed: str = ""
     #: small per-mismatch error summary for the report's plots (not a CSV column)
     plot: dict | None = field(default=None, repr=False)
-    #: conventions that also reproduce this precision-explained output ("a;b"; not a results column)
+    #: conventions that also reproduce this explained output ("a;b"; not a results column): the label's
+    #: equivalents on it, or the conventions a precision bound won against
     consistent: str = field(default="", repr=False)
 
 
@@ -140,7 +141,7 @@ class PairMemory(list):
     def __init__(self):
         super().__init__()
         self.rows: dict = {}
-        #: (output, step) -> labels of conventions that also reproduce a precision-explained output, "a;b"
+        #: (output, step) -> labels of conventions that also reproduce that output, "a;b"
         self.consistent: dict = {}
 
 
@@ -280,10 +281,10 @@ def apply_expectation(case: Case, backend: str, rows: list[Row], unavailable: bo
         note = ""
         if verdict and exp.because:
             labels = {lab for r in rows for lab in r.explanation.split(";") if lab}
-            # a convention that reproduces an output which a precision bound also covers (the data cannot
-            # tell them apart there, e.g. on another kernel library) still holds as expected
-            consistent = {lab for r in rows if r.explanation.startswith("precision=")
-                          for lab in r.consistent.split(";") if lab}
+            # a convention that also reproduces a row — the same numbers as its label on that output, or within
+            # the tolerance where a precision bound covers it too (the data cannot tell them apart there, e.g.
+            # on another kernel library) — still holds as expected
+            consistent = {lab for r in rows if r.outcome == "explained" for lab in r.consistent.split(";") if lab}
             verdict = because_matches(exp.because, labels | consistent)
             if not verdict:
                 note = f"expected explanation {exp.because!r}, got {sorted(labels) or 'none'}"

@@ -214,8 +214,10 @@ def batch_norm_reference(
     ``mode`` is ``"train"`` (batch statistics, running update each step) or
     ``"eval"`` (normalize with the given running statistics, no update).
     ``statistics_only`` skips the normalization: only batch_mean, batch_var,
-    running_mean and running_var (train mode) are returned (the explanation
-    engine's cheap path for those outputs).
+    running_mean and running_var (train mode) are returned, plus ``norm_mean`` /
+    ``norm_var``, the per-channel statistics each step normalizes with (both modes),
+    so that a caller can normalize a few elements exactly as :func:`normalize`
+    would (the explanation engine's cheap paths).
     """
     sem = semantics
     in_dt = input_dtype if isinstance(input_dtype, np.dtype) else _np_dtype(str(input_dtype))
@@ -239,20 +241,21 @@ def batch_norm_reference(
 
     for k, x in enumerate(x_steps, start=1):
         if mode == "eval":
-            if statistics_only:
-                continue
             if sem.eval_statistics == "blended":
                 e_mean, e_vb, e_vu, _m = batch_statistics(x, channel_axis, sem, in_dt)
                 e_var = e_vb if sem.running_variance == "biased" else e_vu
                 w_e = 1.0 if momentum is None else float(momentum)
-                y, inv_std, x_hat = normalize(x, (1 - w_e) * rm + w_e * e_mean, (1 - w_e) * rv + w_e * e_var,
-                                              gamma, beta, eps_v, channel_axis, sem, in_dt)
+                n_mean, n_var = (1 - w_e) * rm + w_e * e_mean, (1 - w_e) * rv + w_e * e_var
             elif sem.eval_statistics == "batch":
                 e_mean, e_vb, e_vu, _m = batch_statistics(x, channel_axis, sem, in_dt)
-                e_var = e_vb if sem.normalize_variance == "biased" else e_vu
-                y, inv_std, x_hat = normalize(x, e_mean, e_var, gamma, beta, eps_v, channel_axis, sem, in_dt)
+                n_mean, n_var = e_mean, (e_vb if sem.normalize_variance == "biased" else e_vu)
             else:
-                y, inv_std, x_hat = normalize(x, rm, rv, gamma, beta, eps_v, channel_axis, sem, in_dt)
+                n_mean, n_var = rm, rv
+            if statistics_only:
+                put("norm_mean", n_mean)
+                put("norm_var", n_var)
+                continue
+            y, inv_std, x_hat = normalize(x, n_mean, n_var, gamma, beta, eps_v, channel_axis, sem, in_dt)
             put("y", y)
             put("inv_std", inv_std)
             put("x_hat", x_hat)
@@ -274,7 +277,10 @@ def batch_norm_reference(
             norm_mean, norm_var = rm, rv
         else:  # blended: running statistics updated first, then used
             norm_mean, norm_var = new_rm, new_rv
-        if not statistics_only:
+        if statistics_only:
+            put("norm_mean", norm_mean)
+            put("norm_var", norm_var)
+        else:
             y, inv_std, x_hat = normalize(x, norm_mean, norm_var, gamma, beta, eps_v, channel_axis, sem, in_dt)
         rm, rv = new_rm, new_rv
         if not statistics_only:

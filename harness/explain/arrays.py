@@ -116,3 +116,27 @@ def close(o: np.ndarray, e: np.ndarray, tol) -> bool:
 def channel_view(a: np.ndarray, channel_axis: int) -> np.ndarray:
     """(C, rest) view of an array in the case layout."""
     return np.moveaxis(a, channel_axis % a.ndim, 0).reshape(a.shape[channel_axis % a.ndim], -1)
+
+
+#: normalized outputs above this many elements are screened / solved on a sample of columns first
+SAMPLE_ABOVE = 1 << 18
+#: about this many sampled elements (spread evenly over every channel)
+SAMPLE_SIZE = 1 << 15
+
+
+def sample_columns(shape, channel_axis: int, n: int = SAMPLE_SIZE) -> np.ndarray:
+    """Evenly spaced columns of the (C, rest) channel view, about ``n`` elements in all (deterministic)."""
+    c = shape[channel_axis % len(shape)]
+    rest = int(np.prod(shape)) // max(c, 1)
+    return np.unique(np.linspace(0, max(rest - 1, 0), min(rest, max(64, n // max(c, 1)))).astype(np.int64))
+
+
+def columns(a: np.ndarray, ax: int, cols: np.ndarray) -> np.ndarray:
+    """(C, len(cols)): columns ``cols`` of ``a``'s (C, rest) channel view, by index (no full copy)."""
+    rest = [d for i, d in enumerate(a.shape) if i != ax]
+    pos = list(np.unravel_index(cols, rest)) if rest else []
+    index = [p[None, :] for p in pos]
+    index.insert(ax, np.arange(a.shape[ax])[:, None])
+    return np.asarray(a)[tuple(index)]
+
+

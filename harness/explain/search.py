@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.explain import bounds as bd
-from harness.explain.arrays import _digest, _identical, _same_numbers, _sketch, as_f64, residual
+from harness.explain.arrays import (SAMPLE_ABOVE, _digest, _identical, _same_numbers, _sketch, as_f64, columns,
+                                    residual, sample_columns)
 from harness.explain.catalog import affected, can_affect, describe_change, docs_for, single_alternatives
-from harness.explain.refcache import CACHE
+from harness.explain.refcache import CACHE, STATS
 from harness.explain.shapes import error_shape
 from harness.explain.solve import solved_alternatives
+from harness.inputs import np_dtype
 from harness.semantics import Semantics
 
 #: kind ranks: structural conventions first, then documented default values, then solved values
@@ -74,6 +76,7 @@ class Candidate:
     fit: float = math.inf  # worst error in units of (FIT_TOL·tolerance + one output unit)
     sharp: float = math.inf  # worst error in units of (SHARP_TOL·tolerance + one output unit)
     precision: "bd.Verdict | None" = None  # a precision bound around this alternative (combined label)
+    screened: bool = False  # rejected on a sample: score and max_abs are lower bounds
 
     @property
     def n_knobs(self) -> int:
@@ -131,17 +134,24 @@ def bounds_for(case, inputs, sem: Semantics) -> "bd.Bounds":
     return b
 
 
-def _unit_score(obs: np.ndarray, alt: np.ndarray, tol, frac: float, dtype: str) -> float:
-    """max |obs − alt| / (frac·(atol + rtol·|alt|) + one unit of ``dtype`` at |alt|); NaN/Inf must agree."""
-    o = obs.reshape(-1).astype(np.float64, copy=False)
+def _unit_scores(obs: np.ndarray, alt: np.ndarray, tol, dtype: str) -> tuple[float, float]:
+    """(fit, sharp): max |obs − alt| / (f·(atol + rtol·|alt|) + one unit of ``dtype`` at |alt|) for f =
+    FIT_TOL and SHARP_TOL, in one chunked pass; NaN/Inf must agree."""
+    o = obs.reshape(-1)
     a = alt.reshape(-1)
+    worst = [0.0, 0.0]
     with np.errstate(all="ignore"):
-        same = (o == a) | (np.isnan(o) & np.isnan(a))
-        lim = frac * (tol.atol + tol.rtol * np.abs(a)) + bd.ulp_floor(a, dtype)
-        err = np.where(same, 0.0, np.abs(o - a))
-        err = np.where(np.isnan(err), np.inf, err)
-        r = err / lim
-    return float(r.max()) if r.size else 0.0
+        for s0 in range(0, o.size, 1 << 20):
+            oc, ac = o[s0:s0 + (1 << 20)].astype(np.float64, copy=False), a[s0:s0 + (1 << 20)]
+            err = np.abs(oc - ac)
+            err[(oc == ac) | (np.isnan(oc) & np.isnan(ac))] = 0.0
+            err[np.isnan(err)] = np.inf
+            tl = tol.atol + tol.rtol * np.abs(ac)
+            unit = bd.ulp_floor(ac, dtype)
+            for i, f in enumerate((FIT_TOL, SHARP_TOL)):
+                r = err / (f * tl + unit)
+                worst[i] = max(worst[i], float(r.max()) if r.size else 0.0)
+    return worst[0], worst[1]
 
 
 def _output_dtype(case, output: str) -> str:
@@ -202,7 +212,7 @@ def _pairs(singles: list[Candidate], base: Semantics, plain_max_abs: float, eval
 def _precision_text(case, v: "bd.Verdict", plain_max_abs: float, output: str, around: str = "") -> str:
     kappa = v.kappa
     where = f" around {around}" if around else ""
-    statistic = output in ("batch_mean", "batch_var", "running_mean", "running_var")
+    statistic = output in STATS
     text = (f"consistent with {v.model.describe(statistic)}{where}: the largest error {v.max_err:.3g} is {v.fraction:.2g}× "
             f"its allowance (derived forward-error bound {v.bound_at_worst:.3g} + tolerance) at {list(v.worst_index)}")
     if v.vacuous:
@@ -240,10 +250,14 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
     prec, prec_closest = bd.cheapest(bounds_for(case, inputs, base), output, step, obs, expected, tol)
     if prec is not None:
         prec.kappa = _kappa_of(case, inputs, step, output)
-    # the unrounded reference (``expected`` may be rounded to the output dtype): an alternative that gives
-    # its very numbers does not change this output
-    base_steps = CACHE.get(case, inputs, base, output)
-    base_ref = base_steps[step - 1] if base_steps is not None and len(base_steps) >= step else expected
+    # an alternative whose output, rounded to the output dtype, is the expected value (itself rounded, or
+    # float64) does not change this output
+    np_out = np_dtype(out_dt)
+
+    def no_effect(alt: np.ndarray, ref: np.ndarray) -> bool:
+        with np.errstate(all="ignore"):
+            return _identical(alt if np_out == np.float64 else alt.astype(np_out).astype(np.float64), ref)
+
     tried: dict[Semantics, Candidate | None] = {}
     evaluated = 0
 
@@ -253,13 +267,17 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
             return tried[sem]
         if sem == base or not can_affect(sem, base, output, case.mode):
             return None
+        screened = _screen(sem, kind, note)
+        if screened is not None:
+            tried[sem] = screened
+            return screened
         alt_steps = CACHE.get(case, inputs, sem, output)
         evaluated += 1
         if alt_steps is None or len(alt_steps) < step or alt_steps[step - 1].shape != expected.shape:
             tried[sem] = None
             return None
         alt = alt_steps[step - 1]
-        if _identical(alt, base_ref):  # no effect on this output: cannot explain a difference
+        if no_effect(alt, expected):  # cannot explain a difference
             tried[sem] = None
             return None
         score, max_abs = residual(obs, alt, tol.atol, tol.rtol)
@@ -267,10 +285,35 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
                       sketch=_sketch(alt) if score <= 1.0 else None,
                       reach=len(set().union(*(affected(k, case.mode, sem) for k in sem.differences(base)))))
         if score <= 1.0:
-            c.fit = _unit_score(obs, alt, tol, FIT_TOL, out_dt)
-            c.sharp = _unit_score(obs, alt, tol, SHARP_TOL, out_dt)
+            c.fit, c.sharp = _unit_scores(obs, alt, tol, out_dt)
         tried[sem] = c
         return c
+
+    # large normalized outputs: each alternative is first screened on a sample of elements (the statistics-only
+    # reference and the exact normalization of the sample, bit for bit the full run's values there).  The
+    # sample's worst error is a lower bound of the whole array's, so a screen that fails cannot hide a match;
+    # only alternatives that pass it are run in full.
+    screen_cols = None
+    if output in ("y", "x_hat") and expected.size > SAMPLE_ABOVE and expected.ndim >= 2:
+        ax = case.channel_axis % expected.ndim
+        screen_cols = sample_columns(expected.shape, ax)
+        obs_s = columns(obs, ax, screen_cols)
+        base_s = columns(expected, ax, screen_cols)
+
+    def _screen(sem: Semantics, kind: str, note: str) -> Candidate | None:
+        """A rejected candidate (its sampled error, a lower bound, is already out of tolerance), or None."""
+        nonlocal evaluated
+        if screen_cols is None:
+            return None
+        alt_s = CACHE.sample(case, inputs, sem, output, step, screen_cols)
+        if alt_s is None or alt_s.shape != obs_s.shape or no_effect(alt_s, base_s):
+            return None
+        score, max_abs = residual(obs_s, alt_s, tol.atol, tol.rtol)
+        if score <= 1.0:
+            return None
+        evaluated += 1
+        return Candidate(sem, sem.label(base), kind, note, score, max_abs, screened=True,
+                         reach=len(set().union(*(affected(k, case.mode, sem) for k in sem.differences(base)))))
 
     def accepted(c: Candidate) -> bool:
         if not c.matches:
@@ -300,7 +343,7 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
         cands += _pairs(recalled + singles, base, plain_max_abs, evaluate,
                         lambda sem: solved_alternatives(case, inputs, sem, output, step, obs, tol),
                         [s for s, kind in single_alternatives(case, base) if kind == "structural"], recalled,
-                        cheap=output in ("batch_mean", "batch_var", "running_mean", "running_var"))
+                        cheap=output in STATS)
     cands = list({id(c): c for c in cands}.values())
     matches = sorted((c for c in cands if accepted(c)), key=Candidate.rank_key)
     grouped: list[Candidate] = []
@@ -322,9 +365,13 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
         # dtype) is the explanation even where a precision bound would also allow the error: a precision
         # error does not land on a convention's numbers that closely (the false-explanation guard checks it).
         # Not on float16/bfloat16 cases, whose arithmetic rounds as coarsely as the tolerance itself
-        exact = best.kind != "solved_value" and best.fit <= 1.0 and case.dtype in ("float32", "float64")
+        # (and not when the match rests on NaN/Inf positions: the error without it is then infinite, and a
+        # degenerate channel's NaNs can be reproduced by more than one cause)
+        exact = (best.kind != "solved_value" and best.fit <= 1.0 and case.dtype in ("float32", "float64")
+                 and math.isfinite(plain_score))
         if prec is None or exact or (best.sharp <= 1.0 and best.score <= SHARP_REDUCTION * plain_score and distinct):
             _remember(memory, best, where, output, step)
+            _remember_consistent(memory, output, step, best.equivalents)
             text = _explained_text(case, base, best, grouped[1:], output, tol, plain_max_abs)
             if prec is not None:
                 text += f"; (a {prec.model.label()} bound would also cover the error, but this convention reproduces it sharply)"
@@ -334,9 +381,7 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
                  "or it does not reproduce sharply): ") + ", ".join(
             f"{c.label} (leaves {c.max_abs:.2g})" for c in grouped[:3])
         _remember_row(memory, None, output, step)
-        consistent = getattr(memory, "consistent", None)
-        if consistent is not None:
-            consistent[(output, step)] = ";".join(l for c in grouped[:3] for l in [c.label, *c.equivalents])
+        _remember_consistent(memory, output, step, [lab for c in grouped[:3] for lab in [c.label, *c.equivalents]])
         return Finding([], grouped[:3], prec.model.label(), text, evaluated, prec, None, "precision")
     combo = _convention_plus_precision(case, inputs, cands, output, step, obs, tol, plain_score, plain_max_abs)
     if combo is not None and prec is not None:
@@ -380,12 +425,12 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
     else:
         text = f"no single convention or pair of conventions reproduces it; the error is {shape}"
         text += f"; closest alternatives, not explanations (error without any: {plain_max_abs:.3g}): " + ", ".join(
-            f"{c.label} (leaves {c.max_abs:.3g}, {c.score:.3g}× tolerance"
+            f"{c.label} (leaves {'≥ ' if c.screened else ''}{c.max_abs:.3g}, {c.score:.3g}× tolerance"
             + ("; a solved number that fails the corroboration rule" if c.kind == "solved_value" and c.matches else "")
             + ")" if math.isfinite(c.score) else f"{c.label} (NaN/Inf positions differ)" for c in closest)
     if prec_closest is not None:
         text += (f"; not a precision effect either: the error is {prec_closest.fraction:.3g}× the allowance of "
-                 f"the closest model ({prec_closest.model.describe(output in ('batch_mean', 'batch_var', 'running_mean', 'running_var'))})")
+                 f"the closest model ({prec_closest.model.describe(output in STATS)})")
     return Finding([], closest, "", text, evaluated)
 
 
@@ -432,6 +477,13 @@ def _remember_row(memory, c: Candidate | None, output: str, step: int) -> None:
     rows = getattr(memory, "rows", None)
     if rows is not None:
         rows[(output, step)] = c
+
+
+def _remember_consistent(memory, output: str, step: int, labels: list[str]) -> None:
+    """Labels that also reproduce this output (identical numbers, or within tolerance where precision won)."""
+    consistent = getattr(memory, "consistent", None)
+    if consistent is not None and labels:
+        consistent[(output, step)] = ";".join(labels)
 
 
 def _fmt_tol(tol) -> str:

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from harness.explain.arrays import as_f64, channel_view
+from harness.explain.arrays import SAMPLE_ABOVE, as_f64, channel_view, columns, sample_columns
 from harness.explain.catalog import KNOWN_BATCH_WEIGHTS, KNOWN_EPS
 from harness.explain.refcache import CACHE
 from harness.semantics import Semantics
@@ -86,6 +86,7 @@ def solve_eps(case, inputs, sem: Semantics, output: str, step: int, obs: np.ndar
             xr_steps = CACHE.get(case, inputs, sem, "x_hat")
             return None if xr_steps is None else xr_steps[step - 1]
     gam = None
+    ax = case.channel_axis
     with np.errstate(all="ignore"):
         if output == "inv_std":
             o = as_f64(obs, inv_ref.shape)
@@ -94,13 +95,20 @@ def solve_eps(case, inputs, sem: Semantics, output: str, step: int, obs: np.ndar
             r = o / inv_ref
             xr = None
         else:
-            xr = xr_fn()
+            big = output == "x_hat" or (output == "y" and not sem.channel_axis_swapped)
+            if big and np.size(obs) > SAMPLE_ABOVE and np.ndim(obs) >= 2:
+                # a large output: the per-channel scale from a sample of its columns (exact x̂ there)
+                cols = sample_columns(np.shape(obs), ax)
+                xr = CACHE.sample(case, inputs, sem, "x_hat", step, cols)
+                obs = columns(np.asarray(obs), ax % np.ndim(obs), cols)
+                ax = 0
+            else:
+                xr = xr_fn()
             if xr is None:
                 return none
             o = as_f64(obs, xr.shape)
             if o is None:
                 return none
-            ax = case.channel_axis
             if output in ("y", "eval_y") and case.has_affine and sem.affine == "gamma_beta":
                 g = np.asarray(inputs.gamma, np.float64)
                 b = np.asarray(inputs.beta, np.float64)
@@ -108,10 +116,10 @@ def solve_eps(case, inputs, sem: Semantics, output: str, step: int, obs: np.ndar
                 shape[ax % o.ndim] = -1
                 gam = g
                 o = (o - b.reshape(shape)) / np.where(g == 0, np.nan, g).reshape(shape)
-            oc, rc = channel_view(o, ax), channel_view(xr, ax)
-            fin = np.isfinite(oc) & np.isfinite(rc)
-            num = np.where(fin, oc * rc, 0.0).sum(axis=1)
-            den = np.where(fin, rc * rc, 0.0).sum(axis=1)
+            axes = tuple(a for a in range(o.ndim) if a != ax % o.ndim)  # per-channel sums in the own layout
+            fin = np.isfinite(o) & np.isfinite(xr)
+            num = np.where(fin, o * xr, 0.0).sum(axis=axes)
+            den = np.where(fin, xr * xr, 0.0).sum(axis=axes)
             r = np.where(den > 0, num / den, np.nan)
         var_used = 1.0 / (inv_ref * inv_ref) - eps0
         eps_c = 1.0 / (r * inv_ref) ** 2 - var_used
@@ -125,8 +133,8 @@ def solve_eps(case, inputs, sem: Semantics, output: str, step: int, obs: np.ndar
     if spread > 0.05 * est:
         return none
     if xr is not None and output in ("y", "x_hat") and tol is not None and np.size(xr) <= _REFINE_MAX:
-        est = _refine_eps(case, inputs, sem, output, obs, xr, var_used, est, max(spread, 1e-3 * est), tol)
-    resolution = max(spread, _eps_resolution(case, output, obs, xr, gam, var_used, est, inv_ref, tol))
+        est = _refine_eps(case, inputs, sem, output, obs, xr, var_used, est, max(spread, 1e-3 * est), tol, ax)
+    resolution = max(spread, _eps_resolution(case, output, obs, xr, gam, var_used, est, inv_ref, tol, ax))
     how = f"solved eps = {est:.6g} ± {resolution:.2g} from the per-channel scale of the normalized output"
     if eps_c.size > 1:
         how += f" ({eps_c.size} channels agree within {100 * spread / est:.2g}%)"
@@ -137,13 +145,12 @@ def solve_eps(case, inputs, sem: Semantics, output: str, step: int, obs: np.ndar
 _REFINE_MAX = 1 << 17
 
 
-def _refine_eps(case, inputs, sem, output, obs, xr, var_used, est, width, tol) -> float:
+def _refine_eps(case, inputs, sem, output, obs, xr, var_used, est, width, tol, ax) -> float:
     """The eps within ``est ± 3·width`` whose output is closest to ``obs`` in tolerance units (worst element).
 
     The reference's x̂ scales exactly with inv_std: x̂(eps) = x̂ · √(var + eps₀) / √(var + eps), so each
     trial costs one elementwise pass and no reference run.  Needed where the per-channel least-squares
     solve is noisy (float16/bfloat16 outputs)."""
-    ax = case.channel_axis
     xv = channel_view(np.asarray(xr, np.float64), ax)
     ov = channel_view(np.asarray(obs, np.float64), ax)
     C = xv.shape[0]
@@ -172,7 +179,7 @@ def _refine_eps(case, inputs, sem, output, obs, xr, var_used, est, width, tol) -
     return best
 
 
-def _eps_resolution(case, output, obs, xr, gamma, var_used, eps, inv_ref, tol) -> float:
+def _eps_resolution(case, output, obs, xr, gamma, var_used, eps, inv_ref, tol, ax) -> float:
     """How far eps can move before some element of the output moves by its whole tolerance:
     min over elements of tol_i / |d out_i / d eps|, with d x̂/d eps = −x̂ / (2(var + eps))."""
     if tol is None:
@@ -182,13 +189,14 @@ def _eps_resolution(case, output, obs, xr, gamma, var_used, eps, inv_ref, tol) -
             o = np.abs(np.asarray(obs, np.float64).reshape(-1))
             lim = tol.atol + tol.rtol * o
             slope = np.abs(inv_ref) / (2 * (var_used + eps))
-        else:
-            ax = case.channel_axis
-            xv = channel_view(np.asarray(xr, np.float64), ax)
-            g = np.ones(xv.shape[0]) if gamma is None else np.abs(np.asarray(gamma, np.float64))
-            ov = channel_view(np.asarray(obs, np.float64), ax)
-            lim = tol.atol + tol.rtol * np.abs(ov)
-            slope = g[:, None] * np.abs(xv) / (2 * (np.asarray(var_used)[:, None] + eps))
+        else:  # in the array's own layout, per-channel factors broadcast (no channel-major copies)
+            xa = np.asarray(xr, np.float64)
+            ax = ax % xa.ndim
+            shape = [1] * xa.ndim
+            shape[ax] = -1
+            g = np.ones(xa.shape[ax]) if gamma is None else np.abs(np.asarray(gamma, np.float64))
+            lim = tol.atol + tol.rtol * np.abs(np.asarray(obs, np.float64))
+            slope = (g / (2 * (np.asarray(var_used) + eps))).reshape(shape) * np.abs(xa)
         per = np.where(slope > 0, lim / slope, np.inf)
         per = per[np.isfinite(per)]
     return float(per.min()) if per.size else 0.0
