@@ -61,8 +61,6 @@ _TINY = {"float64": 5e-324, "float32": 2.0 ** -149, "float16": 2.0 ** -24, "bflo
 #: largest finite value of each dtype
 _MAX = {"float64": 1.7976931348623157e308, "float32": 3.4028234663852886e38, "float16": 65504.0,
         "bfloat16": 3.3895313892515355e38}
-#: coarser dtypes first is the wrong way round: finest first
-_FINEST_FIRST = ("float64", "float32", "float16", "bfloat16")
 
 _NORMALIZED = ("y", "x_hat", "eval_y")
 _STATISTICS = STATS  # outputs that no normalization arithmetic touches
