@@ -86,6 +86,19 @@ class Semantics:
     #: ``as_given``: the case's initial running stats; ``zeros``: mean 0 and var 0
     initial_running: Literal["as_given", "zeros"] = "as_given"
 
+    def eps_used(self, eps: float) -> float:
+        """The eps these conventions normalize with, given the case's ``eps``."""
+        e = float(self.eps_override if self.eps_override is not None else eps)
+        return max(e, float(self.eps_minimum)) if self.eps_minimum is not None else e
+
+    def batch_weight(self, momentum: float | None, step: int) -> float:
+        """The batch weight w of the running update at 1-based ``step``, given the case's ``momentum``
+        (a batch weight; ``None``: cumulative average)."""
+        if self.running_average == "cumulative" or (momentum is None and self.momentum_override is None):
+            return 1.0 / step
+        w = float(self.momentum_override if self.momentum_override is not None else momentum)
+        return 1.0 - w if self.momentum_direction == "reversed" else w
+
     def replace(self, **changes) -> "Semantics":
         """A copy with ``changes`` applied (fields are validated by name)."""
         return dataclasses.replace(self, **changes)

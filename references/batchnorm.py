@@ -226,9 +226,7 @@ def batch_norm_reference(
         C = x_steps[0].shape[channel_axis]
         if gamma is not None and len(gamma) != C or len(running_mean) != C:
             raise ValueError("channel axis swap is incompatible with the per-channel parameters")
-    eps_v = float(sem.eps_override if sem.eps_override is not None else eps)
-    if sem.eps_minimum is not None:
-        eps_v = max(eps_v, float(sem.eps_minimum))
+    eps_v = sem.eps_used(eps)
     rm = np.asarray(running_mean, np.float64).copy()
     rv = np.asarray(running_var, np.float64).copy()
     if sem.initial_running == "zeros":
@@ -263,12 +261,7 @@ def batch_norm_reference(
         mean, var_b, var_u, _m = batch_statistics(x, channel_axis, sem, in_dt)
         var_norm = var_b if sem.normalize_variance == "biased" else var_u
         var_run = var_b if sem.running_variance == "biased" else var_u
-        if sem.running_average == "cumulative" or (momentum is None and sem.momentum_override is None):
-            w = 1.0 / k
-        else:
-            w = float(sem.momentum_override if sem.momentum_override is not None else momentum)
-            if sem.momentum_direction == "reversed":
-                w = 1.0 - w
+        w = sem.batch_weight(momentum, k)
         new_rm = (1.0 - w) * rm + w * mean
         new_rv = (1.0 - w) * rv + w * var_run
         if sem.train_statistics == "batch":

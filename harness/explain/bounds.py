@@ -256,11 +256,7 @@ class Bounds:
         return self._cd[k]
 
     def _w(self, k: int) -> float:
-        sem, case = self.sem, self.case
-        if sem.running_average == "cumulative" or (case.momentum_weight is None and sem.momentum_override is None):
-            return 1.0 / k
-        w = float(sem.momentum_override if sem.momentum_override is not None else case.momentum_weight)
-        return 1.0 - w if sem.momentum_direction == "reversed" else w
+        return self.sem.batch_weight(self.case.momentum_weight, k)
 
     def running(self, model: Model):
         return _running_bounds(self.case, self.inputs, model, self.sem.running_variance == "unbiased",
@@ -303,11 +299,6 @@ class Bounds:
             d_v = d_v + u_c * np.abs(var) + _TINY[model.compute]
         return _NormStats(cd.mean, var, d_mu, d_v, np.asarray(nan_possible))
 
-    def _eps(self) -> float:
-        sem = self.sem
-        e = float(sem.eps_override if sem.eps_override is not None else self.case.eps)
-        return max(e, float(sem.eps_minimum)) if sem.eps_minimum is not None else e
-
     def _inv_interval(self, ns: _NormStats, model: Model, eps: float):
         """(inv_std, δinv_std) per channel from the variance interval (exact), plus three roundings."""
         u_c = UNIT_ROUNDOFF[model.compute]
@@ -345,7 +336,7 @@ class Bounds:
             ns = self._norm_stats(model, output, step)
             if ns is None:
                 return None
-            val, d = self._inv_interval(ns, model, self._eps())
+            val, d = self._inv_interval(ns, model, self.sem.eps_used(self.case.eps))
         else:
             return None
         return val, d + 2 * u_o * np.abs(val) + _TINY[case.params_dtype]
@@ -360,7 +351,7 @@ class Bounds:
         if ns is None:
             return None
         u = UNIT_ROUNDOFF[model.compute]
-        eps = self._eps()
+        eps = self.sem.eps_used(self.case.eps)
         inv, d_inv = self._inv_interval(ns, model, eps)
         C = inv.shape[0]
         gamma = np.ones(C) if self.inputs.gamma is None else np.abs(np.asarray(self.inputs.gamma, np.float64))

@@ -98,9 +98,7 @@ class ReferenceCache:
         ax = case.channel_axis % len(case.shape)
         x = np.asarray(inputs.x[step - 1])
         xv = np.moveaxis(x, ax, 0).reshape(x.shape[ax], -1)[:, cols]  # (C, K)
-        eps = float(sem.eps_override if sem.eps_override is not None else case.eps)
-        if sem.eps_minimum is not None:
-            eps = max(eps, float(sem.eps_minimum))
+        eps = sem.eps_used(case.eps)
         with np.errstate(all="ignore"):
             y, _inv, x_hat = normalize(np.ascontiguousarray(xv.T), value["norm_mean"][step - 1], value["norm_var"][step - 1],
                                        inputs.gamma, inputs.beta, eps, 1, sem, np_dtype(case.dtype))

@@ -43,11 +43,6 @@ def _round_to(value: float, within: float) -> float:
     return float(f"{value:.12g}")
 
 
-def _eps_of(case, sem: Semantics) -> float:
-    e = float(sem.eps_override if sem.eps_override is not None else case.eps)
-    return max(e, float(sem.eps_minimum)) if sem.eps_minimum is not None else e
-
-
 def solve_eps(case, inputs, sem: Semantics, output: str, step: int, obs: np.ndarray,
               tol=None) -> tuple[float | None, float, str]:
     """The eps that makes the reference (under ``sem``) reproduce ``obs``'s per-channel scale.
@@ -64,7 +59,7 @@ def solve_eps(case, inputs, sem: Semantics, output: str, step: int, obs: np.ndar
         return none
     if output == "eval_y" and (sem.channel_axis_swapped or case.mode != "train"):
         return none
-    eps0 = _eps_of(case, sem)
+    eps0 = sem.eps_used(case.eps)
     if output == "eval_y":
         rm_steps = CACHE.get(case, inputs, sem, "running_mean")
         rv_steps = CACHE.get(case, inputs, sem, "running_var")
@@ -168,7 +163,7 @@ def _refine_eps(case, inputs, sem, output, obs, xr, var_used, est, width, tol, a
     trials = trials[trials > 0]
     best, best_score = est, math.inf
     with np.errstate(all="ignore"):
-        inv0 = 1.0 / np.sqrt(v + _eps_of(case, sem))
+        inv0 = 1.0 / np.sqrt(v + sem.eps_used(case.eps))
         lim = tol.atol + tol.rtol * np.abs(ov)
         for e in trials:
             k = (1.0 / np.sqrt(v + e)) / inv0
@@ -294,7 +289,7 @@ def solved_alternatives(case, inputs, sem: Semantics, output: str, step: int, ob
     out: list[tuple[Semantics, str, str]] = []
     eps, res, how = solve_eps(case, inputs, sem, output, step, obs, tol)
     if eps is not None:
-        cur = _eps_of(case, sem)
+        cur = sem.eps_used(case.eps)
         near = _known_near(eps, KNOWN_EPS, 0.25)
         if near is not None and near > 0 and abs(near - cur) > 1e-12 * max(cur, 1e-300):
             out.append((sem.replace(eps_override=near), "known_value", f"{how}; {near:g} is {KNOWN_EPS[near]}"))
