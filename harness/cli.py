@@ -1,7 +1,25 @@
 """``normconf``: run, validate and report BatchNorm conformance.
 
-Exit codes: 0 every outcome as expected; 1 some outcome not as expected;
-2 invalid input or usage (the message names file, line and field).
+Exit codes of ``normconf run`` (the ``EXIT_*`` constants below):
+
+* 0 (``EXIT_OK``): every case × backend pair as expected (an ``error`` that the
+  case's ``expect:`` declares is as expected).
+* 1 (``EXIT_UNEXPECTED``): some pair not as expected with a ``pass``,
+  ``explained`` or ``mismatch`` outcome (an unexpected mismatch or explanation,
+  or an expectation that no longer holds).
+* 2 (``EXIT_USAGE``): invalid input or usage (the message names file, line and
+  field); nothing run, nothing written.
+* 3 (``EXIT_ERROR``): some pair not as expected whose outcome is ``error``
+  (the backend crashed, timed out or raised).
+* 4 (``EXIT_UNAVAILABLE``): a requested backend (named by ``--backend``, or any
+  registered backend when ``--backend`` is not given) is unavailable; the
+  summary names what to install.  ``--allow-unavailable`` reports such backends
+  as skipped instead, without effect on the exit code.
+* 128 + signum: interrupted (130 SIGINT, 143 SIGTERM).
+
+When several apply the most serious wins: 4 over 3 over 1 (a run that could
+not test a backend, then one whose backend crashed, then a wrong result).
+The reports are written in every case but 2.
 Frameworks are imported only by the worker processes of the selected backends,
 so ``normconf --help`` imports none.
 """
@@ -15,7 +33,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_ERROR, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+#: the row message of a backend that is not available (``harness.results.rows_for``)
+UNAVAILABLE_PREFIX = "backend unavailable:"
 
 
 class UsageError(Exception):
@@ -85,30 +105,66 @@ def _progress_factory(total: int):
     return prog, update
 
 
-def print_summary(df, out=None) -> None:
+def unavailable_backends(df) -> dict[str, str]:
+    """{backend: reason} for the backends of a results table that were not available (in run order)."""
+    out: dict[str, str] = {}
+    if not len(df):
+        return out
+    msgs = df["message"].fillna("").astype(str)
+    hit = df[(df["outcome"] == "unsupported") & msgs.str.startswith(UNAVAILABLE_PREFIX)]
+    for backend, msg in zip(hit["backend"], hit["message"]):
+        out.setdefault(str(backend), str(msg)[len(UNAVAILABLE_PREFIX):].strip())
+    return out
+
+
+def _not_as_expected(value) -> bool:
+    """``as_expected`` is False (not None/NA: an unavailable backend has no verdict)."""
+    import pandas as pd
+
+    return value is not None and value is not pd.NA and str(value) == "False"
+
+
+def _verdicts(df) -> tuple[dict, list, dict[str, str]]:
+    """(pair counts per backend and outcome, pairs not as expected, unavailable backends)."""
+    from harness.results import SEVERITY
+
+    counts: dict[str, dict[str, int]] = {}
+    unexpected = []
+    if len(df):
+        for (case, backend), g in df.groupby(["case", "backend"], sort=False):
+            overall = max(g["outcome"], key=lambda o: SEVERITY[o])
+            counts.setdefault(backend, {}).setdefault(overall, 0)
+            counts[backend][overall] += 1
+            if _not_as_expected(g["as_expected"].iloc[0]):
+                bad = g[g["outcome"] == overall].iloc[0]
+                unexpected.append((case, backend, overall, bad["output"] or "", bad["explanation"] or "",
+                                   bad["message"] or ""))
+    return counts, unexpected, unavailable_backends(df)
+
+
+def run_exit_code(df, allow_unavailable: bool = False) -> int:
+    """The exit code of a complete run's results (see the module docstring): 4 > 3 > 1 > 0."""
+    _, unexpected, unavailable = _verdicts(df)
+    if unavailable and not allow_unavailable:
+        return EXIT_UNAVAILABLE
+    if any(overall == "error" for _, _, overall, *_ in unexpected):
+        return EXIT_ERROR
+    return EXIT_UNEXPECTED if unexpected else EXIT_OK
+
+
+def print_summary(df, out=None, allow_unavailable: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.results import SEVERITY
-
     console = Console(file=out or sys.stdout, width=120)
-    pairs = df.groupby(["case", "backend"], sort=False)
-    counts: dict[str, dict[str, int]] = {}
-    unexpected = []
-    for (case, backend), g in pairs:
-        overall = max(g["outcome"], key=lambda o: SEVERITY[o])
-        counts.setdefault(backend, {}).setdefault(overall, 0)
-        counts[backend][overall] += 1
-        if g["as_expected"].iloc[0] is False or (str(g["as_expected"].iloc[0]) == "False"):
-            bad = g[g["outcome"] == overall].iloc[0]
-            unexpected.append((case, backend, overall, bad["output"] or "", bad["explanation"] or "", bad["message"] or ""))
+    counts, unexpected, unavailable = _verdicts(df)
     table = Table(title="normconf: outcomes per backend (case × backend pairs)")
     cols = ["pass", "explained", "mismatch", "unsupported", "error"]
     table.add_column("backend")
     table.add_column("version")
     for c in cols:
         table.add_column(c, justify="right")
-    versions = df.groupby("backend")["backend_version"].first().to_dict()
+    versions = df.groupby("backend")["backend_version"].first().to_dict() if len(df) else {}
     for backend, cnt in counts.items():
         table.add_row(backend, str(versions.get(backend) or ""), *[str(cnt.get(c, 0) or "") for c in cols])
     console.print(table)
@@ -119,8 +175,19 @@ def print_summary(df, out=None) -> None:
             console.print(f"  {case} [{backend}] {overall}{' ' + output if output else ''}: {detail[:300]}", markup=False, highlight=False)
         if len(unexpected) > 50:
             console.print(f"  ... and {len(unexpected) - 50} more (see results.csv)")
-    else:
-        console.print("[bold green]every outcome as expected[/]")
+    if unavailable:
+        n = len(unavailable)
+        if allow_unavailable:
+            console.print(f"[bold yellow]{n} requested backend(s) unavailable, skipped (--allow-unavailable):[/]")
+        else:
+            console.print(f"[bold red]{n} requested backend(s) unavailable: install what each line names, "
+                          "or pass --allow-unavailable to skip them:[/]")
+        for backend, reason in unavailable.items():
+            # one line each, never wrapped: the install command stays copyable
+            console.print(f"  {backend}: unavailable: {reason}", markup=False, highlight=False, soft_wrap=True)
+    if not unexpected and (allow_unavailable or not unavailable):
+        tail = f" (on the available backends; {len(unavailable)} skipped)" if unavailable else ""
+        console.print(f"[bold green]every outcome as expected{tail}[/]")
 
 
 #: subfolder of ``--out`` that receives the results of an interrupted run (``meta.partial`` true);
@@ -210,7 +277,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         cases = [lc for lc in cases if any(fnmatch.fnmatchcase(lc.id, pat) for pat in args.case)]
         if not cases:
             raise UsageError(f"--case {' '.join(args.case)} matched no case")
-    with Runner(tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout) as runner:
+    try:
+        runner = Runner(tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout,
+                        conventions=args.conventions)
+    except ValueError as e:  # --conventions
+        raise UsageError(str(e)) from None
+    with runner:
         check_expectations(all_cases, runner.adapters)  # a typo is a mistake even in a case not selected
         backends = _select_backends(runner, _csv_list(args.backend))
         total = len(cases) * len(backends)
@@ -249,7 +321,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if stale.is_dir() and (stale / "results.json").exists():
                 shutil.rmtree(stale, ignore_errors=True)  # an older interrupted run's leftovers
     if len(df) or not summary.partial:
-        print_summary(df)
+        print_summary(df, allow_unavailable=args.allow_unavailable)
     if summary.partial:
         kept = (f"the complete report in {out} is unchanged" if (out / "results.json").exists()
                 else f"no complete report in {out}")
@@ -257,8 +329,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{meta['completed_pairs']} of {total} case × backend pairs; {kept})")
         return 128 + signum
     print(f"wrote {', '.join(str(p) for p in written)}")
-    ok = df["as_expected"].fillna(True).astype(bool).all() if len(df) else True
-    return EXIT_OK if ok else EXIT_UNEXPECTED
+    return run_exit_code(df, allow_unavailable=args.allow_unavailable)
 
 
 def _signal_label(signum: int) -> str:
@@ -309,12 +380,14 @@ def cmd_backends(args: argparse.Namespace) -> int:
         backends = _select_backends(runner, _csv_list(args.backend))
         info = runner.backend_info(backends)
     table = Table(title="normconf backends")
-    for col in ("backend", "framework", "worker", "available", "version", "reason / description"):
+    for col in ("backend", "framework", "worker", "available", "version", "conventions (profile)",
+                "reason / description"):
         table.add_column(col)
     for b in backends:
         cls = runner.adapters[b]
         reason, version = info.get(b, ("not probed", ""))
-        table.add_row(b, cls.framework, cls.worker, "no" if reason else "yes", version, reason or cls.description)
+        table.add_row(b, cls.framework, cls.worker, "no" if reason else "yes", version, runner.profile(b).describe(),
+                      reason or cls.description)
     Console(width=160).print(table)
     return EXIT_OK
 
@@ -376,6 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-j", type=int, default=1, help="parallel worker processes (default 1)")
     p.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS,
                    help=f"largest case size in input elements, shape × steps (default {DEFAULT_MAX_ELEMENTS})")
+    p.add_argument("--conventions", metavar="BACKEND|KNOB=VALUE,...",
+                   help="the conventions the --native/--adapter backends follow: a built-in backend's id (borrow "
+                        "its profile, e.g. torch) or knob=value pairs (e.g. running_variance=unbiased); the "
+                        "expected outcomes are derived from them (docs/profiles.md)")
+    p.add_argument("--allow-unavailable", action="store_true",
+                   help="skip requested backends that are not available instead of failing the run (exit 4)")
     _add_common(p)
     p.set_defaults(func=cmd_run)
 
@@ -406,7 +485,7 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     import importlib
 
     out = []
-    for mod in ("harness.report.cli", "harness.fuzz"):
+    for mod in ("harness.report.cli", "harness.fuzz", "harness.expect_accept"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:

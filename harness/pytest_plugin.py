@@ -3,9 +3,14 @@
 Items are named ``cases/seed_article.yaml::seed_article[torch]``.  A result
 that is not as expected fails with the metrics (and the explanation) in the
 message; an ``expect:`` entry that holds is a strict xfail (an expectation that
-no longer holds fails); ``unsupported`` and unavailable backends skip with the
-reason.  Options: ``--backend ID[,ID]`` (default: every registered backend),
-``--normconf-timeout S``, ``--adapter module:Name``, ``--native LIB``.
+no longer holds fails); ``unsupported`` cases skip with the reason.  An item
+of a requested backend that is unavailable (its framework is not installed)
+*fails* with what to install, as ``normconf run`` exits 4, unless
+``--normconf-allow-unavailable`` is given (then it skips with the reason).
+Options: ``--backend ID[,ID]`` (default: every registered backend),
+``--normconf-timeout S``, ``--adapter module:Name``, ``--native LIB``,
+``--normconf-allow-unavailable``, ``--normconf-conventions BACKEND|KNOB=VALUE,...`` (the
+conventions the ``--adapter``/``--native`` backends follow, as ``normconf run --conventions``).
 Cases tagged ``slow`` get the ``slow`` marker.  Works with pytest-xdist: each
 xdist worker holds its own :class:`~harness.runner.Runner`.
 """
@@ -30,6 +35,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--native", action="append", default=[], metavar="LIB", help="native BatchNorm library to run")
     g.addoption("--normconf-cases", action="store_true", default=False,
                 help="collect YAML case files even outside the cases/ folders")
+    g.addoption("--normconf-conventions", default=None, metavar="BACKEND|KNOB=VALUE,...",
+                help="conventions of the --adapter/--native backends (as normconf run --conventions)")
+    g.addoption("--normconf-allow-unavailable", action="store_true", default=False,
+                help="skip the items of backends that are not available (default: they fail with what to install)")
 
 
 def _runner(config: pytest.Config):
@@ -37,8 +46,11 @@ def _runner(config: pytest.Config):
     if r is None:
         from harness.runner import Runner
 
-        r = Runner(tuple(config.getoption("adapter")), tuple(config.getoption("native")),
-                   timeout=config.getoption("normconf_timeout"))
+        try:
+            r = Runner(tuple(config.getoption("adapter")), tuple(config.getoption("native")),
+                       timeout=config.getoption("normconf_timeout"), conventions=config.getoption("normconf_conventions"))
+        except ValueError as e:
+            raise pytest.UsageError(str(e)) from None
         config.stash[_RUNNER_KEY] = r
     return r
 
@@ -126,7 +138,10 @@ class CaseItem(pytest.Item):
         exp = self.loaded.case.expect.get(self.backend)
         unavailable = any(r.message.startswith("backend unavailable:") for r in rows)
         if unavailable:
-            pytest.skip(rows[0].message)
+            if self.config.getoption("normconf_allow_unavailable"):
+                pytest.skip(rows[0].message)
+            pytest.fail(f"{self.backend}: {rows[0].message} (or pass --normconf-allow-unavailable to skip it)",
+                        pytrace=False)
         as_expected = rows[0].as_expected if rows else False
         if exp is not None:
             # strict xfail: an expectation that holds is an xfail, one that no longer holds fails

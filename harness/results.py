@@ -161,8 +161,10 @@ def rows_for(
     result: Any,  # harness.worker.BackendResult
     expected: dict[str, list[np.ndarray]] | None,
     inputs: Inputs | None,
+    profile: Any = None,  # harness.profiles.Profile: the backend's declared conventions
 ) -> list[Row]:
-    """Rows of one (case, backend) pair, including the expectation verdict."""
+    """Rows of one (case, backend) pair, including the expectation verdict (derived from
+    ``profile`` unless the case has an ``expect`` entry for the backend)."""
     case = lc.case
     base = dict(_case_fields(lc), backend=backend, backend_version=result.version, notes="; ".join(result.notes))
     rows: list[Row] = []
@@ -209,7 +211,8 @@ def rows_for(
                 ))
     if REVIEWER is not None and any(r.outcome in ("mismatch", "explained") for r in rows):
         REVIEWER(case, inputs, rows, result.outputs, expected, memory if result.status == "ok" else None)
-    apply_expectation(case, backend, rows, unavailable=result.status == "unavailable")
+    apply_expectation(case, backend, rows, unavailable=result.status == "unavailable", profile=profile,
+                      inputs=inputs, observed=result.outputs if result.status == "ok" else None)
     return rows
 
 
@@ -260,22 +263,28 @@ def because_matches(because: str, labels: Iterable[str]) -> bool:
     return any(want <= _labels(lab) for lab in labels)
 
 
-def apply_expectation(case: Case, backend: str, rows: list[Row], unavailable: bool = False) -> None:
+def apply_expectation(case: Case, backend: str, rows: list[Row], unavailable: bool = False, profile: Any = None,
+                      inputs: Inputs | None = None, observed: dict | None = None) -> None:
     """Fill the expectation columns and ``as_expected`` of one pair's rows (in place).
 
-    Without an ``expect`` entry a pair is as expected when every row is ``pass`` or
-    ``unsupported``, or ``explained`` by precision at the case's own dtype or finer
-    (:func:`own_precision`).
+    With an ``expect`` entry for the backend, the pair must match it.  Without one, the
+    expectation is derived from the backend's convention ``profile``
+    (:func:`harness.profiles.judge_pair`): every row ``pass`` or ``unsupported``, ``explained``
+    by precision at the case's own dtype or finer (:func:`own_precision`), or explained by the
+    profile's conventions (and its declared working precision); an entry the backend does not
+    show fails the pair.  No profile: the backend follows the case.
     """
+    from harness.profiles import Profile, judge_pair
+
     exp = case.expect.get(backend)
     overall = pair_outcome(rows)
+    derived = None
     if unavailable:
         verdict, note = None, ""
     elif exp is None:
-        verdict = all(r.outcome in ("pass", "unsupported")
-                      or (r.outcome == "explained" and own_precision(case, r.explanation, r.output))
-                      for r in rows)
-        note = ""
+        derived = judge_pair(case, inputs, profile if profile is not None else Profile(backend), rows, observed,
+                             own_precision, tolerance_for, output_dtype)
+        verdict, note = derived.as_expected, derived.note
     else:
         verdict = overall == exp.outcome
         note = ""
@@ -294,6 +303,9 @@ def apply_expectation(case: Case, backend: str, rows: list[Row], unavailable: bo
         r.as_expected = verdict
         if exp is not None:
             r.expected_outcome, r.expected_because, r.expectation_reason = exp.outcome, exp.because or "", exp.reason
+        elif derived is not None and derived.expected_because:
+            r.expected_outcome, r.expected_because = "explained", derived.expected_because
+            r.expectation_reason = f"{profile.name} profile" if profile is not None else ""
         if note and r.outcome == overall:
             r.message = f"{note}; {r.message}" if r.message else note
 

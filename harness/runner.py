@@ -38,6 +38,7 @@ from harness.adapters import all_adapters
 from harness.cases import LoadedCase
 from harness.inputs import Inputs, generate
 from harness.oracle import expected_outputs
+from harness.profiles import Profile, parse_conventions, profile_of
 from harness.results import Row, rows_for
 
 #: default per-task timeout in seconds (``--timeout``)
@@ -208,11 +209,20 @@ class Runner:
     """
 
     def __init__(self, extra_specs: tuple[str, ...] = (), native_paths: tuple[str, ...] = (),
-                 timeout: float = DEFAULT_TIMEOUT, cache_size: int = 4):
+                 timeout: float = DEFAULT_TIMEOUT, cache_size: int = 4, conventions: str | None = None):
+        """``conventions``: the profile of the ``--adapter``/``--native`` backends (a built-in backend's
+        id or ``knob=value,...``, :func:`harness.profiles.parse_conventions`); raises ValueError."""
         self.extra_specs = tuple(extra_specs)
         self.native_paths = tuple(str(Path(p).resolve()) for p in native_paths)
         self.timeout = timeout
         self.adapters = all_adapters(self.extra_specs, self.native_paths)
+        #: backends named with --adapter/--native (the ones ``conventions`` applies to)
+        self.user_backends = set(self.adapters) - set(all_adapters()) if (extra_specs or native_paths) else set()
+        self.user_profile = None
+        if conventions:
+            if not self.user_backends:
+                raise ValueError("--conventions applies to the backends of --native and --adapter; none was given")
+            self.user_profile = parse_conventions(conventions, self.adapters)
         self._cache: OrderedDict[str, tuple[Inputs, dict]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
@@ -321,8 +331,15 @@ class Runner:
         res = self.run_backend(lc, backend)
         if res.status == "ok":
             inputs, ref = self.expected(lc)
-            return rows_for(lc, backend, res, ref, inputs)
-        return rows_for(lc, backend, res, None, None)
+            return rows_for(lc, backend, res, ref, inputs, self.profile(backend))
+        return rows_for(lc, backend, res, None, None, self.profile(backend))
+
+    def profile(self, backend: str) -> Profile:
+        """The conventions ``backend`` declares (or was given with ``conventions``)."""
+        if self.user_profile is not None and backend in self.user_backends:
+            return Profile(f"{backend} ({self.user_profile.name})", self.user_profile.entries)
+        cls = self.adapters.get(backend)
+        return profile_of(cls) if cls is not None else Profile(backend)
 
     def backend_info(self, backends: list[str]) -> dict[str, tuple[str | None, str]]:
         """{backend: (unavailable reason or None, version)}, asked of each group's worker."""

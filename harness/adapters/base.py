@@ -18,6 +18,9 @@ Contract:
 * ``version()``: the framework's version string.
 * ``unsupported(case)``: ``None`` or the reason this case cannot be expressed
   (declared capabilities: dtypes, layouts, modes, ranks, ...).
+* ``conventions``: the backend's convention profile (:class:`harness.profiles.Convention`
+  entries, each with a reason and evidence): the expected outcome of every case is derived
+  from it.
 * ``run(case, inputs)``: an :class:`Observed` with one list per output (one
   array per step), in the case's layout; raise :class:`Unsupported` when the
   framework itself refuses (decided by trying, message kept).
@@ -62,6 +65,9 @@ class Adapter:
     layouts: ClassVar[tuple[str, ...]] = ("channels_first", "channels_last")
     modes: ClassVar[tuple[str, ...]] = ("train", "eval")
     ranks: ClassVar[tuple[int, ...]] = (2, 3, 4, 5)
+    #: the conventions this backend always follows, whatever the case asks, each with its evidence
+    #: (:mod:`harness.profiles`); empty: it follows the case's conventions
+    conventions: ClassVar[tuple] = ()
 
     def available(self) -> str | None:
         return None

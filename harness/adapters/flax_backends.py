@@ -41,6 +41,21 @@ import numpy as np
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.profiles import convention
+
+_FLAX_STATS = "flax/linen/normalization.py (_compute_stats: var = mean(x^2) - mean(x)^2, clamped at 0)"
+#: linen and nnx share ``_compute_stats``: the population variance for normalizing and for the running update
+FLAX_CONVENTIONS = (
+    convention("normalize_variance", "biased", "_compute_stats returns the population variance (divides by m)", _FLAX_STATS),
+    convention("running_variance", "biased", "ra_var is blended with the same variance", _FLAX_STATS),
+)
+#: nnx.BatchNorm creates its running statistics in float32 whatever ``param_dtype`` says
+NNX_FLOAT32_STATISTICS = convention(
+    "working_precision", "float32",
+    "nnx.BatchNorm creates its mean/var BatchStat variables as jnp.float32 arrays (not param_dtype), so the "
+    "running statistics of a float64 case are held and updated in float32",
+    "flax/nnx/nn/normalization.py (BatchNorm.__init__: nnx.BatchStat(jnp.zeros(feature_shape, jnp.float32)))",
+    applies_to=("float64",), outputs=("running_mean", "running_var", "eval_y"))
 
 JAX_ENV = {"JAX_PLATFORMS": "cpu", "JAX_ENABLE_X64": "1"}
 
@@ -91,6 +106,7 @@ def _check_x64(case: Case) -> None:
 class _FlaxBase(Adapter):
     framework = "flax"
     worker = "jax"
+    conventions = FLAX_CONVENTIONS
     worker_env = dict(JAX_ENV)
 
     def available(self) -> str | None:
@@ -168,6 +184,7 @@ class FlaxLinen(_FlaxBase):
 class FlaxNNX(_FlaxBase):
     id = "flax-nnx"
     description = "flax.nnx.BatchNorm (nnx.jit, CPU), BatchStat variables"
+    conventions = (*FLAX_CONVENTIONS, NNX_FLOAT32_STATISTICS)
 
     def available(self) -> str | None:
         reason = super().available()

@@ -35,7 +35,20 @@ from typing import ClassVar
 
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
 from harness.cases import Case
+from harness.adapters.tensorflow import KERAS3_CONVENTIONS
 from harness.inputs import Inputs
+from harness.profiles import convention
+
+#: Keras 3 promotes 64-bit dtypes to 32-bit on every backend but TensorFlow (to match JAX's default):
+#: BatchNormalization.call computes in ``backend.result_type(inputs.dtype, "float32")``, which is float32
+#: for a float64 input, and casts the result back
+KERAS3_FLOAT64_IN_FLOAT32 = convention(
+    "working_precision", "float32",
+    "backend.result_type maps float64 to float32 (BIT64_TO_BIT32_DTYPE, 'aligned with JAX's default behavior') on "
+    "the torch, JAX and NumPy backends, so BatchNormalization.call computes a float64 input in float32",
+    "keras/src/backend/common/dtypes.py (BIT64_TO_BIT32_DTYPE, _lattice_result_type); "
+    "keras/src/layers/normalization/batch_normalization.py (call: compute_dtype = backend.result_type(inputs.dtype, "
+    "'float32'))", applies_to=("float64",))
 
 #: framework messages that mean "this dtype has no kernel / is not supported here"
 _DTYPE_REFUSAL = re.compile(
@@ -56,6 +69,7 @@ class _KerasOtherBackend(Adapter):
     keras_backend: ClassVar[str] = ""
     #: the backend's own distribution (for ``available``/``version``)
     backend_module: ClassVar[str] = ""
+    conventions = (*KERAS3_CONVENTIONS, KERAS3_FLOAT64_IN_FLOAT32)
 
     def available(self) -> str | None:
         return missing("keras", "pip install keras") or missing(self.backend_module, f"pip install {self.backend_module}")

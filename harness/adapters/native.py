@@ -24,6 +24,10 @@ import numpy as np
 from harness.adapters.base import Adapter, Observed, Unsupported
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.profiles import convention
+
+_CPP_SRC = "native/include/normconf/batch_norm.hpp (Semantics: the biased variance over N x spatial)"
+_TINY = "/usr/include/tiny_dnn/util/math_functions.h (moments: vector_div(*variance, max(1, m - 1)))"
 
 #: Debian packages the tiny-dnn backend needs at build time
 TINYDNN_APT = "tiny-dnn libcereal-dev libstb-dev libgemmlowp-dev"
@@ -83,6 +87,10 @@ class CppAdapter(NativeAdapter):
     framework = "normconf C++ (bundled)"
     description = ("normconf's own C++ BatchNorm (the seed article's design: biased variance, eps inside sqrt, "
                    "batch-weight momentum) through the C ABI")
+    conventions = (
+        convention("normalize_variance", "biased", "normalizes with the biased variance (its design)", _CPP_SRC),
+        convention("running_variance", "biased", "blends the biased variance into the running variance", _CPP_SRC),
+    )
 
     def library_path(self, case: Case | None = None) -> Path:
         from harness.native import bundled_library
@@ -124,6 +132,12 @@ class TinyDnnAdapter(NativeAdapter):
 
     id = "tiny-dnn"
     framework = "tiny-dnn"
+    conventions = (
+        convention("normalize_variance", "unbiased",
+                   "moments() divides the sum of squared deviations by m - 1 (at least 1)", _TINY),
+        convention("running_variance", "unbiased",
+                   "the running variance is blended with the same moments() variance", _TINY),
+    )
     description = "the real tiny_dnn::batch_normalization_layer (Debian headers) through a C ABI shim"
 
     def library_path(self, case: Case | None = None) -> Path:

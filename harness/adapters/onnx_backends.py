@@ -47,6 +47,26 @@ import numpy as np
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.profiles import convention
+
+_ONNX_BN = "https://onnx.ai/onnx/operators/onnx__BatchNormalization.html (version 15: current_var = ReduceVar(X))"
+_ONNX_ATTR = "onnx/onnx.proto (AttributeProto: float f = 2, a 32-bit float)"
+#: BatchNormalization-15 in training mode: the population variance for both uses
+ONNX_TRAIN_CONVENTIONS = (
+    convention("normalize_variance", "biased", "the spec normalizes with current_var = ReduceVar(X), the population variance", _ONNX_BN),
+    convention("running_variance", "biased", "running_var = input_var * momentum + current_var * (1 - momentum)", _ONNX_BN),
+    convention("attribute_dtype", "float32",
+               "float attributes are 32-bit whatever the tensor type: a float64 model blends its running "
+               "statistics with the batch weight 1 - fl32(momentum) (1 - fl32(0.9) = 0.10000002384) and "
+               "normalizes with fl32(epsilon)", _ONNX_ATTR),
+)
+#: the reference evaluator's BatchNormalization-9 with a momentum attribute
+ONNX_REFERENCE_OPSET9_CONVENTIONS = (
+    convention("eval_statistics", "blended",
+               "BatchNormalization_9._run with a momentum attribute blends the batch mean/var into the given "
+               "statistics and normalizes with the blended ones, also in inference",
+               "onnx/reference/ops/op_batch_normalization.py (BatchNormalization_9._run)"),
+)
 
 #: cached sessions per process (LRU)
 MAX_CACHED = 256
@@ -90,6 +110,7 @@ class _OnnxBackend(Adapter):
     params_as: ClassVar[str] = "inputs"
     #: ORT graph optimizations at their default level (ORT_ENABLE_ALL) or disabled
     optimize: ClassVar[bool] = True
+    conventions = ONNX_TRAIN_CONVENTIONS
 
     def available(self) -> str | None:
         return missing("onnx", "pip install onnx") or (
@@ -230,6 +251,7 @@ class OrtOpset9(_OnnxBackend):
     opset = 9
     modes = ("eval",)
     description = "ONNX Runtime CPU, opset 9 (inference only), parameters as graph inputs"
+    conventions = ()  # inference only: the variance estimators and the momentum attribute do not apply
 
 
 class OrtOpset9Init(_OnnxBackend):
@@ -238,6 +260,7 @@ class OrtOpset9Init(_OnnxBackend):
     modes = ("eval",)
     params_as = "initializers"
     description = "ONNX Runtime CPU, opset 9 (inference only), parameters as initializers (an exported inference model)"
+    conventions = ()
 
 
 class OnnxReference(_OnnxBackend):
@@ -254,6 +277,7 @@ class OnnxReferenceOpset9(_OnnxBackend):
     opset = 9
     modes = ("eval",)
     description = "onnx.reference.ReferenceEvaluator, opset 9 (inference only), parameters as graph inputs"
+    conventions = ONNX_REFERENCE_OPSET9_CONVENTIONS
 
 
 ADAPTERS = [Ort, OrtInit, OrtInitNoopt, OrtOpset9, OrtOpset9Init, OnnxReference, OnnxReferenceOpset9]

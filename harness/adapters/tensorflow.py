@@ -37,13 +37,38 @@ import os
 import re
 import time
 from collections import OrderedDict
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
 from harness.cases import Case
 from harness.inputs import Inputs, np_dtype
+from harness.profiles import convention
+
+_TF_MOMENTS = "tensorflow/python/ops/nn_impl.py (moments: variance = reduce_mean(squared_difference(x, mean)))"
+_TF_FUSED = ("tensorflow/core/kernels/fused_batch_norm_op.cc (FusedBatchNorm<CPUDevice>: \"This adjustment is for "
+             "Bessel's correction\", rest_size_adjust = m / (m - 1))")
+_KERAS3_MOMENTS = "keras/src/backend/{tensorflow,torch,jax,numpy}/nn.py (moments) and keras/src/layers/normalization/batch_normalization.py (call)"
+#: tf.nn.moments: the population (biased) variance
+TF_NN_CONVENTIONS = (
+    convention("normalize_variance", "biased", "tf.nn.moments returns the population variance (divides by m)", _TF_MOMENTS),
+)
+#: FusedBatchNormV3 normalizes with the population variance, returns and blends the Bessel-corrected one
+TF_FUSED_CONVENTIONS = (
+    convention("normalize_variance", "biased", "the kernel normalizes with the population variance", _TF_FUSED),
+    convention("reported_variance", "unbiased",
+               "the batch_variance output is the population variance times m/(m-1)", _TF_FUSED),
+    convention("running_variance", "unbiased",
+               "with exponential_avg_factor the running variance blends in the corrected batch variance", _TF_FUSED),
+)
+#: keras.layers.BatchNormalization (every Keras 3 backend): ops.moments' biased variance for both uses
+KERAS3_CONVENTIONS = (
+    convention("normalize_variance", "biased", "ops.moments returns the population variance (divides by m)",
+               _KERAS3_MOMENTS),
+    convention("running_variance", "biased", "moving_variance is blended with the same ops.moments variance",
+               _KERAS3_MOMENTS),
+)
 
 #: the worker group's environment (applied before TensorFlow/Keras are imported)
 TF_ENV = {
@@ -188,7 +213,7 @@ class _TFAdapter(Adapter):
     worker_env = dict(TF_ENV)
 
     def available(self) -> str | None:
-        return missing("tensorflow", "pip install tensorflow-cpu")
+        return missing("tensorflow", "pip install tensorflow")
 
     def version(self) -> str:
         return tf().__version__
@@ -217,6 +242,7 @@ class KerasTF(_TFAdapter):
     id = "keras-tf"
     framework = "keras"
     description = "keras.layers.BatchNormalization (Keras 3, TensorFlow backend), traced with tf.function"
+    conventions = KERAS3_CONVENTIONS
     _cache = _Cache()
 
     def version(self) -> str:
@@ -290,6 +316,7 @@ class TFNN(_TFAdapter):
 
     id = "tf-nn"
     description = "tf.nn.moments + tf.nn.batch_normalization (no running statistics), traced with tf.function"
+    conventions = TF_NN_CONVENTIONS
     _cache = _Cache()
 
     def _fn(self, case: Case):
@@ -352,6 +379,7 @@ class TFFused(_TFAdapter):
 
     id = "tf-fused"
     description = "tf.compat.v1.nn.fused_batch_norm (FusedBatchNormV3), NCHW/NHWC, traced with tf.function"
+    conventions = TF_FUSED_CONVENTIONS
     #: FusedBatchNormV3 refuses other ranks ("input must be 4 or 5-dimensional"); tests check it
     ranks = (4, 5)
     _cache = _Cache()

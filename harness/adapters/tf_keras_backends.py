@@ -46,9 +46,27 @@ from typing import ClassVar
 import numpy as np
 
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
-from harness.adapters.tensorflow import TF_ENV, keras_dtype_policy, keras_momentum, raise_if_refused_dtype, tf
+from harness.adapters.tensorflow import _TF_FUSED, _TF_MOMENTS, TF_ENV, keras_dtype_policy, keras_momentum, raise_if_refused_dtype, tf
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.profiles import convention
+
+_TF_KERAS_BN = "tf_keras/src/layers/normalization/batch_normalization.py (_fused_batch_norm; _moments via tf.nn.moments)"
+#: fused=True: FusedBatchNormV3 (normalizes with the population variance; the moving variance takes the
+#: op's Bessel-corrected batch variance)
+TF_KERAS_FUSED_CONVENTIONS = (
+    convention("normalize_variance", "biased", "FusedBatchNormV3 normalizes with the population variance",
+               _TF_KERAS_BN + "; " + _TF_FUSED),
+    convention("running_variance", "unbiased",
+               "the moving variance is updated by FusedBatchNormV3's exponential_avg_factor with its "
+               "Bessel-corrected batch variance", _TF_KERAS_BN + "; " + _TF_FUSED),
+)
+#: fused=False: tf.nn.moments' population variance for both uses
+TF_KERAS_UNFUSED_CONVENTIONS = (
+    convention("normalize_variance", "biased", "tf.nn.moments returns the population variance", _TF_KERAS_BN + "; " + _TF_MOMENTS),
+    convention("running_variance", "biased", "the moving variance is blended with the same variance",
+               _TF_KERAS_BN + "; " + _TF_MOMENTS),
+)
 
 TF_KERAS_ENV = {**TF_ENV, "TF_USE_LEGACY_KERAS": "1"}
 CUMULATIVE_REASON = ("cumulative average (w = 1/k) is not expressible: tf_keras BatchNormalization has one fixed "
@@ -67,7 +85,7 @@ class _TFKeras(Adapter):
     fused: ClassVar[bool] = True
 
     def available(self) -> str | None:
-        return missing("tensorflow", "pip install tensorflow-cpu") or missing("tf_keras", "pip install tf_keras")
+        return missing("tensorflow", "pip install tensorflow") or missing("tf_keras", "pip install tf_keras")
 
     def version(self) -> str:
         t = tf()
@@ -147,12 +165,14 @@ class TFKerasFused(_TFKeras):
     id = "tf-keras-fused"
     fused = True
     description = "tf_keras (Keras 2) BatchNormalization(fused=True): FusedBatchNormV3, eager"
+    conventions = TF_KERAS_FUSED_CONVENTIONS
 
 
 class TFKerasUnfused(_TFKeras):
     id = "tf-keras-unfused"
     fused = False
     description = "tf_keras (Keras 2) BatchNormalization(fused=False): tf.nn.moments + batch_normalization, eager"
+    conventions = TF_KERAS_UNFUSED_CONVENTIONS
 
 
 ADAPTERS = [TFKerasFused, TFKerasUnfused]

@@ -28,6 +28,24 @@ import numpy as np
 from harness.adapters.base import Adapter, Observed, Unsupported, missing, module_version
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.profiles import convention
+
+_TORCH_BN_DOCS = "https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html"
+#: torch.nn.BatchNorm*d's conventions (its documentation, section "Shape"/notes on the variance)
+TORCH_CONVENTIONS = (
+    convention("normalize_variance", "biased",
+               "in training the variance is computed with the biased estimator, torch.var(input, correction=0)",
+               _TORCH_BN_DOCS),
+    convention("running_variance", "unbiased",
+               "the value stored in the moving average of the variance is computed with the unbiased estimator, "
+               "torch.var(input, correction=1)", _TORCH_BN_DOCS),
+)
+_D2L = "https://d2l.ai/chapter_convolutional-modern/batch-norm.html (batch_norm; ported in harness/adapters/torch_backends.py)"
+#: Dive into Deep Learning's from-scratch batch_norm: ``var = ((X - mean) ** 2).mean(...)`` for both uses
+SCRATCH_CONVENTIONS = (
+    convention("normalize_variance", "biased", "var = ((X - mean) ** 2).mean(...): divides by m", _D2L),
+    convention("running_variance", "biased", "moving_var is blended with the same biased var", _D2L),
+)
 
 _HINT = "pip install torch==2.13.0 (make install does it)"
 
@@ -76,6 +94,7 @@ class _TorchBase(Adapter):
 class TorchModule(_TorchBase):
     id = "torch"
     description = "torch.nn.BatchNorm1d/2d/3d modules"
+    conventions = TORCH_CONVENTIONS
 
     def run(self, case: Case, inputs: Inputs) -> Observed:
         import torch
@@ -166,6 +185,7 @@ class TorchModule(_TorchBase):
 class TorchScratch(_TorchBase):
     id = "torch-scratch"
     description = "Dive into Deep Learning from-scratch BatchNorm in torch tensor ops (the seed article's PyTorch version)"
+    conventions = SCRATCH_CONVENTIONS
 
     def run(self, case: Case, inputs: Inputs) -> Observed:
         import torch
