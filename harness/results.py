@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from harness.cases import Case, LoadedCase
-from harness.compare import Tolerance, compare, default_tolerance
+from harness.compare import compare
 from harness.inputs import Inputs
+from harness.outputs import output_dtype, tolerance_for  # noqa: F401 (part of this module's API)
 
 #: the columns of results.csv, in order
 COLUMNS = [
@@ -106,19 +107,6 @@ def _case_fields(lc: LoadedCase) -> dict[str, Any]:
         momentum="cumulative" if c.momentum_weight is None else f"batch_weight={c.momentum_weight:g}",
         normalize_variance=c.normalize_variance, running_variance=c.running_variance, seed=seed,
     )
-
-
-def tolerance_for(case: Case, output: str) -> Tolerance:
-    """The case's override when it covers ``output``, else the dtype default."""
-    dtype = case.dtype if output in ("y", "eval_y", "x_hat") else case.params_dtype
-    t = case.tolerance
-    if t is not None and (t.outputs is None or output in t.outputs):
-        return Tolerance(float(t.rtol), float(t.atol), t.reason)
-    return default_tolerance(dtype)
-
-
-def output_dtype(case: Case, output: str) -> str:
-    return case.dtype if output in ("y", "eval_y", "x_hat") else case.params_dtype
 
 
 def _explain(case, inputs, output, step, observed, expected, tol, memory=None):

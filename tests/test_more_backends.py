@@ -166,7 +166,7 @@ def check(actual, expected, what: str):
 def test_translation_functions():
     from harness.adapters.flax_backends import CUMULATIVE_REASON, flax_momentum
     from harness.adapters.base import Unsupported
-    from harness.keras_common import keras_momentum, keras_unsupported
+    from harness.adapters._keras_common import keras_momentum, keras_unsupported
 
     for fn in (keras_momentum, flax_momentum):
         # the case's running_weight is used as given (no 1-(1-x) rounding), batch_weight is turned around
@@ -203,7 +203,7 @@ def test_worker_groups_and_environments():
 
 def test_adapter_modules_import_no_framework():
     code = ("import sys; import harness.adapters.keras_backends, harness.adapters.flax_backends, "
-            "harness.adapters.tf_keras_backends, harness.adapters.opencv_dnn, harness.keras_common; "
+            "harness.adapters.tf_keras_backends, harness.adapters.opencv_dnn, harness.adapters._keras_common; "
             "bad = [m for m in ('keras', 'tensorflow', 'tf_keras', 'jax', 'flax', 'torch', 'cv2', 'onnx') "
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

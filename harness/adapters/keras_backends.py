@@ -1,7 +1,7 @@
 """Keras 3 on its other backends: ``keras-torch``, ``keras-jax``, ``keras-numpy``.
 
 The same ``keras.layers.BatchNormalization`` as ``keras-tf`` (translation in
-:mod:`harness.keras_common`), run eagerly on another Keras backend.  Keras reads
+:mod:`harness.adapters._keras_common`), run eagerly on another Keras backend.  Keras reads
 ``KERAS_BACKEND`` once, when it is first imported, so each backend is its own
 worker group whose environment is set before anything is imported:
 
@@ -35,7 +35,7 @@ from typing import ClassVar
 
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
 from harness.cases import Case
-from harness.adapters.tensorflow import KERAS3_CONVENTIONS
+from harness.adapters._keras_common import KERAS3_CONVENTIONS
 from harness.inputs import Inputs
 from harness.profiles import convention
 
@@ -93,7 +93,7 @@ class _KerasOtherBackend(Adapter):
         return f"{keras.__version__} ({self.keras_backend} {getattr(mod, '__version__', '')})"
 
     def unsupported(self, case: Case) -> str | None:
-        from harness.keras_common import keras_unsupported
+        from harness.adapters._keras_common import keras_unsupported
 
         return super().unsupported(case) or keras_unsupported(case)
 
@@ -101,7 +101,7 @@ class _KerasOtherBackend(Adapter):
         return None
 
     def run(self, case: Case, inputs: Inputs) -> Observed:
-        from harness.keras_common import run_keras_layer
+        from harness.adapters._keras_common import run_keras_layer
 
         keras = self._keras()
         try:

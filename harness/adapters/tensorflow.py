@@ -44,12 +44,12 @@ import numpy as np
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
 from harness.cases import Case
 from harness.inputs import Inputs, np_dtype
+from harness.adapters._keras_common import KERAS3_CONVENTIONS, keras_dtype_policy, keras_momentum
 from harness.profiles import convention
 
 _TF_MOMENTS = "tensorflow/python/ops/nn_impl.py (moments: variance = reduce_mean(squared_difference(x, mean)))"
 _TF_FUSED = ("tensorflow/core/kernels/fused_batch_norm_op.cc (FusedBatchNorm<CPUDevice>: \"This adjustment is for "
              "Bessel's correction\", rest_size_adjust = m / (m - 1))")
-_KERAS3_MOMENTS = "keras/src/backend/{tensorflow,torch,jax,numpy}/nn.py (moments) and keras/src/layers/normalization/batch_normalization.py (call)"
 #: tf.nn.moments: the population (biased) variance
 TF_NN_CONVENTIONS = (
     convention("normalize_variance", "biased", "tf.nn.moments returns the population variance (divides by m)", _TF_MOMENTS),
@@ -61,13 +61,6 @@ TF_FUSED_CONVENTIONS = (
                "the batch_variance output is the population variance times m/(m-1)", _TF_FUSED),
     convention("running_variance", "unbiased",
                "with exponential_avg_factor the running variance blends in the corrected batch variance", _TF_FUSED),
-)
-#: keras.layers.BatchNormalization (every Keras 3 backend): ops.moments' biased variance for both uses
-KERAS3_CONVENTIONS = (
-    convention("normalize_variance", "biased", "ops.moments returns the population variance (divides by m)",
-               _KERAS3_MOMENTS),
-    convention("running_variance", "biased", "moving_variance is blended with the same ops.moments variance",
-               _KERAS3_MOMENTS),
 )
 
 #: the worker group's environment (applied before TensorFlow/Keras are imported)
@@ -127,29 +120,10 @@ def tf():
     return _tf_module
 
 
-def keras_momentum(case: Case) -> float:
-    """Keras ``momentum`` (weight of the *old* moving value) = 1 - w; a case's running_weight is used as given."""
-    if case.momentum == "cumulative":
-        raise Unsupported("cumulative average (w = 1/k) is not expressible: keras.layers.BatchNormalization has "
-                          "one fixed exponential 'momentum'")
-    if case.momentum.running_weight is not None:
-        return float(case.momentum.running_weight)
-    return 1.0 - float(case.momentum.batch_weight)
-
-
 def data_format(case: Case) -> str:
     """FusedBatchNorm ``data_format`` for the case's layout and rank (4-D/5-D)."""
     spatial = {4: "HW", 5: "DHW"}[case.rank]
     return f"NC{spatial}" if case.layout == "channels_first" else f"N{spatial}C"
-
-
-def keras_dtype_policy(case: Case) -> str | None:
-    """Keras dtype policy for (x dtype, parameter dtype), or None when Keras has none."""
-    if case.dtype == case.params_dtype:
-        return case.dtype
-    if case.params_dtype == "float32" and case.dtype in ("float16", "bfloat16"):
-        return f"mixed_{case.dtype}"
-    return None
 
 
 #: trace with the batch and spatial sizes left open (only rank and C fixed): one trace serves every
@@ -252,7 +226,7 @@ class KerasTF(_TFAdapter):
         return f"{keras.__version__} (tensorflow {tf().__version__})"
 
     def unsupported(self, case: Case) -> str | None:
-        from harness.keras_common import keras_unsupported  # shared with the other Keras backends
+        from harness.adapters._keras_common import keras_unsupported  # shared with the other Keras backends
 
         return super().unsupported(case) or keras_unsupported(case)
 

@@ -46,7 +46,8 @@ from typing import ClassVar
 import numpy as np
 
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
-from harness.adapters.tensorflow import _TF_FUSED, _TF_MOMENTS, TF_ENV, keras_dtype_policy, keras_momentum, raise_if_refused_dtype, tf
+from harness.adapters._keras_common import keras_dtype_policy, keras_momentum
+from harness.adapters.tensorflow import _TF_FUSED, _TF_MOMENTS, TF_ENV, raise_if_refused_dtype, tf
 from harness.cases import Case
 from harness.inputs import Inputs
 from harness.profiles import convention
@@ -94,7 +95,7 @@ class _TFKeras(Adapter):
         return f"{tf_keras.__version__} (tensorflow {t.__version__})"
 
     def unsupported(self, case: Case) -> str | None:
-        from harness.keras_common import keras_unsupported  # the dtype-policy refusal is Keras 3's too
+        from harness.adapters._keras_common import keras_unsupported  # the dtype-policy refusal is Keras 3's too
 
         reason = super().unsupported(case)
         if reason:

@@ -49,7 +49,7 @@ def _consistent(case, inputs, sem, own, output: str, step: int, obs, tol) -> tup
 
 def corroborate(case, inputs, rows: Sequence[Any], observed: dict, expected: dict, memory) -> None:
     """Demote (in place) each row whose convention is contradicted by another output of the pair."""
-    from harness.results import tolerance_for
+    from harness.outputs import tolerance_for
 
     found = getattr(memory, "rows", None)
     if not found:

@@ -235,7 +235,7 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
     """
     base = case.semantics
     if tol is None:
-        from harness.results import tolerance_for
+        from harness.outputs import tolerance_for
 
         tol = tolerance_for(case, output)
     if expected is None:

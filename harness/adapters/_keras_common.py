@@ -20,9 +20,10 @@ layout / ``channel_axis``  ``axis`` = 1 (channels-first) or -1 (channels-last); 
                            other combinations → unsupported
 =========================  ==============================================================
 
-``keras_momentum`` and ``keras_dtype_policy`` are the ones ``keras-tf``
-(:mod:`harness.adapters.tensorflow`) uses, imported from there so the Keras
-backends cannot drift apart.  :func:`run_keras_layer` is the backend-agnostic
+``keras_momentum`` and ``keras_dtype_policy`` are defined here and used by
+``keras-tf`` (:mod:`harness.adapters.tensorflow`) too, so the Keras backends
+cannot drift apart (the leading underscore keeps this module out of the backend
+registry).  :func:`run_keras_layer` is the backend-agnostic
 loop (eager calls, results through ``keras.ops.convert_to_numpy``); ``keras-tf``
 traces its calls with ``tf.function`` instead but could use :func:`make_layer`
 and :func:`keras_unsupported` unchanged.
@@ -39,12 +40,44 @@ from __future__ import annotations
 import numpy as np
 
 from harness.adapters.base import Observed, Unsupported
-from harness.adapters.tensorflow import keras_dtype_policy, keras_momentum
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.profiles import convention
 
 __all__ = ["keras_momentum", "keras_dtype_policy", "keras_unsupported", "make_layer", "run_keras_layer",
            "CUMULATIVE_REASON"]
+
+_KERAS3_MOMENTS = "keras/src/backend/{tensorflow,torch,jax,numpy}/nn.py (moments) and keras/src/layers/normalization/batch_normalization.py (call)"
+
+#: keras.layers.BatchNormalization (every Keras 3 backend): ops.moments' biased variance for both uses
+KERAS3_CONVENTIONS = (
+    convention("normalize_variance", "biased", "ops.moments returns the population variance (divides by m)",
+               _KERAS3_MOMENTS),
+    convention("running_variance", "biased", "moving_variance is blended with the same ops.moments variance",
+               _KERAS3_MOMENTS),
+)
+
+
+def keras_momentum(case: Case) -> float:
+    """Keras ``momentum`` (weight of the *old* moving value) = 1 - w; a case's running_weight is used as given."""
+    if case.momentum == "cumulative":
+        raise Unsupported("cumulative average (w = 1/k) is not expressible: keras.layers.BatchNormalization has "
+                          "one fixed exponential 'momentum'")
+    if case.momentum.running_weight is not None:
+        return float(case.momentum.running_weight)
+    return 1.0 - float(case.momentum.batch_weight)
+
+
+
+def keras_dtype_policy(case: Case) -> str | None:
+    """Keras dtype policy for (x dtype, parameter dtype), or None when Keras has none."""
+    if case.dtype == case.params_dtype:
+        return case.dtype
+    if case.params_dtype == "float32" and case.dtype in ("float16", "bfloat16"):
+        return f"mixed_{case.dtype}"
+    return None
+
+
 
 CUMULATIVE_REASON = ("cumulative average (w = 1/k) is not expressible: keras.layers.BatchNormalization has one "
                      "fixed exponential 'momentum'")
