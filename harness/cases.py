@@ -14,16 +14,18 @@ normalizing and for the running update, train mode, channels-first, float32.
 from __future__ import annotations
 
 import difflib
+import errno
 import math
 import os
 import re
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, ValidationInfo, field_validator
 
 from harness.semantics import DTYPES, Semantics
 
@@ -40,9 +42,33 @@ MAX_ALIASES = 100
 MAX_ALIAS_EXPANSION = 1_000_000
 #: deepest nesting of YAML collections accepted (a case needs 4)
 MAX_DEPTH = 32
-#: estimated bytes of memory per input element while a case runs: the float64 input, the float64
-#: reference y and x_hat, and a backend's copy (see :func:`estimated_bytes`)
-BYTES_PER_ELEMENT = 32
+#: float64 copies of every input element while a case runs: the float64 draw of the input, and the
+#: float64 reference y and x_hat (see :func:`bytes_per_element`)
+FLOAT64_COPIES = 3
+#: copies in the case dtype: the input handed to backends and a backend's output
+DTYPE_COPIES = 2
+#: bytes of one element in each case dtype
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
+#: largest finite float64; every number in a case file must lie within ±this
+FLOAT64_MAX = sys.float_info.max
+#: largest shape entry and seed: a signed 64-bit integer (NumPy, PyTorch and ONNX sizes are int64)
+MAX_INT64 = 2**63 - 1
+#: integer literals longer than this many characters are refused while reading (far beyond float64,
+#: and below Python's 4300-digit limit on converting decimal text to int)
+MAX_INT_LITERAL_CHARS = 1000
+#: problems of one kind listed for one file before the rest are counted (control characters)
+MAX_LISTED = 20
+#: folders visited when a case folder is searched (symbolic links are followed; loops are refused)
+MAX_FOLDERS = 10_000
+
+
+def bytes_per_element(dtype: str) -> int:
+    """Estimated bytes of memory per input element while a case of ``dtype`` runs."""
+    return FLOAT64_COPIES * 8 + DTYPE_COPIES * DTYPE_BYTES[dtype]
+
+
+#: the estimate for float32, the default dtype (32 bytes)
+BYTES_PER_ELEMENT = bytes_per_element("float32")
 
 StrictFloat = Annotated[float, Strict()]
 Number = Union[Annotated[int, Strict()], StrictFloat]
@@ -51,6 +77,52 @@ Number = Union[Annotated[int, Strict()], StrictFloat]
 def _not_blank(v: str) -> str:
     if len(v.strip()) < 3:
         raise ValueError(f"a reason must say why, in words (got {v!r})")
+    return v
+
+
+def _short_repr(v: Any, limit: int = 60) -> str:
+    """``repr(v)``, shortened; an integer of hundreds of digits is shown by its first digits and length
+    (``repr`` of a huge int is slow, and refused above 4300 digits)."""
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 64:
+        if v.bit_length() > 4 * MAX_INT_LITERAL_CHARS:
+            return f"an integer of {v.bit_length()} bits"
+        digits = str(abs(v))
+        return f"{'-' if v < 0 else ''}{digits[:6]}…{digits[-3:]} ({len(digits)} digits)"
+    rep = repr(v)
+    return rep if len(rep) <= limit else rep[: limit - 3] + "..."
+
+
+def _number_problem(v: Any) -> str | None:
+    """Why ``v`` (an int or float from a case) is not a finite number within float64 range."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        if -FLOAT64_MAX <= v <= FLOAT64_MAX:
+            return None
+        return f"must be a finite number within float64 range (got {_short_repr(v)}, beyond ±1.8e308)"
+    if isinstance(v, float) and not math.isfinite(v):
+        return f"must be a finite number within float64 range (got {v!r})"
+    return None
+
+
+def _finite(v: Any) -> Any:
+    problem = _number_problem(v)
+    if problem:
+        raise ValueError(problem)
+    return v
+
+
+#: the magnitude from which a number rounds to infinity in each dtype (the largest finite value plus
+#: half an ulp): 65520 for float16
+_OVERFLOW_AT = {"float16": 2.0**15 * (2 - 2.0**-11), "bfloat16": 2.0**127 * (2 - 2.0**-8),
+                "float32": 2.0**127 * (2 - 2.0**-24), "float64": math.inf}
+
+
+def _output_name(v: str) -> str:
+    from references.batchnorm import OUTPUT_NAMES
+
+    if v not in OUTPUT_NAMES:
+        hint = difflib.get_close_matches(v, OUTPUT_NAMES, n=1)
+        raise ValueError(f"unknown output (got {v!r})" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                         + f" The outputs are {', '.join(OUTPUT_NAMES)}")
     return v
 
 
@@ -68,6 +140,30 @@ class Generator(_Model):
     high: Number = 1.0
     value: Number = 0.0
     seed: Annotated[int, Strict(), Field(ge=0)] = 0
+
+    @field_validator("mean", "std", "low", "value")
+    @classmethod
+    def _finite_number(cls, v: Any) -> Any:
+        return _finite(v)
+
+    @field_validator("high")
+    @classmethod
+    def _high_above_low(cls, v: Any, info: ValidationInfo) -> Any:
+        _finite(v)
+        low, dist = info.data.get("low"), info.data.get("dist", "normal")
+        if dist == "uniform" and low is not None:
+            if v < low:
+                raise ValueError(f"high must be ≥ low for dist: uniform (got low {low!r}, high {v!r})")
+            if not math.isfinite(float(v) - float(low)):
+                raise ValueError(f"high - low must be within float64 range (got low {low!r}, high {v!r})")
+        return v
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_in_range(cls, v: int) -> int:
+        if v > MAX_INT64:
+            raise ValueError(f"a seed must be at most {MAX_INT64} (2**63 - 1) (got {_short_repr(v)})")
+        return v
 
 
 #: a per-channel value: one number for every channel, a list (one per channel), or a generator
@@ -105,13 +201,28 @@ class Tolerance(_Model):
     rtol: Annotated[Number, Field(ge=0)]
     atol: Annotated[Number, Field(ge=0)]
     reason: Annotated[str, Field(min_length=3)]
-    #: outputs it applies to (default: all)
-    outputs: list[str] | None = None
+    #: outputs it applies to (default: all); names from ``references.batchnorm.OUTPUT_NAMES``
+    outputs: list[Annotated[str, AfterValidator(_output_name)]] | None = None
 
     @field_validator("reason")
     @classmethod
     def _reason_not_blank(cls, v: str) -> str:
         return _not_blank(v)
+
+    @field_validator("rtol", "atol")
+    @classmethod
+    def _finite_tolerance(cls, v: Any) -> Any:
+        if isinstance(v, float) and math.isinf(v):
+            raise ValueError("must be a finite number within float64 range (got inf): "
+                             "an infinite tolerance accepts any result")
+        return _finite(v)
+
+    @field_validator("outputs")
+    @classmethod
+    def _some_outputs(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("an empty list applies the tolerance to no output: leave 'outputs' out to apply it to all")
+        return v
 
 
 class Expectation(_Model):
@@ -147,13 +258,13 @@ class Case(_Model):
     normalize_variance: Literal["biased", "unbiased"] = "biased"
     running_variance: Literal["biased", "unbiased"] = "biased"
     #: ``true`` (gamma 1, beta 0), ``false`` (no affine parameters) or explicit values
-    affine: bool | Affine = True
+    affine: Annotated[bool, Strict()] | Affine = True
     running_mean: ValueSpec = 0.0
     running_var: ValueSpec = 1.0
     #: training steps, each on its own batch (eval cases: batches)
     steps: Annotated[int, Strict(), Field(ge=1, le=1000)] = 1
     #: after the training steps, run inference on the last batch (output ``eval_y``)
-    eval_after: bool = False
+    eval_after: Annotated[bool, Strict()] = False
     #: the input, generated ...
     input: Generator | None = None
     #: ... or explicit: a flat list in logical (N, C, *spatial) row-major order, or one list per step
@@ -166,6 +277,8 @@ class Case(_Model):
     @field_validator("eps")
     @classmethod
     def _eps_positive(cls, v: float) -> float:
+        if isinstance(v, int) and _number_problem(v):
+            raise ValueError(f"must be a finite number within float64 range (got {_short_repr(v)}); eps must be a finite number > 0")
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise ValueError(f"eps must be a finite number > 0")
         return float(v)
@@ -214,6 +327,13 @@ class Case(_Model):
     def n_elements(self) -> int:
         return math.prod(self.shape) * self.steps
 
+    @property
+    def footprint_elements(self) -> int:
+        """Elements counted with every zero dimension as 1 (× steps): what a case with an empty
+        batch still allocates, since the per-channel arrays and backends' buffers are sized by the
+        other dimensions.  Equal to :attr:`n_elements` when no dimension is 0."""
+        return math.prod(d for d in self.shape if d != 0) * self.steps
+
     def output_names(self) -> list[str]:
         """Outputs a complete backend produces for this case."""
         if self.mode == "eval":
@@ -226,15 +346,45 @@ class Case(_Model):
 # Errors
 
 
+_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def escape_text(s: str) -> str:
+    """``s`` with every character a terminal could act on written as an escape: control characters
+    (``\\x1b`` starts terminal escape sequences, ``\\x07`` rings the bell), format characters
+    (bidirectional overrides), line and paragraph separators, surrogates (undecodable file names)."""
+    if s.isprintable():
+        return s
+    out = []
+    for c in s:
+        if c.isprintable():
+            out.append(c)
+        elif c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        else:
+            o = ord(c)
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
+    return "".join(out)
+
+
 @dataclass
 class CaseError:
-    """One problem in a case file, with its position (1-based line and column)."""
+    """One problem in a case file, with its position (1-based line and column).
+
+    The file name, field and message are stored escaped (:func:`escape_text`): text from a case file
+    never reaches a terminal raw.
+    """
 
     file: str
     line: int
     column: int
     field: str
     message: str
+
+    def __post_init__(self) -> None:
+        self.file = escape_text(str(self.file))
+        self.field = escape_text(str(self.field))
+        self.message = escape_text(str(self.message))
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"
@@ -265,8 +415,9 @@ class LoadedCase:
 
 
 def estimated_bytes(case: Case) -> int:
-    """Memory a case needs while running, estimated before anything is allocated."""
-    return case.n_elements * BYTES_PER_ELEMENT
+    """Memory a case needs while running, estimated before anything is allocated: its
+    :attr:`~Case.footprint_elements` × :func:`bytes_per_element` of its dtype."""
+    return case.footprint_elements * bytes_per_element(case.dtype)
 
 
 def physical_memory() -> int | None:
@@ -279,18 +430,23 @@ def physical_memory() -> int | None:
 
 def _size_problem(case: Case, max_elements: int) -> str | None:
     """Why the case is too large to run (checked on the shape alone, before allocating)."""
-    n = case.n_elements
+    n = case.footprint_elements
     nbytes = estimated_bytes(case)
     shape = "×".join(str(d) for d in case.shape) + (f" × {case.steps} steps" if case.steps > 1 else "")
-    if n > 2**63 - 1:
-        return (f"{shape} = {n} elements overflows a 64-bit element count; "
+    if n == case.n_elements:
+        count = f"{shape} = {n} elements"
+    else:  # an empty batch: nothing to normalize, but the other dimensions are still allocated
+        count = (f"{shape} = 0 elements, but {n} with the zero dimension counted as 1 (the per-channel "
+                 f"arrays and backends' buffers are sized by the other dimensions)")
+    if n > MAX_INT64:
+        return (f"{count} overflows a 64-bit element count; "
                 f"estimated memory {nbytes} bytes: refused before allocating")
     mem = physical_memory()
     if mem is not None and nbytes > mem:
-        return (f"{shape} = {n} elements needs an estimated {nbytes} bytes ({_gib(nbytes)}), more than "
+        return (f"{count} needs an estimated {nbytes} bytes ({_gib(nbytes)}), more than "
                 f"this machine's {mem} bytes ({_gib(mem)}) of memory: refused before allocating")
     if n > max_elements:
-        return (f"{shape} = {n} elements exceeds the limit of {max_elements} elements "
+        return (f"{count} exceeds the limit of {max_elements} elements "
                 f"(estimated memory {nbytes} bytes, {_gib(nbytes)}); raise the limit with --max-elements")
     return None
 
@@ -348,29 +504,182 @@ def resolve_case_path(case_file: str | os.PathLike[str], value: str) -> Path:
 # YAML with positions
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-5`` (no dot) as a float, as YAML 1.2 does."""
+# YAML 1.2 core schema.  PyYAML implements YAML 1.1, which reads plain scalars that YAML 1.2 (and
+# most other tools today) read differently: `yes`/`on` are booleans, `010` is octal 8, `1:30` is the
+# sexagesimal 90, `1_000` is 1000, `2024-01-01` a date.  normconf reads every plain scalar as YAML 1.2's
+# core schema does (null, true/false, decimal / 0o octal / 0x hexadecimal integers, floats); a plain
+# scalar that YAML 1.1 would read as a different non-string value is refused with a message saying
+# both readings, since whoever wrote it may have meant either.  Merge keys (`<<`), a YAML 1.1
+# extension that most YAML 1.2 loaders keep, are kept.  The YAML 1.1-only tags (!!set, !!binary,
+# !!omap, !!pairs, !!timestamp) are refused.
+
+_CORE = "tag:yaml.org,2002:"
+#: the tag given to a plain scalar that YAML 1.1 and YAML 1.2 read differently (refused)
+_YAML11_TAG = "tag:normconf,2024:yaml11-ambiguous"
+_INT12 = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
+_FLOAT12 = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)")
+_BOOL12 = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_NULL12 = ("", "~", "null", "Null", "NULL")
+#: YAML 1.1 booleans that are strings in YAML 1.2.  The YAML 1.1 type repository lists y/Y/n/N too;
+#: PyYAML reads them as strings, and `y` is the name of BatchNorm's output (`outputs: [y]`), so they
+#: are read as strings here as well
+_BOOL11_ONLY = {w: b for b, words in ((True, "yes Yes YES on On ON"), (False, "no No NO off Off OFF"))
+                for w in words.split()}
+#: numbers that YAML 1.1 and 1.2 read alike (or that YAML 1.1 reads as a string): the fast path
+_SAME_NUMBER = re.compile(r"[-+]?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9]+(?:[eE][-+]?[0-9]+)?")
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9_]+")
+#: PyYAML's YAML 1.1 regular expressions, by tag
+_RESOLVERS11 = {tag: rx for lst in yaml.resolver.Resolver.yaml_implicit_resolvers.values() for tag, rx in lst}
+_CONSTRUCTOR11 = yaml.constructor.SafeConstructor()
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
+def _yaml12_value(v: str) -> Any:
+    """How YAML 1.2's core schema reads the plain scalar ``v`` (for numbers; anything else: the text)."""
+    if _INT12.fullmatch(v):
+        return int(v[2:], 16 if v[1] == "x" else 8) if v.startswith(("0x", "0o")) else int(v)
+    if _FLOAT12.fullmatch(v):
+        low = v.lower()
+        return (-math.inf if v[0] == "-" else math.inf) if low.endswith(".inf") else math.nan if low == ".nan" else float(v)
+    return v
+
+
+def _yaml11_problem(v: str) -> str | None:
+    """Why the plain scalar ``v`` is refused: YAML 1.1 reads it as a non-string value other than
+    YAML 1.2's reading (``None``: both read it alike)."""
+    if v in _BOOL11_ONLY:
+        b = "true" if _BOOL11_ONLY[v] else "false"
+        return (f"YAML 1.1 reads {v} as the boolean {b}, YAML 1.2 as the string {v!r}: write {b}, "
+                f"or quote it ({v!r}) if you mean the text")
+    if not v or v[0] not in "0123456789+-." or len(v) > MAX_INT_LITERAL_CHARS or _SAME_NUMBER.fullmatch(v):
+        return None
+    if _LEADING_ZERO.fullmatch(v):
+        return f"{v}: a leading zero is ambiguous (octal in YAML 1.1, decimal in 1.2): write {int(v.replace('_', ''))}"
+    for kind in ("int", "float", "timestamp"):
+        if _RESOLVERS11[_CORE + kind].match(v):
+            if kind == "timestamp":
+                return f"YAML 1.1 reads {v} as a date, YAML 1.2 as the string {v!r}: quote it ({v!r})"
+            try:
+                old = getattr(_CONSTRUCTOR11, f"construct_yaml_{kind}")(yaml.ScalarNode(_CORE + kind, v))
+            except (ValueError, ArithmeticError):  # pragma: no cover - the regex admits only numbers
+                return None
+            new = _yaml12_value(v)
+            if type(new) is type(old) and (new == old or (isinstance(old, float) and math.isnan(old) and math.isnan(new))):
+                return None
+            as12 = f"the string {v!r}" if isinstance(new, str) else f"the number {new!r}"
+            if ":" in v:
+                return (f"YAML 1.1 reads {v} as the sexagesimal (base 60) number {old!r}, YAML 1.2 as {as12}: "
+                        f"write {old!r}, or quote it ({v!r}) if you mean the text")
+            return f"YAML 1.1 reads {v} as the number {old!r}, YAML 1.2 as {as12}: write {old!r}"
+    return None
+
+
+class _Yaml12:
+    """Resolver mix-in: YAML 1.2 core schema; plain scalars YAML 1.1 reads otherwise get :data:`_YAML11_TAG`."""
+
+    yaml_implicit_resolvers: dict = {}
+
+    def resolve(self, kind, value, implicit):  # noqa: D102 - called by the parser for untagged nodes
+        if kind is yaml.ScalarNode and implicit[0] and _yaml11_problem(value) is not None:
+            return _YAML11_TAG
+        return super().resolve(kind, value, implicit)
+
+
+class _Loader(_Yaml12, yaml.SafeLoader):
+    """SafeLoader reading YAML 1.2's core schema (see above): ``1e-5`` is a float, ``on`` a string."""
+
+    yaml_implicit_resolvers: dict = {}
+
+
+for _tag, _rx, _first in (
+    ("bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    ("int", _INT12.pattern, "-+0123456789"),
+    ("float", _FLOAT12.pattern, "-+0123456789."),
+    ("null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    ("merge", r"<<", "<"),
+):
+    _Loader.add_implicit_resolver(_CORE + _tag, re.compile(f"^(?:{_rx})$"), list(_first))
+
+
+def _reading_problem(loader: Any, node: yaml.Node, msg: str) -> None:
+    """Note a problem with how a scalar is read; reported with its position once the file is loaded."""
+    loader.__dict__.setdefault("reading_problems", []).append((node, msg))
+
+
+def _construct_int(loader: Any, node: yaml.ScalarNode) -> Any:
+    v = loader.construct_scalar(node)
+    if not _INT12.fullmatch(v):
+        _reading_problem(loader, node, f"!!int {v!r} is not a YAML 1.2 integer (decimal, 0o octal or 0x hexadecimal)")
+        return v
+    if len(v) > MAX_INT_LITERAL_CHARS:
+        _reading_problem(loader, node, f"an integer of {len(v)} characters is far beyond float64 range: "
+                                       "must be a finite number within float64 range")
+        return math.inf
+    problem = _yaml11_problem(v)  # `!!int 010`: implicit scalars never get here with a problem
+    if problem:
+        _reading_problem(loader, node, problem)
+    return _yaml12_value(v)
+
+
+def _construct_float(loader: Any, node: yaml.ScalarNode) -> Any:
+    v = loader.construct_scalar(node)
+    if not _FLOAT12.fullmatch(v):
+        _reading_problem(loader, node, f"!!float {v!r} is not a YAML 1.2 float")
+        return v
+    f = float(_yaml12_value(v))
+    text = v if len(v) <= 40 else v[:20] + "…" + v[-10:]
+    if math.isinf(f) and "inf" not in v.lower():
+        _reading_problem(loader, node, f"{text} is beyond float64 range (largest: 1.7976931348623157e+308): "
+                                       "must be a finite number within float64 range (write .inf for infinity)")
+    elif f == 0.0 and re.search(r"[1-9]", re.split(r"[eE]", v)[0]):
+        _reading_problem(loader, node, f"{text} is below float64's smallest positive number (5e-324) and "
+                                       "would read as 0: must be a number within float64 range (write 0 if you mean 0)")
+    return f
+
+
+def _construct_bool(loader: Any, node: yaml.ScalarNode) -> Any:
+    v = loader.construct_scalar(node)
+    if v not in _BOOL12:
+        _reading_problem(loader, node, f"!!bool {v!r}: YAML 1.2 booleans are true and false")
+        return v
+    return _BOOL12[v]
+
+
+def _construct_null(loader: Any, node: yaml.ScalarNode) -> Any:
+    v = loader.construct_scalar(node)
+    if v not in _NULL12:
+        _reading_problem(loader, node, f"!!null {v!r}: YAML 1.2 nulls are null and ~")
+        return v
+    return None
+
+
+def _construct_yaml11(loader: Any, node: yaml.ScalarNode) -> str:
+    _reading_problem(loader, node, _yaml11_problem(node.value) or "read differently by YAML 1.1 and 1.2")
+    return node.value  # YAML 1.2's reading: a string
+
+
+def _not_core(name: str, hint: str):
+    def construct(loader: Any, node: yaml.Node) -> None:
+        _reading_problem(loader, node, f"!!{name} is a YAML 1.1 type, not part of the YAML 1.2 core schema: refused ({hint})")
+        return None
+
+    return construct
+
+
+for _tag, _fn in (("int", _construct_int), ("float", _construct_float), ("bool", _construct_bool),
+                  ("null", _construct_null)):
+    _Loader.add_constructor(_CORE + _tag, _fn)
+_Loader.add_constructor(_YAML11_TAG, _construct_yaml11)
+for _name, _hint in (("set", "write a list"), ("omap", "write a mapping"), ("pairs", "write a mapping"),
+                     ("binary", "case files hold numbers and text"), ("timestamp", "quote it: a string")):
+    _Loader.add_constructor(_CORE + _name, _not_core(_name, _hint))
 
 if getattr(yaml, "__with_libyaml__", False):
 
-    class _FastLoader(yaml.CSafeLoader):
+    class _FastLoader(_Yaml12, yaml.CSafeLoader):
         """The same loader on libyaml (about 10× faster; nesting limited to 1000 by libyaml)."""
 
     _FastLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+    _FastLoader.yaml_constructors = _Loader.yaml_constructors
 else:  # pragma: no cover - PyYAML without libyaml
     _FastLoader = _Loader  # type: ignore[misc,assignment]
 
@@ -588,10 +897,7 @@ def _describe(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if "input" in err and "(got " not in msg:
-        rep = repr(err["input"])
-        if len(rep) > 60:
-            rep = rep[:57] + "..."
-        msg += f" (got {rep})"
+        msg += f" (got {_short_repr(err['input'])})"
     top = loc[0] if loc else None
     if top in _FIELD_HINTS and len(loc) == 1 and typ in ("model_type", "literal_error", "list_type", "dict_type", "bool_type", "float_type", "int_type", "too_long", "too_short"):
         msg += f"; {_FIELD_HINTS[top]}"
@@ -611,12 +917,42 @@ def _merge(defaults: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _per_channel_problems(loc: tuple[Any, ...], spec: Any, dtype: str) -> list[tuple[tuple[Any, ...], str]]:
+    """gamma, beta and the running statistics: finite, within the parameter dtype; a variance ≥ 0."""
+    variance = loc[-1] == "running_var"
+    if isinstance(spec, Generator):
+        if not variance:
+            return []
+        if spec.dist == "uniform" and spec.low < 0:
+            return [((*loc, "low"), f"a variance must be ≥ 0: low must be ≥ 0 (got {spec.low!r})")]
+        if spec.dist == "constant" and spec.value < 0:
+            return [((*loc, "value"), f"a variance must be ≥ 0 (got {spec.value!r})")]
+        if spec.dist == "normal" and (spec.std > 0 or spec.mean < 0):
+            return [(loc, "a variance must be ≥ 0, and a normal distribution draws negative values: "
+                          "use {dist: uniform, low: 0, high: ...} or {dist: constant, value: ...}")]
+        return []
+    items = [(loc, spec)] if not isinstance(spec, list) else [((*loc, i), v) for i, v in enumerate(spec)]
+    out: list[tuple[tuple[Any, ...], str]] = []
+    for where, v in items:
+        problem = _number_problem(v)
+        if problem:
+            out.append((where, ("a variance " + problem) if variance else problem))
+        elif abs(v) >= _OVERFLOW_AT[dtype]:
+            out.append((where, f"{_short_repr(v)} overflows {dtype} (it would be inf): must be a finite number in {dtype}"))
+        elif variance and v < 0:
+            out.append((where, f"a variance must be a finite number ≥ 0 (got {v!r})"))
+    return out
+
+
 def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
     """Checks that need several fields: (loc, message) pairs."""
     errs: list[tuple[tuple[Any, ...], str]] = []
     for i, d in enumerate(case.shape):
         if d < 0 or (d == 0 and i != 0):
-            errs.append((("shape", i), f"dimension must be > 0 (got {d}); only N (the batch) may be 0"))
+            errs.append((("shape", i), f"dimension must be > 0 (got {_short_repr(d)}); only N (the batch) may be 0"))
+        elif d > MAX_INT64:
+            errs.append((("shape", i), f"dimension must be at most {MAX_INT64} (a signed 64-bit size) "
+                                       f"(got {_short_repr(d)})"))
     if case.input is not None and case.data is not None:
         errs.append((("data",), "give either 'data' or 'input', not both"))
     if case.data is not None and all(d >= 0 for d in case.shape):
@@ -637,6 +973,14 @@ def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
     for loc, spec in specs:
         if isinstance(spec, list) and len(spec) != C:
             errs.append((loc, f"{len(spec)} values for C = {C} channels"))
+        errs.extend(_per_channel_problems(loc, spec, case.params_dtype))
+    if case.data is not None:
+        rows = [((), case.data)] if not (case.data and isinstance(case.data[0], list)) else \
+            [((j,), lst) for j, lst in enumerate(case.data)]
+        for pre, lst in rows:
+            for i, v in enumerate(lst):  # NaN and ±inf are allowed in data (trap cases); huge integers are not
+                if type(v) is int and not -FLOAT64_MAX <= v <= FLOAT64_MAX:
+                    errs.append((("data", *pre, i), _number_problem(v)))
     if isinstance(case.momentum, Momentum):
         n_set = (case.momentum.batch_weight is not None) + (case.momentum.running_weight is not None)
         if n_set != 1:
@@ -646,26 +990,160 @@ def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
     return errs
 
 
-def _read_case_file(path: str | os.PathLike[str], fname: str) -> bytes:
-    """The file's bytes: a regular file within :data:`MAX_FILE_BYTES`, checked before reading."""
+def _pseudo_file(real: str, st: os.stat_result) -> bool:
+    """Whether ``real`` lives on the kernel's /proc or /sys pseudo-filesystems: "regular" files there
+    report 0 bytes and may block on reading (``/proc/kmsg``) or never end."""
+    if real in ("/proc", "/sys") or real.startswith(("/proc/", "/sys/")):
+        return True
+    for mount in ("/proc", "/sys"):
+        try:
+            if os.stat(mount).st_dev == st.st_dev:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def _link_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why the symbolic link ``path`` cannot be followed (``None``: it resolves, or is no link)."""
     try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise CaseFileError([CaseError(fname, 1, 1, "", "not a regular file (a folder, device or pipe): expected a YAML case file")])
-        if st.st_size > MAX_FILE_BYTES:
-            raise CaseFileError([CaseError(fname, 1, 1, "", f"file is {st.st_size} bytes; case files are limited to {MAX_FILE_BYTES} bytes "
-                                                            "(generate large inputs with 'input:' instead of writing 'data:')")])
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)  # never more, even if the file grows meanwhile
+        os.stat(path)
+        return None
     except OSError as e:
-        raise CaseFileError([CaseError(fname, 1, 1, "", f"cannot read: {e.strerror or e}")]) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise CaseFileError([CaseError(fname, 1, 1, "", f"file is larger than {MAX_FILE_BYTES} bytes: refused")])
+        if not os.path.islink(path):
+            return None
+        try:
+            target = os.readlink(path)
+        except OSError:  # pragma: no cover - removed meanwhile
+            target = "?"
+        if e.errno == errno.ELOOP:
+            return f"symbolic link loop (→ {target!r}): refused"
+        if e.errno == errno.ENOENT:
+            return f"dangling symbolic link: its target {target!r} does not exist"
+        return f"cannot follow the symbolic link (→ {target!r}): {e.strerror or e}"
+
+
+def _read_case_file(path: str | os.PathLike[str], fname: str) -> bytes:
+    """The file's bytes: a regular file within :data:`MAX_FILE_BYTES`, checked before reading.
+
+    Symbolic links are resolved first and the target is checked: a FIFO, a device, a folder or a
+    file of /proc or /sys is never opened (opening a FIFO blocks, reading a device may never end).
+    The file is opened non-blocking and checked again on the open descriptor (the same file, still
+    regular), and it is read only up to the size it reported.
+    """
+    def refuse(msg: str) -> CaseFileError:
+        return CaseFileError([CaseError(fname, 1, 1, "", msg)])
+
+    link = _link_problem(path)
+    if link:
+        raise refuse(link)
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+        via = f" (a symbolic link to {real})" if os.path.islink(path) else ""
+        if not stat.S_ISREG(st.st_mode):
+            raise refuse(f"not a regular file (a folder, device or pipe){via}: expected a YAML case file")
+        if _pseudo_file(real, st):
+            raise refuse(f"a file of the kernel's /proc or /sys pseudo-filesystem{via}: expected a YAML case file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise refuse(f"file is {st.st_size} bytes; case files are limited to {MAX_FILE_BYTES} bytes "
+                         "(generate large inputs with 'input:' instead of writing 'data:')")
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st2 = os.fstat(fd)
+            if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(st2.st_mode):
+                raise refuse("the file was replaced while it was opened: refused")
+            chunks, left = [], min(st2.st_size, MAX_FILE_BYTES) + 1  # one byte more shows a file that grew
+            while left > 0:
+                chunk = os.read(fd, min(left, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise refuse(f"cannot read: {e.strerror or e}") from None
+    raw = b"".join(chunks)
+    if len(raw) > st2.st_size:
+        raise refuse(f"the file reports {st2.st_size} bytes but holds more (a pseudo-file, or a file being "
+                     "written): refused")
     return raw
 
 
-def _parse(text: str, fname: str) -> tuple[Any, yaml.Node]:
-    """(data, root node) of a YAML document, checked for bombs, depth and duplicate keys."""
+#: characters refused in a case file before parsing.  YAML 1.2 allows no C0 control character but
+#: tab, LF and CR, no DEL, no C1 control character but NEL, no surrogate and no U+FFFE/U+FFFF.  NEL,
+#: U+2028 and U+2029 are line breaks in YAML 1.1 (and in libyaml, which reads the file) but not in
+#: YAML 1.2, and a CR without LF is a line break to YAML but not to most other tools: each would make
+#: line numbers disagree with an editor's.
+_BAD_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]|\r(?!\n)")
+_LINE_BREAKS_11 = {"\x85": "NEXT LINE (NEL)", "\u2028": "LINE SEPARATOR", "\u2029": "PARAGRAPH SEPARATOR"}
+
+
+def _char_problems(text: str, fname: str) -> list[CaseError]:
+    """One error per refused character (the first :data:`MAX_LISTED`, then a count), at its line and
+    column (lines end at LF; columns count characters)."""
+    errors: list[CaseError] = []
+    n = 0
+    for m in _BAD_CHAR.finditer(text):
+        n += 1
+        if n > MAX_LISTED:
+            continue
+        off = m.start()
+        c = text[off]
+        line, col = text.count("\n", 0, off) + 1, off - (text.rfind("\n", 0, off) + 1) + 1
+        if c == "\x00":
+            msg = "NUL byte: expected YAML text"
+        elif c in _LINE_BREAKS_11:
+            msg = (f"U+{ord(c):04X} {_LINE_BREAKS_11[c]}: YAML 1.1 (and libyaml) read it as a line break, "
+                   f"YAML 1.2 does not, so lines would be counted differently; remove it, or write "
+                   f"\\u{ord(c):04x} inside a double-quoted string")
+        elif c == "\r":
+            msg = r"a carriage return (\r) not followed by a line feed: use \n (or \r\n) line ends"
+        else:
+            msg = (f"control character U+{ord(c):04X} ({escape_text(c)}) is not allowed in YAML text: write "
+                   f"it as an escape inside a double-quoted string (\"{escape_text(c)}\")")
+        errors.append(CaseError(fname, line, col, "", msg))
+    if n > MAX_LISTED:
+        errors.append(CaseError(fname, errors[-1].line, errors[-1].column, "",
+                                f"... and {n - MAX_LISTED} more such characters"))
+    return errors
+
+
+def _node_paths(root: yaml.Node, wanted: set[int]) -> dict[int, str]:
+    """``cases[2](id).field[3]``-style paths of the nodes whose ``id()`` is in ``wanted``."""
+    out: dict[int, str] = {}
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack and len(out) < len(wanted):
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if id(node) in wanted:
+            out.setdefault(id(node), path)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                kp = f"{path}.{k.value}" if isinstance(k, yaml.ScalarNode) else path
+                kp = kp.lstrip(".")
+                if id(k) in wanted:
+                    out.setdefault(id(k), kp)
+                stack.append((v, kp))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                p = f"{path}[{i}]"
+                idn = _child(v, "id") if path == "cases" else None
+                if isinstance(idn, yaml.ScalarNode) and idn.value:
+                    p += f"({idn.value})"
+                stack.append((v, p))
+    return out
+
+
+def _parse(text: str, fname: str) -> tuple[Any, yaml.Node, list[CaseError]]:
+    """(data, root node, reading problems) of a YAML document, checked for bombs, depth and duplicate
+    keys.  Reading problems (a scalar YAML 1.1 and 1.2 read differently, a number beyond float64, a
+    YAML 1.1 tag) do not stop loading: they are reported together with the other errors of the file."""
     try:
         loader = _FastLoader(text)
         try:
@@ -681,8 +1159,13 @@ def _parse(text: str, fname: str) -> tuple[Any, yaml.Node]:
             if dups:
                 raise CaseFileError([CaseError(fname, *_mark(n), p, "duplicate key") for n, p in dups])
             data = loader.construct_document(root)
+            found = loader.__dict__.get("reading_problems", [])
         finally:
             loader.dispose()
+    except yaml.reader.ReaderError as e:  # pragma: no cover - _char_problems refuses these characters first
+        off = e.position if isinstance(e.position, int) else 0
+        line, col = text.count("\n", 0, off) + 1, off - (text.rfind("\n", 0, off) + 1) + 1
+        raise CaseFileError([CaseError(fname, line, col, "", f"YAML error: {e.reason}")]) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -695,7 +1178,9 @@ def _parse(text: str, fname: str) -> tuple[Any, yaml.Node]:
         raise CaseFileError([CaseError(fname, line, col, "", f"YAML error: {problem}")]) from None
     except RecursionError:
         raise CaseFileError([CaseError(fname, 1, 1, "", f"nesting deeper than {MAX_DEPTH} levels: refused")]) from None
-    return data, root
+    paths = _node_paths(root, {id(n) for n, _ in found}) if found else {}
+    reading = [CaseError(fname, *_mark(n), paths.get(id(n), ""), msg) for n, msg in found]
+    return data, root, reading
 
 
 def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEMENTS) -> list[LoadedCase]:
@@ -718,13 +1203,14 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         raise CaseFileError([CaseError(fname, line, col, "", f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
                                                              "case files are UTF-8 text")]) from None
-    if "\x00" in text:
-        off = text.index("\x00")
-        raise CaseFileError([CaseError(fname, text.count("\n", 0, off) + 1, 1, "", "NUL byte: expected YAML text")])
-    data, root = _parse(text, fname)
+    bad_chars = _char_problems(text, fname)
+    if bad_chars:
+        raise CaseFileError(bad_chars)
+    data, root, reading = _parse(text, fname)
 
     if not isinstance(data, dict):
-        raise CaseFileError([CaseError(fname, *_mark(root), "", "expected a mapping with 'cases:' (and optional 'defaults:')")])
+        wrong = CaseError(fname, *_mark(root), "", "expected a mapping with 'cases:' (and optional 'defaults:')")
+        raise CaseFileError(reading + ([wrong] if (wrong.line, wrong.column) not in {(e.line, e.column) for e in reading} else []))
     for key in data:
         if key not in ("cases", "defaults"):
             hint = difflib.get_close_matches(str(key), ["cases", "defaults"], n=1)
@@ -745,6 +1231,9 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
     elif not isinstance(cases_raw, list):
         err(cnode, "cases", "expected a list of cases")
         cases_raw = []
+    elif not cases_raw:
+        err(cnode, "cases", "no cases: the list is empty (a case file must hold at least one case; "
+                            "an empty run would test nothing)")
 
     loaded: list[LoadedCase] = []
     seen: dict[str, tuple[int, int]] = {}
@@ -791,9 +1280,10 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
                 loc = tuple(e["loc"])
                 report(loc, _describe(e, loc), key_node=e["type"] == "extra_forbidden")
             continue
-        for loc, msg in _cross_checks(case):
+        checks = _cross_checks(case)
+        for loc, msg in checks:
             report(loc, msg)
-        too_big = _size_problem(case, max_elements)
+        too_big = None if any(loc[0] == "shape" for loc, _ in checks) else _size_problem(case, max_elements)
         if too_big:
             report(("shape",), too_big)
         if case.id in seen:
@@ -804,23 +1294,77 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
             kn = _key_node(_child(node, "expect"), b) or _key_node(_child(dnode, "expect"), b)
             expect_pos[b] = _mark(kn if kn is not None else node)
         loaded.append(LoadedCase(case, fname, _mark(node)[0], expect_pos))
+    if reading:  # a value read wrongly also fails its field's checks: one message, the reading problem
+        at = {(e.line, e.column) for e in reading}
+        errors = reading + [e for e in errors if (e.line, e.column) not in at]
     if errors:
         errors.sort(key=lambda e: (e.line, e.column))
         raise CaseFileError(errors)
     return loaded
 
 
+def _walk(folder: Path, files: list[Path], errors: list[CaseError], ancestors: tuple[tuple[int, int], ...],
+          budget: list[int]) -> None:
+    """Collect the ``*.yaml``/``*.yml`` entries under ``folder``, following symbolic links; a link
+    that is dangling or loops, or points back to a folder above it, is an error naming it."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        if budget[0] == -1:
+            errors.append(CaseError(str(folder), 1, 1, "", f"more than {MAX_FOLDERS} folders to search: refused"))
+        return
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as e:
+        errors.append(CaseError(str(folder), 1, 1, "", f"cannot list the folder: {e.strerror or e}"))
+        return
+    for entry in entries:
+        path = folder / entry.name
+        if entry.is_symlink():
+            problem = _link_problem(path)
+            if problem:
+                errors.append(CaseError(str(path), 1, 1, "", problem))
+                continue
+        try:
+            st = path.stat()
+        except OSError as e:
+            errors.append(CaseError(str(path), 1, 1, "", f"cannot read: {e.strerror or e}"))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key in ancestors:
+                errors.append(CaseError(str(path), 1, 1, "", f"symbolic link loop: {path} leads back to the "
+                                                             f"folder {os.path.realpath(path)} that contains it"))
+                continue
+            _walk(path, files, errors, (*ancestors, key), budget)
+        elif path.suffix in (".yaml", ".yml"):
+            files.append(path)  # not a regular file (a FIFO, a device): refused when read, never opened
+
+
 def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """YAML files named by ``paths`` (files, or folders searched recursively), sorted."""
+    """YAML files named by ``paths`` (files, or folders searched recursively), sorted.
+
+    Symbolic links are followed.  A dangling link, a link loop or a folder that cannot be listed is
+    an error naming the path (never silently skipped), as is a path that does not exist.
+    """
     files: list[Path] = []
+    errors: list[CaseError] = []
+    budget = [MAX_FOLDERS]
     for p in paths:
         p = Path(p)
-        if p.is_dir():
-            files.extend(sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml") and q.is_file()))
-        elif p.exists():
+        problem = _link_problem(p)
+        if problem:
+            errors.append(CaseError(str(p), 1, 1, "", problem))
+        elif p.is_dir():
+            st = p.stat()
+            found: list[Path] = []
+            _walk(p, found, errors, ((st.st_dev, st.st_ino),), budget)
+            files.extend(sorted(found))
+        elif os.path.lexists(p):
             files.append(p)
         else:
-            raise CaseFileError([CaseError(str(p), 1, 1, "", "no such file or folder")])
+            errors.append(CaseError(str(p), 1, 1, "", "no such file or folder"))
+    if errors:
+        raise CaseFileError(errors)
     return files
 
 
@@ -832,7 +1376,12 @@ def load_paths(paths: Iterable[str | os.PathLike[str]], max_elements: int = DEFA
     errors: list[CaseError] = []
     out: list[LoadedCase] = []
     first: dict[str, LoadedCase] = {}
-    for f in discover(paths):
+    paths = list(paths)
+    files = discover(paths)
+    if not files:
+        raise CaseFileError([CaseError(", ".join(map(str, paths)) or ".", 1, 1, "",
+                                       "no case files (*.yaml, *.yml): no cases to run")])
+    for f in files:
         try:
             cases = load_file(f, max_elements=max_elements)
         except CaseFileError as e:

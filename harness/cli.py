@@ -13,13 +13,22 @@ Exit codes of ``normconf run`` (the ``EXIT_*`` constants below):
   (the backend crashed, timed out or raised).
 * 4 (``EXIT_UNAVAILABLE``): a requested backend (named by ``--backend``, or any
   registered backend when ``--backend`` is not given) is unavailable; the
-  summary names what to install.  ``--allow-unavailable`` reports such backends
-  as skipped instead, without effect on the exit code.
+  summary names what to install; or a backend named by ``--backend``,
+  ``--native`` or ``--adapter`` ran none of the selected cases (it refused every
+  one: a run that tested nothing is not green).  ``--allow-unavailable`` reports
+  such backends as skipped instead, without effect on the exit code.
+* 5 (``EXIT_WRITE``): the run finished but its reports could not be written
+  (full disk, read-only or vanished folder, I/O error); the previous reports in
+  ``--out`` are unchanged (harness.report.write_reports).
 * 128 + signum: interrupted (130 SIGINT, 143 SIGTERM).
 
-When several apply the most serious wins: 4 over 3 over 1 (a run that could
-not test a backend, then one whose backend crashed, then a wrong result).
-The reports are written in every case but 2.
+When several apply the most serious wins: 5 over 4 over 3 over 1 (reports
+that could not be written, a run that could not test a backend, then one whose
+backend crashed, then a wrong result); an interrupted run exits 128 + signum
+even when its partial reports could not be written (the message says so).
+The reports are written in every case but 2 and 5.  ``--out`` is checked (a
+writable folder, not a dangling or looping link, enough free space) and locked
+before anything runs: a second run into the same folder exits 2 at once.
 Frameworks are imported only by the worker processes of the selected backends,
 so ``normconf --help`` imports none.
 """
@@ -34,6 +43,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_ERROR, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+#: the run finished but its reports could not be written (the previous reports are unchanged)
+EXIT_WRITE = 5
 #: the row message of a backend that is not available (``harness.results.rows_for``)
 UNAVAILABLE_PREFIX = "backend unavailable:"
 
@@ -117,6 +128,21 @@ def unavailable_backends(df) -> dict[str, str]:
     return out
 
 
+def tested_nothing(df, backends) -> dict[str, str]:
+    """{backend: reason} for the named ``backends`` that ran none of the run's cases: every pair
+    ``unsupported`` (a library or adapter that refuses everything).  Not for unavailable ones."""
+    out: dict[str, str] = {}
+    if not len(df):
+        return out
+    for b in backends:
+        g = df[df["backend"] == b]
+        msgs = g["message"].fillna("").astype(str)
+        if len(g) and (g["outcome"] == "unsupported").all() and not msgs.str.startswith(UNAVAILABLE_PREFIX).any():
+            first = next((m for m in msgs if m), "no reason given")
+            out[str(b)] = f"ran none of the {g['case'].nunique()} selected case(s): every one unsupported (e.g. {first})"
+    return out
+
+
 def _not_as_expected(value) -> bool:
     """``as_expected`` is False (not None/NA: an unavailable backend has no verdict)."""
     import pandas as pd
@@ -124,8 +150,9 @@ def _not_as_expected(value) -> bool:
     return value is not None and value is not pd.NA and str(value) == "False"
 
 
-def _verdicts(df) -> tuple[dict, list, dict[str, str]]:
-    """(pair counts per backend and outcome, pairs not as expected, unavailable backends)."""
+def _verdicts(df, must_test=()) -> tuple[dict, list, dict[str, str]]:
+    """(pair counts per backend and outcome, pairs not as expected, unavailable backends and the
+    backends of ``must_test`` that tested nothing)."""
     from harness.results import SEVERITY
 
     counts: dict[str, dict[str, int]] = {}
@@ -139,12 +166,14 @@ def _verdicts(df) -> tuple[dict, list, dict[str, str]]:
                 bad = g[g["outcome"] == overall].iloc[0]
                 unexpected.append((case, backend, overall, bad["output"] or "", bad["explanation"] or "",
                                    bad["message"] or ""))
-    return counts, unexpected, unavailable_backends(df)
+    return counts, unexpected, {**unavailable_backends(df), **tested_nothing(df, must_test)}
 
 
-def run_exit_code(df, allow_unavailable: bool = False) -> int:
-    """The exit code of a complete run's results (see the module docstring): 4 > 3 > 1 > 0."""
-    _, unexpected, unavailable = _verdicts(df)
+def run_exit_code(df, allow_unavailable: bool = False, must_test=()) -> int:
+    """The exit code of a complete run's results (see the module docstring): 4 > 3 > 1 > 0.
+    ``must_test``: backends named by ``--backend``, ``--native`` or ``--adapter``, which must run at
+    least one case (a backend that refuses every case tested nothing: 4, like an unavailable one)."""
+    _, unexpected, unavailable = _verdicts(df, must_test)
     if unavailable and not allow_unavailable:
         return EXIT_UNAVAILABLE
     if any(overall == "error" for _, _, overall, *_ in unexpected):
@@ -152,12 +181,12 @@ def run_exit_code(df, allow_unavailable: bool = False) -> int:
     return EXIT_UNEXPECTED if unexpected else EXIT_OK
 
 
-def print_summary(df, out=None, allow_unavailable: bool = False) -> None:
+def print_summary(df, out=None, allow_unavailable: bool = False, must_test=()) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=out or sys.stdout, width=120)
-    counts, unexpected, unavailable = _verdicts(df)
+    counts, unexpected, unavailable = _verdicts(df, must_test)
     table = Table(title="normconf: outcomes per backend (case × backend pairs)")
     cols = ["pass", "explained", "mismatch", "unsupported", "error"]
     table.add_column("backend")
@@ -184,7 +213,8 @@ def print_summary(df, out=None, allow_unavailable: bool = False) -> None:
                           "or pass --allow-unavailable to skip them:[/]")
         for backend, reason in unavailable.items():
             # one line each, never wrapped: the install command stays copyable
-            console.print(f"  {backend}: unavailable: {reason}", markup=False, highlight=False, soft_wrap=True)
+            what = "tested nothing" if reason.startswith("ran none of") else "unavailable"
+        console.print(f"  {backend}: {what}: {reason}", markup=False, highlight=False, soft_wrap=True)
     if not unexpected and (allow_unavailable or not unavailable):
         tail = f" (on the available backends; {len(unavailable)} skipped)" if unavailable else ""
         console.print(f"[bold green]every outcome as expected{tail}[/]")
@@ -204,7 +234,20 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
-    """Usage errors found before anything runs or is written."""
+    """Usage errors found before anything runs or is written; then ``--out`` is locked (``args.out_lock``).
+
+    ``--out`` must be a folder or creatable as one (its nearest existing ancestor a folder): not a
+    dangling symbolic link, not a link loop, on a filesystem with at least
+    ``harness.report.estimated_report_bytes`` free, writable (a staging-named folder is created and
+    removed again) and not locked by another run.  A folder that does not exist is not created here.
+    """
+    import errno
+    import secrets
+    import shutil
+    import stat
+
+    from harness import report
+
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1 (got {args.jobs})")
     if not (args.timeout > 0) or args.timeout == float("inf"):
@@ -212,13 +255,57 @@ def _check_run_args(args: argparse.Namespace) -> None:
     if args.max_elements < 1:
         raise UsageError(f"--max-elements must be at least 1 (got {args.max_elements})")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {args.out}: exists and is not a folder")
-    for parent in out.resolve().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"--out {args.out}: {parent} is not a folder")
-            break
+
+    def refuse(detail: str) -> None:
+        raise UsageError(f"--out {args.out}: {detail}")
+
+    existing = None  # --out itself, or its nearest existing ancestor
+    absolute = out.absolute()
+    for i, p in enumerate([absolute, *absolute.parents]):
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            if os.path.islink(p):
+                refuse(f"{'is' if i == 0 else f'{p} is'} a dangling symbolic link (to {os.readlink(p)})")
+            continue
+        except NotADirectoryError:
+            continue  # a file further up: found below
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                refuse(f"symbolic link loop ({e.strerror}: {p})")
+            refuse(f"cannot use {p}: {e.strerror}")
+        if not stat.S_ISDIR(st.st_mode):
+            refuse("exists and is not a folder" if i == 0 else f"{p} is not a folder")
+        existing = p
+        break
+    if existing is None:
+        refuse("no existing folder above it")
+    need = report.estimated_report_bytes(0)
+    probe = existing / f"{report.STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        os.mkdir(probe)
+        os.rmdir(probe)
+    except OSError as e:
+        full = e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+        refuse(f"cannot write in {existing}: {e.strerror}" + (f" (no free space; the reports need {need} bytes)"
+                                                              if full else ""))
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError as e:
+        refuse(f"cannot use {existing}: {e.strerror}")
+    if free < need:
+        refuse(f"{free} bytes free on the filesystem of {existing}; the reports need at least {need}")
+    lock = report.OutLock(out)
+    try:
+        lock.acquire()
+    except report.OutLocked as e:
+        raise UsageError(f"--out {args.out} is in use by another normconf run (pid {e.pid or 'unknown'}); "
+                         "wait for it to end or choose another --out") from None
+    except OSError as e:
+        refuse(f"cannot write in {existing}: {e.strerror}")
+    if lock.warning:
+        print(f"warning: {lock.warning}", file=sys.stderr)
+    args.out_lock = lock  # released once the reports are written (or when args is freed)
 
 
 def _load_cases(paths: list[str], max_elements: int):
@@ -263,8 +350,6 @@ class _DeferSignals:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import shutil
-
     from harness.report import write_reports
     from harness.results import to_frame
     from harness.runner import Runner
@@ -285,6 +370,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with runner:
         check_expectations(all_cases, runner.adapters)  # a typo is a mistake even in a case not selected
         backends = _select_backends(runner, _csv_list(args.backend))
+        #: the backends the user named: each must run at least one case
+        must_test = sorted(set(_csv_list(args.backend)) | (set(runner.user_backends) & set(backends)))
         total = len(cases) * len(backends)
         prog, update = _progress_factory(total)
         if prog:
@@ -308,20 +395,47 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     meta["plot_data"] = {plot_key(r.case, r.backend, r.output, r.step): r.plot for r in summary.rows if r.plot}
     out = Path(args.out)
-    with _DeferSignals():
-        if summary.partial:
-            # the previous complete report in --out stays as it was; what finished goes to partial/
-            meta["interrupted_by"] = _signal_label(signum)
-            meta["completed_pairs"] = len({(r.case, r.backend) for r in summary.rows})
-            meta["total_pairs"] = total
-            written = write_reports(df, meta, out / PARTIAL_DIR)
-        else:
-            written = write_reports(df, meta, out)
-            stale = out / PARTIAL_DIR
-            if stale.is_dir() and (stale / "results.json").exists():
-                shutil.rmtree(stale, ignore_errors=True)  # an older interrupted run's leftovers
+    from harness.report import OutLocked, ReportWriteError, clear_reports
+
+    lock = getattr(args, "out_lock", None)
+    target = out / PARTIAL_DIR if summary.partial else out
+    written: list[Path] = []
+    write_error = ""
+    try:
+        with _DeferSignals():
+            if summary.partial:
+                # the previous complete report in --out stays as it was; what finished goes to partial/
+                meta["interrupted_by"] = _signal_label(signum)
+                meta["completed_pairs"] = len({(r.case, r.backend) for r in summary.rows})
+                meta["total_pairs"] = total
+            try:
+                if lock is not None:
+                    lock.enter_folder()  # creates --out if needed and holds the lock inside it
+                written = write_reports(df, meta, target)  # one set, swapped in (harness.report)
+            except ReportWriteError as e:
+                write_error = e.message
+            except OutLocked as e:  # only if another run took the folder we created (see OutLock)
+                write_error = (f"could not write the reports to {target}: another normconf run (pid "
+                               f"{e.pid or 'unknown'}) holds its lock; the previous reports are unchanged")
+            except OSError as e:  # creating --out or taking its lock
+                write_error = (f"could not write the reports to {target}: {e.strerror or e}; "
+                               "the previous reports are unchanged")
+            if not write_error and not summary.partial:
+                try:  # an older interrupted run's set; a user's own files in partial/ stay
+                    if (out / PARTIAL_DIR).is_dir():
+                        clear_reports(out / PARTIAL_DIR)
+                except OSError as e:
+                    print(f"warning: could not remove the stale {out / PARTIAL_DIR}: {e.strerror or e}",
+                          file=sys.stderr)
+    finally:
+        if lock is not None:
+            lock.release()
     if len(df) or not summary.partial:
-        print_summary(df, allow_unavailable=args.allow_unavailable)
+        print_summary(df, allow_unavailable=args.allow_unavailable, must_test=must_test)
+    if write_error:
+        print(f"error: {write_error}", file=sys.stderr)
+        # an interrupted run keeps its signal's status; a finished one exits EXIT_WRITE
+        return 128 + signum if summary.partial else EXIT_WRITE
     if summary.partial:
         kept = (f"the complete report in {out} is unchanged" if (out / "results.json").exists()
                 else f"no complete report in {out}")
@@ -329,7 +443,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{meta['completed_pairs']} of {total} case × backend pairs; {kept})")
         return 128 + signum
     print(f"wrote {', '.join(str(p) for p in written)}")
-    return run_exit_code(df, allow_unavailable=args.allow_unavailable)
+    return run_exit_code(df, allow_unavailable=args.allow_unavailable, must_test=must_test)
 
 
 def _signal_label(signum: int) -> str:
@@ -516,7 +630,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n} error{'s' if n != 1 else ''}; nothing was run", file=sys.stderr)
         return EXIT_USAGE
     except (UsageError, AdapterSpecError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        from harness.cases import escape_text
+
+        text = "\n".join(escape_text(line) for line in str(e).split("\n"))  # user text (paths, patterns) never raw
+        print(f"error: {text}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", 2)

@@ -53,23 +53,46 @@ class Inputs:
         return h.hexdigest()
 
 
-def _draw(gen: Generator, n: int) -> np.ndarray:
+def _float(v, what: str) -> float:
+    """``float(v)``; a number beyond float64 range is a ``ValueError`` naming the field.
+
+    :func:`harness.cases.load_file` refuses such numbers with their position; this guards cases
+    built in code (``Case.model_validate``), which skip the file-level checks.
+    """
+    try:
+        return float(v)
+    except OverflowError:
+        raise ValueError(f"{what}: {v!r:.40} is beyond float64 range") from None
+
+
+def _float64_array(values, what: str) -> np.ndarray:
+    try:
+        return np.asarray(values, np.float64)
+    except OverflowError:
+        raise ValueError(f"{what}: a value is beyond float64 range") from None
+
+
+def _draw(gen: Generator, n: int, what: str = "input") -> np.ndarray:
     rng = np.random.Generator(np.random.PCG64(gen.seed))
     if gen.dist == "normal":
-        return rng.standard_normal(n) * float(gen.std) + float(gen.mean)
+        return rng.standard_normal(n) * _float(gen.std, f"{what}.std") + _float(gen.mean, f"{what}.mean")
     if gen.dist == "uniform":
-        return rng.uniform(float(gen.low), float(gen.high), n)
-    return np.full(n, float(gen.value))
+        low, high = _float(gen.low, f"{what}.low"), _float(gen.high, f"{what}.high")
+        if not (low <= high and np.isfinite(high - low)):
+            raise ValueError(f"{what}: uniform range [{low!r}, {high!r}] is empty or beyond float64 range")
+        return rng.uniform(low, high, n)
+    return np.full(n, _float(gen.value, f"{what}.value"))
 
 
-def _per_channel(spec, C: int, dtype: np.dtype) -> np.ndarray:
+def _per_channel(spec, C: int, dtype: np.dtype, what: str) -> np.ndarray:
     if isinstance(spec, Generator):
-        v = _draw(spec, C)
+        v = _draw(spec, C, what)
     elif isinstance(spec, list):
-        v = np.asarray(spec, np.float64)
+        v = _float64_array(spec, what)
     else:
-        v = np.full(C, float(spec))
-    return v.astype(dtype)
+        v = np.full(C, _float(spec, what))
+    with np.errstate(over="ignore"):  # refused when loading (harness.cases); kept as inf here
+        return v.astype(dtype)
 
 
 def to_layout(x_logical: np.ndarray, layout: str) -> np.ndarray:
@@ -87,9 +110,9 @@ def generate(case: Case) -> Inputs:
     per_step = int(np.prod(shape))
     if case.data is not None:
         if case.data and isinstance(case.data[0], list):
-            flat = np.asarray([v for lst in case.data for v in lst], np.float64)
+            flat = _float64_array([v for lst in case.data for v in lst], "data")
         else:
-            flat = np.asarray(case.data, np.float64)
+            flat = _float64_array(case.data, "data")
         if flat.size == per_step and case.steps > 1:
             flat = np.tile(flat, case.steps)
     else:
@@ -100,13 +123,13 @@ def generate(case: Case) -> Inputs:
     C = case.channels
     if case.has_affine:
         aff = case.affine if isinstance(case.affine, Affine) else Affine()
-        gamma, beta = _per_channel(aff.gamma, C, pdt), _per_channel(aff.beta, C, pdt)
+        gamma, beta = _per_channel(aff.gamma, C, pdt, "affine.gamma"), _per_channel(aff.beta, C, pdt, "affine.beta")
     else:
         gamma = beta = None
     return Inputs(
         x=x,
         gamma=gamma,
         beta=beta,
-        running_mean=_per_channel(case.running_mean, C, pdt),
-        running_var=_per_channel(case.running_var, C, pdt),
+        running_mean=_per_channel(case.running_mean, C, pdt, "running_mean"),
+        running_var=_per_channel(case.running_var, C, pdt, "running_var"),
     )

@@ -154,34 +154,63 @@ def rows_for(
     """Rows of one (case, backend) pair, including the expectation verdict (derived from
     ``profile`` unless the case has an ``expect`` entry for the backend)."""
     case = lc.case
-    base = dict(_case_fields(lc), backend=backend, backend_version=result.version, notes="; ".join(result.notes))
+    base = dict(_case_fields(lc), backend=backend, backend_version=result.version, notes="; ".join(str(n) for n in (result.notes or ())))
     rows: list[Row] = []
     if result.status != "ok":
         outcome = {"unavailable": "unsupported", "unsupported": "unsupported"}.get(result.status, "error")
         msg = f"backend unavailable: {result.message}" if result.status == "unavailable" else result.message
         rows.append(Row(**base, output="", step=None, outcome=outcome, message=msg, seconds=result.seconds))
     else:
-        names = [n for n in _ordered(result.outputs) if expected is not None and n in expected]
+        from harness.validate_outputs import array_problem
+
+        # defence in depth (the worker checks results against harness.validate_outputs first): an array that
+        # slipped through strange becomes an error row; nothing below raises on it
+        outputs = result.outputs if isinstance(result.outputs, dict) else {}
+        observed = dict(outputs)  # what the reviewer and the expectation see: outputs with no invalid step
+        names = [n for n in _ordered(outputs) if expected is not None and n in expected]
         memory = PairMemory()  # what explained this pair's earlier outputs (never shared across pairs)
-        ignored = sorted(set(result.outputs) - set(names))
-        if not names:
+        ignored = sorted(str(n) for n in set(outputs) - set(names))
+        if not isinstance(result.outputs, dict):
+            rows.append(Row(**base, output="", step=None, outcome="error", seconds=result.seconds,
+                            message=f"backend returned invalid outputs: {type(result.outputs).__name__}, not a dict"))
+        elif not names:
             rows.append(Row(**base, output="", step=None, outcome="error", seconds=result.seconds,
                             message=f"backend returned no comparable output (got {ignored or 'nothing'})"))
         for name in names:
-            obs_steps, exp_steps = result.outputs[name], expected[name]
+            obs_steps, exp_steps = outputs[name], expected[name]
             tol = tolerance_for(case, name)
             dt = output_dtype(case, name)
+            if not isinstance(obs_steps, (list, tuple)):
+                observed.pop(name, None)
+                rows.append(Row(**base, output=name, step=None, outcome="error", seconds=result.seconds,
+                                message=f"backend returned invalid outputs: {name}: "
+                                        f"{type(obs_steps).__name__}, not a list of steps"))
+                continue
             if len(obs_steps) != len(exp_steps):
                 rows.append(Row(**base, output=name, step=None, outcome="error", seconds=result.seconds,
                                 message=f"{len(obs_steps)} steps returned, {len(exp_steps)} expected"))
                 continue
             for k, (o, e) in enumerate(zip(obs_steps, exp_steps), start=1):
-                cmp = compare(o, e, tol, dt)
+                bad = array_problem(name, o, np.shape(e))
+                cmp = None
+                if bad is None:
+                    try:
+                        cmp = compare(o, e, tol, dt)
+                    except Exception as ex:  # noqa: BLE001 - a strange array must not end the run
+                        bad = f"cannot be compared ({type(ex).__name__}: {ex})"
+                if cmp is None:
+                    observed.pop(name, None)
+                    rows.append(Row(**base, output=name, step=k, outcome="error", seconds=result.seconds,
+                                    message=f"backend returned invalid outputs: {name} step {k}: {bad}"))
+                    continue
                 plot = None
                 if not cmp.close:
                     from harness.report.plots import plot_data
 
-                    plot = plot_data(o, e, case.channel_axis)
+                    try:  # no plot rather than no report: the row keeps its metrics
+                        plot = plot_data(o, e, case.channel_axis)
+                    except Exception:  # noqa: BLE001
+                        plot = None
                 outcome, expl, expl_text = ("pass" if cmp.close else "mismatch"), "", ""
                 if not cmp.close and EXPLAINER is not None and inputs is not None:
                     found = EXPLAINER(case, inputs, name, k, np.asarray(o), e, tol, memory)
@@ -197,16 +226,17 @@ def rows_for(
                     explanation=expl, explanation_text=expl_text, message=cmp.message,
                     seconds=result.seconds, plot=plot, consistent=memory.consistent.get((name, k), ""),
                 ))
+    ok = result.status == "ok"
     if REVIEWER is not None and any(r.outcome in ("mismatch", "explained") for r in rows):
-        REVIEWER(case, inputs, rows, result.outputs, expected, memory if result.status == "ok" else None)
+        REVIEWER(case, inputs, rows, observed if ok else result.outputs, expected, memory if ok else None)
     apply_expectation(case, backend, rows, unavailable=result.status == "unavailable", profile=profile,
-                      inputs=inputs, observed=result.outputs if result.status == "ok" else None)
+                      inputs=inputs, observed=observed if ok else None)
     return rows
 
 
 def _ordered(outputs: dict) -> list[str]:
     order = ["y", "batch_mean", "batch_var", "running_mean", "running_var", "eval_y", "inv_std", "x_hat"]
-    return [n for n in order if n in outputs] + sorted(n for n in outputs if n not in order)
+    return [n for n in order if n in outputs] + sorted((n for n in outputs if n not in order), key=str)
 
 
 def _f(v: float) -> float | None:
@@ -307,7 +337,13 @@ def to_frame(rows: Iterable[Row]) -> pd.DataFrame:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written).
+
+    The file is fsynced before the rename and its folder after it (best effort), so after a crash or
+    power loss ``path`` is the old file or the new one.  On any error (a full disk shows as ENOSPC at
+    the write or the fsync) the temporary file is removed and the error re-raised; ``path`` is then
+    unchanged.  A set of files that must change together: :func:`harness.report.write_reports`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -316,16 +352,29 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make shared reports unreadable
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            fd = -1  # owned (and closed) by f from here on
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
+        if fd >= 0:
+            os.close(fd)
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)  # the rename itself
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:

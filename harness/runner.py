@@ -12,6 +12,14 @@ by every backend; workers regenerate the (deterministic) inputs themselves, so
 large arrays are never pickled to them.  ``jobs > 1`` runs chunks of tasks on
 that many threads, each driving its own worker; rows are sorted back into
 case × backend order, so a parallel run's results equal a serial run's.
+
+Isolation (issue 17, :mod:`harness.isolation`): workers run as ``python -P -m harness.worker``
+with a clean ``sys.path`` (the package root and an explicitly set ``PYTHONPATH``, never the
+current folder; ``--adapter`` modules found there are pinned one by one); the ``--adapter``
+modules are imported in workers only (``self.adapters`` holds proxies for them, built from a
+describe worker, :func:`harness.adapters.all_adapters`); a worker is a child subreaper and
+:meth:`WorkerHandle.kill`/:meth:`~WorkerHandle.close` (and the harness's exit) end its whole
+process tree.
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ import queue
 import select
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,6 +40,7 @@ from typing import Callable
 
 import numpy as np
 
+from harness import isolation
 from harness import worker as proto
 from harness.adapters import all_adapters
 from harness.cases import LoadedCase
@@ -40,11 +48,13 @@ from harness.inputs import Inputs, generate
 from harness.oracle import expected_outputs
 from harness.profiles import Profile, parse_conventions, profile_of
 from harness.results import Row, rows_for
+from harness.validate_outputs import reply_bound
 
 #: default per-task timeout in seconds (``--timeout``)
 DEFAULT_TIMEOUT = 300.0
-#: how long a worker may take to start (imports only happen later, per task)
-STARTUP_TIMEOUT = 60.0
+#: how long a worker may take to start, and the describe worker to import the --adapter modules
+#: (``harness.isolation.startup_timeout()``: ``$NORMCONF_STARTUP_TIMEOUT`` overrides it)
+STARTUP_TIMEOUT = isolation.STARTUP_TIMEOUT
 
 
 class WorkerFailure(Exception):
@@ -66,15 +76,15 @@ class WorkerHandle:
         self._stderr = tempfile.TemporaryFile()
         full_env = dict(os.environ)
         full_env.update(env)
-        root = str(Path(__file__).resolve().parent.parent)
-        full_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.getcwd(), full_env.get("PYTHONPATH", "")) if p)
-        full_env.setdefault("PYTHONUNBUFFERED", "1")
-        full_env["NORMCONF_HARNESS_PID"] = str(os.getpid())  # the worker exits if it has lost its harness
+        # a clean sys.path: the package root and an explicitly set PYTHONPATH, never the current
+        # folder (-P); the --adapter modules found in it are pinned, not the folder (harness.isolation)
+        self.token = isolation.new_token()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=full_env,
-            start_new_session=True,
+            isolation.worker_command(),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            env=isolation.worker_env(full_env, self.token), start_new_session=True,
         )
+        isolation.track(self.proc, self.token)
         self._in = self.proc.stdin.fileno()
         self._out = self.proc.stdout.fileno()
         try:  # Linux: a 1 MiB pipe (default 64 KiB) moves large results in 16x fewer wake-ups
@@ -84,8 +94,9 @@ class WorkerHandle:
         except (ImportError, OSError):
             pass
         try:
-            self._send({"extra_specs": list(extra_specs), "native_paths": list(native_paths)})
-            kind, _pid = self._recv(STARTUP_TIMEOUT, "starting the worker")
+            self._send({"extra_specs": list(extra_specs), "native_paths": list(native_paths),
+                        "pinned": isolation.pinned_modules(extra_specs)})
+            kind, _pid = self._recv(isolation.startup_timeout(), "starting the worker")
             if kind != "ready":
                 raise WorkerFailure(f"worker for {group} did not start: {kind}")
         except BaseException:
@@ -119,13 +130,31 @@ class WorkerHandle:
             pos += got
         return buf
 
-    def _recv(self, timeout: float, what: str):
+    def _recv(self, timeout: float, what: str, limit: int | None = None):
+        """The next reply, read within ``timeout``.  ``limit``: the most bytes the reply may take (the
+        caller derives it from the case, :func:`harness.validate_outputs.reply_bound`; default 1 GiB);
+        a frame whose header announces more is refused before any of it is read: the worker is killed
+        (it may be blocked writing the rest) and the reply is a :class:`WorkerFailure`."""
         import pickle
 
+        bound = (1 << 30) if limit is None else int(limit)
         deadline = time.monotonic() + timeout
+
+        def refuse(size: int, at_least: str = "") -> WorkerFailure:
+            self.kill()
+            scope = "for this case" if limit is not None else "for a reply"
+            return WorkerFailure(f"reply of {at_least}{size} bytes exceeds the bound of {bound} bytes {scope} "
+                                 f"({what}); the worker was killed")
+
         try:
             n, k = proto._HEADER.unpack(self._read(proto._HEADER.size, deadline, what))
+            size = proto._HEADER.size + k * proto._LEN.size + n
+            if size > bound:
+                raise refuse(size, "at least ")
             lens = [proto._LEN.unpack_from(self._read(proto._LEN.size, deadline, what))[0] for _ in range(k)]
+            size += sum(lens)
+            if size > bound:
+                raise refuse(size)
             payload = self._read(n, deadline, what)
             buffers = [self._read(m, deadline, what) for m in lens]  # the arrays' memory (pickle 5)
         except TimeoutError:
@@ -136,9 +165,9 @@ class WorkerHandle:
         except Exception as e:  # e.g. an adapter returned an object this process cannot rebuild
             raise WorkerFailure(f"undecodable reply from the worker: {type(e).__name__}: {e}") from None
 
-    def call(self, request, timeout: float, what: str):
+    def call(self, request, timeout: float, what: str, limit: int | None = None):
         self._send(request)
-        kind, payload = self._recv(timeout, what)
+        kind, payload = self._recv(timeout, what, limit)
         if kind != "ok":
             raise WorkerFailure(str(payload))
         return payload
@@ -170,23 +199,22 @@ class WorkerHandle:
         return f"{msg}; worker stderr: {tail[-400:]}" if tail else msg
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        """SIGKILL the worker and its whole process tree: every descendant (orphans stay below the
+        worker, a child subreaper) and every process carrying its token (what a dead worker left)."""
+        isolation.end_worker(self.proc, self.token)
 
     def close(self) -> None:
         if self.proc.poll() is None:
+            below = isolation.descendants(self.proc.pid)  # the worker ends its own; these, in case it cannot
             try:
                 proto.send(self._in, ("exit", None))
                 self.proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
-                self.kill()
+                pass
+            isolation.end_worker(self.proc, self.token, extra=below)
+        else:
+            isolation.end_worker(self.proc, self.token)  # it died: what it left behind
+        isolation.untrack(self.proc)
         for f in (self.proc.stdin, self.proc.stdout, self._stderr):
             try:
                 f.close()
@@ -318,7 +346,8 @@ class Runner:
         t0 = time.perf_counter()
         try:
             w = self._worker(backend)
-            return w.call(("run", proto.Task(lc.case, backend)), self.timeout, f"{lc.id} on {backend}")
+            return w.call(("run", proto.Task(lc.case, backend)), self.timeout, f"{lc.id} on {backend}",
+                          limit=reply_bound(lc.case))
         except WorkerFailure as e:
             self._drop_worker(backend)
             return proto.BackendResult(backend, "error", message=str(e), seconds=time.perf_counter() - t0)

@@ -8,7 +8,12 @@ cannot corrupt it.  Messages are length-prefixed pickles:
 
 * request ``("run", Task)`` → reply ``("ok", BackendResult)``
 * request ``("info", [backend ids])`` → reply ``("ok", {id: (available_reason, version)})``
-* request ``("exit", None)`` → the process ends
+* request ``("exit", None)`` → the process ends (and every process it started, kept below it as a
+  child subreaper: :mod:`harness.isolation`)
+
+``python -P -m harness.worker --describe`` is the short-lived describe worker: it imports the
+``--adapter`` modules so the harness never does, and reports their classes' metadata as JSON
+lines (:func:`_describe`).  ``-P``: the current folder is not on ``sys.path``.
 
 A crash (signal) or hang is detected by the parent, never here.
 """
@@ -133,6 +138,17 @@ class _Host:
         return out
 
     def run(self, task: Task) -> BackendResult:
+        """Run one task; the result meets the case's output spec and size bound, or is an ``error``
+        that says why (:mod:`harness.validate_outputs`)."""
+        res = self._run(task)
+        try:
+            return _bounded(task, res)
+        except Exception as e:  # a result too strange even to measure
+            return BackendResult(task.backend, "error", message=f"backend returned an unmeasurable result: "
+                                 f"{type(e).__name__}: {_short(str(e))}", seconds=res.seconds)
+
+    def _run(self, task: Task) -> BackendResult:
+        from harness import validate_outputs
         from harness.adapters.base import Unsupported
 
         t0 = time.perf_counter()
@@ -150,7 +166,16 @@ class _Host:
             t0 = time.perf_counter()
             obs = a.run(task.case, inputs)
             dt = time.perf_counter() - t0
-            return BackendResult(task.backend, "ok", outputs=obs.outputs, notes=list(obs.notes), version=version, seconds=dt)
+            if not hasattr(obs, "outputs"):
+                msg = (f"backend returned invalid outputs: run() returned {type(obs).__name__}, "
+                       "not an Observed(outputs, notes)")
+                return BackendResult(task.backend, "error", message=msg, version=version, seconds=dt)
+            outputs = obs.outputs
+            bad = validate_outputs.check(task.case, outputs)  # before anything else touches the arrays
+            if bad:
+                return BackendResult(task.backend, "error", message=_short(bad), version=version, seconds=dt)
+            outputs = {name: list(steps) for name, steps in outputs.items()}  # plain containers only
+            return BackendResult(task.backend, "ok", outputs=outputs, notes=list(obs.notes), version=version, seconds=dt)
         except Unsupported as e:
             return BackendResult(task.backend, "unsupported", message=str(e), version=version,
                                  seconds=time.perf_counter() - t0)
@@ -160,8 +185,35 @@ class _Host:
         except Exception as e:
             tb = traceback.extract_tb(e.__traceback__)
             where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
-            return BackendResult(task.backend, "error", message=f"{type(e).__name__}: {e}{where}",
+            return BackendResult(task.backend, "error", message=_short(f"{type(e).__name__}: {e}") + where,
                                  version=version, seconds=time.perf_counter() - t0)
+
+
+#: longest message text kept in a result (a backend's exception can carry megabytes)
+_MAX_MESSAGE = 4000
+
+
+def _short(text: str) -> str:
+    if len(text) <= _MAX_MESSAGE:
+        return text
+    return f"{text[:_MAX_MESSAGE]}... ({len(text)} characters)"
+
+
+def _bounded(task: Task, res: BackendResult) -> BackendResult:
+    """``res``, or an ``error`` when its size exceeds the case's bound (checked before it is sent)."""
+    from harness.validate_outputs import result_bound
+
+    try:  # the non-array part as it will travel; unpicklable: left to _reply, which reports it
+        size = len(pickle.dumps((res.backend, res.status, res.notes, res.message, res.version), protocol=5))
+    except Exception:
+        return res
+    size += sum(a.nbytes for steps in res.outputs.values() for a in steps)
+    bound = result_bound(task.case)
+    if size <= bound:
+        return res
+    return BackendResult(task.backend, "error", version=_short(str(res.version))[:200], seconds=res.seconds,
+                         message=f"backend result of {size} bytes exceeds the bound of {bound} bytes for this "
+                                 f"case (4 x its float64 outputs + 1 MiB); notes and message dropped")
 
 
 def _reply(fd: int, backend: str | None, obj) -> None:
@@ -193,34 +245,73 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def main() -> None:
+def _describe(proto_out: int) -> None:
+    """``--describe``: import the ``--adapter`` modules named on stdin (JSON) and write, one JSON
+    line each, ``{"loading": spec}`` before each import, then ``{"described": [metadata]}`` or
+    ``{"spec-error": message}``; the harness builds its proxy classes from them."""
+    import json
+
+    from harness import isolation
+    from harness.adapters import AdapterSpecError, describe_loaded, load_spec
+
+    init = json.loads(sys.stdin.buffer.read() or b"{}")
+    isolation.install_pins(init.get("pinned", {}))
+
+    def emit(obj) -> None:
+        write_all(proto_out, [(json.dumps(obj) + "\n").encode()])
+
+    try:
+        loaded = []
+        for spec in init.get("extra_specs", ()):
+            emit({"loading": spec})
+            loaded.append((spec, load_spec(spec)))
+        emit({"described": describe_loaded(loaded)})
+    except AdapterSpecError as e:
+        emit({"spec-error": str(e)})
+    finally:
+        isolation.kill_own_descendants()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from harness import isolation
+
+    argv = sys.argv[1:] if argv is None else argv
+    isolation.clean_sys_path()
     _die_with_parent()
+    isolation.become_subreaper()  # orphans of the adapters (setsid, double fork) stay below this process
     proto_out = os.dup(1)
     os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
     sys.stdout = sys.stderr
+    if "--describe" in argv:
+        _describe(proto_out)
+        return
     proto_in = 0
     init = recv(proto_in)
+    isolation.install_pins(init.get("pinned", {}))
     host = _Host(tuple(init.get("extra_specs", ())), tuple(init.get("native_paths", ())))
     try:  # import the adapter modules now, under the start-up timeout, not the first task's
-        from harness.adapters import all_adapters
+        from harness.adapters import load_adapters
 
-        all_adapters(host.extra_specs, host.native_paths)
+        load_adapters(host.extra_specs, host.native_paths)
     except Exception:  # reported by the task that needs the adapter
         pass
     send(proto_out, ("ready", os.getpid()))
-    while True:
-        try:
-            kind, payload = recv(proto_in)
-        except EOFError:
-            return
-        if kind == "exit":
-            return
-        if kind == "run":
-            _reply(proto_out, payload.backend, ("ok", host.run(payload)))
-        elif kind == "info":
-            _reply(proto_out, None, ("ok", host.info(payload)))
-        else:
-            send(proto_out, ("error", f"unknown request {kind!r}"))
+    try:
+        while True:
+            try:
+                kind, payload = recv(proto_in)
+            except EOFError:
+                return
+            if kind == "exit":
+                return
+            if kind == "run":
+                _reply(proto_out, payload.backend, ("ok", host.run(payload)))
+            elif kind == "info":
+                _reply(proto_out, None, ("ok", host.info(payload)))
+            else:
+                send(proto_out, ("error", f"unknown request {kind!r}"))
+    finally:
+        isolation.kill_own_descendants()  # nothing an adapter started outlives its worker
 
 
 if __name__ == "__main__":

@@ -33,10 +33,16 @@ def normconf(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]
     return p, time.monotonic() - t0
 
 
-def check_refused(p: subprocess.CompletedProcess, seconds: float, where: str, fragments: list[str]) -> None:
+def check_refused(p: subprocess.CompletedProcess, seconds: float, where: str, fragments: list[str],
+                  absent: list[str] = ()) -> None:
     out = p.stdout + p.stderr
     assert p.returncode == 2, f"exit {p.returncode}, expected 2:\n{out}"
     assert "Traceback" not in out, out
+    # text from a case file is printed escaped: no control, format or separator character reaches the terminal
+    raw = sorted({c for c in out if not c.isprintable() and c != "\n"})
+    assert not raw, f"unescaped characters {raw!r} in:\n{out!r}"
+    for frag in absent:
+        assert frag not in out, f"{frag!r} must not appear in:\n{out!r}"
     assert seconds < LIMIT_S, f"took {seconds:.1f} s"
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error: ")]
     assert errors, f"no 'error: ' line:\n{out}"
@@ -50,16 +56,17 @@ def _id(entry: dict) -> str:
 
 
 def test_corpus_is_large_enough_and_every_file_is_listed():
-    assert len(MANIFEST) >= 30
+    assert len(MANIFEST) >= 110
     listed = {e["path"] for e in MANIFEST}
-    on_disk = {p.name for p in CORPUS.glob("*.yaml") if p.name != "manifest.yaml"} | {"dup_ids"}
+    on_disk = {p.name for p in CORPUS.glob("*.yaml") if p.name != "manifest.yaml"}
+    on_disk |= {p.name for p in CORPUS.iterdir() if p.is_dir() and p.name != "__pycache__"}
     assert on_disk == listed, f"unlisted: {sorted(on_disk - listed)}, missing: {sorted(listed - on_disk)}"
 
 
 @pytest.mark.parametrize("entry", MANIFEST, ids=_id)
 def test_validate_refuses(entry):
     p, dt = normconf("validate", entry["path"], *entry.get("args", []), cwd=CORPUS)
-    check_refused(p, dt, entry["where"], entry["expect"])
+    check_refused(p, dt, entry["where"], entry["expect"], entry.get("absent", []))
     assert "valid" not in p.stdout
 
 
@@ -67,7 +74,7 @@ def test_validate_refuses(entry):
 def test_run_refuses_and_writes_nothing(entry, tmp_path):
     out = tmp_path / "reports"
     p, dt = normconf("run", entry["path"], "--backend", "numpy", "--out", str(out), *entry.get("args", []), cwd=CORPUS)
-    check_refused(p, dt, entry["where"], entry["expect"])
+    check_refused(p, dt, entry["where"], entry["expect"], entry.get("absent", []))
     assert not out.exists(), "a refused run must not create the report folder"
 
 
@@ -167,3 +174,92 @@ def test_python_tag_runs_no_code(tmp_path):
     p, _ = normconf("validate", "python_object_tag.yaml", cwd=CORPUS)
     assert p.returncode == 2
     assert not marker.exists(), "a python/object tag ran code"
+
+
+# --- issue 17: file reads (symbolic links are resolved and the target checked; nothing blocks) ----
+
+
+def _case(tmp_path: Path, name: str, cid: str) -> Path:
+    f = tmp_path / name
+    f.write_text(f"cases:\n  - {{id: {cid}, shape: [2, 3]}}\n")
+    return f
+
+
+@pytest.mark.parametrize("target", ["fifo", "/dev/zero", "/dev/null", "/dev/tty"])
+def test_symlink_to_a_fifo_or_device_is_refused_without_opening(tmp_path, target):
+    if target == "fifo":
+        os.mkfifo(tmp_path / "fifo")  # opening it for reading would block forever
+        target = str(tmp_path / "fifo")
+    if not os.path.exists(target):
+        pytest.skip(f"no {target}")
+    os.symlink(target, tmp_path / "link.yaml")
+    for cmd in (["validate", "link.yaml"], ["run", "link.yaml", "-b", "numpy", "--out", "reports"]):
+        p, dt = normconf(*cmd, cwd=tmp_path)
+        check_refused(p, dt, "link.yaml:1:1", ["not a regular file", f"a symbolic link to {os.path.realpath(target)}"])
+    assert not (tmp_path / "reports").exists()
+
+
+def test_symlink_to_a_proc_file_is_refused(tmp_path):
+    # /proc files are "regular" and report 0 bytes; /proc/kmsg blocks when read.  Never opened.
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("no /proc")
+    os.symlink("/proc/self/status", tmp_path / "proc.yaml")
+    p, dt = normconf("validate", "proc.yaml", cwd=tmp_path)
+    check_refused(p, dt, "proc.yaml:1:1", ["/proc or /sys pseudo-filesystem"])
+
+
+def test_dangling_and_looping_symlinks_given_explicitly(tmp_path):
+    os.symlink("nowhere.yaml", tmp_path / "dangling.yaml")
+    os.symlink("self.yaml", tmp_path / "self.yaml")
+    p, dt = normconf("validate", "dangling.yaml", "self.yaml", cwd=tmp_path)
+    check_refused(p, dt, "dangling.yaml:1:1", ["dangling symbolic link: its target 'nowhere.yaml' does not exist",
+                                               "self.yaml:1:1: symbolic link loop", "2 errors;"])
+
+
+@pytest.mark.parametrize("plant, where, fragment", [
+    ("dangling", "suite/broken.yaml:1:1", "dangling symbolic link"),
+    ("self_loop", "suite/self.yaml:1:1", "symbolic link loop"),
+    ("folder_loop", "suite/sub/up:1:1", "symbolic link loop: suite/sub/up leads back to the folder"),
+    ("fifo", "suite/pipe.yaml:1:1", "not a regular file"),
+    ("proc", "suite/proc.yaml:1:1", "pseudo-filesystem"),
+])
+def test_a_broken_entry_in_a_case_folder_is_an_error_not_skipped(tmp_path, plant, where, fragment):
+    suite = tmp_path / "suite"
+    (suite / "sub").mkdir(parents=True)
+    _case(suite, "ok.yaml", "ok")
+    if plant == "dangling":
+        os.symlink("missing.yaml", suite / "broken.yaml")
+    elif plant == "self_loop":
+        os.symlink("self.yaml", suite / "self.yaml")
+    elif plant == "folder_loop":
+        os.symlink("..", suite / "sub" / "up")
+    elif plant == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+        os.symlink(tmp_path / "fifo", suite / "pipe.yaml")
+    else:
+        if not os.path.exists("/proc/self/status"):
+            pytest.skip("no /proc")
+        os.symlink("/proc/self/status", suite / "proc.yaml")
+    for cmd in (["validate", "suite"], ["run", "suite", "-b", "numpy", "--out", "reports"]):
+        p, dt = normconf(*cmd, cwd=tmp_path)
+        check_refused(p, dt, where, [fragment, "1 error;"])
+    assert not (tmp_path / "reports").exists()
+
+
+def test_symlinked_case_folders_and_files_are_followed(tmp_path):
+    (tmp_path / "shared").mkdir()
+    _case(tmp_path / "shared", "a.yaml", "from_linked_folder")
+    _case(tmp_path, "b.yaml", "from_linked_file")
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    os.symlink(tmp_path / "shared", suite / "shared")
+    os.symlink(tmp_path / "b.yaml", suite / "b.yaml")
+    p, _ = normconf("validate", "suite", cwd=tmp_path)
+    assert p.returncode == 0 and "2 case(s) in 2 file(s): valid" in p.stdout, p.stdout + p.stderr
+
+
+def test_file_name_with_escape_sequence_is_printed_escaped(tmp_path):
+    name = "a\x1b[2Jb.yaml"
+    (tmp_path / name).write_text("cases: []\n")
+    p, dt = normconf("validate", name, cwd=tmp_path)
+    check_refused(p, dt, "a\\x1b[2Jb.yaml:1:8", ["no cases"], absent=["\x1b"])

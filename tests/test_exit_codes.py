@@ -194,3 +194,20 @@ def test_pytest_plugin_skips_an_unavailable_backend_when_allowed(tmp_path):
     assert p.returncode == 0, out
     assert "1 passed, 1 skipped" in out, out
     assert REASON in out, out  # -rs shows the skip reason
+
+
+def test_a_named_backend_that_refuses_every_case_tested_nothing(tmp_path, capsys):
+    """Issue 17: a library or adapter that refuses every case is not a green run (exit 4, one line)."""
+    case = tmp_path / "c.yaml"
+    case.write_text("cases:\n  - id: fp16_only\n    shape: [3, 2]\n    dtype: float16\n")
+    out = tmp_path / "o"
+    # tiny-dnn refuses float16 (declared capability): named explicitly, it tested nothing
+    code = cli.main(["run", str(case), "-b", "tiny-dnn", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == cli.EXIT_UNAVAILABLE
+    assert "tiny-dnn: tested nothing: ran none of the 1 selected case(s): every one unsupported" in text
+    assert "every outcome as expected" not in text
+    assert (out / "results.json").exists()  # the reports are still written
+    assert cli.main(["run", str(case), "-b", "tiny-dnn", "--out", str(out), "--allow-unavailable"]) == cli.EXIT_OK
+    # a named backend that runs the case: green
+    assert cli.main(["run", str(case), "-b", "numpy", "--out", str(out)]) == cli.EXIT_OK

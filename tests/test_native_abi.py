@@ -165,12 +165,14 @@ def test_hanging_library_times_out(tmp_path):
         assert "timeout" in r.run_pair(lc, "native:hang")[0].message
 
 
-def test_wrong_abi_version_is_unavailable_with_the_reason(tmp_path):
+def test_wrong_abi_version_is_an_error_with_the_reason(tmp_path):
+    # issue 17: a --native library that cannot be used is an error (the run is not green), no longer
+    # "backend unavailable" (outcome unsupported)
     lib = build(tmp_path, "future", WRONG_VERSION)
     lc = next(c for c in load_file(SEED) if c.id == "seed_article")
     with Runner(native_paths=(str(lib),), timeout=60) as r:
         rows = r.run_pair(lc, "native:future")
-    assert len(rows) == 1 and rows[0].outcome == "unsupported"
+    assert len(rows) == 1 and rows[0].outcome == "error"
     assert "ABI version 42" in rows[0].message and "version 1" in rows[0].message
 
 
@@ -183,10 +185,15 @@ def test_library_refusal_is_unsupported_with_its_message(tmp_path):
     assert "float64 only, sorry" in rows[0].message
 
 
-def test_missing_library_is_unavailable(tmp_path):
+def test_missing_library_is_an_error(tmp_path):
+    # issue 17: a mistyped --native path is an error with the reason, no longer "unavailable"
     cls = native_adapter_class(str(tmp_path / "libnothere.so"))
     assert cls.id == "native:nothere"
-    assert "no such file" in cls().available()
+    lc = next(c for c in load_file(SEED) if c.id == "seed_article")
+    with Runner(native_paths=(str(tmp_path / "libnothere.so"),), timeout=60) as r:
+        rows = r.run_pair(lc, "native:nothere")
+    assert len(rows) == 1 and rows[0].outcome == "error"
+    assert "no such file" in rows[0].message
 
 
 def test_each_user_library_gets_its_own_worker_group(tmp_path):

@@ -193,19 +193,21 @@ class TinyDnnAdapter(NativeAdapter):
 
 
 class UserNativeAdapter(NativeAdapter):
-    """Base of the classes made by :func:`native_adapter_class` (one per ``--native`` library)."""
+    """Base of the classes made by :func:`native_adapter_class` (one per ``--native`` library).
+
+    A library the user named is not an optional framework: one that cannot be loaded (no such
+    file, not a shared library, missing symbols, another ABI version) makes every task an
+    ``error`` with the reason (issue 17: a run that tested nothing is not green), never
+    "backend unavailable".
+    """
 
     def available(self) -> str | None:
-        from harness.native import NativeLibraryError, load
+        return None  # loading is tried by version()/run(): a failure is an error, not unavailability
 
-        p = self.library_path()
-        if not p.exists():
-            return f"{p}: no such file"
-        try:
-            load(str(p))
-        except NativeLibraryError as e:
-            return str(e)
-        return None
+    def _load(self, case: Case | None = None):
+        from harness.native import load
+
+        return load(str(self.library_path(case)))  # NativeLibraryError: the row says which kind and why
 
     def version(self) -> str:
         from harness.native import file_digest

@@ -78,7 +78,19 @@ class NormconfCall(ctypes.Structure):
 
 
 class NativeLibraryError(Exception):
-    """The library cannot be used (missing, not loadable, wrong ABI)."""
+    """The library cannot be used; ``kind`` says why: ``missing`` (no such file), ``unloadable``
+    (the dynamic loader refused it: not a shared library, wrong architecture, unresolved
+    dependencies), ``symbols`` (it does not export the ABI's functions) or ``abi`` (another ABI
+    version).  Each is an ``error`` of a ``--native`` backend (issue 17), never "unavailable"."""
+
+    KINDS = ("missing", "unloadable", "symbols", "abi")
+
+    def __init__(self, message: str, kind: str = "unloadable"):
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self):  # picklable with its kind
+        return (type(self), (str(self), self.kind))
 
 
 class NativeCallError(Exception):
@@ -109,20 +121,21 @@ class NativeLibrary:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = str(path)
         if not os.path.exists(self.path):
-            raise NativeLibraryError(f"{self.path}: no such file")
+            raise NativeLibraryError(f"{self.path}: no such file", "missing")
         try:
             self._dll = ctypes.CDLL(self.path)
         except OSError as e:
-            raise NativeLibraryError(f"cannot load {self.path}: {e}") from None
+            raise NativeLibraryError(f"cannot load {self.path}: {e}", "unloadable") from None
         for sym in ("normconf_bn_abi_version", "normconf_bn_forward"):
             if not hasattr(self._dll, sym):
-                raise NativeLibraryError(f"{self.path} does not export {sym}() (build it against normconf_bn.h)")
+                raise NativeLibraryError(f"{self.path} does not export {sym}() (build it against normconf_bn.h)", "symbols")
         self._dll.normconf_bn_abi_version.restype = ctypes.c_int32
         self._dll.normconf_bn_abi_version.argtypes = []
         version = int(self._dll.normconf_bn_abi_version())
         if version != ABI_VERSION:
             raise NativeLibraryError(
-                f"{self.path} implements normconf ABI version {version}; this normconf speaks version {ABI_VERSION}")
+                f"{self.path} implements normconf ABI version {version}; this normconf speaks version {ABI_VERSION}",
+                "abi")
         self._forward = self._dll.normconf_bn_forward
         self._forward.restype = ctypes.c_int32
         self._forward.argtypes = [ctypes.POINTER(NormconfCall)]

@@ -40,8 +40,10 @@ def plot_key(case: str, backend: str, output: str, step: int | None) -> str:
     return f"{case}|{backend}|{output}|{'' if step is None else int(step)}"
 
 
-def plot_data(observed: Any, expected: Any, channel_axis: int = 1) -> dict[str, Any]:
-    """A small, JSON-able summary of ``|observed - expected|`` for the report's plots.
+def plot_data(observed: Any, expected: Any, channel_axis: int = 1) -> dict[str, Any] | None:
+    """A small, JSON-able summary of ``|observed - expected|`` for the report's plots, or ``None``
+    when the pair cannot be summarized (different shapes, values that are not real numbers, any
+    failure): a strange array costs its plot, never the report.
 
     ``channel_axis`` is the channel axis of ``y``-like outputs (the case's
     ``channel_axis``); 1-D outputs (per-channel statistics) use axis 0.  Returns::
@@ -53,10 +55,25 @@ def plot_data(observed: Any, expected: Any, channel_axis: int = 1) -> dict[str, 
     Non-finite positions on either side are counted in ``nonfinite`` and left out
     of the histogram and the per-channel maxima.
     """
-    o = np.asarray(observed).astype(np.float64)
-    e = np.asarray(expected).astype(np.float64)
-    if o.shape != e.shape:
-        raise ValueError(f"shape mismatch: observed {o.shape} vs expected {e.shape}")
+    try:
+        with np.errstate(all="ignore"):
+            return _plot_data(observed, expected, channel_axis)
+    except Exception:  # noqa: BLE001 - no plot rather than no report
+        return None
+
+
+def _readable(a: Any) -> np.ndarray | None:
+    """``a`` as a float64 array, or ``None`` when it is not an array of real numbers."""
+    if not isinstance(a, np.ndarray) or a.dtype.kind in "cOUSVMmb" and a.dtype.name != "bfloat16":
+        return None
+    return a.astype(np.float64)
+
+
+def _plot_data(observed: Any, expected: Any, channel_axis: int) -> dict[str, Any] | None:
+    o = _readable(np.asarray(observed) if isinstance(observed, (list, tuple)) else observed)
+    e = _readable(np.asarray(expected) if isinstance(expected, (list, tuple)) else expected)
+    if o is None or e is None or o.shape != e.shape:
+        return None
     finite = np.isfinite(o) & np.isfinite(e)
     err = np.where(finite, np.abs(o - e), np.nan)
     vals = err[finite]
