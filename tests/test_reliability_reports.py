@@ -369,9 +369,7 @@ class TestConcurrentRuns:
         first = start(out, "-k", "seed_article_eval", NORMCONF_TEST_PAUSE_WRITE="3")
         try:
             wait_for(lambda: bool(staging(out)), 120, "the first run to write", first)
-            t0 = time.monotonic()
             second = normconf(out)
-            took = time.monotonic() - t0
             rc, o, e = finish(first)
         finally:
             if first.poll() is None:
@@ -379,7 +377,8 @@ class TestConcurrentRuns:
         assert second.returncode == 2, second.stdout + second.stderr
         assert f"in use by another normconf run (pid {first.pid})" in second.stderr
         assert SUMMARY not in second.stdout and "Traceback" not in second.stderr
-        assert took < 30
+        # had it waited for the lock it would have run after the first and exited 0: refusing with the
+        # first run's pid is the proof that it failed fast (no time is asserted)
         assert rc == 0, o + e  # the first run is not disturbed
         from harness.results import read_results
 

@@ -19,18 +19,26 @@ def _usage_error(msg: str) -> Exception:
     return UsageError(msg)
 
 
+#: the largest results file read back (a run of the whole library writes a few MB); a bigger one is
+#: refused before it is read, so a mistaken path cannot exhaust memory
+MAX_RESULTS_BYTES = 2 << 30
+
+
 def resolve_results(path: str) -> Path:
     """A results file, or the results.json (else results.csv) inside a folder."""
     p = Path(path)
     if p.is_dir():
         for name in ("results.json", "results.csv"):
             if (p / name).is_file():
-                return p / name
+                return resolve_results(str(p / name))
         raise _usage_error(f"{path}: no results.json or results.csv in this folder")
     if not p.is_file():
         raise _usage_error(f"{path}: no such results file")
     if p.suffix.lower() not in (".json", ".csv"):
         raise _usage_error(f"{path}: expected a results .json or .csv file")
+    size = p.stat().st_size
+    if size > MAX_RESULTS_BYTES:
+        raise _usage_error(f"{path}: {size} bytes; results files are limited to {MAX_RESULTS_BYTES} bytes")
     return p
 
 
