@@ -11,6 +11,7 @@ import numpy as np
 
 from harness.cases import Case
 from harness.inputs import Inputs, np_dtype
+from harness.outputs import output_dtype
 from harness.semantics import Semantics
 
 
@@ -50,7 +51,7 @@ def round_to_output_dtypes(case: Case, outputs: dict[str, list[np.ndarray]]) -> 
     """
     out: dict[str, list[np.ndarray]] = {}
     for name, steps in outputs.items():
-        dt = np_dtype(case.dtype if name in ("y", "x_hat", "eval_y") else case.params_dtype)
+        dt = np_dtype(output_dtype(case, name))
         if dt == np.float64:
             out[name] = steps
             continue

@@ -1,4 +1,4 @@
-"""How each output of a case is judged: the dtype it is returned in and its tolerance.
+"""The output vocabulary and how each output of a case is judged: its dtype and its tolerance.
 
 ``y``, ``x_hat`` and ``eval_y`` are in the case dtype; the batch and running statistics
 (and ``inv_std``) in the parameter dtype.  A case's ``tolerance`` override applies to the
@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from harness.cases import Case
 from harness.compare import Tolerance, default_tolerance
+from references.batchnorm import (  # noqa: F401 (the output vocabulary, re-exported)
+    DATA_OUTPUTS, MAIN_OUTPUTS, OUTPUT_NAMES, PER_CHANNEL_OUTPUTS, STAGE_OUTPUTS, STATISTICS)
 
-#: outputs shaped like ``x`` (returned in the case dtype)
-DATA_OUTPUTS = ("y", "x_hat", "eval_y")
+__all__ = ["DATA_OUTPUTS", "MAIN_OUTPUTS", "OUTPUT_NAMES", "PER_CHANNEL_OUTPUTS", "RESULT_ORDER", "STAGE_OUTPUTS",
+           "STATISTICS", "output_dtype", "tolerance_for"]
+
+#: the order rows of one pair are listed in
+RESULT_ORDER = MAIN_OUTPUTS + STAGE_OUTPUTS
 
 
 def output_dtype(case: Case, output: str) -> str:

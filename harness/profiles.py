@@ -233,7 +233,9 @@ def _own_dtype(case, output: str, output_dtype) -> str:
     """The precision a conforming backend may compute ``output`` in: its dtype; for the statistics the
     coarser of the data and parameter dtypes (statistics of float16 data held in float32 parameters)."""
     own = output_dtype(case, output)
-    return own if output in ("y", "x_hat", "eval_y") else _coarser(case.dtype, own)
+    from harness.outputs import DATA_OUTPUTS
+
+    return own if output in DATA_OUTPUTS else _coarser(case.dtype, own)
 
 
 def _rounded(case, name: str, steps: list[np.ndarray]) -> list[np.ndarray]:

@@ -24,7 +24,7 @@ import pandas as pd
 from harness.cases import Case, LoadedCase
 from harness.compare import compare
 from harness.inputs import Inputs
-from harness.outputs import output_dtype, tolerance_for  # noqa: F401 (part of this module's API)
+from harness.outputs import DATA_OUTPUTS, RESULT_ORDER, output_dtype, tolerance_for  # noqa: F401 (API)
 
 #: the columns of results.csv, in order
 COLUMNS = [
@@ -235,7 +235,7 @@ def rows_for(
 
 
 def _ordered(outputs: dict) -> list[str]:
-    order = ["y", "batch_mean", "batch_var", "running_mean", "running_var", "eval_y", "inv_std", "x_hat"]
+    order = RESULT_ORDER
     return [n for n in order if n in outputs] + sorted((n for n in outputs if n not in order), key=str)
 
 
@@ -269,7 +269,7 @@ def own_precision(case: Case, label: str, output: str = "") -> bool:
     dt = parts.get("precision", "")
     stats = parts.get("stats_precision", dt)
     limit = _FINER_OR_EQUAL.get(case.dtype, 0)
-    if output not in ("y", "x_hat", "eval_y"):
+    if output not in DATA_OUTPUTS:
         limit = max(limit, _FINER_OR_EQUAL.get(case.params_dtype, 0))
     return _FINER_OR_EQUAL.get(dt, 9) <= limit and _FINER_OR_EQUAL.get(stats, 9) <= limit
 

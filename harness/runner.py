@@ -119,12 +119,15 @@ class WorkerHandle:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
-            r, _, _ = select.select([self._out], [], [], min(left, 1.0))
-            if not r:
-                if self.proc.poll() is not None:
-                    raise WorkerFailure(self._death_message())
-                continue
-            got = os.readv(self._out, [view[pos:pos + (1 << 20)]])
+            try:
+                r, _, _ = select.select([self._out], [], [], min(left, 1.0))
+                if not r:
+                    if self.proc.poll() is not None:
+                        raise WorkerFailure(self._death_message())
+                    continue
+                got = os.readv(self._out, [view[pos:pos + (1 << 20)]])
+            except (OSError, ValueError) as e:  # the pipe was closed under us (an interrupt closing the workers)
+                raise WorkerFailure(f"connection to the worker closed ({what}): {e}") from None
             if not got:
                 raise WorkerFailure(self._death_message())
             pos += got
@@ -416,7 +419,12 @@ class Runner:
                     for ci, bi, lc, b in part:
                         if self.stop.is_set():
                             return
-                        rows = self.run_pair(lc, b)
+                        try:
+                            rows = self.run_pair(lc, b)
+                        except Exception:
+                            if self.stop.is_set():  # torn down by an interrupt while it ran: abandoned
+                                return
+                            raise
                         with lock:
                             if self.stop.is_set() and any(r.outcome == "error" for r in rows):
                                 # failed while stopping: its worker was probably killed by the interrupt

@@ -30,11 +30,7 @@ from typing import Any
 
 import numpy as np
 
-#: every output name normconf knows (references/batchnorm.py OUTPUT_NAMES, restated to keep this
-#: module importable without the reference; tests/test_reliability_outputs.py checks they agree)
-OUTPUT_NAMES = ("y", "batch_mean", "batch_var", "running_mean", "running_var", "inv_std", "x_hat", "eval_y")
-#: outputs shaped like ``x``
-DATA_OUTPUTS = ("y", "x_hat", "eval_y")
+from references.batchnorm import DATA_OUTPUTS, OUTPUT_NAMES, STATISTICS  # the one output vocabulary
 #: outputs every backend must return
 REQUIRED_OUTPUTS = ("y",)
 #: the dtypes an output may arrive in
@@ -59,7 +55,7 @@ def output_spec(case: Any) -> dict[str, OutputSpec]:
     chan = (int(case.channels),)
     names = ["y"]
     if case.mode == "train":
-        names += ["batch_mean", "batch_var", "running_mean", "running_var"]
+        names += list(STATISTICS)
     names += ["inv_std", "x_hat"]
     if case.mode == "train" and case.eval_after:
         names.append("eval_y")

@@ -35,9 +35,17 @@ import numpy as np
 
 from harness.semantics import Semantics
 
+#: every output, in stage order — the one list of BatchNorm's outputs (harness.outputs re-exports these)
 OUTPUT_NAMES = ("y", "batch_mean", "batch_var", "running_mean", "running_var", "inv_std", "x_hat", "eval_y")
 #: the outputs that depend only on one channel (shape (C,))
 PER_CHANNEL_OUTPUTS = ("batch_mean", "batch_var", "running_mean", "running_var", "inv_std")
+#: outputs shaped like ``x`` (returned in the case dtype; the rest in the parameter dtype)
+DATA_OUTPUTS = ("y", "x_hat", "eval_y")
+#: the batch and running statistics (the reference's statistics-only path computes just these)
+STATISTICS = ("batch_mean", "batch_var", "running_mean", "running_var")
+#: what a complete backend reports, in the order results list them; then the intermediate stages
+MAIN_OUTPUTS = ("y", "batch_mean", "batch_var", "running_mean", "running_var", "eval_y")
+STAGE_OUTPUTS = ("inv_std", "x_hat")
 
 
 def _np_dtype(name: str) -> np.dtype:

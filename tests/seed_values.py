@@ -1,4 +1,4 @@
-"""DESIGN.md's seed example, derived independently of this code base (shared by the tests).
+"""The seed example (docs/seed.md), derived independently of this code base (shared by the tests).
 
 N=3, C=1, H=1, W=6, eps 1e-5, biased variance.
 """

@@ -3,18 +3,15 @@ corroboration of conventions (harness.results, harness.explain.pair)."""
 
 from __future__ import annotations
 
-from harness.cases import Case, LoadedCase
 from harness.inputs import generate
 from harness.oracle import expected_outputs
 from harness.results import because_matches, own_precision, rows_for
 from harness.worker import BackendResult
+from tests.helpers import case_maker, loaded
 from tests.test_explain_mutants import mutant_outputs
 
 
-def _case(**kw) -> Case:
-    base = dict(id="pair", shape=[4, 3, 5], steps=1, momentum={"batch_weight": 0.1}, input={"std": 2.0, "seed": 5})
-    base.update(kw)
-    return Case.model_validate(base)
+_case = case_maker(id="pair", shape=[4, 3, 5], steps=1, momentum={"batch_weight": 0.1}, input={"std": 2.0, "seed": 5})
 
 
 def test_because_matches_precision_by_kind_and_knobs_as_a_subset():
@@ -40,7 +37,7 @@ def test_own_precision_is_the_outputs_own_dtype():
 def _rows(case, **changes):
     inputs = generate(case)
     outs = mutant_outputs(case, inputs, **changes)
-    lc = LoadedCase(case, "<test>", 1)
+    lc = loaded(case)
     return {(r.output, r.step): r for r in rows_for(lc, "m", BackendResult("m", "ok", outputs=outs),
                                                    expected_outputs(case, inputs), inputs)}
 
@@ -68,7 +65,7 @@ def test_convention_contradicted_by_another_output_is_demoted():
     inputs = generate(case)
     outs = mutant_outputs(case, inputs, normalize_variance="unbiased")
     outs["batch_var"] = mutant_outputs(case, inputs)["batch_var"]  # reports the biased variance after all
-    lc = LoadedCase(case, "<test>", 1)
+    lc = loaded(case)
     rows = {(r.output, r.step): r for r in rows_for(lc, "m", BackendResult("m", "ok", outputs=outs),
                                                    expected_outputs(case, inputs), inputs)}
     y = rows[("y", 1)]

@@ -12,23 +12,21 @@ import numpy as np
 import pytest
 
 from harness import explain as ex
-from harness.cases import Case, load_file
+from harness.cases import load_file
 from harness.compare import compare
 from harness.explain import error_shape, explain_output, localize
 from harness.inputs import generate
 from harness.oracle import reference_outputs
 from harness.results import output_dtype, read_results, rows_for, to_frame, tolerance_for, write_csv, write_json
 from harness.worker import BackendResult
+from tests.helpers import case_maker, loaded
 from tests.test_explain_mutants import mutant_outputs
 
 
-def _case(**kw) -> Case:
-    base = dict(id="explain_fault", shape=[4, 3, 5, 5], steps=2, momentum={"batch_weight": 0.1},
-                affine={"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3},
-                        "beta": {"dist": "normal", "std": 0.5, "seed": 4}},
-                input={"std": 2.0, "mean": 0.5, "seed": 41})
-    base.update(kw)
-    return Case.model_validate(base)
+_case = case_maker(id="explain_fault", shape=[4, 3, 5, 5], steps=2, momentum={"batch_weight": 0.1},
+                   affine={"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3},
+                           "beta": {"dist": "normal", "std": 0.5, "seed": 4}},
+                   input={"std": 2.0, "mean": 0.5, "seed": 41})
 
 
 def _framework_like(case, inputs):
@@ -147,7 +145,7 @@ def test_seed_unbiased_text_has_the_numbers():
     case = lc.case
     obs = mutant_outputs(case, inputs, normalize_variance="unbiased")["y"][0]
     exp = reference_outputs(case, inputs)["y"][0]
-    # DESIGN.md: real tiny-dnn's first row is the reference times sqrt(17/18)
+    # docs/seed.md: real tiny-dnn's first row is the reference times sqrt(17/18)
     np.testing.assert_allclose(obs.reshape(3, 6)[0], [0.071291, -0.221705, 0.340054, 1.025179, 1.115501, -0.538933], atol=1e-6)
     f = explain_output(case, inputs, "y", 1, obs, exp, tolerance_for(case, "y"))
     assert f.label == "normalize_variance=unbiased"
@@ -188,9 +186,7 @@ def test_equal_to_reference_gets_no_explanation():
 
 
 def _loaded(case):
-    from harness.cases import LoadedCase
-
-    return LoadedCase(case, "cases/test.yaml", 1)
+    return loaded(case, "cases/test.yaml")
 
 
 # ----------------------------------------------------------------------------------------

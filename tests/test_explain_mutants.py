@@ -26,6 +26,7 @@ from harness.explain import explain_output
 from harness.inputs import Inputs, generate, np_dtype
 from harness.oracle import reference_outputs
 from harness.results import _ordered, output_dtype, tolerance_for
+from tests.helpers import case_maker
 
 # ----------------------------------------------------------------------------------------
 # Mutant adapters (also usable from the command line / YAML expectations)
@@ -100,14 +101,11 @@ MOMENTUM_ADAPTERS = [
 # The matrix: cases (shapes, dtypes, layouts) × knobs
 
 
-def _case(**kw) -> Case:
-    base = dict(id="explain_mutant", steps=2, momentum={"batch_weight": 0.1},
-                affine={"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3},
-                        "beta": {"dist": "normal", "std": 0.5, "seed": 4}},
-                running_mean={"dist": "normal", "std": 0.3, "seed": 5},
-                running_var={"dist": "uniform", "low": 0.5, "high": 1.5, "seed": 6})
-    base.update(kw)
-    return Case.model_validate(base)
+_case = case_maker(id="explain_mutant", steps=2, momentum={"batch_weight": 0.1},
+                   affine={"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3},
+                           "beta": {"dist": "normal", "std": 0.5, "seed": 4}},
+                   running_mean={"dist": "normal", "std": 0.3, "seed": 5},
+                   running_var={"dist": "uniform", "low": 0.5, "high": 1.5, "seed": 6})
 
 
 #: (name, case) — several ranks, layouts and dtypes; inputs with std 2 and a mean offset, so that the

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from harness.adapters.native import native_adapter_class
-from harness.cases import Case, LoadedCase, load_file
+from harness.cases import load_file
 from harness.native import NormconfCall, bundled_library, include_dir
 from harness.runner import Runner
+from tests.helpers import loaded_case
 
 ROOT = Path(__file__).resolve().parent.parent
 INCLUDE = include_dir()
@@ -33,10 +34,6 @@ def build(tmp_path: Path, name: str, source: str | Path) -> Path:
     subprocess.run([CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", f"-I{INCLUDE}",
                     str(src), "-o", str(out), "-lm"], check=True, capture_output=True, text=True)
     return out
-
-
-def _lc(**kw) -> LoadedCase:
-    return LoadedCase(Case.model_validate(kw), "<test>", 1)
 
 
 PROLOGUE = """
@@ -101,10 +98,10 @@ def test_readme_example_passes_the_seed_cases(tmp_path):
     cls = native_adapter_class(str(lib))
     assert cls.id == "native:mybn" and cls.worker == f"native:{lib.resolve()}"
     cases = load_file(SEED) + [
-        _lc(id="mybn_multi_step", shape=[4, 3, 5], steps=4, momentum={"batch_weight": 0.2},
+        loaded_case(id="mybn_multi_step", shape=[4, 3, 5], steps=4, momentum={"batch_weight": 0.2},
             affine={"gamma": [0.5, 1.0, 2.0], "beta": [1.0, 0.0, -1.0]}, running_mean=0.5, running_var=2.0,
             eval_after=True, input={"seed": 21}),
-        _lc(id="mybn_f64_channels_last", shape=[3, 4, 2, 2], dtype="float64", layout="channels_last", steps=2,
+        loaded_case(id="mybn_f64_channels_last", shape=[3, 4, 2, 2], dtype="float64", layout="channels_last", steps=2,
             momentum="cumulative", input={"seed": 22}),
     ]
     with Runner(native_paths=(str(lib),), timeout=60) as r:

@@ -12,16 +12,17 @@ import numpy as np
 import pytest
 
 from harness.adapters.native import CppAdapter
-from harness.cases import Case, LoadedCase, load_file
+from harness.cases import Case, load_file
 from harness.inputs import generate
 from harness.native import (EINVAL, EUNSUPPORTED, FLOAT32, TRAIN, NativeCallError, NormconfCall, bundled_library,
                             call_forward, load)
 from harness.runner import Runner
+from tests.helpers import loaded_case
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "cases" / "seed_article.yaml"
 
-# DESIGN.md, "The example that started it": reference y (biased variance, eps 1e-5), derived
+# docs/seed.md: reference y (biased variance, eps 1e-5), derived
 # independently of this code, published with 6 decimals.
 DESIGN_Y = np.array([
     [0.073358, -0.228133, 0.349912, 1.054900, 1.147841, -0.554558],
@@ -41,10 +42,6 @@ def test_cpp_library_is_built_by_the_package_build():
 def runner():
     with Runner(timeout=120) as r:
         yield r
-
-
-def _case(**kw) -> LoadedCase:
-    return LoadedCase(Case.model_validate(kw), "<test>", 1)
 
 
 def _outcomes(rows) -> dict[tuple[str, int | None], str]:
@@ -72,7 +69,7 @@ def test_seed_y_matches_design_numbers():
     assert y.dtype == np.float32 and y.shape == (3, 1, 1, 6)
     # 1e-6: the published numbers are rounded to 6 decimals (5e-7) and y is float32 (ulp 2.4e-7 at |y| < 2.4)
     np.testing.assert_allclose(y.reshape(3, 6), DESIGN_Y, rtol=0, atol=1e-6)
-    # DESIGN.md: mean 7.863889, biased variance 1946.064931 (float32 statistics: ulp(1946) = 1.2e-4)
+    # docs/seed.md: mean 7.863889, biased variance 1946.064931 (float32 statistics: ulp(1946) = 1.2e-4)
     assert abs(obs.outputs["batch_mean"][0][0] - 7.863889) < 1e-5
     assert abs(obs.outputs["batch_var"][0][0] - 1946.064931) < 2e-3
 
@@ -107,7 +104,7 @@ MULTI = [
 
 @pytest.mark.parametrize("spec", MULTI, ids=[m["id"] for m in MULTI])
 def test_multi_step_and_shapes_pass_on_cpp(runner, spec):
-    lc = _case(**spec)
+    lc = loaded_case(**spec)
     rows = runner.run_pair(lc, "cpp")
     outs = _outcomes(rows)
     assert {o for o, _ in outs} == set(lc.case.output_names())
@@ -119,7 +116,7 @@ def test_multi_step_and_shapes_pass_on_cpp(runner, spec):
 
 def test_cpp_convention_is_detected_when_the_case_asks_for_another(runner):
     # cpp blends the *biased* variance into running_var; a case asking for the unbiased one must see it
-    lc = _case(id="cpp_unbiased_running", shape=[4, 2, 3], steps=2, running_variance="unbiased", input={"seed": 2})
+    lc = loaded_case(id="cpp_unbiased_running", shape=[4, 2, 3], steps=2, running_variance="unbiased", input={"seed": 2})
     rows = runner.run_pair(lc, "cpp")
     outs = _outcomes(rows)
     # mismatch, or explained once the explanation engine is wired in -- then by the biased running variance

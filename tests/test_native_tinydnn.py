@@ -22,16 +22,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "cases" / "seed_article.yaml"
 HEADERS = Path(native_mod.TINYDNN_HEADER)
 
-# DESIGN.md: tiny-dnn's first row (the real library, derived independently of this code);
-# the other rows are the reference rows times sqrt(17/18) (DESIGN.md: "exactly the reference
-# with the unbiased variance"), rounded to 6 decimals here.
+# docs/seed.md: tiny-dnn's first row (the real library, derived independently of this code);
+# the other rows are the reference rows times sqrt(17/18) (docs/seed.md: exactly the reference
+# with the unbiased variance), rounded to 6 decimals here.
 DESIGN_TINYDNN_ROW0 = np.array([0.071291, -0.221705, 0.340054, 1.025179, 1.115501, -0.538933])
 DESIGN_REF_Y = np.array([
     [0.073358, -0.228133, 0.349912, 1.054900, 1.147841, -0.554558],
     [-2.392967, -0.831113, 0.952892, -1.567836, 1.014097, -0.946722],
     [-0.233800, -0.534156, 1.462932, 0.028021, 0.891688, 0.313643],
 ])
-UNBIASED_VAR = 2060.539338  # DESIGN.md (m - 1 = 17)
+UNBIASED_VAR = 2060.539338  # docs/seed.md (m - 1 = 17)
 
 needs_headers = pytest.mark.skipif(not HEADERS.exists(),
                                    reason=f"tiny-dnn headers not installed (apt-get install {TINYDNN_APT})")
@@ -72,7 +72,7 @@ def test_momentum_and_initial_running_stats_are_translated():
         id="td_momentum", shape=[3, 1, 1, 6], data=load_file(SEED)[0].case.data, momentum={"batch_weight": 0.25},
         running_mean=2.0, running_var=3.0)), "<test>", 1)
     obs = TinyDnnAdapter().run(lc.case, generate(lc.case))
-    # expected from DESIGN.md's statistics: 0.75*old + 0.25*batch (float32 running stats: rtol 1e-6)
+    # expected from docs/seed.md's statistics: 0.75*old + 0.25*batch (float32 running stats: rtol 1e-6)
     np.testing.assert_allclose(obs.outputs["running_mean"][0], [0.75 * 2.0 + 0.25 * 7.863889], rtol=1e-6)
     np.testing.assert_allclose(obs.outputs["running_var"][0], [0.75 * 3.0 + 0.25 * UNBIASED_VAR], rtol=1e-6)
     assert any("momentum = 1 - w = 0.75" in n for n in obs.notes)

@@ -21,6 +21,7 @@ pytest.importorskip("onnx")
 from harness.adapters import get_adapter  # noqa: E402
 from harness.adapters.base import Unsupported  # noqa: E402
 from harness.cases import Case  # noqa: E402
+from tests.helpers import case_maker  # noqa: E402
 from harness.compare import compare, default_tolerance  # noqa: E402
 from harness.inputs import generate  # noqa: E402
 from harness.oracle import reference_outputs  # noqa: E402
@@ -31,11 +32,10 @@ ALL_IDS = ORT_IDS + REF_IDS
 OPSET15_IDS = ["ort", "ort-init", "ort-init-noopt", "onnx-reference"]
 RTOL, ATOL = 1e-5, 1e-6  # see the module docstring
 
-from tests.seed_values import SEED, SEED_Y  # noqa: E402  (DESIGN.md's numbers)
+from tests.seed_values import SEED, SEED_Y  # noqa: E402  (docs/seed.md's numbers)
 
 
-def case(**kw) -> Case:
-    return Case.model_validate({"id": "t", "shape": [4, 3, 2, 5], "input": {"seed": 7, "std": 2.0, "mean": 1.0}, **kw})
+case = case_maker(id="t", shape=[4, 3, 2, 5], input={"seed": 7, "std": 2.0, "mean": 1.0})
 
 
 def needs_ort(backend: str) -> None:
@@ -190,7 +190,7 @@ def test_seed_case_train(backend):
     obs, inputs = run(backend, c)
     ref = reference_outputs(c, inputs)["y"][0]
     assert compare(obs.outputs["y"][0], ref, default_tolerance("float32"), "float32").close
-    # DESIGN.md gives y to 6 decimals (rounding 5e-7) plus float32 error: atol 1.5e-6
+    # docs/seed.md gives y to 6 decimals (rounding 5e-7) plus float32 error: atol 1.5e-6
     np.testing.assert_allclose(obs.outputs["y"][0], SEED_Y, rtol=0, atol=1.5e-6)
 
 

@@ -15,11 +15,11 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from harness.cases import Case
 from harness.compare import compare
 from harness.inputs import generate, np_dtype
 from harness.oracle import reference_outputs
 from harness.results import output_dtype, tolerance_for
+from tests.helpers import case_maker
 from tests.precision_backends import (
     ARITHMETIC, ORDERS, WORKING, channel_sums, guard_examples, precision_outputs, working_dtype,
 )
@@ -28,13 +28,10 @@ F32_EPS = float(np.finfo(np.float32).eps)
 BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
-def _case(**kw) -> Case:
-    base = dict(id="precision", shape=[64, 4, 8], steps=2, momentum={"batch_weight": 0.1}, eval_after=True,
-                affine={"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3},
-                        "beta": {"dist": "normal", "std": 0.5, "seed": 4}},
-                input={"dist": "normal", "mean": 0.0, "std": 1.0, "seed": 41})
-    base.update(kw)
-    return Case.model_validate(base)
+_case = case_maker(id="precision", shape=[64, 4, 8], steps=2, momentum={"batch_weight": 0.1}, eval_after=True,
+                   affine={"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3},
+                           "beta": {"dist": "normal", "std": 0.5, "seed": 4}},
+                   input={"dist": "normal", "mean": 0.0, "std": 1.0, "seed": 41})
 
 
 def _f64(a) -> np.ndarray:

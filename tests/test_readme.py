@@ -32,3 +32,17 @@ def test_documented_outcomes_match_the_code():
     section = README[README.index("## Outcomes"):README.index("## The case format")]
     for outcome in OUTCOMES:
         assert f"| `{outcome}` |" in section
+
+
+def test_no_test_cites_a_file_outside_the_repository():
+    """Tests cite their evidence by a path in the repository (docs/seed.md, not the design notes
+    outside it): every ``docs/*.md`` a test names exists, and none names the design notes' file."""
+    import re
+
+    root = Path(__file__).resolve().parent
+    outside = "DESIGN" + ".md"  # the project's design notes live outside the repository
+    for p in sorted(root.glob("*.py")):
+        text = p.read_text(encoding="utf-8")
+        assert outside not in text, p.name
+        for doc in re.findall(r"docs/[\w./-]+\.md", text):
+            assert (root.parent / doc).is_file(), (p.name, doc)

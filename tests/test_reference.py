@@ -1,4 +1,4 @@
-"""The NumPy reference against values derived by hand (and DESIGN.md's seed numbers)."""
+"""The NumPy reference against values derived by hand (and docs/seed.md's seed numbers)."""
 
 import numpy as np
 import pytest

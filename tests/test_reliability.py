@@ -257,3 +257,35 @@ cases:
     assert "alert(" in html, "the strings should be in the report (escaped)"
     for raw in ("<script>alert", "<img src=x", "<b onmouseover", "<svg onload", "</td><script>"):
         assert raw not in html, f"unescaped {raw!r} in index.html"
+
+
+def test_a_reply_read_whose_pipe_is_closed_under_it_is_a_worker_failure():
+    """An interrupt may close a worker's pipes while another thread waits for its reply (seen once on a
+    loaded machine as a 'Bad file descriptor' traceback from a run's thread): the reader gets a
+    WorkerFailure, which the run handles, never an OSError."""
+    import threading
+
+    from harness.runner import WorkerFailure, WorkerHandle
+
+    w = WorkerHandle("numpy", {}, (), ())
+    got: list = []
+
+    def reader():
+        try:
+            w._recv(30, "a reply that never comes")
+        except BaseException as e:  # noqa: BLE001 - recorded for the assertion
+            got.append(e)
+
+    th = threading.Thread(target=reader)
+    th.start()
+    try:
+        import time
+
+        time.sleep(0.5)  # let it block in select()
+        w.proc.stdout.close()
+        th.join(30)
+    finally:
+        w.kill()
+        w.close()
+    assert not th.is_alive()
+    assert got and isinstance(got[0], WorkerFailure), got

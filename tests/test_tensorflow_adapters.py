@@ -23,6 +23,7 @@ from harness.adapters import get_adapter  # noqa: E402
 from harness.adapters.base import Unsupported  # noqa: E402
 from harness.adapters.tensorflow import TF_ENV, data_format, keras_dtype_policy, tf, tf_refuses_dtype  # noqa: E402
 from harness.cases import Case  # noqa: E402
+from tests.helpers import case_maker  # noqa: E402
 from harness.compare import compare, default_tolerance  # noqa: E402
 from harness.inputs import generate  # noqa: E402
 from harness.oracle import reference_outputs  # noqa: E402
@@ -30,7 +31,7 @@ from harness.oracle import reference_outputs  # noqa: E402
 TF_IDS = ["keras-tf", "tf-nn", "tf-fused"]
 RTOL, ATOL = 1e-5, 1e-6  # see the module docstring
 
-from tests.seed_values import SEED, SEED_Y  # noqa: E402  (DESIGN.md's numbers)
+from tests.seed_values import SEED, SEED_Y  # noqa: E402  (docs/seed.md's numbers)
 
 
 def _keras_on_tensorflow() -> None:
@@ -43,8 +44,7 @@ def _keras_on_tensorflow() -> None:
         pytest.skip(f"keras was imported on {keras.backend.backend()} in this process")
 
 
-def case(**kw) -> Case:
-    return Case.model_validate({"id": "t", "shape": [4, 3, 2, 5], "input": {"seed": 5, "std": 2.0, "mean": 1.0}, **kw})
+case = case_maker(id="t", shape=[4, 3, 2, 5], input={"seed": 5, "std": 2.0, "mean": 1.0})
 
 
 def run(backend: str, c: Case):

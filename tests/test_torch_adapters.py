@@ -2,22 +2,15 @@
 
 import pytest
 
-from harness.cases import Case, LoadedCase
-from harness.runner import Runner
+from tests.helpers import loaded_case
 
 pytest.importorskip("torch", reason="torch is not installed: pip install torch==2.13.0")
 
 
-@pytest.fixture(scope="module")
-def runner():
-    with Runner() as r:
-        yield r
-
-
 def rows(runner, backend, **fields):
-    base = {"id": "t", "shape": [4, 3, 2, 5], "input": {"seed": 1, "mean": 0.5, "std": 2.0}}
-    base.update(fields)
-    return {(r.output, r.step): r for r in runner.run_pair(LoadedCase(Case.model_validate(base), "test", 1), backend)}
+    # the conftest's session runner; loaded_case's default id "t" and shape [4, 3, 2, 5]
+    lc = loaded_case(file="test", **{"input": {"seed": 1, "mean": 0.5, "std": 2.0}, **fields})
+    return {(r.output, r.step): r for r in runner.run_pair(lc, backend)}
 
 
 def outcomes(rs):

@@ -49,6 +49,7 @@ import numpy as np
 
 from harness.explain.arrays import columns, sample_columns
 from harness.explain.refcache import STATS
+from references.batchnorm import DATA_OUTPUTS
 
 #: probabilistic summation bound multiplier λ (Higham & Mary 2019); λ = 5 fails with probability
 #: below 2·exp(−12.5)·n ≈ 7e−6·n per sum under their model of independent rounding errors
@@ -62,7 +63,7 @@ _TINY = {"float64": 5e-324, "float32": 2.0 ** -149, "float16": 2.0 ** -24, "bflo
 _MAX = {"float64": 1.7976931348623157e308, "float32": 3.4028234663852886e38, "float16": 65504.0,
         "bfloat16": 3.3895313892515355e38}
 
-_NORMALIZED = ("y", "x_hat", "eval_y")
+_NORMALIZED = DATA_OUTPUTS
 _STATISTICS = STATS  # outputs that no normalization arithmetic touches
 _CHUNK = 1 << 18
 #: normalized outputs above this many elements are judged on a sample of columns first

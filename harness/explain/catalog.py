@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.semantics import Semantics
+from references.batchnorm import OUTPUT_NAMES
 
 #: eps values that are documented defaults somewhere: value -> who uses it
 KNOWN_EPS: dict[float, str] = {
@@ -52,7 +53,7 @@ _DOC_ONNX_BN = "https://onnx.ai/onnx/operators/onnx__BatchNormalization.html"
 _DOC_CUDNN = "https://docs.nvidia.com/deeplearning/cudnn/api/cudnn-ops-library.html (CUDNN_BN_MIN_EPSILON)"
 
 #: output groups
-ALL = frozenset(["y", "x_hat", "inv_std", "batch_mean", "batch_var", "running_mean", "running_var", "eval_y"])
+ALL = frozenset(OUTPUT_NAMES)
 NORM = frozenset(["y", "x_hat", "inv_std"])
 RUN = frozenset(["running_mean", "running_var", "eval_y"])
 NONE: frozenset[str] = frozenset()

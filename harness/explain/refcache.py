@@ -10,10 +10,8 @@ import numpy as np
 
 from harness.semantics import Semantics
 
-#: outputs of shape (C,): always kept in the cache
-PER_CHANNEL = ("batch_mean", "batch_var", "running_mean", "running_var", "inv_std")
-#: outputs the reference can produce without normalizing (its cheap statistics-only path)
-STATS = ("batch_mean", "batch_var", "running_mean", "running_var")
+from references.batchnorm import PER_CHANNEL_OUTPUTS as PER_CHANNEL  # shape (C,): always kept in the cache
+from references.batchnorm import STATISTICS as STATS  # the reference's cheap statistics-only path
 
 
 class ReferenceCache:

@@ -155,7 +155,9 @@ def _unit_scores(obs: np.ndarray, alt: np.ndarray, tol, dtype: str) -> tuple[flo
 
 
 def _output_dtype(case, output: str) -> str:
-    return case.dtype if output in ("y", "eval_y", "x_hat") else case.params_dtype
+    from harness.outputs import output_dtype
+
+    return output_dtype(case, output)
 
 
 def _pairs(singles: list[Candidate], base: Semantics, plain_max_abs: float, evaluate, solve,

@@ -33,6 +33,7 @@ from markupsafe import Markup
 
 from harness.report.model import OUTCOMES, Model, build, clean
 from harness.report.plots import heatmap_svg, plot_key, worst_errors
+from references.batchnorm import MAIN_OUTPUTS
 
 TEMPLATES = Path(__file__).with_name("templates")
 SYMBOLS = {"pass": "✓", "explained": "≈", "mismatch": "✗", "unsupported": "–", "error": "!"}
@@ -168,7 +169,7 @@ def page_data(model: Model) -> tuple[dict[str, Any], list[Any]]:
     a tolerance table ``T``, plot data ``G``) and the rows of every pair (parsed only when first
     needed).  Positional arrays, trailing defaults trimmed; field lists in report.js."""
     S = _Strings()
-    for name in ("y", "batch_mean", "batch_var", "running_mean", "running_var", "eval_y"):
+    for name in MAIN_OUTPUTS:
         S(name)  # the most frequent strings get one-digit indexes
     T: list[list[Any]] = []
     tidx: dict[tuple[Any, Any, str], int] = {}
