@@ -6,6 +6,7 @@ Kept light: imports only harness.cases (no framework), so every test module and 
 from __future__ import annotations
 
 import copy
+import subprocess
 from typing import Any, Callable
 
 from harness.cases import Case, LoadedCase
@@ -37,3 +38,15 @@ def case_maker(**defaults: Any) -> Callable[..., Case]:
         return case(**{**copy.deepcopy(defaults), **fields})
 
     return make
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
+    """(returncode, stdout, stderr) of a started subprocess, waited for at most ``timeout`` s (a hang
+    raises TimeoutExpired); the process is killed if it is still running after that."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err

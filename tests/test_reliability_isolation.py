@@ -28,6 +28,7 @@ import pytest
 
 from harness.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
 from harness.native import bundled_library, include_dir
+from tests.helpers import finish
 from tests.isolation_adapters import ORPHAN_VAR
 from tests.isolation_adapters import SPEC as SPAWNER
 
@@ -243,12 +244,7 @@ def _user_module_run(tmp_path: Path, body: str, timeout: float = 120, **env: str
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(PYTHONPATH=str(ROOT), **env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.monotonic()
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    _, out, err = finish(proc, timeout)
     pids = {int(x) for x in marker.read_text().split()} if marker.exists() else set()
     return proc, out, err, time.monotonic() - t0, pids
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from tests.helpers import finish
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = str(ROOT / "cases" / "seed_article.yaml")
@@ -77,16 +78,6 @@ def wait_for(pred, timeout: float, what: str, proc: subprocess.Popen | None = No
         if time.monotonic() - t0 > timeout:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    return proc.returncode, out, err
 
 
 def old_set(out: Path) -> dict[str, bytes]:
