@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, Valid
 from harness.case_errors import _short_repr
 from harness.case_limits import FLOAT64_MAX, MAX_INT64, bytes_per_element, physical_memory
 from harness.semantics import Semantics
+from references.batchnorm import OUTPUT_NAMES as _BN_OUTPUTS
 
 #: outcomes a result can have (``explained`` is added by the explanation engine)
 OUTCOMES = ("pass", "explained", "mismatch", "unsupported", "error")
@@ -49,14 +50,14 @@ _OVERFLOW_AT = {"float16": 2.0**15 * (2 - 2.0**-11), "bfloat16": 2.0**127 * (2 -
                 "float32": 2.0**127 * (2 - 2.0**-24), "float64": math.inf}
 
 
-def _output_name(v: str) -> str:
-    from references.batchnorm import OUTPUT_NAMES
-
-    if v not in OUTPUT_NAMES:
-        hint = difflib.get_close_matches(v, OUTPUT_NAMES, n=1)
-        raise ValueError(f"unknown output (got {v!r})" + (f"; did you mean {hint[0]!r}?" if hint else "")
-                         + f" The outputs are {', '.join(OUTPUT_NAMES)}")
-    return v
+def _output_name_check(names: tuple[str, ...]):
+    def check(v: str) -> str:
+        if v not in names:
+            hint = difflib.get_close_matches(v, names, n=1)
+            raise ValueError(f"unknown output (got {v!r})" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                             + f" The outputs are {', '.join(names)}")
+        return v
+    return check
 
 
 class _Model(BaseModel):
@@ -104,7 +105,7 @@ ValueSpec = Union[Number, list[Number], Generator]
 
 
 class Affine(_Model):
-    """Per-channel scale (gamma) and shift (beta)."""
+    """Scale (gamma) and shift (beta): per channel (BatchNorm), over the normalized shape (LayerNorm)."""
 
     gamma: ValueSpec = 1.0
     beta: ValueSpec = 0.0
@@ -128,34 +129,44 @@ class Momentum(_Model):
         return 1.0 - float(self.running_weight)
 
 
-class Tolerance(_Model):
-    """A per-case tolerance override; ``reason`` is required."""
+def tolerance_model(output_names: tuple[str, ...], op: str) -> type[BaseModel]:
+    """The ``tolerance:`` model of an op whose outputs are ``output_names``."""
 
-    rtol: Annotated[Number, Field(ge=0)]
-    atol: Annotated[Number, Field(ge=0)]
-    reason: Annotated[str, Field(min_length=3)]
-    #: outputs it applies to (default: all); names from ``references.batchnorm.OUTPUT_NAMES``
-    outputs: list[Annotated[str, AfterValidator(_output_name)]] | None = None
+    class Tolerance(_Model):
+        """A per-case tolerance override; ``reason`` is required."""
 
-    @field_validator("reason")
-    @classmethod
-    def _reason_not_blank(cls, v: str) -> str:
-        return _not_blank(v)
+        rtol: Annotated[Number, Field(ge=0)]
+        atol: Annotated[Number, Field(ge=0)]
+        reason: Annotated[str, Field(min_length=3)]
+        #: outputs it applies to (default: all); names from the op's output spec
+        outputs: list[Annotated[str, AfterValidator(_output_name_check(output_names))]] | None = None
 
-    @field_validator("rtol", "atol")
-    @classmethod
-    def _finite_tolerance(cls, v: Any) -> Any:
-        if isinstance(v, float) and math.isinf(v):
-            raise ValueError("must be a finite number within float64 range (got inf): "
-                             "an infinite tolerance accepts any result")
-        return _finite(v)
+        @field_validator("reason")
+        @classmethod
+        def _reason_not_blank(cls, v: str) -> str:
+            return _not_blank(v)
 
-    @field_validator("outputs")
-    @classmethod
-    def _some_outputs(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None and not v:
-            raise ValueError("an empty list applies the tolerance to no output: leave 'outputs' out to apply it to all")
-        return v
+        @field_validator("rtol", "atol")
+        @classmethod
+        def _finite_tolerance(cls, v: Any) -> Any:
+            if isinstance(v, float) and math.isinf(v):
+                raise ValueError("must be a finite number within float64 range (got inf): "
+                                 "an infinite tolerance accepts any result")
+            return _finite(v)
+
+        @field_validator("outputs")
+        @classmethod
+        def _some_outputs(cls, v: list[str] | None) -> list[str] | None:
+            if v is not None and not v:
+                raise ValueError("an empty list applies the tolerance to no output: leave 'outputs' out to apply it to all")
+            return v
+
+    Tolerance.__qualname__ = Tolerance.__name__ = "Tolerance" if op == "batch_norm" else f"Tolerance_{op}"
+    return Tolerance
+
+
+#: BatchNorm's ``tolerance:`` model
+Tolerance = tolerance_model(_BN_OUTPUTS, "batch_norm")
 
 
 class Expectation(_Model):
@@ -172,18 +183,69 @@ class Expectation(_Model):
         return _not_blank(v)
 
 
-class Case(_Model):
-    """One BatchNorm test case, fully validated."""
+#: the dtypes a case may name
+DType = Literal["float16", "bfloat16", "float32", "float64"]
+
+
+class CaseBase(_Model):
+    """The fields and views every op's case shares (an op's model adds its own and sets ``op``).
+
+    ``shape`` is the logical shape; ``input`` or ``data`` gives ``x`` (one array per step);
+    ``tolerance``, ``expect`` and ``tags`` mean the same for every op.
+    """
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", max_length=200)]
     description: str = ""
+    op: str
+    shape: list[Annotated[int, Strict()]]
+    dtype: DType = "float32"
+    #: dtype of the parameters and statistics (default: the case dtype)
+    param_dtype: DType | None = None
+    #: steps, each on its own input
+    steps: Annotated[int, Strict(), Field(ge=1, le=1000)] = 1
+    #: the input, generated ...
+    input: Generator | None = None
+    #: ... or explicit: a flat list in logical row-major order, or one list per step
+    data: list[Number] | list[list[Number]] | None = None
+    expect: dict[str, Expectation] = Field(default_factory=dict)
+    #: free labels; ``slow`` marks heavy cases for pytest (``-m slow``)
+    tags: list[str] = Field(default_factory=list)
+
+    @property
+    def params_dtype(self) -> str:
+        return self.param_dtype or self.dtype
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def array_shape(self) -> tuple[int, ...]:
+        """Shape of ``x`` as handed to backends."""
+        return tuple(self.shape)
+
+    @property
+    def n_elements(self) -> int:
+        return math.prod(self.shape) * self.steps
+
+    @property
+    def footprint_elements(self) -> int:
+        """Elements counted with every zero dimension as 1 (× steps): what a case with an empty
+        batch still allocates, since the per-channel arrays and backends' buffers are sized by the
+        other dimensions.  Equal to :attr:`n_elements` when no dimension is 0."""
+        return math.prod(d for d in self.shape if d != 0) * self.steps
+
+    def output_names(self) -> list[str]:  # pragma: no cover - every op defines it
+        raise NotImplementedError
+
+
+class Case(CaseBase):
+    """One BatchNorm test case (``op: batch_norm``, the default), fully validated."""
+
     op: Literal["batch_norm"] = "batch_norm"
     #: logical shape (N, C, *spatial), rank 2–5, whatever the layout
     shape: Annotated[list[Annotated[int, Strict()]], Field(min_length=2, max_length=5)]
     layout: Literal["channels_first", "channels_last"] = "channels_first"
-    dtype: Literal["float16", "bfloat16", "float32", "float64"] = "float32"
-    #: dtype of gamma/beta/running statistics (default: the case dtype)
-    param_dtype: Literal["float16", "bfloat16", "float32", "float64"] | None = None
     mode: Literal["train", "eval"] = "train"
     eps: StrictFloat | Annotated[int, Strict()] = 1e-5
     #: ``{batch_weight: w}``, ``{running_weight: 1-w}`` or ``cumulative``
@@ -194,18 +256,9 @@ class Case(_Model):
     affine: Annotated[bool, Strict()] | Affine = True
     running_mean: ValueSpec = 0.0
     running_var: ValueSpec = 1.0
-    #: training steps, each on its own batch (eval cases: batches)
-    steps: Annotated[int, Strict(), Field(ge=1, le=1000)] = 1
     #: after the training steps, run inference on the last batch (output ``eval_y``)
     eval_after: Annotated[bool, Strict()] = False
-    #: the input, generated ...
-    input: Generator | None = None
-    #: ... or explicit: a flat list in logical (N, C, *spatial) row-major order, or one list per step
-    data: list[Number] | list[list[Number]] | None = None
     tolerance: Tolerance | None = None
-    expect: dict[str, Expectation] = Field(default_factory=dict)
-    #: free labels; ``slow`` marks heavy cases for pytest (``-m slow``)
-    tags: list[str] = Field(default_factory=list)
 
     @field_validator("eps")
     @classmethod
@@ -240,14 +293,6 @@ class Case(_Model):
         return tuple(s)
 
     @property
-    def params_dtype(self) -> str:
-        return self.param_dtype or self.dtype
-
-    @property
-    def rank(self) -> int:
-        return len(self.shape)
-
-    @property
     def has_affine(self) -> bool:
         return self.affine is not False
 
@@ -255,17 +300,6 @@ class Case(_Model):
     def semantics(self) -> Semantics:
         """The conventions this case asks for."""
         return Semantics(normalize_variance=self.normalize_variance, running_variance=self.running_variance)
-
-    @property
-    def n_elements(self) -> int:
-        return math.prod(self.shape) * self.steps
-
-    @property
-    def footprint_elements(self) -> int:
-        """Elements counted with every zero dimension as 1 (× steps): what a case with an empty
-        batch still allocates, since the per-channel arrays and backends' buffers are sized by the
-        other dimensions.  Equal to :attr:`n_elements` when no dimension is 0."""
-        return math.prod(d for d in self.shape if d != 0) * self.steps
 
     def output_names(self) -> list[str]:
         """Outputs a complete backend produces for this case."""
@@ -275,23 +309,8 @@ class Case(_Model):
         return names + (["eval_y"] if self.eval_after else [])
 
 
-#: fields of the nested mappings, for "did you mean" hints on unknown keys
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    if len(loc) == 1:
-        return sorted(Case.model_fields)
-    top = loc[0]
-    model = {"affine": Affine, "momentum": Momentum, "tolerance": Tolerance, "input": Generator,
-             "running_mean": Generator, "running_var": Generator}.get(top)
-    if top == "affine" and len(loc) == 3:
-        model = Generator
-    if top == "expect" and len(loc) == 3:
-        model = Expectation
-    return sorted(model.model_fields) if model else []
-
-
-def _per_channel_problems(loc: tuple[Any, ...], spec: Any, dtype: str) -> list[tuple[tuple[Any, ...], str]]:
+def _per_channel_problems(loc: tuple[Any, ...], spec: Any, dtype: str, variance: bool) -> list[tuple[tuple[Any, ...], str]]:
     """gamma, beta and the running statistics: finite, within the parameter dtype; a variance ≥ 0."""
-    variance = loc[-1] == "running_var"
     if isinstance(spec, Generator):
         if not variance:
             return []
@@ -316,12 +335,15 @@ def _per_channel_problems(loc: tuple[Any, ...], spec: Any, dtype: str) -> list[t
     return out
 
 
-def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
-    """Checks that need several fields: (loc, message) pairs."""
+def common_checks(case: CaseBase, zero_ok: tuple[int, ...] = (0,)) -> list[tuple[tuple[Any, ...], str]]:
+    """Checks every op shares: the shape's dimensions (only the axes in ``zero_ok`` may be 0), ``data``
+    or ``input`` (not both), the number of explicit values, and huge integers in ``data``."""
     errs: list[tuple[tuple[Any, ...], str]] = []
     for i, d in enumerate(case.shape):
-        if d < 0 or (d == 0 and i != 0):
-            errs.append((("shape", i), f"dimension must be > 0 (got {_short_repr(d)}); only N (the batch) may be 0"))
+        if d < 0 or (d == 0 and i not in zero_ok):
+            only = "only N (the batch) may be 0" if zero_ok == (0,) else (
+                "no dimension may be 0" if not zero_ok else f"only axes {list(zero_ok)} may be 0")
+            errs.append((("shape", i), f"dimension must be > 0 (got {_short_repr(d)}); {only}"))
         elif d > MAX_INT64:
             errs.append((("shape", i), f"dimension must be at most {MAX_INT64} (a signed 64-bit size) "
                                        f"(got {_short_repr(d)})"))
@@ -338,14 +360,6 @@ def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
         elif len(case.data) not in (per_step, per_step * case.steps):
             exp = f"{per_step}" + (f" (or {per_step * case.steps} for {case.steps} steps)" if case.steps > 1 else "")
             errs.append((("data",), f"{len(case.data)} values for shape {case.shape}: expected {exp}"))
-    C = case.shape[1] if len(case.shape) > 1 else 0
-    specs: list[tuple[tuple[Any, ...], Any]] = [(("running_mean",), case.running_mean), (("running_var",), case.running_var)]
-    if isinstance(case.affine, Affine):
-        specs += [(("affine", "gamma"), case.affine.gamma), (("affine", "beta"), case.affine.beta)]
-    for loc, spec in specs:
-        if isinstance(spec, list) and len(spec) != C:
-            errs.append((loc, f"{len(spec)} values for C = {C} channels"))
-        errs.extend(_per_channel_problems(loc, spec, case.params_dtype))
     if case.data is not None:
         rows = [((), case.data)] if not (case.data and isinstance(case.data[0], list)) else \
             [((j,), lst) for j, lst in enumerate(case.data)]
@@ -353,6 +367,29 @@ def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
             for i, v in enumerate(lst):  # NaN and ±inf are allowed in data (trap cases); huge integers are not
                 if type(v) is int and not -FLOAT64_MAX <= v <= FLOAT64_MAX:
                     errs.append((("data", *pre, i), _number_problem(v)))
+    return errs
+
+
+def parameter_problems(loc: tuple[Any, ...], spec: Any, n: int, dtype: str, what: str = "channels",
+                       variance: bool = False) -> list[tuple[tuple[Any, ...], str]]:
+    """A parameter ``spec`` (number, list or generator) for ``n`` values: the list's length, finite
+    values within ``dtype``, and (``variance``) no negative value."""
+    errs: list[tuple[tuple[Any, ...], str]] = []
+    if isinstance(spec, list) and len(spec) != n:
+        errs.append((loc, f"{len(spec)} values for {what}"))
+    errs.extend(_per_channel_problems(loc, spec, dtype, variance))
+    return errs
+
+
+def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
+    """BatchNorm's checks that need several fields: (loc, message) pairs."""
+    errs = common_checks(case)
+    C = case.shape[1] if len(case.shape) > 1 else 0
+    specs: list[tuple[tuple[Any, ...], Any]] = [(("running_mean",), case.running_mean), (("running_var",), case.running_var)]
+    if isinstance(case.affine, Affine):
+        specs += [(("affine", "gamma"), case.affine.gamma), (("affine", "beta"), case.affine.beta)]
+    for loc, spec in specs:
+        errs.extend(parameter_problems(loc, spec, C, case.params_dtype, f"C = {C} channels", loc[-1] == "running_var"))
     if isinstance(case.momentum, Momentum):
         n_set = (case.momentum.batch_weight is not None) + (case.momentum.running_weight is not None)
         if n_set != 1:
@@ -362,13 +399,31 @@ def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
     return errs
 
 
-def estimated_bytes(case: Case) -> int:
+def describe_value(v: Any) -> str:
+    """A ValueSpec (number, per-channel list, generator) in words."""
+    if v is None:
+        return ""
+    if hasattr(v, "model_dump"):
+        d = v.model_dump()
+        dist = d.get("dist")
+        if dist == "normal":
+            return f"normal(mean={d['mean']:g}, std={d['std']:g}, seed={d['seed']})"
+        if dist == "uniform":
+            return f"uniform({d['low']:g}, {d['high']:g}, seed={d['seed']})"
+        return f"constant {d['value']:g}"
+    if isinstance(v, list):
+        s = ", ".join(f"{x:g}" for x in v[:8])
+        return f"[{s}{', …' if len(v) > 8 else ''}] ({len(v)} values)"
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+def estimated_bytes(case: CaseBase) -> int:
     """Memory a case needs while running, estimated before anything is allocated: its
     :attr:`~Case.footprint_elements` × :func:`bytes_per_element` of its dtype."""
     return case.footprint_elements * bytes_per_element(case.dtype)
 
 
-def _size_problem(case: Case, max_elements: int) -> str | None:
+def _size_problem(case: CaseBase, max_elements: int) -> str | None:
     """Why the case is too large to run (checked on the shape alone, before allocating)."""
     n = case.footprint_elements
     nbytes = estimated_bytes(case)

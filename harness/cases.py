@@ -27,6 +27,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
+from harness import ops
 from harness.case_errors import CaseError, CaseFileError, _describe, _format_loc, _prune_unions, escape_text
 from harness.case_limits import (
     BYTES_PER_ELEMENT,
@@ -57,8 +58,7 @@ from harness.case_model import (
     StrictFloat,
     Tolerance,
     ValueSpec,
-    _allowed_keys,
-    _cross_checks,
+    CaseBase,
     _size_problem,
     estimated_bytes,
 )
@@ -79,7 +79,8 @@ __all__ = [
 class LoadedCase:
     """A validated case with where it came from."""
 
-    case: Case
+    #: the op's validated case (:class:`Case` for BatchNorm; ``OpSpec.case_model`` for any op)
+    case: CaseBase
     file: str
     line: int
     #: (line, column) of each ``expect:`` key (backend id), for errors found after loading
@@ -227,14 +228,22 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
             # a mistake in defaults: reported once, not once per case inheriting it
             err(n, _format_loc("defaults" if in_defaults else prefix, loc), msg)
 
+        op_name = merged.get("op", "batch_norm")
         try:
-            case = Case.model_validate(merged)
+            spec = ops.get(op_name)
+        except ops.UnknownOp:
+            hint = difflib.get_close_matches(str(op_name), ops.names(), n=1) if isinstance(op_name, str) else []
+            report(("op",), f"unknown op {_short_op(op_name)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                   + f"; known ops: {', '.join(ops.names())}")
+            continue
+        try:
+            case = spec.case_model.model_validate(merged)
         except ValidationError as ve:
             for e in _prune_unions(ve.errors()):
                 loc = tuple(e["loc"])
-                report(loc, _describe(e, loc, _allowed_keys), key_node=e["type"] == "extra_forbidden")
+                report(loc, _describe(e, loc, spec.allowed_keys), key_node=e["type"] == "extra_forbidden")
             continue
-        checks = _cross_checks(case)
+        checks = spec.cross_checks(case)
         for loc, msg in checks:
             report(loc, msg)
         too_big = None if any(loc[0] == "shape" for loc, _ in checks) else _size_problem(case, max_elements)
@@ -255,6 +264,12 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
         errors.sort(key=lambda e: (e.line, e.column))
         raise CaseFileError(errors)
     return loaded
+
+
+def _short_op(v: Any) -> str:
+    from harness.case_errors import _short_repr
+
+    return _short_repr(v) if isinstance(v, str) else f"{_short_repr(v)} (a {type(v).__name__}, not a name)"
 
 
 def _walk(folder: Path, files: list[Path], errors: list[CaseError], ancestors: tuple[tuple[int, int], ...],
@@ -355,32 +370,43 @@ def load_paths(paths: Iterable[str | os.PathLike[str]], max_elements: int = DEFA
 
 
 def json_schema() -> dict[str, Any]:
-    """JSON Schema of a case file (for editors: validation and completion)."""
-    case_schema = Case.model_json_schema(ref_template="#/$defs/{model}")
-    defs = case_schema.pop("$defs", {})
-    # in a file, any field but `id` may come from `defaults:`
-    entry_schema = dict(case_schema, required=["id"])
-    entry_schema["properties"] = dict(case_schema["properties"])
-    entry_schema["properties"]["expect"] = {
-        "type": "object",
-        "title": "Expect",
-        "description": "known discrepancies per backend; `backend: null` drops one inherited from defaults",
-        "additionalProperties": {"anyOf": [{"$ref": "#/$defs/Expectation"}, {"type": "null"}]},
-    }
-    defaults_schema = dict(case_schema, required=[], title="Defaults")
-    defaults_schema["properties"] = {k: v for k, v in case_schema["properties"].items() if k != "id"}
-    defs["Case"] = entry_schema
-    defs["Defaults"] = defaults_schema
+    """JSON Schema of a case file (for editors: validation and completion): each case is one of the
+    registered ops' models, selected by ``op`` (BatchNorm when absent)."""
+    defs: dict[str, Any] = {}
+    entries, defaults = [], []
+    for spec in ops.all_ops():
+        sch = spec.case_model.model_json_schema(ref_template="#/$defs/{model}")
+        for k, v in sch.pop("$defs", {}).items():
+            defs.setdefault(k, v)
+        title = spec.case_model.__name__ if spec.name != "batch_norm" else "Case"
+        # in a file, any field but `id` may come from `defaults:`
+        entry = dict(sch, required=["id"], title=title)
+        entry["properties"] = dict(sch["properties"])
+        entry["properties"]["expect"] = {
+            "type": "object",
+            "title": "Expect",
+            "description": "known discrepancies per backend; `backend: null` drops one inherited from defaults",
+            "additionalProperties": {"anyOf": [{"$ref": "#/$defs/Expectation"}, {"type": "null"}]},
+        }
+        if spec.name != "batch_norm":
+            entry["required"] = ["id", "op"]
+        defs[title] = entry
+        entries.append({"$ref": f"#/$defs/{title}"})
+        dflt = dict(sch, required=[], title=f"Defaults ({spec.name})")
+        dflt["properties"] = {k: v for k, v in sch["properties"].items() if k != "id"}
+        defs[f"Defaults_{spec.name}"] = dflt
+        defaults.append({"$ref": f"#/$defs/Defaults_{spec.name}"})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "normconf case file",
-        "description": "A list of BatchNorm test cases; 'defaults' is merged into each case.",
+        "description": "A list of normalization test cases (op: " + ", ".join(ops.names())
+                       + "; batch_norm when absent); 'defaults' is merged into each case.",
         "type": "object",
         "additionalProperties": False,
         "required": ["cases"],
         "properties": {
-            "defaults": {"$ref": "#/$defs/Defaults"},
-            "cases": {"type": "array", "items": {"$ref": "#/$defs/Case"}},
+            "defaults": {"anyOf": defaults},
+            "cases": {"type": "array", "items": {"anyOf": entries}},
         },
         "$defs": defs,
     }

@@ -102,10 +102,17 @@ def to_layout(x_logical: np.ndarray, layout: str) -> np.ndarray:
     return x_logical
 
 
-def generate(case: Case) -> Inputs:
-    """The case's inputs, bit-identical on every run and machine."""
+def generate(case):
+    """The inputs of any op's case (its spec's generator), bit-identical on every run and machine."""
+    from harness.ops import spec_for
+
+    return spec_for(case).generate(case)
+
+
+def draw_x(case) -> tuple[np.ndarray, ...]:
+    """``x`` of every step in logical row-major order, rounded to the case dtype (from ``data`` or the
+    ``input`` generator): one array of shape ``case.shape`` per step."""
     dt = np_dtype(case.dtype)
-    pdt = np_dtype(case.params_dtype)
     shape = tuple(case.shape)
     per_step = int(np.prod(shape))
     if case.data is not None:
@@ -119,7 +126,18 @@ def generate(case: Case) -> Inputs:
         flat = _draw(case.input or Generator(), per_step * case.steps)
     with np.errstate(over="ignore"):
         xs = flat.astype(dt).reshape((case.steps, *shape))
-    x = tuple(to_layout(xs[k], case.layout) for k in range(case.steps))
+    return tuple(xs[k] for k in range(case.steps))
+
+
+def parameter(spec, n: int, dtype: str, what: str) -> np.ndarray:
+    """A parameter of ``n`` values (a number, a list or a generator) rounded to ``dtype``."""
+    return _per_channel(spec, n, np_dtype(dtype), what)
+
+
+def batch_norm_inputs(case: Case) -> Inputs:
+    """A BatchNorm case's inputs, bit-identical on every run and machine."""
+    pdt = np_dtype(case.params_dtype)
+    x = tuple(to_layout(xk, case.layout) for xk in draw_x(case))
     C = case.channels
     if case.has_affine:
         aff = case.affine if isinstance(case.affine, Affine) else Affine()

@@ -7,37 +7,25 @@ engine all go through :func:`reference_outputs`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from harness.cases import Case
 from harness.inputs import Inputs, np_dtype
 from harness.outputs import output_dtype
-from harness.semantics import Semantics
 
 
-def reference_outputs(case: Case, inputs: Inputs, semantics: Semantics | None = None, *,
+def reference_outputs(case: Case, inputs: Inputs, semantics: Any = None, *,
                       statistics_only: bool = False) -> dict[str, list[np.ndarray]]:
-    """float64 reference outputs for ``case`` under ``semantics`` (default: the case's own).
+    """float64 reference outputs for ``case`` under ``semantics`` (default: the case's own), by the
+    case's op (:func:`harness.ops.spec_for`).
 
-    ``statistics_only``: only the per-channel batch and running statistics (no normalization).
+    ``statistics_only``: only the statistics (no normalization), where the op has such a path.
     """
-    from references.batchnorm import batch_norm_reference
+    from harness.ops import spec_for
 
-    return batch_norm_reference(
-        inputs.x,
-        channel_axis=case.channel_axis,
-        mode=case.mode,
-        eps=case.eps,
-        momentum=case.momentum_weight,
-        gamma=inputs.gamma,
-        beta=inputs.beta,
-        running_mean=inputs.running_mean,
-        running_var=inputs.running_var,
-        eval_after=case.eval_after,
-        semantics=semantics if semantics is not None else case.semantics,
-        input_dtype=np_dtype(case.dtype),
-        statistics_only=statistics_only,
-    )
+    return spec_for(case).reference(case, inputs, semantics, statistics_only=statistics_only)
 
 
 def round_to_output_dtypes(case: Case, outputs: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
@@ -46,8 +34,8 @@ def round_to_output_dtypes(case: Case, outputs: dict[str, list[np.ndarray]]) -> 
     The expected value of a backend's output is the correctly rounded float64 result
     (IEEE round-to-nearest-even: ``inf`` where it overflows the dtype, subnormal or 0 where
     it underflows), so a backend that computes exactly and rounds once agrees with it bit
-    for bit.  ``y``, ``x_hat`` and ``eval_y`` are in the case dtype, the statistics in the
-    parameter dtype.
+    for bit.  Each output's dtype is its op spec's rule (:meth:`harness.ops.OpSpec.output_dtype`:
+    element outputs such as ``y`` in the case dtype, the statistics in the parameter dtype).
     """
     out: dict[str, list[np.ndarray]] = {}
     for name, steps in outputs.items():

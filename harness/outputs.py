@@ -14,15 +14,24 @@ from references.batchnorm import (  # noqa: F401 (the output vocabulary, re-expo
     DATA_OUTPUTS, MAIN_OUTPUTS, OUTPUT_NAMES, PER_CHANNEL_OUTPUTS, STAGE_OUTPUTS, STATISTICS)
 
 __all__ = ["DATA_OUTPUTS", "MAIN_OUTPUTS", "OUTPUT_NAMES", "PER_CHANNEL_OUTPUTS", "RESULT_ORDER", "STAGE_OUTPUTS",
-           "STATISTICS", "output_dtype", "tolerance_for"]
+           "STATISTICS", "data_outputs", "output_dtype", "tolerance_for"]
 
-#: the order rows of one pair are listed in
+#: the order rows of one BatchNorm pair are listed in (any op: ``OpSpec.result_order``)
 RESULT_ORDER = MAIN_OUTPUTS + STAGE_OUTPUTS
 
 
 def output_dtype(case: Case, output: str) -> str:
-    """The dtype a backend returns ``output`` in."""
-    return case.dtype if output in DATA_OUTPUTS else case.params_dtype
+    """The dtype a backend returns ``output`` in (the case's op spec decides)."""
+    from harness.ops import spec_for
+
+    return spec_for(case).output_dtype(case, output)
+
+
+def data_outputs(case: Case) -> tuple[str, ...]:
+    """The case's op's outputs shaped like ``x`` (in the case dtype)."""
+    from harness.ops import spec_for
+
+    return spec_for(case).data_outputs
 
 
 def tolerance_for(case: Case, output: str) -> Tolerance:

@@ -33,8 +33,8 @@ import numpy as np
 
 from harness.semantics import DTYPES, Semantics
 
-#: Semantics fields a profile may fix (conventions; not the numbers solved by the explainer
-#: and not the emulation knobs of the reference)
+#: BatchNorm's Semantics fields a profile may fix (conventions; not the numbers solved by the explainer
+#: and not the emulation knobs of the reference); any op: ``OpSpec.profile_knobs``
 PROFILE_KNOBS = (
     "normalize_variance", "reported_variance", "running_variance", "momentum_direction", "running_average",
     "eps_placement", "train_statistics", "eval_statistics", "affine", "initial_running",
@@ -50,16 +50,33 @@ _FINENESS = {"float64": 0, "float32": 1, "float16": 2, "bfloat16": 3}
 _PRECISION_PARTS = ("precision", "stats_precision", "variance", "arithmetic")
 
 
-#: every knob a profile entry may name
+#: every knob a BatchNorm profile entry may name
 ALL_KNOBS = PROFILE_KNOBS + (ATTRIBUTE_KNOB, PRECISION_KNOB)
 
 
-def knob_values(knob: str) -> tuple[str, ...]:
-    """The values ``knob`` can take (from :class:`Semantics`' annotations)."""
+def op_knobs(op: str) -> tuple[str, ...]:
+    """Every knob a profile entry for ``op`` may name: the op's profile knobs, attribute dtype, precision."""
+    from harness import ops
+
+    return tuple(ops.get(op).profile_knobs) + (ATTRIBUTE_KNOB, PRECISION_KNOB)
+
+
+def knob_values(knob: str, op: str = "batch_norm") -> tuple[str, ...]:
+    """The values ``knob`` can take (from the annotations of the op's semantics class)."""
     if knob in (PRECISION_KNOB, ATTRIBUTE_KNOB):
         return DTYPES
-    hints = typing.get_type_hints(Semantics)
-    return tuple(str(v) for v in typing.get_args(hints[knob]))
+    from harness import ops
+
+    hints = typing.get_type_hints(ops.get(op).semantics)
+    args = typing.get_args(hints[knob])
+    if hints[knob] is bool or set(args) == {True, False}:
+        return ("true", "false")
+    return tuple(str(v) for v in args)
+
+
+def _knob_value(text: str, current: Any) -> Any:
+    """A profile value (text) as the semantics field's type."""
+    return text == "true" if isinstance(current, bool) else text
 
 
 @dataclass(frozen=True)
@@ -75,12 +92,15 @@ class Convention:
     applies_to: tuple[str, ...] = ()
     #: working precision only: the outputs it covers (empty: all)
     outputs: tuple[str, ...] = ()
+    #: the op the entry is about (:mod:`harness.ops`)
+    op: str = "batch_norm"
 
     def __post_init__(self) -> None:
-        if self.knob not in ALL_KNOBS:
-            raise ValueError(f"unknown profile knob {self.knob!r} (known: {', '.join(ALL_KNOBS)})")
-        if self.value not in knob_values(self.knob):
-            raise ValueError(f"{self.knob}: {self.value!r} is not one of {', '.join(knob_values(self.knob))}")
+        known = op_knobs(self.op)
+        if self.knob not in known:
+            raise ValueError(f"unknown profile knob {self.knob!r} for op {self.op} (known: {', '.join(known)})")
+        if self.value not in knob_values(self.knob, self.op):
+            raise ValueError(f"{self.knob}: {self.value!r} is not one of {', '.join(knob_values(self.knob, self.op))}")
         if not self.reason.strip() or not self.evidence.strip():
             raise ValueError(f"{self.knob}={self.value}: a profile entry needs a reason and its evidence")
 
@@ -89,8 +109,8 @@ class Convention:
         return f"{self.knob}={self.value}"
 
 
-def convention(knob: str, value: str, reason: str, evidence: str, **kw: Any) -> Convention:
-    return Convention(knob, value, reason, evidence, **{k: tuple(v) for k, v in kw.items()})
+def convention(knob: str, value: str, reason: str, evidence: str, op: str = "batch_norm", **kw: Any) -> Convention:
+    return Convention(knob, value, reason, evidence, op=op, **{k: tuple(v) for k, v in kw.items()})
 
 
 @dataclass(frozen=True)
@@ -101,10 +121,14 @@ class Profile:
     entries: tuple[Convention, ...] = ()
 
     def __post_init__(self) -> None:
-        knobs = [e.knob for e in self.entries if e.knob != PRECISION_KNOB]
-        dup = sorted({k for k in knobs if knobs.count(k) > 1})
+        knobs = [(e.op, e.knob) for e in self.entries if e.knob != PRECISION_KNOB]
+        dup = sorted({f"{o}.{k}" if o != "batch_norm" else k for o, k in knobs if knobs.count((o, k)) > 1})
         if dup:
             raise ValueError(f"profile {self.name}: {', '.join(dup)} declared twice")
+
+    def for_op(self, op: str) -> tuple[Convention, ...]:
+        """The entries about ``op``."""
+        return tuple(e for e in self.entries if e.op == op)
 
     def overrides(self, case) -> dict[str, Any]:
         """Semantics fields whose value under the profile differs from what ``case`` asks for."""
@@ -114,14 +138,14 @@ class Profile:
         """{Semantics field: (value under the profile, the entry that sets it)} where it differs from the case."""
         base = case.semantics
         out: dict[str, tuple[Any, Convention]] = {}
-        for e in self.entries:
+        for e in self.for_op(case.op):
             if e.knob == PRECISION_KNOB:
                 continue
             if e.knob == ATTRIBUTE_KNOB:
                 dt = np.dtype(e.value) if e.value != "bfloat16" else None
                 if dt is None or dt == np.float64:
                     continue
-                if case.mode == "train" and case.momentum_weight is not None:
+                if case.op == "batch_norm" and case.mode == "train" and case.momentum_weight is not None:
                     # the framework's momentum attribute is 1 - w, held in dt; it blends with 1 - fl(1 - w)
                     w = 1.0 - float(dt.type(1.0 - case.momentum_weight))
                     if w != case.momentum_weight:
@@ -129,25 +153,25 @@ class Profile:
                 eps = float(dt.type(case.eps))
                 if eps != case.eps:
                     out["eps_override"] = (eps, e)
-            elif getattr(base, e.knob) != e.value:
-                out[e.knob] = (e.value, e)
+            elif getattr(base, e.knob) != _knob_value(e.value, getattr(base, e.knob)):
+                out[e.knob] = (_knob_value(e.value, getattr(base, e.knob)), e)
         return out
 
     def entry_for(self, case, field: str) -> Convention | None:
         """The entry behind an overridden Semantics field."""
         hit = self._fields(case).get(field)
-        return hit[1] if hit else self.entry(field)
+        return hit[1] if hit else self.entry(field, case.op)
 
     def semantics(self, case) -> Semantics:
         """The case's semantics with the profile's conventions in force."""
         return case.semantics.replace(**self.overrides(case))
 
-    def entry(self, knob: str) -> Convention | None:
-        return next((e for e in self.entries if e.knob == knob), None)
+    def entry(self, knob: str, op: str = "batch_norm") -> Convention | None:
+        return next((e for e in self.entries if e.knob == knob and e.op == op), None)
 
     def precision(self, case, output: str) -> str | None:
         """The declared working dtype for ``output`` of ``case`` (None: the case's own)."""
-        for e in self.entries:
+        for e in self.for_op(case.op):
             if e.knob != PRECISION_KNOB or (e.outputs and output not in e.outputs):
                 continue
             if (e.applies_to and case.dtype not in e.applies_to) or _FINENESS[e.value] <= _FINENESS[case.dtype]:
@@ -185,10 +209,19 @@ def parse_conventions(spec: str, known: Mapping[str, type]) -> Profile:
         knob, sep, value = part.partition("=")
         if not sep:
             raise ValueError(f"--conventions: {part!r} is not knob=value")
-        try:
-            entries.append(Convention(knob.strip(), value.strip(), "declared with --conventions", "command line"))
-        except ValueError as e:
-            raise ValueError(f"--conventions: {e}") from None
+        # an entry for every op that has the knob (normalize_variance: BatchNorm and LayerNorm)
+        from harness import ops
+
+        made, first_error = 0, None
+        for op in ops.names():
+            try:
+                entries.append(Convention(knob.strip(), value.strip(), "declared with --conventions", "command line",
+                                          op=op))
+                made += 1
+            except ValueError as e:
+                first_error = first_error or e
+        if not made:
+            raise ValueError(f"--conventions: {first_error}") from None
     try:
         return Profile("--conventions", tuple(entries))
     except ValueError as e:
@@ -233,9 +266,9 @@ def _own_dtype(case, output: str, output_dtype) -> str:
     """The precision a conforming backend may compute ``output`` in: its dtype; for the statistics the
     coarser of the data and parameter dtypes (statistics of float16 data held in float32 parameters)."""
     own = output_dtype(case, output)
-    from harness.outputs import DATA_OUTPUTS
+    from harness.ops import spec_for
 
-    return own if output in DATA_OUTPUTS else _coarser(case.dtype, own)
+    return own if output in spec_for(case).data_outputs else _coarser(case.dtype, own)
 
 
 def _rounded(case, name: str, steps: list[np.ndarray]) -> list[np.ndarray]:
@@ -260,7 +293,7 @@ def _fmt_value(v: Any) -> str:
 
 def _semantics_of(base: Semantics, parts: Mapping[str, str]) -> Semantics | None:
     """``base`` with a label's convention parts applied (None when a part is not a Semantics field)."""
-    fields = {f.name: f for f in dataclasses.fields(Semantics)}
+    fields = {f.name: f for f in dataclasses.fields(type(base))}
     changes: dict[str, Any] = {}
     for k, v in parts.items():
         if k not in fields:
@@ -295,8 +328,13 @@ def judge_pair(case, inputs, profile: Profile, rows: list, observed: Mapping[str
     ``output_dtype(case, output)`` are the results module's rules (passed in: one direction).
     """
     from harness.compare import Tolerance, compare
-    from harness.explain.catalog import affected
     from harness.explain.refcache import CACHE
+    from harness.ops import spec_for
+
+    spec = spec_for(case)
+
+    def affected(knob: str, _mode: str, sem: Any) -> frozenset[str]:
+        return spec.affected(knob, case, sem)
 
     base = case.semantics
     names = {r.output for r in rows if r.output}

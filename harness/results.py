@@ -34,14 +34,14 @@ COLUMNS = [
     "expected_outcome", "expected_because", "expectation_reason", "as_expected",
     "message", "notes", "seconds",
     "dtype", "param_dtype", "mode", "shape", "layout", "steps", "eps", "momentum",
-    "normalize_variance", "running_variance", "seed",
+    "normalize_variance", "running_variance", "seed", "op",
 ]
 #: columns read back as text, whatever they look like (a case id such as ``1e5`` stays a string)
 TEXT_COLUMNS = {
     "case", "file", "backend", "backend_version", "output", "outcome", "worst_index", "tolerance_reason",
     "explanation", "explanation_text", "expected_outcome", "expected_because", "expectation_reason",
     "message", "notes", "dtype", "param_dtype", "mode", "shape", "layout", "momentum",
-    "normalize_variance", "running_variance", "seed",
+    "normalize_variance", "running_variance", "seed", "op",
 }
 #: columns that change from run to run (excluded from reproducibility checks)
 TIMING_COLUMNS = ["seconds"]
@@ -88,6 +88,7 @@ class Row:
     normalize_variance: str = ""
     running_variance: str = ""
     seed: str = ""
+    op: str = ""
     #: small per-mismatch error summary for the report's plots (not a CSV column)
     plot: dict | None = field(default=None, repr=False)
     #: conventions that also reproduce this explained output ("a;b"; not a results column): the label's
@@ -96,29 +97,22 @@ class Row:
 
 
 def _case_fields(lc: LoadedCase) -> dict[str, Any]:
+    """The parameter columns of a case's rows: what every op shares, then its op spec's ``row_fields``."""
+    from harness.ops import spec_for
+
     c = lc.case
     if c.data is not None:
         seed = "explicit data"
     else:
         seed = str(c.input.seed) if c.input is not None else "0"
-    return dict(
-        case=c.id, file=lc.file, line=lc.line, dtype=c.dtype, param_dtype=c.params_dtype, mode=c.mode,
-        shape="x".join(str(d) for d in c.shape), layout=c.layout, steps=c.steps, eps=c.eps,
-        momentum="cumulative" if c.momentum_weight is None else f"batch_weight={c.momentum_weight:g}",
-        normalize_variance=c.normalize_variance, running_variance=c.running_variance, seed=seed,
-    )
+    fields = dict(case=c.id, file=lc.file, line=lc.line, dtype=c.dtype, param_dtype=c.params_dtype,
+                  shape="x".join(str(d) for d in c.shape), steps=c.steps, seed=seed, op=c.op)
+    fields.update({k: v for k, v in spec_for(c).row_fields(c).items() if k in _PARAMETER_COLUMNS})
+    return fields
 
 
-def _explain(case, inputs, output, step, observed, expected, tol, memory=None):
-    from harness.explain import explain  # lazy: numpy-only, loaded on the first mismatch
-
-    return explain(case, inputs, output, step, observed, expected, tol, memory)
-
-
-def _review(case, inputs, rows, observed, expected, memory):
-    from harness.explain import review_pair
-
-    return review_pair(case, inputs, rows, observed, expected, memory)
+#: the columns an op's ``row_fields`` may fill
+_PARAMETER_COLUMNS = ("mode", "layout", "eps", "momentum", "normalize_variance", "running_variance")
 
 
 class PairMemory(list):
@@ -133,14 +127,8 @@ class PairMemory(list):
         self.consistent: dict = {}
 
 
-#: the explanation engine plugs in here:
-#: f(case, inputs, output, step, observed, expected, tol, memory) -> (label, text) | None, where memory is
-#: one list per case × backend pair (conventions found for its earlier outputs; never shared between pairs)
-#: (label "" with a text: still a mismatch, the text says what the error looks like)
-EXPLAINER = _explain
-#: review of all rows of one pair (corroboration of each convention by the pair's other outputs, then
-#: per-stage localization): f(case, inputs, rows, observed, expected, memory), edits rows in place
-REVIEWER = _review
+#: ``rows_for(explainer=OP_DEFAULT)``: the case's op spec's explainer (and its pair reviewer)
+OP_DEFAULT = "op"
 
 
 def rows_for(
@@ -150,10 +138,27 @@ def rows_for(
     expected: dict[str, list[np.ndarray]] | None,
     inputs: Inputs | None,
     profile: Any = None,  # harness.profiles.Profile: the backend's declared conventions
+    explainer: Any = OP_DEFAULT,
+    reviewer: Any = OP_DEFAULT,
 ) -> list[Row]:
     """Rows of one (case, backend) pair, including the expectation verdict (derived from
-    ``profile`` unless the case has an ``expect`` entry for the backend)."""
+    ``profile`` unless the case has an ``expect`` entry for the backend).
+
+    ``explainer(case, inputs, output, step, observed, expected, tol, memory) -> (label, text) | None``
+    is asked about every mismatching output (label ``""``: still a mismatch, the text says what the
+    error looks like; ``memory`` is one :class:`PairMemory` per pair, never shared); ``reviewer(case,
+    inputs, rows, observed, expected, memory)`` then checks the pair's rows together (corroboration,
+    localization).  Default: the case's op spec's (:class:`harness.ops.OpSpec` ``explain``/``review``);
+    ``None``: no explanation.
+    """
+    from harness.ops import spec_for
+
     case = lc.case
+    spec = spec_for(case)
+    if explainer == OP_DEFAULT:
+        explainer = spec.explain
+    if reviewer == OP_DEFAULT:
+        reviewer = spec.review
     base = dict(_case_fields(lc), backend=backend, backend_version=result.version, notes="; ".join(str(n) for n in (result.notes or ())))
     rows: list[Row] = []
     if result.status != "ok":
@@ -167,7 +172,7 @@ def rows_for(
         # slipped through strange becomes an error row; nothing below raises on it
         outputs = result.outputs if isinstance(result.outputs, dict) else {}
         observed = dict(outputs)  # what the reviewer and the expectation see: outputs with no invalid step
-        names = [n for n in _ordered(outputs) if expected is not None and n in expected]
+        names = [n for n in _ordered(outputs, spec.result_order) if expected is not None and n in expected]
         memory = PairMemory()  # what explained this pair's earlier outputs (never shared across pairs)
         ignored = sorted(str(n) for n in set(outputs) - set(names))
         if not isinstance(result.outputs, dict):
@@ -204,16 +209,17 @@ def rows_for(
                                     message=f"backend returned invalid outputs: {name} step {k}: {bad}"))
                     continue
                 plot = None
-                if not cmp.close:
+                axis = spec.plot_axis(case)
+                if not cmp.close and axis is not None:
                     from harness.report.plots import plot_data
 
                     try:  # no plot rather than no report: the row keeps its metrics
-                        plot = plot_data(o, e, case.channel_axis)
+                        plot = plot_data(o, e, axis)
                     except Exception:  # noqa: BLE001
                         plot = None
                 outcome, expl, expl_text = ("pass" if cmp.close else "mismatch"), "", ""
-                if not cmp.close and EXPLAINER is not None and inputs is not None:
-                    found = EXPLAINER(case, inputs, name, k, np.asarray(o), e, tol, memory)
+                if not cmp.close and explainer is not None and inputs is not None:
+                    found = explainer(case, inputs, name, k, np.asarray(o), e, tol, memory)
                     if found is not None:
                         expl, expl_text = found
                         outcome = "explained" if expl else "mismatch"
@@ -227,15 +233,14 @@ def rows_for(
                     seconds=result.seconds, plot=plot, consistent=memory.consistent.get((name, k), ""),
                 ))
     ok = result.status == "ok"
-    if REVIEWER is not None and any(r.outcome in ("mismatch", "explained") for r in rows):
-        REVIEWER(case, inputs, rows, observed if ok else result.outputs, expected, memory if ok else None)
+    if reviewer is not None and any(r.outcome in ("mismatch", "explained") for r in rows):
+        reviewer(case, inputs, rows, observed if ok else result.outputs, expected, memory if ok else None)
     apply_expectation(case, backend, rows, unavailable=result.status == "unavailable", profile=profile,
                       inputs=inputs, observed=observed if ok else None)
     return rows
 
 
-def _ordered(outputs: dict) -> list[str]:
-    order = RESULT_ORDER
+def _ordered(outputs: dict, order: tuple[str, ...] = RESULT_ORDER) -> list[str]:
     return [n for n in order if n in outputs] + sorted((n for n in outputs if n not in order), key=str)
 
 
@@ -268,8 +273,10 @@ def own_precision(case: Case, label: str, output: str = "") -> bool:
     parts = dict(p.split("=", 1) for p in label.split(",") if "=" in p)
     dt = parts.get("precision", "")
     stats = parts.get("stats_precision", dt)
+    from harness.ops import spec_for
+
     limit = _FINER_OR_EQUAL.get(case.dtype, 0)
-    if output not in DATA_OUTPUTS:
+    if output not in spec_for(case).data_outputs:
         limit = max(limit, _FINER_OR_EQUAL.get(case.params_dtype, 0))
     return _FINER_OR_EQUAL.get(dt, 9) <= limit and _FINER_OR_EQUAL.get(stats, 9) <= limit
 

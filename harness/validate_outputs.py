@@ -50,16 +50,22 @@ class OutputSpec:
 
 
 def output_spec(case: Any) -> dict[str, OutputSpec]:
-    """The outputs a backend may return for ``case`` (a :class:`harness.cases.Case`), by name."""
-    data = tuple(int(d) for d in case.array_shape)
-    chan = (int(case.channels),)
-    names = ["y"]
-    if case.mode == "train":
-        names += list(STATISTICS)
-    names += ["inv_std", "x_hat"]
-    if case.mode == "train" and case.eval_after:
-        names.append("eval_y")
-    return {n: OutputSpec(n, data if n in DATA_OUTPUTS else chan, 1 if n == "eval_y" else int(case.steps),
+    """The outputs a backend may return for ``case`` (any op's validated case), by name: the names its
+    op spec lists (BatchNorm: the statistics only in train mode, ``eval_y`` only with ``eval_after``),
+    each with its shape (:meth:`harness.ops.OpSpec.output_shape`) and number of steps."""
+    from harness.ops import spec_for
+
+    spec = spec_for(case)
+    if case.op == "batch_norm":
+        names = ["y"]
+        if case.mode == "train":
+            names += list(STATISTICS)
+        names += ["inv_std", "x_hat"]
+        if case.mode == "train" and case.eval_after:
+            names.append("eval_y")
+    else:
+        names = list(dict.fromkeys([*case.output_names(), *spec.stage_outputs]))
+    return {n: OutputSpec(n, tuple(int(d) for d in spec.output_shape(case, n)), int(spec.output_steps(case, n)),
                           n in REQUIRED_OUTPUTS) for n in names}
 
 
@@ -113,7 +119,10 @@ def problems(case: Any, outputs: Any) -> list[str]:
     """What is wrong with ``outputs`` (``Observed.outputs``) for ``case``; empty when it meets the spec."""
     if not isinstance(outputs, dict):
         return [f"outputs are {_a(outputs)}, not a dict of output name -> list of arrays"]
+    from harness.ops import spec_for
+
     spec = output_spec(case)
+    data_names = spec_for(case).data_outputs
     found: list[str] = []
     for name in outputs:
         if not isinstance(name, str):
@@ -121,8 +130,10 @@ def problems(case: Any, outputs: Any) -> list[str]:
         elif name not in spec:
             allowed = ", ".join(spec)
             hint = f"; did you mean {name.lower()!r}?" if name.lower() in spec else ""
-            why = " (not produced in eval mode)" if name in OUTPUT_NAMES and case.mode == "eval" else (
-                " (only with eval_after)" if name == "eval_y" else "")
+            why = ""
+            if case.op == "batch_norm":
+                why = " (not produced in eval mode)" if name in OUTPUT_NAMES and case.mode == "eval" else (
+                    " (only with eval_after)" if name == "eval_y" else "")
             found.append(f"unknown output {name!r}{why}{hint} (allowed for this case: {allowed})")
     for name in REQUIRED_OUTPUTS:
         if name not in outputs:
@@ -138,14 +149,15 @@ def problems(case: Any, outputs: Any) -> list[str]:
             found.append(f"{name}: {len(steps)} steps returned but the case has {s.steps}")
             continue
         for k, a in enumerate(steps, start=1):
-            p = array_problem(name, a, s.shape)
+            p = array_problem(name, a, s.shape, data=None if case.op == "batch_norm" else name in data_names)
             if p:
                 found.append(f"{name} step {k}: {p}")
     return found
 
 
-def array_problem(name: str, a: Any, shape: tuple[int, ...]) -> str | None:
-    """What is wrong with one step ``a`` of output ``name`` that must have ``shape``; ``None`` if nothing."""
+def array_problem(name: str, a: Any, shape: tuple[int, ...], data: bool | None = None) -> str | None:
+    """What is wrong with one step ``a`` of output ``name`` that must have ``shape``; ``None`` if nothing.
+    ``data``: the output is shaped like ``x`` (default: BatchNorm's data outputs)."""
     if type(a) is not np.ndarray:
         return f"{_a(a)}, not a numpy.ndarray"
     p = _dtype_problem(a.dtype)
@@ -153,9 +165,9 @@ def array_problem(name: str, a: Any, shape: tuple[int, ...]) -> str | None:
         return p
     if tuple(a.shape) == tuple(shape):
         return None
-    if name in DATA_OUTPUTS:
+    if data if data is not None else name in DATA_OUTPUTS:
         return f"shape {tuple(a.shape)} but the case's x is {tuple(shape)}"
-    return f"shape {tuple(a.shape)} but a per-channel output is {tuple(shape)}"
+    return f"shape {tuple(a.shape)} but a per-{'channel' if data is None else 'group'} output is {tuple(shape)}"
 
 
 def message(found: list[str]) -> str:

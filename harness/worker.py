@@ -118,9 +118,9 @@ class _Host:
     def inputs(self, case):
         key = case.model_dump_json()
         if key not in self._inputs:
-            from harness.inputs import generate
+            from harness.ops import spec_for
 
-            self._inputs[key] = generate(case)
+            self._inputs[key] = spec_for(case).generate(case)
             while len(self._inputs) > 2:
                 self._inputs.popitem(last=False)
         self._inputs.move_to_end(key)
@@ -164,7 +164,7 @@ class _Host:
                 return BackendResult(task.backend, "unsupported", message=why, version=version)
             inputs = self.inputs(task.case)
             t0 = time.perf_counter()
-            obs = a.run(task.case, inputs)
+            obs = a.run_case(task.case, inputs)
             dt = time.perf_counter() - t0
             if not hasattr(obs, "outputs"):
                 msg = (f"backend returned invalid outputs: run() returned {type(obs).__name__}, "

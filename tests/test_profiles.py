@@ -171,7 +171,9 @@ def test_profile_entries_are_validated():
     with pytest.raises(ValueError, match="needs a reason and its evidence"):
         Convention("running_variance", "biased", " ", "e")
     p = parse_conventions("running_variance=unbiased, normalize_variance=biased", all_adapters())
-    assert [e.label for e in p.entries] == ["running_variance=unbiased", "normalize_variance=biased"]
+    assert [e.label for e in p.entries if e.op == "batch_norm"] == ["running_variance=unbiased", "normalize_variance=biased"]
+    # a knob LayerNorm has too applies to both ops; one BatchNorm has alone only to BatchNorm
+    assert [e.label for e in p.entries if e.op == "layer_norm"] == ["normalize_variance=biased"]
     assert parse_conventions("torch", all_adapters()).entries == profile_of(all_adapters()["torch"]).entries
 
 

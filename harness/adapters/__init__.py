@@ -162,7 +162,7 @@ def get_adapter(backend_id: str, extra_specs: tuple[str, ...] = (), native_paths
 
 #: the class attributes a proxy carries (everything the harness reads from an adapter class)
 PROXY_FIELDS = ("id", "framework", "worker", "worker_env", "description", "dtypes", "layouts", "modes", "ranks",
-                "conventions")
+                "conventions", "ops", "op_dtypes")
 
 
 class AdapterProxy(Adapter):
@@ -195,14 +195,16 @@ def metadata(cls: type[Adapter], spec: str) -> dict:
         for c in tuple(getattr(cls, "conventions", ()) or ()):
             conventions.append({"knob": str(c.knob), "value": str(c.value), "reason": str(c.reason),
                                 "evidence": str(c.evidence), "applies_to": [str(x) for x in c.applies_to],
-                                "outputs": [str(x) for x in c.outputs]})
+                                "outputs": [str(x) for x in c.outputs], "op": str(getattr(c, "op", "batch_norm"))})
         return {
             "id": str(cls.id), "framework": str(cls.framework), "worker": str(cls.worker),
             "worker_env": {str(k): str(v) for k, v in dict(cls.worker_env).items()},
             "description": str(cls.description),
             "dtypes": [str(x) for x in cls.dtypes], "layouts": [str(x) for x in cls.layouts],
             "modes": [str(x) for x in cls.modes], "ranks": [int(x) for x in cls.ranks],
-            "conventions": conventions, "name": cls.__name__, "source": f"{cls.__module__}.{cls.__qualname__}",
+            "conventions": conventions, "ops": [str(x) for x in getattr(cls, "ops", ("batch_norm",))],
+            "op_dtypes": {str(k): [str(x) for x in v] for k, v in dict(getattr(cls, "op_dtypes", {}) or {}).items()},
+            "name": cls.__name__, "source": f"{cls.__module__}.{cls.__qualname__}",
             "spec": spec,
         }
     except Exception as e:
@@ -227,12 +229,13 @@ def _proxy(meta: dict) -> type[AdapterProxy]:
     from harness.profiles import Convention
 
     conventions = tuple(Convention(c["knob"], c["value"], c["reason"], c["evidence"], tuple(c["applies_to"]),
-                                   tuple(c["outputs"])) for c in meta["conventions"])
+                                   tuple(c["outputs"]), c.get("op", "batch_norm")) for c in meta["conventions"])
     attrs = {
         "id": meta["id"], "framework": meta["framework"], "worker": meta["worker"],
         "worker_env": dict(meta["worker_env"]), "description": meta["description"],
         "dtypes": tuple(meta["dtypes"]), "layouts": tuple(meta["layouts"]), "modes": tuple(meta["modes"]),
-        "ranks": tuple(meta["ranks"]), "conventions": conventions, "source": meta["source"], "spec": meta["spec"],
+        "ranks": tuple(meta["ranks"]), "conventions": conventions, "ops": tuple(meta.get("ops", ("batch_norm",))),
+        "op_dtypes": {k: tuple(v) for k, v in meta.get("op_dtypes", {}).items()}, "source": meta["source"], "spec": meta["spec"],
         "__module__": __name__, "__doc__": f"proxy of {meta['source']} (--adapter {meta['spec']})",
     }
     name = meta["name"] if str(meta["name"]).isidentifier() else "Adapter"

@@ -21,9 +21,13 @@ Contract:
 * ``conventions``: the backend's convention profile (:class:`harness.profiles.Convention`
   entries, each with a reason and evidence): the expected outcome of every case is derived
   from it.
-* ``run(case, inputs)``: an :class:`Observed` with one list per output (one
-  array per step), in the case's layout; raise :class:`Unsupported` when the
-  framework itself refuses (decided by trying, message kept).
+* ``ops``: the ops it implements (:mod:`harness.ops`; default BatchNorm only, ``("*",)``: every
+  registered op).  A case of another op is ``unsupported`` without running anything.
+* ``run(case, inputs)``: BatchNorm; ``run_<op>(case, inputs)`` (``run_layer_norm``) for the
+  other ops — one function per op.  Each returns an :class:`Observed` with one list per
+  output (one array per step), in the case's layout; raise :class:`Unsupported` when the
+  framework itself refuses (decided by trying, message kept).  The worker calls
+  :meth:`Adapter.run_case`, which picks the function by the case's op.
 """
 
 from __future__ import annotations
@@ -68,6 +72,13 @@ class Adapter:
     #: the conventions this backend always follows, whatever the case asks, each with its evidence
     #: (:mod:`harness.profiles`); empty: it follows the case's conventions
     conventions: ClassVar[tuple] = ()
+    #: the ops this backend implements (``("*",)``: every registered op)
+    ops: ClassVar[tuple[str, ...]] = ("batch_norm",)
+    #: the dtypes per op where they differ from ``dtypes`` ({op: dtypes})
+    op_dtypes: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def supports(self, op: str) -> bool:
+        return "*" in self.ops or op in self.ops
 
     def available(self) -> str | None:
         return None
@@ -76,8 +87,14 @@ class Adapter:
         return ""
 
     def unsupported(self, case: Case) -> str | None:
-        if case.dtype not in self.dtypes:
-            return f"dtype {case.dtype} not supported by {self.id} (supports {', '.join(self.dtypes)})"
+        op = getattr(case, "op", "batch_norm")
+        if not self.supports(op):
+            return f"op {op} not implemented by {self.id} (implements {', '.join(self.ops)})"
+        dtypes = self.op_dtypes.get(op, self.dtypes)
+        if case.dtype not in dtypes:
+            return f"dtype {case.dtype} not supported by {self.id} (supports {', '.join(dtypes)})"
+        if op != "batch_norm":
+            return None
         if case.layout not in self.layouts:
             return f"layout {case.layout} not supported by {self.id}"
         if case.mode not in self.modes:
@@ -88,6 +105,16 @@ class Adapter:
 
     def run(self, case: Case, inputs: Inputs) -> Observed:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def run_case(self, case, inputs) -> Observed:
+        """Run any op's case: :meth:`run` for BatchNorm, ``run_<op>`` for the others."""
+        op = getattr(case, "op", "batch_norm")
+        if op == "batch_norm":
+            return self.run(case, inputs)
+        fn = getattr(self, f"run_{op}", None)
+        if fn is None:
+            raise Unsupported(f"op {op} not implemented by {self.id} (it has no run_{op})")
+        return fn(case, inputs)
 
 
 def module_version(module_name: str) -> str:

@@ -1,16 +1,20 @@
-"""Native backends through the C ABI (``native/include/normconf_bn.h``).
+"""Native backends through the C ABI: v2 (``native/include/normconf.h``: every op, four
+dtypes) and v1 (``native/include/normconf_bn.h``: BatchNorm, float32/float64) — see docs/native.md.
 
-* ``cpp`` — normconf's bundled C++ BatchNorm (``native/include/normconf/batch_norm.hpp``),
-  compiled by the package build into ``harness/native/_lib/libnormconf_cpp.so``.
+* ``cpp`` — normconf's bundled C++ BatchNorm and LayerNorm (``native/include/normconf/batch_norm.hpp``,
+  ``layer_norm.hpp``), compiled by the package build into ``harness/native/_lib/libnormconf_cpp.so``
+  (ABI v2).
 * ``tiny-dnn`` — the real ``tiny_dnn::batch_normalization_layer`` from Debian's
   ``tiny-dnn`` headers, through a shim (``native/tinydnn/tinydnn_shim.cpp``) built
-  by the package build when the headers are installed.
+  by the package build when the headers are installed (ABI v1: BatchNorm only).
 * ``native:<name>`` — a user's library named with ``normconf run --native LIB.so``
-  (:func:`native_adapter_class`), in a worker process of its own.
+  (:func:`native_adapter_class`), in a worker process of its own; its ops are what the library
+  reports (v1: batch_norm; v2: ``normconf_supports``).
 
-All run in worker processes (``worker = "native"`` / ``"native:<path>"``), so a
-segfault or a hang in native code becomes an ``error`` result.  Libraries are
-loaded inside ``available()``/``run()``, never at import.
+Each adapter declares ``ops``; the worker calls :meth:`NativeAdapter.run` for batch_norm cases
+and :meth:`NativeAdapter.run_layer_norm` for layer_norm cases.  All run in worker processes
+(``worker = "native"`` / ``"native:<path>"``), so a segfault or a hang in native code becomes an
+``error`` result.  Libraries are loaded inside ``available()``/``run()``, never at import.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from harness.inputs import Inputs
 from harness.profiles import convention
 
 _CPP_SRC = "native/include/normconf/batch_norm.hpp (Semantics: the biased variance over N x spatial)"
+_CPP_LN_SRC = "native/include/normconf/layer_norm.hpp (Semantics: var_k = (1/M) * sum_R (x - mean_k)^2)"
+#: the ops the harness drives through the C ABI (what a v2 library may implement)
+ABI_OPS = ("batch_norm", "layer_norm")
+ALL_DTYPES = ("float16", "bfloat16", "float32", "float64")
 _TINY = "/usr/include/tiny_dnn/util/math_functions.h (moments: vector_div(*variance, max(1, m - 1)))"
 
 #: Debian packages the tiny-dnn backend needs at build time
@@ -38,10 +46,17 @@ _REBUILD = ("reinstall normconf to compile native/: `pip install -e .` in the cl
 
 
 class NativeAdapter(Adapter):
-    """Common driver: load the library, check the case, run it step by step via the ABI."""
+    """Common driver: load the library, check the case, run it step by step via the ABI.
+
+    ``ops`` lists what the adapter implements (batch_norm through :meth:`run`, layer_norm through
+    :meth:`run_layer_norm`).  Which dtypes travel is the ABI's business: v2 carries all four (and a
+    parameter dtype of its own), v1 float32/float64 with every array in the data dtype; what the
+    library refuses (EUNSUPPORTED) is ``unsupported`` with its message.
+    """
 
     worker = "native"
     dtypes = ("float32", "float64")
+    ops: ClassVar[tuple[str, ...]] = ("batch_norm",)
     #: resolved library path; subclasses set it or override :meth:`library_path`
     library: ClassVar[str] = ""
 
@@ -56,13 +71,25 @@ class NativeAdapter(Adapter):
         except NativeLibraryError as e:
             raise RuntimeError(str(e)) from None
 
-    def unsupported(self, case: Case) -> str | None:
-        why = super().unsupported(case)
-        if why:
-            return why
-        if case.params_dtype != case.dtype:
-            return (f"the C ABI passes gamma/beta/running statistics in the data dtype ({case.dtype}); "
-                    f"param_dtype {case.params_dtype} cannot be expressed")
+    def unsupported(self, case) -> str | None:
+        op = getattr(case, "op", "batch_norm")
+        if op not in self.ops:
+            return f"op {op} not implemented by {self.id} (implements {', '.join(self.ops)})"
+        if op == "layer_norm":
+            return self.unsupported_layer_norm(case)
+        return super().unsupported(case)
+
+    def unsupported_layer_norm(self, case) -> str | None:
+        """What the ABI itself cannot carry in a LayerNorm case (the library decides the rest)."""
+        dtypes = self.op_dtypes.get("layer_norm", self.dtypes)
+        for what, dt in (("dtype", case.dtype), ("param_dtype", case.params_dtype)):
+            if dt not in dtypes:
+                return f"{what} {dt} not supported by {self.id} (supports {', '.join(dtypes)})"
+        if getattr(case, "rms_scaling", False):
+            return ("the C ABI's layer_norm centers and divides by the standard deviation; RMS scaling "
+                    "(op rms_norm) is reserved in normconf.h, not carried yet")
+        if len(case.shape) > 8:
+            return f"the C ABI carries ranks 1..8, not {len(case.shape)}"
         return None
 
     def affine(self, case: Case, inputs: Inputs, notes: list[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -70,6 +97,7 @@ class NativeAdapter(Adapter):
         return inputs.gamma, inputs.beta
 
     def run(self, case: Case, inputs: Inputs) -> Observed:
+        """A batch_norm case (channels-first through the ABI; see :func:`harness.native.run_case`)."""
         from harness.native import NativeUnsupported, run_case
 
         lib = self._load(case)
@@ -81,15 +109,31 @@ class NativeAdapter(Adapter):
             raise Unsupported(f"{self.id}: {e}") from None
         return Observed(outputs, notes + more)
 
+    def run_layer_norm(self, case, inputs) -> Observed:
+        """A layer_norm case: one v2 call per step (see :mod:`harness.native.layer_norm`)."""
+        from harness.native import NativeUnsupported
+        from harness.native.layer_norm import run_case
+
+        lib = self._load(case)
+        try:
+            outputs, notes = run_case(lib, case, inputs, label=self.id)
+        except NativeUnsupported as e:
+            raise Unsupported(f"{self.id}: {e}") from None
+        return Observed(outputs, notes)
+
 
 class CppAdapter(NativeAdapter):
     id = "cpp"
     framework = "normconf C++ (bundled)"
     description = ("normconf's own C++ BatchNorm (the seed article's design: biased variance, eps inside sqrt, "
-                   "batch-weight momentum) through the C ABI")
+                   "batch-weight momentum) and LayerNorm (any axes, biased variance) through the C ABI v2")
+    ops = ("batch_norm", "layer_norm")
+    dtypes = ALL_DTYPES
     conventions = (
         convention("normalize_variance", "biased", "normalizes with the biased variance (its design)", _CPP_SRC),
         convention("running_variance", "biased", "blends the biased variance into the running variance", _CPP_SRC),
+        convention("normalize_variance", "biased", "normalizes each row with the biased variance (divides by M)",
+                   _CPP_LN_SRC, op="layer_norm"),
     )
 
     def library_path(self, case: Case | None = None) -> Path:
@@ -104,9 +148,8 @@ class CppAdapter(NativeAdapter):
         return None
 
     def version(self) -> str:
-        from harness.native import ABI_VERSION
-
-        return f"{self._load().name or 'cpp'} (ABI {ABI_VERSION})"
+        lib = self._load()
+        return f"{lib.name or 'cpp'} (ABI {lib.abi})"
 
 
 class TinyDnnAdapter(NativeAdapter):
@@ -126,7 +169,9 @@ class TinyDnnAdapter(NativeAdapter):
     affine other values       unsupported
     dtype float32             Debian's build (``float_t`` = float)
     dtype float64             the same headers with ``CNN_USE_DOUBLE`` (``float_t`` = double)
-    dtype float16/bfloat16    unsupported
+    dtype float16/bfloat16    unsupported (ABI v1 carries float32/float64)
+    param_dtype != dtype      unsupported (ABI v1 passes every array in the data dtype)
+    op layer_norm             unsupported (tiny-dnn has no LayerNorm; ``ops`` = batch_norm)
     ========================  ============================================================
     """
 
@@ -138,7 +183,8 @@ class TinyDnnAdapter(NativeAdapter):
         convention("running_variance", "unbiased",
                    "the running variance is blended with the same moments() variance", _TINY),
     )
-    description = "the real tiny_dnn::batch_normalization_layer (Debian headers) through a C ABI shim"
+    description = "the real tiny_dnn::batch_normalization_layer (Debian headers) through a C ABI v1 shim"
+    ops = ("batch_norm",)
 
     def library_path(self, case: Case | None = None) -> Path:
         from harness.native import bundled_library
@@ -165,6 +211,9 @@ class TinyDnnAdapter(NativeAdapter):
         why = super().unsupported(case)
         if why:
             return why
+        if case.params_dtype != case.dtype:
+            return (f"the shim speaks ABI v1, which passes gamma/beta/running statistics in the data dtype "
+                    f"({case.dtype}); param_dtype {case.params_dtype} cannot be expressed")
         if case.dtype == "float64" and not self.library_path(case).exists():
             return f"the float64 (CNN_USE_DOUBLE) tiny-dnn shim is not built: {_REBUILD}"
         if case.mode == "train" and case.momentum_weight is None:
@@ -192,14 +241,34 @@ class TinyDnnAdapter(NativeAdapter):
         return obs
 
 
+class _LibraryOps:
+    """``ops`` of a user library.  On the class (what the harness plans with, nothing loaded): every
+    op the ABI carries, so each case reaches the library's worker.  On an instance (inside that
+    worker): what the loaded library implements — v1: ``("batch_norm",)``, v2: the ops
+    ``normconf_supports()`` reports; a case of another op is then ``unsupported``.  A library that
+    cannot be loaded answers the class value: the load error is the task's ``error``."""
+
+    def __get__(self, obj, owner):
+        if obj is None:
+            return ABI_OPS
+        try:
+            return tuple(op for op in obj._load().ops if op in ABI_OPS)
+        except Exception:
+            return ABI_OPS
+
+
 class UserNativeAdapter(NativeAdapter):
     """Base of the classes made by :func:`native_adapter_class` (one per ``--native`` library).
 
     A library the user named is not an optional framework: one that cannot be loaded (no such
     file, not a shared library, missing symbols, another ABI version) makes every task an
     ``error`` with the reason (issue 17: a run that tested nothing is not green), never
-    "backend unavailable".
+    "backend unavailable".  Dtypes: all four are offered; the ABI version and the library decide
+    (v1 float16/bfloat16 → unsupported; EUNSUPPORTED → unsupported with the library's message).
     """
+
+    ops = _LibraryOps()
+    dtypes = ALL_DTYPES
 
     def available(self) -> str | None:
         return None  # loading is tried by version()/run(): a failure is an error, not unavailability
@@ -239,7 +308,7 @@ def native_adapter_class(path: str) -> type[Adapter]:
             "framework": f"native library {p.name}",
             "worker": f"native:{p}",
             "library": str(p),
-            "description": f"user library {p} through the normconf C ABI (normconf_bn.h)",
+            "description": f"user library {p} through the normconf C ABI (normconf.h v2 or normconf_bn.h v1)",
             "__module__": __name__,
         },
     )

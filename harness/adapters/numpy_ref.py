@@ -20,22 +20,30 @@ class NumpyReference(Adapter):
     framework = "numpy"
     worker = "numpy"
     description = "the NumPy float64 reference through the adapter path"
+    ops = ("*",)
+    ranks = (1, 2, 3, 4, 5)
 
     def version(self) -> str:
         return np.__version__
 
     def run(self, case: Case, inputs: Inputs) -> Observed:
+        return self.run_case(case, inputs)
+
+    def run_case(self, case, inputs) -> Observed:
+        """Any op: the reference's outputs rounded to the op spec's output dtypes; the intermediate
+        stages in float64 (for per-stage localization)."""
+        from harness.ops import spec_for
+
+        spec = spec_for(case)
         ref = reference_outputs(case, inputs)
-        out_dt = np_dtype(case.dtype)
-        par_dt = np_dtype(case.params_dtype)
         outputs = {}
         for name in case.output_names():
-            dt = out_dt if name in ("y", "eval_y") else par_dt
+            dt = np_dtype(spec.output_dtype(case, name))
             with np.errstate(over="ignore", invalid="ignore"):
                 outputs[name] = [a.astype(dt) for a in ref[name]]
-        # intermediate stages for per-stage localization
-        for name in ("inv_std", "x_hat"):
-            outputs[name] = [a.astype(np.float64) for a in ref[name]]
+        for name in spec.stage_outputs:
+            if name in ref and name not in outputs:
+                outputs[name] = [a.astype(np.float64) for a in ref[name]]
         return Observed(outputs)
 
 

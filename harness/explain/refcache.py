@@ -48,7 +48,13 @@ class ReferenceCache:
         from harness.oracle import reference_outputs
 
         self.computed += 1
-        stats_only = output in STATS and case.mode == "train"
+        from harness.ops import spec_for
+
+        spec = spec_for(case)
+        if case.op == "batch_norm":
+            stats_only = output in STATS and case.mode == "train"
+        else:  # any op: the group outputs come from the statistics-only path
+            stats_only = output in spec.group_outputs
         try:
             with np.errstate(all="ignore"):
                 out = reference_outputs(case, inputs, sem, statistics_only=stats_only)
@@ -56,8 +62,9 @@ class ReferenceCache:
             self._store(key, inputs, {"__error__": [np.zeros(0)]})
             return None
         result = out.get(output)
-        keep = {k: v for k, v in out.items() if k in PER_CHANNEL}
-        big = {k: v for k, v in out.items() if k not in PER_CHANNEL}
+        small = PER_CHANNEL if case.op == "batch_norm" else spec.group_outputs
+        keep = {k: v for k, v in out.items() if k in small}
+        big = {k: v for k, v in out.items() if k not in small}
         for k, v in big.items():
             nb = sum(a.nbytes for a in v)
             if nb * 4 <= self.max_bytes:

@@ -1,18 +1,25 @@
-"""ctypes side of normconf's C ABI (``native/include/normconf_bn.h``).
+"""ctypes side of normconf's C ABI: ABI v2 (``native/include/normconf.h``, every op) and
+ABI v1 (``native/include/normconf_bn.h``, BatchNorm only), both loaded.
 
-:class:`NativeLibrary` loads a shared library that implements the ABI and
-:func:`run_case` drives it through a case: one ``normconf_bn_forward`` call per
-training step (running statistics carried from call to call by the harness), an
-eval call for ``eval_after``, one call per batch in eval mode.
+:func:`load` returns a :class:`NativeLibrary`.  Detection: a library exporting
+``normconf_abi_version`` is v2 (it must return 2, and export ``normconf_supports`` and
+``normconf_run``); otherwise one exporting ``normconf_bn_abi_version`` is v1 (it must return 1
+and export ``normconf_bn_forward``).  A v1 library implements op ``batch_norm`` only; a v2
+library reports its ops through ``normconf_supports(op, NORMCONF_FORWARD)``.  Anything else is
+a :class:`NativeLibraryError` whose ``kind`` says why.
 
-Layout: the ABI takes channels-first data; channels-last cases are transposed
-to channels-first before the call and ``y`` is transposed back (a note says so).
-Element types: the ABI carries float32 and float64; every array of a call has
-the case dtype.  Cases in other dtypes, or whose ``param_dtype`` differs from
-``dtype``, are ``unsupported`` — nothing is converted behind the user's back.
+BatchNorm (:func:`run_case`): one call per training step (running statistics carried from call
+to call by the harness), an eval call for ``eval_after``, one call per batch in eval mode.  The
+ABI takes channels-first data: channels-last cases are transposed before the call and ``y``
+back (a note says so).  LayerNorm: :mod:`harness.native.layer_norm` (v2 libraries only).
 
-Nothing here loads a library at import; the adapters call it inside the worker
-process, so a crashing or hanging library is contained by the runner.
+Element types: v2 carries float32, float64, float16 and bfloat16 (the 16-bit types as their raw
+uint16 storage), x/y in the case dtype and every other array in the parameter dtype.  v1
+carries float32 and float64 with every array in the case dtype; other cases are
+``unsupported`` there — nothing is converted behind the user's back.
+
+Nothing here loads a library at import; the adapters call it inside the worker process, so a
+crashing or hanging library is contained by the runner.
 """
 
 from __future__ import annotations
@@ -26,55 +33,26 @@ from pathlib import Path
 
 import numpy as np
 
-#: the ABI version this harness speaks (NORMCONF_BN_ABI_VERSION in normconf_bn.h)
-ABI_VERSION = 1
-FLOAT32, FLOAT64 = 1, 2
-TRAIN, EVAL = 0, 1
-OK, EINVAL, EUNSUPPORTED, EINTERNAL = 0, 1, 2, 3
-WROTE_BATCH_MEAN, WROTE_BATCH_VAR, WROTE_RUNNING = 1, 2, 4
-CODE_NAMES = {OK: "OK", EINVAL: "EINVAL", EUNSUPPORTED: "EUNSUPPORTED", EINTERNAL: "EINTERNAL"}
-DTYPE_CODES = {"float32": FLOAT32, "float64": FLOAT64}
+from harness.native.abi import (ABI_V1, ABI_V2, ABI_VERSION, BACKWARD, BFLOAT16, CODE_NAMES, DIRECTION_CODES,  # noqa: F401
+                                DTYPE_CODES, EINTERNAL, EINVAL, EUNSUPPORTED, EVAL, FLOAT16, FLOAT32, FLOAT64, FORWARD,
+                                HARNESS_OPS, MAX_RANK, OK, OP_BATCH_NORM, OP_CODES, OP_LAYER_NORM, TRAIN, V1_DTYPES,
+                                WROTE_BATCH_MEAN, WROTE_BATCH_VAR, WROTE_INV_STD, WROTE_MEAN, WROTE_RUNNING,
+                                NormconfCall, NormconfCallV2, new_call_v2, ptr)
 
 #: folder of the bundled libraries (written by the package build)
 LIB_DIR = Path(__file__).resolve().parent / "_lib"
 
+_SPEAKS = "this normconf speaks version 2 (normconf.h, normconf_abi_version) and version 1 (normconf_bn.h)"
+
 
 def include_dir() -> Path:
-    """Folder holding ``normconf_bn.h``: the source tree's ``native/include`` (editable
-    install, clone) or the copy a wheel install puts in ``harness/native/include``."""
+    """Folder holding ``normconf.h`` and ``normconf_bn.h``: the source tree's ``native/include``
+    (editable install, clone) or the copy a wheel install puts in ``harness/native/include``."""
     here = Path(__file__).resolve().parent
     for d in (here.parents[1] / "native" / "include", here / "include"):
         if (d / "normconf_bn.h").exists():
             return d
     return here.parents[1] / "native" / "include"
-
-
-class NormconfCall(ctypes.Structure):
-    """``normconf_bn_call`` (must match the header field by field)."""
-
-    _fields_ = [
-        ("struct_size", ctypes.c_uint32),
-        ("dtype", ctypes.c_int32),
-        ("rank", ctypes.c_int32),
-        ("mode", ctypes.c_int32),
-        ("dims", ctypes.c_int64 * 5),
-        ("x_len", ctypes.c_int64),
-        ("eps", ctypes.c_double),
-        ("momentum", ctypes.c_double),
-        ("cumulative", ctypes.c_int32),
-        ("reserved0", ctypes.c_int32),
-        ("step", ctypes.c_int64),
-        ("x", ctypes.c_void_p),
-        ("gamma", ctypes.c_void_p),
-        ("beta", ctypes.c_void_p),
-        ("running_mean", ctypes.c_void_p),
-        ("running_var", ctypes.c_void_p),
-        ("y", ctypes.c_void_p),
-        ("batch_mean", ctypes.c_void_p),
-        ("batch_var", ctypes.c_void_p),
-        ("written", ctypes.c_uint32),
-        ("reserved1", ctypes.c_uint32),
-    ]
 
 
 class NativeLibraryError(Exception):
@@ -94,11 +72,12 @@ class NativeLibraryError(Exception):
 
 
 class NativeCallError(Exception):
-    """``normconf_bn_forward`` returned an error code other than EUNSUPPORTED."""
+    """The library's entry point returned an error code other than EUNSUPPORTED."""
 
 
 class NativeUnsupported(Exception):
-    """``normconf_bn_forward`` returned EUNSUPPORTED; the message is the library's."""
+    """The library returned EUNSUPPORTED (the message is the library's), or the ABI it speaks
+    cannot carry the case."""
 
 
 def bundled_library(name: str) -> Path:
@@ -115,8 +94,24 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()[:12]
 
 
+def _fn(dll, name: str, restype, argtypes):
+    f = getattr(dll, name)
+    f.restype, f.argtypes = restype, argtypes
+    return f
+
+
+def _optional_text(dll, name: str):
+    if not hasattr(dll, name):
+        return None
+    return _fn(dll, name, ctypes.c_char_p, [])
+
+
 class NativeLibrary:
-    """A loaded library implementing ``normconf_bn.h``; use :func:`load`."""
+    """A loaded library implementing ABI v2 or v1; use :func:`load`.
+
+    ``abi``: 1 or 2; ``ops``: the op names it implements (forward); ``name``: its
+    ``normconf_name()`` / ``normconf_bn_name()`` or "".
+    """
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = str(path)
@@ -126,41 +121,86 @@ class NativeLibrary:
             self._dll = ctypes.CDLL(self.path)
         except OSError as e:
             raise NativeLibraryError(f"cannot load {self.path}: {e}", "unloadable") from None
-        for sym in ("normconf_bn_abi_version", "normconf_bn_forward"):
-            if not hasattr(self._dll, sym):
-                raise NativeLibraryError(f"{self.path} does not export {sym}() (build it against normconf_bn.h)", "symbols")
-        self._dll.normconf_bn_abi_version.restype = ctypes.c_int32
-        self._dll.normconf_bn_abi_version.argtypes = []
-        version = int(self._dll.normconf_bn_abi_version())
-        if version != ABI_VERSION:
+        if hasattr(self._dll, "normconf_abi_version"):
+            self._init_v2()
+        elif hasattr(self._dll, "normconf_bn_abi_version"):
+            self._init_v1()
+        else:
             raise NativeLibraryError(
-                f"{self.path} implements normconf ABI version {version}; this normconf speaks version {ABI_VERSION}",
-                "abi")
-        self._forward = self._dll.normconf_bn_forward
-        self._forward.restype = ctypes.c_int32
-        self._forward.argtypes = [ctypes.POINTER(NormconfCall)]
-        self._last_error = getattr(self._dll, "normconf_bn_last_error", None)
-        if self._last_error is not None:
-            self._last_error.restype = ctypes.c_char_p
-            self._last_error.argtypes = []
-        name_fn = getattr(self._dll, "normconf_bn_name", None)
-        self.name = ""
-        if name_fn is not None:
-            name_fn.restype = ctypes.c_char_p
-            name_fn.argtypes = []
-            raw = name_fn()
-            self.name = raw.decode("utf-8", "replace") if raw else ""
+                f"{self.path} exports neither normconf_abi_version() (build it against normconf.h, ABI v2) nor "
+                "normconf_bn_abi_version() (normconf_bn.h, ABI v1)", "symbols")
+        raw = self._name() if self._name is not None else None
+        self.name = raw.decode("utf-8", "replace") if raw else ""
+
+    def _init_v2(self) -> None:
+        version = int(_fn(self._dll, "normconf_abi_version", ctypes.c_int32, [])())
+        if version != ABI_V2:
+            raise NativeLibraryError(
+                f"{self.path} implements normconf ABI version {version} (normconf_abi_version); {_SPEAKS}", "abi")
+        for sym in ("normconf_supports", "normconf_run"):
+            if not hasattr(self._dll, sym):
+                raise NativeLibraryError(
+                    f"{self.path} exports normconf_abi_version() but not {sym}() (see normconf.h)", "symbols")
+        self.abi = ABI_V2
+        self._forward = _fn(self._dll, "normconf_run", ctypes.c_int32, [ctypes.POINTER(NormconfCallV2)])
+        self._supports = _fn(self._dll, "normconf_supports", ctypes.c_int32, [ctypes.c_int32, ctypes.c_int32])
+        self._last_error = _optional_text(self._dll, "normconf_last_error")
+        self._name = _optional_text(self._dll, "normconf_name")
+        self.ops = tuple(op for op, code in OP_CODES.items() if self._supports(code, FORWARD))
+
+    def _init_v1(self) -> None:
+        if not hasattr(self._dll, "normconf_bn_forward"):
+            raise NativeLibraryError(f"{self.path} does not export normconf_bn_forward() (build it against "
+                                     "normconf_bn.h)", "symbols")
+        version = int(_fn(self._dll, "normconf_bn_abi_version", ctypes.c_int32, [])())
+        if version != ABI_V1:
+            raise NativeLibraryError(f"{self.path} implements normconf_bn ABI version {version} "
+                                     f"(normconf_bn_abi_version); {_SPEAKS}", "abi")
+        self.abi = ABI_V1
+        self._forward = _fn(self._dll, "normconf_bn_forward", ctypes.c_int32, [ctypes.POINTER(NormconfCall)])
+        self._supports = None
+        self._last_error = _optional_text(self._dll, "normconf_bn_last_error")
+        self._name = _optional_text(self._dll, "normconf_bn_name")
+        self.ops = ("batch_norm",)
+
+    @property
+    def abi_label(self) -> str:
+        return "ABI 2 (normconf.h)" if self.abi == ABI_V2 else "ABI 1 (normconf_bn.h)"
+
+    def supports(self, op: str, direction: str = "forward") -> bool:
+        """Whether the library implements ``op`` in ``direction`` (v1: forward batch_norm only)."""
+        if self.abi == ABI_V1:
+            return op == "batch_norm" and direction == "forward"
+        if op not in OP_CODES or direction not in DIRECTION_CODES:
+            return False
+        return bool(self._supports(OP_CODES[op], DIRECTION_CODES[direction]))
 
     def last_error(self) -> str:
         if self._last_error is None:
-            return "(the library exports no normconf_bn_last_error)"
+            fn = "normconf_last_error" if self.abi == ABI_V2 else "normconf_bn_last_error"
+            return f"(the library exports no {fn})"
         raw = self._last_error()
         return raw.decode("utf-8", "replace") if raw else ""
 
-    def forward(self, call: NormconfCall) -> int:
-        call.struct_size = ctypes.sizeof(NormconfCall)
+    def forward(self, call: NormconfCall | NormconfCallV2) -> int:
+        """One raw call: sets ``struct_size`` (and v2 ``abi_version``), clears ``written``, returns the code."""
+        want = NormconfCallV2 if self.abi == ABI_V2 else NormconfCall
+        if not isinstance(call, want):
+            raise TypeError(f"{self.path} speaks {self.abi_label}: pass a {want.__name__}, not {type(call).__name__}")
+        call.struct_size = ctypes.sizeof(want)
+        if self.abi == ABI_V2:
+            call.abi_version = ABI_V2
         call.written = 0
         return int(self._forward(ctypes.byref(call)))
+
+    def check(self, rc: int, what: str) -> None:
+        """Raise for a return code: :class:`NativeUnsupported` (EUNSUPPORTED) or :class:`NativeCallError`."""
+        if rc == EUNSUPPORTED:
+            raise NativeUnsupported(self.last_error() or "EUNSUPPORTED")
+        if rc != OK:
+            entry = "normconf_run" if self.abi == ABI_V2 else "normconf_bn_forward"
+            raise NativeCallError(f"{entry} ({what}) returned {rc} ({CODE_NAMES.get(rc, 'unknown code')}): "
+                                  f"{self.last_error()}")
 
 
 @lru_cache(maxsize=None)
@@ -169,8 +209,7 @@ def load(path: str) -> NativeLibrary:
     return NativeLibrary(path)
 
 
-def _ptr(a: np.ndarray | None) -> int | None:
-    return None if a is None else a.ctypes.data
+_ptr = ptr  # the name older callers used
 
 
 @dataclass
@@ -184,42 +223,46 @@ class StepResult:
 def call_forward(lib: NativeLibrary, x: np.ndarray, *, mode: int, eps: float, momentum: float | None,
                  step: int, gamma: np.ndarray | None, beta: np.ndarray | None,
                  running_mean: np.ndarray, running_var: np.ndarray) -> StepResult:
-    """One ABI call on channels-first ``x``; ``running_*`` are updated in place (train).
+    """One BatchNorm call on channels-first ``x``; ``running_*`` are updated in place (train).
 
-    ``momentum`` is the batch weight (``None`` = cumulative average).  Raises
-    :class:`NativeUnsupported` (EUNSUPPORTED) or :class:`NativeCallError`.
+    ``momentum`` is the batch weight (``None`` = cumulative average).  The parameter dtype is
+    ``running_mean``'s (gamma, beta and running_var must share it; v1: it must be x's dtype).
+    Raises :class:`NativeUnsupported` (EUNSUPPORTED, or what the ABI cannot carry) or
+    :class:`NativeCallError`.
     """
-    dt = x.dtype
-    if dt.name not in DTYPE_CODES:
-        raise NativeUnsupported(f"the C ABI carries float32 and float64, not {dt.name}")
+    dt, pdt = x.dtype, running_mean.dtype
+    if dt.name not in DTYPE_CODES or pdt.name not in DTYPE_CODES:
+        raise NativeUnsupported(f"the C ABI carries {', '.join(DTYPE_CODES)}, not {dt.name}/{pdt.name}")
+    if lib.abi == ABI_V1 and (dt.name not in V1_DTYPES or pdt != dt):
+        raise NativeUnsupported(f"the library speaks {lib.abi_label}, which carries float32 and float64 with every "
+                                f"array in the data dtype, not {dt.name} data with {pdt.name} parameters")
     x = np.ascontiguousarray(x)
     C = x.shape[1]
     for name, a in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
-        if a is not None and (a.dtype != dt or a.shape != (C,) or not a.flags.c_contiguous):
-            raise ValueError(f"{name} must be a contiguous ({C},) {dt.name} array")
+        if a is not None and (a.dtype != pdt or a.shape != (C,) or not a.flags.c_contiguous):
+            raise ValueError(f"{name} must be a contiguous ({C},) {pdt.name} array")
     y = np.empty_like(x)
-    bmean = np.zeros(C, dt)
-    bvar = np.zeros(C, dt)
-    call = NormconfCall()
-    call.dtype = DTYPE_CODES[dt.name]
-    call.rank = x.ndim
+    bmean = np.zeros(C, pdt)
+    bvar = np.zeros(C, pdt)
+    if lib.abi == ABI_V2:
+        call = new_call_v2("batch_norm", x, pdt)
+    else:
+        call = NormconfCall()
+        call.dtype = DTYPE_CODES[dt.name]
+        call.rank = x.ndim
+        for i, d in enumerate(x.shape):
+            call.dims[i] = d
+        call.x_len = x.size
+        call.x = ptr(x)
     call.mode = mode
-    for i, d in enumerate(x.shape):
-        call.dims[i] = d
-    call.x_len = x.size
     call.eps = float(eps)
     call.cumulative = 1 if momentum is None else 0
     call.momentum = 0.0 if momentum is None else float(momentum)
     call.step = int(step)
-    call.x, call.gamma, call.beta = _ptr(x), _ptr(gamma), _ptr(beta)
-    call.running_mean, call.running_var = _ptr(running_mean), _ptr(running_var)
-    call.y, call.batch_mean, call.batch_var = _ptr(y), _ptr(bmean), _ptr(bvar)
-    rc = lib.forward(call)
-    if rc == EUNSUPPORTED:
-        raise NativeUnsupported(lib.last_error() or "EUNSUPPORTED")
-    if rc != OK:
-        raise NativeCallError(f"normconf_bn_forward returned {rc} ({CODE_NAMES.get(rc, 'unknown code')}): "
-                              f"{lib.last_error()}")
+    call.gamma, call.beta = ptr(gamma), ptr(beta)
+    call.running_mean, call.running_var = ptr(running_mean), ptr(running_var)
+    call.y, call.batch_mean, call.batch_var = ptr(y), ptr(bmean), ptr(bvar)
+    lib.check(lib.forward(call), "batch_norm")
     w = call.written
     return StepResult(y, bmean if w & WROTE_BATCH_MEAN else None, bvar if w & WROTE_BATCH_VAR else None,
                       bool(w & WROTE_RUNNING))
@@ -227,20 +270,25 @@ def call_forward(lib: NativeLibrary, x: np.ndarray, *, mode: int, eps: float, mo
 
 def run_case(lib: NativeLibrary, case, inputs, *, gamma: np.ndarray | None, beta: np.ndarray | None,
              label: str) -> tuple[dict[str, list[np.ndarray]], list[str]]:
-    """Drive ``lib`` through ``case``: ``({output: [array per step]}, notes)``.
+    """Drive ``lib`` through a BatchNorm ``case``: ``({output: [array per step]}, notes)``.
 
     ``gamma``/``beta`` are what the adapter decided to pass (``None`` = NULL).
     Outputs the library did not report (``written`` bits) are left out.
     """
     from harness.inputs import np_dtype
 
-    if case.dtype not in DTYPE_CODES:
-        raise NativeUnsupported(f"the C ABI carries float32 and float64, not {case.dtype}")
-    if case.params_dtype != case.dtype:
+    if not lib.supports("batch_norm"):
+        raise NativeUnsupported(f"the library does not implement batch_norm (it reports {', '.join(lib.ops) or 'no op'})")
+    carried = DTYPE_CODES if lib.abi == ABI_V2 else V1_DTYPES
+    if case.dtype not in carried:
+        raise NativeUnsupported(f"{lib.abi_label} carries {', '.join(carried)}, not {case.dtype}")
+    if lib.abi == ABI_V1 and case.params_dtype != case.dtype:
         raise NativeUnsupported(
-            f"the C ABI passes gamma/beta/running statistics in the data dtype ({case.dtype}); "
+            f"{lib.abi_label} passes gamma/beta/running statistics in the data dtype ({case.dtype}); "
             f"the case's param_dtype is {case.params_dtype}")
-    dt = np_dtype(case.dtype)
+    if case.params_dtype not in carried:
+        raise NativeUnsupported(f"{lib.abi_label} carries {', '.join(carried)}, not param_dtype {case.params_dtype}")
+    dt, pdt = np_dtype(case.dtype), np_dtype(case.params_dtype)
     notes: list[str] = []
     last = case.layout == "channels_last"
     if last:
@@ -254,7 +302,7 @@ def run_case(lib: NativeLibrary, case, inputs, *, gamma: np.ndarray | None, beta
         return np.ascontiguousarray(np.moveaxis(a, 1, -1)) if last else a
 
     def vec(a: np.ndarray | None) -> np.ndarray | None:
-        return None if a is None else np.ascontiguousarray(a, dtype=dt).copy()
+        return None if a is None else np.ascontiguousarray(a, dtype=pdt).copy()
 
     g, b = vec(gamma), vec(beta)
     rm, rv = vec(inputs.running_mean), vec(inputs.running_var)
@@ -298,3 +346,10 @@ def run_case(lib: NativeLibrary, case, inputs, *, gamma: np.ndarray | None, beta
                          step=len(inputs.x), gamma=g, beta=b, running_mean=rm.copy(), running_var=rv.copy())
         out["eval_y"] = [from_cf(r.y)]
     return out, notes
+
+
+def run_layer_norm_case(lib: NativeLibrary, case, inputs, *, label: str):
+    """LayerNorm through a v2 library: see :func:`harness.native.layer_norm.run_case`."""
+    from harness.native import layer_norm
+
+    return layer_norm.run_case(lib, case, inputs, label=label)

@@ -242,24 +242,6 @@ def build(df: pd.DataFrame, meta: dict[str, Any] | None = None, read_cases: bool
 # what the case file adds
 
 
-def _spec(v: Any) -> str:
-    """A ValueSpec (number, per-channel list, generator) in words."""
-    if v is None:
-        return ""
-    if hasattr(v, "model_dump"):
-        d = v.model_dump()
-        dist = d.get("dist")
-        if dist == "normal":
-            return f"normal(mean={d['mean']:g}, std={d['std']:g}, seed={d['seed']})"
-        if dist == "uniform":
-            return f"uniform({d['low']:g}, {d['high']:g}, seed={d['seed']})"
-        return f"constant {d['value']:g}"
-    if isinstance(v, list):
-        s = ", ".join(f"{x:g}" for x in v[:8])
-        return f"[{s}{', …' if len(v) > 8 else ''}] ({len(v)} values)"
-    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
-
-
 def _stats(a: Any) -> str:
     import numpy as np
 
@@ -314,28 +296,11 @@ def _add_case_files(model: Model, base_dir: str | Path | None) -> None:
 
 
 def _case_params(case: Any) -> dict[str, str]:
-    p: dict[str, str] = {
-        "shape (N, C, …)": " × ".join(str(d) for d in case.shape),
-        "layout": case.layout,
-        "dtype": case.dtype + (f" (parameters {case.params_dtype})" if case.params_dtype != case.dtype else ""),
-        "mode": case.mode + (" + eval afterwards" if case.eval_after else ""),
-        "eps": f"{case.eps:g}",
-        "momentum": "cumulative average" if case.momentum_weight is None
-        else f"running = (1 − {case.momentum_weight:g})·old + {case.momentum_weight:g}·batch",
-        "normalize variance": case.normalize_variance,
-        "running variance": case.running_variance,
-        "steps": str(case.steps),
-    }
-    if case.has_affine:
-        aff = case.affine
-        if aff is True:
-            p["affine"] = "gamma 1, beta 0 (default)"
-        else:
-            p["affine"] = f"gamma {_spec(aff.gamma)}, beta {_spec(aff.beta)}"
-    else:
-        p["affine"] = "none"
-    p["initial running mean"] = _spec(case.running_mean)
-    p["initial running var"] = _spec(case.running_var)
+    """The case panel: the op's parameters (its spec's ``report_params``), then what every op shares."""
+    from harness.ops import spec_for
+
+    p: dict[str, str] = {"op": case.op}
+    p.update(spec_for(case).report_params(case))
     if case.tolerance is not None:
         t = case.tolerance
         p["tolerance override"] = f"rtol {t.rtol:g}, atol {t.atol:g}" + (
@@ -346,29 +311,31 @@ def _case_params(case: Any) -> dict[str, str]:
 
 
 def _input_summary(case: Any) -> dict[str, str]:
+    from harness.case_model import describe_value
+
     out: dict[str, str] = {}
     if case.data is not None:
         out["x source"] = "explicit data in the case file"
     elif case.input is not None:
-        out["x source"] = _spec(case.input)
+        out["x source"] = describe_value(case.input)
     else:
         out["x source"] = "default generator"
     if case.n_elements > SUMMARY_MAX_ELEMENTS:
         out["x"] = f"{case.n_elements} values (too large to summarize here)"
         return out
     try:
-        from harness.inputs import generate
+        from harness.ops import spec_for
 
-        inp = generate(case)
+        inp = spec_for(case).generate(case)
         for k, x in enumerate(inp.x, start=1):
             name = "x" if len(inp.x) == 1 else f"x step {k}"
             out[name] = _stats(x)
             if k >= 3 and len(inp.x) > 3:
                 out["x later steps"] = f"{len(inp.x) - 3} more"
                 break
-        if inp.gamma is not None:
-            out["gamma"] = _stats(inp.gamma)
-            out["beta"] = _stats(inp.beta)
+        for name in ("gamma", "beta"):
+            if getattr(inp, name, None) is not None:
+                out[name] = _stats(getattr(inp, name))
     except Exception as e:  # noqa: BLE001 - a summary is a convenience, never a reason to fail the report
         out["x"] = f"not summarized ({type(e).__name__}: {e})"
     return out

@@ -1,5 +1,5 @@
-// Helpers shared by the C ABI layers of the bundled native backends (cpp, tiny-dnn):
-// argument validation, the thread-local error message, exception -> return code.
+// ABI v1 (normconf_bn.h) helpers for the tiny-dnn shim: argument validation of a
+// normconf_bn_call, per-channel copies; the error machinery is in abi_common.hpp.
 #pragma once
 
 #include <cmath>
@@ -10,21 +10,15 @@
 #include <string>
 #include <vector>
 
-#include "normconf_bn.h"
+#include "abi_common.hpp"
 #include "normconf/batch_norm.hpp"
+#include "normconf_bn.h"
 
 namespace normconf::abi {
 
-inline std::string& last_error() {
-    thread_local std::string message;
-    return message;
-}
-
-/// An error with its return code.
-struct CallError : std::runtime_error {
-    int32_t code;
-    CallError(int32_t c, const std::string& what) : std::runtime_error(what), code(c) {}
-};
+static_assert(NORMCONF_BN_OK == kOk && NORMCONF_BN_EINVAL == kEinval && NORMCONF_BN_EUNSUPPORTED == kEunsupported &&
+                  NORMCONF_BN_EINTERNAL == kEinternal,
+              "ABI v1 return codes");
 
 /// Validated view of a call: dims as a vector, element counts.
 struct Shape {
@@ -86,34 +80,6 @@ void store(void* dst, const Vec& v) {
     using T = typename Vec::value_type;
     T* t = static_cast<T*>(dst);
     for (std::size_t i = 0; i < v.size(); ++i) t[i] = v[i];
-}
-
-/// Runs `body` and turns every exception into a return code (never lets one cross the C boundary).
-template <typename F>
-int32_t guarded(F&& body) noexcept {
-    try {
-        last_error().clear();
-        body();
-        return NORMCONF_BN_OK;
-    } catch (const CallError& e) {
-        last_error() = e.what();
-        return e.code;
-    } catch (const normconf::Unsupported& e) {
-        last_error() = e.what();
-        return NORMCONF_BN_EUNSUPPORTED;
-    } catch (const std::invalid_argument& e) {
-        last_error() = e.what();
-        return NORMCONF_BN_EINVAL;
-    } catch (const std::bad_alloc&) {
-        last_error() = "out of memory";
-        return NORMCONF_BN_EINTERNAL;
-    } catch (const std::exception& e) {
-        last_error() = e.what();
-        return NORMCONF_BN_EINTERNAL;
-    } catch (...) {
-        last_error() = "unknown C++ exception";
-        return NORMCONF_BN_EINTERNAL;
-    }
 }
 
 }  // namespace normconf::abi

@@ -1,4 +1,4 @@
-// Unit test of normconf::BatchNorm and its C ABI layer (no framework; exit code 0 = pass).
+// Unit test of normconf::BatchNorm and its C ABI v2 layer (op batch_norm) (no framework; exit code 0 = pass).
 // Built and run by tests/test_native_cpp.py (or: cmake -DNORMCONF_BUILD_TESTS=ON, ctest).
 //
 // Expected values are the article's seed example (DESIGN.md), computed independently
@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "normconf/batch_norm.hpp"
-#include "normconf_bn.h"
+#include "normconf.h"
 
 static int failures = 0;
 
@@ -116,12 +116,15 @@ static void test_affine_eval_and_rank5() {
     CHECK_NEAR(cum.GetVariance()[0], 2.5, 1e-12);
 }
 
-static normconf_bn_call seed_call(std::vector<float>& y, float* rm, float* rv) {
-    normconf_bn_call c{};
+static normconf_call seed_call(std::vector<float>& y, float* rm, float* rv) {
+    normconf_call c{};
     c.struct_size = sizeof c;
-    c.dtype = NORMCONF_BN_FLOAT32;
+    c.abi_version = NORMCONF_ABI_VERSION;
+    c.op = NORMCONF_OP_BATCH_NORM;
+    c.direction = NORMCONF_FORWARD;
+    c.dtype = c.param_dtype = NORMCONF_FLOAT32;
     c.rank = 4;
-    c.mode = NORMCONF_BN_TRAIN;
+    c.mode = NORMCONF_TRAIN;
     c.dims[0] = 3; c.dims[1] = 1; c.dims[2] = 1; c.dims[3] = 6;
     c.x_len = 18;
     c.eps = 1e-5;
@@ -135,45 +138,76 @@ static normconf_bn_call seed_call(std::vector<float>& y, float* rm, float* rv) {
 }
 
 static void test_c_abi() {
-    CHECK(normconf_bn_abi_version() == NORMCONF_BN_ABI_VERSION);
+    CHECK(normconf_abi_version() == NORMCONF_ABI_VERSION);
+    CHECK(normconf_supports(NORMCONF_OP_BATCH_NORM, NORMCONF_FORWARD) == 1);
+    CHECK(normconf_supports(NORMCONF_OP_BATCH_NORM, NORMCONF_BACKWARD) == 0);
     std::vector<float> y(18);
     float rm = 0.f, rv = 1.f, bm = 0.f, bv = 0.f;
-    normconf_bn_call c = seed_call(y, &rm, &rv);
+    normconf_call c = seed_call(y, &rm, &rv);
     c.batch_mean = &bm;
     c.batch_var = &bv;
-    CHECK(normconf_bn_forward(&c) == NORMCONF_BN_OK);
-    CHECK(c.written == (NORMCONF_BN_WROTE_BATCH_MEAN | NORMCONF_BN_WROTE_BATCH_VAR | NORMCONF_BN_WROTE_RUNNING));
+    CHECK(normconf_run(&c) == NORMCONF_OK);
+    CHECK(c.written == (NORMCONF_WROTE_BATCH_MEAN | NORMCONF_WROTE_BATCH_VAR | NORMCONF_WROTE_RUNNING));
     CHECK_NEAR(y[6], kSeedY[6], 2e-6);
     CHECK_NEAR(bm, 7.863889, 1e-5);
+
+    // the double path (float64 parameters with float32 data) gives the same float32 y bit for bit
+    std::vector<float> y2(18);
+    double rm2 = 0.0, rv2 = 1.0;
+    c = seed_call(y2, nullptr, nullptr);
+    c.param_dtype = NORMCONF_FLOAT64;
+    c.running_mean = &rm2;
+    c.running_var = &rv2;
+    CHECK(normconf_run(&c) == NORMCONF_OK);
+    CHECK(y2 == y);
+    CHECK_NEAR(rm2, 0.7863889, 1e-6);  // the running mean in double this time
 
     // argument errors are return codes with a message, never an abort
     c = seed_call(y, &rm, &rv);
     c.x_len = 17;
-    CHECK(normconf_bn_forward(&c) == NORMCONF_BN_EINVAL);
-    CHECK(std::string(normconf_bn_last_error()).find("x_len") != std::string::npos);
+    CHECK(normconf_run(&c) == NORMCONF_EINVAL);
+    CHECK(std::string(normconf_last_error()).find("x_len") != std::string::npos);
     c = seed_call(y, &rm, &rv);
     c.eps = 0.0;
-    CHECK(normconf_bn_forward(&c) == NORMCONF_BN_EINVAL);
+    CHECK(normconf_run(&c) == NORMCONF_EINVAL);
     c = seed_call(y, &rm, &rv);
     c.dims[1] = 0;
-    CHECK(normconf_bn_forward(&c) == NORMCONF_BN_EINVAL);
+    c.x_len = 0;
+    CHECK(normconf_run(&c) == NORMCONF_EINVAL);
     c = seed_call(y, &rm, &rv);
-    c.rank = 6;
-    CHECK(normconf_bn_forward(&c) == NORMCONF_BN_EINVAL);
+    c.rank = 9;
+    CHECK(normconf_run(&c) == NORMCONF_EINVAL);
     c = seed_call(y, &rm, &rv);
     c.x = nullptr;
-    CHECK(normconf_bn_forward(&c) == NORMCONF_BN_EINVAL);
-    CHECK(normconf_bn_forward(nullptr) == NORMCONF_BN_EINVAL);
+    CHECK(normconf_run(&c) == NORMCONF_EINVAL);
+    CHECK(normconf_run(nullptr) == NORMCONF_EINVAL);
     c = seed_call(y, &rm, &rv);
     c.dims[0] = 0;
     c.x_len = 0;
-    CHECK(normconf_bn_forward(&c) == NORMCONF_BN_EUNSUPPORTED);  // empty training batch
+    CHECK(normconf_run(&c) == NORMCONF_EUNSUPPORTED);  // empty training batch
     c = seed_call(y, &rm, &rv);
     c.struct_size = 8;
-    CHECK(normconf_bn_forward(&c) == NORMCONF_BN_EINVAL);
+    CHECK(normconf_run(&c) == NORMCONF_EINVAL);
     c = seed_call(y, &rm, &rv);
     c.dtype = 7;
-    CHECK(normconf_bn_forward(&c) == NORMCONF_BN_EINVAL);
+    CHECK(normconf_run(&c) == NORMCONF_EINVAL);
+    c = seed_call(y, &rm, &rv);
+    c.op = 17;
+    CHECK(normconf_run(&c) == NORMCONF_EINVAL);
+    c = seed_call(y, &rm, &rv);
+    c.op = NORMCONF_OP_GROUP_NORM;  // reserved: valid code, not implemented
+    CHECK(normconf_run(&c) == NORMCONF_EUNSUPPORTED);
+    c = seed_call(y, &rm, &rv);
+    c.direction = NORMCONF_BACKWARD;
+    CHECK(normconf_run(&c) == NORMCONF_EUNSUPPORTED);
+    CHECK(std::string(normconf_last_error()).find("gradients") != std::string::npos);
+    c = seed_call(y, &rm, &rv);
+    c.flags = 1;
+    CHECK(normconf_run(&c) == NORMCONF_EUNSUPPORTED);
+    c = seed_call(y, &rm, &rv);
+    c.rank = 6;
+    c.dims[4] = c.dims[5] = 1;
+    CHECK(normconf_run(&c) == NORMCONF_EUNSUPPORTED);  // valid in the ABI, not in normconf::BatchNorm
 }
 
 int main() {

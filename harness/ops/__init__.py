@@ -1,0 +1,193 @@
+"""The op registry: an op (``batch_norm``, ``layer_norm``, ...) is the unit of extension.
+
+Everything op-specific lives behind one :class:`OpSpec`: the case model (the ``op:`` field of a
+case selects it), the knobs (a frozen dataclass of conventions), the float64 reference, the input
+generator, the output spec (:class:`OutputDef`: the one list of the op's output names), the
+explainer and the report's parameter columns.  The runner, the comparison, the results, the
+report, the pytest plugin and the profiles read the spec and never name an op.
+
+Built-in ops live in ``harness/ops/<op>/`` and are registered on first use; a plug-in op
+calls :func:`register` (in-process) or is named by a ``normconf.ops`` entry point
+(``module:SPEC``), which every process (harness and workers) loads.  docs/ops.md ("Adding an
+op") lists the files an op touches.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+__all__ = ["OpSpec", "OutputDef", "UnknownOp", "all_ops", "get", "names", "register", "spec_for"]
+
+#: the built-in ops and the modules that define their ``SPEC``
+BUILTIN = {"batch_norm": "harness.ops.batch_norm", "layer_norm": "harness.ops.layer_norm"}
+
+
+class UnknownOp(KeyError):
+    """No op of that name is registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown op"
+
+
+@dataclass(frozen=True)
+class OutputDef:
+    """One output of an op.
+
+    ``per``: ``element`` (shaped like ``x``) or ``group`` (one value per reduction group: per
+    channel for BatchNorm, per normalized row for LayerNorm); ``dtype``: ``data`` (the case
+    dtype) or ``param`` (the parameter dtype); ``stage``: ``main`` (what a complete backend
+    reports, in this order) or ``stage`` (an intermediate, for per-stage localization).
+    """
+
+    name: str
+    per: Literal["element", "group"]
+    dtype: Literal["data", "param"]
+    stage: Literal["main", "stage"]
+    meaning: str
+
+
+def _no_explainer(*_a: Any, **_k: Any) -> None:
+    return None
+
+
+def _no_review(*_a: Any, **_k: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """Everything the op-agnostic machinery needs to know about one op.
+
+    Callables take the op's validated case (an instance of ``case_model``) and its inputs
+    (what ``generate`` returns: an object with ``x``, a tuple of one array per step, and
+    ``digest()``).
+    """
+
+    name: str
+    #: one line for ``normconf backends`` and the docs
+    title: str
+    #: the pydantic model of one case (its ``op`` field is ``Literal[name]``)
+    case_model: type
+    #: every output, main outputs first in result order, then the stages
+    outputs: tuple[OutputDef, ...]
+    #: the op's conventions: a frozen dataclass whose default instance is the op's definition
+    semantics: type
+    #: case → inputs (deterministic: the same bits on every machine)
+    generate: Callable[[Any], Any]
+    #: (case, inputs, semantics=None, *, statistics_only=False) → {output: [array per step]}, float64
+    reference: Callable[..., dict]
+    #: case → the outputs a complete backend produces for it
+    output_names: Callable[[Any], list[str]]
+    #: (case, output) → the shape of that output at one step
+    output_shape: Callable[[Any, str], tuple[int, ...]]
+    #: steps an output has (eval_y: 1)
+    output_steps: Callable[[Any, str], int] = lambda case, name: int(case.steps)
+    #: (case, inputs, output, step, observed, expected, tol, memory) → (label, text) | None
+    explain: Callable[..., Any] = _no_explainer
+    #: (case, inputs, rows, observed, expected, memory) → None: pair-level corroboration (edits rows)
+    review: Callable[..., Any] = _no_review
+    #: case → {parameter: text} for the report's case panel
+    report_params: Callable[[Any], dict[str, str]] = lambda case: {}
+    #: case → values of the results table's parameter columns (missing ones stay empty)
+    row_fields: Callable[[Any], dict[str, Any]] = lambda case: {}
+    #: case → the axis that indexes the groups of an element output (plots), or None
+    plot_axis: Callable[[Any], int | None] = lambda case: None
+    #: semantics fields a backend profile may fix for this op
+    profile_knobs: tuple[str, ...] = ()
+    #: (knob, case, semantics) → the outputs a change of that knob can move
+    affected: Callable[[str, Any, Any], frozenset[str]] = lambda knob, case, sem: frozenset()
+    #: case → [(loc, message)]: checks that need several fields (after the model validated)
+    cross_checks: Callable[[Any], list[tuple[tuple[Any, ...], str]]] = lambda case: []
+    #: loc → the keys allowed at that nested mapping ("did you mean" hints)
+    allowed_keys: Callable[[tuple[Any, ...]], list[str]] = lambda loc: []
+    #: path of the op's documentation, relative to the repository
+    docs: str = ""
+    #: derived views of ``outputs`` (filled in ``__post_init__``)
+    names: tuple[str, ...] = field(default=(), init=False)
+    data_outputs: tuple[str, ...] = field(default=(), init=False)
+    group_outputs: tuple[str, ...] = field(default=(), init=False)
+    main_outputs: tuple[str, ...] = field(default=(), init=False)
+    stage_outputs: tuple[str, ...] = field(default=(), init=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "names", tuple(o.name for o in self.outputs))
+        set_(self, "data_outputs", tuple(o.name for o in self.outputs if o.dtype == "data"))
+        set_(self, "group_outputs", tuple(o.name for o in self.outputs if o.per == "group"))
+        set_(self, "main_outputs", tuple(o.name for o in self.outputs if o.stage == "main"))
+        set_(self, "stage_outputs", tuple(o.name for o in self.outputs if o.stage == "stage"))
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"op {self.name}: output names repeat: {self.names}")
+
+    @property
+    def result_order(self) -> tuple[str, ...]:
+        """The order rows of one pair are listed in: main outputs, then stages."""
+        return self.main_outputs + self.stage_outputs
+
+    def output_dtype(self, case: Any, output: str) -> str:
+        """The dtype a backend returns ``output`` in (unknown outputs: the parameter dtype)."""
+        return case.dtype if output in self.data_outputs else case.params_dtype
+
+
+_REGISTRY: dict[str, OpSpec] = {}
+_LOCK = threading.RLock()
+_LOADED = False
+
+
+def register(spec: OpSpec, *, replace: bool = False) -> OpSpec:
+    """Add ``spec`` to the registry (``replace``: allow re-registering a plug-in op of that name)."""
+    with _LOCK:
+        _load()
+        prev = _REGISTRY.get(spec.name)
+        if prev is not None and prev is not spec and not replace:
+            raise ValueError(f"op {spec.name!r} is already registered ({prev.case_model.__module__})")
+        if spec.name in BUILTIN and prev is not None and prev is not spec:
+            raise ValueError(f"op {spec.name!r} is a built-in op; a plug-in cannot replace it")
+        _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _load() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    with _LOCK:
+        if _LOADED:
+            return
+        _LOADED = True
+        for name, module in BUILTIN.items():
+            _REGISTRY[name] = importlib.import_module(module).SPEC
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="normconf.ops"):
+            spec = ep.load()
+            if not isinstance(spec, OpSpec):
+                raise TypeError(f"entry point normconf.ops {ep.name} ({ep.value}) is not an OpSpec")
+            register(spec)
+
+
+def get(name: str) -> OpSpec:
+    """The spec of op ``name``; :class:`UnknownOp` names the known ones."""
+    _load()
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise UnknownOp(f"unknown op {name!r}; known ops: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def spec_for(case: Any) -> OpSpec:
+    """The spec of a validated case (its ``op`` field)."""
+    return get(case.op)
+
+
+def names() -> list[str]:
+    _load()
+    return sorted(_REGISTRY)
+
+
+def all_ops() -> list[OpSpec]:
+    _load()
+    return [_REGISTRY[n] for n in sorted(_REGISTRY)]

@@ -1,0 +1,143 @@
+"""BatchNorm (``op: batch_norm``, the default): the op spec over normconf's first op.
+
+BatchNorm predates the op seam, so its parts keep their places and this module binds them:
+the case model :class:`harness.case_model.Case`, the knobs :class:`harness.semantics.Semantics`,
+the reference :mod:`references.batchnorm`, the inputs :func:`harness.inputs.batch_norm_inputs`,
+the explainer :mod:`harness.explain`.  Conventions: per channel (the case's channel axis),
+statistics over N × spatial; docs/cases.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.case_model import Affine, Case, Expectation, Generator, Momentum, Tolerance, _cross_checks, describe_value
+from harness.ops import OpSpec, OutputDef
+from harness.semantics import Semantics
+
+#: the outputs, main ones in result order, then the intermediate stages (references.batchnorm's names)
+OUTPUTS = (
+    OutputDef("y", "element", "data", "main", "the normalized, affine-transformed output"),
+    OutputDef("batch_mean", "group", "param", "main", "per-channel batch mean (train)"),
+    OutputDef("batch_var", "group", "param", "main", "per-channel batch variance used to normalize (train)"),
+    OutputDef("running_mean", "group", "param", "main", "running mean after the step (train)"),
+    OutputDef("running_var", "group", "param", "main", "running variance after the step (train)"),
+    OutputDef("eval_y", "element", "data", "main", "inference on the last batch with the final running statistics"),
+    OutputDef("inv_std", "group", "param", "stage", "1/sqrt(var + eps) used to normalize"),
+    OutputDef("x_hat", "element", "data", "stage", "(x - mean)·inv_std before the affine transform"),
+)
+
+
+def _reference(case: Case, inputs: Any, semantics: Semantics | None = None, *, statistics_only: bool = False):
+    from harness.inputs import np_dtype
+    from references.batchnorm import batch_norm_reference
+
+    return batch_norm_reference(
+        inputs.x, channel_axis=case.channel_axis, mode=case.mode, eps=case.eps, momentum=case.momentum_weight,
+        gamma=inputs.gamma, beta=inputs.beta, running_mean=inputs.running_mean, running_var=inputs.running_var,
+        eval_after=case.eval_after, semantics=semantics if semantics is not None else case.semantics,
+        input_dtype=np_dtype(case.dtype), statistics_only=statistics_only)
+
+
+def _generate(case: Case):
+    from harness.inputs import batch_norm_inputs
+
+    return batch_norm_inputs(case)
+
+
+def _output_shape(case: Case, name: str) -> tuple[int, ...]:
+    group = {o.name for o in OUTPUTS if o.per == "group"}
+    return (int(case.channels),) if name in group else tuple(int(d) for d in case.array_shape)
+
+
+def _explain(*args: Any, **kw: Any):
+    from harness.explain import explain
+
+    return explain(*args, **kw)
+
+
+def _review(*args: Any, **kw: Any):
+    from harness.explain import review_pair
+
+    return review_pair(*args, **kw)
+
+
+def _affected(knob: str, case: Case, sem: Semantics) -> frozenset[str]:
+    from harness.explain.catalog import affected
+
+    return affected(knob, case.mode, sem)
+
+
+def _row_fields(case: Case) -> dict[str, Any]:
+    return dict(mode=case.mode, layout=case.layout, eps=case.eps,
+                momentum="cumulative" if case.momentum_weight is None else f"batch_weight={case.momentum_weight:g}",
+                normalize_variance=case.normalize_variance, running_variance=case.running_variance)
+
+
+def _report_params(case: Case) -> dict[str, str]:
+    p: dict[str, str] = {
+        "shape (N, C, …)": " × ".join(str(d) for d in case.shape),
+        "layout": case.layout,
+        "dtype": case.dtype + (f" (parameters {case.params_dtype})" if case.params_dtype != case.dtype else ""),
+        "mode": case.mode + (" + eval afterwards" if case.eval_after else ""),
+        "eps": f"{case.eps:g}",
+        "momentum": "cumulative average" if case.momentum_weight is None
+        else f"running = (1 − {case.momentum_weight:g})·old + {case.momentum_weight:g}·batch",
+        "normalize variance": case.normalize_variance,
+        "running variance": case.running_variance,
+        "steps": str(case.steps),
+    }
+    if case.has_affine:
+        aff = case.affine
+        p["affine"] = ("gamma 1, beta 0 (default)" if aff is True
+                       else f"gamma {describe_value(aff.gamma)}, beta {describe_value(aff.beta)}")
+    else:
+        p["affine"] = "none"
+    p["initial running mean"] = describe_value(case.running_mean)
+    p["initial running var"] = describe_value(case.running_var)
+    return p
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Fields of the nested mappings, for "did you mean" hints on unknown keys."""
+    if len(loc) == 1:
+        return sorted(Case.model_fields)
+    top = loc[0]
+    model = {"affine": Affine, "momentum": Momentum, "tolerance": Tolerance, "input": Generator,
+             "running_mean": Generator, "running_var": Generator}.get(top)
+    if top == "affine" and len(loc) == 3:
+        model = Generator
+    if top == "expect" and len(loc) == 3:
+        model = Expectation
+    return sorted(model.model_fields) if model else []
+
+
+#: Semantics fields a backend profile may fix (conventions; not the numbers the explainer solves and
+#: not the reference's emulation knobs)
+PROFILE_KNOBS = (
+    "normalize_variance", "reported_variance", "running_variance", "momentum_direction", "running_average",
+    "eps_placement", "train_statistics", "eval_statistics", "affine", "initial_running",
+)
+
+SPEC = OpSpec(
+    name="batch_norm",
+    title="Batch normalization: per-channel statistics over N × spatial, running statistics",
+    case_model=Case,
+    outputs=OUTPUTS,
+    semantics=Semantics,
+    generate=_generate,
+    reference=_reference,
+    output_names=lambda case: case.output_names(),
+    output_shape=_output_shape,
+    output_steps=lambda case, name: 1 if name == "eval_y" else int(case.steps),
+    explain=_explain,
+    review=_review,
+    report_params=_report_params,
+    row_fields=_row_fields,
+    plot_axis=lambda case: case.channel_axis,
+    profile_knobs=PROFILE_KNOBS,
+    affected=_affected,
+    cross_checks=_cross_checks,
+    allowed_keys=_allowed_keys,
+    docs="docs/cases.md",
+)
