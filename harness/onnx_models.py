@@ -23,6 +23,24 @@ OpenCV's DNN importer).  The model is what an exporter would write for the case:
 The IR version is the smallest one that supports the opset (what an exporter of
 that opset produced); the model is checked with ``onnx.checker.check_model(...,
 full_check=True)`` (type and shape inference included).
+
+LayerNorm (``op: layer_norm``) has two model forms:
+
+* :func:`build_layer_norm_model`: one ``LayerNormalization`` node (opset 17, the operator's
+  first version): ``axis`` = the first normalized axis, counted from the end (``-k`` for k
+  normalized axes, as ``torch.onnx`` writes it), so only trailing axes are expressible;
+  ``epsilon`` = ``case.eps`` (a float32 attribute); ``stash_type`` = 1 (the default: statistics
+  of type float); outputs ``Y``, ``Mean``, ``InvStdDev``.  ``Scale`` is a required input: a
+  case without affine gets ``Scale = 1`` (``x·1`` is exact); ``B`` is optional and left out
+  when the case has no beta.
+* :func:`build_layer_norm_decomposed`: the graph exporters wrote before LayerNormalization
+  existed (``torch.onnx``'s ``layer_norm`` symbolic in ``symbolic_opset9.py``, used for
+  opsets 9-16): ``ReduceMean → Sub → Pow(2) → ReduceMean → Add(eps) → Sqrt → Div → Mul(Scale)
+  → Add(B)``, built at **opset 9** (ReduceMean-1 with its ``axes`` attribute; that form is valid
+  up to opset 17, ReduceMean-18 takes the axes as an input).  The constants 2 and eps are
+  initializers in the data dtype (eps is a tensor here, not a float32 attribute: a float16
+  model holds fl16(eps)); ``Mul``/``Add`` are left out without gamma/beta, as the exporter did.
+  Only ``Y`` is an output.
 """
 
 from __future__ import annotations
@@ -40,6 +58,8 @@ __all__ = [
     "X", "SCALE", "BIAS", "MEAN", "VAR", "Y", "RUNNING_MEAN", "RUNNING_VAR", "PARAM_NAMES",
     "TRAINING_MIN_OPSET", "build_model", "model_digest", "onnx_momentum", "to_nchw", "from_nchw",
     "elem_type", "check_expressible",
+    "LN_OPSET", "LN_DECOMPOSED_OPSET", "LN_SCALE", "LN_BIAS", "LN_MEAN", "LN_INV_STD", "LN_DECOMPOSED_OPS",
+    "check_layer_norm_expressible", "build_layer_norm_model", "build_layer_norm_decomposed",
 ]
 
 X, SCALE, BIAS, MEAN, VAR = "X", "scale", "B", "input_mean", "input_var"
@@ -211,3 +231,155 @@ def build_model(
 def model_digest(model) -> str:
     """SHA-256 of the serialized model (a cache key: same bytes, same session)."""
     return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+
+
+# --- LayerNorm (op: layer_norm) ------------------------------------------------------------------
+#: LayerNormalization exists from opset 17 on
+LN_OPSET = 17
+#: the decomposed graph's opset: torch.onnx's symbolic_opset9 layer_norm (ReduceMean with an axes attribute)
+LN_DECOMPOSED_OPSET = 9
+LN_SCALE, LN_BIAS, LN_MEAN, LN_INV_STD = "Scale", "B", "Mean", "InvStdDev"
+#: the ops of the decomposed graph, in graph order (without gamma/beta the last two are left out)
+LN_DECOMPOSED_OPS = ("ReduceMean", "Sub", "Pow", "ReduceMean", "Add", "Sqrt", "Div", "Mul", "Add")
+
+LNForm = Literal["native", "decomposed"]
+
+
+def _allowed(op: str, opset: int) -> tuple[int, dict[str, set[str]]]:
+    from onnx import defs
+
+    schema = defs.get_schema(op, opset)
+    return schema.since_version, {tc.type_param_str: set(tc.allowed_type_strs) for tc in schema.type_constraints}
+
+
+def check_layer_norm_expressible(case, form: LNForm = "native") -> None:
+    """Raise :class:`Unsupported` when the ONNX model of ``form`` cannot express the LayerNorm ``case``.
+
+    Type constraints are read from the operator schemas of the model's opset.
+    """
+    what = (f"LayerNormalization-{LN_OPSET}" if form == "native"
+            else f"the decomposed LayerNorm graph (opset {LN_DECOMPOSED_OPSET}, torch.onnx symbolic_opset9)")
+    if case.rms_scaling:
+        raise Unsupported(f"{what} always centers and divides by the variance: RMS scaling (rms_scaling) is not "
+                          "expressible (ONNX's RMS form is another operator, RMSNormalization-23, not built here)")
+    if not case.trailing:
+        if form == "native":
+            raise Unsupported(
+                f"{what} normalizes the axes [axis, rank): axes {list(case.norm_axes)} of a rank-{case.rank} input "
+                "are not the trailing ones")
+        raise Unsupported(
+            f"{what} normalizes the trailing axes only (torch.onnx exported F.layer_norm, whose normalized_shape "
+            f"is the last dimensions): axes {list(case.norm_axes)} of a rank-{case.rank} input are not trailing")
+    if case.params_dtype != case.dtype:
+        raise Unsupported(f"{what} uses one type T for X, Scale and B; the case has x {case.dtype} and "
+                          f"parameters {case.params_dtype}")
+    if form == "native":
+        version, allowed = _allowed("LayerNormalization", LN_OPSET)
+        if _type_str(case.dtype) not in allowed["T"]:
+            raise Unsupported(f"LayerNormalization-{version} does not allow {case.dtype} (T: "
+                              f"{', '.join(sorted(allowed['T']))})")
+        return
+    for op in dict.fromkeys(LN_DECOMPOSED_OPS):
+        version, allowed = _allowed(op, LN_DECOMPOSED_OPSET)
+        if _type_str(case.dtype) not in allowed["T"]:
+            raise Unsupported(f"{op}-{version} (opset {LN_DECOMPOSED_OPSET}, in the decomposed LayerNorm graph) "
+                              f"does not allow {case.dtype} (T: {', '.join(sorted(allowed['T']))})")
+
+
+def _ln_params(case, inputs) -> tuple[np.ndarray, np.ndarray | None]:
+    """(Scale, B or None) in the parameter dtype, shaped like the normalized dimensions."""
+    from harness.inputs import np_dtype
+
+    scale = inputs.gamma if inputs.gamma is not None else np.ones(case.normalized_shape, np_dtype(case.params_dtype))
+    return np.asarray(scale), (np.asarray(inputs.beta) if case.has_bias and inputs.beta is not None else None)
+
+
+def _ln_model(nodes, graph_inputs, outputs, initializers, opset: int, name: str):
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, name, graph_inputs, outputs, initializer=initializers)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", opset)],
+        producer_name="normconf",
+        ir_version=helper.find_min_ir_version_for([helper.make_opsetid("", opset)]),
+    )
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _ln_param_io(case, params: dict[str, np.ndarray], params_as: str, x: np.ndarray):
+    from onnx import helper, numpy_helper
+
+    t = elem_type(case.dtype)
+    graph_inputs = [helper.make_tensor_value_info(X, t, list(case.shape))]
+    feeds: dict[str, np.ndarray] = {X: x}
+    initializers = []
+    for pname, value in params.items():
+        if params_as == "inputs":
+            graph_inputs.append(helper.make_tensor_value_info(pname, elem_type(case.params_dtype), list(value.shape)))
+            feeds[pname] = value
+        else:
+            initializers.append(numpy_helper.from_array(value, name=pname))
+    return graph_inputs, initializers, feeds
+
+
+def build_layer_norm_model(case, inputs, params_as: ParamsAs = "inputs", *, step: int = 0):
+    """(checked one-node LayerNormalization-17 ``ModelProto``, feed dict) for one step of a LayerNorm case.
+
+    Outputs ``Y`` (the data dtype), ``Mean`` and ``InvStdDev`` (float: ``stash_type`` 1), the
+    latter two shaped ``case.group_shape``.  Raises :class:`Unsupported` when the case is not
+    expressible (:func:`check_layer_norm_expressible`).
+    """
+    from onnx import TensorProto, helper
+
+    if params_as not in ("inputs", "initializers"):
+        raise ValueError(f"params_as must be 'inputs' or 'initializers' (got {params_as!r})")
+    check_layer_norm_expressible(case, "native")
+    scale, bias = _ln_params(case, inputs)
+    params = {LN_SCALE: scale, **({LN_BIAS: bias} if bias is not None else {})}
+    graph_inputs, initializers, feeds = _ln_param_io(case, params, params_as, inputs.x[step])
+    outputs = [helper.make_tensor_value_info(Y, elem_type(case.dtype), list(case.shape)),
+               helper.make_tensor_value_info(LN_MEAN, TensorProto.FLOAT, list(case.group_shape)),
+               helper.make_tensor_value_info(LN_INV_STD, TensorProto.FLOAT, list(case.group_shape))]
+    node = helper.make_node("LayerNormalization", [X, *params], [o.name for o in outputs], name="ln",
+                            axis=-len(case.norm_axes), epsilon=float(case.eps), stash_type=1)
+    return _ln_model([node], graph_inputs, outputs, initializers, LN_OPSET, "layer_norm"), feeds
+
+
+def build_layer_norm_decomposed(case, inputs, params_as: ParamsAs = "inputs", *, step: int = 0):
+    """(checked decomposed-LayerNorm ``ModelProto`` at opset 9, feed dict) for one step: the graph
+    ``torch.onnx`` exported for ``F.layer_norm`` before opset 17 (see the module docstring); one
+    output ``Y``.  Raises :class:`Unsupported` when the case is not expressible.
+    """
+    from onnx import helper, numpy_helper
+
+    from harness.inputs import np_dtype
+
+    if params_as not in ("inputs", "initializers"):
+        raise ValueError(f"params_as must be 'inputs' or 'initializers' (got {params_as!r})")
+    check_layer_norm_expressible(case, "decomposed")
+    dt = np_dtype(case.dtype)
+    scale, bias = (_ln_params(case, inputs) if case.has_affine else (None, None))
+    params = {**({LN_SCALE: scale} if scale is not None else {}), **({LN_BIAS: bias} if bias is not None else {})}
+    graph_inputs, initializers, feeds = _ln_param_io(case, params, params_as, inputs.x[step])
+    # the exporter's constants (folded to initializers by torch.onnx's constant folding), in the data dtype
+    initializers += [numpy_helper.from_array(np.array(2.0, dt), name="two"),
+                     numpy_helper.from_array(np.array(case.eps, dt), name="eps")]
+    axes = [-i for i in range(len(case.norm_axes), 0, -1)]
+    normalized = "normalized" if case.has_affine else Y
+    nodes = [helper.make_node("ReduceMean", [X], ["mean"], axes=axes, keepdims=1),
+             helper.make_node("Sub", [X, "mean"], ["numerator"]),
+             helper.make_node("Pow", ["numerator", "two"], ["squared"]),
+             helper.make_node("ReduceMean", ["squared"], ["variance"], axes=axes, keepdims=1),
+             helper.make_node("Add", ["variance", "eps"], ["variance_eps"]),
+             helper.make_node("Sqrt", ["variance_eps"], ["denominator"]),
+             helper.make_node("Div", ["numerator", "denominator"], [normalized])]
+    if scale is not None:
+        nodes.append(helper.make_node("Mul", [normalized, LN_SCALE], ["scaled" if bias is not None else Y]))
+    if bias is not None:
+        nodes.append(helper.make_node("Add", ["scaled", LN_BIAS], [Y]))
+    outputs = [helper.make_tensor_value_info(Y, elem_type(case.dtype), list(case.shape))]
+    model = _ln_model(nodes, graph_inputs, outputs, initializers, LN_DECOMPOSED_OPSET, "layer_norm_decomposed")
+    return model, feeds

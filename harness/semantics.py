@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 
 Estimator = Literal["biased", "unbiased"]
 
@@ -96,10 +96,11 @@ class Semantics:
         (a batch weight; ``None``: cumulative average)."""
         if self.running_average == "cumulative" or (momentum is None and self.momentum_override is None):
             return 1.0 / step
-        w = float(self.momentum_override if self.momentum_override is not None else momentum)
+        # one of the two is set here (the test above returned otherwise)
+        w = float(cast(float, self.momentum_override if self.momentum_override is not None else momentum))
         return 1.0 - w if self.momentum_direction == "reversed" else w
 
-    def replace(self, **changes) -> "Semantics":
+    def replace(self, **changes: Any) -> "Semantics":
         """A copy with ``changes`` applied (fields are validated by name)."""
         return dataclasses.replace(self, **changes)
 

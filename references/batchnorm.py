@@ -29,9 +29,10 @@ Outputs (names used everywhere in normconf), each a list with one array per step
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from harness.semantics import Semantics
 
@@ -48,15 +49,16 @@ MAIN_OUTPUTS = ("y", "batch_mean", "batch_var", "running_mean", "running_var", "
 STAGE_OUTPUTS = ("inv_std", "x_hat")
 
 
-def _np_dtype(name: str) -> np.dtype:
+def _np_dtype(name: str) -> np.dtype[Any]:
     if name == "bfloat16":
         import ml_dtypes
 
-        return np.dtype(ml_dtypes.bfloat16)
+        bf16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+        return bf16
     return np.dtype(name)
 
 
-def _working(choice: str, input_dtype: np.dtype) -> np.dtype:
+def _working(choice: str, input_dtype: np.dtype[Any]) -> np.dtype[Any]:
     if choice == "input":
         return input_dtype
     return np.dtype(choice)
@@ -77,7 +79,7 @@ def _bcast(v: np.ndarray, ndim: int, channel_axis: int) -> np.ndarray:
 _BLOCK = 1 << 16
 
 
-def _blocks(x: np.ndarray):
+def _blocks(x: np.ndarray) -> list[slice]:
     """Slices of ``x``'s first axis (the batch axis, never the channel axis) of about ``_BLOCK`` elements."""
     n0 = x.shape[0] if x.ndim else 1
     row = int(np.prod(x.shape[1:])) if x.ndim > 1 else 1
@@ -105,7 +107,8 @@ def batch_statistics(
             flat = np.moveaxis(a, ch, 0).reshape(a.shape[ch], -1)
             if flat.shape[1] == 0:
                 return np.zeros(flat.shape[0], wd)
-            return np.cumsum(flat, axis=1, dtype=wd)[:, -1]
+            sums: np.ndarray = np.cumsum(flat, axis=1, dtype=wd)[:, -1]
+            return sums
     else:
 
         def total(a: np.ndarray) -> np.ndarray:

@@ -14,8 +14,8 @@ import pytest
 from harness.adapters.native import CppAdapter
 from harness.cases import Case, load_file
 from harness.inputs import generate
-from harness.native import (EINVAL, EUNSUPPORTED, FLOAT32, TRAIN, NativeCallError, NormconfCall, bundled_library,
-                            call_forward, load)
+from harness.native import (EINVAL, EUNSUPPORTED, FLOAT32, OP_BATCH_NORM, TRAIN, NativeCallError, NormconfCallV2,
+                            bundled_library, call_forward, load)
 from harness.runner import Runner
 from tests.helpers import loaded_case
 
@@ -128,23 +128,26 @@ def test_cpp_convention_is_detected_when_the_case_asks_for_another(runner):
     assert outs[("y", 1)] == "pass" and outs[("running_mean", 2)] == "pass"
 
 
-def test_unsupported_dtypes_and_param_dtype():
+def test_half_dtypes_and_param_dtype_are_carried_by_abi_v2():
+    # ABI v2 carries float16/bfloat16 and a parameter dtype of its own: nothing is refused up front
     a = CppAdapter()
-    assert "float16" in a.unsupported(Case.model_validate(dict(id="h", shape=[2, 2], dtype="float16")))
-    assert "param_dtype" in a.unsupported(
-        Case.model_validate(dict(id="p", shape=[2, 2], dtype="float32", param_dtype="float64")))
-    assert a.unsupported(Case.model_validate(dict(id="ok", shape=[2, 2], dtype="float64"))) is None
+    for dt in ("float16", "bfloat16", "float64"):
+        assert a.unsupported(Case.model_validate(dict(id="h", shape=[2, 2], dtype=dt))) is None
+    assert a.unsupported(Case.model_validate(dict(id="p", shape=[2, 2], dtype="float16", param_dtype="float32"))) is None
 
 
 # --- argument validation: error codes, never an abort --------------------------------------------
 
-def _seed_call(lib_keep: list) -> NormconfCall:
+def _seed_call(lib_keep: list) -> NormconfCallV2:
+    """A valid ABI v2 batch_norm call (the bundled library speaks v2)."""
     x = np.arange(18, dtype=np.float32)
     y = np.zeros(18, np.float32)
     rm, rv = np.zeros(1, np.float32), np.ones(1, np.float32)
     lib_keep.extend([x, y, rm, rv])
-    c = NormconfCall()
-    c.dtype, c.rank, c.mode = FLOAT32, 4, TRAIN
+    c = NormconfCallV2()
+    c.op = OP_BATCH_NORM
+    c.dtype = c.param_dtype = FLOAT32
+    c.rank, c.mode = 4, TRAIN
     for i, d in enumerate((3, 1, 1, 6)):
         c.dims[i] = d
     c.x_len, c.eps, c.momentum, c.step = 18, 1e-5, 0.1, 1
@@ -157,10 +160,10 @@ def _seed_call(lib_keep: list) -> NormconfCall:
     (dict(eps=0.0), "eps"),
     (dict(eps=-1e-5), "eps"),
     (dict(eps=float("nan")), "eps"),
-    (dict(rank=1), "rank"),
-    (dict(rank=6), "rank"),
-    (dict(dims=(3, 0, 1, 6)), "dims[1]"),
-    (dict(dims=(-1, 1, 1, 6)), "N must be"),
+    (dict(rank=1, dims=(18, 0, 0, 0)), "batch_norm: rank"),
+    (dict(rank=9), "rank"),
+    (dict(dims=(3, 0, 1, 6), x_len=0), "dims[1]"),
+    (dict(dims=(-1, 1, 1, 6)), "dims[0]"),
     (dict(dtype=9), "dtype"),
     (dict(momentum=1.5), "momentum"),
     (dict(step=0), "step"),

@@ -32,6 +32,31 @@ Keras itself upcasts float16/bfloat16 inputs to float32 for the statistics and
 normalization (``compute_dtype = result_type(x.dtype, "float32")``) and casts
 ``y`` back to the policy's compute dtype; that is Keras' behaviour, reported as is.
 
+LayerNorm (``op: layer_norm``) goes to ``keras.layers.LayerNormalization``, translated here
+too (:func:`make_layer_norm`, :func:`run_keras_layer_norm`):
+
+=========================  ==============================================================
+case field                 Keras 3 argument
+=========================  ==============================================================
+``axes``                   ``axis = list(case.norm_axes)`` (any set of axes; gamma/beta
+                           span exactly those dimensions)
+``eps``                    ``epsilon``
+``affine`` / ``bias``      ``scale = has_affine``, ``center = has_bias``; gamma/beta
+                           assigned after ``build``
+``rms_scaling``            ``rms_scaling`` (deprecated by Keras, which warns: it divides by
+                           the variance; declared as ``scale_statistic: variance``).  Keras
+                           creates gamma (ones) under ``rms_scaling`` even with
+                           ``scale=False``: ``x·1`` is exact
+``dtype``/``param_dtype``  the same dtype policy as BatchNorm (:func:`keras_dtype_policy`)
+``steps``                  one call of the same layer per step (LayerNorm has no state)
+=========================  ==============================================================
+
+Outputs: ``y`` only (the layer exposes no row statistics).  The layer runs
+``keras.ops.layer_normalization``: on the torch backend with consecutive axes that is
+``torch.nn.functional.layer_norm`` with ``normalized_shape`` = those dimensions, which
+normalizes the *trailing* dimensions whether or not the axes are trailing — a Keras bug
+this adapter reports as is (a mismatch, or torch's error), never works around.
+
 Importing this module imports no framework.
 """
 
@@ -45,7 +70,8 @@ from harness.inputs import Inputs
 from harness.profiles import convention
 
 __all__ = ["keras_momentum", "keras_dtype_policy", "keras_unsupported", "make_layer", "run_keras_layer",
-           "CUMULATIVE_REASON"]
+           "CUMULATIVE_REASON", "KERAS3_LN_CONVENTIONS", "keras_ln_unsupported", "make_layer_norm",
+           "layer_norm_notes", "run_keras_layer_norm"]
 
 _KERAS3_MOMENTS = "keras/src/backend/{tensorflow,torch,jax,numpy}/nn.py (moments) and keras/src/layers/normalization/batch_normalization.py (call)"
 
@@ -136,3 +162,87 @@ def run_keras_layer(keras, case: Case, inputs: Inputs, to_tensor=None) -> Observ
     if train and case.eval_after:
         out["eval_y"] = [np_out(layer(conv(inputs.x[-1]), training=False))]
     return Observed(out, notes)
+
+
+# --- LayerNorm (op: layer_norm) -------------------------------------------------------------------
+_KERAS3_LN = ("keras/src/ops/nn.py (_layer_normalization) and keras/src/layers/normalization/"
+              "layer_normalization.py (LayerNormalization.__init__/call)")
+#: keras.layers.LayerNormalization (every Keras 3 backend)
+KERAS3_LN_CONVENTIONS = (
+    convention("normalize_variance", "biased",
+               "ops.layer_normalization divides by the population variance: ops.moments (tf.nn.moments, "
+               "jnp.var, E[x²]-E[x]² on torch/numpy), torch's F.layer_norm (biased) on the torch backend, and "
+               "backend.numpy.var (ddof 0 / correction=0) under rms_scaling",
+               _KERAS3_LN + "; keras/src/backend/{tensorflow,torch,jax,numpy}/nn.py (moments); "
+               "keras/src/backend/torch/numpy.py (var: correction=0)", op="layer_norm"),
+    convention("scale_statistic", "variance",
+               "rms_scaling=True scales x by rsqrt(var(x) + epsilon), the variance, not the mean of x² "
+               "(_layer_normalization: variance = backend.numpy.var(x, axis, keepdims=True); outputs = "
+               "x * rsqrt(variance + epsilon)); the layer's deprecation warning says so: 'This argument "
+               "incorrectly scales the input by the variance, not the root mean square'",
+               _KERAS3_LN, op="layer_norm"),
+)
+
+
+def keras_ln_unsupported(case) -> str | None:
+    """Why Keras' LayerNormalization (3 or 2) cannot express a LayerNorm ``case`` (None when it can)."""
+    if keras_dtype_policy(case) is None:
+        return (f"no Keras dtype policy computes in {case.dtype} with {case.params_dtype} variables "
+                f"(policies: one dtype for both, or mixed_float16/mixed_bfloat16 with float32 variables)")
+    return None
+
+
+def make_layer_norm(keras, case, inputs, shape=None):
+    """A built ``keras.layers.LayerNormalization`` for ``case`` holding its gamma/beta, and the
+    warnings its constructor gave (text)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layer = keras.layers.LayerNormalization(
+            axis=list(case.norm_axes), epsilon=case.eps, center=case.has_bias, scale=case.has_affine,
+            rms_scaling=case.rms_scaling, dtype=keras_dtype_policy(case))
+    layer.build(tuple(case.shape) if shape is None else shape)
+    assign_layer_norm(layer, inputs)
+    return layer, [str(w.message) for w in caught]
+
+
+def assign_layer_norm(layer, inputs) -> None:
+    """Put the case's gamma/beta into a built LayerNormalization (Keras 3 or 2)."""
+    for name in ("gamma", "beta"):
+        var, value = getattr(layer, name, None), getattr(inputs, name)
+        if var is not None and value is not None:
+            var.assign(value.astype(_np_dtype_of(var)))
+
+
+def _np_dtype_of(var):
+    """The NumPy dtype of a Keras (3 or 2) variable (bfloat16: ml_dtypes')."""
+    from harness.inputs import np_dtype
+
+    dt = var.dtype
+    name = getattr(dt, "name", None) or str(dt)
+    return np_dtype(name.replace("torch.", ""))
+
+
+def layer_norm_notes(case, layer, warned: list[str]) -> list[str]:
+    """Notes every Keras LayerNorm run carries: the policy, the variables' dtype, rms_scaling's warning."""
+    notes = []
+    if case.dtype != case.params_dtype:
+        notes.append(f"dtype policy {keras_dtype_policy(case)}")
+    if case.rms_scaling:
+        notes.append("rms_scaling=True" + ("; Keras warned: " + warned[0] if warned else ""))
+        if not case.has_affine:
+            notes.append("Keras creates gamma under rms_scaling even with scale=False; left at its initial ones")
+    return notes
+
+
+def run_keras_layer_norm(keras, case, inputs, to_tensor=None):
+    """Run a LayerNorm ``case`` through a fresh ``LayerNormalization``, eagerly, once per step; ``y`` only."""
+    reason = keras_ln_unsupported(case)
+    if reason:
+        raise Unsupported(reason)
+    conv = to_tensor or keras.ops.convert_to_tensor
+    layer, warned = make_layer_norm(keras, case, inputs)
+    np_out = keras.ops.convert_to_numpy
+    ys = [np_out(layer(conv(x))) for x in inputs.x]
+    return Observed({"y": ys}, layer_norm_notes(case, layer, warned))

@@ -22,7 +22,7 @@ Contract:
   entries, each with a reason and evidence): the expected outcome of every case is derived
   from it.
 * ``ops``: the ops it implements (:mod:`harness.ops`; default BatchNorm only, ``("*",)``: every
-  registered op).  A case of another op is ``unsupported`` without running anything.
+  registered op, all through ``run``).  A case of another op is ``unsupported`` without running anything.
 * ``run(case, inputs)``: BatchNorm; ``run_<op>(case, inputs)`` (``run_layer_norm``) for the
   other ops — one function per op.  Each returns an :class:`Observed` with one list per
   output (one array per step), in the case's layout; raise :class:`Unsupported` when the
@@ -112,6 +112,8 @@ class Adapter:
         if op == "batch_norm":
             return self.run(case, inputs)
         fn = getattr(self, f"run_{op}", None)
+        if fn is None and "*" in self.ops:  # an every-op adapter: run() takes any op's case
+            fn = self.run
         if fn is None:
             raise Unsupported(f"op {op} not implemented by {self.id} (it has no run_{op})")
         return fn(case, inputs)

@@ -32,6 +32,20 @@ linen, ``force_float32_reductions=True`` (statistics in at least float32).
 Each step is one ``jax.jit``-compiled call (``nnx.jit`` for nnx), the way a
 training step runs in practice.  Outputs: ``y``, ``running_mean``/``running_var``
 (the updated statistics) and ``eval_y``; batch statistics are not exposed.
+
+LayerNorm (``flax.linen.LayerNorm`` / ``flax.nnx.LayerNorm``): ``epsilon`` = eps;
+``reduction_axes`` = ``feature_axes`` = the case's normalized axes (both must be given: the
+statistics are taken over ``reduction_axes``, and ``scale``/``bias`` span ``feature_axes``, whose
+default ``-1`` would make them per-last-axis — any set of axes is expressible this way);
+``use_scale`` = has_affine, ``use_bias`` = has_bias, ``param_dtype`` = the parameter dtype and
+``dtype`` = the case dtype, as for BatchNorm (Flax' ``dtype=None`` would promote a float16 input
+with float32 parameters to a float32 result).  ``scale``/``bias`` are set from gamma/beta (linen:
+the ``params`` collection, shaped like the normalized dimensions; nnx: the ``Param`` variables,
+flat over ``num_features`` = the row size and reshaped by Flax onto the feature axes).
+``use_fast_variance`` stays at Flax' default (True: one-pass, clamped at 0), and linen's
+``force_float32_reductions`` too — the precision that gives is judged, not corrected.  RMS
+scaling is ``RMSNorm``, another module: ``unsupported``.  Output: ``y`` only (the modules
+return no statistics).
 """
 
 from __future__ import annotations
@@ -48,6 +62,15 @@ _FLAX_STATS = "flax/linen/normalization.py (_compute_stats: var = mean(x^2) - me
 FLAX_CONVENTIONS = (
     convention("normalize_variance", "biased", "_compute_stats returns the population variance (divides by m)", _FLAX_STATS),
     convention("running_variance", "biased", "ra_var is blended with the same variance", _FLAX_STATS),
+)
+_FLAX_LN_STATS = ("flax/linen/normalization.py (_compute_stats: mu, mu2 = mean(x), mean(|x|^2); "
+                  "var = maximum(0, mu2 - |mu|^2); LayerNorm.__call__) and flax/nnx/nn/normalization.py "
+                  "(_compute_stats, the same; LayerNorm.__call__)")
+#: linen and nnx LayerNorm normalize with the population variance of ``_compute_stats``
+FLAX_LN_CONVENTIONS = (
+    convention("normalize_variance", "biased",
+               "LayerNorm normalizes with the variance of _compute_stats, mean(x^2) - mean(x)^2 over the reduction "
+               "axes: the population variance (divides by m)", _FLAX_LN_STATS, op="layer_norm"),
 )
 #: nnx.BatchNorm creates its running statistics in float32 whatever ``param_dtype`` says
 NNX_FLOAT32_STATISTICS = convention(
@@ -103,11 +126,37 @@ def _check_x64(case: Case) -> None:
             raise Unsupported("JAX runs without x64 (JAX_ENABLE_X64 unset): float64 would silently be float32")
 
 
+RMS_REASON = ("Flax LayerNorm always centers and divides by the standard deviation; RMS scaling is "
+              "RMSNorm, another module")
+
+
+def _layer_norm_kwargs(case) -> dict:
+    """The case → LayerNorm arguments shared by flax.linen and flax.nnx (see the module's docstring)."""
+    axes = tuple(int(a) for a in case.norm_axes)
+    return dict(
+        epsilon=case.eps,
+        dtype=_jnp_dtype(case.dtype),
+        param_dtype=_jnp_dtype(case.params_dtype),
+        use_bias=case.has_bias,
+        use_scale=case.has_affine,
+        reduction_axes=axes,
+        feature_axes=axes,
+    )
+
+
+def _layer_norm_note(case, api: str) -> str:
+    axes = list(case.norm_axes)
+    return (f"{api}(epsilon={case.eps:g}, reduction_axes=feature_axes={axes}, use_scale={case.has_affine}, "
+            f"use_bias={case.has_bias}, param_dtype={case.params_dtype}, dtype={case.dtype} (the case dtype, as "
+            f"for BatchNorm)); use_fast_variance at Flax' default (True)")
+
+
 class _FlaxBase(Adapter):
     framework = "flax"
     worker = "jax"
-    conventions = FLAX_CONVENTIONS
+    conventions = FLAX_CONVENTIONS + FLAX_LN_CONVENTIONS
     worker_env = dict(JAX_ENV)
+    ops = ("batch_norm", "layer_norm")
 
     def available(self) -> str | None:
         return missing("jax", "pip install jax") or missing("flax", "pip install flax")
@@ -122,6 +171,8 @@ class _FlaxBase(Adapter):
         reason = super().unsupported(case)
         if reason:
             return reason
+        if getattr(case, "op", "batch_norm") == "layer_norm":
+            return RMS_REASON if case.rms_scaling else None
         if case.mode == "train" and case.momentum == "cumulative":
             return CUMULATIVE_REASON
         return None
@@ -135,6 +186,12 @@ class _FlaxBase(Adapter):
 
     def _run(self, case: Case, inputs: Inputs) -> Observed:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _check_layer_norm(self, case) -> None:
+        reason = self.unsupported(case)
+        if reason:
+            raise Unsupported(reason)
+        _check_x64(case)
 
 
 class FlaxLinen(_FlaxBase):
@@ -180,11 +237,33 @@ class FlaxLinen(_FlaxBase):
         return Observed(out, ["batch_stats and params set from the case (parameter dtype); use_fast_variance and "
                               "force_float32_reductions at Flax' defaults (True)"])
 
+    def run_layer_norm(self, case, inputs) -> Observed:
+        import jax
+        import jax.numpy as jnp
+        import flax.linen as nn
+
+        self._check_layer_norm(case)
+        module = nn.LayerNorm(**_layer_norm_kwargs(case))
+        params = {}
+        if case.has_affine:
+            params["scale"] = jnp.asarray(inputs.gamma)  # shaped like the feature axes' dimensions
+        if case.has_bias:
+            params["bias"] = jnp.asarray(inputs.beta)
+        variables = {"params": params}
+
+        @jax.jit
+        def apply(variables, x):
+            return module.apply(variables, x)
+
+        ys = [_np(apply(variables, jnp.asarray(x))) for x in inputs.x]
+        return Observed({"y": ys}, [_layer_norm_note(case, "flax.linen.LayerNorm")
+                                    + " and force_float32_reductions at its default (True); params set from the case"])
+
 
 class FlaxNNX(_FlaxBase):
     id = "flax-nnx"
     description = "flax.nnx.BatchNorm (nnx.jit, CPU), BatchStat variables"
-    conventions = (*FLAX_CONVENTIONS, NNX_FLOAT32_STATISTICS)
+    conventions = (*FLAX_CONVENTIONS, NNX_FLOAT32_STATISTICS, *FLAX_LN_CONVENTIONS)
 
     def available(self) -> str | None:
         reason = super().available()
@@ -231,6 +310,30 @@ class FlaxNNX(_FlaxBase):
             out["eval_y"] = [_np(step(bn, jnp.asarray(inputs.x[-1]), True))]
         return Observed(out, ["BatchStat mean/var and params set from the case (parameter dtype); "
                               "use_fast_variance at Flax' default (True)"])
+
+    def run_layer_norm(self, case, inputs) -> Observed:
+        import jax.numpy as jnp
+        from flax import nnx
+
+        self._check_layer_norm(case)
+        ln = nnx.LayerNorm(case.row_size, **_layer_norm_kwargs(case), rngs=nnx.Rngs(0))
+        # nnx keeps scale/bias flat (num_features,) and reshapes them onto the feature axes (row-major)
+        if case.has_affine:
+            ln.scale[...] = jnp.asarray(inputs.gamma).reshape(-1)
+        if case.has_bias:
+            ln.bias[...] = jnp.asarray(inputs.beta).reshape(-1)
+
+        @nnx.jit
+        def step(ln, x):
+            return ln(x)
+
+        ys = [_np(step(ln, jnp.asarray(x))) for x in inputs.x]
+        notes = [_layer_norm_note(case, "flax.nnx.LayerNorm")
+                 + f"; num_features={case.row_size} (flat scale/bias set from the case)"]
+        if case.has_affine and case.params_dtype != case.dtype:
+            notes.append(f"nnx.LayerNorm casts x, scale and bias to dtype={case.dtype} (promote_dtype) before "
+                         f"computing: the {case.params_dtype} gamma/beta are used rounded to {case.dtype}")
+        return Observed({"y": ys}, notes)
 
 
 ADAPTERS = [FlaxLinen, FlaxNNX]

@@ -25,6 +25,14 @@ so train cases run there too.
 
 A dtype the backend refuses (decided by trying: no kernel, an unsupported dtype)
 is ``unsupported`` with the framework's message; anything else is an error.
+
+LayerNorm (``op: layer_norm``): ``keras.layers.LayerNormalization`` (translation in
+:mod:`harness.adapters._keras_common`), eager, output ``y``.  On these three backends
+``ops.layer_normalization`` computes in ``backend.result_type(x.dtype, "float32")``, float32
+for a float64 case (declared: ``working_precision: float32`` for layer_norm, as for
+BatchNorm).  On ``keras-torch`` consecutive axes go to ``torch.nn.functional.layer_norm``,
+which normalizes the trailing dimensions: a non-trailing run of axes is normalized over the
+wrong dimensions or refused by torch (a Keras bug, reported as is: a mismatch or an error).
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from typing import ClassVar
 
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
 from harness.cases import Case
-from harness.adapters._keras_common import KERAS3_CONVENTIONS
+from harness.adapters._keras_common import KERAS3_CONVENTIONS, KERAS3_LN_CONVENTIONS
 from harness.inputs import Inputs
 from harness.profiles import convention
 
@@ -49,6 +57,15 @@ KERAS3_FLOAT64_IN_FLOAT32 = convention(
     "keras/src/backend/common/dtypes.py (BIT64_TO_BIT32_DTYPE, _lattice_result_type); "
     "keras/src/layers/normalization/batch_normalization.py (call: compute_dtype = backend.result_type(inputs.dtype, "
     "'float32'))", applies_to=("float64",))
+#: the same promotion in ops.layer_normalization (LayerNormalization.call): float64 → float32 on torch/JAX/NumPy
+KERAS3_LN_FLOAT64_IN_FLOAT32 = convention(
+    "working_precision", "float32",
+    "backend.result_type maps float64 to float32 (BIT64_TO_BIT32_DTYPE, 'aligned with JAX's default behavior') on "
+    "the torch, JAX and NumPy backends, so ops.layer_normalization converts a float64 input to float32, computes "
+    "there (moments, F.layer_norm on torch, or var under rms_scaling) and casts the result back",
+    "keras/src/backend/common/dtypes.py (BIT64_TO_BIT32_DTYPE, _lattice_result_type); "
+    "keras/src/ops/nn.py (_layer_normalization: compute_dtype = backend.result_type(x.dtype, 'float32'); "
+    "x = backend.convert_to_tensor(x, dtype=compute_dtype))", op="layer_norm", applies_to=("float64",))
 
 #: framework messages that mean "this dtype has no kernel / is not supported here"
 _DTYPE_REFUSAL = re.compile(
@@ -69,7 +86,9 @@ class _KerasOtherBackend(Adapter):
     keras_backend: ClassVar[str] = ""
     #: the backend's own distribution (for ``available``/``version``)
     backend_module: ClassVar[str] = ""
-    conventions = (*KERAS3_CONVENTIONS, KERAS3_FLOAT64_IN_FLOAT32)
+    conventions = (*KERAS3_CONVENTIONS, KERAS3_FLOAT64_IN_FLOAT32, *KERAS3_LN_CONVENTIONS,
+                   KERAS3_LN_FLOAT64_IN_FLOAT32)
+    ops = ("batch_norm", "layer_norm")
 
     def available(self) -> str | None:
         return missing("keras", "pip install keras") or missing(self.backend_module, f"pip install {self.backend_module}")
@@ -93,9 +112,14 @@ class _KerasOtherBackend(Adapter):
         return f"{keras.__version__} ({self.keras_backend} {getattr(mod, '__version__', '')})"
 
     def unsupported(self, case: Case) -> str | None:
-        from harness.adapters._keras_common import keras_unsupported
+        from harness.adapters._keras_common import keras_ln_unsupported, keras_unsupported
 
-        return super().unsupported(case) or keras_unsupported(case)
+        reason = super().unsupported(case)
+        if reason:
+            return reason
+        if getattr(case, "op", "batch_norm") == "layer_norm":
+            return keras_ln_unsupported(case)
+        return keras_unsupported(case)
 
     def _to_tensor(self, keras):
         return None
@@ -103,9 +127,19 @@ class _KerasOtherBackend(Adapter):
     def run(self, case: Case, inputs: Inputs) -> Observed:
         from harness.adapters._keras_common import run_keras_layer
 
+        return self._guarded(run_keras_layer, case, inputs)
+
+    def run_layer_norm(self, case, inputs) -> Observed:
+        """``keras.layers.LayerNormalization``, eager, one call per step; output ``y``."""
+        from harness.adapters._keras_common import run_keras_layer_norm
+
+        return self._guarded(run_keras_layer_norm, case, inputs)
+
+    def _guarded(self, fn, case, inputs) -> Observed:
+        """``fn(keras, case, inputs, to_tensor)``; a dtype refusal becomes :class:`Unsupported`."""
         keras = self._keras()
         try:
-            return run_keras_layer(keras, case, inputs, self._to_tensor(keras))
+            return fn(keras, case, inputs, self._to_tensor(keras))
         except Unsupported:
             raise
         except Exception as e:
@@ -122,7 +156,7 @@ class KerasTorch(_KerasOtherBackend):
     backend_module = "torch"
     worker = "keras-torch"
     worker_env = {"KERAS_BACKEND": "torch", "OMP_NUM_THREADS": "1"}
-    description = "keras.layers.BatchNormalization (Keras 3, PyTorch backend), eager"
+    description = "keras.layers.BatchNormalization / LayerNormalization (Keras 3, PyTorch backend), eager"
 
 
 class KerasJax(_KerasOtherBackend):
@@ -131,7 +165,7 @@ class KerasJax(_KerasOtherBackend):
     backend_module = "jax"
     worker = "keras-jax"
     worker_env = {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "JAX_ENABLE_X64": "1"}
-    description = "keras.layers.BatchNormalization (Keras 3, JAX backend, CPU, x64 enabled), eager"
+    description = "keras.layers.BatchNormalization / LayerNormalization (Keras 3, JAX backend, CPU, x64 enabled), eager"
 
 
 class KerasNumpy(_KerasOtherBackend):
@@ -140,7 +174,7 @@ class KerasNumpy(_KerasOtherBackend):
     backend_module = "numpy"
     worker = "keras-numpy"
     worker_env = {"KERAS_BACKEND": "numpy"}
-    description = "keras.layers.BatchNormalization (Keras 3, NumPy backend), eager"
+    description = "keras.layers.BatchNormalization / LayerNormalization (Keras 3, NumPy backend), eager"
 
 
 ADAPTERS = [KerasTorch, KerasJax, KerasNumpy]

@@ -73,15 +73,16 @@ class NativeAdapter(Adapter):
 
     def unsupported(self, case) -> str | None:
         op = getattr(case, "op", "batch_norm")
-        if op not in self.ops:
-            return f"op {op} not implemented by {self.id} (implements {', '.join(self.ops)})"
+        ops = self.ops  # a user library's: what it reports once loaded (see _LibraryOps)
+        if op not in ops:
+            return f"op {op} not implemented by {self.id} (implements {', '.join(ops) or 'nothing'})"
         if op == "layer_norm":
             return self.unsupported_layer_norm(case)
         return super().unsupported(case)
 
     def unsupported_layer_norm(self, case) -> str | None:
         """What the ABI itself cannot carry in a LayerNorm case (the library decides the rest)."""
-        dtypes = self.op_dtypes.get("layer_norm", self.dtypes)
+        dtypes = dict(getattr(self, "op_dtypes", {}) or {}).get("layer_norm", self.dtypes)
         for what, dt in (("dtype", case.dtype), ("param_dtype", case.params_dtype)):
             if dt not in dtypes:
                 return f"{what} {dt} not supported by {self.id} (supports {', '.join(dtypes)})"

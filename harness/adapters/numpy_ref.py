@@ -27,10 +27,7 @@ class NumpyReference(Adapter):
         return np.__version__
 
     def run(self, case: Case, inputs: Inputs) -> Observed:
-        return self.run_case(case, inputs)
-
-    def run_case(self, case, inputs) -> Observed:
-        """Any op: the reference's outputs rounded to the op spec's output dtypes; the intermediate
+        """Any op (``ops = ("*",)``): the reference's outputs rounded to the op spec's output dtypes; the intermediate
         stages in float64 (for per-stage localization)."""
         from harness.ops import spec_for
 

@@ -35,10 +35,38 @@ worker processes).
 A dtype without a kernel is decided by trying: ORT's ``NOT_IMPLEMENTED : Could
 not find an implementation`` becomes ``unsupported`` with ORT's message; any
 other exception is an error.
+
+LayerNorm (``op: layer_norm``, :meth:`_OnnxBackend.run_layer_norm`) uses two model forms
+(``harness.onnx_models``), one run per step (LayerNorm has no state):
+
+=========================  =========================================================  =========================
+id                         model                                                      outputs
+=========================  =========================================================  =========================
+``ort``                    LayerNormalization-17, Scale/B graph inputs                 y, mean, inv_std
+``ort-init``               LayerNormalization-17, Scale/B initializers                 y, mean, inv_std
+``ort-init-noopt``         LayerNormalization-17, initializers, optimizations off      y, mean, inv_std
+``ort-opset9``             decomposed graph (opset 9), Scale/B graph inputs            y
+``ort-opset9-init``        decomposed graph (opset 9), Scale/B initializers            y
+``onnx-reference``         LayerNormalization-17 in the reference evaluator            y, mean, inv_std
+``onnx-reference-opset9``  decomposed graph (opset 9) in the reference evaluator       y
+=========================  =========================================================  =========================
+
+The decomposed graph is what ``torch.onnx`` exported for ``F.layer_norm`` before opset 17
+(ReduceMean → Sub → Pow → ReduceMean → Add → Sqrt → Div → Mul → Add).  The ``ort-opset9*``
+sessions keep ORT's default optimizations (what users get): ORT's LayerNormFusion (a level-1
+transformer, on from ORT_ENABLE_BASIC) may replace the graph by one LayerNormalization node;
+what ORT made of it is read from the optimized model and said in the notes (ORT 1.32 fuses a
+single normalized axis, not several).  Only trailing normalized axes are expressible (ONNX's
+``axis`` is the first of ``[axis, rank)``; the exporter normalized torch's trailing
+``normalized_shape``); ``rms_scaling`` is not.  bfloat16 data is fed to ORT through
+``OrtValue``s of ONNX type bfloat16 and an I/O binding (NumPy's ``ml_dtypes.bfloat16`` has no
+ORT type number).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections import OrderedDict
 from typing import Any, ClassVar
 
@@ -66,6 +94,45 @@ ONNX_REFERENCE_OPSET9_CONVENTIONS = (
                "BatchNormalization_9._run with a momentum attribute blends the batch mean/var into the given "
                "statistics and normalizes with the blended ones, also in inference",
                "onnx/reference/ops/op_batch_normalization.py (BatchNormalization_9._run)"),
+)
+
+# --- LayerNorm conventions ---------------------------------------------------------------------
+_ONNX_LN = ("https://onnx.ai/onnx/operators/onnx__LayerNormalization.html (version 17); onnx/defs/nn/defs.cc "
+            "(LayerNormalization-17: Var = ReduceMean(Mul(D, D)); stash_type: 'Type of Mean and InvStdDev', "
+            "U in {float, bfloat16})")
+_ORT_LN_SRC = ("onnxruntime/core/providers/cpu/nn/layer_norm_impl.h (SrcDispatcher: the ONNX op runs "
+               "ComputeImpl<T, float>) and layer_norm_impl.cc (LayerNormImpl: GetAttr<float>(\"epsilon\"); "
+               "ComputeJob: mean_data[i] = gsl::narrow_cast<float>(mean), 'ONNX spec doesn't support double for U')")
+_LN_BIASED = convention("normalize_variance", "biased",
+                        "LayerNormalization-17 divides the sum of squared deviations by m (Var = ReduceMean(D·D)); it "
+                        "has no unbiased option", _ONNX_LN, op="layer_norm")
+_LN_EPS_F32 = "epsilon is a float attribute, held as a 32-bit float whatever the tensor type: a float64 model normalizes with fl32(eps)"
+#: LayerNormalization-17 on ORT's CPU provider
+ORT_LN_CONVENTIONS = (
+    _LN_BIASED,
+    convention("attribute_dtype", "float32", _LN_EPS_F32 + " (ORT reads it with GetAttr<float> into a float epsilon_)",
+               f"{_ONNX_ATTR}; {_ORT_LN_SRC}", op="layer_norm"),
+    convention("working_precision", "float32",
+               "stash_type=1 makes Mean and InvStdDev of type U = float; for a float64 input ORT computes them in "
+               "double and narrows them to float32 (y stays double)", f"{_ONNX_LN}; {_ORT_LN_SRC}",
+               op="layer_norm", applies_to=("float64",), outputs=("mean", "inv_std")),
+)
+#: LayerNormalization-17 in onnx.reference (it computes in X's dtype and returns Mean/InvStdDev in it: no
+#: working-precision entry)
+ONNX_REFERENCE_LN_CONVENTIONS = (
+    _LN_BIASED,
+    convention("attribute_dtype", "float32", _LN_EPS_F32 + " (the evaluator adds the attribute's value)",
+               f"{_ONNX_ATTR}; onnx/reference/ops/op_layer_normalization.py (_layer_normalization: "
+               "variance_eps = variance + epsilon)", op="layer_norm"),
+)
+#: the decomposed graph: a biased variance by construction (eps is a tensor constant there, not an attribute)
+DECOMPOSED_LN_CONVENTIONS = (
+    convention("normalize_variance", "biased",
+               "the graph torch.onnx exported for F.layer_norm before opset 17 takes the variance as "
+               "ReduceMean(Pow(x - mean, 2)), a mean over m; rebuilt by build_layer_norm_decomposed",
+               "torch/onnx/symbolic_opset9.py (layer_norm / native_layer_norm: variance = "
+               "g.op('ReduceMean', pow(g, numerator, two_cst), axes_i=axes)); harness/onnx_models.py "
+               "(build_layer_norm_decomposed)", op="layer_norm"),
 )
 
 #: cached sessions per process (LRU)
@@ -110,7 +177,10 @@ class _OnnxBackend(Adapter):
     params_as: ClassVar[str] = "inputs"
     #: ORT graph optimizations at their default level (ORT_ENABLE_ALL) or disabled
     optimize: ClassVar[bool] = True
-    conventions = ONNX_TRAIN_CONVENTIONS
+    conventions = ONNX_TRAIN_CONVENTIONS + ORT_LN_CONVENTIONS
+    ops = ("batch_norm", "layer_norm")
+    #: the LayerNorm model: one LayerNormalization-17 node ("native") or the pre-opset-17 export ("decomposed")
+    ln_form: ClassVar[str] = "native"
 
     def available(self) -> str | None:
         return missing("onnx", "pip install onnx") or (
@@ -126,8 +196,17 @@ class _OnnxBackend(Adapter):
         return f"{onnx.__version__} (opset {self.opset})"
 
     def unsupported(self, case: Case) -> str | None:
-        from harness.onnx_models import check_expressible
+        from harness.onnx_models import check_expressible, check_layer_norm_expressible
 
+        if getattr(case, "op", "batch_norm") != "batch_norm":
+            reason = super().unsupported(case)
+            if reason or case.op != "layer_norm":
+                return reason
+            try:
+                check_layer_norm_expressible(case, self.ln_form)
+            except Unsupported as e:
+                return str(e)
+            return None
         try:  # the opset's own reasons first (they say more than "mode train")
             check_expressible(case, self.opset, case.mode == "train")
         except Unsupported as e:
@@ -135,19 +214,25 @@ class _OnnxBackend(Adapter):
         return super().unsupported(case)
 
     # --- engines -----------------------------------------------------------------
+    def _session_options(self):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        so.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_ENABLE_ALL if self.optimize
+            else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        return so
+
     def _session(self, model, digest: str, stateful: bool = False):
         if self.engine == "ort":
             import onnxruntime as ort
 
             def make():
-                so = ort.SessionOptions()
-                so.intra_op_num_threads = 1
-                so.inter_op_num_threads = 1
-                so.log_severity_level = 3
-                so.graph_optimization_level = (
-                    ort.GraphOptimizationLevel.ORT_ENABLE_ALL if self.optimize
-                    else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-                return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+                return ort.InferenceSession(model.SerializeToString(), self._session_options(),
+                                            providers=["CPUExecutionProvider"])
 
             if stateful:
                 STATS["sessions_created"] += 1
@@ -227,31 +312,197 @@ class _OnnxBackend(Adapter):
             notes.append("multi-step: each step's running_mean/running_var outputs fed back as the next step's input_mean/input_var")
         return Observed(outputs, notes)
 
+    # --- LayerNorm ---------------------------------------------------------------------
+    def _ln_session(self, model, digest: str):
+        """The cached session (or evaluator) of a LayerNorm model, and the op types of ORT's optimized
+        graph (``None`` for the reference evaluator)."""
+        if self.engine != "ort":
+            return self._session(model, digest), None
+        import onnx
+        import onnxruntime as ort
+
+        def make():
+            so = self._session_options()
+            with tempfile.TemporaryDirectory(prefix="normconf-ort-") as d:
+                # the optimized graph is written next to nothing else and read back: what ORT made of the model
+                so.optimized_model_filepath = os.path.join(d, "optimized.onnx")
+                sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+                ops = tuple(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
+            return sess, ops
+
+        return _cache_get(("ort-ln", digest, self.optimize), make)
+
+    def _run_ln_model(self, model, feeds: dict[str, np.ndarray]):
+        """({output name: array}, ORT's optimized op types or None) for one LayerNorm model."""
+        import time
+
+        from harness.onnx_models import model_digest
+
+        names = [o.name for o in model.graph.output]
+        try:
+            sess, ops = self._ln_session(model, model_digest(model))
+            t = time.perf_counter()
+            with np.errstate(all="ignore"):
+                if self.engine == "ort" and any(_is_bfloat16(v) for v in feeds.values()):
+                    res = _ort_run_bfloat16(sess, model, feeds)
+                else:
+                    res = sess.run(None, feeds)
+            STATS["compute"] += time.perf_counter() - t
+        except Exception as e:
+            if self.engine == "ort" and ort_refuses_dtype(e):
+                raise Unsupported(f"onnxruntime {self._ort_version()}: {e}") from None
+            raise
+        return dict(zip(names, res)), ops
+
+    def _ln_notes(self, case) -> list[str]:
+        from harness.inputs import np_dtype
+        from harness.onnx_models import LN_DECOMPOSED_OPSET, LN_OPSET
+
+        where = "graph inputs" if self.params_as == "inputs" else "initializers"
+        k = len(case.norm_axes)
+        if self.ln_form == "native":
+            notes = [f"ONNX LayerNormalization-{LN_OPSET} (axis={-k}, epsilon={case.eps:g} as a float32 attribute, "
+                     f"stash_type=1), Scale/B as {where}"]
+            if not case.has_affine:
+                notes.append("no affine: Scale = 1 (a required input of LayerNormalization-17; x*1 is exact), B left out")
+            elif not case.has_bias:
+                notes.append("bias: false: the optional input B left out")
+        else:
+            dt = np_dtype(case.dtype)
+            notes = [f"decomposed LayerNorm graph at opset {LN_DECOMPOSED_OPSET} (what torch.onnx exported before "
+                     f"opset 17: ReduceMean(axes={list(range(-k, 0))}) -> Sub -> Pow(2) -> ReduceMean -> Add(eps) -> "
+                     f"Sqrt -> Div -> Mul(Scale) -> Add(B)), Scale/B as {where}; y only (the graph has no Mean/"
+                     "InvStdDev outputs)"]
+            if float(dt.type(case.eps)) != case.eps:
+                notes.append(f"eps is a {case.dtype} tensor constant in this graph: {float(dt.type(case.eps))!r} "
+                             f"(the case's {case.eps!r} rounded)")
+            if not case.has_affine:
+                notes.append("no affine: the Mul and Add nodes left out (as torch.onnx did without weight/bias)")
+            elif not case.has_bias:
+                notes.append("bias: false: the last Add node left out (as torch.onnx did without bias)")
+        if self.engine == "ort":
+            notes.append("ORT CPU provider, graph optimizations " + (
+                "at their default level (ORT_ENABLE_ALL, what users get)" if self.optimize else "disabled (ORT_DISABLE_ALL)"))
+        return notes
+
+    def run_layer_norm(self, case, inputs) -> Observed:
+        import time
+
+        from harness.onnx_models import LN_INV_STD, LN_MEAN, Y, build_layer_norm_decomposed, build_layer_norm_model
+
+        reason = self.unsupported(case)
+        if reason:
+            raise Unsupported(reason)
+        build = build_layer_norm_model if self.ln_form == "native" else build_layer_norm_decomposed
+        notes = self._ln_notes(case)
+        outputs: dict[str, list[np.ndarray]] = {"y": []}
+        if self.ln_form == "native":
+            outputs.update(mean=[], inv_std=[])
+        optimized = None
+        for k in range(case.steps):
+            t = time.perf_counter()
+            model, feeds = build(case, inputs, self.params_as, step=k)
+            STATS["build"] += time.perf_counter() - t
+            res, optimized = self._run_ln_model(model, feeds)
+            outputs["y"].append(res[Y])
+            if self.ln_form == "native":
+                outputs["mean"].append(res[LN_MEAN])
+                outputs["inv_std"].append(res[LN_INV_STD])
+        if self.ln_form == "native" and outputs["mean"]:
+            got = outputs["mean"][0].dtype
+            if str(got) != case.params_dtype:
+                notes.append(f"Mean/InvStdDev returned as {got} for a {case.dtype} case (stash_type=1: type U = float"
+                             + (", as the model declares" if self.engine == "ort" else "") + ")")
+        if optimized is not None and self.ln_form == "decomposed" and self.optimize:
+            if "LayerNormalization" in optimized:
+                notes.append("ORT fused the decomposed graph into LayerNormalization (LayerNormFusion, on from "
+                             f"ORT_ENABLE_BASIC): optimized graph {' -> '.join(optimized)}")
+            else:
+                notes.append(f"ORT kept the decomposed graph (no LayerNormFusion): optimized graph {' -> '.join(optimized)}")
+        if outputs["y"] and str(outputs["y"][0].dtype) != case.dtype:
+            notes.append(f"y returned as {outputs['y'][0].dtype} for a {case.dtype} case")
+        return Observed(outputs, notes)
+
+
+def _is_bfloat16(a: Any) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype.name == "bfloat16"
+
+
+def _ort_run_bfloat16(sess, model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run ``sess`` on feeds holding ``ml_dtypes.bfloat16`` arrays, which ORT's ``run`` cannot convert
+    ("Numpy_type 256 can't be converted to MLDataType"): every bfloat16 array goes in as an ``OrtValue``
+    of ONNX type BFLOAT16 over its bits, and every bfloat16 output is bound to a preallocated buffer
+    that is read back as ``ml_dtypes.bfloat16``; other outputs come back as NumPy arrays."""
+    import ml_dtypes
+    import onnxruntime as ort
+    from onnx import TensorProto
+
+    io = sess.io_binding()
+    keep = []
+    for name, value in feeds.items():
+        if _is_bfloat16(value):
+            ov = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+                np.ascontiguousarray(value).view(np.uint16), onnx_element_type=TensorProto.BFLOAT16)
+            keep.append(ov)
+            io.bind_ortvalue_input(name, ov)
+        else:
+            io.bind_cpu_input(name, np.ascontiguousarray(value))
+    buffers: dict[str, np.ndarray] = {}
+    for out in model.graph.output:
+        tt = out.type.tensor_type
+        if tt.elem_type == TensorProto.BFLOAT16:
+            shape = tuple(int(d.dim_value) for d in tt.shape.dim)
+            buf = np.zeros(shape, np.uint16)
+            ov = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(buf, onnx_element_type=TensorProto.BFLOAT16)
+            keep.append(ov)
+            io.bind_ortvalue_output(out.name, ov)
+            buffers[out.name] = buf
+        else:
+            io.bind_output(out.name, "cpu")
+    sess.run_with_iobinding(io)
+    got = io.get_outputs()
+    res = []
+    for out, ov in zip(model.graph.output, got):
+        if out.name in buffers:
+            buf = buffers[out.name]
+            if ov.data_ptr() != buf.ctypes.data:  # ORT wrote elsewhere: the buffer is not its output
+                raise RuntimeError(f"onnxruntime did not write the bound bfloat16 output {out.name}")
+            res.append(buf.view(ml_dtypes.bfloat16).copy())
+        else:
+            res.append(ov.numpy())
+    return res
+
 
 class Ort(_OnnxBackend):
     id = "ort"
-    description = "ONNX Runtime CPU, opset 15, parameters as graph inputs, default graph optimizations"
+    description = ("ONNX Runtime CPU, opset 15 (LayerNorm: LayerNormalization-17), parameters as graph inputs, "
+                   "default graph optimizations")
 
 
 class OrtInit(_OnnxBackend):
     id = "ort-init"
     params_as = "initializers"
-    description = "ONNX Runtime CPU, opset 15, parameters as initializers, default graph optimizations"
+    description = ("ONNX Runtime CPU, opset 15 (LayerNorm: LayerNormalization-17), parameters as initializers, "
+                   "default graph optimizations")
 
 
 class OrtInitNoopt(_OnnxBackend):
     id = "ort-init-noopt"
     params_as = "initializers"
     optimize = False
-    description = "ONNX Runtime CPU, opset 15, parameters as initializers, graph optimizations disabled"
+    description = ("ONNX Runtime CPU, opset 15 (LayerNorm: LayerNormalization-17), parameters as initializers, "
+                   "graph optimizations disabled")
 
 
 class OrtOpset9(_OnnxBackend):
     id = "ort-opset9"
     opset = 9
     modes = ("eval",)
-    description = "ONNX Runtime CPU, opset 9 (inference only), parameters as graph inputs"
-    conventions = ()  # inference only: the variance estimators and the momentum attribute do not apply
+    ln_form = "decomposed"
+    description = ("ONNX Runtime CPU, opset 9 (inference only), parameters as graph inputs; LayerNorm: the decomposed "
+                   "pre-opset-17 graph at opset 9, default graph optimizations")
+    # BatchNorm: inference only, the variance estimators and the momentum attribute do not apply
+    conventions = DECOMPOSED_LN_CONVENTIONS
 
 
 class OrtOpset9Init(_OnnxBackend):
@@ -259,15 +510,18 @@ class OrtOpset9Init(_OnnxBackend):
     opset = 9
     modes = ("eval",)
     params_as = "initializers"
-    description = "ONNX Runtime CPU, opset 9 (inference only), parameters as initializers (an exported inference model)"
-    conventions = ()
+    ln_form = "decomposed"
+    description = ("ONNX Runtime CPU, opset 9 (inference only), parameters as initializers (an exported inference "
+                   "model); LayerNorm: the decomposed pre-opset-17 graph at opset 9")
+    conventions = DECOMPOSED_LN_CONVENTIONS
 
 
 class OnnxReference(_OnnxBackend):
     id = "onnx-reference"
     framework = "onnx"
     engine = "reference"
-    description = "onnx.reference.ReferenceEvaluator, opset 15, parameters as graph inputs"
+    description = "onnx.reference.ReferenceEvaluator, opset 15, parameters as graph inputs; LayerNorm: LayerNormalization-17"
+    conventions = ONNX_TRAIN_CONVENTIONS + ONNX_REFERENCE_LN_CONVENTIONS
 
 
 class OnnxReferenceOpset9(_OnnxBackend):
@@ -276,8 +530,10 @@ class OnnxReferenceOpset9(_OnnxBackend):
     engine = "reference"
     opset = 9
     modes = ("eval",)
-    description = "onnx.reference.ReferenceEvaluator, opset 9 (inference only), parameters as graph inputs"
-    conventions = ONNX_REFERENCE_OPSET9_CONVENTIONS
+    ln_form = "decomposed"
+    description = ("onnx.reference.ReferenceEvaluator, opset 9 (inference only), parameters as graph inputs; "
+                   "LayerNorm: the decomposed pre-opset-17 graph at opset 9")
+    conventions = ONNX_REFERENCE_OPSET9_CONVENTIONS + DECOMPOSED_LN_CONVENTIONS
 
 
 ADAPTERS = [Ort, OrtInit, OrtInitNoopt, OrtOpset9, OrtOpset9Init, OnnxReference, OnnxReferenceOpset9]

@@ -29,6 +29,16 @@ falling back to the classic one), the OpenCV backend and the CPU target, with on
 thread (``cv2.setNumThreads(1)``: deterministic and polite to other workers).  The classic
 engine (``ENGINE_CLASSIC``) gave identical results on every case tried (float16/float32, ranks 2-5,
 empty batch), so it is not a separate backend.
+
+LayerNorm (``op: layer_norm``, :meth:`OpenCVDNN.run_layer_norm`): the one-node
+LayerNormalization-17 model (:func:`harness.onnx_models.build_layer_norm_model`: ``axis`` = the
+first normalized axis, ``epsilon``, ``stash_type`` 1, Scale/B as initializers; Scale = 1 without
+affine, B left out without beta) with its three outputs ``Y``, ``Mean``, ``InvStdDev``; OpenCV 5.0
+imports it as one ``LayerNormalization2`` layer and exposes all three (the new engine's
+``forward`` must be asked for every output by name; ``Y`` is bit-identical to a one-output
+model's).  Only trailing normalized axes and float32 are expressible: OpenCV's LayerNorm kernels
+compute in float32 (``modules/dnn/src/layers/cpu_kernels/fast_norm.cpp``; a float64 model fails
+``input.type() == CV_32F`` in ``fastNormMeanInvStdDev``); ``rms_scaling`` is not expressible.
 """
 
 from __future__ import annotations
@@ -61,7 +71,10 @@ class OpenCVDNN(Adapter):
     worker = "opencv"
     worker_env = {"OMP_NUM_THREADS": "1"}
     modes = ("eval",)
-    description = "cv2.dnn.readNetFromONNX on the eval-mode ONNX model (statistics folded at load time), CPU"
+    ops = ("batch_norm", "layer_norm")
+    op_dtypes = {"layer_norm": ("float32",)}
+    description = ("cv2.dnn.readNetFromONNX on the eval-mode ONNX model (statistics folded at load time), CPU; "
+                   "LayerNorm: the LayerNormalization-17 model (float32)")
 
     def available(self) -> str | None:
         return missing("cv2", "pip install opencv-python-headless") or missing("onnx", "pip install onnx")
@@ -71,6 +84,67 @@ class OpenCVDNN(Adapter):
         import onnx
 
         return f"{cv2.__version__} (onnx {onnx.__version__}, opset 15)"
+
+    def unsupported(self, case) -> str | None:
+        reason = super().unsupported(case)
+        if getattr(case, "op", "batch_norm") != "layer_norm":
+            return reason
+        if reason:
+            if case.dtype not in self.op_dtypes["layer_norm"]:
+                reason += (" for LayerNorm: OpenCV's LayerNorm kernels compute in float32 "
+                           "(modules/dnn/src/layers/cpu_kernels/fast_norm.cpp: fastNorm/fastNormMeanInvStdDev)")
+            return reason
+        from harness.onnx_models import check_layer_norm_expressible
+
+        try:
+            check_layer_norm_expressible(case, "native")
+        except Unsupported as e:
+            return str(e)
+        return None
+
+    def run_layer_norm(self, case, inputs) -> Observed:
+        import cv2
+
+        from harness.onnx_models import LN_INV_STD, LN_MEAN, Y, build_layer_norm_model
+
+        reason = self.unsupported(case)
+        if reason:
+            raise Unsupported(reason)
+        cv2.setNumThreads(1)
+        k = len(case.norm_axes)
+        notes = [f"ONNX LayerNormalization-17 (axis={-k}, epsilon={case.eps:g} as a float32 attribute, stash_type=1) "
+                 "with Scale/B as initializers, read by cv2.dnn.readNetFromONNX (default engine); outputs Y, Mean, "
+                 "InvStdDev"]
+        if not case.has_affine:
+            notes.append("no affine: Scale = 1 (a required input of LayerNormalization-17; x*1 is exact), B left out")
+        elif not case.has_bias:
+            notes.append("bias: false: the optional input B left out")
+        model, _ = build_layer_norm_model(case, inputs, "initializers")
+        names = [Y, LN_MEAN, LN_INV_STD]
+        buf = np.frombuffer(model.SerializeToString(), np.uint8)
+        outputs: dict[str, list[np.ndarray]] = {"y": [], "mean": [], "inv_std": []}
+        try:
+            net = cv2.dnn.readNetFromONNX(buf)
+            net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+            net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+            for step in range(case.steps):
+                net.setInput(np.ascontiguousarray(inputs.x[step]))
+                res = net.forward(names)
+                if res is None or len(res) != len(names) or any(r is None for r in res):
+                    # seen with an empty batch (no rows): no outputs at all, not empty tensors
+                    raise RuntimeError(f"cv2.dnn Net.forward({names}) returned no output for input shape "
+                                       f"{tuple(inputs.x[step].shape)}: {res!r}"[:400])
+                for key, r in zip(("y", "mean", "inv_std"), res):
+                    outputs[key].append(np.array(r, copy=True))
+        except cv2.error as e:
+            if cv_refuses_dtype(e):
+                raise Unsupported(f"opencv {cv2.__version__} (x {case.dtype}, parameters {case.params_dtype}): "
+                                  f"{_first_lines(e)}") from None
+            raise
+        ys = outputs["y"]
+        if ys and str(ys[0].dtype) != case.dtype:
+            notes.append(f"OpenCV returned y as {ys[0].dtype} for a {case.dtype} model")
+        return Observed(outputs, notes)
 
     def run(self, case: Case, inputs: Inputs) -> Observed:
         import cv2

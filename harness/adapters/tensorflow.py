@@ -14,6 +14,12 @@
     ``batch_mean``/``batch_var`` as the op returns them with
     ``exponential_avg_factor=1.0`` (its batch variance is Bessel-corrected).
 
+LayerNorm (``op: layer_norm``): only ``keras-tf`` implements it, with
+``keras.layers.LayerNormalization`` (translation in :mod:`harness.adapters._keras_common`),
+one built layer and its traced call per (shape, dtypes, axes, eps, affine, bias,
+rms_scaling), output ``y``.  TensorFlow itself has no LayerNorm op, so ``tf-nn`` and
+``tf-fused`` stay BatchNorm-only (a LayerNorm case is ``unsupported`` there).
+
 All three run in the ``tensorflow`` worker group, whose environment
 (:data:`TF_ENV`) is applied before TensorFlow is imported: ``KERAS_BACKEND``,
 quiet C++ logs, and one intra-op / one inter-op thread (so reductions are summed
@@ -44,7 +50,12 @@ import numpy as np
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
 from harness.cases import Case
 from harness.inputs import Inputs, np_dtype
-from harness.adapters._keras_common import KERAS3_CONVENTIONS, keras_dtype_policy, keras_momentum
+from harness.adapters._keras_common import (
+    KERAS3_CONVENTIONS,
+    KERAS3_LN_CONVENTIONS,
+    keras_dtype_policy,
+    keras_momentum,
+)
 from harness.profiles import convention
 
 _TF_MOMENTS = "tensorflow/python/ops/nn_impl.py (moments: variance = reduce_mean(squared_difference(x, mean)))"
@@ -215,8 +226,11 @@ class KerasTF(_TFAdapter):
 
     id = "keras-tf"
     framework = "keras"
-    description = "keras.layers.BatchNormalization (Keras 3, TensorFlow backend), traced with tf.function"
-    conventions = KERAS3_CONVENTIONS
+    description = ("keras.layers.BatchNormalization / LayerNormalization (Keras 3, TensorFlow backend), "
+                   "traced with tf.function")
+    #: float64 stays float64 on the TensorFlow backend (BIT64_TO_BIT32_DTYPE keeps it): no precision entry
+    conventions = (*KERAS3_CONVENTIONS, *KERAS3_LN_CONVENTIONS)
+    ops = ("batch_norm", "layer_norm")
     _cache = _Cache()
 
     def version(self) -> str:
@@ -226,9 +240,15 @@ class KerasTF(_TFAdapter):
         return f"{keras.__version__} (tensorflow {tf().__version__})"
 
     def unsupported(self, case: Case) -> str | None:
-        from harness.adapters._keras_common import keras_unsupported  # shared with the other Keras backends
+        # shared with the other Keras backends
+        from harness.adapters._keras_common import keras_ln_unsupported, keras_unsupported
 
-        return super().unsupported(case) or keras_unsupported(case)
+        reason = super().unsupported(case)
+        if reason:
+            return reason
+        if getattr(case, "op", "batch_norm") == "layer_norm":
+            return keras_ln_unsupported(case)
+        return keras_unsupported(case)
 
     def _layer(self, case: Case):
         t = tf()
@@ -282,6 +302,63 @@ class KerasTF(_TFAdapter):
             entry["traced"].add("infer")
             out["eval_y"] = [_to_numpy(y)]
         return Observed(out, notes)
+
+
+    # --- LayerNorm ---------------------------------------------------------------------------
+    def run_layer_norm(self, case, inputs) -> Observed:
+        """``keras.layers.LayerNormalization``, its call traced with ``tf.function``; output ``y``."""
+        reason = self.unsupported(case)
+        if reason:
+            raise Unsupported(reason)
+        tf()
+        try:
+            return self._run_layer_norm(case, inputs)
+        except Unsupported:
+            raise
+        except Exception as e:
+            raise_if_refused_dtype(case, e)
+            raise
+
+    def _ln_layer(self, case):
+        t = tf()
+        key = ("layer_norm", tuple(case.shape), case.dtype, case.params_dtype, case.norm_axes, case.eps,
+               case.has_affine, case.has_bias, case.rms_scaling)
+
+        def make():
+            import keras
+
+            from harness.adapters._keras_common import make_layer_norm
+
+            if keras.backend.backend() != "tensorflow":
+                raise RuntimeError(f"keras in this process runs on the {keras.backend.backend()!r} backend "
+                                   "(KERAS_BACKEND is read once, at the first import of keras); keras-tf "
+                                   "needs its own worker process with KERAS_BACKEND=tensorflow")
+            layer, warned = make_layer_norm(keras, case, inputs=_NoParams)
+            spec = [t.TensorSpec(tuple(case.shape), t.as_dtype(np_dtype(case.dtype)))]
+            return {"layer": layer, "warned": warned, "fn": t.function(lambda x: layer(x), input_signature=spec),
+                    "traced": False}
+
+        return self._cache.get(key, make)[0]
+
+    def _run_layer_norm(self, case, inputs) -> Observed:
+        from harness.adapters._keras_common import assign_layer_norm, layer_norm_notes
+
+        t = tf()
+        entry = self._ln_layer(case)
+        layer = entry["layer"]
+        assign_layer_norm(layer, inputs)
+        ys = []
+        for x in inputs.x:
+            y = _call(entry["fn"], (t.constant(x),), not entry["traced"])
+            entry["traced"] = True
+            ys.append(_to_numpy(y))
+        return Observed({"y": ys}, layer_norm_notes(case, layer, entry["warned"]))
+
+
+class _NoParams:
+    """Inputs without gamma/beta: a cached layer is built once, its parameters assigned per case."""
+
+    gamma = beta = None
 
 
 # ---------------------------------------------------------------------------------------------

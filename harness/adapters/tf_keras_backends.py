@@ -37,6 +37,22 @@ takes its ``batch_variance`` output as the new moving variance; that output is
 Bessel-corrected (``_bessels_correction_test_only = True`` in the layer skips
 the correction), so the running variance follows the unbiased estimator — a
 discrepancy the harness reports, not one this adapter corrects.
+
+LayerNorm (``op: layer_norm``): ``tf_keras.layers.LayerNormalization(axis=norm_axes,
+epsilon=eps, center=has_bias, scale=has_affine, dtype=<policy as for BatchNorm>)``, gamma/beta
+assigned, eager, output ``y``.  The layer has no ``fused`` argument: ``build`` decides by
+itself (``_fused_can_be_used``): fused — ``tf.compat.v1.nn.fused_batch_norm`` on the input
+reshaped to ``[1, rows, row_size, 1]`` NCHW, then ``* gamma + beta`` — only when the sorted
+axes are consecutive and end at the last dimension, ``epsilon >= 1.001e-5`` and the variables
+are float32 (a float32 layer or a ``mixed_*`` policy); otherwise unfused — ``tf.nn.moments``
++ ``tf.nn.batch_normalization``.  No public attribute steers that choice, so the two ids
+*split* the layer's cases by the path the layer itself takes, never forcing it:
+``tf-keras-fused`` runs the cases where the built layer chose the fused path,
+``tf-keras-unfused`` those where it chose the unfused one, and each answers the other's
+cases ``unsupported`` with the layer's reason (decided by building the layer and reading the
+choice it stored, ``layer._fused``; read, never written).  Every LayerNorm case thus runs on
+exactly one of the two ids, through the layer exactly as a user gets it.  Keras 2 has no
+``rms_scaling``: such cases are unsupported on both.
 """
 
 from __future__ import annotations
@@ -46,7 +62,7 @@ from typing import ClassVar
 import numpy as np
 
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
-from harness.adapters._keras_common import keras_dtype_policy, keras_momentum
+from harness.adapters._keras_common import keras_dtype_policy, keras_ln_unsupported, keras_momentum
 from harness.adapters.tensorflow import _TF_FUSED, _TF_MOMENTS, TF_ENV, raise_if_refused_dtype, tf
 from harness.cases import Case
 from harness.inputs import Inputs
@@ -69,6 +85,21 @@ TF_KERAS_UNFUSED_CONVENTIONS = (
                _TF_KERAS_BN + "; " + _TF_MOMENTS),
 )
 
+_TF_KERAS_LN = "tf_keras/src/layers/normalization/layer_normalization.py (_fused_can_be_used, call)"
+#: LayerNormalization, fused path: FusedBatchNormV3 in training mode normalizes with the population variance
+TF_KERAS_LN_FUSED_CONVENTIONS = (
+    convention("normalize_variance", "biased",
+               "the fused path normalizes each row with FusedBatchNormV3's batch statistics, which normalize with "
+               "the population variance", _TF_KERAS_LN + "; " + _TF_FUSED, op="layer_norm"),
+)
+#: LayerNormalization, unfused path: tf.nn.moments' population variance
+TF_KERAS_LN_UNFUSED_CONVENTIONS = (
+    convention("normalize_variance", "biased", "the unfused path normalizes with tf.nn.moments' population variance",
+               _TF_KERAS_LN + "; " + _TF_MOMENTS, op="layer_norm"),
+)
+RMS_REASON = ("rms_scaling is not expressible: tf_keras (Keras 2) LayerNormalization has no rms_scaling "
+              "(only Keras 3's layer has it)")
+
 TF_KERAS_ENV = {**TF_ENV, "TF_USE_LEGACY_KERAS": "1"}
 CUMULATIVE_REASON = ("cumulative average (w = 1/k) is not expressible: tf_keras BatchNormalization has one fixed "
                      "exponential 'momentum'")
@@ -84,6 +115,7 @@ class _TFKeras(Adapter):
     worker = "tf-keras"
     worker_env = dict(TF_KERAS_ENV)
     fused: ClassVar[bool] = True
+    ops = ("batch_norm", "layer_norm")
 
     def available(self) -> str | None:
         return missing("tensorflow", "pip install tensorflow") or missing("tf_keras", "pip install tf_keras")
@@ -100,6 +132,8 @@ class _TFKeras(Adapter):
         reason = super().unsupported(case)
         if reason:
             return reason
+        if getattr(case, "op", "batch_norm") == "layer_norm":
+            return RMS_REASON if case.rms_scaling else keras_ln_unsupported(case)
         if case.mode == "train" and case.momentum == "cumulative":
             return CUMULATIVE_REASON  # names tf_keras, not Keras 3
         return keras_unsupported(case)
@@ -161,19 +195,86 @@ class _TFKeras(Adapter):
         notes.append(f"fused={self.fused} (layer.fused is {layer.fused}); eager calls")
         return Observed(out, notes)
 
+    # --- LayerNorm ---------------------------------------------------------------------------
+    def run_layer_norm(self, case, inputs) -> Observed:
+        """``tf_keras.layers.LayerNormalization``, eager, one call per step, on the cases where the
+        built layer takes this id's path (fused or unfused); output ``y``."""
+        reason = self.unsupported(case)
+        if reason:
+            raise Unsupported(reason)
+        t = tf()
+        try:
+            return self._run_layer_norm(t, case, inputs)
+        except Unsupported:
+            raise
+        except Exception as e:
+            raise_if_refused_dtype(case, e)
+            raise
+
+    def _run_layer_norm(self, t, case, inputs) -> Observed:
+        import tf_keras
+
+        from harness.adapters._keras_common import assign_layer_norm
+
+        layer = tf_keras.layers.LayerNormalization(
+            axis=list(case.norm_axes), epsilon=case.eps, center=case.has_bias, scale=case.has_affine,
+            dtype=keras_dtype_policy(case))
+        layer.build(t.TensorShape(case.shape))
+        fused = getattr(layer, "_fused", None)
+        if not isinstance(fused, bool):
+            raise RuntimeError(f"tf_keras {tf_keras.__version__} LayerNormalization stored no fused/unfused choice "
+                               f"after build (_fused = {fused!r}); this adapter cannot tell which path it runs")
+        if fused != self.fused:
+            raise Unsupported(self._path_reason(layer, case, fused))
+        assign_layer_norm(layer, inputs)
+        ys = [layer(t.constant(x)).numpy() for x in inputs.x]
+        notes = []
+        if case.dtype != case.params_dtype:
+            notes.append(f"dtype policy {keras_dtype_policy(case)}")
+        vdt = next((str(v.dtype.name) for v in (layer.gamma, layer.beta) if v is not None), None)
+        if vdt is not None and vdt != case.params_dtype:
+            notes.append(f"Keras 2 keeps this layer's variables in {vdt} (case parameter dtype {case.params_dtype})")
+        notes.append(("fused path (tf_keras chose it: FusedBatchNormV3 on [1, rows, row_size, 1] NCHW, then "
+                      "* gamma + beta)" if fused else
+                      "unfused path (tf_keras chose it: tf.nn.moments + tf.nn.batch_normalization)") + "; eager calls")
+        return Observed({"y": ys}, notes)
+
+    def _path_reason(self, layer, case, fused: bool) -> str:
+        """Why the layer took the other path, in the terms of tf_keras' ``_fused_can_be_used``."""
+        import tf_keras
+
+        if fused:
+            return (f"tf_keras {tf_keras.__version__} LayerNormalization takes its fused path for this case (axes "
+                    f"{list(case.norm_axes)} consecutive and ending at the last dimension, epsilon {case.eps:g} >= "
+                    f"1.001e-05, variables {layer.dtype}); it has no argument to force the unfused path: this case "
+                    f"runs on tf-keras-fused")
+        why = []
+        axis = sorted(layer.axis)
+        if not (axis[-1] == case.rank - 1 and axis[-1] - axis[0] == len(axis) - 1):
+            why.append(f"axes {axis} are not consecutive ending at the last dimension (rank {case.rank})")
+        if layer.epsilon < 1.001e-5:
+            why.append(f"epsilon {case.eps:g} < 1.001e-05 (fused_batch_norm would raise it)")
+        if layer.dtype != "float32":
+            why.append(f"its variables are {layer.dtype}, not float32")
+        return (f"tf_keras {tf_keras.__version__} LayerNormalization takes its unfused path for this case ("
+                + ("; ".join(why) or "its _fused_can_be_used said no") + "); it has no argument to force the fused "
+                "path: this case runs on tf-keras-unfused")
+
 
 class TFKerasFused(_TFKeras):
     id = "tf-keras-fused"
     fused = True
-    description = "tf_keras (Keras 2) BatchNormalization(fused=True): FusedBatchNormV3, eager"
-    conventions = TF_KERAS_FUSED_CONVENTIONS
+    description = ("tf_keras (Keras 2) BatchNormalization(fused=True): FusedBatchNormV3, eager; LayerNormalization "
+                   "on the cases where the layer takes its fused path")
+    conventions = (*TF_KERAS_FUSED_CONVENTIONS, *TF_KERAS_LN_FUSED_CONVENTIONS)
 
 
 class TFKerasUnfused(_TFKeras):
     id = "tf-keras-unfused"
     fused = False
-    description = "tf_keras (Keras 2) BatchNormalization(fused=False): tf.nn.moments + batch_normalization, eager"
-    conventions = TF_KERAS_UNFUSED_CONVENTIONS
+    description = ("tf_keras (Keras 2) BatchNormalization(fused=False): tf.nn.moments + batch_normalization, "
+                   "eager; LayerNormalization on the cases where the layer takes its unfused path")
+    conventions = (*TF_KERAS_UNFUSED_CONVENTIONS, *TF_KERAS_LN_UNFUSED_CONVENTIONS)
 
 
 ADAPTERS = [TFKerasFused, TFKerasUnfused]

@@ -1,4 +1,5 @@
-"""PyTorch backends: ``torch`` (nn.BatchNorm1d/2d/3d) and ``torch-scratch`` (D2L from scratch).
+"""PyTorch backends: ``torch`` (nn.BatchNorm1d/2d/3d, nn.LayerNorm), ``torch-functional``
+(F.layer_norm) and ``torch-scratch`` (D2L from scratch, BatchNorm only).
 
 Translation (case → PyTorch):
 
@@ -19,6 +20,16 @@ with the *unbiased* one; a case asking for another convention shows that as a
 discrepancy (that is the point).  ``torch-scratch`` is the *Dive into Deep Learning*
 from-scratch algorithm in tensor ops: biased variance for normalizing and for the
 moving averages, statistics over every axis but the channel axis.
+
+LayerNorm (case → PyTorch): ``torch`` runs ``torch.nn.LayerNorm(normalized_shape, eps,
+elementwise_affine=has_affine, bias=has_bias, dtype=<parameter dtype>)`` with ``weight``/``bias``
+copied from gamma/beta; ``torch-functional`` calls ``torch.nn.functional.layer_norm(x,
+normalized_shape, weight, bias, eps)`` with the same tensors.  ``normalized_shape`` names the
+*last* dimensions, so only trailing normalized axes are expressible; RMS scaling is another
+module (``torch.nn.RMSNorm``), not LayerNorm — both are ``unsupported``.  ``torch`` also reports
+``mean``/``inv_std``: the mean and rstd that ``aten::native_layer_norm`` (the kernel the module
+reaches on CPU) returns for the same input and weights.  PyTorch normalizes with the biased
+variance (its documentation), so a case asking for the unbiased one shows a discrepancy.
 """
 
 from __future__ import annotations
@@ -39,6 +50,13 @@ TORCH_CONVENTIONS = (
     convention("running_variance", "unbiased",
                "the value stored in the moving average of the variance is computed with the unbiased estimator, "
                "torch.var(input, correction=1)", _TORCH_BN_DOCS),
+)
+_TORCH_LN_DOCS = "https://docs.pytorch.org/docs/stable/generated/torch.nn.LayerNorm.html"
+#: torch.nn.LayerNorm / F.layer_norm ("See LayerNorm for details"): the biased variance
+TORCH_LN_CONVENTIONS = (
+    convention("normalize_variance", "biased",
+               "the variance is calculated via the biased estimator, equivalent to torch.var(input, correction=0)",
+               _TORCH_LN_DOCS + " (and torch/nn/modules/normalization.py, LayerNorm docstring)", op="layer_norm"),
 )
 _D2L = "https://d2l.ai/chapter_convolutional-modern/batch-norm.html (batch_norm; ported in harness/adapters/torch_backends.py)"
 #: Dive into Deep Learning's from-scratch batch_norm: ``var = ((X - mean) ** 2).mean(...)`` for both uses
@@ -91,10 +109,75 @@ class _TorchBase(Adapter):
         return module_version("torch")
 
 
+def layer_norm_unsupported(case) -> str | None:
+    """What torch's LayerNorm (module and functional) cannot express, or None."""
+    if case.rms_scaling:
+        return ("torch LayerNorm always centers and divides by the standard deviation; RMS scaling is "
+                "torch.nn.RMSNorm, another module")
+    if not case.trailing:
+        return (f"torch LayerNorm normalizes the last len(normalized_shape) dimensions only; axes "
+                f"{list(case.norm_axes)} of a rank-{case.rank} input are not the trailing ones")
+    return None
+
+
+def _layer_norm_params(case, inputs):
+    """(weight, bias) tensors in the parameter dtype, or None where the case has none."""
+    weight = _from_numpy(inputs.gamma, case.params_dtype) if case.has_affine else None
+    bias = _from_numpy(inputs.beta, case.params_dtype) if case.has_bias else None
+    return weight, bias
+
+
+def _torch_call(fn, *args):
+    try:
+        return fn(*args)
+    except (RuntimeError, TypeError) as e:
+        if _no_kernel(e):
+            raise Unsupported(f"torch: {e}") from None
+        raise
+
+
 class TorchModule(_TorchBase):
     id = "torch"
-    description = "torch.nn.BatchNorm1d/2d/3d modules"
-    conventions = TORCH_CONVENTIONS
+    description = "torch.nn.BatchNorm1d/2d/3d and torch.nn.LayerNorm modules"
+    conventions = TORCH_CONVENTIONS + TORCH_LN_CONVENTIONS
+    ops = ("batch_norm", "layer_norm")
+
+    def unsupported(self, case) -> str | None:
+        reason = super().unsupported(case)
+        if reason or getattr(case, "op", "batch_norm") != "layer_norm":
+            return reason
+        return layer_norm_unsupported(case)
+
+    def run_layer_norm(self, case, inputs) -> Observed:
+        import torch
+
+        reason = layer_norm_unsupported(case)
+        if reason:
+            raise Unsupported(reason)
+        shape = tuple(int(d) for d in case.normalized_shape)
+        ln = torch.nn.LayerNorm(shape, eps=case.eps, elementwise_affine=case.has_affine, bias=case.has_bias,
+                                dtype=_torch_dtype(case.params_dtype))
+        weight, bias = _layer_norm_params(case, inputs)
+        with torch.no_grad():
+            if weight is not None:
+                ln.weight.copy_(weight)
+            if bias is not None:
+                ln.bias.copy_(bias)
+        out: dict[str, list[np.ndarray]] = {"y": [], "mean": [], "inv_std": []}
+        with torch.no_grad():
+            for x_np in inputs.x:
+                x = _from_numpy(x_np, case.dtype)
+                out["y"].append(_to_numpy(_torch_call(ln, x)))
+                # the module's kernel on the same input and weights: (y, mean, rstd), stats kept as 1
+                _, mean, rstd = _torch_call(torch.ops.aten.native_layer_norm, x, list(shape), ln.weight, ln.bias,
+                                            case.eps)
+                out["mean"].append(_to_numpy(mean))
+                out["inv_std"].append(_to_numpy(rstd))
+        notes = [f"torch.nn.LayerNorm(normalized_shape={list(shape)}, eps={case.eps:g}, "
+                 f"elementwise_affine={case.has_affine}, bias={case.has_bias}, dtype={case.params_dtype})",
+                 "mean/inv_std: mean and rstd of aten::native_layer_norm (the kernel the module calls) on the same "
+                 "input and weights"]
+        return Observed(out, notes)
 
     def run(self, case: Case, inputs: Inputs) -> Observed:
         import torch
@@ -243,4 +326,32 @@ class TorchScratch(_TorchBase):
         return Observed(out)
 
 
-ADAPTERS = [TorchModule, TorchScratch]
+class TorchFunctional(_TorchBase):
+    id = "torch-functional"
+    description = "torch.nn.functional.layer_norm (LayerNorm only)"
+    conventions = TORCH_LN_CONVENTIONS
+    ops = ("layer_norm",)
+
+    def unsupported(self, case) -> str | None:
+        return super().unsupported(case) or layer_norm_unsupported(case)
+
+    def run_layer_norm(self, case, inputs) -> Observed:
+        import torch
+        import torch.nn.functional as F
+
+        reason = layer_norm_unsupported(case)
+        if reason:
+            raise Unsupported(reason)
+        shape = [int(d) for d in case.normalized_shape]
+        weight, bias = _layer_norm_params(case, inputs)
+        ys = []
+        with torch.no_grad():
+            for x_np in inputs.x:
+                ys.append(_to_numpy(_torch_call(F.layer_norm, _from_numpy(x_np, case.dtype), shape, weight, bias,
+                                                case.eps)))
+        return Observed({"y": ys}, [f"F.layer_norm(x, {shape}, weight={'gamma' if weight is not None else None}, "
+                                    f"bias={'beta' if bias is not None else None}, eps={case.eps:g}); "
+                                    f"weight/bias in {case.params_dtype}"])
+
+
+ADAPTERS = [TorchModule, TorchFunctional, TorchScratch]

@@ -154,8 +154,10 @@ class NativeLibrary:
                                      "normconf_bn.h)", "symbols")
         version = int(_fn(self._dll, "normconf_bn_abi_version", ctypes.c_int32, [])())
         if version != ABI_V1:
-            raise NativeLibraryError(f"{self.path} implements normconf_bn ABI version {version} "
-                                     f"(normconf_bn_abi_version); {_SPEAKS}", "abi")
+            raise NativeLibraryError(
+                f"{self.path} implements normconf ABI version {version} through normconf_bn_abi_version(), which "
+                f"must return 1 (an ABI v2 library exports normconf_abi_version() from normconf.h instead); {_SPEAKS}",
+                "abi")
         self.abi = ABI_V1
         self._forward = _fn(self._dll, "normconf_bn_forward", ctypes.c_int32, [ctypes.POINTER(NormconfCall)])
         self._supports = None
@@ -347,9 +349,3 @@ def run_case(lib: NativeLibrary, case, inputs, *, gamma: np.ndarray | None, beta
         out["eval_y"] = [from_cf(r.y)]
     return out, notes
 
-
-def run_layer_norm_case(lib: NativeLibrary, case, inputs, *, label: str):
-    """LayerNorm through a v2 library: see :func:`harness.native.layer_norm.run_case`."""
-    from harness.native import layer_norm
-
-    return layer_norm.run_case(lib, case, inputs, label=label)

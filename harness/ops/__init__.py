@@ -17,7 +17,14 @@ from __future__ import annotations
 import importlib
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeAlias, cast
+
+if TYPE_CHECKING:  # numpy only for the annotations (the registry imports nothing heavy)
+    import numpy as np
+    import numpy.typing as npt
+
+    #: what a reference returns: {output: [float64 array per step]}
+    ReferenceOutputs: TypeAlias = dict[str, list[npt.NDArray[np.float64]]]
 
 __all__ = ["OpSpec", "OutputDef", "UnknownOp", "all_ops", "get", "names", "register", "spec_for"]
 
@@ -78,7 +85,7 @@ class OpSpec:
     #: case → inputs (deterministic: the same bits on every machine)
     generate: Callable[[Any], Any]
     #: (case, inputs, semantics=None, *, statistics_only=False) → {output: [array per step]}, float64
-    reference: Callable[..., dict]
+    reference: Callable[..., ReferenceOutputs]
     #: case → the outputs a complete backend produces for it
     output_names: Callable[[Any], list[str]]
     #: (case, output) → the shape of that output at one step
@@ -86,9 +93,9 @@ class OpSpec:
     #: steps an output has (eval_y: 1)
     output_steps: Callable[[Any, str], int] = lambda case, name: int(case.steps)
     #: (case, inputs, output, step, observed, expected, tol, memory) → (label, text) | None
-    explain: Callable[..., Any] = _no_explainer
+    explain: Callable[..., tuple[str, str] | None] = _no_explainer
     #: (case, inputs, rows, observed, expected, memory) → None: pair-level corroboration (edits rows)
-    review: Callable[..., Any] = _no_review
+    review: Callable[..., None] = _no_review
     #: case → {parameter: text} for the report's case panel
     report_params: Callable[[Any], dict[str, str]] = lambda case: {}
     #: case → values of the results table's parameter columns (missing ones stay empty)
@@ -129,7 +136,7 @@ class OpSpec:
 
     def output_dtype(self, case: Any, output: str) -> str:
         """The dtype a backend returns ``output`` in (unknown outputs: the parameter dtype)."""
-        return case.dtype if output in self.data_outputs else case.params_dtype
+        return cast(str, case.dtype if output in self.data_outputs else case.params_dtype)
 
 
 _REGISTRY: dict[str, OpSpec] = {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from harness.semantics import _fmt
 
@@ -46,7 +46,7 @@ class LayerNormSemantics:
     def eps_used(self, eps: float) -> float:
         return float(self.eps_override if self.eps_override is not None else eps)
 
-    def replace(self, **changes) -> "LayerNormSemantics":
+    def replace(self, **changes: Any) -> "LayerNormSemantics":
         return dataclasses.replace(self, **changes)
 
     def differences(self, other: "LayerNormSemantics") -> dict[str, object]:

@@ -1,0 +1,184 @@
+"""Forward-error bounds of LayerNorm's outputs, per row (the analysis of :mod:`harness.explain.bounds`).
+
+The statistics of one row (``m`` elements) have the bounds BatchNorm's channels have
+(:func:`harness.explain.bounds._stat_bounds`: the mean's summation error ``g(m)·S1``, the
+two-pass variance after Chan, Golub & LeVeque, the one-pass variance's cancellation ∝ E[x²]);
+RMS scaling's ``mean(x²)`` is a sum of non-negative terms, ``δ ≤ (g(m) + u)·E[x²]``.  The
+normalization carries them elementwise with gamma and beta of the normalized shape:
+unfolded ``γ·(x − μ)·inv + β`` or folded ``x·a + b`` (``a = γ·inv``, ``b = β − μ·a``).  The bound
+never depends on a summation order, so the verdict is the same on every machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.explain.bounds import _TINY, UNIT_ROUNDOFF, Model, Verdict, _ChannelData, _stat_bounds, coarser, sum_factor
+
+
+def row_data(x: np.ndarray, axes: tuple[int, ...]) -> _ChannelData:
+    """Per-row mean, biased variance, E[x²] and mean |x| in float64 (keepdims arrays)."""
+    x = np.asarray(x)
+    m = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    with np.errstate(all="ignore"):
+        mean = x.mean(axis=axes, keepdims=True, dtype=np.float64)
+        s1 = np.abs(x).mean(axis=axes, keepdims=True, dtype=np.float64)
+        d = x - mean
+        var_b = (d * d).mean(axis=axes, keepdims=True)
+        e2 = var_b + mean * mean
+    return _ChannelData(mean, var_b, e2, s1, m)
+
+
+@dataclass
+class RowBounds:
+    """Bounds of one case × inputs × semantics (``sem``: the conventions assumed)."""
+
+    case: object
+    inputs: object
+    sem: object
+
+    def __post_init__(self) -> None:
+        self._rd: dict[int, _ChannelData] = {}
+
+    def data(self, step: int) -> _ChannelData:
+        if step not in self._rd:
+            self._rd[step] = row_data(self.inputs.x[step - 1], self.case.norm_axes)
+        return self._rd[step]
+
+    def statistic(self, model: Model, step: int):
+        """(value, δ) of the statistic under the square root, and (mean, δmean) per row."""
+        cd = self.data(step)
+        d_mu, d_v, var = _stat_bounds(cd, model, self.case.dtype, self.sem.normalize_variance == "unbiased")
+        if self.sem.scale_statistic == "mean_square":
+            u = UNIT_ROUNDOFF[model.stats]
+            g = sum_factor(cd.m, u)
+            var = cd.e2
+            d_v = (g + u) * cd.e2 + 2 * _TINY[model.stats]
+            if coarser(model.stats, self.case.dtype):
+                d_v = d_v + 2 * u * cd.e2
+        return var, d_v, cd.mean, d_mu
+
+    def inv(self, model: Model, step: int):
+        """(inv_std, δinv_std) per row: the exact image of the statistic's interval, plus three roundings."""
+        var, d_v, _, _ = self.statistic(model, step)
+        u_c = UNIT_ROUNDOFF[model.compute]
+        if coarser(model.compute, model.stats):
+            d_v = d_v + u_c * np.abs(var) + _TINY[model.compute]
+        eps = self.sem.eps_used(self.case.eps)
+        place = self.sem.eps_placement
+        with np.errstate(all="ignore"):
+            if place == "inside_sqrt":
+                f = lambda v: 1.0 / np.sqrt(v + eps)  # noqa: E731
+            elif place == "outside_sqrt":
+                f = lambda v: 1.0 / (np.sqrt(v) + eps)  # noqa: E731
+            else:
+                f = lambda v: 1.0 / np.sqrt(v)  # noqa: E731
+            lo, hi = np.maximum(var - d_v, 0.0), var + d_v
+            inv = f(np.maximum(var, 0.0))
+            d_inv = np.maximum(np.abs(f(lo) - inv), np.abs(inv - f(hi))) + 3 * u_c * np.abs(f(lo))
+            d_inv = np.where(np.isnan(d_inv), np.inf, d_inv)
+            nan_possible = (model.variance == "one_pass") & (var - d_v < 0)
+        return inv, d_inv, nan_possible
+
+    def group_bound(self, model: Model, output: str, step: int) -> np.ndarray | None:
+        """δ of ``mean`` or ``inv_std`` per row (with the output's rounding)."""
+        u_o = UNIT_ROUNDOFF[self.case.params_dtype]
+        if output == "mean":
+            _, _, mean, d = self.statistic(model, step)
+            val = mean
+        elif output == "inv_std":
+            val, d, _ = self.inv(model, step)
+        else:
+            return None
+        return d + 2 * u_o * np.abs(val) + _TINY[self.case.params_dtype]
+
+    def element_bound(self, model: Model, output: str, step: int, ref: np.ndarray):
+        """(per-element bound of ``y``/``x_hat`` around ``ref``, where NaN is possible)."""
+        case, sem = self.case, self.sem
+        x = np.asarray(self.inputs.x[step - 1], np.float64)
+        _, _, mean, d_mu = self.statistic(model, step)
+        inv, d_inv, nan_possible = self.inv(model, step)
+        u = UNIT_ROUNDOFF[model.compute]
+        shape = [1] * x.ndim
+        for a in case.norm_axes:
+            shape[a] = x.shape[a]
+        gamma = np.ones(shape) if self.inputs.gamma is None else np.abs(np.asarray(self.inputs.gamma, np.float64)).reshape(shape)
+        beta = np.zeros(shape) if self.inputs.beta is None else np.abs(np.asarray(self.inputs.beta, np.float64)).reshape(shape)
+        if output == "x_hat" or sem.affine in ("none", "beta_only"):
+            gamma = np.ones(shape)
+        if output == "x_hat" or sem.affine in ("none", "gamma_only"):
+            beta = np.zeros(shape)
+        if not sem.centered:
+            mean, d_mu = np.zeros_like(mean), np.zeros_like(d_mu)
+        in_coarse = coarser(model.compute, case.dtype)
+        u_o, tiny = UNIT_ROUNDOFF[case.dtype], _TINY[case.dtype]
+        with np.errstate(all="ignore"):
+            inv_hi = inv + d_inv
+            if model.arithmetic == "unfolded":
+                k = (1 + u) ** 2 * inv_hi
+                b = gamma * (((k - inv) + u * k) * np.abs(x - mean) + d_mu * k * (1 + u)
+                             + (u * k * np.abs(x) if in_coarse else 0.0))
+            else:
+                d_a = gamma * d_inv + u * gamma * inv_hi
+                a_hi = gamma * inv_hi
+                mu = np.abs(mean)
+                d_b = d_mu * a_hi + mu * d_a + 2 * u * (mu * a_hi + beta)
+                b = (d_a + u * a_hi + (u * a_hi if in_coarse else 0.0)) * np.abs(x) + d_b + u * beta
+            b = b + (u + 2 * u_o) * np.abs(ref) + tiny
+            b = np.where(np.isnan(b), np.inf, b)
+        return b, np.broadcast_to(nan_possible, b.shape)
+
+
+def judge(rb: RowBounds, model: Model, output: str, step: int, obs: np.ndarray, ref: np.ndarray, tol) -> Verdict | None:
+    """Does ``obs`` lie within ``model``'s bound (plus the tolerance) around ``ref``?"""
+    if output in ("y", "x_hat"):
+        b, nan_ok = rb.element_bound(model, output, step, ref)
+    else:
+        b = rb.group_bound(model, output, step)
+        if b is None:
+            return None
+        nan_ok = np.zeros(b.shape, bool)
+    o = np.asarray(obs, np.float64)
+    e = np.asarray(ref, np.float64)
+    if o.shape != e.shape or b.shape != e.shape:
+        return None
+    with np.errstate(all="ignore"):
+        lim = b + tol.atol + tol.rtol * np.abs(e)
+        err = np.abs(o - e)
+        err = np.where((o == e) | (np.isnan(o) & np.isnan(e)), 0.0, err)
+        err = np.where(np.isnan(o) & nan_ok, 0.0, err)
+        err = np.where(np.isnan(err), np.inf, err)
+        frac = np.where(np.isinf(lim), 0.0, err / lim)
+        frac = np.where(np.isinf(err) & ~np.isinf(lim), np.inf, frac)
+    if not frac.size:
+        return None
+    k = np.unravel_index(int(np.argmax(frac)), frac.shape)
+    f = float(frac[k])
+    kappa = _kappa(rb, step)
+    return Verdict(model, f <= 1.0, max(f, 0.0), float(err[k]), float(b[k]), tuple(int(i) for i in k),
+                   bool(np.isinf(b).any()), kappa)
+
+
+def _kappa(rb: RowBounds, step: int) -> float | None:
+    cd = rb.data(step)
+    with np.errstate(all="ignore"):
+        k = np.sqrt(cd.e2 / cd.var_b)
+    k = k[np.isfinite(k)]
+    return float(k.max()) if k.size else None
+
+
+def models(case, output: str) -> list[Model]:
+    """The precision hypotheses for ``output``, cheapest first (statistics: no arithmetic variants)."""
+    from harness.explain.bounds import models_for
+
+    out: list[Model] = []
+    for m in models_for(case.dtype):
+        if output == "mean":
+            m = Model(m.stats, m.stats, "two_pass", "unfolded")
+        elif output == "inv_std":
+            m = Model(m.stats, m.compute, m.variance, "unfolded")
+        if m not in out:
+            out.append(m)
+    return out
