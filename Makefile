@@ -1,6 +1,7 @@
 # normconf — all set-up is done by these targets on a fresh machine (no root needed).
 #   make report   create .venv, install, run the conformance suite, write reports/
 #   make test     same set-up, then the whole test suite
+#   make lint     same set-up, then ruff (lint + format check) and mypy (config in pyproject.toml)
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -13,7 +14,7 @@ TINYDNN_FORCE := $(if $(wildcard /usr/include/tiny_dnn/tiny_dnn.h),$(if $(wildca
 PYTEST_ARGS ?=
 JOBS ?= 2
 
-.PHONY: all install report test schema bench clean distclean FORCE
+.PHONY: all install report test lint schema bench clean distclean FORCE
 
 all: test
 
@@ -34,6 +35,14 @@ report: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
+
+# the paths ruff checks; mypy checks the strictly typed set named in pyproject.toml ([tool.mypy] files)
+LINT_PATHS := harness references tests benchmarks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 schema: $(STAMP)
 	$(VENV)/bin/normconf schema --out cases/schema.json

@@ -35,10 +35,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_BACKENDS = ["keras-tf", "tf-nn", "tf-fused", "ort", "ort-init", "ort-init-noopt", "ort-opset9",
-                    "ort-opset9-init", "onnx-reference", "onnx-reference-opset9"]
-POOL = [[8, 16, 8, 8], [4, 3, 5, 5], [16, 32, 4, 4], [2, 8, 16, 16], [32, 4, 2, 2],
-        [8, 8, 6, 6], [3, 1, 1, 6], [16, 16, 8, 8], [4, 64, 3, 3], [6, 12, 10, 10]]
+DEFAULT_BACKENDS = [
+    "keras-tf",
+    "tf-nn",
+    "tf-fused",
+    "ort",
+    "ort-init",
+    "ort-init-noopt",
+    "ort-opset9",
+    "ort-opset9-init",
+    "onnx-reference",
+    "onnx-reference-opset9",
+]
+POOL = [
+    [8, 16, 8, 8],
+    [4, 3, 5, 5],
+    [16, 32, 4, 4],
+    [2, 8, 16, 16],
+    [32, 4, 2, 2],
+    [8, 8, 6, 6],
+    [3, 1, 1, 6],
+    [16, 16, 8, 8],
+    [4, 64, 3, 3],
+    [6, 12, 10, 10],
+]
 
 
 def make_cases(n: int, shapes: str):
@@ -46,19 +66,30 @@ def make_cases(n: int, shapes: str):
 
     cases = []
     for i in range(n):
-        shape = list(POOL[i % len(POOL)]) if shapes == "pooled" else [2 + i % 7, 2 + (i // 7) % 9, 3 + i % 5, 3 + (i // 5) % 6]
+        shape = (
+            list(POOL[i % len(POOL)])
+            if shapes == "pooled"
+            else [2 + i % 7, 2 + (i // 7) % 9, 3 + i % 5, 3 + (i // 5) % 6]
+        )
         mode = "eval" if i % 3 == 2 else "train"
-        cases.append(Case.model_validate({
-            "id": f"c{i}", "shape": shape, "mode": mode,
-            "layout": "channels_last" if i % 4 == 1 else "channels_first",
-            "dtype": "float16" if i % 10 == 9 else "float32",
-            "param_dtype": "float32",
-            "steps": 1 + i % 3 if mode == "train" else 1,
-            "eval_after": mode == "train" and i % 5 == 0,
-            "input": {"seed": i, "std": 2.0},
-            "momentum": {"batch_weight": 0.1 + 0.05 * (i % 2)},
-            "running_mean": 0.5, "running_var": 1.5,
-        }))
+        cases.append(
+            Case.model_validate(
+                {
+                    "id": f"c{i}",
+                    "shape": shape,
+                    "mode": mode,
+                    "layout": "channels_last" if i % 4 == 1 else "channels_first",
+                    "dtype": "float16" if i % 10 == 9 else "float32",
+                    "param_dtype": "float32",
+                    "steps": 1 + i % 3 if mode == "train" else 1,
+                    "eval_after": mode == "train" and i % 5 == 0,
+                    "input": {"seed": i, "std": 2.0},
+                    "momentum": {"batch_weight": 0.1 + 0.05 * (i % 2)},
+                    "running_mean": 0.5,
+                    "running_var": 1.5,
+                }
+            )
+        )
     return cases
 
 
@@ -91,7 +122,14 @@ def child(backend: str, n: int, shapes: str) -> dict:
             outcomes["error"] += 1
         times.append(time.perf_counter() - t)
     total = time.perf_counter() - t_all
-    return {"backend": backend, "import_s": import_s, "total_s": total, "times": times, "outcomes": outcomes, "stats": dict(getattr(mod, "STATS", {}))}
+    return {
+        "backend": backend,
+        "import_s": import_s,
+        "total_s": total,
+        "times": times,
+        "outcomes": outcomes,
+        "stats": dict(getattr(mod, "STATS", {})),
+    }
 
 
 def main() -> None:
@@ -111,8 +149,13 @@ def main() -> None:
     rows = []
     for b in args.backend.split(","):
         env = {**os.environ, **get_adapter(b).worker_env}
-        p = subprocess.run([sys.executable, __file__, "--child", b, "--cases", str(args.cases), "--shapes", args.shapes],
-                           capture_output=True, text=True, env=env, cwd=ROOT)
+        p = subprocess.run(
+            [sys.executable, __file__, "--child", b, "--cases", str(args.cases), "--shapes", args.shapes],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         if p.returncode != 0:
             print(f"{b}: failed\n{p.stderr[-2000:]}", file=sys.stderr)
             continue
@@ -121,8 +164,10 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     ms = lambda s: f"{1e3 * s:8.2f}"  # noqa: E731
     print(f"{args.cases} cases, shapes {args.shapes}; times in ms")
-    print(f"{'backend':22} {'ran/uns/err':>11} {'import':>9} {'total':>9} {'first':>8} {'mean':>8} {'median':>8}"
-          f" | {'build':>8} {'sess/trc':>8} {'compute':>8} {'convert':>8} {'other':>8} (per case)")
+    print(
+        f"{'backend':22} {'ran/uns/err':>11} {'import':>9} {'total':>9} {'first':>8} {'mean':>8} {'median':>8}"
+        f" | {'build':>8} {'sess/trc':>8} {'compute':>8} {'convert':>8} {'other':>8} (per case)"
+    )
     for r in rows:
         t, st, n = r["times"], r["stats"], len(r["times"])
         rest = t[1:] or t
@@ -130,12 +175,14 @@ def main() -> None:
         setup = st.get("session", 0.0) + st.get("trace", 0.0)
         accounted = st.get("build", 0.0) + setup + st.get("compute", 0.0) + st.get("convert", 0.0)
         other = r["total_s"] - accounted
-        print(f"{r['backend']:22} {o['ran']:>3}/{o['unsupported']:>3}/{o['error']:>3} {ms(r['import_s'])} {ms(r['total_s'])} {ms(t[0])} "
-              f"{ms(statistics.mean(rest))} {ms(statistics.median(rest))} | "
-              f"{ms(st.get('build', 0.0) / n)} {ms(setup / n)} {ms(st.get('compute', 0.0) / n)} "
-              f"{ms(st.get('convert', 0.0) / n)} {ms(other / n)}"
-              f"   [{int(st.get('sessions_created', st.get('traced_functions', 0)))} sessions/traces, "
-              f"{int(st.get('cache_hits', 0))} cache hits]")
+        print(
+            f"{r['backend']:22} {o['ran']:>3}/{o['unsupported']:>3}/{o['error']:>3} {ms(r['import_s'])} {ms(r['total_s'])} {ms(t[0])} "
+            f"{ms(statistics.mean(rest))} {ms(statistics.median(rest))} | "
+            f"{ms(st.get('build', 0.0) / n)} {ms(setup / n)} {ms(st.get('compute', 0.0) / n)} "
+            f"{ms(st.get('convert', 0.0) / n)} {ms(other / n)}"
+            f"   [{int(st.get('sessions_created', st.get('traced_functions', 0)))} sessions/traces, "
+            f"{int(st.get('cache_hits', 0))} cache hits]"
+        )
 
 
 if __name__ == "__main__":

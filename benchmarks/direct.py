@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
-
 
 def direct_numpy(case, inputs) -> Callable[[], object]:
     """The numpy backend's framework is the float64 reference itself (plus the rounding to the dtype)."""
@@ -33,7 +31,9 @@ def direct_numpy(case, inputs) -> Callable[[], object]:
 def direct_torch(case, inputs) -> Callable[[], object]:
     import torch
 
-    cls = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d, 5: torch.nn.BatchNorm3d}[case.rank]
+    cls = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d, 5: torch.nn.BatchNorm3d}[
+        case.rank
+    ]
     xs = [torch.from_numpy(x) for x in inputs.x]
 
     def call():
@@ -73,16 +73,28 @@ def direct_ort(case, inputs) -> Callable[[], object]:
 
 def direct_cpp(case, inputs) -> Callable[[], object]:
     """The bundled C++ library's ``normconf_bn_forward`` through ctypes (one call per step)."""
-    from harness.native import TRAIN, EVAL, bundled_library, call_forward, load
+    from harness.native import EVAL, TRAIN, bundled_library, call_forward, load
 
     lib = load(str(bundled_library("cpp")))
     dt = inputs.x[0].dtype
 
     def call():
         rm, rv = inputs.running_mean.astype(dt), inputs.running_var.astype(dt)
-        return [call_forward(lib, x, mode=TRAIN if case.mode == "train" else EVAL, eps=case.eps,
-                             momentum=case.momentum_weight, step=k + 1, gamma=inputs.gamma, beta=inputs.beta,
-                             running_mean=rm, running_var=rv).y for k, x in enumerate(inputs.x)]
+        return [
+            call_forward(
+                lib,
+                x,
+                mode=TRAIN if case.mode == "train" else EVAL,
+                eps=case.eps,
+                momentum=case.momentum_weight,
+                step=k + 1,
+                gamma=inputs.gamma,
+                beta=inputs.beta,
+                running_mean=rm,
+                running_var=rv,
+            ).y
+            for k, x in enumerate(inputs.x)
+        ]
 
     return call
 
@@ -96,7 +108,9 @@ def available(backend: str) -> str | None:
 
     if backend == "torch" and importlib.util.find_spec("torch") is None:
         return "torch is not installed"
-    if backend == "ort" and (importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None):
+    if backend == "ort" and (
+        importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None
+    ):
         return "onnxruntime/onnx is not installed"
     if backend == "cpp":
         from harness.native import bundled_library

@@ -78,8 +78,13 @@ TARGETS = {
 
 
 def _stats(samples: list[float]) -> dict:
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
-            "n": len(samples), "samples": [round(s, 6) for s in samples]}
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "n": len(samples),
+        "samples": [round(s, 6) for s in samples],
+    }
 
 
 def timeit(fn, repeat: int, warmup: int = 1, cpu_of: list[int] | None = None) -> dict:
@@ -117,9 +122,9 @@ def _proc_cpu(pid: int) -> float:
 def make_case(shape: list[int], seed: int = 0, case_id: str = "bench", **kw):
     from harness.cases import Case, Generator, LoadedCase
 
-    c = Case.model_validate({"id": case_id, "shape": list(shape), "mode": "train",
-                             "momentum": {"batch_weight": 0.1}, **kw}).model_copy(
-        update={"input": Generator(seed=seed)})
+    c = Case.model_validate(
+        {"id": case_id, "shape": list(shape), "mode": "train", "momentum": {"batch_weight": 0.1}, **kw}
+    ).model_copy(update={"input": Generator(seed=seed)})
     return LoadedCase(c, "<benchmark>", 0)
 
 
@@ -191,20 +196,33 @@ def bench_overhead(backends: list[str], sizes: dict[str, list[int]], repeat: int
                     cold.append(time.perf_counter() - t)
                 dm, nm = d["median"], n["median"]
                 dc, nc = d["cpu"]["median"], n["cpu"]["median"]
-                out.append({
-                    "backend": backend, "size": size, "shape": shape, "input_bytes": int(inputs.x[0].nbytes),
-                    "case_fields": own, "outcomes": outcomes,
-                    "direct_ms": ms(dm), "normconf_warm_ms": ms(nm), "ratio_warm": round(nm / dm, 3),
-                    "overhead_warm_ms": ms(nm - dm),
-                    "direct_cpu_ms": ms(dc), "normconf_warm_cpu_ms": ms(nc),
-                    "ratio_warm_cpu": round(nc / dc, 3) if dc > 0 else None, "overhead_warm_cpu_ms": ms(nc - dc),
-                    "normconf_cold_ms": ms(statistics.median(cold)), "ratio_cold": round(statistics.median(cold) / dm, 3),
-                    "overhead_cold_ms": ms(statistics.median(cold) - dm),
-                    "breakdown_warm_ms": {"adapter": ms(statistics.median(adapter)),
-                                          "transport": ms(statistics.median(transport)),
-                                          "rows": ms(statistics.median(rows))},
-                    "samples": {"direct": d, "normconf_warm": n, "normconf_cold": _stats(cold)},
-                })
+                out.append(
+                    {
+                        "backend": backend,
+                        "size": size,
+                        "shape": shape,
+                        "input_bytes": int(inputs.x[0].nbytes),
+                        "case_fields": own,
+                        "outcomes": outcomes,
+                        "direct_ms": ms(dm),
+                        "normconf_warm_ms": ms(nm),
+                        "ratio_warm": round(nm / dm, 3),
+                        "overhead_warm_ms": ms(nm - dm),
+                        "direct_cpu_ms": ms(dc),
+                        "normconf_warm_cpu_ms": ms(nc),
+                        "ratio_warm_cpu": round(nc / dc, 3) if dc > 0 else None,
+                        "overhead_warm_cpu_ms": ms(nc - dc),
+                        "normconf_cold_ms": ms(statistics.median(cold)),
+                        "ratio_cold": round(statistics.median(cold) / dm, 3),
+                        "overhead_cold_ms": ms(statistics.median(cold) - dm),
+                        "breakdown_warm_ms": {
+                            "adapter": ms(statistics.median(adapter)),
+                            "transport": ms(statistics.median(transport)),
+                            "rows": ms(statistics.median(rows)),
+                        },
+                        "samples": {"direct": d, "normconf_warm": n, "normconf_cold": _stats(cold)},
+                    }
+                )
     return out
 
 
@@ -224,11 +242,18 @@ def bench_reference(shape: list[int], repeat: int) -> dict:
     ref = timeit(lambda: reference_outputs(lc.case, inputs), repeat)
     cp = timeit(lambda: np.copy(x), repeat)
     cp64 = timeit(lambda: x.astype(np.float64), repeat)
-    return {"shape": shape, "input_bytes": int(x.nbytes), "reference_ms": ms(ref["median"]), "copy_ms": ms(cp["median"]),
-            "astype_f64_ms": ms(cp64["median"]), "ratio": round(ref["median"] / cp["median"], 2),
-            "reference_cpu_ms": ms(ref["cpu"]["median"]), "copy_cpu_ms": ms(cp["cpu"]["median"]),
-            "ratio_cpu": round(ref["cpu"]["median"] / cp["cpu"]["median"], 2) if cp["cpu"]["median"] > 0 else None,
-            "samples": {"reference": ref, "copy": cp, "astype_f64": cp64}}
+    return {
+        "shape": shape,
+        "input_bytes": int(x.nbytes),
+        "reference_ms": ms(ref["median"]),
+        "copy_ms": ms(cp["median"]),
+        "astype_f64_ms": ms(cp64["median"]),
+        "ratio": round(ref["median"] / cp["median"], 2),
+        "reference_cpu_ms": ms(ref["cpu"]["median"]),
+        "copy_cpu_ms": ms(cp["cpu"]["median"]),
+        "ratio_cpu": round(ref["cpu"]["median"] / cp["cpu"]["median"], 2) if cp["cpu"]["median"] > 0 else None,
+        "samples": {"reference": ref, "copy": cp, "astype_f64": cp64},
+    }
 
 
 # ----------------------------------------------------------------------------------------
@@ -274,8 +299,10 @@ def _same_results(a: Path, b: Path) -> tuple[bool, str]:
         examples = []
         for i in list(rows[rows].index)[:6]:
             cols = [c for c in da.columns if ne.at[i, c]]
-            examples.append(f"{da.at[i, 'case']} [{da.at[i, 'backend']}] {da.at[i, 'output']}: "
-                            + "; ".join(f"{c}: {str(da.at[i, c])[:80]!r} vs {str(db.at[i, c])[:80]!r}" for c in cols[:3]))
+            examples.append(
+                f"{da.at[i, 'case']} [{da.at[i, 'backend']}] {da.at[i, 'output']}: "
+                + "; ".join(f"{c}: {str(da.at[i, c])[:80]!r} vs {str(db.at[i, c])[:80]!r}" for c in cols[:3])
+            )
         return False, f"{int(rows.sum())} rows differ: " + " | ".join(examples)
     return True, f"{len(da)} rows identical"
 
@@ -296,12 +323,22 @@ def bench_suite(paths: list[str], repeat: int, extra: list[str]) -> dict:
         # what 2 idle cores could give at best: the -j 2 run's CPU spread over 2 cores, but never
         # faster than its harness process (its comparison/explanation threads share one GIL)
         bound = (h + w) / max((h2 + w2) / 2, h2)
-        return {"paths": paths, "serial_s": round(s, 2), "j2_s": round(p, 2), "speedup": round(s / p, 2),
-                "serial_harness_cpu_s": round(h, 2), "serial_workers_cpu_s": round(w, 2),
-                "j2_harness_cpu_s": round(h2, 2), "j2_workers_cpu_s": round(w2, 2),
-                "speedup_cpu_bound": round(bound, 2),
-                "results_identical": same, "detail": detail, "cpu_count": os.cpu_count(), "loadavg": loadavg(),
-                "runs": {"serial": serial, "j2": par}}
+        return {
+            "paths": paths,
+            "serial_s": round(s, 2),
+            "j2_s": round(p, 2),
+            "speedup": round(s / p, 2),
+            "serial_harness_cpu_s": round(h, 2),
+            "serial_workers_cpu_s": round(w, 2),
+            "j2_harness_cpu_s": round(h2, 2),
+            "j2_workers_cpu_s": round(w2, 2),
+            "speedup_cpu_bound": round(bound, 2),
+            "results_identical": same,
+            "detail": detail,
+            "cpu_count": os.cpu_count(),
+            "loadavg": loadavg(),
+            "runs": {"serial": serial, "j2": par},
+        }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -333,9 +370,16 @@ def bench_fuzz(backends: list[str], max_examples: int, jobs: int = 2) -> dict:
         finally:
             ex.close()
     runs = rep.examples * len(bs) + rep.shrink_runs
-    return {"backends": bs, "jobs": jobs, "examples": rep.examples, "shrink_runs": rep.shrink_runs,
-            "findings": len(rep.findings), "seconds": round(dt, 2), "examples_per_s": round(rep.examples / dt, 2),
-            "backend_runs_per_s": round(runs / dt, 2)}
+    return {
+        "backends": bs,
+        "jobs": jobs,
+        "examples": rep.examples,
+        "shrink_runs": rep.shrink_runs,
+        "findings": len(rep.findings),
+        "seconds": round(dt, 2),
+        "examples_per_s": round(rep.examples / dt, 2),
+        "backend_runs_per_s": round(runs / dt, 2),
+    }
 
 
 # ----------------------------------------------------------------------------------------
@@ -385,18 +429,29 @@ def memory_probe(shape: list[int], backend: str, explain: bool) -> dict:
         w_hwm = _read_hwm(wpid)
     nbytes = 4 * int(__import__("math").prod(shape))
     outcomes = sorted({r.outcome for r in rows})
-    return {"backend": backend, "explain": explain, "shape": shape, "input_bytes": nbytes, "seconds": round(dt, 2),
-            "outcomes": outcomes, "explanations": sorted({r.explanation for r in rows if r.explanation}),
-            "harness_traced_peak_x": round(peak / nbytes, 2),
-            "harness_rss_growth_x": round((p_hwm - p_before) / nbytes, 2) if rss_reset else None,
-            "worker_rss_growth_x": round((w_hwm - w_before) / nbytes, 2) if rss_reset else None}
+    return {
+        "backend": backend,
+        "explain": explain,
+        "shape": shape,
+        "input_bytes": nbytes,
+        "seconds": round(dt, 2),
+        "outcomes": outcomes,
+        "explanations": sorted({r.explanation for r in rows if r.explanation}),
+        "harness_traced_peak_x": round(peak / nbytes, 2),
+        "harness_rss_growth_x": round((p_hwm - p_before) / nbytes, 2) if rss_reset else None,
+        "worker_rss_growth_x": round((w_hwm - w_before) / nbytes, 2) if rss_reset else None,
+    }
 
 
 def bench_memory(shape: list[int], backend: str) -> list[dict]:
     out = []
     for explain in (False, True):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-probe",
-               json.dumps({"shape": shape, "backend": backend, "explain": explain})]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--memory-probe",
+            json.dumps({"shape": shape, "backend": backend, "explain": explain}),
+        ]
         p = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if p.returncode != 0:
             out.append({"backend": backend, "explain": explain, "error": p.stderr[-1500:]})
@@ -417,34 +472,77 @@ def targets(res: dict) -> list[dict]:
         if r["size"] == "large" and r["backend"] in ("torch", "ort"):
             for kind, key in (("wall", "ratio_warm"), ("CPU", "ratio_warm_cpu")):
                 if r.get(key) is not None:
-                    t.append({"target": f"overhead {r['backend']} large (warm, {kind}) <= {TARGETS['overhead_large_ratio']}x",
-                              "value": r[key], "met": r[key] <= TARGETS["overhead_large_ratio"]})
+                    t.append(
+                        {
+                            "target": f"overhead {r['backend']} large (warm, {kind}) <= {TARGETS['overhead_large_ratio']}x",
+                            "value": r[key],
+                            "met": r[key] <= TARGETS["overhead_large_ratio"],
+                        }
+                    )
         if r["size"] == "small":
             for kind, key in (("wall", "overhead_warm_ms"), ("CPU", "overhead_warm_cpu_ms")):
                 if r.get(key) is not None:
-                    t.append({"target": f"overhead {r['backend']} small (warm, {kind}) <= {TARGETS['overhead_small_ms']} ms",
-                              "value": r[key], "met": r[key] <= TARGETS["overhead_small_ms"]})
+                    t.append(
+                        {
+                            "target": f"overhead {r['backend']} small (warm, {kind}) <= {TARGETS['overhead_small_ms']} ms",
+                            "value": r[key],
+                            "met": r[key] <= TARGETS["overhead_small_ms"],
+                        }
+                    )
     ref = res.get("reference")
     if ref:
-        t.append({"target": f"reference <= {TARGETS['reference_vs_copy']}x np.copy", "value": ref["ratio"],
-                  "met": ref["ratio"] <= TARGETS["reference_vs_copy"]})
+        t.append(
+            {
+                "target": f"reference <= {TARGETS['reference_vs_copy']}x np.copy",
+                "value": ref["ratio"],
+                "met": ref["ratio"] <= TARGETS["reference_vs_copy"],
+            }
+        )
         if ref.get("ratio_cpu") is not None:
-            t.append({"target": f"reference <= {TARGETS['reference_vs_copy']}x np.copy (CPU)", "value": ref["ratio_cpu"],
-                      "met": ref["ratio_cpu"] <= TARGETS["reference_vs_copy"]})
+            t.append(
+                {
+                    "target": f"reference <= {TARGETS['reference_vs_copy']}x np.copy (CPU)",
+                    "value": ref["ratio_cpu"],
+                    "met": ref["ratio_cpu"] <= TARGETS["reference_vs_copy"],
+                }
+            )
     s = res.get("suite")
     if s and "speedup" in s:
-        t.append({"target": f"suite -j 2 speedup >= {TARGETS['suite_speedup_j2']}x", "value": s["speedup"],
-                  "met": s["speedup"] >= TARGETS["suite_speedup_j2"]})
+        t.append(
+            {
+                "target": f"suite -j 2 speedup >= {TARGETS['suite_speedup_j2']}x",
+                "value": s["speedup"],
+                "met": s["speedup"] >= TARGETS["suite_speedup_j2"],
+            }
+        )
         if "speedup_cpu_bound" in s:
-            t.append({"target": f"suite -j 2 speedup, CPU-time bound >= {TARGETS['suite_speedup_j2']}x",
-                      "value": s["speedup_cpu_bound"], "met": s["speedup_cpu_bound"] >= TARGETS["suite_speedup_j2"]})
-        t.append({"target": "suite -j 2 results identical to serial", "value": s["detail"][:120], "met": s["results_identical"]})
+            t.append(
+                {
+                    "target": f"suite -j 2 speedup, CPU-time bound >= {TARGETS['suite_speedup_j2']}x",
+                    "value": s["speedup_cpu_bound"],
+                    "met": s["speedup_cpu_bound"] >= TARGETS["suite_speedup_j2"],
+                }
+            )
+        t.append(
+            {
+                "target": "suite -j 2 results identical to serial",
+                "value": s["detail"][:120],
+                "met": s["results_identical"],
+            }
+        )
     for m in res.get("memory", []):
         if "error" in m:
             continue
-        worst = max(v for v in (m["harness_traced_peak_x"], m["harness_rss_growth_x"] or 0, m["worker_rss_growth_x"] or 0))
-        t.append({"target": f"peak memory {'with' if m['explain'] else 'without'} explanation <= {TARGETS['peak_memory_multiple']}x input",
-                  "value": worst, "met": worst <= TARGETS["peak_memory_multiple"]})
+        worst = max(
+            v for v in (m["harness_traced_peak_x"], m["harness_rss_growth_x"] or 0, m["worker_rss_growth_x"] or 0)
+        )
+        t.append(
+            {
+                "target": f"peak memory {'with' if m['explain'] else 'without'} explanation <= {TARGETS['peak_memory_multiple']}x input",
+                "value": worst,
+                "met": worst <= TARGETS["peak_memory_multiple"],
+            }
+        )
     return t
 
 
@@ -454,51 +552,83 @@ def print_table(res: dict) -> None:
 
     con = Console(width=150)
     if res.get("overhead"):
-        tb = Table(title="harness overhead: Runner.run_pair vs the framework called directly (median ms; "
-                         "CPU = harness + worker processes)")
-        for c in ("backend", "case", "direct", "normconf warm", "ratio", "+ms", "adapter/transport/rows",
-                  "normconf cold", "ratio cold", "CPU: direct", "normconf", "ratio", "+ms"):
+        tb = Table(
+            title="harness overhead: Runner.run_pair vs the framework called directly (median ms; "
+            "CPU = harness + worker processes)"
+        )
+        for c in (
+            "backend",
+            "case",
+            "direct",
+            "normconf warm",
+            "ratio",
+            "+ms",
+            "adapter/transport/rows",
+            "normconf cold",
+            "ratio cold",
+            "CPU: direct",
+            "normconf",
+            "ratio",
+            "+ms",
+        ):
             tb.add_column(c, justify="right")
         for r in res["overhead"]:
             if "skipped" in r:
                 tb.add_row(r["backend"], r.get("size", ""), "skipped: " + r["skipped"][:60])
                 continue
             b = r["breakdown_warm_ms"]
-            tb.add_row(r["backend"], r["size"], f"{r['direct_ms']:.2f}", f"{r['normconf_warm_ms']:.2f}",
-                       f"{r['ratio_warm']:.2f}x", f"{r['overhead_warm_ms']:.2f}",
-                       f"{b['adapter']:.1f}/{b['transport']:.1f}/{b['rows']:.1f}",
-                       f"{r['normconf_cold_ms']:.1f}", f"{r['ratio_cold']:.2f}x",
-                       f"{r['direct_cpu_ms']:.2f}", f"{r['normconf_warm_cpu_ms']:.2f}",
-                       f"{r['ratio_warm_cpu']:.2f}x" if r["ratio_warm_cpu"] else "", f"{r['overhead_warm_cpu_ms']:.2f}")
+            tb.add_row(
+                r["backend"],
+                r["size"],
+                f"{r['direct_ms']:.2f}",
+                f"{r['normconf_warm_ms']:.2f}",
+                f"{r['ratio_warm']:.2f}x",
+                f"{r['overhead_warm_ms']:.2f}",
+                f"{b['adapter']:.1f}/{b['transport']:.1f}/{b['rows']:.1f}",
+                f"{r['normconf_cold_ms']:.1f}",
+                f"{r['ratio_cold']:.2f}x",
+                f"{r['direct_cpu_ms']:.2f}",
+                f"{r['normconf_warm_cpu_ms']:.2f}",
+                f"{r['ratio_warm_cpu']:.2f}x" if r["ratio_warm_cpu"] else "",
+                f"{r['overhead_warm_cpu_ms']:.2f}",
+            )
         con.print(tb)
     ref = res.get("reference")
     if ref:
-        con.print(f"reference {ref['shape']}: {ref['reference_ms']:.1f} ms vs np.copy {ref['copy_ms']:.1f} ms "
-                  f"= {ref['ratio']}x (astype float64: {ref['astype_f64_ms']:.1f} ms); CPU time {ref['reference_cpu_ms']:.1f} "
-                  f"vs {ref['copy_cpu_ms']:.1f} ms = {ref['ratio_cpu']}x")
+        con.print(
+            f"reference {ref['shape']}: {ref['reference_ms']:.1f} ms vs np.copy {ref['copy_ms']:.1f} ms "
+            f"= {ref['ratio']}x (astype float64: {ref['astype_f64_ms']:.1f} ms); CPU time {ref['reference_cpu_ms']:.1f} "
+            f"vs {ref['copy_cpu_ms']:.1f} ms = {ref['ratio_cpu']}x"
+        )
     s = res.get("suite")
     if s:
         if "speedup" in s:
-            con.print(f"suite {' '.join(s['paths'])}: serial {s['serial_s']} s (CPU: harness process "
-                      f"{s['serial_harness_cpu_s']} s, workers {s['serial_workers_cpu_s']} s), -j 2 {s['j2_s']} s "
-                      f"= {s['speedup']}x ({s['cpu_count']} CPUs; CPU-time bound on idle cores "
-                      f"{s['speedup_cpu_bound']}x); results: {s['detail']}")
+            con.print(
+                f"suite {' '.join(s['paths'])}: serial {s['serial_s']} s (CPU: harness process "
+                f"{s['serial_harness_cpu_s']} s, workers {s['serial_workers_cpu_s']} s), -j 2 {s['j2_s']} s "
+                f"= {s['speedup']}x ({s['cpu_count']} CPUs; CPU-time bound on idle cores "
+                f"{s['speedup_cpu_bound']}x); results: {s['detail']}"
+            )
         else:
             con.print(f"suite: {s}")
     f = res.get("fuzz")
     if f and "skipped" not in f:
-        con.print(f"fuzz ({', '.join(f['backends'])}, -j {f['jobs']}): {f['examples']} examples + {f['shrink_runs']} "
-                  f"shrink runs in {f['seconds']} s = {f['examples_per_s']} examples/s, "
-                  f"{f['backend_runs_per_s']} backend runs/s ({f['findings']} findings)")
+        con.print(
+            f"fuzz ({', '.join(f['backends'])}, -j {f['jobs']}): {f['examples']} examples + {f['shrink_runs']} "
+            f"shrink runs in {f['seconds']} s = {f['examples_per_s']} examples/s, "
+            f"{f['backend_runs_per_s']} backend runs/s ({f['findings']} findings)"
+        )
     elif f:
         con.print(f"fuzz: {f['skipped']}")
     for m in res.get("memory", []):
         if "error" in m:
             con.print(f"memory ({m['backend']}, explain={m['explain']}): probe failed: {m['error'][-300:]}")
         else:
-            con.print(f"memory {m['shape']} on {m['backend']} {'with' if m['explain'] else 'without'} explanation "
-                      f"({', '.join(m['outcomes'])}): harness traced peak {m['harness_traced_peak_x']}x, harness RSS "
-                      f"+{m['harness_rss_growth_x']}x, worker RSS +{m['worker_rss_growth_x']}x input bytes ({m['seconds']} s)")
+            con.print(
+                f"memory {m['shape']} on {m['backend']} {'with' if m['explain'] else 'without'} explanation "
+                f"({', '.join(m['outcomes'])}): harness traced peak {m['harness_traced_peak_x']}x, harness RSS "
+                f"+{m['harness_rss_growth_x']}x, worker RSS +{m['worker_rss_growth_x']}x input bytes ({m['seconds']} s)"
+            )
     tb = Table(title="targets")
     for c in ("target", "value", "met"):
         tb.add_column(c)
@@ -513,8 +643,9 @@ def print_table(res: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny shapes, few repeats, a one-file suite (smoke test)")
-    ap.add_argument("--only", default="overhead,reference,suite,fuzz,memory",
-                    help="comma-separated sections (default: all)")
+    ap.add_argument(
+        "--only", default="overhead,reference,suite,fuzz,memory", help="comma-separated sections (default: all)"
+    )
     ap.add_argument("--backends", default=",".join(BACKENDS))
     ap.add_argument("--repeat", type=int, default=None, help="timed runs per measurement (default 7, quick 3)")
     ap.add_argument("--suite-repeat", type=int, default=1)
@@ -535,12 +666,20 @@ def main(argv: list[str] | None = None) -> int:
     suite_paths = (args.suite_paths or ("cases/seed_article.yaml" if args.quick else "cases")).split(",")
     suite_extra = ["-b", "numpy"] if args.quick else []
 
-    res: dict = {"meta": {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "quick": args.quick, "repeat": repeat,
-        "python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-        "loadavg_before": loadavg(),
-        "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
-    }}
+    res: dict = {
+        "meta": {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "quick": args.quick,
+            "repeat": repeat,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "loadavg_before": loadavg(),
+            "git": subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ).stdout.strip(),
+        }
+    }
     t0 = time.perf_counter()
     if "overhead" in sections:
         res["overhead"] = bench_overhead(backends, {"large": large, "small": SMALL}, repeat, max(1, repeat // 2))

@@ -83,7 +83,9 @@ def _format_loc(prefix: str, loc: Iterable[Any]) -> str:
 
 
 #: pydantic adds the union member it tried to ``loc``; these are not keys of the file
-_UNION_TAGS = re.compile(r"^(int|float|list\[.*\]|Generator|Momentum|Affine|bool|str|function-.*|literal\[.*\]|constrained-.*|tagged-union\[.*\])$")
+_UNION_TAGS = re.compile(
+    r"^(int|float|list\[.*\]|Generator|Momentum|Affine|bool|str|function-.*|literal\[.*\]|constrained-.*|tagged-union\[.*\])$"
+)
 
 
 def _is_tag(err: dict[str, Any], i: int) -> bool:
@@ -100,8 +102,10 @@ _UNION_HINTS = {
     "momentum": "expected {batch_weight: w} (PyTorch's momentum), {running_weight: 1-w} (Keras/ONNX momentum) or 'cumulative'",
     "data": "expected a flat list of numbers (or one list per step)",
     "affine": "expected true, false or {gamma: ..., beta: ...}",
-    "per_channel": ("expected a number (every channel), a list of numbers (one per channel) or a generator "
-                    "{dist: normal|uniform|constant, mean, std, low, high, value, seed}"),
+    "per_channel": (
+        "expected a number (every channel), a list of numbers (one per channel) or a generator "
+        "{dist: normal|uniform|constant, mean, std, low, high, value, seed}"
+    ),
     "number": "expected a number",
 }
 _FIELD_HINTS = {
@@ -145,11 +149,17 @@ def _prune_unions(errs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         best_depth = max(depth.values())
         if best_depth == 0 and len(by_branch) > 1:  # the value fits no form of the union
             first = members[0][1]
-            out.append({"type": "union_mismatch", "loc": key, "msg": _union_hint(key, list(by_branch)),
-                        "input": first.get("input")})
+            out.append(
+                {
+                    "type": "union_mismatch",
+                    "loc": key,
+                    "msg": _union_hint(key, list(by_branch)),
+                    "input": first.get("input"),
+                }
+            )
             continue
         branch = min((b for b in by_branch if depth[b] == best_depth), key=lambda b: len(by_branch[b]))
-        stripped = [{**e, "loc": e["loc"][: len(key)] + e["loc"][len(key) + 1:]} for e in by_branch[branch]]
+        stripped = [{**e, "loc": e["loc"][: len(key)] + e["loc"][len(key) + 1 :]} for e in by_branch[branch]]
         out.extend(_prune_unions(stripped))
     return out
 
@@ -169,13 +179,28 @@ def _describe(err: dict[str, Any], loc: tuple[Any, ...], allowed_keys: Callable[
     if typ == "missing":
         return "required field is missing"
     if typ == "string_pattern_mismatch" and loc == ("id",):
-        return (f"ids are letters, digits and _ . + - and start with a letter or digit (got {err.get('input')!r})")
+        return f"ids are letters, digits and _ . + - and start with a letter or digit (got {err.get('input')!r})"
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     if "input" in err and "(got " not in msg:
         msg += f" (got {_short_repr(err['input'])})"
     top = loc[0] if loc else None
-    if top in _FIELD_HINTS and len(loc) == 1 and typ in ("model_type", "literal_error", "list_type", "dict_type", "bool_type", "float_type", "int_type", "too_long", "too_short"):
+    if (
+        top in _FIELD_HINTS
+        and len(loc) == 1
+        and typ
+        in (
+            "model_type",
+            "literal_error",
+            "list_type",
+            "dict_type",
+            "bool_type",
+            "float_type",
+            "int_type",
+            "too_long",
+            "too_short",
+        )
+    ):
         msg += f"; {_FIELD_HINTS[top]}"
     return msg

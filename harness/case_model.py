@@ -46,17 +46,25 @@ def _finite(v: Any) -> Any:
 
 #: the magnitude from which a number rounds to infinity in each dtype (the largest finite value plus
 #: half an ulp): 65520 for float16
-_OVERFLOW_AT = {"float16": 2.0**15 * (2 - 2.0**-11), "bfloat16": 2.0**127 * (2 - 2.0**-8),
-                "float32": 2.0**127 * (2 - 2.0**-24), "float64": math.inf}
+_OVERFLOW_AT = {
+    "float16": 2.0**15 * (2 - 2.0**-11),
+    "bfloat16": 2.0**127 * (2 - 2.0**-8),
+    "float32": 2.0**127 * (2 - 2.0**-24),
+    "float64": math.inf,
+}
 
 
 def _output_name_check(names: tuple[str, ...]):
     def check(v: str) -> str:
         if v not in names:
             hint = difflib.get_close_matches(v, names, n=1)
-            raise ValueError(f"unknown output (got {v!r})" + (f"; did you mean {hint[0]!r}?" if hint else "")
-                             + f" The outputs are {', '.join(names)}")
+            raise ValueError(
+                f"unknown output (got {v!r})"
+                + (f"; did you mean {hint[0]!r}?" if hint else "")
+                + f" The outputs are {', '.join(names)}"
+            )
         return v
+
     return check
 
 
@@ -129,8 +137,9 @@ class Momentum(_Model):
         return 1.0 - float(self.running_weight)
 
 
-def tolerance_model(output_names: tuple[str, ...], op: str) -> type[BaseModel]:
-    """The ``tolerance:`` model of an op whose outputs are ``output_names``."""
+def tolerance_model(output_names: tuple[str, ...], op: str, module: str = __name__) -> type[BaseModel]:
+    """The ``tolerance:`` model of an op whose outputs are ``output_names``.  Assign it to a module-level
+    ``Tolerance`` of ``module`` (cases travel to workers by pickle, which finds the class by that name)."""
 
     class Tolerance(_Model):
         """A per-case tolerance override; ``reason`` is required."""
@@ -150,18 +159,22 @@ def tolerance_model(output_names: tuple[str, ...], op: str) -> type[BaseModel]:
         @classmethod
         def _finite_tolerance(cls, v: Any) -> Any:
             if isinstance(v, float) and math.isinf(v):
-                raise ValueError("must be a finite number within float64 range (got inf): "
-                                 "an infinite tolerance accepts any result")
+                raise ValueError(
+                    "must be a finite number within float64 range (got inf): an infinite tolerance accepts any result"
+                )
             return _finite(v)
 
         @field_validator("outputs")
         @classmethod
         def _some_outputs(cls, v: list[str] | None) -> list[str] | None:
             if v is not None and not v:
-                raise ValueError("an empty list applies the tolerance to no output: leave 'outputs' out to apply it to all")
+                raise ValueError(
+                    "an empty list applies the tolerance to no output: leave 'outputs' out to apply it to all"
+                )
             return v
 
-    Tolerance.__qualname__ = Tolerance.__name__ = "Tolerance" if op == "batch_norm" else f"Tolerance_{op}"
+    Tolerance.__qualname__ = Tolerance.__name__ = "Tolerance"
+    Tolerance.__module__ = module
     return Tolerance
 
 
@@ -264,9 +277,11 @@ class Case(CaseBase):
     @classmethod
     def _eps_positive(cls, v: float) -> float:
         if isinstance(v, int) and _number_problem(v):
-            raise ValueError(f"must be a finite number within float64 range (got {_short_repr(v)}); eps must be a finite number > 0")
+            raise ValueError(
+                f"must be a finite number within float64 range (got {_short_repr(v)}); eps must be a finite number > 0"
+            )
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ValueError(f"eps must be a finite number > 0")
+            raise ValueError("eps must be a finite number > 0")
         return float(v)
 
     # --- derived, convenient views -------------------------------------------------
@@ -309,7 +324,9 @@ class Case(CaseBase):
         return names + (["eval_y"] if self.eval_after else [])
 
 
-def _per_channel_problems(loc: tuple[Any, ...], spec: Any, dtype: str, variance: bool) -> list[tuple[tuple[Any, ...], str]]:
+def _per_channel_problems(
+    loc: tuple[Any, ...], spec: Any, dtype: str, variance: bool
+) -> list[tuple[tuple[Any, ...], str]]:
     """gamma, beta and the running statistics: finite, within the parameter dtype; a variance ≥ 0."""
     if isinstance(spec, Generator):
         if not variance:
@@ -319,8 +336,13 @@ def _per_channel_problems(loc: tuple[Any, ...], spec: Any, dtype: str, variance:
         if spec.dist == "constant" and spec.value < 0:
             return [((*loc, "value"), f"a variance must be ≥ 0 (got {spec.value!r})")]
         if spec.dist == "normal" and (spec.std > 0 or spec.mean < 0):
-            return [(loc, "a variance must be ≥ 0, and a normal distribution draws negative values: "
-                          "use {dist: uniform, low: 0, high: ...} or {dist: constant, value: ...}")]
+            return [
+                (
+                    loc,
+                    "a variance must be ≥ 0, and a normal distribution draws negative values: "
+                    "use {dist: uniform, low: 0, high: ...} or {dist: constant, value: ...}",
+                )
+            ]
         return []
     items = [(loc, spec)] if not isinstance(spec, list) else [((*loc, i), v) for i, v in enumerate(spec)]
     out: list[tuple[tuple[Any, ...], str]] = []
@@ -329,7 +351,9 @@ def _per_channel_problems(loc: tuple[Any, ...], spec: Any, dtype: str, variance:
         if problem:
             out.append((where, ("a variance " + problem) if variance else problem))
         elif abs(v) >= _OVERFLOW_AT[dtype]:
-            out.append((where, f"{_short_repr(v)} overflows {dtype} (it would be inf): must be a finite number in {dtype}"))
+            out.append(
+                (where, f"{_short_repr(v)} overflows {dtype} (it would be inf): must be a finite number in {dtype}")
+            )
         elif variance and v < 0:
             out.append((where, f"a variance must be a finite number ≥ 0 (got {v!r})"))
     return out
@@ -341,12 +365,16 @@ def common_checks(case: CaseBase, zero_ok: tuple[int, ...] = (0,)) -> list[tuple
     errs: list[tuple[tuple[Any, ...], str]] = []
     for i, d in enumerate(case.shape):
         if d < 0 or (d == 0 and i not in zero_ok):
-            only = "only N (the batch) may be 0" if zero_ok == (0,) else (
-                "no dimension may be 0" if not zero_ok else f"only axes {list(zero_ok)} may be 0")
+            only = (
+                "only N (the batch) may be 0"
+                if zero_ok == (0,)
+                else ("no dimension may be 0" if not zero_ok else f"only axes {list(zero_ok)} may be 0")
+            )
             errs.append((("shape", i), f"dimension must be > 0 (got {_short_repr(d)}); {only}"))
         elif d > MAX_INT64:
-            errs.append((("shape", i), f"dimension must be at most {MAX_INT64} (a signed 64-bit size) "
-                                       f"(got {_short_repr(d)})"))
+            errs.append(
+                (("shape", i), f"dimension must be at most {MAX_INT64} (a signed 64-bit size) (got {_short_repr(d)})")
+            )
     if case.input is not None and case.data is not None:
         errs.append((("data",), "give either 'data' or 'input', not both"))
     if case.data is not None and all(d >= 0 for d in case.shape):
@@ -361,8 +389,11 @@ def common_checks(case: CaseBase, zero_ok: tuple[int, ...] = (0,)) -> list[tuple
             exp = f"{per_step}" + (f" (or {per_step * case.steps} for {case.steps} steps)" if case.steps > 1 else "")
             errs.append((("data",), f"{len(case.data)} values for shape {case.shape}: expected {exp}"))
     if case.data is not None:
-        rows = [((), case.data)] if not (case.data and isinstance(case.data[0], list)) else \
-            [((j,), lst) for j, lst in enumerate(case.data)]
+        rows = (
+            [((), case.data)]
+            if not (case.data and isinstance(case.data[0], list))
+            else [((j,), lst) for j, lst in enumerate(case.data)]
+        )
         for pre, lst in rows:
             for i, v in enumerate(lst):  # NaN and ±inf are allowed in data (trap cases); huge integers are not
                 if type(v) is int and not -FLOAT64_MAX <= v <= FLOAT64_MAX:
@@ -370,8 +401,9 @@ def common_checks(case: CaseBase, zero_ok: tuple[int, ...] = (0,)) -> list[tuple
     return errs
 
 
-def parameter_problems(loc: tuple[Any, ...], spec: Any, n: int, dtype: str, what: str = "channels",
-                       variance: bool = False) -> list[tuple[tuple[Any, ...], str]]:
+def parameter_problems(
+    loc: tuple[Any, ...], spec: Any, n: int, dtype: str, what: str = "channels", variance: bool = False
+) -> list[tuple[tuple[Any, ...], str]]:
     """A parameter ``spec`` (number, list or generator) for ``n`` values: the list's length, finite
     values within ``dtype``, and (``variance``) no negative value."""
     errs: list[tuple[tuple[Any, ...], str]] = []
@@ -385,7 +417,10 @@ def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
     """BatchNorm's checks that need several fields: (loc, message) pairs."""
     errs = common_checks(case)
     C = case.shape[1] if len(case.shape) > 1 else 0
-    specs: list[tuple[tuple[Any, ...], Any]] = [(("running_mean",), case.running_mean), (("running_var",), case.running_var)]
+    specs: list[tuple[tuple[Any, ...], Any]] = [
+        (("running_mean",), case.running_mean),
+        (("running_var",), case.running_var),
+    ]
     if isinstance(case.affine, Affine):
         specs += [(("affine", "gamma"), case.affine.gamma), (("affine", "beta"), case.affine.beta)]
     for loc, spec in specs:
@@ -393,7 +428,12 @@ def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
     if isinstance(case.momentum, Momentum):
         n_set = (case.momentum.batch_weight is not None) + (case.momentum.running_weight is not None)
         if n_set != 1:
-            errs.append((("momentum",), "give exactly one of batch_weight (PyTorch direction) or running_weight (Keras/ONNX direction)"))
+            errs.append(
+                (
+                    ("momentum",),
+                    "give exactly one of batch_weight (PyTorch direction) or running_weight (Keras/ONNX direction)",
+                )
+            )
     if case.mode == "eval" and case.eval_after:
         errs.append((("eval_after",), "only meaningful for mode: train"))
     return errs
@@ -431,18 +471,23 @@ def _size_problem(case: CaseBase, max_elements: int) -> str | None:
     if n == case.n_elements:
         count = f"{shape} = {n} elements"
     else:  # an empty batch: nothing to normalize, but the other dimensions are still allocated
-        count = (f"{shape} = 0 elements, but {n} with the zero dimension counted as 1 (the per-channel "
-                 f"arrays and backends' buffers are sized by the other dimensions)")
+        count = (
+            f"{shape} = 0 elements, but {n} with the zero dimension counted as 1 (the per-channel "
+            f"arrays and backends' buffers are sized by the other dimensions)"
+        )
     if n > MAX_INT64:
-        return (f"{count} overflows a 64-bit element count; "
-                f"estimated memory {nbytes} bytes: refused before allocating")
+        return f"{count} overflows a 64-bit element count; estimated memory {nbytes} bytes: refused before allocating"
     mem = physical_memory()
     if mem is not None and nbytes > mem:
-        return (f"{count} needs an estimated {nbytes} bytes ({_gib(nbytes)}), more than "
-                f"this machine's {mem} bytes ({_gib(mem)}) of memory: refused before allocating")
+        return (
+            f"{count} needs an estimated {nbytes} bytes ({_gib(nbytes)}), more than "
+            f"this machine's {mem} bytes ({_gib(mem)}) of memory: refused before allocating"
+        )
     if n > max_elements:
-        return (f"{count} exceeds the limit of {max_elements} elements "
-                f"(estimated memory {nbytes} bytes, {_gib(nbytes)}); raise the limit with --max-elements")
+        return (
+            f"{count} exceeds the limit of {max_elements} elements "
+            f"(estimated memory {nbytes} bytes, {_gib(nbytes)}); raise the limit with --max-elements"
+        )
     return None
 
 

@@ -12,8 +12,14 @@ from typing import Any
 import yaml
 
 from harness.case_errors import CaseError, CaseFileError, escape_text
-from harness.case_limits import MAX_ALIAS_EXPANSION, MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, MAX_INT_LITERAL_CHARS, MAX_LISTED
-
+from harness.case_limits import (
+    MAX_ALIAS_EXPANSION,
+    MAX_ALIASES,
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_INT_LITERAL_CHARS,
+    MAX_LISTED,
+)
 
 # YAML 1.2 core schema.  PyYAML implements YAML 1.1, which reads plain scalars that YAML 1.2 (and
 # most other tools today) read differently: `yes`/`on` are booleans, `010` is octal 8, `1:30` is the
@@ -28,14 +34,17 @@ _CORE = "tag:yaml.org,2002:"
 #: the tag given to a plain scalar that YAML 1.1 and YAML 1.2 read differently (refused)
 _YAML11_TAG = "tag:normconf,2024:yaml11-ambiguous"
 _INT12 = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
-_FLOAT12 = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)")
+_FLOAT12 = re.compile(
+    r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+)
 _BOOL12 = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 _NULL12 = ("", "~", "null", "Null", "NULL")
 #: YAML 1.1 booleans that are strings in YAML 1.2.  The YAML 1.1 type repository lists y/Y/n/N too;
 #: PyYAML reads them as strings, and `y` is the name of BatchNorm's output (`outputs: [y]`), so they
 #: are read as strings here as well
-_BOOL11_ONLY = {w: b for b, words in ((True, "yes Yes YES on On ON"), (False, "no No NO off Off OFF"))
-                for w in words.split()}
+_BOOL11_ONLY = {
+    w: b for b, words in ((True, "yes Yes YES on On ON"), (False, "no No NO off Off OFF")) for w in words.split()
+}
 #: numbers that YAML 1.1 and 1.2 read alike (or that YAML 1.1 reads as a string): the fast path
 _SAME_NUMBER = re.compile(r"[-+]?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9]+(?:[eE][-+]?[0-9]+)?")
 _LEADING_ZERO = re.compile(r"[-+]?0[0-9_]+")
@@ -50,7 +59,13 @@ def _yaml12_value(v: str) -> Any:
         return int(v[2:], 16 if v[1] == "x" else 8) if v.startswith(("0x", "0o")) else int(v)
     if _FLOAT12.fullmatch(v):
         low = v.lower()
-        return (-math.inf if v[0] == "-" else math.inf) if low.endswith(".inf") else math.nan if low == ".nan" else float(v)
+        return (
+            (-math.inf if v[0] == "-" else math.inf)
+            if low.endswith(".inf")
+            else math.nan
+            if low == ".nan"
+            else float(v)
+        )
     return v
 
 
@@ -59,8 +74,10 @@ def _yaml11_problem(v: str) -> str | None:
     YAML 1.2's reading (``None``: both read it alike)."""
     if v in _BOOL11_ONLY:
         b = "true" if _BOOL11_ONLY[v] else "false"
-        return (f"YAML 1.1 reads {v} as the boolean {b}, YAML 1.2 as the string {v!r}: write {b}, "
-                f"or quote it ({v!r}) if you mean the text")
+        return (
+            f"YAML 1.1 reads {v} as the boolean {b}, YAML 1.2 as the string {v!r}: write {b}, "
+            f"or quote it ({v!r}) if you mean the text"
+        )
     if not v or v[0] not in "0123456789+-." or len(v) > MAX_INT_LITERAL_CHARS or _SAME_NUMBER.fullmatch(v):
         return None
     if _LEADING_ZERO.fullmatch(v):
@@ -74,12 +91,16 @@ def _yaml11_problem(v: str) -> str | None:
             except (ValueError, ArithmeticError):  # pragma: no cover - the regex admits only numbers
                 return None
             new = _yaml12_value(v)
-            if type(new) is type(old) and (new == old or (isinstance(old, float) and math.isnan(old) and math.isnan(new))):
+            if type(new) is type(old) and (
+                new == old or (isinstance(old, float) and math.isnan(old) and math.isnan(new))
+            ):
                 return None
             as12 = f"the string {v!r}" if isinstance(new, str) else f"the number {new!r}"
             if ":" in v:
-                return (f"YAML 1.1 reads {v} as the sexagesimal (base 60) number {old!r}, YAML 1.2 as {as12}: "
-                        f"write {old!r}, or quote it ({v!r}) if you mean the text")
+                return (
+                    f"YAML 1.1 reads {v} as the sexagesimal (base 60) number {old!r}, YAML 1.2 as {as12}: "
+                    f"write {old!r}, or quote it ({v!r}) if you mean the text"
+                )
             return f"YAML 1.1 reads {v} as the number {old!r}, YAML 1.2 as {as12}: write {old!r}"
     return None
 
@@ -122,8 +143,12 @@ def _construct_int(loader: Any, node: yaml.ScalarNode) -> Any:
         _reading_problem(loader, node, f"!!int {v!r} is not a YAML 1.2 integer (decimal, 0o octal or 0x hexadecimal)")
         return v
     if len(v) > MAX_INT_LITERAL_CHARS:
-        _reading_problem(loader, node, f"an integer of {len(v)} characters is far beyond float64 range: "
-                                       "must be a finite number within float64 range")
+        _reading_problem(
+            loader,
+            node,
+            f"an integer of {len(v)} characters is far beyond float64 range: "
+            "must be a finite number within float64 range",
+        )
         return math.inf
     problem = _yaml11_problem(v)  # `!!int 010`: implicit scalars never get here with a problem
     if problem:
@@ -139,11 +164,19 @@ def _construct_float(loader: Any, node: yaml.ScalarNode) -> Any:
     f = float(_yaml12_value(v))
     text = v if len(v) <= 40 else v[:20] + "…" + v[-10:]
     if math.isinf(f) and "inf" not in v.lower():
-        _reading_problem(loader, node, f"{text} is beyond float64 range (largest: 1.7976931348623157e+308): "
-                                       "must be a finite number within float64 range (write .inf for infinity)")
+        _reading_problem(
+            loader,
+            node,
+            f"{text} is beyond float64 range (largest: 1.7976931348623157e+308): "
+            "must be a finite number within float64 range (write .inf for infinity)",
+        )
     elif f == 0.0 and re.search(r"[1-9]", re.split(r"[eE]", v)[0]):
-        _reading_problem(loader, node, f"{text} is below float64's smallest positive number (5e-324) and "
-                                       "would read as 0: must be a number within float64 range (write 0 if you mean 0)")
+        _reading_problem(
+            loader,
+            node,
+            f"{text} is below float64's smallest positive number (5e-324) and "
+            "would read as 0: must be a number within float64 range (write 0 if you mean 0)",
+        )
     return f
 
 
@@ -170,18 +203,29 @@ def _construct_yaml11(loader: Any, node: yaml.ScalarNode) -> str:
 
 def _not_core(name: str, hint: str):
     def construct(loader: Any, node: yaml.Node) -> None:
-        _reading_problem(loader, node, f"!!{name} is a YAML 1.1 type, not part of the YAML 1.2 core schema: refused ({hint})")
+        _reading_problem(
+            loader, node, f"!!{name} is a YAML 1.1 type, not part of the YAML 1.2 core schema: refused ({hint})"
+        )
         return None
 
     return construct
 
 
-for _tag, _fn in (("int", _construct_int), ("float", _construct_float), ("bool", _construct_bool),
-                  ("null", _construct_null)):
+for _tag, _fn in (
+    ("int", _construct_int),
+    ("float", _construct_float),
+    ("bool", _construct_bool),
+    ("null", _construct_null),
+):
     _Loader.add_constructor(_CORE + _tag, _fn)
 _Loader.add_constructor(_YAML11_TAG, _construct_yaml11)
-for _name, _hint in (("set", "write a list"), ("omap", "write a mapping"), ("pairs", "write a mapping"),
-                     ("binary", "case files hold numbers and text"), ("timestamp", "quote it: a string")):
+for _name, _hint in (
+    ("set", "write a list"),
+    ("omap", "write a mapping"),
+    ("pairs", "write a mapping"),
+    ("binary", "case files hold numbers and text"),
+    ("timestamp", "quote it: a string"),
+):
     _Loader.add_constructor(_CORE + _name, _not_core(_name, _hint))
 
 if getattr(yaml, "__with_libyaml__", False):
@@ -256,8 +300,11 @@ def _graph_problem(root: yaml.Node) -> tuple[yaml.Node, str] | None:
         if nid in seen:
             continue
         seen.add(nid)
-        written += 1 + (len(node.value) * (2 if isinstance(node, yaml.MappingNode) else 1)
-                        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) else 0)
+        written += 1 + (
+            len(node.value) * (2 if isinstance(node, yaml.MappingNode) else 1)
+            if isinstance(node, (yaml.MappingNode, yaml.SequenceNode))
+            else 0
+        )
         on_path.add(nid)
         if len(on_path) > MAX_DEPTH:
             return node, f"nesting deeper than {MAX_DEPTH} levels: refused"
@@ -276,8 +323,10 @@ def _graph_problem(root: yaml.Node) -> tuple[yaml.Node, str] | None:
         return None
     expanded = size[id(root)]
     if expanded - written > MAX_ALIAS_EXPANSION:
-        return root, (f"YAML aliases expand this file to {expanded} nodes (limit: {MAX_ALIAS_EXPANSION} "
-                      f"more than the {written} written): refused (alias bomb?)")
+        return root, (
+            f"YAML aliases expand this file to {expanded} nodes (limit: {MAX_ALIAS_EXPANSION} "
+            f"more than the {written} written): refused (alias bomb?)"
+        )
     return None
 
 
@@ -338,6 +387,7 @@ def _read_case_file(path: str | os.PathLike[str], fname: str) -> bytes:
     The file is opened non-blocking and checked again on the open descriptor (the same file, still
     regular), and it is read only up to the size it reported.
     """
+
     def refuse(msg: str) -> CaseFileError:
         return CaseFileError([CaseError(fname, 1, 1, "", msg)])
 
@@ -353,10 +403,13 @@ def _read_case_file(path: str | os.PathLike[str], fname: str) -> bytes:
         if _pseudo_file(real, st):
             raise refuse(f"a file of the kernel's /proc or /sys pseudo-filesystem{via}: expected a YAML case file")
         if st.st_size > MAX_FILE_BYTES:
-            raise refuse(f"file is {st.st_size} bytes; case files are limited to {MAX_FILE_BYTES} bytes "
-                         "(generate large inputs with 'input:' instead of writing 'data:')")
-        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-                     | getattr(os, "O_CLOEXEC", 0))
+            raise refuse(
+                f"file is {st.st_size} bytes; case files are limited to {MAX_FILE_BYTES} bytes "
+                "(generate large inputs with 'input:' instead of writing 'data:')"
+            )
+        fd = os.open(
+            real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+        )
         try:
             st2 = os.fstat(fd)
             if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(st2.st_mode):
@@ -374,8 +427,9 @@ def _read_case_file(path: str | os.PathLike[str], fname: str) -> bytes:
         raise refuse(f"cannot read: {e.strerror or e}") from None
     raw = b"".join(chunks)
     if len(raw) > st2.st_size:
-        raise refuse(f"the file reports {st2.st_size} bytes but holds more (a pseudo-file, or a file being "
-                     "written): refused")
+        raise refuse(
+            f"the file reports {st2.st_size} bytes but holds more (a pseudo-file, or a file being written): refused"
+        )
     return raw
 
 
@@ -403,18 +457,23 @@ def _char_problems(text: str, fname: str) -> list[CaseError]:
         if c == "\x00":
             msg = "NUL byte: expected YAML text"
         elif c in _LINE_BREAKS_11:
-            msg = (f"U+{ord(c):04X} {_LINE_BREAKS_11[c]}: YAML 1.1 (and libyaml) read it as a line break, "
-                   f"YAML 1.2 does not, so lines would be counted differently; remove it, or write "
-                   f"\\u{ord(c):04x} inside a double-quoted string")
+            msg = (
+                f"U+{ord(c):04X} {_LINE_BREAKS_11[c]}: YAML 1.1 (and libyaml) read it as a line break, "
+                f"YAML 1.2 does not, so lines would be counted differently; remove it, or write "
+                f"\\u{ord(c):04x} inside a double-quoted string"
+            )
         elif c == "\r":
             msg = r"a carriage return (\r) not followed by a line feed: use \n (or \r\n) line ends"
         else:
-            msg = (f"control character U+{ord(c):04X} ({escape_text(c)}) is not allowed in YAML text: write "
-                   f"it as an escape inside a double-quoted string (\"{escape_text(c)}\")")
+            msg = (
+                f"control character U+{ord(c):04X} ({escape_text(c)}) is not allowed in YAML text: write "
+                f'it as an escape inside a double-quoted string ("{escape_text(c)}")'
+            )
         errors.append(CaseError(fname, line, col, "", msg))
     if n > MAX_LISTED:
-        errors.append(CaseError(fname, errors[-1].line, errors[-1].column, "",
-                                f"... and {n - MAX_LISTED} more such characters"))
+        errors.append(
+            CaseError(fname, errors[-1].line, errors[-1].column, "", f"... and {n - MAX_LISTED} more such characters")
+        )
     return errors
 
 
@@ -499,8 +558,17 @@ def _read_yaml(path: str | os.PathLike[str], fname: str) -> tuple[Any, yaml.Node
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise CaseFileError([CaseError(fname, line, col, "", f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
-                                                             "case files are UTF-8 text")]) from None
+        raise CaseFileError(
+            [
+                CaseError(
+                    fname,
+                    line,
+                    col,
+                    "",
+                    f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); case files are UTF-8 text",
+                )
+            ]
+        ) from None
     bad_chars = _char_problems(text, fname)
     if bad_chars:
         raise CaseFileError(bad_chars)

@@ -51,6 +51,7 @@ from harness.case_model import (
     OUTCOMES,
     Affine,
     Case,
+    CaseBase,
     Expectation,
     Generator,
     Momentum,
@@ -58,20 +59,61 @@ from harness.case_model import (
     StrictFloat,
     Tolerance,
     ValueSpec,
-    CaseBase,
     _size_problem,
     estimated_bytes,
 )
+
 # _Loader, _FastLoader, _Yaml12, _read_case_file: re-exported for tests and docs that name them here
-from harness.case_yaml import _FastLoader, _Loader, _Yaml12, _child, _key_node, _link_problem, _mark, _read_case_file, _read_yaml
+from harness.case_yaml import (  # noqa: F401
+    _child,
+    _FastLoader,
+    _key_node,
+    _link_problem,
+    _Loader,
+    _mark,
+    _read_case_file,
+    _read_yaml,
+    _Yaml12,
+)
 
 __all__ = [
-    "BYTES_PER_ELEMENT", "DEFAULT_MAX_ELEMENTS", "DTYPE_BYTES", "DTYPE_COPIES", "FLOAT64_COPIES", "FLOAT64_MAX",
-    "MAX_ALIAS_EXPANSION", "MAX_ALIASES", "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_FOLDERS", "MAX_INT64",
-    "MAX_INT_LITERAL_CHARS", "MAX_LISTED", "OUTCOMES", "Affine", "Case", "CaseError", "CaseFileError", "Expectation",
-    "Generator", "LoadedCase", "Momentum", "Number", "StrictFloat", "Tolerance", "ValueSpec", "bytes_per_element",
-    "check_expectation_backends", "discover", "escape_text", "estimated_bytes", "json_schema", "load_file",
-    "load_paths", "physical_memory", "resolve_case_path",
+    "BYTES_PER_ELEMENT",
+    "DEFAULT_MAX_ELEMENTS",
+    "DTYPE_BYTES",
+    "DTYPE_COPIES",
+    "FLOAT64_COPIES",
+    "FLOAT64_MAX",
+    "MAX_ALIAS_EXPANSION",
+    "MAX_ALIASES",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_FOLDERS",
+    "MAX_INT64",
+    "MAX_INT_LITERAL_CHARS",
+    "MAX_LISTED",
+    "OUTCOMES",
+    "Affine",
+    "Case",
+    "CaseError",
+    "CaseFileError",
+    "Expectation",
+    "Generator",
+    "LoadedCase",
+    "Momentum",
+    "Number",
+    "StrictFloat",
+    "Tolerance",
+    "ValueSpec",
+    "bytes_per_element",
+    "check_expectation_backends",
+    "discover",
+    "escape_text",
+    "estimated_bytes",
+    "json_schema",
+    "load_file",
+    "load_paths",
+    "physical_memory",
+    "resolve_case_path",
 ]
 
 
@@ -109,10 +151,17 @@ def check_expectation_backends(cases: Iterable[LoadedCase], known: Iterable[str]
     for (file, line, col, backend), ids in users.items():
         hint = difflib.get_close_matches(backend, known, n=1)
         who = ids[0] if len(ids) == 1 else f"{len(ids)} cases: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}"
-        errors.append(CaseError(
-            file, line, col, f"expect.{backend} ({who})",
-            f"unknown backend {backend!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            + f"; known backends: {', '.join(known)} (load others with --adapter module:Name)"))
+        errors.append(
+            CaseError(
+                file,
+                line,
+                col,
+                f"expect.{backend} ({who})",
+                f"unknown backend {backend!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; known backends: {', '.join(known)} (load others with --adapter module:Name)",
+            )
+        )
     return errors
 
 
@@ -165,12 +214,18 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
 
     if not isinstance(data, dict):
         wrong = CaseError(fname, *_mark(root), "", "expected a mapping with 'cases:' (and optional 'defaults:')")
-        raise CaseFileError(reading + ([wrong] if (wrong.line, wrong.column) not in {(e.line, e.column) for e in reading} else []))
+        raise CaseFileError(
+            reading + ([wrong] if (wrong.line, wrong.column) not in {(e.line, e.column) for e in reading} else [])
+        )
     for key in data:
         if key not in ("cases", "defaults"):
             hint = difflib.get_close_matches(str(key), ["cases", "defaults"], n=1)
-            err(_key_node(root, key), str(key), "unknown top-level key (expected 'cases' or 'defaults')"
-                + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            err(
+                _key_node(root, key),
+                str(key),
+                "unknown top-level key (expected 'cases' or 'defaults')"
+                + (f"; did you mean {hint[0]!r}?" if hint else ""),
+            )
     defaults = data.get("defaults") or {}
     dnode = _child(root, "defaults")
     if not isinstance(defaults, dict):
@@ -187,8 +242,11 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
         err(cnode, "cases", "expected a list of cases")
         cases_raw = []
     elif not cases_raw:
-        err(cnode, "cases", "no cases: the list is empty (a case file must hold at least one case; "
-                            "an empty run would test nothing)")
+        err(
+            cnode,
+            "cases",
+            "no cases: the list is empty (a case file must hold at least one case; an empty run would test nothing)",
+        )
 
     loaded: list[LoadedCase] = []
     seen: dict[str, tuple[int, int]] = {}
@@ -233,8 +291,12 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
             spec = ops.get(op_name)
         except ops.UnknownOp:
             hint = difflib.get_close_matches(str(op_name), ops.names(), n=1) if isinstance(op_name, str) else []
-            report(("op",), f"unknown op {_short_op(op_name)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                   + f"; known ops: {', '.join(ops.names())}")
+            report(
+                ("op",),
+                f"unknown op {_short_op(op_name)}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; known ops: {', '.join(ops.names())}",
+            )
             continue
         try:
             case = spec.case_model.model_validate(merged)
@@ -272,8 +334,9 @@ def _short_op(v: Any) -> str:
     return _short_repr(v) if isinstance(v, str) else f"{_short_repr(v)} (a {type(v).__name__}, not a name)"
 
 
-def _walk(folder: Path, files: list[Path], errors: list[CaseError], ancestors: tuple[tuple[int, int], ...],
-          budget: list[int]) -> None:
+def _walk(
+    folder: Path, files: list[Path], errors: list[CaseError], ancestors: tuple[tuple[int, int], ...], budget: list[int]
+) -> None:
     """Collect the ``*.yaml``/``*.yml`` entries under ``folder``, following symbolic links; a link
     that is dangling or loops, or points back to a folder above it, is an error naming it."""
     budget[0] -= 1
@@ -301,8 +364,16 @@ def _walk(folder: Path, files: list[Path], errors: list[CaseError], ancestors: t
         if stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if key in ancestors:
-                errors.append(CaseError(str(path), 1, 1, "", f"symbolic link loop: {path} leads back to the "
-                                                             f"folder {os.path.realpath(path)} that contains it"))
+                errors.append(
+                    CaseError(
+                        str(path),
+                        1,
+                        1,
+                        "",
+                        f"symbolic link loop: {path} leads back to the "
+                        f"folder {os.path.realpath(path)} that contains it",
+                    )
+                )
                 continue
             _walk(path, files, errors, (*ancestors, key), budget)
         elif path.suffix in (".yaml", ".yml"):
@@ -348,8 +419,9 @@ def load_paths(paths: Iterable[str | os.PathLike[str]], max_elements: int = DEFA
     paths = list(paths)
     files = discover(paths)
     if not files:
-        raise CaseFileError([CaseError(", ".join(map(str, paths)) or ".", 1, 1, "",
-                                       "no case files (*.yaml, *.yml): no cases to run")])
+        raise CaseFileError(
+            [CaseError(", ".join(map(str, paths)) or ".", 1, 1, "", "no case files (*.yaml, *.yml): no cases to run")]
+        )
     for f in files:
         try:
             cases = load_file(f, max_elements=max_elements)
@@ -359,8 +431,15 @@ def load_paths(paths: Iterable[str | os.PathLike[str]], max_elements: int = DEFA
         for lc in cases:
             if lc.id in first:
                 prev = first[lc.id]
-                errors.append(CaseError(lc.file, lc.line, 1, f"{lc.id}.id",
-                                        f"duplicate id {lc.id!r}: also defined at {prev.file}:{prev.line}"))
+                errors.append(
+                    CaseError(
+                        lc.file,
+                        lc.line,
+                        1,
+                        f"{lc.id}.id",
+                        f"duplicate id {lc.id!r}: also defined at {prev.file}:{prev.line}",
+                    )
+                )
                 continue
             first[lc.id] = lc
             out.append(lc)
@@ -388,8 +467,6 @@ def json_schema() -> dict[str, Any]:
             "description": "known discrepancies per backend; `backend: null` drops one inherited from defaults",
             "additionalProperties": {"anyOf": [{"$ref": "#/$defs/Expectation"}, {"type": "null"}]},
         }
-        if spec.name != "batch_norm":
-            entry["required"] = ["id", "op"]
         defs[title] = entry
         entries.append({"$ref": f"#/$defs/{title}"})
         dflt = dict(sch, required=[], title=f"Defaults ({spec.name})")
@@ -399,8 +476,9 @@ def json_schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "normconf case file",
-        "description": "A list of normalization test cases (op: " + ", ".join(ops.names())
-                       + "; batch_norm when absent); 'defaults' is merged into each case.",
+        "description": "A list of normalization test cases (op: "
+        + ", ".join(ops.names())
+        + "; batch_norm when absent); 'defaults' is merged into each case.",
         "type": "object",
         "additionalProperties": False,
         "required": ["cases"],

@@ -42,6 +42,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.cli_common import UsageError, _csv_list, _select_backends  # noqa: E402,F401
+from harness.cli_info import cmd_backends, cmd_schema  # noqa: E402,F401
 from harness.summary import (  # noqa: F401 (the exit codes and verdicts, re-exported)
     EXIT_ERROR,
     EXIT_OK,
@@ -55,21 +57,6 @@ from harness.summary import (  # noqa: F401 (the exit codes and verdicts, re-exp
     tested_nothing,
     unavailable_backends,
 )
-
-
-class UsageError(Exception):
-    """Bad input or usage: printed without a traceback, exit code 2."""
-
-
-def _csv_list(values: list[str] | None) -> list[str]:
-    out: list[str] = []
-    for v in values or []:
-        out.extend(x.strip() for x in v.split(",") if x.strip())
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# normconf run
 
 
 def environment(versions: dict[str, str]) -> dict[str, Any]:
@@ -98,24 +85,20 @@ def environment(versions: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _select_backends(runner, requested: list[str]) -> list[str]:
-    known = runner.adapters
-    if not requested:
-        return sorted(known)
-    unknown = [b for b in requested if b not in known]
-    if unknown:
-        raise UsageError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return list(dict.fromkeys(requested))
-
-
 def _progress_factory(total: int):
     """A rich progress bar on a terminal, nothing otherwise."""
     if not sys.stderr.isatty() or total < 2:
         return None, None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    prog = Progress(TextColumn("[bold]normconf"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("{task.description}"), transient=True)
+    prog = Progress(
+        TextColumn("[bold]normconf"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        transient=True,
+    )
     task = prog.add_task("", total=total)
 
     def update(done: int, tot: int, desc: str) -> None:
@@ -191,8 +174,10 @@ def _check_run_args(args: argparse.Namespace) -> None:
         os.rmdir(probe)
     except OSError as e:
         full = e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-        refuse(f"cannot write in {existing}: {e.strerror}" + (f" (no free space; the reports need {need} bytes)"
-                                                              if full else ""))
+        refuse(
+            f"cannot write in {existing}: {e.strerror}"
+            + (f" (no free space; the reports need {need} bytes)" if full else "")
+        )
     try:
         free = shutil.disk_usage(existing).free
     except OSError as e:
@@ -203,8 +188,10 @@ def _check_run_args(args: argparse.Namespace) -> None:
     try:
         lock.acquire()
     except report.OutLocked as e:
-        raise UsageError(f"--out {args.out} is in use by another normconf run (pid {e.pid or 'unknown'}); "
-                         "wait for it to end or choose another --out") from None
+        raise UsageError(
+            f"--out {args.out} is in use by another normconf run (pid {e.pid or 'unknown'}); "
+            "wait for it to end or choose another --out"
+        ) from None
     except OSError as e:
         refuse(f"cannot write in {existing}: {e.strerror}")
     if lock.warning:
@@ -267,8 +254,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not cases:
             raise UsageError(f"--case {' '.join(args.case)} matched no case")
     try:
-        runner = Runner(tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout,
-                        conventions=args.conventions)
+        runner = Runner(
+            tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout, conventions=args.conventions
+        )
     except ValueError as e:  # --conventions
         raise UsageError(str(e)) from None
     with runner:
@@ -289,7 +277,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     df = to_frame(summary.rows)
     meta = {
         "environment": environment(summary.versions),
-        "command": "normconf " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("normconf") else "normconf run",
+        "command": "normconf " + " ".join(sys.argv[1:])
+        if sys.argv and sys.argv[0].endswith("normconf")
+        else "normconf run",
         "cases": len(cases),
         "backends": backends,
         "partial": summary.partial,
@@ -319,18 +309,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             except ReportWriteError as e:
                 write_error = e.message
             except OutLocked as e:  # only if another run took the folder we created (see OutLock)
-                write_error = (f"could not write the reports to {target}: another normconf run (pid "
-                               f"{e.pid or 'unknown'}) holds its lock; the previous reports are unchanged")
+                write_error = (
+                    f"could not write the reports to {target}: another normconf run (pid "
+                    f"{e.pid or 'unknown'}) holds its lock; the previous reports are unchanged"
+                )
             except OSError as e:  # creating --out or taking its lock
-                write_error = (f"could not write the reports to {target}: {e.strerror or e}; "
-                               "the previous reports are unchanged")
+                write_error = (
+                    f"could not write the reports to {target}: {e.strerror or e}; the previous reports are unchanged"
+                )
             if not write_error and not summary.partial:
                 try:  # an older interrupted run's set; a user's own files in partial/ stay
                     if (out / PARTIAL_DIR).is_dir():
                         clear_reports(out / PARTIAL_DIR)
                 except OSError as e:
-                    print(f"warning: could not remove the stale {out / PARTIAL_DIR}: {e.strerror or e}",
-                          file=sys.stderr)
+                    print(
+                        f"warning: could not remove the stale {out / PARTIAL_DIR}: {e.strerror or e}", file=sys.stderr
+                    )
     finally:
         if lock is not None:
             lock.release()
@@ -341,10 +335,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         # an interrupted run keeps its signal's status; a finished one exits EXIT_WRITE
         return 128 + signum if summary.partial else EXIT_WRITE
     if summary.partial:
-        kept = (f"the complete report in {out} is unchanged" if (out / "results.json").exists()
-                else f"no complete report in {out}")
-        print(f"wrote {', '.join(str(p) for p in written)} (PARTIAL: interrupted after "
-              f"{meta['completed_pairs']} of {total} case × backend pairs; {kept})")
+        kept = (
+            f"the complete report in {out} is unchanged"
+            if (out / "results.json").exists()
+            else f"no complete report in {out}"
+        )
+        print(
+            f"wrote {', '.join(str(p) for p in written)} (PARTIAL: interrupted after "
+            f"{meta['completed_pairs']} of {total} case × backend pairs; {kept})"
+        )
         return 128 + signum
     print(f"wrote {', '.join(str(p) for p in written)}")
     return run_exit_code(df, allow_unavailable=args.allow_unavailable, must_test=must_test)
@@ -388,28 +387,6 @@ def _install_signal_handlers() -> dict:
 # other commands
 
 
-def cmd_backends(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from harness.runner import Runner
-
-    with Runner(tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout) as runner:
-        backends = _select_backends(runner, _csv_list(args.backend))
-        info = runner.backend_info(backends)
-    table = Table(title="normconf backends")
-    for col in ("backend", "framework", "worker", "available", "version", "conventions (profile)",
-                "reason / description"):
-        table.add_column(col)
-    for b in backends:
-        cls = runner.adapters[b]
-        reason, version = info.get(b, ("not probed", ""))
-        table.add_row(b, cls.framework, cls.worker, "no" if reason else "yes", version, runner.profile(b).describe(),
-                      reason or cls.description)
-    Console(width=160).print(table)
-    return EXIT_OK
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     from harness.adapters import AdapterSpecError, all_adapters
 
@@ -421,8 +398,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except AdapterSpecError:
         raise
     except Exception as e:  # a broken adapter module must not hide the result of validating the cases
-        print(f"warning: the backend registry did not load ({type(e).__name__}: {e}); "
-              "backends named in expect: were not checked", file=sys.stderr)
+        print(
+            f"warning: the backend registry did not load ({type(e).__name__}: {e}); "
+            "backends named in expect: were not checked",
+            file=sys.stderr,
+        )
     else:
         check_expectations(cases, known)
     files = sorted({lc.file for lc in cases})
@@ -430,27 +410,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
-    import json
-
-    from harness.cases import json_schema
-    from harness.results import atomic_write_text
-
-    text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
-    if args.out == "-":
-        sys.stdout.write(text)
-    else:
-        atomic_write_text(args.out, text)
-        print(f"wrote {args.out}")
-    return EXIT_OK
-
-
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--adapter", action="append", metavar="MODULE:NAME",
-                   help="load an adapter class (or list of classes) from an importable module; repeatable")
-    p.add_argument("--native", action="append", metavar="LIB.so",
-                   help="run a native BatchNorm library built against native/include/normconf_bn.h; repeatable")
-    p.add_argument("--timeout", type=float, default=300.0, metavar="S", help="per (case, backend) timeout in seconds (default 300)")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        metavar="MODULE:NAME",
+        help="load an adapter class (or list of classes) from an importable module; repeatable",
+    )
+    p.add_argument(
+        "--native",
+        action="append",
+        metavar="LIB.so",
+        help="run a native library built against native/include/normconf.h (ABI v2, any op) or normconf_bn.h (v1, BatchNorm); repeatable",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=300.0, metavar="S", help="per (case, backend) timeout in seconds (default 300)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -465,14 +440,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--case", "-k", action="append", metavar="GLOB", help="only cases whose id matches; repeatable")
     p.add_argument("--out", "-o", default="reports", help="output folder (default: reports/)")
     p.add_argument("--jobs", "-j", type=int, default=1, help="parallel worker processes (default 1)")
-    p.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS,
-                   help=f"largest case size in input elements, shape × steps (default {DEFAULT_MAX_ELEMENTS})")
-    p.add_argument("--conventions", metavar="BACKEND|KNOB=VALUE,...",
-                   help="the conventions the --native/--adapter backends follow: a built-in backend's id (borrow "
-                        "its profile, e.g. torch) or knob=value pairs (e.g. running_variance=unbiased); the "
-                        "expected outcomes are derived from them (docs/profiles.md)")
-    p.add_argument("--allow-unavailable", action="store_true",
-                   help="skip requested backends that are not available instead of failing the run (exit 4)")
+    p.add_argument(
+        "--max-elements",
+        type=int,
+        default=DEFAULT_MAX_ELEMENTS,
+        help=f"largest case size in input elements, shape × steps (default {DEFAULT_MAX_ELEMENTS})",
+    )
+    p.add_argument(
+        "--conventions",
+        metavar="BACKEND|KNOB=VALUE,...",
+        help="the conventions the --native/--adapter backends follow: a built-in backend's id (borrow "
+        "its profile, e.g. torch) or knob=value pairs (e.g. running_variance=unbiased); the "
+        "expected outcomes are derived from them (docs/profiles.md)",
+    )
+    p.add_argument(
+        "--allow-unavailable",
+        action="store_true",
+        help="skip requested backends that are not available instead of failing the run (exit 4)",
+    )
     _add_common(p)
     p.set_defaults(func=cmd_run)
 
@@ -484,8 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check case files only")
     p.add_argument("paths", nargs="+")
     p.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS)
-    p.add_argument("--adapter", action="append", metavar="MODULE:NAME",
-                   help="also accept expectations for this adapter's backends; repeatable")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        metavar="MODULE:NAME",
+        help="also accept expectations for this adapter's backends; repeatable",
+    )
     p.add_argument("--native", action="append", metavar="LIB.so", help="as for run; repeatable")
     p.set_defaults(func=cmd_validate)
 

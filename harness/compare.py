@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from harness.inputs import np_dtype
 
@@ -60,7 +62,7 @@ class Comparison:
     worst_observed: float = float("nan")
     worst_expected: float = float("nan")
     message: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mismatched_frac(self) -> float:
@@ -74,6 +76,7 @@ _NEAR = 1 << 16
 
 def _finfo(dtype: str) -> tuple[int, float, float]:
     """(nmant, smallest normal, smallest subnormal) of a normconf dtype."""
+    fi: np.finfo[Any]
     if dtype == "bfloat16":
         import ml_dtypes
 
@@ -83,7 +86,7 @@ def _finfo(dtype: str) -> tuple[int, float, float]:
     return int(fi.nmant), float(fi.smallest_normal), float(fi.smallest_subnormal)
 
 
-def ulp(values: np.ndarray, dtype: str) -> np.ndarray:
+def ulp(values: np.ndarray, dtype: str) -> npt.NDArray[np.float64]:
     """Size of one unit in the last place of ``dtype`` at each of ``values`` (float64).
 
     Defined as ``max(2**(floor(log2(max(|v|, tiny))) - nmant), smallest_subnormal)``.
@@ -97,15 +100,15 @@ def ulp(values: np.ndarray, dtype: str) -> np.ndarray:
     return _ulp_of_abs(a, dtype, all_finite=False)
 
 
-def _ulp_of_abs(a: np.ndarray, dtype: str, all_finite: bool) -> np.ndarray:
+def _ulp_of_abs(a: np.ndarray, dtype: str, all_finite: bool) -> npt.NDArray[np.float64]:
     """:func:`ulp` of float64 ``a >= 0`` (``all_finite``: the caller knows there is no NaN/Inf)."""
     nmant, tiny, sub = _finfo(dtype)
     m = np.maximum(a, tiny).reshape(-1)
     bits = m.view(np.int64)
     # 2**floor(log2(m)) for finite m > 0, times 2**-nmant (exact).  It is never below ``sub``
     # (tiny * 2**-nmant == sub in every IEEE format), so the formula's max(., sub) is a no-op here.
-    out = (bits & _EXP_MASK).view(np.float64)
-    out *= 2.0 ** -nmant
+    out: npt.NDArray[np.float64] = (bits & _EXP_MASK).view(np.float64)
+    out *= 2.0**-nmant
     near = bits + _NEAR
     near &= _MANT_MASK
     slow = near < (_NEAR + (_NEAR >> 1))  # mantissa field < 2**15 or >= 2**52 - 2**16
@@ -124,7 +127,9 @@ def _ulp_of_abs(a: np.ndarray, dtype: str, all_finite: bool) -> np.ndarray:
 BLOCK = 1 << 16
 
 
-def _block(o: np.ndarray, exp: np.ndarray, tol: Tolerance, dtype: str):
+def _block(
+    o: np.ndarray, exp: np.ndarray, tol: Tolerance, dtype: str
+) -> tuple[int, int, int, bool, float, float, float, int, float]:
     """Metrics of one block: (n_bad, n_nan_bad, n_inf_bad, any_finite, max abs, max rel, max ulp, argmax, max score)."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if np.isfinite(o).all() and np.isfinite(exp).all():
@@ -138,8 +143,17 @@ def _block(o: np.ndarray, exp: np.ndarray, tol: Tolerance, dtype: str):
             ulp_err = abs_err / _ulp_of_abs(ae, dtype, all_finite=True)
             score = abs_err / lim
             i = int(np.argmax(score))
-            return (int(np.count_nonzero(abs_err > lim)), 0, 0, True, float(abs_err.max()), float(rel_err.max()),
-                    float(ulp_err.max()), i, float(score[i]))
+            return (
+                int(np.count_nonzero(abs_err > lim)),
+                0,
+                0,
+                True,
+                float(abs_err.max()),
+                float(rel_err.max()),
+                float(ulp_err.max()),
+                i,
+                float(score[i]),
+            )
     nan_o, nan_e = np.isnan(o), np.isnan(exp)
     inf_bad = (np.isinf(o) | np.isinf(exp)) & ~(nan_o | nan_e) & (o != exp)
     nan_bad = nan_o != nan_e
@@ -154,8 +168,17 @@ def _block(o: np.ndarray, exp: np.ndarray, tol: Tolerance, dtype: str):
     bad |= odd
     score = np.where(odd, np.inf, score)
     i = int(np.argmax(score))
-    return (int(bad.sum()), int(nan_bad.sum()), int(inf_bad.sum()), bool(finite.any()),
-            float(abs_err.max()), float(rel_err.max()), float(ulp_err.max()), i, float(score[i]))
+    return (
+        int(bad.sum()),
+        int(nan_bad.sum()),
+        int(inf_bad.sum()),
+        bool(finite.any()),
+        float(abs_err.max()),
+        float(rel_err.max()),
+        float(ulp_err.max()),
+        i,
+        float(score[i]),
+    )
 
 
 def compare(observed: np.ndarray, expected: np.ndarray, tol: Tolerance, dtype: str) -> Comparison:
@@ -171,8 +194,12 @@ def compare(observed: np.ndarray, expected: np.ndarray, tol: Tolerance, dtype: s
         if obs.size == exp.size and obs.squeeze().shape == exp.squeeze().shape:
             obs = obs.reshape(exp.shape)
         else:
-            return Comparison(False, total=int(exp.size), mismatched=int(exp.size),
-                              message=f"shape {tuple(obs.shape)} != expected {tuple(exp.shape)}")
+            return Comparison(
+                False,
+                total=int(exp.size),
+                mismatched=int(exp.size),
+                message=f"shape {tuple(obs.shape)} != expected {tuple(exp.shape)}",
+            )
     total = int(exp.size)
     of, ef = obs.reshape(-1), exp.reshape(-1)
     try:
@@ -184,8 +211,8 @@ def compare(observed: np.ndarray, expected: np.ndarray, tol: Tolerance, dtype: s
         max_abs = max_rel = max_ulp = 0.0
         flat, best = 0, None
         for s in range(0, total, BLOCK):
-            o = of[s:s + BLOCK].astype(np.float64)
-            b = _block(o, ef[s:s + BLOCK], tol, dtype)
+            o = of[s : s + BLOCK].astype(np.float64)
+            b = _block(o, ef[s : s + BLOCK], tol, dtype)
             n_bad += b[0]
             n_nan += b[1]
             n_inf += b[2]
@@ -194,8 +221,9 @@ def compare(observed: np.ndarray, expected: np.ndarray, tol: Tolerance, dtype: s
             if best is None or (not math.isnan(best) and (math.isnan(b[8]) or b[8] > best)):
                 flat, best = s + b[7], b[8]
     except (TypeError, ValueError):
-        return Comparison(False, total=total, mismatched=total,
-                          message=f"cannot read observed dtype {obs.dtype} as numbers")
+        return Comparison(
+            False, total=total, mismatched=total, message=f"cannot read observed dtype {obs.dtype} as numbers"
+        )
     worst = tuple(int(i) for i in np.unravel_index(flat, exp.shape)) if exp.ndim else ()
     c = Comparison(
         close=n_bad == 0,
@@ -223,7 +251,7 @@ def compare(observed: np.ndarray, expected: np.ndarray, tol: Tolerance, dtype: s
     return c
 
 
-def fmt_float(v: float) -> str:
+def fmt_float(v: float | None) -> str:
     """Compact representation for messages and tables."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""

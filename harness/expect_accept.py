@@ -41,14 +41,26 @@ from __future__ import annotations
 import argparse
 import copy
 import fnmatch
-import io
 import json
 import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
-from harness.yaml_nodes import _content_end, _get, _get_item, _is_map, _is_seq, _one_line, _scalar, _ws_before
+
+from harness.yaml_nodes import (  # noqa: F401 (render_entry: re-exported)
+    _content_end,
+    _get,
+    _get_item,
+    _is_map,
+    _is_seq,
+    _one_line,
+    _plain,
+    _safe_load,
+    _scalar,
+    _ws_before,
+    render_entry,
+)
 
 #: the hint printed after writing entries with an empty reason
 FILL_IN = "fill in each reason: (validate refuses an empty one)"
@@ -138,13 +150,12 @@ def _load_results(path: str):
         except (OSError, UnicodeDecodeError, ValueError) as e:
             raise _usage_error(f"{p}: not a normconf results file ({type(e).__name__}: {e})") from None
         if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-            raise _usage_error(f"{p}: not a normconf results file (expected {{\"meta\": ..., \"results\": [...]}})")
+            raise _usage_error(f'{p}: not a normconf results file (expected {{"meta": ..., "results": [...]}})')
     df, _meta, p = load(str(p))
     return df, p
 
 
-def pairs_to_accept(df, results_name: str, backends: list[str], globs: list[str],
-                    reason: str = "") -> list[Accepted]:
+def pairs_to_accept(df, results_name: str, backends: list[str], globs: list[str], reason: str = "") -> list[Accepted]:
     """The entries for every pair of ``df`` that is not as expected (and passes the filters)."""
     from harness.results import SEVERITY
 
@@ -184,38 +195,6 @@ def pairs_to_accept(df, results_name: str, backends: list[str], globs: list[str]
 # Editing a case file
 
 
-def render_entry(backend: str, entry: dict[str, str]) -> str:
-    """``backend: {outcome: "...", because: "...", reason: "..."}`` on one line (ruamel.yaml's quoting)."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap
-    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
-
-    inner = CommentedMap((k, DoubleQuotedScalarString(v)) for k, v in entry.items())
-    inner.fa.set_flow_style()
-    y = YAML(typ="rt")
-    y.width = 1 << 30  # never wrap: one line per entry, like the library's
-    buf = io.StringIO()
-    y.dump(CommentedMap([(backend, inner)]), buf)
-    text = buf.getvalue().rstrip("\n")
-    if "\n" in text:  # pragma: no cover - double-quoted scalars escape line breaks
-        raise ValueError(f"entry for {backend!r} does not fit on one line")
-    return text
-
-
-def _safe_load(text: str) -> Any:
-    from ruamel.yaml import YAML
-
-    return YAML(typ="safe", pure=True).load(text)
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_plain(v) for v in x]
-    return x
-
-
 class CaseFile:
     """One case file as text plus its composed node tree; :meth:`set_expect` queues entries,
     :meth:`render` returns the text with them spliced in (the original text when none are queued)."""
@@ -231,11 +210,17 @@ class CaseFile:
             self.root = YAML(typ="rt").compose(text)
             self.data = _plain(_safe_load(text))
         except YAMLError as e:
-            raise _usage_error(f"{self.path}: not a valid YAML case file ({_one_line(e)}); fix it first "
-                               "(normconf validate names the problem)") from None
+            raise _usage_error(
+                f"{self.path}: not a valid YAML case file ({_one_line(e)}); fix it first "
+                "(normconf validate names the problem)"
+            ) from None
         cases = _get(self.root, "cases")
-        if cases is None or not _is_seq(cases) or not isinstance(self.data, dict) \
-                or not isinstance(self.data.get("cases"), list):
+        if (
+            cases is None
+            or not _is_seq(cases)
+            or not isinstance(self.data, dict)
+            or not isinstance(self.data.get("cases"), list)
+        ):
             raise _usage_error(f"{self.path}: no 'cases:' list: not a case file")
         self.cases = cases
         #: case id -> {backend: entry}, in the order queued
@@ -265,12 +250,13 @@ class CaseFile:
         self.hints.setdefault(case_id, line)
 
     def _find(self, case_id: str, line: int = 0) -> tuple[int, Any]:
-        hits = [(i, n) for i, n in enumerate(self.cases.value)
-                if _is_map(n) and _scalar(_get(n, "id")) == case_id]
+        hits = [(i, n) for i, n in enumerate(self.cases.value) if _is_map(n) and _scalar(_get(n, "id")) == case_id]
         if not hits:
             where = f" (the results saw it at line {line})" if line else ""
-            raise _usage_error(f"{self.path}: no case with id {case_id!r}{where}: the file changed since the run; "
-                               "run the cases again, then accept")
+            raise _usage_error(
+                f"{self.path}: no case with id {case_id!r}{where}: the file changed since the run; "
+                "run the cases again, then accept"
+            )
         if len(hits) > 1:
             at = [h for h in hits if h[1].start_mark.line + 1 == line]
             if len(at) != 1:
@@ -278,8 +264,10 @@ class CaseFile:
             hits = at
         i, node = hits[0]
         if node.flow_style:
-            raise _usage_error(f"{self.path}:{node.start_mark.line + 1}: case {case_id!r} is written as a flow "
-                               "mapping ({id: ..., ...}): write it as a block mapping to accept into it")
+            raise _usage_error(
+                f"{self.path}:{node.start_mark.line + 1}: case {case_id!r} is written as a flow "
+                "mapping ({id: ..., ...}): write it as a block mapping to accept into it"
+            )
         return i, node
 
     # --- rendering --------------------------------------------------------------------
@@ -332,10 +320,13 @@ class CaseFile:
         except YAMLError as e:
             got = f"a YAML error: {_one_line(e)}"
         if got != want:
-            listing = "; ".join(f"{c}: " + ", ".join(render_entry(b, e) for b, e in ents.items())
-                                for c, ents in self.pending.items())
-            raise _usage_error(f"{self.path}: the entries could not be spliced in without changing other content "
-                               f"(an unusual layout); nothing was written: add them by hand: {listing}")
+            listing = "; ".join(
+                f"{c}: " + ", ".join(render_entry(b, e) for b, e in ents.items()) for c, ents in self.pending.items()
+            )
+            raise _usage_error(
+                f"{self.path}: the entries could not be spliced in without changing other content "
+                f"(an unusual layout); nothing was written: add them by hand: {listing}"
+            )
 
     def _case_edits(self, case_id: str, node: Any, entries: dict[str, dict[str, str]]) -> list[tuple[int, int, str]]:
         text = self.text
@@ -344,8 +335,9 @@ class CaseFile:
             id_key, id_val = _get_item(node, "id")
             indent = id_key.start_mark.column
             at = self._line_end(_content_end(id_val, text))
-            body = [" " * indent + "expect:"] + [" " * (indent + self._map_indent()) + render_entry(b, e)
-                                                 for b, e in entries.items()]
+            body = [" " * indent + "expect:"] + [
+                " " * (indent + self._map_indent()) + render_entry(b, e) for b, e in entries.items()
+            ]
             return [self._insert(at, body)]
         if _is_map(exp) and exp.flow_style:
             return self._flow_edits(case_id, exp, entries)
@@ -359,8 +351,10 @@ class CaseFile:
             body = [" " * (col + self._map_indent()) + render_entry(b, e) for b, e in entries.items()]
             edits.append(self._insert(self._line_end(exp_key.end_mark.index), body))
             return edits
-        raise _usage_error(f"{self.path}:{exp_key.start_mark.line + 1}: expect: of case {case_id!r} is not a mapping "
-                           "(expected {backend: {outcome, reason}}): fix it first")
+        raise _usage_error(
+            f"{self.path}:{exp_key.start_mark.line + 1}: expect: of case {case_id!r} is not a mapping "
+            "(expected {backend: {outcome, reason}}): fix it first"
+        )
 
     def _block_edits(self, exp: Any, entries: dict[str, dict[str, str]]) -> list[tuple[int, int, str]]:
         text = self.text
@@ -374,15 +368,22 @@ class CaseFile:
                 continue
             k, v = items[b]
             start = text.rfind("\n", 0, k.start_mark.index) + 1
-            if text[start:k.start_mark.index].strip():
-                raise _usage_error(f"{self.path}:{k.start_mark.line + 1}: the expect entry for {b!r} does not start "
-                                   "its line: edit it by hand")
+            if text[start : k.start_mark.index].strip():
+                raise _usage_error(
+                    f"{self.path}:{k.start_mark.line + 1}: the expect entry for {b!r} does not start "
+                    "its line: edit it by hand"
+                )
             end = self._line_end(_content_end(v, text))
             full, eol = self._comments(start, end, [k, v])
             line = " " * indent + render_entry(b, entry) + (eol[0] if eol else "")
             lines = full + [" " * indent + c.lstrip() for c in eol[1:]] + [line]
-            edits.append((start, end, "".join(ln + self.nl for ln in lines) if text[start:end].endswith("\n")
-                          else self.nl.join(lines)))
+            edits.append(
+                (
+                    start,
+                    end,
+                    "".join(ln + self.nl for ln in lines) if text[start:end].endswith("\n") else self.nl.join(lines),
+                )
+            )
         if new:
             last = max(_content_end(v, text) for _k, v in exp.value)
             edits.append(self._insert(self._line_end(last), new))
@@ -405,9 +406,11 @@ class CaseFile:
                 edits.append((at, at, ", " + ", ".join(new)))
             else:
                 at = exp.start_mark.index + 1
-                if text[at - 1:at] != "{":
-                    raise _usage_error(f"{self.path}:{exp.start_mark.line + 1}: cannot read the flow expect: of case "
-                                       f"{case_id!r}: edit it by hand")
+                if text[at - 1 : at] != "{":
+                    raise _usage_error(
+                        f"{self.path}:{exp.start_mark.line + 1}: cannot read the flow expect: of case "
+                        f"{case_id!r}: edit it by hand"
+                    )
                 edits.append((at, at, ", ".join(new)))
         return edits
 
@@ -480,7 +483,7 @@ class CaseFile:
                 p = pos + j
                 if ch == "#" and (j == 0 or line[j - 1] in " \t") and not any(a <= p < b for a, b in spans):
                     if line[:j].strip():
-                        eol.append(line[len(line[:j].rstrip()):])
+                        eol.append(line[len(line[:j].rstrip()) :])
                     else:
                         full.append(line)
                     break
@@ -492,22 +495,29 @@ class CaseFile:
 # The command
 
 
-def accept(results: str, backends: Iterable[str] = (), cases: Iterable[str] = (), reason: str | None = None,
-           out=None) -> int:
+def accept(
+    results: str, backends: Iterable[str] = (), cases: Iterable[str] = (), reason: str | None = None, out=None
+) -> int:
     """``normconf expect accept``; returns the exit code (usage errors raise :class:`harness.cli.UsageError`)."""
     import sys
 
     out = out or sys.stdout
     if reason is not None and len(reason.strip()) < 3:
-        raise _usage_error(f"--reason must say why, in words: at least 3 characters that are not blank (got {reason!r})")
+        raise _usage_error(
+            f"--reason must say why, in words: at least 3 characters that are not blank (got {reason!r})"
+        )
     backends, cases = list(backends), list(cases)
     df, rp = _load_results(results)
     todo = pairs_to_accept(df, str(rp), backends, cases, reason or "")
-    filters = ", ".join(([f"--backend {','.join(backends)}"] if backends else [])
-                        + ([f"--case {' '.join(cases)}"] if cases else []))
+    filters = ", ".join(
+        ([f"--backend {','.join(backends)}"] if backends else []) + ([f"--case {' '.join(cases)}"] if cases else [])
+    )
     if not todo:
-        print(f"nothing to accept: every case × backend pair in {rp}{' matching ' + filters if filters else ''} "
-              "is as expected", file=out)
+        print(
+            f"nothing to accept: every case × backend pair in {rp}{' matching ' + filters if filters else ''} "
+            "is as expected",
+            file=out,
+        )
         return 0
     # decide every edit first (all files rendered and checked), then write
     files: dict[str, CaseFile] = {}
@@ -515,8 +525,10 @@ def accept(results: str, backends: Iterable[str] = (), cases: Iterable[str] = ()
         if a.file not in files:
             p = Path(a.file)
             if not p.is_file():
-                raise _usage_error(f"{a.file}: case file not found (named by {rp} for case {a.case}); "
-                                   "run accept in the folder the run started in")
+                raise _usage_error(
+                    f"{a.file}: case file not found (named by {rp} for case {a.case}); "
+                    "run accept in the folder the run started in"
+                )
             files[a.file] = CaseFile.load(p)
         files[a.file].set_expect(a.case, a.backend, a.entry, a.line)
     rendered: dict[str, str] = {}
@@ -548,18 +560,27 @@ def cmd_accept(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers) -> None:
     """Register ``normconf expect accept`` (called by :mod:`harness.cli`)."""
-    p = subparsers.add_parser("expect", help="maintain the expect: entries of case files",
-                              description="Maintain the expect: entries of case files.")
+    p = subparsers.add_parser(
+        "expect",
+        help="maintain the expect: entries of case files",
+        description="Maintain the expect: entries of case files.",
+    )
     sub = p.add_subparsers(dest="expect_command", required=True, metavar="ACTION")
     a = sub.add_parser(
-        "accept", help="write expect: entries for the results that were not as expected",
+        "accept",
+        help="write expect: entries for the results that were not as expected",
         description="For every case × backend pair of RESULTS that is not as expected, write an expect: entry "
-                    "{outcome, because (for explained), reason: \"\"} for that backend into the case's file "
-                    "(replacing one the case has); only those entries change in the file. Fill in each reason "
-                    "with the evidence: normconf validate refuses an empty one.")
+        '{outcome, because (for explained), reason: ""} for that backend into the case\'s file '
+        "(replacing one the case has); only those entries change in the file. Fill in each reason "
+        "with the evidence: normconf validate refuses an empty one.",
+    )
     a.add_argument("results", metavar="RESULTS", help="results.json (or results.csv, or a folder holding one)")
     a.add_argument("--backend", "-b", action="append", metavar="ID[,ID...]", help="only these backends; repeatable")
     a.add_argument("--case", "-k", action="append", metavar="GLOB", help="only cases whose id matches; repeatable")
-    a.add_argument("--reason", metavar="TEXT", default=None,
-                   help="write TEXT as the reason of every new entry (at least 3 characters) instead of leaving it empty")
+    a.add_argument(
+        "--reason",
+        metavar="TEXT",
+        default=None,
+        help="write TEXT as the reason of every new entry (at least 3 characters) instead of leaving it empty",
+    )
     a.set_defaults(func=cmd_accept)

@@ -54,8 +54,12 @@ def _r3(x: float) -> float:
     return float(f"{x:.3g}")
 
 
-def case_dicts(max_elements: int = DEFAULT_MAX_ELEMENTS, dtypes: tuple[str, ...] = DEFAULT_DTYPES,
-               modes: tuple[str, ...] = ("train", "eval"), max_steps: int = 4):
+def case_dicts(
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    dtypes: tuple[str, ...] = DEFAULT_DTYPES,
+    modes: tuple[str, ...] = ("train", "eval"),
+    max_steps: int = 4,
+):
     """Hypothesis strategy of case mappings (only non-default keys, no ``id``).
 
     Every choice shrinks towards the simplest case: rank 2, the smallest sizes, channels-first,
@@ -90,31 +94,48 @@ def case_dicts(max_elements: int = DEFAULT_MAX_ELEMENTS, dtypes: tuple[str, ...]
             d["param_dtype"] = "float32"
         if mode != "train":
             d["mode"] = mode
-        eps = draw(st.one_of(st.none(), st.sampled_from([1e-3, 1e-4, 1e-8, 0.1, 1e-2, 1e-6]),
-                             st.floats(1e-8, 0.1).map(_r3)))
+        eps = draw(
+            st.one_of(st.none(), st.sampled_from([1e-3, 1e-4, 1e-8, 0.1, 1e-2, 1e-6]), st.floats(1e-8, 0.1).map(_r3))
+        )
         if eps is not None and eps > 0:
             d["eps"] = eps
         if mode == "train":
-            mom = draw(st.one_of(
-                st.none(),
-                st.sampled_from([{"batch_weight": 0.1}, {"running_weight": 0.99}, "cumulative",
-                                 {"batch_weight": 0}, {"batch_weight": 1}, {"running_weight": 0.5}]),
-                st.floats(0, 1).map(lambda w: {"batch_weight": _r3(w)}),
-                st.floats(0, 1).map(lambda p: {"running_weight": _r3(p)}),
-            ))
+            mom = draw(
+                st.one_of(
+                    st.none(),
+                    st.sampled_from(
+                        [
+                            {"batch_weight": 0.1},
+                            {"running_weight": 0.99},
+                            "cumulative",
+                            {"batch_weight": 0},
+                            {"batch_weight": 1},
+                            {"running_weight": 0.5},
+                        ]
+                    ),
+                    st.floats(0, 1).map(lambda w: {"batch_weight": _r3(w)}),
+                    st.floats(0, 1).map(lambda p: {"running_weight": _r3(p)}),
+                )
+            )
             if mom is not None:
                 d["momentum"] = mom
             for key in ("normalize_variance", "running_variance"):
                 est = draw(st.sampled_from(["biased", "unbiased"]))
                 if est != "biased":
                     d[key] = est
-        affine = draw(st.one_of(
-            st.none(),
-            st.just(False),
-            st.fixed_dictionaries({"gamma": st.floats(-4, 4).map(_r3), "beta": st.floats(-4, 4).map(_r3)}),
-            st.fixed_dictionaries({"gamma": st.lists(st.floats(-4, 4).map(_r3), min_size=C, max_size=C),
-                                   "beta": st.lists(st.floats(-4, 4).map(_r3), min_size=C, max_size=C)}),
-        ))
+        affine = draw(
+            st.one_of(
+                st.none(),
+                st.just(False),
+                st.fixed_dictionaries({"gamma": st.floats(-4, 4).map(_r3), "beta": st.floats(-4, 4).map(_r3)}),
+                st.fixed_dictionaries(
+                    {
+                        "gamma": st.lists(st.floats(-4, 4).map(_r3), min_size=C, max_size=C),
+                        "beta": st.lists(st.floats(-4, 4).map(_r3), min_size=C, max_size=C),
+                    }
+                ),
+            )
+        )
         if affine is not None:
             d["affine"] = affine
         rm = draw(st.one_of(st.none(), st.floats(-10, 10).map(_r3)))
@@ -130,10 +151,14 @@ def case_dicts(max_elements: int = DEFAULT_MAX_ELEMENTS, dtypes: tuple[str, ...]
         dist = draw(st.sampled_from(["normal", "uniform", "constant"]))
         gen: dict[str, Any] = {}
         if dist == "normal":
-            mean = draw(st.one_of(st.just(0.0), st.sampled_from([1.0, -2.5, 10.0, 1e3, -1e3, 1e5]),
-                                  st.floats(-100, 100).map(_r3)))
-            std = draw(st.one_of(st.just(1.0), st.sampled_from([0.1, 10.0, 1e-3, 1e3, 1e-6]),
-                                 st.floats(1e-3, 1e3).map(_r3)))
+            mean = draw(
+                st.one_of(
+                    st.just(0.0), st.sampled_from([1.0, -2.5, 10.0, 1e3, -1e3, 1e5]), st.floats(-100, 100).map(_r3)
+                )
+            )
+            std = draw(
+                st.one_of(st.just(1.0), st.sampled_from([0.1, 10.0, 1e-3, 1e3, 1e-6]), st.floats(1e-3, 1e3).map(_r3))
+            )
             if mean != 0.0:
                 gen["mean"] = mean
             if std != 1.0:
@@ -218,9 +243,8 @@ def representable(lc, runner) -> bool:
     import numpy as np
 
     from harness.inputs import np_dtype
-    from harness.results import output_dtype
-
     from harness.oracle import reference_outputs
+    from harness.results import output_dtype
 
     inputs, _ = runner.expected(lc)
     ref = reference_outputs(lc.case, inputs)  # float64: the expected values are these rounded (inf here)
@@ -240,8 +264,10 @@ class Executor:
         self.runner = runner
         self.backends = backends
         self.group = {b: runner.group_of(b)[0] for b in backends}
-        self._pools = {g: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fuzz-{g}")
-                       for g in dict.fromkeys(self.group.values())}
+        self._pools = {
+            g: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fuzz-{g}")
+            for g in dict.fromkeys(self.group.values())
+        }
         self._sem = threading.Semaphore(max(1, jobs))
 
     def _one(self, lc, backend):
@@ -281,12 +307,20 @@ class FuzzReport:
     explained: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
-def fuzz(executor: Executor, *, max_examples: int = 100, seed: int = 0,
-         max_elements: int = DEFAULT_MAX_ELEMENTS, dtypes: tuple[str, ...] = DEFAULT_DTYPES,
-         modes: tuple[str, ...] = ("train", "eval"), max_findings: int = 50,
-         max_shrinks: int = 200, max_seconds: float | None = None,
-         on_finding: Callable[[Finding], None] | None = None,
-         progress: Callable[[str], None] | None = None) -> FuzzReport:
+def fuzz(
+    executor: Executor,
+    *,
+    max_examples: int = 100,
+    seed: int = 0,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    dtypes: tuple[str, ...] = DEFAULT_DTYPES,
+    modes: tuple[str, ...] = ("train", "eval"),
+    max_findings: int = 50,
+    max_shrinks: int = 200,
+    max_seconds: float | None = None,
+    on_finding: Callable[[Finding], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> FuzzReport:
     """Search, shrink and return the findings (the caller writes them)."""
     from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
     from hypothesis import seed as hseed
@@ -304,7 +338,9 @@ def fuzz(executor: Executor, *, max_examples: int = 100, seed: int = 0,
     while report.examples < max_examples and len(known) < max_findings:
         report.rounds += 1
         state: dict[str, Any] = {"target": None, "best": None, "shrinks": 0}
-        round_seed = int.from_bytes(hashlib.sha256(f"normconf-fuzz:{seed}:{report.rounds}".encode()).digest()[:8], "little")
+        round_seed = int.from_bytes(
+            hashlib.sha256(f"normconf-fuzz:{seed}:{report.rounds}".encode()).digest()[:8], "little"
+        )
         budget = max_examples - report.examples
 
         def prop(d: dict[str, Any]) -> None:
@@ -319,18 +355,23 @@ def fuzz(executor: Executor, *, max_examples: int = 100, seed: int = 0,
                     return  # out of time: the remaining draws are not run
                 report.examples += 1
                 if progress and report.examples % 25 == 0:
-                    progress(f"{report.examples}/{max_examples} examples, {len(known)} finding(s), "
-                             f"{time.perf_counter() - t0:.0f} s")
+                    progress(
+                        f"{report.examples}/{max_examples} examples, {len(known)} finding(s), "
+                        f"{time.perf_counter() - t0:.0f} s"
+                    )
                 results = executor.run(lc)
                 for b, rows in results.items():
-                    for lab in sorted({x for r in rows if r.outcome == "explained" for x in r.explanation.split(";") if x}):
+                    for lab in sorted(
+                        {x for r in rows if r.outcome == "explained" for x in r.explanation.split(";") if x}
+                    ):
                         report.explained[(b, lab)] = report.explained.get((b, lab), 0) + 1
                     sig = signature_of(rows)
                     if sig is None or (b, sig[0], sig[1]) in known:
                         continue
                     outcome, what, msg, expl, version = sig
-                    f = Finding(b, outcome, what, d, msg, expl, version, report.examples, report.rounds,
-                                _size_key(d, text))
+                    f = Finding(
+                        b, outcome, what, d, msg, expl, version, report.examples, report.rounds, _size_key(d, text)
+                    )
                     state["target"], state["best"] = (b, outcome, what), f
                     _found(state["target"])
                 return
@@ -350,11 +391,19 @@ def fuzz(executor: Executor, *, max_examples: int = 100, seed: int = 0,
                 best.case, best.key, best.message, best.explanation = d, key, sig[2], sig[3]
             _found(target)
 
-        test = hseed(round_seed)(settings(
-            max_examples=max(1, budget), database=None, derandomize=False, deadline=None,
-            phases=(Phase.generate, Phase.shrink), report_multiple_bugs=False, print_blob=False,
-            suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
-        )(given(strategy)(prop)))
+        test = hseed(round_seed)(
+            settings(
+                max_examples=max(1, budget),
+                database=None,
+                derandomize=False,
+                deadline=None,
+                phases=(Phase.generate, Phase.shrink),
+                report_multiple_bugs=False,
+                print_blob=False,
+                suppress_health_check=list(HealthCheck),
+                verbosity=Verbosity.quiet,
+            )(given(strategy)(prop))
+        )
         try:
             test()
         except KeyboardInterrupt:
@@ -444,15 +493,30 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         if not backends:
             raise UsageError("no available backend to fuzz")
         versions = {b: v for b, (_, v) in info.items() if b in backends}
-        command = " ".join(["normconf fuzz", "--backend", ",".join(backends), "--max-examples", str(args.max_examples),
-                            "--seed", str(args.seed), "--max-elements", str(args.max_elements),
-                            "--max-shrinks", str(args.max_shrinks)]
-                           + [f"--adapter {a}" for a in args.adapter or ()]
-                           + [f"--native {n}" for n in args.native or ()]
-                           + (["--dtype", ",".join(dtypes)] if args.dtype else [])
-                           + (["--mode", ",".join(modes)] if args.mode else []))
-        print(f"fuzzing {', '.join(backends)}: up to {args.max_examples} examples of at most "
-              f"{args.max_elements} elements, seed {args.seed}", file=sys.stderr)
+        command = " ".join(
+            [
+                "normconf fuzz",
+                "--backend",
+                ",".join(backends),
+                "--max-examples",
+                str(args.max_examples),
+                "--seed",
+                str(args.seed),
+                "--max-elements",
+                str(args.max_elements),
+                "--max-shrinks",
+                str(args.max_shrinks),
+            ]
+            + [f"--adapter {a}" for a in args.adapter or ()]
+            + [f"--native {n}" for n in args.native or ()]
+            + (["--dtype", ",".join(dtypes)] if args.dtype else [])
+            + (["--mode", ",".join(modes)] if args.mode else [])
+        )
+        print(
+            f"fuzzing {', '.join(backends)}: up to {args.max_examples} examples of at most "
+            f"{args.max_elements} elements, seed {args.seed}",
+            file=sys.stderr,
+        )
 
         def found(f: Finding) -> None:
             path = write_finding(f, out, command, versions)
@@ -460,14 +524,25 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
         ex = Executor(runner, backends, jobs=args.jobs)
         try:
-            rep = fuzz(ex, max_examples=args.max_examples, seed=args.seed, max_elements=args.max_elements,
-                       dtypes=dtypes, modes=modes, max_findings=args.max_findings, max_shrinks=args.max_shrinks,
-                       max_seconds=args.max_seconds, on_finding=found,
-                       progress=lambda s: print(s, file=sys.stderr))
+            rep = fuzz(
+                ex,
+                max_examples=args.max_examples,
+                seed=args.seed,
+                max_elements=args.max_elements,
+                dtypes=dtypes,
+                modes=modes,
+                max_findings=args.max_findings,
+                max_shrinks=args.max_shrinks,
+                max_seconds=args.max_seconds,
+                on_finding=found,
+                progress=lambda s: print(s, file=sys.stderr),
+            )
         finally:
             ex.close()
-    print(f"{rep.examples} examples in {rep.seconds:.0f} s ({rep.rounds} round(s), {rep.shrink_runs} shrink runs): "
-          f"{len(rep.findings)} finding(s)" + (" (stopped by --max-seconds)" if rep.timed_out else ""))
+    print(
+        f"{rep.examples} examples in {rep.seconds:.0f} s ({rep.rounds} round(s), {rep.shrink_runs} shrink runs): "
+        f"{len(rep.findings)} finding(s)" + (" (stopped by --max-seconds)" if rep.timed_out else "")
+    )
     for f in rep.findings:
         shape = "x".join(str(s) for s in f.case["shape"])
         print(f"  {f.backend:22s} {f.outcome:8s} {f.output:14s} shape {shape:12s} {f.path}")
@@ -483,22 +558,38 @@ def add_parser(subparsers) -> None:
     from harness.cli import _add_common
 
     p = subparsers.add_parser(
-        "fuzz", help="draw random cases, find unexplained mismatches/errors, shrink them to YAML cases",
+        "fuzz",
+        help="draw random cases, find unexplained mismatches/errors, shrink them to YAML cases",
         description="Property-based search (Hypothesis) for cases where a backend gives an unexplained "
-                    "mismatch or an error; each new one is shrunk to a minimal case and written as YAML.")
+        "mismatch or an error; each new one is shrunk to a minimal case and written as YAML.",
+    )
     p.add_argument("--backend", "-b", action="append", metavar="ID[,ID...]", help="backends to fuzz (default: all)")
-    p.add_argument("--max-examples", type=int, default=100, help="generated examples in all (default 100; shrinking is extra)")
+    p.add_argument(
+        "--max-examples", type=int, default=100, help="generated examples in all (default 100; shrinking is extra)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same findings (default 0)")
     p.add_argument("--out", "-o", default="cases/found", help="folder for the found cases (default: cases/found/)")
-    p.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS,
-                   help=f"size budget: input elements of one example, all steps together (default {DEFAULT_MAX_ELEMENTS})")
+    p.add_argument(
+        "--max-elements",
+        type=int,
+        default=DEFAULT_MAX_ELEMENTS,
+        help=f"size budget: input elements of one example, all steps together (default {DEFAULT_MAX_ELEMENTS})",
+    )
     p.add_argument("--dtype", action="append", metavar="DT[,DT...]", help="dtypes to draw (default: all four)")
     p.add_argument("--mode", action="append", metavar="MODE", help="modes to draw: train, eval (default: both)")
     p.add_argument("--max-findings", type=int, default=50, help="stop after this many findings (default 50)")
-    p.add_argument("--max-shrinks", type=int, default=200,
-                   help="backend runs spent shrinking one finding (default 200); the smallest case so far is kept")
-    p.add_argument("--max-seconds", type=float, default=None,
-                   help="stop generating after this many seconds (the run is then no longer reproducible by seed alone)")
+    p.add_argument(
+        "--max-shrinks",
+        type=int,
+        default=200,
+        help="backend runs spent shrinking one finding (default 200); the smallest case so far is kept",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="stop generating after this many seconds (the run is then no longer reproducible by seed alone)",
+    )
     p.add_argument("--jobs", "-j", type=int, default=2, help="backends running at once (default 2)")
     _add_common(p)
     p.set_defaults(func=cmd_fuzz)

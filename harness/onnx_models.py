@@ -55,11 +55,33 @@ from harness.cases import Case
 from harness.inputs import Inputs
 
 __all__ = [
-    "X", "SCALE", "BIAS", "MEAN", "VAR", "Y", "RUNNING_MEAN", "RUNNING_VAR", "PARAM_NAMES",
-    "TRAINING_MIN_OPSET", "build_model", "model_digest", "onnx_momentum", "to_nchw", "from_nchw",
-    "elem_type", "check_expressible",
-    "LN_OPSET", "LN_DECOMPOSED_OPSET", "LN_SCALE", "LN_BIAS", "LN_MEAN", "LN_INV_STD", "LN_DECOMPOSED_OPS",
-    "check_layer_norm_expressible", "build_layer_norm_model", "build_layer_norm_decomposed",
+    "X",
+    "SCALE",
+    "BIAS",
+    "MEAN",
+    "VAR",
+    "Y",
+    "RUNNING_MEAN",
+    "RUNNING_VAR",
+    "PARAM_NAMES",
+    "TRAINING_MIN_OPSET",
+    "build_model",
+    "model_digest",
+    "onnx_momentum",
+    "to_nchw",
+    "from_nchw",
+    "elem_type",
+    "check_expressible",
+    "LN_OPSET",
+    "LN_DECOMPOSED_OPSET",
+    "LN_SCALE",
+    "LN_BIAS",
+    "LN_MEAN",
+    "LN_INV_STD",
+    "LN_DECOMPOSED_OPS",
+    "check_layer_norm_expressible",
+    "build_layer_norm_model",
+    "build_layer_norm_decomposed",
 ]
 
 X, SCALE, BIAS, MEAN, VAR = "X", "scale", "B", "input_mean", "input_var"
@@ -90,7 +112,9 @@ def onnx_momentum(case: Case) -> float:
     cumulative average has no ONNX spelling (``momentum`` is one fixed attribute).
     """
     if case.momentum == "cumulative":
-        raise Unsupported("ONNX BatchNormalization has one fixed 'momentum' attribute; a cumulative average (w = 1/k) cannot be expressed")
+        raise Unsupported(
+            "ONNX BatchNormalization has one fixed 'momentum' attribute; a cumulative average (w = 1/k) cannot be expressed"
+        )
     if case.momentum.running_weight is not None:
         return float(case.momentum.running_weight)
     return 1.0 - float(case.momentum.batch_weight)
@@ -111,8 +135,12 @@ def from_nchw(case: Case, y: np.ndarray) -> np.ndarray:
 
 
 def _type_str(dtype_name: str) -> str:
-    return {"float16": "tensor(float16)", "bfloat16": "tensor(bfloat16)",
-            "float32": "tensor(float)", "float64": "tensor(double)"}[dtype_name]
+    return {
+        "float16": "tensor(float16)",
+        "bfloat16": "tensor(bfloat16)",
+        "float32": "tensor(float)",
+        "float64": "tensor(double)",
+    }[dtype_name]
 
 
 def check_expressible(case: Case, opset: int, training: bool) -> None:
@@ -125,15 +153,21 @@ def check_expressible(case: Case, opset: int, training: bool) -> None:
     if training and opset < TRAINING_MIN_OPSET:
         raise Unsupported(
             f"opset {opset} models are built for inference only (training_mode exists from "
-            f"BatchNormalization-{TRAINING_MIN_OPSET})")
+            f"BatchNormalization-{TRAINING_MIN_OPSET})"
+        )
     if training:
         onnx_momentum(case)  # raises for a cumulative average
     schema = defs.get_schema("BatchNormalization", opset)
     allowed = {tc.type_param_str: set(tc.allowed_type_strs) for tc in schema.type_constraints}
     by_input = {f.name: f.type_str for f in schema.inputs}
     # a type parameter shared by X and the parameters must be one dtype
-    wanted = {"X": case.dtype, "scale": case.params_dtype, "B": case.params_dtype,
-              "mean": case.params_dtype, "var": case.params_dtype}
+    wanted = {
+        "X": case.dtype,
+        "scale": case.params_dtype,
+        "B": case.params_dtype,
+        "mean": case.params_dtype,
+        "var": case.params_dtype,
+    }
     seen: dict[str, str] = {}
     for name, dt in wanted.items():
         tp = by_input.get(name, by_input.get("input_" + name))
@@ -142,11 +176,13 @@ def check_expressible(case: Case, opset: int, training: bool) -> None:
         if _type_str(dt) not in allowed.get(tp, set()):
             raise Unsupported(
                 f"BatchNormalization-{schema.since_version} (opset {opset}) does not allow {dt} for "
-                f"{name} (type constraint {tp}: {', '.join(sorted(allowed.get(tp, ())))})")
+                f"{name} (type constraint {tp}: {', '.join(sorted(allowed.get(tp, ())))})"
+            )
         if tp in seen and seen[tp] != dt:
             raise Unsupported(
                 f"BatchNormalization-{schema.since_version} (opset {opset}) uses one type {tp} for X "
-                f"and its parameters; the case has x {case.dtype} and parameters {case.params_dtype}")
+                f"and its parameters; the case has x {case.dtype} and parameters {case.params_dtype}"
+            )
         seen[tp] = dt
 
 
@@ -203,10 +239,13 @@ def build_model(
     if training:
         attrs["momentum"] = onnx_momentum(case)
         attrs["training_mode"] = 1
-        outputs += [helper.make_tensor_value_info(RUNNING_MEAN, p_t, [C]),
-                    helper.make_tensor_value_info(RUNNING_VAR, p_t, [C])]
-    node = helper.make_node("BatchNormalization", [X, SCALE, BIAS, MEAN, VAR],
-                            [o.name for o in outputs], name="bn", **attrs)
+        outputs += [
+            helper.make_tensor_value_info(RUNNING_MEAN, p_t, [C]),
+            helper.make_tensor_value_info(RUNNING_VAR, p_t, [C]),
+        ]
+    node = helper.make_node(
+        "BatchNormalization", [X, SCALE, BIAS, MEAN, VAR], [o.name for o in outputs], name="bn", **attrs
+    )
 
     graph_inputs = [helper.make_tensor_value_info(X, x_t, logical)]
     initializers = []
@@ -257,40 +296,52 @@ def check_layer_norm_expressible(case, form: LNForm = "native") -> None:
 
     Type constraints are read from the operator schemas of the model's opset.
     """
-    what = (f"LayerNormalization-{LN_OPSET}" if form == "native"
-            else f"the decomposed LayerNorm graph (opset {LN_DECOMPOSED_OPSET}, torch.onnx symbolic_opset9)")
+    what = (
+        f"LayerNormalization-{LN_OPSET}"
+        if form == "native"
+        else f"the decomposed LayerNorm graph (opset {LN_DECOMPOSED_OPSET}, torch.onnx symbolic_opset9)"
+    )
     if case.rms_scaling:
-        raise Unsupported(f"{what} always centers and divides by the variance: RMS scaling (rms_scaling) is not "
-                          "expressible (ONNX's RMS form is another operator, RMSNormalization-23, not built here)")
+        raise Unsupported(
+            f"{what} always centers and divides by the variance: RMS scaling (rms_scaling) is not "
+            "expressible (ONNX's RMS form is another operator, RMSNormalization-23, not built here)"
+        )
     if not case.trailing:
         if form == "native":
             raise Unsupported(
                 f"{what} normalizes the axes [axis, rank): axes {list(case.norm_axes)} of a rank-{case.rank} input "
-                "are not the trailing ones")
+                "are not the trailing ones"
+            )
         raise Unsupported(
             f"{what} normalizes the trailing axes only (torch.onnx exported F.layer_norm, whose normalized_shape "
-            f"is the last dimensions): axes {list(case.norm_axes)} of a rank-{case.rank} input are not trailing")
-    if case.params_dtype != case.dtype:
-        raise Unsupported(f"{what} uses one type T for X, Scale and B; the case has x {case.dtype} and "
-                          f"parameters {case.params_dtype}")
+            f"is the last dimensions): axes {list(case.norm_axes)} of a rank-{case.rank} input are not trailing"
+        )
+    if case.has_affine and case.params_dtype != case.dtype:
+        raise Unsupported(
+            f"{what} uses one type T for X, Scale and B; the case has x {case.dtype} and parameters {case.params_dtype}"
+        )
     if form == "native":
         version, allowed = _allowed("LayerNormalization", LN_OPSET)
         if _type_str(case.dtype) not in allowed["T"]:
-            raise Unsupported(f"LayerNormalization-{version} does not allow {case.dtype} (T: "
-                              f"{', '.join(sorted(allowed['T']))})")
+            raise Unsupported(
+                f"LayerNormalization-{version} does not allow {case.dtype} (T: {', '.join(sorted(allowed['T']))})"
+            )
         return
     for op in dict.fromkeys(LN_DECOMPOSED_OPS):
         version, allowed = _allowed(op, LN_DECOMPOSED_OPSET)
         if _type_str(case.dtype) not in allowed["T"]:
-            raise Unsupported(f"{op}-{version} (opset {LN_DECOMPOSED_OPSET}, in the decomposed LayerNorm graph) "
-                              f"does not allow {case.dtype} (T: {', '.join(sorted(allowed['T']))})")
+            raise Unsupported(
+                f"{op}-{version} (opset {LN_DECOMPOSED_OPSET}, in the decomposed LayerNorm graph) "
+                f"does not allow {case.dtype} (T: {', '.join(sorted(allowed['T']))})"
+            )
 
 
 def _ln_params(case, inputs) -> tuple[np.ndarray, np.ndarray | None]:
-    """(Scale, B or None) in the parameter dtype, shaped like the normalized dimensions."""
+    """(Scale, B or None) shaped like the normalized dimensions: gamma/beta in the parameter dtype, or
+    without affine Scale = 1 in the data dtype (the one type T the operator allows)."""
     from harness.inputs import np_dtype
 
-    scale = inputs.gamma if inputs.gamma is not None else np.ones(case.normalized_shape, np_dtype(case.params_dtype))
+    scale = inputs.gamma if inputs.gamma is not None else np.ones(case.normalized_shape, np_dtype(case.dtype))
     return np.asarray(scale), (np.asarray(inputs.beta) if case.has_bias and inputs.beta is not None else None)
 
 
@@ -318,7 +369,7 @@ def _ln_param_io(case, params: dict[str, np.ndarray], params_as: str, x: np.ndar
     initializers = []
     for pname, value in params.items():
         if params_as == "inputs":
-            graph_inputs.append(helper.make_tensor_value_info(pname, elem_type(case.params_dtype), list(value.shape)))
+            graph_inputs.append(helper.make_tensor_value_info(pname, elem_type(value.dtype.name), list(value.shape)))
             feeds[pname] = value
         else:
             initializers.append(numpy_helper.from_array(value, name=pname))
@@ -340,11 +391,20 @@ def build_layer_norm_model(case, inputs, params_as: ParamsAs = "inputs", *, step
     scale, bias = _ln_params(case, inputs)
     params = {LN_SCALE: scale, **({LN_BIAS: bias} if bias is not None else {})}
     graph_inputs, initializers, feeds = _ln_param_io(case, params, params_as, inputs.x[step])
-    outputs = [helper.make_tensor_value_info(Y, elem_type(case.dtype), list(case.shape)),
-               helper.make_tensor_value_info(LN_MEAN, TensorProto.FLOAT, list(case.group_shape)),
-               helper.make_tensor_value_info(LN_INV_STD, TensorProto.FLOAT, list(case.group_shape))]
-    node = helper.make_node("LayerNormalization", [X, *params], [o.name for o in outputs], name="ln",
-                            axis=-len(case.norm_axes), epsilon=float(case.eps), stash_type=1)
+    outputs = [
+        helper.make_tensor_value_info(Y, elem_type(case.dtype), list(case.shape)),
+        helper.make_tensor_value_info(LN_MEAN, TensorProto.FLOAT, list(case.group_shape)),
+        helper.make_tensor_value_info(LN_INV_STD, TensorProto.FLOAT, list(case.group_shape)),
+    ]
+    node = helper.make_node(
+        "LayerNormalization",
+        [X, *params],
+        [o.name for o in outputs],
+        name="ln",
+        axis=-len(case.norm_axes),
+        epsilon=float(case.eps),
+        stash_type=1,
+    )
     return _ln_model([node], graph_inputs, outputs, initializers, LN_OPSET, "layer_norm"), feeds
 
 
@@ -361,21 +421,25 @@ def build_layer_norm_decomposed(case, inputs, params_as: ParamsAs = "inputs", *,
         raise ValueError(f"params_as must be 'inputs' or 'initializers' (got {params_as!r})")
     check_layer_norm_expressible(case, "decomposed")
     dt = np_dtype(case.dtype)
-    scale, bias = (_ln_params(case, inputs) if case.has_affine else (None, None))
+    scale, bias = _ln_params(case, inputs) if case.has_affine else (None, None)
     params = {**({LN_SCALE: scale} if scale is not None else {}), **({LN_BIAS: bias} if bias is not None else {})}
     graph_inputs, initializers, feeds = _ln_param_io(case, params, params_as, inputs.x[step])
     # the exporter's constants (folded to initializers by torch.onnx's constant folding), in the data dtype
-    initializers += [numpy_helper.from_array(np.array(2.0, dt), name="two"),
-                     numpy_helper.from_array(np.array(case.eps, dt), name="eps")]
+    initializers += [
+        numpy_helper.from_array(np.array(2.0, dt), name="two"),
+        numpy_helper.from_array(np.array(case.eps, dt), name="eps"),
+    ]
     axes = [-i for i in range(len(case.norm_axes), 0, -1)]
     normalized = "normalized" if case.has_affine else Y
-    nodes = [helper.make_node("ReduceMean", [X], ["mean"], axes=axes, keepdims=1),
-             helper.make_node("Sub", [X, "mean"], ["numerator"]),
-             helper.make_node("Pow", ["numerator", "two"], ["squared"]),
-             helper.make_node("ReduceMean", ["squared"], ["variance"], axes=axes, keepdims=1),
-             helper.make_node("Add", ["variance", "eps"], ["variance_eps"]),
-             helper.make_node("Sqrt", ["variance_eps"], ["denominator"]),
-             helper.make_node("Div", ["numerator", "denominator"], [normalized])]
+    nodes = [
+        helper.make_node("ReduceMean", [X], ["mean"], axes=axes, keepdims=1),
+        helper.make_node("Sub", [X, "mean"], ["numerator"]),
+        helper.make_node("Pow", ["numerator", "two"], ["squared"]),
+        helper.make_node("ReduceMean", ["squared"], ["variance"], axes=axes, keepdims=1),
+        helper.make_node("Add", ["variance", "eps"], ["variance_eps"]),
+        helper.make_node("Sqrt", ["variance_eps"], ["denominator"]),
+        helper.make_node("Div", ["numerator", "denominator"], [normalized]),
+    ]
     if scale is not None:
         nodes.append(helper.make_node("Mul", [normalized, LN_SCALE], ["scaled" if bias is not None else Y]))
     if bias is not None:

@@ -16,8 +16,9 @@ from harness.inputs import Inputs, np_dtype
 from harness.outputs import output_dtype
 
 
-def reference_outputs(case: Case, inputs: Inputs, semantics: Any = None, *,
-                      statistics_only: bool = False) -> dict[str, list[np.ndarray]]:
+def reference_outputs(
+    case: Case, inputs: Inputs, semantics: Any = None, *, statistics_only: bool = False
+) -> dict[str, list[np.ndarray]]:
     """float64 reference outputs for ``case`` under ``semantics`` (default: the case's own), by the
     case's op (:func:`harness.ops.spec_for`).
 

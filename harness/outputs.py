@@ -11,10 +11,26 @@ from __future__ import annotations
 from harness.cases import Case
 from harness.compare import Tolerance, default_tolerance
 from references.batchnorm import (  # noqa: F401 (the output vocabulary, re-exported)
-    DATA_OUTPUTS, MAIN_OUTPUTS, OUTPUT_NAMES, PER_CHANNEL_OUTPUTS, STAGE_OUTPUTS, STATISTICS)
+    DATA_OUTPUTS,
+    MAIN_OUTPUTS,
+    OUTPUT_NAMES,
+    PER_CHANNEL_OUTPUTS,
+    STAGE_OUTPUTS,
+    STATISTICS,
+)
 
-__all__ = ["DATA_OUTPUTS", "MAIN_OUTPUTS", "OUTPUT_NAMES", "PER_CHANNEL_OUTPUTS", "RESULT_ORDER", "STAGE_OUTPUTS",
-           "STATISTICS", "data_outputs", "output_dtype", "tolerance_for"]
+__all__ = [
+    "DATA_OUTPUTS",
+    "MAIN_OUTPUTS",
+    "OUTPUT_NAMES",
+    "PER_CHANNEL_OUTPUTS",
+    "RESULT_ORDER",
+    "STAGE_OUTPUTS",
+    "STATISTICS",
+    "data_outputs",
+    "output_dtype",
+    "tolerance_for",
+]
 
 #: the order rows of one BatchNorm pair are listed in (any op: ``OpSpec.result_order``)
 RESULT_ORDER = MAIN_OUTPUTS + STAGE_OUTPUTS

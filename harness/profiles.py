@@ -36,8 +36,16 @@ from harness.semantics import DTYPES, Semantics
 #: BatchNorm's Semantics fields a profile may fix (conventions; not the numbers solved by the explainer
 #: and not the emulation knobs of the reference); any op: ``OpSpec.profile_knobs``
 PROFILE_KNOBS = (
-    "normalize_variance", "reported_variance", "running_variance", "momentum_direction", "running_average",
-    "eps_placement", "train_statistics", "eval_statistics", "affine", "initial_running",
+    "normalize_variance",
+    "reported_variance",
+    "running_variance",
+    "momentum_direction",
+    "running_average",
+    "eps_placement",
+    "train_statistics",
+    "eval_statistics",
+    "affine",
+    "initial_running",
 )
 #: the working-precision entry's knob name
 PRECISION_KNOB = "working_precision"
@@ -196,8 +204,10 @@ def parse_conventions(spec: str, known: Mapping[str, type]) -> Profile:
     spec = spec.strip()
     if "=" not in spec:
         if spec not in known:
-            raise ValueError(f"--conventions {spec!r}: not a backend id nor knob=value pairs "
-                             f"(backends: {', '.join(sorted(known))}; knobs: {', '.join(ALL_KNOBS)})")
+            raise ValueError(
+                f"--conventions {spec!r}: not a backend id nor knob=value pairs "
+                f"(backends: {', '.join(sorted(known))}; knobs: {', '.join(ALL_KNOBS)})"
+            )
         p = profile_of(known[spec])
         if not p.entries:
             raise ValueError(f"--conventions {spec!r}: that backend declares no conventions (it follows the case)")
@@ -215,8 +225,9 @@ def parse_conventions(spec: str, known: Mapping[str, type]) -> Profile:
         made, first_error = 0, None
         for op in ops.names():
             try:
-                entries.append(Convention(knob.strip(), value.strip(), "declared with --conventions", "command line",
-                                          op=op))
+                entries.append(
+                    Convention(knob.strip(), value.strip(), "declared with --conventions", "command line", op=op)
+                )
                 made += 1
             except ValueError as e:
                 first_error = first_error or e
@@ -314,8 +325,16 @@ def _semantics_of(base: Semantics, parts: Mapping[str, str]) -> Semantics | None
         return None
 
 
-def judge_pair(case, inputs, profile: Profile, rows: list, observed: Mapping[str, list] | None,
-               own_precision, tolerance_for, output_dtype) -> PairVerdict:
+def judge_pair(
+    case,
+    inputs,
+    profile: Profile,
+    rows: list,
+    observed: Mapping[str, list] | None,
+    own_precision,
+    tolerance_for,
+    output_dtype,
+) -> PairVerdict:
     """The derived expectation of ``rows`` (one pair) under ``profile``.
 
     A row conforms when it passes; when it is explained by precision at the case's own dtype
@@ -333,13 +352,15 @@ def judge_pair(case, inputs, profile: Profile, rows: list, observed: Mapping[str
 
     spec = spec_for(case)
 
-    def affected(knob: str, _mode: str, sem: Any) -> frozenset[str]:
+    def affected(knob: str, _mode: Any, sem: Any) -> frozenset[str]:
         return spec.affected(knob, case, sem)
+
+    mode = getattr(case, "mode", None)  # BatchNorm's train/eval; other ops have none
 
     base = case.semantics
     names = {r.output for r in rows if r.output}
     # the profile's changes that can show in this pair's outputs (torch's running variance: not in eval)
-    over = {k: v for k, v in profile.overrides(case).items() if affected(k, case.mode, base) & names}
+    over = {k: v for k, v in profile.overrides(case).items() if affected(k, mode, base) & names}
     allowed = {base.replace(**{k: v}).label(base) for k, v in over.items()}
     sem_p = base.replace(**over)
     problems: list[str] = []
@@ -371,15 +392,23 @@ def judge_pair(case, inputs, profile: Profile, rows: list, observed: Mapping[str
         prec = _coarser(profile.precision(case, r.output), _own_dtype(case, r.output, output_dtype))
         labels = [lab for lab in (r.explanation.split(";") + r.consistent.split(";")) if lab]
         if r.outcome == "explained" and any(
-                own_precision(case, lab, r.output) or label_conforms(lab, allowed, prec) for lab in labels):
+            own_precision(case, lab, r.output) or label_conforms(lab, allowed, prec) for lab in labels
+        ):
             continue
         if r.step is not None and inputs is not None:
             if r.outcome == "explained" and any(equivalent(lab, r.output, r.step, prec) for lab in labels):
                 continue
             if over and observed is not None and r.output in observed:
                 p_ref = ref(sem_p, r.output, r.step)
-                if p_ref is not None and compare(np.asarray(observed[r.output][r.step - 1]), p_ref,
-                                                 tolerance_for(case, r.output), output_dtype(case, r.output)).close:
+                if (
+                    p_ref is not None
+                    and compare(
+                        np.asarray(observed[r.output][r.step - 1]),
+                        p_ref,
+                        tolerance_for(case, r.output),
+                        output_dtype(case, r.output),
+                    ).close
+                ):
                     continue  # agrees with the reference under the profile
         problems.append(f"{where}: {r.explanation or r.outcome}")
 
@@ -388,7 +417,7 @@ def judge_pair(case, inputs, profile: Profile, rows: list, observed: Mapping[str
     visible: dict[str, list[tuple[str, int]]] = {}
     for field, value in over.items() if inputs is not None else ():
         alt = base.replace(**{field: value})
-        outs = affected(field, case.mode, base)
+        outs = affected(field, mode, base)
         for r in rows:
             if r.output not in outs or r.step is None:
                 continue
@@ -406,7 +435,8 @@ def judge_pair(case, inputs, profile: Profile, rows: list, observed: Mapping[str
                         f"profile entry {profile.name}.{who} not shown: {r.output}"
                         + (f" step {r.step}" if case.steps > 1 else "")
                         + f" agrees with the case's {field}={_fmt_value(getattr(base, field))}"
-                        + (f" (the entry says: {ent.reason}; {ent.evidence})" if ent else ""))
+                        + (f" (the entry says: {ent.reason}; {ent.evidence})" if ent else "")
+                    )
                     break
     expected_because = ",".join(sorted(base.replace(**{f: over[f]}).label(base) for f in visible))
     if not problems and not errors:

@@ -26,19 +26,38 @@ _RUNNER_KEY = pytest.StashKey["object"]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("normconf", "BatchNorm conformance")
-    g.addoption("--backend", action="append", default=[], metavar="ID[,ID...]",
-                help="normconf backends to run (default: all registered)")
-    g.addoption("--normconf-timeout", type=float, default=300.0, metavar="S",
-                help="per (case, backend) timeout in seconds")
-    g.addoption("--adapter", action="append", default=[], metavar="MODULE:NAME",
-                help="extra normconf adapter (module:Name)")
+    g.addoption(
+        "--backend",
+        action="append",
+        default=[],
+        metavar="ID[,ID...]",
+        help="normconf backends to run (default: all registered)",
+    )
+    g.addoption(
+        "--normconf-timeout", type=float, default=300.0, metavar="S", help="per (case, backend) timeout in seconds"
+    )
+    g.addoption(
+        "--adapter", action="append", default=[], metavar="MODULE:NAME", help="extra normconf adapter (module:Name)"
+    )
     g.addoption("--native", action="append", default=[], metavar="LIB", help="native BatchNorm library to run")
-    g.addoption("--normconf-cases", action="store_true", default=False,
-                help="collect YAML case files even outside the cases/ folders")
-    g.addoption("--normconf-conventions", default=None, metavar="BACKEND|KNOB=VALUE,...",
-                help="conventions of the --adapter/--native backends (as normconf run --conventions)")
-    g.addoption("--normconf-allow-unavailable", action="store_true", default=False,
-                help="skip the items of backends that are not available (default: they fail with what to install)")
+    g.addoption(
+        "--normconf-cases",
+        action="store_true",
+        default=False,
+        help="collect YAML case files even outside the cases/ folders",
+    )
+    g.addoption(
+        "--normconf-conventions",
+        default=None,
+        metavar="BACKEND|KNOB=VALUE,...",
+        help="conventions of the --adapter/--native backends (as normconf run --conventions)",
+    )
+    g.addoption(
+        "--normconf-allow-unavailable",
+        action="store_true",
+        default=False,
+        help="skip the items of backends that are not available (default: they fail with what to install)",
+    )
 
 
 def _runner(config: pytest.Config):
@@ -47,8 +66,12 @@ def _runner(config: pytest.Config):
         from harness.runner import Runner
 
         try:
-            r = Runner(tuple(config.getoption("adapter")), tuple(config.getoption("native")),
-                       timeout=config.getoption("normconf_timeout"), conventions=config.getoption("normconf_conventions"))
+            r = Runner(
+                tuple(config.getoption("adapter")),
+                tuple(config.getoption("native")),
+                timeout=config.getoption("normconf_timeout"),
+                conventions=config.getoption("normconf_conventions"),
+            )
         except ValueError as e:
             raise pytest.UsageError(str(e)) from None
         config.stash[_RUNNER_KEY] = r
@@ -70,7 +93,9 @@ def _selected(config: pytest.Config) -> list[str]:
         return sorted(runner.adapters)
     unknown = [b for b in req if b not in runner.adapters]
     if unknown:
-        raise pytest.UsageError(f"--backend: unknown backend(s) {', '.join(unknown)}; known: {', '.join(sorted(runner.adapters))}")
+        raise pytest.UsageError(
+            f"--backend: unknown backend(s) {', '.join(unknown)}; known: {', '.join(sorted(runner.adapters))}"
+        )
     return list(dict.fromkeys(req))
 
 
@@ -112,8 +137,11 @@ class CaseFile(pytest.File):
                 exp = lc.case.expect.get(b)
                 if exp is not None:
                     # only ConformanceFailure (raised when the expectation holds) counts as the xfail
-                    item.add_marker(pytest.mark.xfail(reason=f"expected {exp.outcome}: {exp.reason}", strict=True,
-                                                      raises=ConformanceFailure))
+                    item.add_marker(
+                        pytest.mark.xfail(
+                            reason=f"expected {exp.outcome}: {exp.reason}", strict=True, raises=ConformanceFailure
+                        )
+                    )
                 yield item
 
     def repr_failure(self, excinfo, style=None):
@@ -140,16 +168,23 @@ class CaseItem(pytest.Item):
         if unavailable:
             if self.config.getoption("normconf_allow_unavailable"):
                 pytest.skip(rows[0].message)
-            pytest.fail(f"{self.backend}: {rows[0].message} (or pass --normconf-allow-unavailable to skip it)",
-                        pytrace=False)
+            pytest.fail(
+                f"{self.backend}: {rows[0].message} (or pass --normconf-allow-unavailable to skip it)", pytrace=False
+            )
         as_expected = rows[0].as_expected if rows else False
         if exp is not None:
             # strict xfail: an expectation that holds is an xfail, one that no longer holds fails
             if as_expected:
                 raise ConformanceFailure(_describe(rows, header=f"as expected ({exp.outcome}: {exp.reason})"))
-            pytest.fail(_describe(rows, header=f"EXPECTATION NO LONGER HOLDS: expected {exp.outcome}"
-                                  + (f" because {exp.because}" if exp.because else "") + f" ({exp.reason})"),
-                        pytrace=False)
+            pytest.fail(
+                _describe(
+                    rows,
+                    header=f"EXPECTATION NO LONGER HOLDS: expected {exp.outcome}"
+                    + (f" because {exp.because}" if exp.because else "")
+                    + f" ({exp.reason})",
+                ),
+                pytrace=False,
+            )
         if all(r.outcome == "unsupported" for r in rows):
             pytest.skip(f"unsupported: {rows[0].message}")
         if not as_expected:

@@ -28,20 +28,72 @@ from harness.outputs import DATA_OUTPUTS, RESULT_ORDER, output_dtype, tolerance_
 
 #: the columns of results.csv, in order
 COLUMNS = [
-    "case", "file", "line", "backend", "backend_version", "output", "step", "outcome",
-    "max_abs_err", "max_rel_err", "max_ulp", "mismatched", "mismatched_frac", "worst_index",
-    "atol", "rtol", "tolerance_reason", "explanation", "explanation_text",
-    "expected_outcome", "expected_because", "expectation_reason", "as_expected",
-    "message", "notes", "seconds",
-    "dtype", "param_dtype", "mode", "shape", "layout", "steps", "eps", "momentum",
-    "normalize_variance", "running_variance", "seed", "op",
+    "case",
+    "file",
+    "line",
+    "backend",
+    "backend_version",
+    "output",
+    "step",
+    "outcome",
+    "max_abs_err",
+    "max_rel_err",
+    "max_ulp",
+    "mismatched",
+    "mismatched_frac",
+    "worst_index",
+    "atol",
+    "rtol",
+    "tolerance_reason",
+    "explanation",
+    "explanation_text",
+    "expected_outcome",
+    "expected_because",
+    "expectation_reason",
+    "as_expected",
+    "message",
+    "notes",
+    "seconds",
+    "dtype",
+    "param_dtype",
+    "mode",
+    "shape",
+    "layout",
+    "steps",
+    "eps",
+    "momentum",
+    "normalize_variance",
+    "running_variance",
+    "seed",
+    "op",
 ]
 #: columns read back as text, whatever they look like (a case id such as ``1e5`` stays a string)
 TEXT_COLUMNS = {
-    "case", "file", "backend", "backend_version", "output", "outcome", "worst_index", "tolerance_reason",
-    "explanation", "explanation_text", "expected_outcome", "expected_because", "expectation_reason",
-    "message", "notes", "dtype", "param_dtype", "mode", "shape", "layout", "momentum",
-    "normalize_variance", "running_variance", "seed", "op",
+    "case",
+    "file",
+    "backend",
+    "backend_version",
+    "output",
+    "outcome",
+    "worst_index",
+    "tolerance_reason",
+    "explanation",
+    "explanation_text",
+    "expected_outcome",
+    "expected_because",
+    "expectation_reason",
+    "message",
+    "notes",
+    "dtype",
+    "param_dtype",
+    "mode",
+    "shape",
+    "layout",
+    "momentum",
+    "normalize_variance",
+    "running_variance",
+    "seed",
+    "op",
 }
 #: columns that change from run to run (excluded from reproducibility checks)
 TIMING_COLUMNS = ["seconds"]
@@ -105,8 +157,17 @@ def _case_fields(lc: LoadedCase) -> dict[str, Any]:
         seed = "explicit data"
     else:
         seed = str(c.input.seed) if c.input is not None else "0"
-    fields = dict(case=c.id, file=lc.file, line=lc.line, dtype=c.dtype, param_dtype=c.params_dtype,
-                  shape="x".join(str(d) for d in c.shape), steps=c.steps, seed=seed, op=c.op)
+    fields = dict(
+        case=c.id,
+        file=lc.file,
+        line=lc.line,
+        dtype=c.dtype,
+        param_dtype=c.params_dtype,
+        shape="x".join(str(d) for d in c.shape),
+        steps=c.steps,
+        seed=seed,
+        op=c.op,
+    )
     fields.update({k: v for k, v in spec_for(c).row_fields(c).items() if k in _PARAMETER_COLUMNS})
     return fields
 
@@ -159,7 +220,12 @@ def rows_for(
         explainer = spec.explain
     if reviewer == OP_DEFAULT:
         reviewer = spec.review
-    base = dict(_case_fields(lc), backend=backend, backend_version=result.version, notes="; ".join(str(n) for n in (result.notes or ())))
+    base = dict(
+        _case_fields(lc),
+        backend=backend,
+        backend_version=result.version,
+        notes="; ".join(str(n) for n in (result.notes or ())),
+    )
     rows: list[Row] = []
     if result.status != "ok":
         outcome = {"unavailable": "unsupported", "unsupported": "unsupported"}.get(result.status, "error")
@@ -176,24 +242,56 @@ def rows_for(
         memory = PairMemory()  # what explained this pair's earlier outputs (never shared across pairs)
         ignored = sorted(str(n) for n in set(outputs) - set(names))
         if not isinstance(result.outputs, dict):
-            rows.append(Row(**base, output="", step=None, outcome="error", seconds=result.seconds,
-                            message=f"backend returned invalid outputs: {type(result.outputs).__name__}, not a dict"))
+            rows.append(
+                Row(
+                    **base,
+                    output="",
+                    step=None,
+                    outcome="error",
+                    seconds=result.seconds,
+                    message=f"backend returned invalid outputs: {type(result.outputs).__name__}, not a dict",
+                )
+            )
         elif not names:
-            rows.append(Row(**base, output="", step=None, outcome="error", seconds=result.seconds,
-                            message=f"backend returned no comparable output (got {ignored or 'nothing'})"))
+            rows.append(
+                Row(
+                    **base,
+                    output="",
+                    step=None,
+                    outcome="error",
+                    seconds=result.seconds,
+                    message=f"backend returned no comparable output (got {ignored or 'nothing'})",
+                )
+            )
         for name in names:
             obs_steps, exp_steps = outputs[name], expected[name]
             tol = tolerance_for(case, name)
             dt = output_dtype(case, name)
             if not isinstance(obs_steps, (list, tuple)):
                 observed.pop(name, None)
-                rows.append(Row(**base, output=name, step=None, outcome="error", seconds=result.seconds,
-                                message=f"backend returned invalid outputs: {name}: "
-                                        f"{type(obs_steps).__name__}, not a list of steps"))
+                rows.append(
+                    Row(
+                        **base,
+                        output=name,
+                        step=None,
+                        outcome="error",
+                        seconds=result.seconds,
+                        message=f"backend returned invalid outputs: {name}: "
+                        f"{type(obs_steps).__name__}, not a list of steps",
+                    )
+                )
                 continue
             if len(obs_steps) != len(exp_steps):
-                rows.append(Row(**base, output=name, step=None, outcome="error", seconds=result.seconds,
-                                message=f"{len(obs_steps)} steps returned, {len(exp_steps)} expected"))
+                rows.append(
+                    Row(
+                        **base,
+                        output=name,
+                        step=None,
+                        outcome="error",
+                        seconds=result.seconds,
+                        message=f"{len(obs_steps)} steps returned, {len(exp_steps)} expected",
+                    )
+                )
                 continue
             for k, (o, e) in enumerate(zip(obs_steps, exp_steps), start=1):
                 bad = array_problem(name, o, np.shape(e))
@@ -205,8 +303,16 @@ def rows_for(
                         bad = f"cannot be compared ({type(ex).__name__}: {ex})"
                 if cmp is None:
                     observed.pop(name, None)
-                    rows.append(Row(**base, output=name, step=k, outcome="error", seconds=result.seconds,
-                                    message=f"backend returned invalid outputs: {name} step {k}: {bad}"))
+                    rows.append(
+                        Row(
+                            **base,
+                            output=name,
+                            step=k,
+                            outcome="error",
+                            seconds=result.seconds,
+                            message=f"backend returned invalid outputs: {name} step {k}: {bad}",
+                        )
+                    )
                     continue
                 plot = None
                 axis = spec.plot_axis(case)
@@ -223,20 +329,41 @@ def rows_for(
                     if found is not None:
                         expl, expl_text = found
                         outcome = "explained" if expl else "mismatch"
-                rows.append(Row(
-                    **base, output=name, step=k, outcome=outcome,
-                    max_abs_err=_f(cmp.max_abs_err), max_rel_err=_f(cmp.max_rel_err), max_ulp=_f(cmp.max_ulp),
-                    mismatched=cmp.mismatched, mismatched_frac=cmp.mismatched_frac,
-                    worst_index="" if cmp.worst_index is None else str(list(cmp.worst_index)),
-                    atol=tol.atol, rtol=tol.rtol, tolerance_reason=tol.reason,
-                    explanation=expl, explanation_text=expl_text, message=cmp.message,
-                    seconds=result.seconds, plot=plot, consistent=memory.consistent.get((name, k), ""),
-                ))
+                rows.append(
+                    Row(
+                        **base,
+                        output=name,
+                        step=k,
+                        outcome=outcome,
+                        max_abs_err=_f(cmp.max_abs_err),
+                        max_rel_err=_f(cmp.max_rel_err),
+                        max_ulp=_f(cmp.max_ulp),
+                        mismatched=cmp.mismatched,
+                        mismatched_frac=cmp.mismatched_frac,
+                        worst_index="" if cmp.worst_index is None else str(list(cmp.worst_index)),
+                        atol=tol.atol,
+                        rtol=tol.rtol,
+                        tolerance_reason=tol.reason,
+                        explanation=expl,
+                        explanation_text=expl_text,
+                        message=cmp.message,
+                        seconds=result.seconds,
+                        plot=plot,
+                        consistent=memory.consistent.get((name, k), ""),
+                    )
+                )
     ok = result.status == "ok"
     if reviewer is not None and any(r.outcome in ("mismatch", "explained") for r in rows):
         reviewer(case, inputs, rows, observed if ok else result.outputs, expected, memory if ok else None)
-    apply_expectation(case, backend, rows, unavailable=result.status == "unavailable", profile=profile,
-                      inputs=inputs, observed=observed if ok else None)
+    apply_expectation(
+        case,
+        backend,
+        rows,
+        unavailable=result.status == "unavailable",
+        profile=profile,
+        inputs=inputs,
+        observed=observed if ok else None,
+    )
     return rows
 
 
@@ -288,8 +415,15 @@ def because_matches(because: str, labels: Iterable[str]) -> bool:
     return any(want <= _labels(lab) for lab in labels)
 
 
-def apply_expectation(case: Case, backend: str, rows: list[Row], unavailable: bool = False, profile: Any = None,
-                      inputs: Inputs | None = None, observed: dict | None = None) -> None:
+def apply_expectation(
+    case: Case,
+    backend: str,
+    rows: list[Row],
+    unavailable: bool = False,
+    profile: Any = None,
+    inputs: Inputs | None = None,
+    observed: dict | None = None,
+) -> None:
     """Fill the expectation columns and ``as_expected`` of one pair's rows (in place).
 
     With an ``expect`` entry for the backend, the pair must match it.  Without one, the
@@ -307,8 +441,16 @@ def apply_expectation(case: Case, backend: str, rows: list[Row], unavailable: bo
     if unavailable:
         verdict, note = None, ""
     elif exp is None:
-        derived = judge_pair(case, inputs, profile if profile is not None else Profile(backend), rows, observed,
-                             own_precision, tolerance_for, output_dtype)
+        derived = judge_pair(
+            case,
+            inputs,
+            profile if profile is not None else Profile(backend),
+            rows,
+            observed,
+            own_precision,
+            tolerance_for,
+            output_dtype,
+        )
         verdict, note = derived.as_expected, derived.note
     else:
         verdict = overall == exp.outcome
@@ -402,8 +544,12 @@ def read_results(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, 
         meta = data.get("meta", {})
     else:
         text = [c for c in COLUMNS if c in TEXT_COLUMNS]
-        df = pd.read_csv(path, keep_default_na=False, dtype={c: str for c in text},
-                         na_values={c: [""] for c in COLUMNS if c not in text})
+        df = pd.read_csv(
+            path,
+            keep_default_na=False,
+            dtype={c: str for c in text},
+            na_values={c: [""] for c in COLUMNS if c not in text},
+        )
         meta = {}
     for col in COLUMNS:
         if col not in df.columns:

@@ -81,8 +81,11 @@ class WorkerHandle:
         self.token = isolation.new_token()
         self.proc = subprocess.Popen(
             isolation.worker_command(),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            env=isolation.worker_env(full_env, self.token), start_new_session=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=isolation.worker_env(full_env, self.token),
+            start_new_session=True,
         )
         isolation.track(self.proc, self.token)
         self._in = self.proc.stdin.fileno()
@@ -94,8 +97,13 @@ class WorkerHandle:
         except (ImportError, OSError):
             pass
         try:
-            self._send({"extra_specs": list(extra_specs), "native_paths": list(native_paths),
-                        "pinned": isolation.pinned_modules(extra_specs)})
+            self._send(
+                {
+                    "extra_specs": list(extra_specs),
+                    "native_paths": list(native_paths),
+                    "pinned": isolation.pinned_modules(extra_specs),
+                }
+            )
             kind, _pid = self._recv(isolation.startup_timeout(), "starting the worker")
             if kind != "ready":
                 raise WorkerFailure(f"worker for {group} did not start: {kind}")
@@ -125,7 +133,7 @@ class WorkerHandle:
                     if self.proc.poll() is not None:
                         raise WorkerFailure(self._death_message())
                     continue
-                got = os.readv(self._out, [view[pos:pos + (1 << 20)]])
+                got = os.readv(self._out, [view[pos : pos + (1 << 20)]])
             except (OSError, ValueError) as e:  # the pipe was closed under us (an interrupt closing the workers)
                 raise WorkerFailure(f"connection to the worker closed ({what}): {e}") from None
             if not got:
@@ -146,8 +154,10 @@ class WorkerHandle:
         def refuse(size: int, at_least: str = "") -> WorkerFailure:
             self.kill()
             scope = "for this case" if limit is not None else "for a reply"
-            return WorkerFailure(f"reply of {at_least}{size} bytes exceeds the bound of {bound} bytes {scope} "
-                                 f"({what}); the worker was killed")
+            return WorkerFailure(
+                f"reply of {at_least}{size} bytes exceeds the bound of {bound} bytes {scope} "
+                f"({what}); the worker was killed"
+            )
 
         try:
             n, k = proto._HEADER.unpack(self._read(proto._HEADER.size, deadline, what))
@@ -239,8 +249,14 @@ class Runner:
     Use as a context manager (workers are closed at exit).
     """
 
-    def __init__(self, extra_specs: tuple[str, ...] = (), native_paths: tuple[str, ...] = (),
-                 timeout: float = DEFAULT_TIMEOUT, cache_size: int = 4, conventions: str | None = None):
+    def __init__(
+        self,
+        extra_specs: tuple[str, ...] = (),
+        native_paths: tuple[str, ...] = (),
+        timeout: float = DEFAULT_TIMEOUT,
+        cache_size: int = 4,
+        conventions: str | None = None,
+    ):
         """``conventions``: the profile of the ``--adapter``/``--native`` backends (a built-in backend's
         id or ``knob=value,...``, :func:`harness.profiles.parse_conventions`); raises ValueError."""
         self.extra_specs = tuple(extra_specs)
@@ -349,8 +365,9 @@ class Runner:
         t0 = time.perf_counter()
         try:
             w = self._worker(backend)
-            return w.call(("run", proto.Task(lc.case, backend)), self.timeout, f"{lc.id} on {backend}",
-                          limit=reply_bound(lc.case))
+            return w.call(
+                ("run", proto.Task(lc.case, backend)), self.timeout, f"{lc.id} on {backend}", limit=reply_bound(lc.case)
+            )
         except WorkerFailure as e:
             self._drop_worker(backend)
             return proto.BackendResult(backend, "error", message=str(e), seconds=time.perf_counter() - t0)
@@ -388,8 +405,13 @@ class Runner:
         return out
 
     # -- whole runs ----------------------------------------------------------------------
-    def run(self, cases: list[LoadedCase], backends: list[str], jobs: int = 1,
-            progress: Callable[[int, int, str], None] | None = None) -> RunSummary:
+    def run(
+        self,
+        cases: list[LoadedCase],
+        backends: list[str],
+        jobs: int = 1,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> RunSummary:
         """Every case on every backend.  Interrupted runs return what finished (``partial``)."""
         t_start = time.perf_counter()
         tasks = [(ci, bi, lc, b) for ci, lc in enumerate(cases) for bi, b in enumerate(backends)]

@@ -24,7 +24,7 @@ def unavailable_backends(df) -> dict[str, str]:
     msgs = df["message"].fillna("").astype(str)
     hit = df[(df["outcome"] == "unsupported") & msgs.str.startswith(UNAVAILABLE_PREFIX)]
     for backend, msg in zip(hit["backend"], hit["message"]):
-        out.setdefault(str(backend), str(msg)[len(UNAVAILABLE_PREFIX):].strip())
+        out.setdefault(str(backend), str(msg)[len(UNAVAILABLE_PREFIX) :].strip())
     return out
 
 
@@ -39,7 +39,9 @@ def tested_nothing(df, backends) -> dict[str, str]:
         msgs = g["message"].fillna("").astype(str)
         if len(g) and (g["outcome"] == "unsupported").all() and not msgs.str.startswith(UNAVAILABLE_PREFIX).any():
             first = next((m for m in msgs if m), "no reason given")
-            out[str(b)] = f"ran none of the {g['case'].nunique()} selected case(s): every one unsupported (e.g. {first})"
+            out[str(b)] = (
+                f"ran none of the {g['case'].nunique()} selected case(s): every one unsupported (e.g. {first})"
+            )
     return out
 
 
@@ -64,8 +66,9 @@ def _verdicts(df, must_test=()) -> tuple[dict, list, dict[str, str]]:
             counts[backend][overall] += 1
             if _not_as_expected(g["as_expected"].iloc[0]):
                 bad = g[g["outcome"] == overall].iloc[0]
-                unexpected.append((case, backend, overall, bad["output"] or "", bad["explanation"] or "",
-                                   bad["message"] or ""))
+                unexpected.append(
+                    (case, backend, overall, bad["output"] or "", bad["explanation"] or "", bad["message"] or "")
+                )
     return counts, unexpected, {**unavailable_backends(df), **tested_nothing(df, must_test)}
 
 
@@ -101,7 +104,11 @@ def print_summary(df, out=None, allow_unavailable: bool = False, must_test=()) -
         console.print(f"[bold red]{len(unexpected)} result(s) not as expected:[/]")
         for case, backend, overall, output, expl, msg in unexpected[:50]:
             detail = expl or msg
-            console.print(f"  {case} [{backend}] {overall}{' ' + output if output else ''}: {detail[:300]}", markup=False, highlight=False)
+            console.print(
+                f"  {case} [{backend}] {overall}{' ' + output if output else ''}: {detail[:300]}",
+                markup=False,
+                highlight=False,
+            )
         if len(unexpected) > 50:
             console.print(f"  ... and {len(unexpected) - 50} more (see results.csv)")
     if unavailable:
@@ -109,8 +116,10 @@ def print_summary(df, out=None, allow_unavailable: bool = False, must_test=()) -
         if allow_unavailable:
             console.print(f"[bold yellow]{n} requested backend(s) unavailable, skipped (--allow-unavailable):[/]")
         else:
-            console.print(f"[bold red]{n} requested backend(s) unavailable: install what each line names, "
-                          "or pass --allow-unavailable to skip them:[/]")
+            console.print(
+                f"[bold red]{n} requested backend(s) unavailable: install what each line names, "
+                "or pass --allow-unavailable to skip them:[/]"
+            )
         for backend, reason in unavailable.items():
             # one line each, never wrapped: the install command stays copyable
             what = "tested nothing" if reason.startswith("ran none of") else "unavailable"

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from references.batchnorm import DATA_OUTPUTS, OUTPUT_NAMES, STATISTICS  # the one output vocabulary
+
 #: outputs every backend must return
 REQUIRED_OUTPUTS = ("y",)
 #: the dtypes an output may arrive in
@@ -65,8 +66,12 @@ def output_spec(case: Any) -> dict[str, OutputSpec]:
             names.append("eval_y")
     else:
         names = list(dict.fromkeys([*case.output_names(), *spec.stage_outputs]))
-    return {n: OutputSpec(n, tuple(int(d) for d in spec.output_shape(case, n)), int(spec.output_steps(case, n)),
-                          n in REQUIRED_OUTPUTS) for n in names}
+    return {
+        n: OutputSpec(
+            n, tuple(int(d) for d in spec.output_shape(case, n)), int(spec.output_steps(case, n)), n in REQUIRED_OUTPUTS
+        )
+        for n in names
+    }
 
 
 def expected_bytes(case: Any) -> int:
@@ -99,8 +104,17 @@ def _dtype_problem(dt: np.dtype) -> str | None:
         return None
     if _is_bfloat16(dt):
         return None
-    what = {"O": "an object array", "c": "complex", "b": "boolean", "i": "integer", "u": "integer",
-            "U": "a string array", "S": "a bytes array", "M": "a datetime array", "m": "a timedelta array"}
+    what = {
+        "O": "an object array",
+        "c": "complex",
+        "b": "boolean",
+        "i": "integer",
+        "u": "integer",
+        "U": "a string array",
+        "S": "a bytes array",
+        "M": "a datetime array",
+        "m": "a timedelta array",
+    }
     how = what.get(dt.kind, "not one of them")
     return f"dtype {dt} ({how}); expected a real floating dtype ({', '.join(FLOAT_DTYPES)})"
 
@@ -132,8 +146,11 @@ def problems(case: Any, outputs: Any) -> list[str]:
             hint = f"; did you mean {name.lower()!r}?" if name.lower() in spec else ""
             why = ""
             if case.op == "batch_norm":
-                why = " (not produced in eval mode)" if name in OUTPUT_NAMES and case.mode == "eval" else (
-                    " (only with eval_after)" if name == "eval_y" else "")
+                why = (
+                    " (not produced in eval mode)"
+                    if name in OUTPUT_NAMES and case.mode == "eval"
+                    else (" (only with eval_after)" if name == "eval_y" else "")
+                )
             found.append(f"unknown output {name!r}{why}{hint} (allowed for this case: {allowed})")
     for name in REQUIRED_OUTPUTS:
         if name not in outputs:

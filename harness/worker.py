@@ -144,8 +144,12 @@ class _Host:
         try:
             return _bounded(task, res)
         except Exception as e:  # a result too strange even to measure
-            return BackendResult(task.backend, "error", message=f"backend returned an unmeasurable result: "
-                                 f"{type(e).__name__}: {_short(str(e))}", seconds=res.seconds)
+            return BackendResult(
+                task.backend,
+                "error",
+                message=f"backend returned an unmeasurable result: {type(e).__name__}: {_short(str(e))}",
+                seconds=res.seconds,
+            )
 
     def _run(self, task: Task) -> BackendResult:
         from harness import validate_outputs
@@ -167,26 +171,41 @@ class _Host:
             obs = a.run_case(task.case, inputs)
             dt = time.perf_counter() - t0
             if not hasattr(obs, "outputs"):
-                msg = (f"backend returned invalid outputs: run() returned {type(obs).__name__}, "
-                       "not an Observed(outputs, notes)")
+                msg = (
+                    f"backend returned invalid outputs: run() returned {type(obs).__name__}, "
+                    "not an Observed(outputs, notes)"
+                )
                 return BackendResult(task.backend, "error", message=msg, version=version, seconds=dt)
             outputs = obs.outputs
             bad = validate_outputs.check(task.case, outputs)  # before anything else touches the arrays
             if bad:
                 return BackendResult(task.backend, "error", message=_short(bad), version=version, seconds=dt)
             outputs = {name: list(steps) for name, steps in outputs.items()}  # plain containers only
-            return BackendResult(task.backend, "ok", outputs=outputs, notes=list(obs.notes), version=version, seconds=dt)
+            return BackendResult(
+                task.backend, "ok", outputs=outputs, notes=list(obs.notes), version=version, seconds=dt
+            )
         except Unsupported as e:
-            return BackendResult(task.backend, "unsupported", message=str(e), version=version,
-                                 seconds=time.perf_counter() - t0)
+            return BackendResult(
+                task.backend, "unsupported", message=str(e), version=version, seconds=time.perf_counter() - t0
+            )
         except SystemExit as e:  # an adapter (or its framework) called sys.exit(): report it, keep serving
-            return BackendResult(task.backend, "error", message=f"the backend called sys.exit({e.code!r})",
-                                 version=version, seconds=time.perf_counter() - t0)
+            return BackendResult(
+                task.backend,
+                "error",
+                message=f"the backend called sys.exit({e.code!r})",
+                version=version,
+                seconds=time.perf_counter() - t0,
+            )
         except Exception as e:
             tb = traceback.extract_tb(e.__traceback__)
             where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
-            return BackendResult(task.backend, "error", message=_short(f"{type(e).__name__}: {e}") + where,
-                                 version=version, seconds=time.perf_counter() - t0)
+            return BackendResult(
+                task.backend,
+                "error",
+                message=_short(f"{type(e).__name__}: {e}") + where,
+                version=version,
+                seconds=time.perf_counter() - t0,
+            )
 
 
 #: longest message text kept in a result (a backend's exception can carry megabytes)
@@ -211,9 +230,14 @@ def _bounded(task: Task, res: BackendResult) -> BackendResult:
     bound = result_bound(task.case)
     if size <= bound:
         return res
-    return BackendResult(task.backend, "error", version=_short(str(res.version))[:200], seconds=res.seconds,
-                         message=f"backend result of {size} bytes exceeds the bound of {bound} bytes for this "
-                                 f"case (4 x its float64 outputs + 1 MiB); notes and message dropped")
+    return BackendResult(
+        task.backend,
+        "error",
+        version=_short(str(res.version))[:200],
+        seconds=res.seconds,
+        message=f"backend result of {size} bytes exceeds the bound of {bound} bytes for this "
+        f"case (4 x its float64 outputs + 1 MiB); notes and message dropped",
+    )
 
 
 def _reply(fd: int, backend: str | None, obj) -> None:

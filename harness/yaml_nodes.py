@@ -3,6 +3,7 @@ kind tests, key lookup, and where a node's text ends (for text splices that keep
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 
@@ -57,3 +58,35 @@ def _content_end(node: Any, text: str) -> int:
     while end > 0 and text[end - 1] in " \t\r\n":
         end -= 1
     return end
+
+
+def _safe_load(text: str) -> Any:
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load(text)
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    return x
+
+
+def render_entry(backend: str, entry: dict[str, str]) -> str:
+    """``backend: {outcome: "...", because: "...", reason: "..."}`` on one line (ruamel.yaml's quoting)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    inner = CommentedMap((k, DoubleQuotedScalarString(v)) for k, v in entry.items())
+    inner.fa.set_flow_style()
+    y = YAML(typ="rt")
+    y.width = 1 << 30  # never wrap: one line per entry, like the library's
+    buf = io.StringIO()
+    y.dump(CommentedMap([(backend, inner)]), buf)
+    text = buf.getvalue().rstrip("\n")
+    if "\n" in text:  # pragma: no cover - double-quoted scalars escape line breaks
+        raise ValueError(f"entry for {backend!r} does not fit on one line")
+    return text

@@ -29,7 +29,7 @@ Outputs (names used everywhere in normconf), each a list with one array per step
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -53,8 +53,7 @@ def _np_dtype(name: str) -> np.dtype[Any]:
     if name == "bfloat16":
         import ml_dtypes
 
-        bf16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
-        return bf16
+        return cast("np.dtype[Any]", np.dtype(ml_dtypes.bfloat16))
     return np.dtype(name)
 
 
@@ -88,8 +87,8 @@ def _blocks(x: np.ndarray) -> list[slice]:
 
 
 def batch_statistics(
-    x: np.ndarray, channel_axis: int, sem: Semantics, input_dtype: np.dtype
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    x: np.ndarray, channel_axis: int, sem: Semantics, input_dtype: np.dtype[Any]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
     """Per-channel (mean, biased var, unbiased var, m) under ``sem``'s algorithm and precision.
 
     ``m`` is the number of elements per channel (N x spatial).  With ``m == 1``
@@ -107,12 +106,11 @@ def batch_statistics(
             flat = np.moveaxis(a, ch, 0).reshape(a.shape[ch], -1)
             if flat.shape[1] == 0:
                 return np.zeros(flat.shape[0], wd)
-            sums: np.ndarray = np.cumsum(flat, axis=1, dtype=wd)[:, -1]
-            return sums
+            return np.cumsum(flat, axis=1, dtype=wd)[:, -1]
     else:
 
         def total(a: np.ndarray) -> np.ndarray:
-            return a.sum(axis=axes, dtype=wd)
+            return cast(np.ndarray, a.sum(axis=axes, dtype=wd))
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if sem.variance_algorithm == "two_pass":
@@ -156,8 +154,8 @@ def normalize(
     eps: float,
     channel_axis: int,
     sem: Semantics,
-    input_dtype: np.dtype,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    input_dtype: np.dtype[Any],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(y, inv_std, x_hat) for given per-channel statistics, under ``sem``'s arithmetic."""
     cd = _working(sem.compute_dtype, input_dtype)
     nd = x.ndim
@@ -216,9 +214,9 @@ def batch_norm_reference(
     running_var: np.ndarray,
     eval_after: bool = False,
     semantics: Semantics = Semantics(),
-    input_dtype: str | np.dtype = "float64",
+    input_dtype: str | np.dtype[Any] = "float64",
     statistics_only: bool = False,
-) -> dict[str, list[np.ndarray]]:
+) -> dict[str, list[npt.NDArray[np.float64]]]:
     """Run BatchNorm over ``x_steps`` (one batch per step) and return every output.
 
     ``momentum`` is the batch weight ``w`` (``None``: cumulative average).
@@ -243,7 +241,7 @@ def batch_norm_reference(
     if sem.initial_running == "zeros":
         rm[:] = 0.0
         rv[:] = 0.0
-    out: dict[str, list[np.ndarray]] = {}
+    out: dict[str, list[npt.NDArray[np.float64]]] = {}
 
     def put(name: str, value: np.ndarray) -> None:
         out.setdefault(name, []).append(np.asarray(value, np.float64))
@@ -290,8 +288,12 @@ def batch_norm_reference(
         if not statistics_only:
             put("y", y)
         put("batch_mean", mean)
-        put("batch_var", var_norm if sem.reported_variance == "as_normalized"
-            else (var_b if sem.reported_variance == "biased" else var_u))
+        put(
+            "batch_var",
+            var_norm
+            if sem.reported_variance == "as_normalized"
+            else (var_b if sem.reported_variance == "biased" else var_u),
+        )
         put("running_mean", rm)
         put("running_var", rv)
         if not statistics_only:

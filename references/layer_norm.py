@@ -20,17 +20,19 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 #: every output, in stage order
 OUTPUT_NAMES = ("y", "mean", "inv_std", "x_hat")
 
 
-def _working(choice: str, input_dtype: np.dtype) -> np.dtype:
+def _working(choice: str, input_dtype: np.dtype[Any]) -> np.dtype[Any]:
     return input_dtype if choice == "input" else np.dtype(choice)
 
 
-def row_moments(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype, algorithm: str,
-                unbiased: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def row_moments(
+    x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype[Any], algorithm: str, unbiased: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean, variance, mean of x²) per row in ``dtype`` (keepdims), with ``algorithm``'s variance."""
     xs = x.astype(dtype, copy=False)
     m = 1
@@ -51,9 +53,17 @@ def row_moments(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype, algorithm
     return mean, var, ms
 
 
-def layer_norm_reference(xs: Sequence[np.ndarray], *, axes: tuple[int, ...], eps: float,
-                         gamma: np.ndarray | None, beta: np.ndarray | None, semantics: Any,
-                         input_dtype: np.dtype, statistics_only: bool = False) -> dict[str, list[np.ndarray]]:
+def layer_norm_reference(
+    xs: Sequence[np.ndarray],
+    *,
+    axes: tuple[int, ...],
+    eps: float,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+    semantics: Any,
+    input_dtype: np.dtype[Any],
+    statistics_only: bool = False,
+) -> dict[str, list[npt.NDArray[np.float64]]]:
     """Reference outputs for the steps ``xs`` (each normalized on its own) under ``semantics``.
 
     ``gamma``/``beta`` have the shape of the normalized dimensions (``None``: 1 and 0); they are
@@ -62,7 +72,7 @@ def layer_norm_reference(xs: Sequence[np.ndarray], *, axes: tuple[int, ...], eps
     sem = semantics
     sd = _working(sem.stats_dtype, input_dtype)
     cd = _working(sem.compute_dtype, input_dtype)
-    out: dict[str, list[np.ndarray]] = {n: [] for n in OUTPUT_NAMES}
+    out: dict[str, list[npt.NDArray[np.float64]]] = {n: [] for n in OUTPUT_NAMES}
     eps_v = sem.eps_used(eps)
     for x in xs:
         shape = [1] * x.ndim
@@ -86,10 +96,16 @@ def layer_norm_reference(xs: Sequence[np.ndarray], *, axes: tuple[int, ...], eps
         with np.errstate(all="ignore"):
             xc = x.astype(cd)
             center = mean.astype(cd) if sem.centered else cd.type(0)
-            g = np.ones(shape, cd) if gamma is None or sem.affine in ("none", "beta_only") \
+            g = (
+                np.ones(shape, cd)
+                if gamma is None or sem.affine in ("none", "beta_only")
                 else np.asarray(gamma).astype(cd).reshape(shape)
-            b = np.zeros(shape, cd) if beta is None or sem.affine in ("none", "gamma_only") \
+            )
+            b = (
+                np.zeros(shape, cd)
+                if beta is None or sem.affine in ("none", "gamma_only")
                 else np.asarray(beta).astype(cd).reshape(shape)
+            )
             x_hat = (xc - center) * inv
             if sem.arithmetic == "unfolded":
                 y = g * x_hat + b

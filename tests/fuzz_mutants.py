@@ -34,8 +34,9 @@ class _ReferenceMutant(Adapter):
         self.mutate(case, outputs)
         out_dt, par_dt = np_dtype(case.dtype), np_dtype(case.params_dtype)
         with np.errstate(over="ignore", invalid="ignore"):
-            return Observed({n: [a.astype(out_dt if n in ("y", "eval_y") else par_dt) for a in v]
-                             for n, v in outputs.items()})
+            return Observed(
+                {n: [a.astype(out_dt if n in ("y", "eval_y") else par_dt) for a in v] for n, v in outputs.items()}
+            )
 
 
 class ThirdChannelShift(_ReferenceMutant):

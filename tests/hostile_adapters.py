@@ -63,9 +63,17 @@ class HostileCorrect(Adapter):
 
 
 def _hostile(ident: str, what: str, fn, worker: str = "hostile"):
-    cls = type(f"Hostile_{ident}", (HostileCorrect,), {
-        "id": f"hostile-{ident}", "worker": worker, "description": what,
-        "break_": lambda self, out: fn(out), "__module__": __name__})
+    cls = type(
+        f"Hostile_{ident}",
+        (HostileCorrect,),
+        {
+            "id": f"hostile-{ident}",
+            "worker": worker,
+            "description": what,
+            "break_": lambda self, out: fn(out),
+            "__module__": __name__,
+        },
+    )
     return cls
 
 
@@ -73,6 +81,7 @@ def _with_y(f):
     def fn(out):
         out["y"] = [f(a) for a in out["y"]]
         return out
+
     return fn
 
 

@@ -58,8 +58,14 @@ class Spawner(NumpyReference):
         if "doublefork" in tags:
             _double_fork()
         else:
-            subprocess.Popen(["sleep", "300"], start_new_session=True, env=_env(),
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.Popen(
+                ["sleep", "300"],
+                start_new_session=True,
+                env=_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         folder = os.environ.get("NORMCONF_TEST_MARKERS")
         if folder:
             with open(os.path.join(folder, f"{case.id}.spawned"), "w") as f:

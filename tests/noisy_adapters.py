@@ -46,8 +46,13 @@ def _noisy(cls):
 
         def run(self, case, inputs):
             obs = super().run(case, inputs)
-            return Observed({n: [perturb(a, f"{case.id}/{n}/{k}") for k, a in enumerate(steps)]
-                             for n, steps in obs.outputs.items()}, list(obs.notes))
+            return Observed(
+                {
+                    n: [perturb(a, f"{case.id}/{n}/{k}") for k, a in enumerate(steps)]
+                    for n, steps in obs.outputs.items()
+                },
+                list(obs.notes),
+            )
 
     Noisy.__name__ = Noisy.__qualname__ = f"Noisy_{cls.__name__}"
     return Noisy

@@ -138,7 +138,7 @@ def channel_sums(rows: np.ndarray, order: str, wd: np.dtype, perm: np.ndarray | 
     if order == "backward":
         return _sequential(rows[:, ::-1], wd)
     if order.startswith("block"):
-        b = int(order[len("block"):])
+        b = int(order[len("block") :])
         C, m = rows.shape
         nb = -(-m // b)
         if nb <= 1:
@@ -278,8 +278,9 @@ class _Emulator:
         return out
 
 
-def precision_outputs(case: Case, inputs: Inputs, *, order: str, working: str, arithmetic: str,
-                      seed: int = 0, intermediates: bool = False) -> dict[str, list[np.ndarray]]:
+def precision_outputs(
+    case: Case, inputs: Inputs, *, order: str, working: str, arithmetic: str, seed: int = 0, intermediates: bool = False
+) -> dict[str, list[np.ndarray]]:
     """The outputs of a backend that follows ``case``'s conventions in ``working`` precision.
 
     See the module docstring for the exact arithmetic.  ``order`` is one of
@@ -293,8 +294,7 @@ def precision_outputs(case: Case, inputs: Inputs, *, order: str, working: str, a
         em = _Emulator(case, inputs, order, working, arithmetic, seed)
         raw = em.run(inputs)
         names = list(case.output_names()) + (["inv_std", "x_hat"] if intermediates else [])
-        return {name: [np.asarray(a).astype(np_dtype(output_dtype(case, name))) for a in raw[name]]
-                for name in names}
+        return {name: [np.asarray(a).astype(np_dtype(output_dtype(case, name))) for a in raw[name]] for name in names}
 
 
 # ----------------------------------------------------------------------------------------
@@ -369,13 +369,19 @@ def guard_examples(n: int = 520, seed: int = 0) -> Iterator[tuple[Case, str, str
             d["eval_after"] = bool(rng.random() < 0.4)
         else:  # running statistics near the data's, so that y is O(1) as in a trained model
             d["running_mean"] = {"dist": "normal", "mean": mean, "std": 0.1 * std, "seed": int(rng.integers(0, 2**31))}
-            d["running_var"] = {"dist": "uniform", "low": 0.5 * std * std, "high": 2.0 * std * std,
-                                "seed": int(rng.integers(0, 2**31))}
+            d["running_var"] = {
+                "dist": "uniform",
+                "low": 0.5 * std * std,
+                "high": 2.0 * std * std,
+                "seed": int(rng.integers(0, 2**31)),
+            }
         a = rng.random()
         if a < 0.3:
             d["affine"] = False
         elif a < 0.7:
-            d["affine"] = {"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": int(rng.integers(0, 2**31))},
-                           "beta": {"dist": "normal", "std": 0.5, "seed": int(rng.integers(0, 2**31))}}
+            d["affine"] = {
+                "gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": int(rng.integers(0, 2**31))},
+                "beta": {"dist": "normal", "std": 0.5, "seed": int(rng.integers(0, 2**31))},
+            }
         d = {k: v for k, v in d.items() if v is not None}
         yield Case.model_validate(d), order, working, arithmetic

@@ -11,8 +11,14 @@ from harness.profiles import convention
 class WrongProfile(NumpyReference):
     id = "numpy-wrong-profile"
     worker = "profile-tests"
-    conventions = (convention("running_variance", "unbiased", "planted wrong entry (the reference follows the case)",
-                              "tests/profile_adapters.py"),)
+    conventions = (
+        convention(
+            "running_variance",
+            "unbiased",
+            "planted wrong entry (the reference follows the case)",
+            "tests/profile_adapters.py",
+        ),
+    )
 
 
 ADAPTERS = [WrongProfile]

@@ -28,13 +28,20 @@ LIMIT_S = 60
 def normconf(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env,
-                       capture_output=True, text=True, timeout=LIMIT_S * 2)
+    p = subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=LIMIT_S * 2,
+    )
     return p, time.monotonic() - t0
 
 
-def check_refused(p: subprocess.CompletedProcess, seconds: float, where: str, fragments: list[str],
-                  absent: list[str] = ()) -> None:
+def check_refused(
+    p: subprocess.CompletedProcess, seconds: float, where: str, fragments: list[str], absent: list[str] = ()
+) -> None:
     out = p.stdout + p.stderr
     assert p.returncode == 2, f"exit {p.returncode}, expected 2:\n{out}"
     assert "Traceback" not in out, out
@@ -86,8 +93,18 @@ def test_ten_mistakes_give_exactly_ten_messages():
     lines = [int(e.split(":")[2]) for e in errors]
     assert lines == [7, 9, 11, 13, 15, 17, 19, 21, 22, 24], p.stderr
     assert all(e.startswith("error: ten_mistakes.yaml:") for e in errors)
-    for frag in ("momentun", "eps", "momentum.batch_weight", "data[3]", "tolerance.reason", "input.sed",
-                 "mode", "shape[1]", "duplicate id 'fine'", "affine.gamma"):
+    for frag in (
+        "momentun",
+        "eps",
+        "momentum.batch_weight",
+        "data[3]",
+        "tolerance.reason",
+        "input.sed",
+        "mode",
+        "shape[1]",
+        "duplicate id 'fine'",
+        "affine.gamma",
+    ):
         assert frag in p.stderr, frag
 
 
@@ -147,21 +164,25 @@ def test_max_elements_flag_raises_the_limit(tmp_path):
     assert p.returncode == 2 and "exceeds the limit of 199999999 elements" in p.stderr
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--jobs", "0"], "--jobs must be at least 1"),
-    (["--timeout", "0"], "--timeout must be a number of seconds > 0"),
-    (["--timeout", "nan"], "--timeout must be a number of seconds > 0"),
-    (["--max-elements", "0"], "--max-elements must be at least 1"),
-    (["--backend", "nosuch"], "unknown backend(s) nosuch"),
-    (["--adapter", "no_such_module:X"], "cannot import no_such_module"),
-    (["--case", "zzz*"], "matched no case"),
-    (["--out", "afile"], "exists and is not a folder"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--timeout", "0"], "--timeout must be a number of seconds > 0"),
+        (["--timeout", "nan"], "--timeout must be a number of seconds > 0"),
+        (["--max-elements", "0"], "--max-elements must be at least 1"),
+        (["--backend", "nosuch"], "unknown backend(s) nosuch"),
+        (["--adapter", "no_such_module:X"], "cannot import no_such_module"),
+        (["--case", "zzz*"], "matched no case"),
+        (["--out", "afile"], "exists and is not a folder"),
+    ],
+)
 def test_run_usage_errors_exit_2_and_write_nothing(tmp_path, args, fragment):
     (tmp_path / "ok.yaml").write_text("cases:\n  - {id: ok, shape: [2, 3]}\n")
     (tmp_path / "afile").write_text("not a folder\n")
-    p, _ = normconf("run", "ok.yaml", "-b", "numpy", *(["--out", "reports"] if "--out" not in args else []), *args,
-                    cwd=tmp_path)
+    p, _ = normconf(
+        "run", "ok.yaml", "-b", "numpy", *(["--out", "reports"] if "--out" not in args else []), *args, cwd=tmp_path
+    )
     assert p.returncode == 2, p.stdout + p.stderr
     assert fragment in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert not (tmp_path / "reports").exists()
@@ -212,17 +233,28 @@ def test_dangling_and_looping_symlinks_given_explicitly(tmp_path):
     os.symlink("nowhere.yaml", tmp_path / "dangling.yaml")
     os.symlink("self.yaml", tmp_path / "self.yaml")
     p, dt = normconf("validate", "dangling.yaml", "self.yaml", cwd=tmp_path)
-    check_refused(p, dt, "dangling.yaml:1:1", ["dangling symbolic link: its target 'nowhere.yaml' does not exist",
-                                               "self.yaml:1:1: symbolic link loop", "2 errors;"])
+    check_refused(
+        p,
+        dt,
+        "dangling.yaml:1:1",
+        [
+            "dangling symbolic link: its target 'nowhere.yaml' does not exist",
+            "self.yaml:1:1: symbolic link loop",
+            "2 errors;",
+        ],
+    )
 
 
-@pytest.mark.parametrize("plant, where, fragment", [
-    ("dangling", "suite/broken.yaml:1:1", "dangling symbolic link"),
-    ("self_loop", "suite/self.yaml:1:1", "symbolic link loop"),
-    ("folder_loop", "suite/sub/up:1:1", "symbolic link loop: suite/sub/up leads back to the folder"),
-    ("fifo", "suite/pipe.yaml:1:1", "not a regular file"),
-    ("proc", "suite/proc.yaml:1:1", "pseudo-filesystem"),
-])
+@pytest.mark.parametrize(
+    "plant, where, fragment",
+    [
+        ("dangling", "suite/broken.yaml:1:1", "dangling symbolic link"),
+        ("self_loop", "suite/self.yaml:1:1", "symbolic link loop"),
+        ("folder_loop", "suite/sub/up:1:1", "symbolic link loop: suite/sub/up leads back to the folder"),
+        ("fifo", "suite/pipe.yaml:1:1", "not a regular file"),
+        ("proc", "suite/proc.yaml:1:1", "pseudo-filesystem"),
+    ],
+)
 def test_a_broken_entry_in_a_case_folder_is_an_error_not_skipped(tmp_path, plant, where, fragment):
     suite = tmp_path / "suite"
     (suite / "sub").mkdir(parents=True)

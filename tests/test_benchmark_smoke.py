@@ -21,9 +21,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def quick_results(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench") / "results.json"
     p = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--backends", "numpy",
-         "--only", "overhead,reference,suite,memory", "--repeat", "2", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--backends",
+            "numpy",
+            "--only",
+            "overhead,reference,suite,memory",
+            "--repeat",
+            "2",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert f"wrote {out}" in p.stdout

@@ -28,8 +28,15 @@ from harness.report import write_reports  # noqa: E402
 from harness.report.plots import plot_data, plot_key  # noqa: E402
 from harness.results import to_frame, write_json  # noqa: E402
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "reports" / "screenshots"
 #: the issue's budget for the full-suite report
 MAX_LOAD_S = 2.0
@@ -52,8 +59,10 @@ class Page:
         self.page = browser.new_page(viewport={"width": 1400, "height": 900})
         self.errors: list[str] = []
         self.dialogs: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}")
-                     if m.type in ("error", "warning") else None)
+        self.page.on(
+            "console",
+            lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type in ("error", "warning") else None,
+        )
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
 
         def on_dialog(d):
@@ -75,7 +84,8 @@ class Page:
 
     def visible_cases(self) -> list[str]:
         return self.page.eval_on_selector_all(
-            "#matrix tbody tr", "rs => rs.filter(r => r.offsetParent !== null).map(r => r.cells[0].textContent)")
+            "#matrix tbody tr", "rs => rs.filter(r => r.offsetParent !== null).map(r => r.cells[0].textContent)"
+        )
 
 
 def _artifact(src: Path, name: str) -> None:
@@ -156,9 +166,12 @@ def test_hostile_strings_render_as_text(browser, tmp_path):
     from harness.cli import main
     from tests.test_report_html import HOSTILE_ID, HOSTILE_MSG, _row
 
-    rows = [_row(HOSTILE_ID, "numpy", "mismatch", message=HOSTILE_MSG, explanation_text=HOSTILE_MSG,
-                 explanation="<b>x</b>"),
-            _row("fine", "<img src=x onerror=alert(7)>", "pass")]
+    rows = [
+        _row(
+            HOSTILE_ID, "numpy", "mismatch", message=HOSTILE_MSG, explanation_text=HOSTILE_MSG, explanation="<b>x</b>"
+        ),
+        _row("fine", "<img src=x onerror=alert(7)>", "pass"),
+    ]
     write_json(to_frame(rows), tmp_path / "results.json", {"environment": {"cpu": "<script>alert(8)</script>"}})
     assert main(["report", str(tmp_path / "results.json")]) == 0
     pg = Page(browser, tmp_path / "index.html")
@@ -216,12 +229,19 @@ def test_full_suite_report_is_small_and_fast(browser, tmp_path):
     best_cpu = min(p.cpu_s for p in loads)
     load1 = os.getloadavg()[0]
     ncpu = os.cpu_count() or 1
-    numbers = {"cases": 400, "backends": 20, "rows": len(df), "html_bytes": size,
-               "load_wall_s": [round(p.wall_s, 3) for p in loads],
-               "ready_in_page_s": [round(p.ready_ms / 1000, 3) for p in loads],
-               "renderer_cpu_s": [round(p.cpu_s, 3) for p in loads],
-               "open_detail_s": round(detail_s, 3), "render_html_s": round(render_s, 2),
-               "cpu_count": ncpu, "loadavg_1min": round(load1, 2)}
+    numbers = {
+        "cases": 400,
+        "backends": 20,
+        "rows": len(df),
+        "html_bytes": size,
+        "load_wall_s": [round(p.wall_s, 3) for p in loads],
+        "ready_in_page_s": [round(p.ready_ms / 1000, 3) for p in loads],
+        "renderer_cpu_s": [round(p.cpu_s, 3) for p in loads],
+        "open_detail_s": round(detail_s, 3),
+        "render_html_s": round(render_s, 2),
+        "cpu_count": ncpu,
+        "loadavg_1min": round(load1, 2),
+    }
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "full-suite-budget.json").write_text(json.dumps(numbers, indent=1))
     print("full-suite report:", numbers)
@@ -230,5 +250,7 @@ def test_full_suite_report_is_small_and_fast(browser, tmp_path):
     if load1 <= ncpu:
         assert best_wall < MAX_LOAD_S, numbers
     elif best_wall >= MAX_LOAD_S:
-        warnings.warn(f"full-suite report took {best_wall:.2f} s wall ({best_cpu:.2f} s CPU) on an oversubscribed "
-                      f"machine (load {load1:.1f} on {ncpu} CPUs); wall-time budget not judged: {numbers}")
+        warnings.warn(
+            f"full-suite report took {best_wall:.2f} s wall ({best_cpu:.2f} s CPU) on an oversubscribed "
+            f"machine (load {load1:.1f} on {ncpu} CPUs); wall-time budget not judged: {numbers}"
+        )

@@ -15,9 +15,23 @@ from harness.cases import Momentum, load_file, load_paths
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "cases"
 #: the theme files of the library (other files in cases/ belong to other parts of the project)
-THEMES = ["shapes", "layouts", "dtypes", "eps", "momentum", "variance", "train_eval", "multistep", "affine",
-          "trap_single_element", "trap_constant_channel", "trap_large_offset", "trap_magnitude",
-          "trap_nonfinite", "trap_empty_batch"]
+THEMES = [
+    "shapes",
+    "layouts",
+    "dtypes",
+    "eps",
+    "momentum",
+    "variance",
+    "train_eval",
+    "multistep",
+    "affine",
+    "trap_single_element",
+    "trap_constant_channel",
+    "trap_large_offset",
+    "trap_magnitude",
+    "trap_nonfinite",
+    "trap_empty_batch",
+]
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +81,16 @@ def test_momentum_values_in_both_forms(cases):
     weights = {round(c.momentum_weight, 12) for c in cases if c.momentum_weight is not None}
     assert {0.0, 0.01, 0.1, 0.5, 1.0} <= weights
     assert any(c.momentum == "cumulative" for c in cases)
-    bw = {round(c.momentum.weight, 12) for c in cases if isinstance(c.momentum, Momentum) and c.momentum.batch_weight is not None}
-    rw = {round(c.momentum.weight, 12) for c in cases if isinstance(c.momentum, Momentum) and c.momentum.running_weight is not None}
+    bw = {
+        round(c.momentum.weight, 12)
+        for c in cases
+        if isinstance(c.momentum, Momentum) and c.momentum.batch_weight is not None
+    }
+    rw = {
+        round(c.momentum.weight, 12)
+        for c in cases
+        if isinstance(c.momentum, Momentum) and c.momentum.running_weight is not None
+    }
     assert {0.0, 0.01, 0.1, 0.5, 1.0} <= bw and {0.0, 0.01, 0.1, 0.5, 1.0} <= rw
 
 
@@ -92,8 +114,12 @@ def test_traps(library):
     assert any(c.running_variance == "unbiased" for c in m1)
     const = [lc.case for lc in library["trap_constant_channel"]]
     assert any(c.input is not None and c.input.dist == "constant" for c in const)
-    offsets = {(c.dtype, abs(float(c.input.mean)) / float(c.input.std)) for lc in library["trap_large_offset"]
-               for c in [lc.case] if c.input is not None}
+    offsets = {
+        (c.dtype, abs(float(c.input.mean)) / float(c.input.std))
+        for lc in library["trap_large_offset"]
+        for c in [lc.case]
+        if c.input is not None
+    }
     assert {r for _, r in offsets} >= {1e3, 1e5}
     mags = {lc.id: lc.case for lc in library["trap_magnitude"]}
     from harness.inputs import generate

@@ -43,8 +43,13 @@ def test_ten_mistakes_give_ten_positioned_messages():
 
 
 def test_cli_validate_exit_2_without_traceback():
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "validate", str(DATA / "ten_mistakes.yaml")],
-                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "validate", str(DATA / "ten_mistakes.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert p.returncode == 2
     assert "Traceback" not in p.stderr + p.stdout
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("error: ")]
@@ -69,7 +74,9 @@ def test_yaml_syntax_error_has_position(tmp_path):
 
 
 def test_defaults_merge_and_expectation_drop(tmp_path):
-    p = write(tmp_path, """
+    p = write(
+        tmp_path,
+        """
 defaults:
   shape: [2, 3]
   eps: 1e-3
@@ -80,20 +87,24 @@ cases:
   - id: b
     eps: 0.5
     expect: {torch: null, numpy: {outcome: pass, reason: trivially}}
-""")
+""",
+    )
     a, b = (lc.case for lc in load_file(p))
     assert a.eps == 1e-3 and b.eps == 0.5  # `1e-3` without a dot is a float (YAML 1.2)
     assert set(a.expect) == {"torch"} and set(b.expect) == {"numpy"}
 
 
 def test_momentum_forms_mean_the_same_update(tmp_path):
-    p = write(tmp_path, """
+    p = write(
+        tmp_path,
+        """
 cases:
   - {id: a, shape: [2, 3], momentum: {batch_weight: 0.1}}
   - {id: b, shape: [2, 3], momentum: {running_weight: 0.9}}
   - {id: c, shape: [2, 3], momentum: cumulative}
   - {id: d, shape: [2, 3]}
-""")
+""",
+    )
     a, b, c, d = (lc.case for lc in load_file(p))
     assert a.momentum_weight == pytest.approx(0.1) and b.momentum_weight == pytest.approx(0.1)
     assert c.momentum_weight is None
@@ -121,6 +132,8 @@ def test_schema_validates_the_suite_and_rejects_bad_case():
 
     schema = json_schema()
     for f in sorted((ROOT / "cases").glob("*.yaml")):
-        jsonschema.validate(yaml.load(f.read_text(), Loader=__import__("harness.cases", fromlist=["_Loader"])._Loader), schema)
+        jsonschema.validate(
+            yaml.load(f.read_text(), Loader=__import__("harness.cases", fromlist=["_Loader"])._Loader), schema
+        )
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"cases": [{"id": "x", "shape": [2, 3], "epsilon": 1}]}, schema)

@@ -117,13 +117,34 @@ def test_exit_4_named_backend_unavailable(tmp_path, capsys):
 
 
 def test_exit_4_wins_over_3_and_1(tmp_path, capsys):
-    rc, out, err = run(tmp_path, capsys, "--adapter", CRASHY, "--adapter", SCALED, "--adapter", MISSING,
-                       "-b", "crashy,plugin-scaled,missing")
+    rc, out, err = run(
+        tmp_path,
+        capsys,
+        "--adapter",
+        CRASHY,
+        "--adapter",
+        SCALED,
+        "--adapter",
+        MISSING,
+        "-b",
+        "crashy,plugin-scaled,missing",
+    )
     assert rc == EXIT_UNAVAILABLE, out + err
     assert INSTALL_LINE in out and "boom [crashy] error" in out
     # the opt-out leaves the other failures in charge of the exit code
-    rc, out, err = run(tmp_path, capsys, "--adapter", CRASHY, "--adapter", SCALED, "--adapter", MISSING,
-                       "-b", "crashy,plugin-scaled,missing", "--allow-unavailable")
+    rc, out, err = run(
+        tmp_path,
+        capsys,
+        "--adapter",
+        CRASHY,
+        "--adapter",
+        SCALED,
+        "--adapter",
+        MISSING,
+        "-b",
+        "crashy,plugin-scaled,missing",
+        "--allow-unavailable",
+    )
     assert rc == EXIT_ERROR, out + err
 
 
@@ -144,8 +165,9 @@ def test_exit_4_unavailable_in_the_default_set(tmp_path, capsys, monkeypatch):
 
 
 def test_allow_unavailable_gives_0_and_reports_the_skip(tmp_path, capsys):
-    rc, out, err = run(tmp_path, capsys, "--adapter", MISSING, "-b", "missing,numpy", "-k", "plain",
-                       "--allow-unavailable")
+    rc, out, err = run(
+        tmp_path, capsys, "--adapter", MISSING, "-b", "missing,numpy", "-k", "plain", "--allow-unavailable"
+    )
     assert rc == EXIT_OK, out + err
     assert INSTALL_LINE in out and "skipped (--allow-unavailable)" in out
     assert (tmp_path / "reports" / "results.csv").exists()
@@ -153,9 +175,23 @@ def test_allow_unavailable_gives_0_and_reports_the_skip(tmp_path, capsys):
 
 def test_run_exit_code_precedence_on_a_table():
     """4 > 3 > 1 > 0 on a hand-made results table (no run)."""
+
     def rows(*pairs):
-        return pd.DataFrame([{"case": c, "backend": b, "outcome": o, "as_expected": e, "message": m,
-                              "output": "", "explanation": "", "backend_version": ""} for c, b, o, e, m in pairs])
+        return pd.DataFrame(
+            [
+                {
+                    "case": c,
+                    "backend": b,
+                    "outcome": o,
+                    "as_expected": e,
+                    "message": m,
+                    "output": "",
+                    "explanation": "",
+                    "backend_version": "",
+                }
+                for c, b, o, e, m in pairs
+            ]
+        )
 
     ok = ("a", "numpy", "pass", True, "")
     mism = ("a", "x", "mismatch", False, "")
@@ -174,10 +210,30 @@ def _pytest(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     cases = tmp_path / "cases"
     cases.mkdir(exist_ok=True)
     (cases / "mini.yaml").write_text("cases:\n  - {id: mini, shape: [2, 3]}\n")
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(cases), "-q", "-rs",
-                           "--rootdir", str(tmp_path), "--adapter", MISSING, "--backend", "numpy,missing", *extra],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            str(cases),
+            "-q",
+            "-rs",
+            "--rootdir",
+            str(tmp_path),
+            "--adapter",
+            MISSING,
+            "--backend",
+            "numpy,missing",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_pytest_plugin_fails_an_unavailable_backend(tmp_path):

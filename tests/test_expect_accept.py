@@ -13,7 +13,7 @@ import yaml
 
 from harness.cases import CaseFileError, load_file
 from harness.cli import main
-from harness.expect_accept import CaseFile, FILL_IN, choose_because, render_entry
+from harness.expect_accept import FILL_IN, CaseFile, choose_because, render_entry
 from harness.results import Row, apply_expectation, because_matches, to_frame, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,8 +52,17 @@ cases:
 
 
 def _row(case, backend, output, outcome, explanation="", step=1, file="small.yaml", line=1):
-    return Row(case=case, file=file, line=line, backend=backend, backend_version="1.0", output=output,
-               step=step, outcome=outcome, explanation=explanation)
+    return Row(
+        case=case,
+        file=file,
+        line=line,
+        backend=backend,
+        backend_version="1.0",
+        output=output,
+        step=step,
+        outcome=outcome,
+        explanation=explanation,
+    )
 
 
 def _judge(path: Path, pairs: dict[tuple[str, str], list[Row]]) -> list[Row]:
@@ -73,14 +82,20 @@ def _pairs() -> dict[tuple[str, str], list[Row]]:
     """small_a: torch as expected, ort not (a new convention), tiny-dnn passes (its inherited expectation
     fails); small_b: tiny-dnn now explained by two labels; small_c: cpp now errors."""
     return {
-        ("small_a", "torch"): [_row("small_a", "torch", "y", "pass"),
-                               _row("small_a", "torch", "running_var", "explained", "running_variance=unbiased")],
-        ("small_a", "ort"): [_row("small_a", "ort", "y", "explained", "eps=0.001"),
-                             _row("small_a", "ort", "running_var", "explained", "eps=0.001,precision=float32")],
+        ("small_a", "torch"): [
+            _row("small_a", "torch", "y", "pass"),
+            _row("small_a", "torch", "running_var", "explained", "running_variance=unbiased"),
+        ],
+        ("small_a", "ort"): [
+            _row("small_a", "ort", "y", "explained", "eps=0.001"),
+            _row("small_a", "ort", "running_var", "explained", "eps=0.001,precision=float32"),
+        ],
         ("small_a", "tiny-dnn"): [_row("small_a", "tiny-dnn", "y", "pass")],
-        ("small_b", "tiny-dnn"): [_row("small_b", "tiny-dnn", "y", "explained", "normalize_variance=biased"),
-                                  _row("small_b", "tiny-dnn", "running_var", "explained", "running_variance=biased"),
-                                  _row("small_b", "tiny-dnn", "eval_y", "explained", "normalize_variance=biased")],
+        ("small_b", "tiny-dnn"): [
+            _row("small_b", "tiny-dnn", "y", "explained", "normalize_variance=biased"),
+            _row("small_b", "tiny-dnn", "running_var", "explained", "running_variance=biased"),
+            _row("small_b", "tiny-dnn", "eval_y", "explained", "normalize_variance=biased"),
+        ],
         ("small_c", "cpp"): [_row("small_c", "cpp", "", "error", step=None)],
     }
 
@@ -157,7 +172,10 @@ def test_library_files_take_entries_and_change_nothing_else(tmp_path):
         for cid, lc in after.items():
             old = before[cid].case
             exp = {b: e.model_dump(exclude_none=True) for b, e in lc.case.expect.items()}
-            assert exp == {**{b: e.model_dump(exclude_none=True) for b, e in old.expect.items()}, **want[cid]}, (src, cid)
+            assert exp == {**{b: e.model_dump(exclude_none=True) for b, e in old.expect.items()}, **want[cid]}, (
+                src,
+                cid,
+            )
             assert lc.case.model_dump(exclude={"expect"}) == old.model_dump(exclude={"expect"}), (src, cid)
         old_lines, new_lines = src.read_text().splitlines(), text.splitlines()
         for tag, i1, _i2, _j1, _j2 in difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False).get_opcodes():
@@ -175,18 +193,22 @@ def test_accept_writes_only_the_entries(small, capsys):
     assert _accept(results) == 0
     out = capsys.readouterr().out
     text = case_file.read_text()
-    expected = SMALL.replace(
-        '      ort: null   # ort follows the case here\n',
-        '      ort: {outcome: "explained", because: "eps=0.001", reason: ""}   # ort follows the case here\n'
-        '      tiny-dnn: {outcome: "pass", reason: ""}\n',
-    ).replace(
-        "  - id: small_b\n",
-        "  - id: small_b\n"
-        "    expect:\n"
-        '      tiny-dnn: {outcome: "explained", because: "normalize_variance=biased", reason: ""}\n',
-    ).replace(
-        "      cpp:\n        outcome: mismatch\n        reason: the old expectation (block style)\n",
-        '      cpp: {outcome: "error", reason: ""}\n',
+    expected = (
+        SMALL.replace(
+            "      ort: null   # ort follows the case here\n",
+            '      ort: {outcome: "explained", because: "eps=0.001", reason: ""}   # ort follows the case here\n'
+            '      tiny-dnn: {outcome: "pass", reason: ""}\n',
+        )
+        .replace(
+            "  - id: small_b\n",
+            "  - id: small_b\n"
+            "    expect:\n"
+            '      tiny-dnn: {outcome: "explained", because: "normalize_variance=biased", reason: ""}\n',
+        )
+        .replace(
+            "      cpp:\n        outcome: mismatch\n        reason: the old expectation (block style)\n",
+            '      cpp: {outcome: "error", reason: ""}\n',
+        )
     )
     assert text == expected
     # difflib: the original lines all stay, in order, but the replaced entries' own lines
@@ -194,8 +216,15 @@ def test_accept_writes_only_the_entries(small, capsys):
     changed = [(tag, SMALL.splitlines()[i1:i2]) for tag, i1, i2, _, _ in ops if tag != "equal"]
     assert [t for t, _ in changed] == ["replace", "insert", "replace"]
     assert changed[0][1] == ["      ort: null   # ort follows the case here"]
-    assert changed[2][1] == ["      cpp:", "        outcome: mismatch", "        reason: the old expectation (block style)"]
-    assert "defaults:" in text and text.count("tiny-dnn: {outcome: \"explained\", because: \"normalize_variance=unbiased\"") == 1
+    assert changed[2][1] == [
+        "      cpp:",
+        "        outcome: mismatch",
+        "        reason: the old expectation (block style)",
+    ]
+    assert (
+        "defaults:" in text
+        and text.count('tiny-dnn: {outcome: "explained", because: "normalize_variance=unbiased"') == 1
+    )
     # what was written, where, and what to do
     assert "accepted 4 expectation(s) into 1 file(s)" in out
     assert 'small.yaml:13: small_a: expect.ort: {outcome: "explained", because: "eps=0.001", reason: ""}' in out
@@ -280,8 +309,9 @@ def test_filters_backend_and_case(small, capsys):
 # (e) bad input: exit 2, the file named, nothing written
 
 
-@pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"meta": {}}', '{"results": [{"case": "x"}]}',
-                                     '{"results": "x"}'])
+@pytest.mark.parametrize(
+    "content", ["not json", "[1, 2]", '{"meta": {}}', '{"results": [{"case": "x"}]}', '{"results": "x"}']
+)
 def test_bad_results_file(small, capsys, content):
     case_file, _, _ = small
     Path("bad.json").write_text(content)
@@ -304,12 +334,16 @@ def test_missing_case_file_or_case_id(small, capsys):
             row["file"] = "gone.yaml"
         if row["case"] == "small_b":
             row["case"] = "small_renamed"
-    Path("r1.json").write_text(json.dumps({"meta": {}, "results": [r for r in data["results"] if r["case"] != "small_renamed"]}))
+    Path("r1.json").write_text(
+        json.dumps({"meta": {}, "results": [r for r in data["results"] if r["case"] != "small_renamed"]})
+    )
     assert _accept("r1.json") == 2
     err = capsys.readouterr().err
     assert "gone.yaml" in err and "not found" in err
     assert case_file.read_text() == SMALL  # small_a's entries were decided but nothing was written
-    Path("r2.json").write_text(json.dumps({"meta": {}, "results": [r for r in data["results"] if r["case"] != "small_c"]}))
+    Path("r2.json").write_text(
+        json.dumps({"meta": {}, "results": [r for r in data["results"] if r["case"] != "small_c"]})
+    )
     assert _accept("r2.json") == 2
     err = capsys.readouterr().err
     assert "small.yaml" in err and "small_renamed" in err and "Traceback" not in err
@@ -341,8 +375,10 @@ def test_rejudged_rows_are_as_expected(small):
 def test_choose_because_is_accepted_by_the_matcher():
     one = ["running_variance=unbiased", "running_variance=unbiased,precision=float16"]
     assert choose_because(one) == "running_variance=unbiased"
-    assert choose_because(["precision=float32,variance=one_pass", "variance=one_pass,precision=float32"]) \
+    assert (
+        choose_because(["precision=float32,variance=one_pass", "variance=one_pass,precision=float32"])
         == "precision=float32,variance=one_pass"
+    )
     unrelated = ["eps=0.001", "running_variance=biased", "running_variance=biased"]
     assert choose_because(unrelated) == "running_variance=biased"  # the most common label
     assert choose_because(["eps=0.001", "running_variance=biased"]) == "eps=0.001"  # tie: the first
@@ -355,8 +391,10 @@ def test_choose_because_is_accepted_by_the_matcher():
 
 
 def test_render_entry_is_one_quoted_flow_line():
-    assert render_entry("torch", {"outcome": "explained", "because": "running_variance=unbiased", "reason": ""}) \
+    assert (
+        render_entry("torch", {"outcome": "explained", "because": "running_variance=unbiased", "reason": ""})
         == 'torch: {outcome: "explained", because: "running_variance=unbiased", reason: ""}'
+    )
     line = render_entry("ort", {"outcome": "mismatch", "reason": 'a "quote"\nand # a hash'})
     assert "\n" not in line
     assert yaml.safe_load(line) == {"ort": {"outcome": "mismatch", "reason": 'a "quote"\nand # a hash'}}
@@ -364,12 +402,14 @@ def test_render_entry_is_one_quoted_flow_line():
 
 def test_flow_expect_and_null_expect_and_no_final_newline(tmp_path):
     path = tmp_path / "f.yaml"
-    src = ("defaults:\n  expect: {torch: {outcome: mismatch, reason: the default}}\n"
-           "cases:\n"
-           "- id: a\n  expect: {torch: null, ort: null}   # flow\n  shape: [2, 3]\n"
-           "- id: b\n  expect:   # nothing yet\n  shape: [2, 3]\n"
-           "- id: c\n  expect: {}\n  shape: [2, 3]\n"
-           "- id: d\n  shape: [2, 3]")
+    src = (
+        "defaults:\n  expect: {torch: {outcome: mismatch, reason: the default}}\n"
+        "cases:\n"
+        "- id: a\n  expect: {torch: null, ort: null}   # flow\n  shape: [2, 3]\n"
+        "- id: b\n  expect:   # nothing yet\n  shape: [2, 3]\n"
+        "- id: c\n  expect: {}\n  shape: [2, 3]\n"
+        "- id: d\n  shape: [2, 3]"
+    )
     path.write_text(src)
     cf = CaseFile.load(path)
     e = {"outcome": "mismatch", "reason": "the test"}
@@ -386,7 +426,8 @@ def test_flow_expect_and_null_expect_and_no_final_newline(tmp_path):
         'cpp: {outcome: "mismatch", reason: "the test"}}   # flow\n  shape: [2, 3]\n'
         '- id: b\n  expect:   # nothing yet\n    cpp: {outcome: "mismatch", reason: "the test"}\n  shape: [2, 3]\n'
         '- id: c\n  expect: {cpp: {outcome: "mismatch", reason: "the test"}}\n  shape: [2, 3]\n'
-        '- id: d\n  expect:\n    cpp: {outcome: "mismatch", reason: "the test"}\n  shape: [2, 3]')
+        '- id: d\n  expect:\n    cpp: {outcome: "mismatch", reason: "the test"}\n  shape: [2, 3]'
+    )
     path.write_text(text)
     got = {lc.id: set(lc.case.expect) for lc in load_file(path)}
     assert got == {"a": {"ort", "cpp"}, "b": {"torch", "cpp"}, "c": {"torch", "cpp"}, "d": {"torch", "cpp"}}

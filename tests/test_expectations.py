@@ -10,7 +10,6 @@ from harness.worker import BackendResult
 from tests.helpers import case_maker, loaded
 from tests.test_explain_mutants import mutant_outputs
 
-
 _case = case_maker(id="pair", shape=[4, 3, 5], steps=1, momentum={"batch_weight": 0.1}, input={"std": 2.0, "seed": 5})
 
 
@@ -38,8 +37,10 @@ def _rows(case, **changes):
     inputs = generate(case)
     outs = mutant_outputs(case, inputs, **changes)
     lc = loaded(case)
-    return {(r.output, r.step): r for r in rows_for(lc, "m", BackendResult("m", "ok", outputs=outs),
-                                                   expected_outputs(case, inputs), inputs)}
+    return {
+        (r.output, r.step): r
+        for r in rows_for(lc, "m", BackendResult("m", "ok", outputs=outs), expected_outputs(case, inputs), inputs)
+    }
 
 
 def test_reported_variance_is_named_when_y_follows_the_case():
@@ -66,8 +67,10 @@ def test_convention_contradicted_by_another_output_is_demoted():
     outs = mutant_outputs(case, inputs, normalize_variance="unbiased")
     outs["batch_var"] = mutant_outputs(case, inputs)["batch_var"]  # reports the biased variance after all
     lc = loaded(case)
-    rows = {(r.output, r.step): r for r in rows_for(lc, "m", BackendResult("m", "ok", outputs=outs),
-                                                   expected_outputs(case, inputs), inputs)}
+    rows = {
+        (r.output, r.step): r
+        for r in rows_for(lc, "m", BackendResult("m", "ok", outputs=outs), expected_outputs(case, inputs), inputs)
+    }
     y = rows[("y", 1)]
     assert y.outcome == "mismatch" and y.explanation == "", y.explanation_text
     assert "closest candidate, not an explanation: normalize_variance=unbiased" in y.explanation_text
@@ -80,12 +83,29 @@ def test_expected_convention_indistinguishable_from_precision_still_holds():
     precision row that does not list it does not satisfy the expectation."""
     from harness.results import Row, apply_expectation
 
-    case = _case(expect={"b": {"outcome": "explained", "because": "running_variance=unbiased",
-                               "reason": "documented: the running variance uses the unbiased estimator"}})
+    case = _case(
+        expect={
+            "b": {
+                "outcome": "explained",
+                "because": "running_variance=unbiased",
+                "reason": "documented: the running variance uses the unbiased estimator",
+            }
+        }
+    )
 
     def row(consistent: str) -> Row:
-        return Row(case="pair", file="<t>", line=1, backend="b", backend_version="", output="running_var", step=1,
-                   outcome="explained", explanation="precision=float32", consistent=consistent)
+        return Row(
+            case="pair",
+            file="<t>",
+            line=1,
+            backend="b",
+            backend_version="",
+            output="running_var",
+            step=1,
+            outcome="explained",
+            explanation="precision=float32",
+            consistent=consistent,
+        )
 
     listed, unlisted = [row("running_variance=unbiased")], [row("")]
     apply_expectation(case, "b", listed)

@@ -22,11 +22,17 @@ from harness.worker import BackendResult
 from tests.helpers import case_maker, loaded
 from tests.test_explain_mutants import mutant_outputs
 
-
-_case = case_maker(id="explain_fault", shape=[4, 3, 5, 5], steps=2, momentum={"batch_weight": 0.1},
-                   affine={"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3},
-                           "beta": {"dist": "normal", "std": 0.5, "seed": 4}},
-                   input={"std": 2.0, "mean": 0.5, "seed": 41})
+_case = case_maker(
+    id="explain_fault",
+    shape=[4, 3, 5, 5],
+    steps=2,
+    momentum={"batch_weight": 0.1},
+    affine={
+        "gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3},
+        "beta": {"dist": "normal", "std": 0.5, "seed": 4},
+    },
+    input={"std": 2.0, "mean": 0.5, "seed": 41},
+)
 
 
 def _framework_like(case, inputs):
@@ -146,7 +152,9 @@ def test_seed_unbiased_text_has_the_numbers():
     obs = mutant_outputs(case, inputs, normalize_variance="unbiased")["y"][0]
     exp = reference_outputs(case, inputs)["y"][0]
     # docs/seed.md: real tiny-dnn's first row is the reference times sqrt(17/18)
-    np.testing.assert_allclose(obs.reshape(3, 6)[0], [0.071291, -0.221705, 0.340054, 1.025179, 1.115501, -0.538933], atol=1e-6)
+    np.testing.assert_allclose(
+        obs.reshape(3, 6)[0], [0.071291, -0.221705, 0.340054, 1.025179, 1.115501, -0.538933], atol=1e-6
+    )
     f = explain_output(case, inputs, "y", 1, obs, exp, tolerance_for(case, "y"))
     assert f.label == "normalize_variance=unbiased"
     assert "divides by m−1 = 17, not m = 18" in f.text and "√(17/18) = 0.971825" in f.text
@@ -170,8 +178,15 @@ def test_reversed_momentum_ranks_above_the_equivalent_solved_weight():
     inputs = generate(case)
     obs = mutant_outputs(case, inputs, momentum_direction="reversed")
     exp = reference_outputs(case, inputs)
-    f = explain_output(case, inputs, "running_mean", 2, obs["running_mean"][1], exp["running_mean"][1],
-                       tolerance_for(case, "running_mean"))
+    f = explain_output(
+        case,
+        inputs,
+        "running_mean",
+        2,
+        obs["running_mean"][1],
+        exp["running_mean"][1],
+        tolerance_for(case, "running_mean"),
+    )
     assert f.label == "momentum_direction=reversed"
     assert "momentum_override=0.01" in f.matches[0].equivalents
     assert "batch weight 0.01 instead of 0.99" in f.text
@@ -180,8 +195,13 @@ def test_reversed_momentum_ranks_above_the_equivalent_solved_weight():
 def test_equal_to_reference_gets_no_explanation():
     case = _case()
     inputs = generate(case)
-    lc_rows = rows_for(_loaded(case), "equal", BackendResult("equal", "ok", outputs=_framework_like(case, inputs)),
-                       reference_outputs(case, inputs), inputs)
+    lc_rows = rows_for(
+        _loaded(case),
+        "equal",
+        BackendResult("equal", "ok", outputs=_framework_like(case, inputs)),
+        reference_outputs(case, inputs),
+        inputs,
+    )
     assert lc_rows and all(r.outcome == "pass" and r.explanation == "" and r.explanation_text == "" for r in lc_rows)
 
 
@@ -198,8 +218,9 @@ def test_rows_csv_json_carry_the_explanation(tmp_path):
     inputs = generate(case)
     outs = mutant_outputs(case, inputs, running_variance="unbiased")
     outs["y"] = [-outs["y"][0]]  # and an unexplainable fault on y
-    rows = rows_for(_loaded(case), "mutant", BackendResult("mutant", "ok", outputs=outs),
-                    reference_outputs(case, inputs), inputs)
+    rows = rows_for(
+        _loaded(case), "mutant", BackendResult("mutant", "ok", outputs=outs), reference_outputs(case, inputs), inputs
+    )
     by = {r.output: r for r in rows}
     assert by["running_var"].outcome == "explained" and by["running_var"].explanation == "running_variance=unbiased"
     assert by["y"].outcome == "mismatch" and by["y"].explanation == "" and "sign is flipped" in by["y"].explanation_text
@@ -228,7 +249,10 @@ def test_localization_names_the_first_diverging_stage():
     rows = rows_for(_loaded(case), "mutant", BackendResult("mutant", "ok", outputs=outs), ref, inputs)
     y = next(r for r in rows if r.output == "y")
     assert y.outcome == "explained" and y.explanation == "eps_override=0.5"
-    assert "[first diverging stage: inv_std (step 1); agree before it: batch_mean, batch_var; also differ: y]" in y.explanation_text
+    assert (
+        "[first diverging stage: inv_std (step 1); agree before it: batch_mean, batch_var; also differ: y]"
+        in y.explanation_text
+    )
 
 
 def mutant_outputs_inv(case, inputs, **changes):
@@ -259,8 +283,15 @@ def test_cache_is_byte_bounded_and_reused():
     cache = ex._ReferenceCache(max_bytes=4 << 20)
     case = _case(shape=[16, 4, 32, 32], steps=1)  # y is 0.5 MiB in float64
     inputs = generate(case)
-    for alt in ({}, {"normalize_variance": "unbiased"}, {"eps_placement": "none"}, {"affine": "none"},
-                {"stats_dtype": "float32"}, {"compute_dtype": "float32"}, {"arithmetic": "folded"}):
+    for alt in (
+        {},
+        {"normalize_variance": "unbiased"},
+        {"eps_placement": "none"},
+        {"affine": "none"},
+        {"stats_dtype": "float32"},
+        {"compute_dtype": "float32"},
+        {"arithmetic": "folded"},
+    ):
         cache.get(case, inputs, case.semantics.replace(**alt), "y")
     assert cache._bytes <= cache.max_bytes
     n = cache.computed
@@ -282,8 +313,9 @@ def test_irrelevant_knobs_are_not_evaluated():
     f = explain_output(case, inputs, "running_var", 1, obs, exp, tolerance_for(case, "running_var"))
     assert f.label == "running_variance=unbiased"
     # eps, affine, arithmetic and compute-precision knobs cannot change running_var: not run
-    assert all(not any(k in c.label for k in ("eps_", "affine", "arithmetic", "compute_dtype"))
-               for c in f.matches + f.closest)
+    assert all(
+        not any(k in c.label for k in ("eps_", "affine", "arithmetic", "compute_dtype")) for c in f.matches + f.closest
+    )
     assert f.evaluated <= 16
     assert math.isfinite(f.matches[0].score)
 
@@ -294,8 +326,11 @@ def test_irrelevant_knobs_are_not_evaluated():
 
 #: the expectation cases/explain_momentum.yaml documents for the two test-only backends (the case file
 #: itself may only name registered backends, so it is added here)
-REVERSED = {"outcome": "explained", "because": "momentum_direction=reversed",
-            "reason": "reads the momentum as the weight of the old running value"}
+REVERSED = {
+    "outcome": "explained",
+    "because": "momentum_direction=reversed",
+    "reason": "reads the momentum as the weight of the old running value",
+}
 
 
 def _run_momentum_cases(backends):
@@ -314,7 +349,9 @@ def _run_momentum_cases(backends):
 
 def test_momentum_cases_reversed_reading_is_explained():
     rows = _run_momentum_cases(["numpy", "mutant-keras-momentum-reading"])
-    assert rows and all(r.as_expected for r in rows), [(r.case, r.backend, r.outcome, r.message) for r in rows if not r.as_expected]
+    assert rows and all(r.as_expected for r in rows), [
+        (r.case, r.backend, r.outcome, r.message) for r in rows if not r.as_expected
+    ]
     mut = [r for r in rows if r.backend == "mutant-keras-momentum-reading" and r.output == "running_mean"]
     assert len(mut) == 9 and all(r.explanation == "momentum_direction=reversed" for r in mut)
     k099 = next(r for r in mut if r.case == "momentum_keras_099_as_batch_weight" and r.step == 1)
@@ -331,11 +368,16 @@ def test_momentum_cases_on_keras_tf():
     rows = _run_momentum_cases(["keras-tf", "keras-tf-literal-momentum"])
     if any(r.outcome == "unsupported" for r in rows):
         pytest.skip("keras-tf unavailable: " + next(r.message for r in rows if r.outcome == "unsupported"))
-    assert all(r.outcome == "pass" for r in rows if r.backend == "keras-tf"), \
-        [(r.case, r.output, r.step, r.outcome, r.message) for r in rows if r.backend == "keras-tf" and r.outcome != "pass"]
+    assert all(r.outcome == "pass" for r in rows if r.backend == "keras-tf"), [
+        (r.case, r.output, r.step, r.outcome, r.message)
+        for r in rows
+        if r.backend == "keras-tf" and r.outcome != "pass"
+    ]
     lit = [r for r in rows if r.backend == "keras-tf-literal-momentum"]
     assert all(r.as_expected for r in lit)
-    assert {r.explanation for r in lit if r.output in ("running_mean", "running_var")} == {"momentum_direction=reversed"}
+    assert {r.explanation for r in lit if r.output in ("running_mean", "running_var")} == {
+        "momentum_direction=reversed"
+    }
 
 
 def test_all_zeros_and_negative_offset_are_described():
@@ -360,8 +402,16 @@ def test_eval_y_eps_is_solved_and_momentum_is_recalled():
     pair_memory: list = []  # one pair's memory: what explained its earlier outputs
     alone = explain_output(case, inputs, "eval_y", 1, mut["eval_y"][0], exp["eval_y"][0], tol, memory=pair_memory)
     assert not alone.explained
-    rm = explain_output(case, inputs, "running_mean", 2, mut["running_mean"][1], exp["running_mean"][1],
-                        tolerance_for(case, "running_mean"), memory=pair_memory)
+    rm = explain_output(
+        case,
+        inputs,
+        "running_mean",
+        2,
+        mut["running_mean"][1],
+        exp["running_mean"][1],
+        tolerance_for(case, "running_mean"),
+        memory=pair_memory,
+    )
     assert rm.label == "momentum_override=0.3"
     again = explain_output(case, inputs, "eval_y", 1, mut["eval_y"][0], exp["eval_y"][0], tol, memory=pair_memory)
     assert again.label == "momentum_override=0.3" and "the convention found for running_mean step 2" in again.text
@@ -384,15 +434,22 @@ def test_statistics_only_reference_path_equals_the_full_run():
                 np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("mode,changes", [("train", {}), ("train", {"train_statistics": "blended"}),
-                                          ("train", {"normalize_variance": "unbiased", "eps_override": 1e-3}),
-                                          ("eval", {}), ("eval", {"eval_statistics": "batch"}),
-                                          ("eval", {"eval_statistics": "blended", "affine": "beta_only"})])
+@pytest.mark.parametrize(
+    "mode,changes",
+    [
+        ("train", {}),
+        ("train", {"train_statistics": "blended"}),
+        ("train", {"normalize_variance": "unbiased", "eps_override": 1e-3}),
+        ("eval", {}),
+        ("eval", {"eval_statistics": "batch"}),
+        ("eval", {"eval_statistics": "blended", "affine": "beta_only"}),
+    ],
+)
 def test_sampled_alternative_is_bit_identical_to_the_full_run(mode, changes):
     """The search screens alternatives on a sample of elements (statistics-only reference + normalize on the
     sample): those values must be the full run's, bit for bit, or a screen could reject a true explanation."""
-    from harness.explain.refcache import CACHE
     from harness.explain.arrays import channel_view
+    from harness.explain.refcache import CACHE
 
     case = _case(mode=mode, steps=2)
     inputs = generate(case)

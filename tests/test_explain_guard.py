@@ -42,7 +42,9 @@ def test_precision_only_backends_never_get_a_convention():
                 if f.label.startswith("precision="):
                     outcome["precision"] += 1
                 else:
-                    false.append(f"example {i} ({case.dtype} {case.shape} {case.mode}, {order}/{working}/{arithmetic}) "
-                                 f"{name} step {k}: {f.label or 'mismatch'}: {f.text[:300]}")
+                    false.append(
+                        f"example {i} ({case.dtype} {case.shape} {case.mode}, {order}/{working}/{arithmetic}) "
+                        f"{name} step {k}: {f.label or 'mismatch'}: {f.text[:300]}"
+                    )
     assert outcome["precision"] > 1000, outcome  # the guard exercises the bounds, not only passes
     assert not false, f"{len(false)} false explanations:\n" + "\n".join(false[:10])

@@ -92,8 +92,11 @@ def _keras_literal_momentum() -> type[Adapter] | None:
 
 #: for cases/explain_momentum.yaml
 MOMENTUM_ADAPTERS = [
-    mutant_adapter("mutant-keras-momentum-reading", "reference whose momentum is read as the weight of the old value",
-                   momentum_direction="reversed"),
+    mutant_adapter(
+        "mutant-keras-momentum-reading",
+        "reference whose momentum is read as the weight of the old value",
+        momentum_direction="reversed",
+    ),
     *([k] if (k := _keras_literal_momentum()) is not None else []),
 ]
 
@@ -101,11 +104,17 @@ MOMENTUM_ADAPTERS = [
 # The matrix: cases (shapes, dtypes, layouts) × knobs
 
 
-_case = case_maker(id="explain_mutant", steps=2, momentum={"batch_weight": 0.1},
-                   affine={"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3},
-                           "beta": {"dist": "normal", "std": 0.5, "seed": 4}},
-                   running_mean={"dist": "normal", "std": 0.3, "seed": 5},
-                   running_var={"dist": "uniform", "low": 0.5, "high": 1.5, "seed": 6})
+_case = case_maker(
+    id="explain_mutant",
+    steps=2,
+    momentum={"batch_weight": 0.1},
+    affine={
+        "gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3},
+        "beta": {"dist": "normal", "std": 0.5, "seed": 4},
+    },
+    running_mean={"dist": "normal", "std": 0.3, "seed": 5},
+    running_var={"dist": "uniform", "low": 0.5, "high": 1.5, "seed": 6},
+)
 
 
 #: (name, case) — several ranks, layouts and dtypes; inputs with std 2 and a mean offset, so that the
@@ -114,13 +123,20 @@ _case = case_maker(id="explain_mutant", steps=2, momentum={"batch_weight": 0.1},
 CASES = {
     "f64_2d": _case(shape=[6, 3], dtype="float64", input={"std": 2.0, "mean": 0.5, "seed": 11}),
     "f32_4d": _case(shape=[4, 3, 5, 5], dtype="float32", eval_after=True, input={"std": 2.0, "mean": 0.5, "seed": 12}),
-    "f32_3d_last": _case(shape=[5, 4, 6], layout="channels_last", dtype="float32",
-                         input={"std": 2.0, "mean": 0.5, "seed": 13}),
-    "f16_4d_last": _case(shape=[2, 3, 3, 3], layout="channels_last", dtype="float16", param_dtype="float32",
-                         input={"std": 2.0, "mean": 0.5, "seed": 14}),
+    "f32_3d_last": _case(
+        shape=[5, 4, 6], layout="channels_last", dtype="float32", input={"std": 2.0, "mean": 0.5, "seed": 13}
+    ),
+    "f16_4d_last": _case(
+        shape=[2, 3, 3, 3],
+        layout="channels_last",
+        dtype="float16",
+        param_dtype="float32",
+        input={"std": 2.0, "mean": 0.5, "seed": 14},
+    ),
     # m = 4: the unbiased estimator changes y by √(3/4), far outside bfloat16 arithmetic's error bound
-    "bf16_3d": _case(shape=[2, 3, 2], dtype="bfloat16", param_dtype="float32",
-                     input={"std": 2.0, "mean": 0.5, "seed": 15}),
+    "bf16_3d": _case(
+        shape=[2, 3, 2], dtype="bfloat16", param_dtype="float32", input={"std": 2.0, "mean": 0.5, "seed": 15}
+    ),
 }
 
 
@@ -169,7 +185,8 @@ def _check_mutant(case: Case, label: str, changes: dict, min_outputs: int = 1) -
             assert f.explained, f"{label}: {name} step {k} not explained: {f.text}"
             top = f.matches[0]
             assert label == top.label or label in top.equivalents, (
-                f"{label}: {name} step {k} explained as {top.label} (equivalents {top.equivalents}): {f.text}")
+                f"{label}: {name} step {k} explained as {top.label} (equivalents {top.equivalents}): {f.text}"
+            )
             assert "residual after this correction" in f.text
             checked.append(f"{name}@{k}")
     assert len(checked) >= min_outputs, f"{label}: the mutant differs from the reference on no output"
@@ -249,13 +266,20 @@ def test_one_pass_float32_variance():
     assert "condition number of the variance κ" in f.text and "derived forward-error bound" in f.text
 
 
-@pytest.mark.parametrize("changes", [dict(stats_dtype="input"), dict(arithmetic="folded", compute_dtype="input"),
-                                     dict(arithmetic="folded_fma", compute_dtype="input")])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(stats_dtype="input"),
+        dict(arithmetic="folded", compute_dtype="input"),
+        dict(arithmetic="folded_fma", compute_dtype="input"),
+    ],
+)
 def test_float16_working_precision(changes):
     """float16 statistics or float16 (folded, FMA) arithmetic on a float16 case: a precision explanation
     that names float16, never a convention."""
-    case = _case(shape=[32, 2, 16], dtype="float16", param_dtype="float32", steps=1,
-                 input={"std": 1.0, "mean": 20.0, "seed": 32})
+    case = _case(
+        shape=[32, 2, 16], dtype="float16", param_dtype="float32", steps=1, input={"std": 1.0, "mean": 20.0, "seed": 32}
+    )
     f = _finding(case, changes)
     assert f.kind == "precision" and "float16" in _parts(f.label).values(), f.text
 
@@ -264,28 +288,45 @@ def test_unbiased_variance_with_sequential_float32_sums():
     """A naive C++ loop (float accumulators, one element at a time) that also divides by m−1: the
     convention removes most of the error and a float32 bound covers the rest (convention + precision)."""
     case = _case(shape=[8, 2, 64, 64], dtype="float32", steps=1, input={"std": 50.0, "seed": 33})
-    f = _finding(case, dict(normalize_variance="unbiased", stats_dtype="float32", stats_summation="sequential"),
-                 output="batch_var")
+    f = _finding(
+        case,
+        dict(normalize_variance="unbiased", stats_dtype="float32", stats_summation="sequential"),
+        output="batch_var",
+    )
     assert f.kind == "convention+precision", f.text
     # on batch_var alone the reported-variance knob gives the identical numbers and changes less: it is
     # named first; over the whole pair (y too) the corroboration picks normalize_variance (test_explain.py)
     parts = _parts(f.label)
-    assert parts.pop("precision") == "float32" and parts in ({"normalize_variance": "unbiased"},
-                                                             {"reported_variance": "unbiased"}), f.text
+    assert parts.pop("precision") == "float32" and parts in (
+        {"normalize_variance": "unbiased"},
+        {"reported_variance": "unbiased"},
+    ), f.text
 
 
 def test_momentum_held_in_float32():
     """ONNX attributes are float32: momentum 0.9 becomes batch weight 1 − float32(0.9) = 0.10000002384185791."""
-    case = _case(shape=[6, 3], dtype="float64", steps=1, momentum={"running_weight": 0.9},
-                 input={"std": 1.0, "mean": 1000.0, "seed": 34})
+    case = _case(
+        shape=[6, 3],
+        dtype="float64",
+        steps=1,
+        momentum={"running_weight": 0.9},
+        input={"std": 1.0, "mean": 1000.0, "seed": 34},
+    )
     w32 = 1.0 - float(np.float32(0.9))
     label = f"momentum_override={w32!r}"
     _check_mutant(case, label, dict(momentum_override=w32))
     inputs = generate(case)
     exp = reference_outputs(case, inputs)
     mut = mutant_outputs(case, inputs, momentum_override=w32)
-    f = explain_output(case, inputs, "running_mean", 1, mut["running_mean"][0], exp["running_mean"][0],
-                       tolerance_for(case, "running_mean"))
+    f = explain_output(
+        case,
+        inputs,
+        "running_mean",
+        1,
+        mut["running_mean"][0],
+        exp["running_mean"][0],
+        tolerance_for(case, "running_mean"),
+    )
     assert "the momentum held in float32" in f.text and "batch weight 0.10000002384185791 instead of 0.1" in f.text
 
 
@@ -294,13 +335,33 @@ def test_momentum_held_in_float32():
 #: eval-mode cases (five shapes / dtypes / layouts): the knobs that only an inference pass shows
 EVAL_CASES = {
     "f64_2d": _case(shape=[6, 3], dtype="float64", mode="eval", steps=1, input={"std": 0.5, "mean": 0.4, "seed": 41}),
-    "f32_4d": _case(shape=[4, 3, 5, 5], dtype="float32", mode="eval", steps=1, input={"std": 0.5, "mean": 0.4, "seed": 42}),
-    "f32_3d_last": _case(shape=[5, 4, 6], layout="channels_last", dtype="float32", mode="eval", steps=1,
-                         input={"std": 0.5, "mean": 0.4, "seed": 43}),
-    "f16_3d": _case(shape=[2, 3, 2], dtype="float16", param_dtype="float32", mode="eval", steps=1,
-                    input={"std": 0.5, "mean": 0.4, "seed": 44}),
-    "bf16_2d": _case(shape=[3, 3], dtype="bfloat16", param_dtype="float32", mode="eval", steps=1,
-                     input={"std": 0.5, "mean": 0.4, "seed": 45}),
+    "f32_4d": _case(
+        shape=[4, 3, 5, 5], dtype="float32", mode="eval", steps=1, input={"std": 0.5, "mean": 0.4, "seed": 42}
+    ),
+    "f32_3d_last": _case(
+        shape=[5, 4, 6],
+        layout="channels_last",
+        dtype="float32",
+        mode="eval",
+        steps=1,
+        input={"std": 0.5, "mean": 0.4, "seed": 43},
+    ),
+    "f16_3d": _case(
+        shape=[2, 3, 2],
+        dtype="float16",
+        param_dtype="float32",
+        mode="eval",
+        steps=1,
+        input={"std": 0.5, "mean": 0.4, "seed": 44},
+    ),
+    "bf16_2d": _case(
+        shape=[3, 3],
+        dtype="bfloat16",
+        param_dtype="float32",
+        mode="eval",
+        steps=1,
+        input={"std": 0.5, "mean": 0.4, "seed": 45},
+    ),
 }
 
 EVAL_KNOBS = [
@@ -321,10 +382,13 @@ def test_eval_mode_knob_is_named(case_name, label, changes):
 #: eps knobs that must be *solved*: float32/float64 outputs (on float16/bfloat16 outputs a free number is
 #: never an explanation, see test_fitted_number_is_not_an_explanation_on_half_precision_outputs)
 SOLVE_CASES = {
-    "f64_2d": CASES["f64_2d"], "f32_4d": CASES["f32_4d"], "f32_3d_last": CASES["f32_3d_last"],
+    "f64_2d": CASES["f64_2d"],
+    "f32_4d": CASES["f32_4d"],
+    "f32_3d_last": CASES["f32_3d_last"],
     "f64_3d": _case(shape=[5, 2, 7], dtype="float64", input={"std": 2.0, "mean": 0.5, "seed": 16}),
-    "f32_5d_last": _case(shape=[2, 3, 3, 2, 2], layout="channels_last", dtype="float32",
-                         input={"std": 2.0, "mean": 0.5, "seed": 17}),
+    "f32_5d_last": _case(
+        shape=[2, 3, 3, 2, 2], layout="channels_last", dtype="float32", input={"std": 2.0, "mean": 0.5, "seed": 17}
+    ),
 }
 
 
@@ -369,15 +433,21 @@ def test_eps_clamp_near_a_default_is_reported_as_solved():
 @pytest.mark.parametrize("case_name", list(CASES))
 def test_reported_variance_is_named(case_name):
     """Normalizes with the biased variance but reports the Bessel-corrected one (TF FusedBatchNormV3)."""
-    assert _check_mutant(CASES[case_name], "reported_variance=unbiased",
-                         dict(reported_variance="unbiased")) == ["batch_var@1", "batch_var@2"]
+    assert _check_mutant(CASES[case_name], "reported_variance=unbiased", dict(reported_variance="unbiased")) == [
+        "batch_var@1",
+        "batch_var@2",
+    ]
 
 
 def test_every_catalog_knob_is_planted_somewhere():
     from harness.explain.catalog import KNOBS as CATALOG
 
     planted = {lab.split("=")[0] for lab, _ in KNOBS + EVAL_KNOBS + PAIRS_FLAT} | {
-        "eval_statistics", "channel_axis_swapped", "eps_minimum", "reported_variance"}
+        "eval_statistics",
+        "channel_axis_swapped",
+        "eps_minimum",
+        "reported_variance",
+    }
     assert set(CATALOG) <= planted, f"catalog knobs without a mutant: {sorted(set(CATALOG) - planted)}"
 
 
@@ -412,6 +482,7 @@ PAIRS_FLAT = [(f"{k}={v}", {k: v}) for p in PAIRS for k, v in p.items()]
 def _planted_on(case: Case, planted: dict, top) -> bool:
     """The engine's top explanation is the planted pair, or the part of it that changes this output
     beyond the tolerance (its knobs are planted ones, with the planted values; it reproduces the output)."""
+
     def planted_part(sem) -> bool:
         knobs = sem.differences(case.semantics)
         return bool(knobs) and all(k in planted and planted[k] == v for k, v in knobs.items())
@@ -439,7 +510,8 @@ def test_planted_pair_is_recovered(case_name, planted):
             f = explain_output(case, inputs, name, k, o, e, tol, memory=memory)
             assert f.matches, f"{planted}: {name} step {k} not explained by a convention: {f.label!r} {f.text}"
             assert _planted_on(case, planted, f.matches[0]), (
-                f"{planted}: {name} step {k} explained as {f.label}: {f.text}")
+                f"{planted}: {name} step {k} explained as {f.label}: {f.text}"
+            )
             checked += 1
     assert checked, f"{planted}: the mutant differs from the reference on no output"
 

@@ -22,15 +22,16 @@ MUTANTS = "tests.fuzz_mutants:MUTANTS"
 
 
 def normconf(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
 def runner():
-    from harness.runner import Runner
-
     import os
+
+    from harness.runner import Runner
 
     old = os.getcwd()
     os.chdir(ROOT)  # the worker imports tests.fuzz_mutants from the working directory
@@ -54,8 +55,21 @@ def test_drawn_cases_are_valid_and_within_budget(d):
 
 def test_planted_fault_is_found_shrunk_and_reproduced(tmp_path):
     out = tmp_path / "found"
-    p = normconf("fuzz", "--adapter", MUTANTS, "--backend", "mutant-third-channel", "--max-examples", "40",
-                 "--seed", "1", "--max-shrinks", "80", "--out", str(out))
+    p = normconf(
+        "fuzz",
+        "--adapter",
+        MUTANTS,
+        "--backend",
+        "mutant-third-channel",
+        "--max-examples",
+        "40",
+        "--seed",
+        "1",
+        "--max-shrinks",
+        "80",
+        "--out",
+        str(out),
+    )
     assert p.returncode == 1, p.stdout + p.stderr  # 1: something was found
     files = sorted(out.glob("*.yaml"))
     assert len(files) == 1, (files, p.stdout, p.stderr)
@@ -69,7 +83,9 @@ def test_planted_fault_is_found_shrunk_and_reproduced(tmp_path):
 
     # `normconf run` reproduces it on the mutant, and the reference passes the same case
     rep = tmp_path / "rep"
-    p = normconf("run", str(files[0]), "--adapter", MUTANTS, "--backend", "mutant-third-channel,numpy", "--out", str(rep))
+    p = normconf(
+        "run", str(files[0]), "--adapter", MUTANTS, "--backend", "mutant-third-channel,numpy", "--out", str(rep)
+    )
     assert p.returncode == 1, p.stdout + p.stderr
     with open(rep / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -120,8 +136,9 @@ def test_reference_has_no_findings(runner, tmp_path):
 
 def test_unrepresentable_expectation_is_not_drawn(runner):
     # a float16 batch with std 1000 has a variance (1e6) above the float16 maximum 65504
-    huge = LoadedCase(Case.model_validate({"id": "h", "shape": [8, 2], "dtype": "float16",
-                                           "input": {"std": 1000.0}}), "<t>", 0)
+    huge = LoadedCase(
+        Case.model_validate({"id": "h", "shape": [8, 2], "dtype": "float16", "input": {"std": 1000.0}}), "<t>", 0
+    )
     fine = LoadedCase(Case.model_validate({"id": "f", "shape": [8, 2], "dtype": "float16"}), "<t>", 0)
     assert not representable(huge, runner)
     assert representable(fine, runner)

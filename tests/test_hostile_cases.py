@@ -38,7 +38,9 @@ def errors_of(p, **kw) -> list[CaseError]:
 
 
 def test_yaml12_readings_that_yaml11_shares_or_lacks_are_accepted(tmp_path):
-    p = write(tmp_path, """
+    p = write(
+        tmp_path,
+        """
 cases:
   - id: a
     shape: [2, 0x1F]          # hexadecimal: 31 in YAML 1.1 and 1.2
@@ -50,31 +52,35 @@ cases:
   - id: b
     shape: [2, 3]
     data: [1, .nan, -.inf, +.inf, .5, 1.]   # NaN and infinities stay allowed in data
-""")
+""",
+    )
     a, b = (lc.case for lc in load_file(p))
     assert a.shape == [2, 31] and a.steps == 3 and a.eps == 1e-3 and a.description == "yes"
     assert a.tags == ["on", "off", "y", "n"] and a.tolerance.outputs == ["y"]
     assert math.isnan(b.data[1]) and b.data[2] == -math.inf and b.data[3] == math.inf and b.data[4:6] == [0.5, 1.0]
 
 
-@pytest.mark.parametrize("value, fragment", [
-    ("1:30", "sexagesimal (base 60) number 90"),
-    ("010", "010: a leading zero is ambiguous (octal in YAML 1.1, decimal in 1.2): write 10"),
-    ("08", "08: a leading zero is ambiguous"),
-    ("1_000", "YAML 1.1 reads 1_000 as the number 1000"),
-    ("0b11", "YAML 1.1 reads 0b11 as the number 3"),
-    ("-0x1F", "YAML 1.1 reads -0x1F as the number -31, YAML 1.2 as the string '-0x1F'"),
-    ("yes", "YAML 1.1 reads yes as the boolean true"),
-    ("Off", "YAML 1.1 reads Off as the boolean false"),
-    ("2024-01-01", "YAML 1.1 reads 2024-01-01 as a date"),
-    ("!!int 010", "a leading zero is ambiguous"),
-    ("!!bool yes", "YAML 1.2 booleans are true and false"),
-    ("!!float 1_0.5", "not a YAML 1.2 float"),
-    ("!!set {1: null}", "!!set is a YAML 1.1 type"),
-    ("!!omap [{a: 1}]", "!!omap is a YAML 1.1 type"),
-    ("!!binary aGk=", "!!binary is a YAML 1.1 type"),
-    ("!!timestamp 2024-01-01", "!!timestamp is a YAML 1.1 type"),
-])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        ("1:30", "sexagesimal (base 60) number 90"),
+        ("010", "010: a leading zero is ambiguous (octal in YAML 1.1, decimal in 1.2): write 10"),
+        ("08", "08: a leading zero is ambiguous"),
+        ("1_000", "YAML 1.1 reads 1_000 as the number 1000"),
+        ("0b11", "YAML 1.1 reads 0b11 as the number 3"),
+        ("-0x1F", "YAML 1.1 reads -0x1F as the number -31, YAML 1.2 as the string '-0x1F'"),
+        ("yes", "YAML 1.1 reads yes as the boolean true"),
+        ("Off", "YAML 1.1 reads Off as the boolean false"),
+        ("2024-01-01", "YAML 1.1 reads 2024-01-01 as a date"),
+        ("!!int 010", "a leading zero is ambiguous"),
+        ("!!bool yes", "YAML 1.2 booleans are true and false"),
+        ("!!float 1_0.5", "not a YAML 1.2 float"),
+        ("!!set {1: null}", "!!set is a YAML 1.1 type"),
+        ("!!omap [{a: 1}]", "!!omap is a YAML 1.1 type"),
+        ("!!binary aGk=", "!!binary is a YAML 1.1 type"),
+        ("!!timestamp 2024-01-01", "!!timestamp is a YAML 1.1 type"),
+    ],
+)
 def test_values_yaml11_reads_otherwise_are_refused_at_their_position(tmp_path, value, fragment):
     p = write(tmp_path, f"cases:\n  - id: a\n    shape: [2, 3]\n    steps: {value}\n")
     (e,) = errors_of(p)
@@ -85,17 +91,27 @@ def test_values_yaml11_reads_otherwise_are_refused_at_their_position(tmp_path, v
 def test_on_key_is_a_string_reported_at_the_key(tmp_path):
     p = write(tmp_path, "defaults:\n  shape: [2, 3]\ncases:\n  - id: a\n    eps: 0.1\n    on: true\n")
     (e,) = errors_of(p)
-    assert (e.line, e.column, e.field) == (6, 5, "cases[0](a).on") and "YAML 1.1 reads on as the boolean true" in e.message
+    assert (e.line, e.column, e.field) == (
+        6,
+        5,
+        "cases[0](a).on",
+    ) and "YAML 1.1 reads on as the boolean true" in e.message
 
 
 def test_reading_problems_and_field_errors_are_reported_together_once_each(tmp_path):
     # the sexagesimal steps also fails `steps` (a string): one message for it; the other mistakes still reported
-    p = write(tmp_path, "defaults:\n  shape: [2, 3]\ncases:\n  - id: a\n    shape: [2, 3]\n    steps: 1:30\n"
-                        "  - id: b\n    shape: [2, -3]\n  - id: c\n    eval_after: yes\n    mode: training\n")
+    p = write(
+        tmp_path,
+        "defaults:\n  shape: [2, 3]\ncases:\n  - id: a\n    shape: [2, 3]\n    steps: 1:30\n"
+        "  - id: b\n    shape: [2, -3]\n  - id: c\n    eval_after: yes\n    mode: training\n",
+    )
     errs = errors_of(p)
-    assert [(e.line, e.field) for e in errs] == [(6, "cases[0](a).steps"), (8, "cases[1](b).shape[1]"),
-                                                  (10, "cases[2](c).eval_after"), (11, "cases[2](c).mode")], \
-        "\n".join(map(str, errs))
+    assert [(e.line, e.field) for e in errs] == [
+        (6, "cases[0](a).steps"),
+        (8, "cases[1](b).shape[1]"),
+        (10, "cases[2](c).eval_after"),
+        (11, "cases[2](c).mode"),
+    ], "\n".join(map(str, errs))
     assert "YAML 1.1 reads yes" in errs[2].message
 
 
@@ -114,19 +130,22 @@ def test_booleans_are_strict(tmp_path):
 # --- legal values ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field, value, fragment", [
-    ("eps", "1" + "0" * 400, "must be a finite number within float64 range"),
-    ("running_var", "-0.5", "a variance must be a finite number ≥ 0"),
-    ("running_var", "{dist: constant, value: -1}", "a variance must be ≥ 0"),
-    ("running_var", "{dist: normal, std: 0, mean: 2}", None),  # a constant drawn by `normal`: fine
-    ("running_mean", "[0, 1e400, 0]", "beyond float64 range"),
-    ("affine", "{gamma: 70000, beta: 0}", None),                # float32 holds 70000
-    ("tolerance", "{rtol: 0, atol: -.inf, reason: minus infinity}", "greater than or equal to 0"),
-    ("tolerance", "{rtol: 0, atol: 1e-3, reason: typo, outputs: [running_varr]}", "did you mean 'running_var'?"),
-    ("input", "{seed: -1}", "greater than or equal to 0"),
-    ("input", "{dist: uniform, low: 1, high: 1}", None),      # an empty range is a constant: fine
-    ("input", "{dist: normal, low: 5, high: 1}", None),       # low/high are unused by `normal`
-])
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("eps", "1" + "0" * 400, "must be a finite number within float64 range"),
+        ("running_var", "-0.5", "a variance must be a finite number ≥ 0"),
+        ("running_var", "{dist: constant, value: -1}", "a variance must be ≥ 0"),
+        ("running_var", "{dist: normal, std: 0, mean: 2}", None),  # a constant drawn by `normal`: fine
+        ("running_mean", "[0, 1e400, 0]", "beyond float64 range"),
+        ("affine", "{gamma: 70000, beta: 0}", None),  # float32 holds 70000
+        ("tolerance", "{rtol: 0, atol: -.inf, reason: minus infinity}", "greater than or equal to 0"),
+        ("tolerance", "{rtol: 0, atol: 1e-3, reason: typo, outputs: [running_varr]}", "did you mean 'running_var'?"),
+        ("input", "{seed: -1}", "greater than or equal to 0"),
+        ("input", "{dist: uniform, low: 1, high: 1}", None),  # an empty range is a constant: fine
+        ("input", "{dist: normal, low: 5, high: 1}", None),  # low/high are unused by `normal`
+    ],
+)
 def test_value_rules(tmp_path, field, value, fragment):
     p = write(tmp_path, f"cases:\n  - id: a\n    shape: [2, 3]\n    {field}: {value}\n")
     if fragment is None:

@@ -8,10 +8,15 @@ from harness.compare import Tolerance, compare, default_tolerance, ulp
 from harness.inputs import generate
 from tests.helpers import case_maker
 
-
-case = case_maker(**{"id": "t", "shape": [4, 3, 5, 6], "input": {"dist": "normal", "mean": 1.0, "std": 2.0, "seed": 7},
-                     "affine": {"gamma": {"dist": "uniform", "low": 0.5, "high": 1.5, "seed": 3}, "beta": 0.25},
-                     "steps": 2})
+case = case_maker(
+    **{
+        "id": "t",
+        "shape": [4, 3, 5, 6],
+        "input": {"dist": "normal", "mean": 1.0, "std": 2.0, "seed": 7},
+        "affine": {"gamma": {"dist": "uniform", "low": 0.5, "high": 1.5, "seed": 3}, "beta": 0.25},
+        "steps": 2,
+    }
+)
 
 
 def test_inputs_are_pinned_by_hash():

@@ -18,9 +18,16 @@ from harness.ops.layer_norm.case import LayerNormCase
 AFFINE = {"gamma": {"dist": "normal", "seed": 1}, "beta": {"dist": "normal", "seed": 2}}
 KERAS3 = ("keras-tf", "keras-torch", "keras-jax", "keras-numpy")
 TF_KERAS = ("tf-keras-fused", "tf-keras-unfused")
-NEEDS = {"keras-tf": ("keras", "tensorflow"), "keras-torch": ("keras", "torch"), "keras-jax": ("keras", "jax"),
-         "keras-numpy": ("keras",), "tf-keras-fused": ("tf_keras", "tensorflow"),
-         "tf-keras-unfused": ("tf_keras", "tensorflow"), "tf-nn": ("tensorflow",), "tf-fused": ("tensorflow",)}
+NEEDS = {
+    "keras-tf": ("keras", "tensorflow"),
+    "keras-torch": ("keras", "torch"),
+    "keras-jax": ("keras", "jax"),
+    "keras-numpy": ("keras",),
+    "tf-keras-fused": ("tf_keras", "tensorflow"),
+    "tf-keras-unfused": ("tf_keras", "tensorflow"),
+    "tf-nn": ("tensorflow",),
+    "tf-fused": ("tensorflow",),
+}
 
 
 def _need(backend: str) -> None:
@@ -29,8 +36,9 @@ def _need(backend: str) -> None:
 
 
 def ln_case(**fields) -> LoadedCase:
-    c = LayerNormCase.model_validate({"op": "layer_norm", "id": "ln", "shape": [4, 16],
-                                      "input": {"seed": 3, "mean": 0.5, "std": 2.0}, **fields})
+    c = LayerNormCase.model_validate(
+        {"op": "layer_norm", "id": "ln", "shape": [4, 16], "input": {"seed": 3, "mean": 0.5, "std": 2.0}, **fields}
+    )
     return LoadedCase(c, "test", 1)
 
 
@@ -86,11 +94,14 @@ def test_tf_keras_runs_each_case_on_exactly_one_path(runner, fields, eps):
     assert path in by[b][("y", 1)].notes
 
 
-@pytest.mark.parametrize("backend,fields", [
-    ("tf-keras-fused", dict(dtype="float16", param_dtype="float32", eps=1e-3)),  # mixed_float16: float32 variables
-    ("tf-keras-unfused", dict(dtype="float16", eps=1e-3)),  # a float16 layer: float16 variables, never fused
-    ("tf-keras-unfused", dict(dtype="float64", eps=1e-3)),
-])
+@pytest.mark.parametrize(
+    "backend,fields",
+    [
+        ("tf-keras-fused", dict(dtype="float16", param_dtype="float32", eps=1e-3)),  # mixed_float16: float32 variables
+        ("tf-keras-unfused", dict(dtype="float16", eps=1e-3)),  # a float16 layer: float16 variables, never fused
+        ("tf-keras-unfused", dict(dtype="float64", eps=1e-3)),
+    ],
+)
 def test_tf_keras_path_follows_the_variable_dtype(runner, backend, fields):
     (other,) = set(TF_KERAS) - {backend}
     rs = rows(runner, backend, **fields)
@@ -136,10 +147,16 @@ def test_keras_torch_non_trailing_axis_refused_by_torch(runner):
 
 # --- dtypes --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", KERAS3)
-@pytest.mark.parametrize("fields", [dict(dtype="float16"), dict(dtype="bfloat16"),
-                                    dict(dtype="float16", param_dtype="float32"),
-                                    dict(dtype="bfloat16", param_dtype="float32")],
-                         ids=["f16", "bf16", "mixed_f16", "mixed_bf16"])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(dtype="float16"),
+        dict(dtype="bfloat16"),
+        dict(dtype="float16", param_dtype="float32"),
+        dict(dtype="bfloat16", param_dtype="float32"),
+    ],
+    ids=["f16", "bf16", "mixed_f16", "mixed_bf16"],
+)
 def test_keras3_half_precision_runs(runner, backend, fields):
     rs = rows(runner, backend, **fields)
     assert {r.outcome for r in rs.values()} <= {"pass", "explained"}, detail(rs)
@@ -160,7 +177,9 @@ def test_float64_working_precision(runner):
     assert tf_rs[("y", 1)].outcome == "pass" and tf_rs[("y", 1)].max_abs_err < 1e-12
     for b in ("keras-torch", "keras-jax", "keras-numpy"):
         (r,) = rows(runner, b, dtype="float64", affine=AFFINE).values()
-        assert r.outcome == "pass" and r.as_expected, (b, r.outcome, r.message)
+        assert r.outcome in ("pass", "explained") and r.as_expected, (b, r.outcome, r.message)
+        if r.outcome == "explained":
+            assert "precision=float32" in r.explanation, r.explanation
         assert 1e-9 < r.max_abs_err < 1e-5, (b, r.max_abs_err)  # float32 work, not float64
 
 
@@ -175,8 +194,9 @@ def _reference_y(lc, **semantics):
 
 
 @pytest.mark.parametrize("backend", KERAS3)
-@pytest.mark.parametrize("affine", [True, False, {"gamma": {"dist": "normal", "seed": 5}}],
-                         ids=["gamma_ones", "no_affine", "gamma"])
+@pytest.mark.parametrize(
+    "affine", [True, False, {"gamma": {"dist": "normal", "seed": 5}}], ids=["gamma_ones", "no_affine", "gamma"]
+)
 def test_rms_scaling_divides_by_the_variance(runner, backend, affine):
     """Raw output against the float64 reference of gamma·x/sqrt(var + eps) (Keras' rms_scaling)."""
     _need(backend)

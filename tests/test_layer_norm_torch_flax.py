@@ -14,8 +14,9 @@ FLAX = ("flax", "flax-nnx")
 
 
 def ln_case(**fields) -> LoadedCase:
-    c = LayerNormCase.model_validate({"op": "layer_norm", "id": "ln", "shape": [4, 16],
-                                      "input": {"seed": 3, "mean": 0.5, "std": 2.0}, **fields})
+    c = LayerNormCase.model_validate(
+        {"op": "layer_norm", "id": "ln", "shape": [4, 16], "input": {"seed": 3, "mean": 0.5, "std": 2.0}, **fields}
+    )
     return LoadedCase(c, "test", 1)
 
 
@@ -143,6 +144,22 @@ def test_layer_norm_profiles_and_ops():
         assert [e.label for e in p.for_op("layer_norm")] == ["normalize_variance=biased"], cls.id
     # the BatchNorm profiles are unchanged
     assert [e.label for e in Profile("torch", TorchModule.conventions).for_op("batch_norm")] == [
-        "normalize_variance=biased", "running_variance=unbiased"]
+        "normalize_variance=biased",
+        "running_variance=unbiased",
+    ]
     assert [e.label for e in Profile("flax-nnx", FlaxNNX.conventions).for_op("batch_norm")] == [
-        "normalize_variance=biased", "running_variance=biased", "working_precision=float32"]
+        "normalize_variance=biased",
+        "running_variance=biased",
+        "working_precision=float32",
+    ]
+
+
+@pytest.mark.parametrize("backend", TORCH + FLAX)
+def test_unbiased_case_shows_the_declared_biased_variance(runner, backend):
+    # none of them offers the unbiased variance: the profile's normalize_variance=biased is the expected outcome
+    _need(backend)
+    rs = rows(runner, backend, normalize_variance="unbiased")
+    y = rs[("y", 1)]
+    assert y.outcome == "explained" and y.explanation == "normalize_variance=biased" and y.as_expected, y.message
+    if backend == "torch":
+        assert rs[("inv_std", 1)].explanation == "normalize_variance=biased" and rs[("mean", 1)].outcome == "pass"

@@ -33,9 +33,16 @@ RTOL, ATOL = 1e-5, 1e-6  # see the module docstring
 
 TRAIN_IDS = ["keras-torch", "keras-jax", "keras-numpy", "flax", "flax-nnx", "tf-keras-fused", "tf-keras-unfused"]
 ALL_IDS = TRAIN_IDS + ["opencv-dnn"]
-NEEDS = {"keras-torch": ("keras", "torch"), "keras-jax": ("keras", "jax"), "keras-numpy": ("keras",),
-         "flax": ("flax", "jax"), "flax-nnx": ("flax", "jax"), "tf-keras-fused": ("tf_keras", "tensorflow"),
-         "tf-keras-unfused": ("tf_keras", "tensorflow"), "opencv-dnn": ("cv2", "onnx")}
+NEEDS = {
+    "keras-torch": ("keras", "torch"),
+    "keras-jax": ("keras", "jax"),
+    "keras-numpy": ("keras",),
+    "flax": ("flax", "jax"),
+    "flax-nnx": ("flax", "jax"),
+    "tf-keras-fused": ("tf_keras", "tensorflow"),
+    "tf-keras-unfused": ("tf_keras", "tensorflow"),
+    "opencv-dnn": ("cv2", "onnx"),
+}
 #: the estimator each backend uses for the running variance (read from the installed sources;
 #: tf-keras-fused takes FusedBatchNormV3's Bessel-corrected batch_variance output)
 RUNNING_VAR = {b: "biased" for b in ALL_IDS} | {"tf-keras-fused": "unbiased"}
@@ -50,8 +57,14 @@ RM0, RV0 = np.array([1.0, -1.0]), np.array([2.0, 0.5])
 GAMMA, BETA = np.array([2.0, 3.0]), np.array([0.5, -1.0])
 EPS, W = 0.5, 0.25  # a large eps and an asymmetric momentum make every convention visible
 
-HAND = dict(shape=[2, 2, 1, 2], data=[float(v) for v in DATA], eps=EPS, running_mean=RM0.tolist(),
-            running_var=RV0.tolist(), affine={"gamma": GAMMA.tolist(), "beta": BETA.tolist()})
+HAND = dict(
+    shape=[2, 2, 1, 2],
+    data=[float(v) for v in DATA],
+    eps=EPS,
+    running_mean=RM0.tolist(),
+    running_var=RV0.tolist(),
+    affine={"gamma": GAMMA.tolist(), "beta": BETA.tolist()},
+)
 
 
 def _c(v, layout="channels_first"):
@@ -81,8 +94,14 @@ def _case(cid: str, **kw) -> LoadedCase:
     return LoadedCase(Case.model_validate({"id": cid, **kw}), "test_more_backends", 1)
 
 
-RANDOM = dict(shape=[4, 3, 2, 5], input={"seed": 7, "mean": 1.0, "std": 2.0}, running_mean=0.5, running_var=2.0,
-              affine={"gamma": [1.5, 0.5, 2.0], "beta": [0.1, -0.2, 0.3]}, eps=1e-3)
+RANDOM = dict(
+    shape=[4, 3, 2, 5],
+    input={"seed": 7, "mean": 1.0, "std": 2.0},
+    running_mean=0.5,
+    running_var=2.0,
+    affine={"gamma": [1.5, 0.5, 2.0], "beta": [0.1, -0.2, 0.3]},
+    eps=1e-3,
+)
 
 CASES: dict[str, LoadedCase] = {
     # hand-derived
@@ -93,8 +112,9 @@ CASES: dict[str, LoadedCase] = {
     "hand_eval_cl": _case("hand_eval_cl", **HAND, mode="eval", layout="channels_last"),
     "cumulative": _case("cumulative", **HAND, momentum="cumulative"),
     # against the reference
-    "ref_train": _case("ref_train", **RANDOM, layout="channels_last", steps=2, eval_after=True,
-                       momentum={"running_weight": 0.8}),
+    "ref_train": _case(
+        "ref_train", **RANDOM, layout="channels_last", steps=2, eval_after=True, momentum={"running_weight": 0.8}
+    ),
     "ref_eval": _case("ref_eval", **RANDOM, mode="eval"),
     "ref_rank2": _case("ref_rank2", **{**RANDOM, "shape": [6, 3]}, steps=2),
     "ref_rank5_noaffine": _case("ref_rank5_noaffine", **{**RANDOM, "shape": [2, 3, 2, 2, 3], "affine": False}),
@@ -164,14 +184,16 @@ def check(actual, expected, what: str):
 
 
 def test_translation_functions():
-    from harness.adapters.flax_backends import CUMULATIVE_REASON, flax_momentum
-    from harness.adapters.base import Unsupported
     from harness.adapters._keras_common import keras_momentum, keras_unsupported
+    from harness.adapters.base import Unsupported
+    from harness.adapters.flax_backends import CUMULATIVE_REASON, flax_momentum
 
     for fn in (keras_momentum, flax_momentum):
         # the case's running_weight is used as given (no 1-(1-x) rounding), batch_weight is turned around
         assert fn(CASES["hand_rw"].case) == 1 - W
-        assert fn(Case.model_validate({"id": "m", "shape": [2, 2], "momentum": {"batch_weight": 0.1}})) == pytest.approx(0.9, abs=0)
+        assert fn(
+            Case.model_validate({"id": "m", "shape": [2, 2], "momentum": {"batch_weight": 0.1}})
+        ) == pytest.approx(0.9, abs=0)
         assert fn(Case.model_validate({"id": "m", "shape": [2, 2], "momentum": {"running_weight": 0.99}})) == 0.99
         with pytest.raises(Unsupported, match="cumulative"):
             fn(CASES["cumulative"].case)
@@ -202,12 +224,19 @@ def test_worker_groups_and_environments():
 
 
 def test_adapter_modules_import_no_framework():
-    code = ("import sys; import harness.adapters.keras_backends, harness.adapters.flax_backends, "
-            "harness.adapters.tf_keras_backends, harness.adapters.opencv_dnn, harness.adapters._keras_common; "
-            "bad = [m for m in ('keras', 'tensorflow', 'tf_keras', 'jax', 'flax', 'torch', 'cv2', 'onnx') "
-            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (
+        "import sys; import harness.adapters.keras_backends, harness.adapters.flax_backends, "
+        "harness.adapters.tf_keras_backends, harness.adapters.opencv_dnn, harness.adapters._keras_common; "
+        "bad = [m for m in ('keras', 'tensorflow', 'tf_keras', 'jax', 'flax', 'torch', 'cv2', 'onnx') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     assert p.returncode == 0, p.stdout + p.stderr
 
 
@@ -215,10 +244,12 @@ def test_refusal_classifiers():
     from harness.adapters.keras_backends import refuses_dtype
     from harness.adapters.opencv_dnn import cv_refuses_dtype
 
-    assert cv_refuses_dtype(Exception("(-215:Assertion failed) sctype == CV_32F || sctype == CV_16F in function 'getScaleBias'"))
+    assert cv_refuses_dtype(
+        Exception("(-215:Assertion failed) sctype == CV_32F || sctype == CV_16F in function 'getScaleBias'")
+    )
     assert cv_refuses_dtype(Exception("Overload resolution failed: - blob data type = bfloat16 is not supported"))
     assert not cv_refuses_dtype(Exception("(-2:Unspecified error) Can't create layer 'bn' of type 'Foo'"))
-    assert refuses_dtype(Exception('"batch_norm" not implemented for \'Half\''))
+    assert refuses_dtype(Exception("\"batch_norm\" not implemented for 'Half'"))
     assert not refuses_dtype(Exception("shape mismatch: (3,) vs (4,)"))
 
 

@@ -31,8 +31,26 @@ def build(tmp_path: Path, name: str, source: str | Path) -> Path:
     else:
         src = source
     out = tmp_path / f"lib{name}.so"
-    subprocess.run([CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", f"-I{INCLUDE}",
-                    str(src), "-o", str(out), "-lm"], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            CC,
+            "-std=c99",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-shared",
+            "-fPIC",
+            f"-I{INCLUDE}",
+            str(src),
+            "-o",
+            str(out),
+            "-lm",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out
 
 
@@ -40,26 +58,34 @@ PROLOGUE = """
 #include "normconf_bn.h"
 int32_t normconf_bn_abi_version(void) { return NORMCONF_BN_ABI_VERSION; }
 """
-CRASH = PROLOGUE + """
+CRASH = (
+    PROLOGUE
+    + """
 int32_t normconf_bn_forward(normconf_bn_call* call) {
     volatile int* p = (volatile int*)0;
     (void)call;
     return *p;  /* dereferences NULL: SIGSEGV */
 }
 """
-HANG = PROLOGUE + """
+)
+HANG = (
+    PROLOGUE
+    + """
 #include <unistd.h>
 int32_t normconf_bn_forward(normconf_bn_call* call) {
     (void)call;
     for (;;) sleep(1000);  /* never returns */
 }
 """
+)
 WRONG_VERSION = """
 #include "normconf_bn.h"
 int32_t normconf_bn_abi_version(void) { return NORMCONF_BN_ABI_VERSION + 41; }
 int32_t normconf_bn_forward(normconf_bn_call* call) { (void)call; return 0; }
 """
-ONLY_FLOAT64 = PROLOGUE + """
+ONLY_FLOAT64 = (
+    PROLOGUE
+    + """
 #include <string.h>
 const char* normconf_bn_last_error(void) { return "float64 only, sorry"; }
 int32_t normconf_bn_forward(normconf_bn_call* call) {
@@ -68,6 +94,7 @@ int32_t normconf_bn_forward(normconf_bn_call* call) {
     return NORMCONF_BN_OK;
 }
 """
+)
 
 
 def test_ctypes_struct_matches_the_header(tmp_path):
@@ -98,11 +125,26 @@ def test_readme_example_passes_the_seed_cases(tmp_path):
     cls = native_adapter_class(str(lib))
     assert cls.id == "native:mybn" and cls.worker == f"native:{lib.resolve()}"
     cases = load_file(SEED) + [
-        loaded_case(id="mybn_multi_step", shape=[4, 3, 5], steps=4, momentum={"batch_weight": 0.2},
-            affine={"gamma": [0.5, 1.0, 2.0], "beta": [1.0, 0.0, -1.0]}, running_mean=0.5, running_var=2.0,
-            eval_after=True, input={"seed": 21}),
-        loaded_case(id="mybn_f64_channels_last", shape=[3, 4, 2, 2], dtype="float64", layout="channels_last", steps=2,
-            momentum="cumulative", input={"seed": 22}),
+        loaded_case(
+            id="mybn_multi_step",
+            shape=[4, 3, 5],
+            steps=4,
+            momentum={"batch_weight": 0.2},
+            affine={"gamma": [0.5, 1.0, 2.0], "beta": [1.0, 0.0, -1.0]},
+            running_mean=0.5,
+            running_var=2.0,
+            eval_after=True,
+            input={"seed": 21},
+        ),
+        loaded_case(
+            id="mybn_f64_channels_last",
+            shape=[3, 4, 2, 2],
+            dtype="float64",
+            layout="channels_last",
+            steps=2,
+            momentum="cumulative",
+            input={"seed": 22},
+        ),
     ]
     with Runner(native_paths=(str(lib),), timeout=60) as r:
         info = r.backend_info(["native:mybn"])
@@ -121,9 +163,25 @@ def test_cli_run_with_native_library(tmp_path):
 
     lib = build(tmp_path, "mybn", ROOT / "native" / "examples" / "mybn.c")
     out = tmp_path / "reports"
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(SEED), "--native", str(lib),
-                        "--backend", "native:mybn", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            str(SEED),
+            "--native",
+            str(lib),
+            "--backend",
+            "native:mybn",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -148,7 +206,8 @@ def test_crashing_library_is_an_error_and_the_run_goes_on(tmp_path):
     for b in ("cpp", "numpy"):
         assert {x.outcome for x in by_backend[b]} == {"pass"}
         assert {(x.case, x.output) for x in by_backend[b]} >= {
-            (lc.id, o) for lc in cases for o in lc.case.output_names()}
+            (lc.id, o) for lc in cases for o in lc.case.output_names()
+        }
 
 
 def test_hanging_library_times_out(tmp_path):

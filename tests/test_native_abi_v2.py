@@ -26,8 +26,21 @@ import pytest
 
 from harness.adapters.base import Unsupported
 from harness.adapters.native import ABI_OPS, CppAdapter, TinyDnnAdapter, native_adapter_class
-from harness.native import (BACKWARD, EUNSUPPORTED, FLOAT32, OP_BATCH_NORM, OP_LAYER_NORM, TRAIN, NativeLibraryError,
-                            NativeUnsupported, NormconfCallV2, bundled_library, call_forward, include_dir, load)
+from harness.native import (
+    BACKWARD,
+    EUNSUPPORTED,
+    FLOAT32,
+    OP_BATCH_NORM,
+    OP_LAYER_NORM,
+    TRAIN,
+    NativeLibraryError,
+    NativeUnsupported,
+    NormconfCallV2,
+    bundled_library,
+    call_forward,
+    include_dir,
+    load,
+)
 from harness.native.layer_norm import call_layer_norm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +49,12 @@ EXAMPLES = ROOT / "native" / "examples"
 CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 CXX = shutil.which("c++") or shutil.which("g++")
 BF16 = np.dtype(ml_dtypes.bfloat16)
-NP = {"float16": np.dtype(np.float16), "bfloat16": BF16, "float32": np.dtype(np.float32),
-      "float64": np.dtype(np.float64)}
+NP = {
+    "float16": np.dtype(np.float16),
+    "bfloat16": BF16,
+    "float32": np.dtype(np.float32),
+    "float64": np.dtype(np.float64),
+}
 
 needs_cc = pytest.mark.skipif(CC is None, reason="no C compiler (cc)")
 
@@ -50,8 +67,26 @@ def build(tmp_path: Path, name: str, source: str | Path) -> Path:
     else:
         src = source
     out = tmp_path / f"lib{name}.so"
-    subprocess.run([CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", f"-I{INCLUDE}",
-                    str(src), "-o", str(out), "-lm"], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            CC,
+            "-std=c99",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-shared",
+            "-fPIC",
+            f"-I{INCLUDE}",
+            str(src),
+            "-o",
+            str(out),
+            "-lm",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out
 
 
@@ -63,6 +98,7 @@ def cpp():
 
 
 # --- NumPy float64 references ---------------------------------------------------------------
+
 
 def ln_reference(x, axes, eps, gamma=None, beta=None):
     """(y, mean, inv_std) in float64; mean/inv_std keepdims."""
@@ -112,6 +148,7 @@ def rand(shape, dtype, seed, loc=0.5, scale=2.0):
 
 # --- the header --------------------------------------------------------------------------------
 
+
 @needs_cc
 def test_ctypes_struct_v2_matches_the_header(tmp_path):
     fields = [f for f, _ in NormconfCallV2._fields_]
@@ -127,8 +164,9 @@ int main(void) {{
 }}
 """)
     exe = tmp_path / "layout"
-    subprocess.run([CC, "-std=c99", "-Wall", "-Werror", f"-I{INCLUDE}", str(prog), "-o", str(exe)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [CC, "-std=c99", "-Wall", "-Werror", f"-I{INCLUDE}", str(prog), "-o", str(exe)], check=True, capture_output=True
+    )
     got = dict(line.split() for line in subprocess.run([str(exe)], capture_output=True, text=True).stdout.splitlines())
     assert int(got["sizeof"]) == ctypes.sizeof(NormconfCallV2) == 328  # the size normconf.h documents
     for f in fields:
@@ -141,15 +179,33 @@ def test_cpp_layer_norm_unit_test_compiles_and_passes(tmp_path):
         pytest.skip("no C++ compiler")
     src = ROOT / "native"
     exe = tmp_path / "test_layer_norm"
-    subprocess.run([CXX, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Wpedantic", "-Werror", f"-I{src / 'include'}",
-                    f"-I{src / 'src'}", str(src / "tests" / "test_layer_norm.cpp"), str(src / "src" / "cpp_abi.cpp"),
-                    "-o", str(exe)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            CXX,
+            "-std=c++17",
+            "-O1",
+            "-Wall",
+            "-Wextra",
+            "-Wpedantic",
+            "-Werror",
+            f"-I{src / 'include'}",
+            f"-I{src / 'src'}",
+            str(src / "tests" / "test_layer_norm.cpp"),
+            str(src / "src" / "cpp_abi.cpp"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "all checks passed" in r.stdout
 
 
 # --- the bundled cpp library (v2) -------------------------------------------------------------
+
 
 def test_bundled_cpp_speaks_v2_with_both_ops(cpp):
     assert cpp.abi == 2 and cpp.ops == ("batch_norm", "layer_norm")
@@ -162,9 +218,9 @@ LN_SHAPES = [  # (shape, normalized axes)
     ((4, 7), (1,)),
     ((2, 3, 5), (2,)),
     ((2, 3, 5), (1, 2)),
-    ((2, 3, 5, 4), (1,)),       # a middle axis (not expressible in torch/ONNX, fine here)
-    ((3, 4, 2, 5), (0, 2)),     # non-contiguous set of axes
-    ((6,), (0,)),               # rank 1: one row
+    ((2, 3, 5, 4), (1,)),  # a middle axis (not expressible in torch/ONNX, fine here)
+    ((3, 4, 2, 5), (0, 2)),  # non-contiguous set of axes
+    ((6,), (0,)),  # rank 1: one row
     ((2, 1, 3, 2, 4), (0, 1, 2, 3, 4)),
 ]
 
@@ -197,8 +253,16 @@ def test_cpp_layer_norm_float64(cpp):
     np.testing.assert_allclose(r.inv_std, inv_std, rtol=1e-9)
 
 
-@pytest.mark.parametrize("dtype, params", [("float16", "float16"), ("float16", "float32"), ("bfloat16", "bfloat16"),
-                                           ("bfloat16", "float32"), ("float32", "float64")])
+@pytest.mark.parametrize(
+    "dtype, params",
+    [
+        ("float16", "float16"),
+        ("float16", "float32"),
+        ("bfloat16", "bfloat16"),
+        ("bfloat16", "float32"),
+        ("float32", "float64"),
+    ],
+)
 def test_cpp_layer_norm_half_and_mixed_dtypes(cpp, dtype, params):
     x = rand((8, 16), dtype, 11)
     g = rand((16,), params, 12, loc=1.0, scale=0.5)
@@ -218,8 +282,9 @@ def test_cpp_batch_norm_v2_float32_and_float16(cpp):
         g = np.array([0.5, 1.0, 2.0], NP[params])
         b = np.array([1.0, 0.0, -1.0], NP[params])
         rm, rv = np.full(3, 0.5, NP[params]), np.full(3, 2.0, NP[params])
-        r = call_forward(cpp, x, mode=TRAIN, eps=1e-5, momentum=0.25, step=1, gamma=g, beta=b,
-                         running_mean=rm, running_var=rv)
+        r = call_forward(
+            cpp, x, mode=TRAIN, eps=1e-5, momentum=0.25, step=1, gamma=g, beta=b, running_mean=rm, running_var=rv
+        )
         y, bm, bv = bn_reference(x, 1e-5, g, b)
         assert r.y.dtype == NP[dtype] and r.batch_mean.dtype == NP[params] and r.running_updated
         assert near(r.y, y), dtype
@@ -262,9 +327,20 @@ def test_a_v1_struct_is_refused_by_a_v2_library(cpp):
 
 # --- adapters: layer_norm cases (the harness's case/input interface) ----------------------------
 
+
 def ln_case(**over):
-    fields = dict(op="layer_norm", id="ln_native", shape=[3, 4, 5], norm_axes=(2,), normalized_shape=(5,), eps=1e-5,
-                  dtype="float32", params_dtype="float32", steps=2, rms_scaling=False)
+    fields = dict(
+        op="layer_norm",
+        id="ln_native",
+        shape=[3, 4, 5],
+        norm_axes=(2,),
+        normalized_shape=(5,),
+        eps=1e-5,
+        dtype="float32",
+        params_dtype="float32",
+        steps=2,
+        rms_scaling=False,
+    )
     fields.update(over)
     return SimpleNamespace(**fields)
 
@@ -289,8 +365,15 @@ def check_ln_observed(obs, case, inputs):
         assert near(obs.outputs["inv_std"][k], inv_std)
 
 
-@pytest.mark.parametrize("over", [{}, dict(shape=[2, 6, 3], norm_axes=(0, 2), normalized_shape=(2, 3)),
-                                  dict(dtype="float16"), dict(dtype="bfloat16", params_dtype="bfloat16")])
+@pytest.mark.parametrize(
+    "over",
+    [
+        {},
+        dict(shape=[2, 6, 3], norm_axes=(0, 2), normalized_shape=(2, 3)),
+        dict(dtype="float16"),
+        dict(dtype="bfloat16", params_dtype="bfloat16"),
+    ],
+)
 def test_cpp_adapter_runs_layer_norm_cases(over):
     case = ln_case(**over)
     inputs = ln_inputs(case)
@@ -319,6 +402,7 @@ def test_tinydnn_declares_batch_norm_only():
 
 # --- user libraries: v1 still loads; v2 examples ---------------------------------------------
 
+
 @needs_cc
 def test_v1_library_runs_batch_norm_and_is_unsupported_for_layer_norm(tmp_path):
     lib_path = build(tmp_path, "mybn", EXAMPLES / "mybn.c")
@@ -327,13 +411,24 @@ def test_v1_library_runs_batch_norm_and_is_unsupported_for_layer_norm(tmp_path):
     x = rand((5, 3, 4), "float32", 41)
     g, b = np.array([1.5, 1.0, 0.5], np.float32), np.array([0.0, 1.0, 2.0], np.float32)
     rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
-    r = call_forward(lib, x, mode=TRAIN, eps=1e-5, momentum=0.1, step=1, gamma=g, beta=b, running_mean=rm,
-                     running_var=rv)
+    r = call_forward(
+        lib, x, mode=TRAIN, eps=1e-5, momentum=0.1, step=1, gamma=g, beta=b, running_mean=rm, running_var=rv
+    )
     y, bm, bv = bn_reference(x, 1e-5, g, b)
     assert near(r.y, y) and near(r.batch_mean, bm)
     with pytest.raises(NativeUnsupported, match="float32 and float64"):  # v1 carries no half types
-        call_forward(lib, x.astype(np.float16), mode=TRAIN, eps=1e-5, momentum=0.1, step=1, gamma=None, beta=None,
-                     running_mean=rm.astype(np.float16), running_var=rv.astype(np.float16))
+        call_forward(
+            lib,
+            x.astype(np.float16),
+            mode=TRAIN,
+            eps=1e-5,
+            momentum=0.1,
+            step=1,
+            gamma=None,
+            beta=None,
+            running_mean=rm.astype(np.float16),
+            running_var=rv.astype(np.float16),
+        )
     with pytest.raises(NativeUnsupported, match="layer_norm"):
         call_layer_norm(lib, x, norm_axes=(2,), eps=1e-5, gamma=None, beta=None, param_dtype="float32")
 
@@ -362,8 +457,9 @@ def test_myln_example_v2_layer_norm_only(tmp_path):
             assert near(r.y, y), (shape, axes, dtype)
             assert near(r.mean, mean) and near(r.inv_std, inv_std)
     with pytest.raises(NativeUnsupported, match="float32 or float64 only"):  # the library's own refusal
-        call_layer_norm(lib, rand((2, 4), "float16", 1), norm_axes=(1,), eps=1e-5, gamma=None, beta=None,
-                        param_dtype="float16")
+        call_layer_norm(
+            lib, rand((2, 4), "float16", 1), norm_axes=(1,), eps=1e-5, gamma=None, beta=None, param_dtype="float16"
+        )
     keep: list = []
     c = _raw_call(OP_LAYER_NORM, np.ones((2, 3), np.float32), np.zeros((2, 3), np.float32), keep)
     c.direction = BACKWARD
@@ -385,17 +481,29 @@ V2_PROLOGUE = '#include "normconf.h"\n'
 SUPPORTS = "int32_t normconf_supports(int32_t op, int32_t d) { return op == NORMCONF_OP_BATCH_NORM && d == 0; }\n"
 RUN = "int32_t normconf_run(normconf_call* c) { (void)c; return NORMCONF_EINTERNAL; }\n"
 BAD_LIBS = {
-    "future": (V2_PROLOGUE + "int32_t normconf_abi_version(void) { return 3; }\n" + SUPPORTS + RUN, "abi",
-               "ABI version 3"),
-    "claims1": (V2_PROLOGUE + "int32_t normconf_abi_version(void) { return 1; }\n" + SUPPORTS + RUN, "abi",
-                "ABI version 1 (normconf_abi_version)"),
-    "norun": (V2_PROLOGUE + "int32_t normconf_abi_version(void) { return 2; }\n" + SUPPORTS, "symbols",
-              "normconf_run"),
-    "nosupports": (V2_PROLOGUE + "int32_t normconf_abi_version(void) { return 2; }\n" + RUN, "symbols",
-                   "normconf_supports"),
+    "future": (
+        V2_PROLOGUE + "int32_t normconf_abi_version(void) { return 3; }\n" + SUPPORTS + RUN,
+        "abi",
+        "ABI version 3",
+    ),
+    "claims1": (
+        V2_PROLOGUE + "int32_t normconf_abi_version(void) { return 1; }\n" + SUPPORTS + RUN,
+        "abi",
+        "ABI version 1 (normconf_abi_version)",
+    ),
+    "norun": (V2_PROLOGUE + "int32_t normconf_abi_version(void) { return 2; }\n" + SUPPORTS, "symbols", "normconf_run"),
+    "nosupports": (
+        V2_PROLOGUE + "int32_t normconf_abi_version(void) { return 2; }\n" + RUN,
+        "symbols",
+        "normconf_supports",
+    ),
     "nothing": ("int normconf_something_else(void) { return 0; }\n", "symbols", "neither normconf_abi_version"),
-    "v1future": ('#include "normconf_bn.h"\nint32_t normconf_bn_abi_version(void) { return 9; }\n'
-                 "int32_t normconf_bn_forward(normconf_bn_call* c) { (void)c; return 0; }\n", "abi", "ABI version 9"),
+    "v1future": (
+        '#include "normconf_bn.h"\nint32_t normconf_bn_abi_version(void) { return 9; }\n'
+        "int32_t normconf_bn_forward(normconf_bn_call* c) { (void)c; return 0; }\n",
+        "abi",
+        "ABI version 9",
+    ),
 }
 
 
@@ -425,8 +533,18 @@ int32_t normconf_bn_forward(normconf_bn_call* c) { (void)c; return NORMCONF_BN_E
 """
     lib = load(str(build(tmp_path, "both", source)))
     assert lib.abi == 2 and lib.ops == ("batch_norm",)
-    r = call_forward(lib, np.ones((2, 2), np.float32), mode=TRAIN, eps=1e-5, momentum=0.1, step=1, gamma=None,
-                     beta=None, running_mean=np.zeros(2, np.float32), running_var=np.ones(2, np.float32))
+    r = call_forward(
+        lib,
+        np.ones((2, 2), np.float32),
+        mode=TRAIN,
+        eps=1e-5,
+        momentum=0.1,
+        step=1,
+        gamma=None,
+        beta=None,
+        running_mean=np.zeros(2, np.float32),
+        running_var=np.ones(2, np.float32),
+    )
     assert np.all(r.y == 7.0) and not r.running_updated
 
 

@@ -14,8 +14,18 @@ import pytest
 from harness.adapters.native import CppAdapter
 from harness.cases import Case, load_file
 from harness.inputs import generate
-from harness.native import (EINVAL, EUNSUPPORTED, FLOAT32, OP_BATCH_NORM, TRAIN, NativeCallError, NormconfCallV2,
-                            bundled_library, call_forward, load)
+from harness.native import (
+    EINVAL,
+    EUNSUPPORTED,
+    FLOAT32,
+    OP_BATCH_NORM,
+    TRAIN,
+    NativeCallError,
+    NormconfCallV2,
+    bundled_library,
+    call_forward,
+    load,
+)
 from harness.runner import Runner
 from tests.helpers import loaded_case
 
@@ -24,12 +34,13 @@ SEED = ROOT / "cases" / "seed_article.yaml"
 
 # docs/seed.md: reference y (biased variance, eps 1e-5), derived
 # independently of this code, published with 6 decimals.
-DESIGN_Y = np.array([
-    [0.073358, -0.228133, 0.349912, 1.054900, 1.147841, -0.554558],
-    [-2.392967, -0.831113, 0.952892, -1.567836, 1.014097, -0.946722],
-    [-0.233800, -0.534156, 1.462932, 0.028021, 0.891688, 0.313643],
-])
-
+DESIGN_Y = np.array(
+    [
+        [0.073358, -0.228133, 0.349912, 1.054900, 1.147841, -0.554558],
+        [-2.392967, -0.831113, 0.952892, -1.567836, 1.014097, -0.946722],
+        [-0.233800, -0.534156, 1.462932, 0.028021, 0.891688, 0.313643],
+    ]
+)
 
 
 def test_cpp_library_is_built_by_the_package_build():
@@ -54,9 +65,25 @@ def test_cpp_unit_test_compiles_and_passes(tmp_path):
         pytest.skip("no C++ compiler")
     exe = tmp_path / "test_batch_norm"
     src = ROOT / "native"
-    subprocess.run([cxx, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{src / 'include'}", f"-I{src / 'src'}",
-                    str(src / "tests" / "test_batch_norm.cpp"), str(src / "src" / "cpp_abi.cpp"), "-o", str(exe)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            cxx,
+            "-std=c++17",
+            "-O1",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            f"-I{src / 'include'}",
+            f"-I{src / 'src'}",
+            str(src / "tests" / "test_batch_norm.cpp"),
+            str(src / "src" / "cpp_abi.cpp"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "all checks passed" in r.stdout
@@ -85,19 +112,54 @@ def test_seed_cases_pass_on_cpp(runner, case_id):
 
 
 MULTI = [
-    dict(id="cpp_multi_step_nchw", shape=[4, 3, 5, 6], steps=5, mode="train", momentum={"batch_weight": 0.3},
-         affine={"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3}, "beta": [0.1, -0.2, 0.3]},
-         running_mean=[0.5, -1.0, 2.0], running_var=[2.0, 0.5, 1.5], eval_after=True,
-         input={"dist": "normal", "mean": 3.0, "std": 2.0, "seed": 11}),
-    dict(id="cpp_channels_last_rank3", shape=[8, 4, 7], layout="channels_last", steps=3, mode="train",
-         input={"dist": "uniform", "low": -5.0, "high": 5.0, "seed": 5}, eps=1e-3),
-    dict(id="cpp_rank2_f64", shape=[16, 5], dtype="float64", steps=4, momentum={"running_weight": 0.99},
-         input={"seed": 7}),
-    dict(id="cpp_rank5_cumulative", shape=[2, 3, 2, 3, 4], steps=4, momentum="cumulative",
-         input={"seed": 9}, eval_after=True),
-    dict(id="cpp_eval_channels_last_rank5", shape=[2, 3, 2, 3, 4], layout="channels_last", mode="eval", steps=2,
-         running_mean=[0.1, 0.2, 0.3], running_var=[1.5, 0.7, 2.2], affine={"gamma": 2.0, "beta": -1.0},
-         input={"seed": 13}),
+    dict(
+        id="cpp_multi_step_nchw",
+        shape=[4, 3, 5, 6],
+        steps=5,
+        mode="train",
+        momentum={"batch_weight": 0.3},
+        affine={"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3}, "beta": [0.1, -0.2, 0.3]},
+        running_mean=[0.5, -1.0, 2.0],
+        running_var=[2.0, 0.5, 1.5],
+        eval_after=True,
+        input={"dist": "normal", "mean": 3.0, "std": 2.0, "seed": 11},
+    ),
+    dict(
+        id="cpp_channels_last_rank3",
+        shape=[8, 4, 7],
+        layout="channels_last",
+        steps=3,
+        mode="train",
+        input={"dist": "uniform", "low": -5.0, "high": 5.0, "seed": 5},
+        eps=1e-3,
+    ),
+    dict(
+        id="cpp_rank2_f64",
+        shape=[16, 5],
+        dtype="float64",
+        steps=4,
+        momentum={"running_weight": 0.99},
+        input={"seed": 7},
+    ),
+    dict(
+        id="cpp_rank5_cumulative",
+        shape=[2, 3, 2, 3, 4],
+        steps=4,
+        momentum="cumulative",
+        input={"seed": 9},
+        eval_after=True,
+    ),
+    dict(
+        id="cpp_eval_channels_last_rank5",
+        shape=[2, 3, 2, 3, 4],
+        layout="channels_last",
+        mode="eval",
+        steps=2,
+        running_mean=[0.1, 0.2, 0.3],
+        running_var=[1.5, 0.7, 2.2],
+        affine={"gamma": 2.0, "beta": -1.0},
+        input={"seed": 13},
+    ),
     dict(id="cpp_no_affine_single_element_per_channel", shape=[1, 4], affine=False, input={"seed": 1}),
 ]
 
@@ -109,14 +171,18 @@ def test_multi_step_and_shapes_pass_on_cpp(runner, spec):
     outs = _outcomes(rows)
     assert {o for o, _ in outs} == set(lc.case.output_names())
     assert len(rows) == len(lc.case.output_names()) * lc.case.steps - (lc.case.steps - 1) * lc.case.eval_after
-    assert set(outs.values()) == {"pass"}, [(r.output, r.step, r.outcome, r.message) for r in rows if r.outcome != "pass"]
+    assert set(outs.values()) == {"pass"}, [
+        (r.output, r.step, r.outcome, r.message) for r in rows if r.outcome != "pass"
+    ]
     if lc.case.layout == "channels_last":
         assert any("transposed" in r.notes for r in rows)
 
 
 def test_cpp_convention_is_detected_when_the_case_asks_for_another(runner):
     # cpp blends the *biased* variance into running_var; a case asking for the unbiased one must see it
-    lc = loaded_case(id="cpp_unbiased_running", shape=[4, 2, 3], steps=2, running_variance="unbiased", input={"seed": 2})
+    lc = loaded_case(
+        id="cpp_unbiased_running", shape=[4, 2, 3], steps=2, running_variance="unbiased", input={"seed": 2}
+    )
     rows = runner.run_pair(lc, "cpp")
     outs = _outcomes(rows)
     # mismatch, or explained once the explanation engine is wired in -- then by the biased running variance
@@ -133,10 +199,13 @@ def test_half_dtypes_and_param_dtype_are_carried_by_abi_v2():
     a = CppAdapter()
     for dt in ("float16", "bfloat16", "float64"):
         assert a.unsupported(Case.model_validate(dict(id="h", shape=[2, 2], dtype=dt))) is None
-    assert a.unsupported(Case.model_validate(dict(id="p", shape=[2, 2], dtype="float16", param_dtype="float32"))) is None
+    assert (
+        a.unsupported(Case.model_validate(dict(id="p", shape=[2, 2], dtype="float16", param_dtype="float32"))) is None
+    )
 
 
 # --- argument validation: error codes, never an abort --------------------------------------------
+
 
 def _seed_call(lib_keep: list) -> NormconfCallV2:
     """A valid ABI v2 batch_norm call (the bundled library speaks v2)."""
@@ -155,20 +224,23 @@ def _seed_call(lib_keep: list) -> NormconfCallV2:
     return c
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(x_len=17), "x_len"),
-    (dict(eps=0.0), "eps"),
-    (dict(eps=-1e-5), "eps"),
-    (dict(eps=float("nan")), "eps"),
-    (dict(rank=1, dims=(18, 0, 0, 0)), "batch_norm: rank"),
-    (dict(rank=9), "rank"),
-    (dict(dims=(3, 0, 1, 6), x_len=0), "dims[1]"),
-    (dict(dims=(-1, 1, 1, 6)), "dims[0]"),
-    (dict(dtype=9), "dtype"),
-    (dict(momentum=1.5), "momentum"),
-    (dict(step=0), "step"),
-    (dict(x=None), "NULL"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(x_len=17), "x_len"),
+        (dict(eps=0.0), "eps"),
+        (dict(eps=-1e-5), "eps"),
+        (dict(eps=float("nan")), "eps"),
+        (dict(rank=1, dims=(18, 0, 0, 0)), "batch_norm: rank"),
+        (dict(rank=9), "rank"),
+        (dict(dims=(3, 0, 1, 6), x_len=0), "dims[1]"),
+        (dict(dims=(-1, 1, 1, 6)), "dims[0]"),
+        (dict(dtype=9), "dtype"),
+        (dict(momentum=1.5), "momentum"),
+        (dict(step=0), "step"),
+        (dict(x=None), "NULL"),
+    ],
+)
 def test_bad_arguments_return_einval(change, message):
     lib = load(str(bundled_library("cpp")))
     keep: list = []
@@ -190,16 +262,36 @@ def test_empty_training_batch_is_unsupported_and_eval_of_empty_batch_works():
     c.dims[0], c.x_len = 0, 0
     assert lib.forward(c) == EUNSUPPORTED
     x = np.zeros((0, 2, 3), np.float32)
-    r = call_forward(lib, x, mode=1, eps=1e-5, momentum=0.1, step=1, gamma=None, beta=None,
-                     running_mean=np.zeros(2, np.float32), running_var=np.ones(2, np.float32))
+    r = call_forward(
+        lib,
+        x,
+        mode=1,
+        eps=1e-5,
+        momentum=0.1,
+        step=1,
+        gamma=None,
+        beta=None,
+        running_mean=np.zeros(2, np.float32),
+        running_var=np.ones(2, np.float32),
+    )
     assert r.y.shape == (0, 2, 3)
 
 
 def test_call_error_is_raised_with_the_library_message():
     lib = load(str(bundled_library("cpp")))
     with pytest.raises(NativeCallError, match="EINVAL.*eps"):
-        call_forward(lib, np.ones((2, 2), np.float32), mode=TRAIN, eps=0.0, momentum=0.1, step=1, gamma=None,
-                     beta=None, running_mean=np.zeros(2, np.float32), running_var=np.ones(2, np.float32))
+        call_forward(
+            lib,
+            np.ones((2, 2), np.float32),
+            mode=TRAIN,
+            eps=0.0,
+            momentum=0.1,
+            step=1,
+            gamma=None,
+            beta=None,
+            running_mean=np.zeros(2, np.float32),
+            running_var=np.ones(2, np.float32),
+        )
 
 
 def test_struct_size_mismatch_is_refused():

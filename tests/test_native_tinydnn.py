@@ -26,15 +26,18 @@ HEADERS = Path(native_mod.TINYDNN_HEADER)
 # the other rows are the reference rows times sqrt(17/18) (docs/seed.md: exactly the reference
 # with the unbiased variance), rounded to 6 decimals here.
 DESIGN_TINYDNN_ROW0 = np.array([0.071291, -0.221705, 0.340054, 1.025179, 1.115501, -0.538933])
-DESIGN_REF_Y = np.array([
-    [0.073358, -0.228133, 0.349912, 1.054900, 1.147841, -0.554558],
-    [-2.392967, -0.831113, 0.952892, -1.567836, 1.014097, -0.946722],
-    [-0.233800, -0.534156, 1.462932, 0.028021, 0.891688, 0.313643],
-])
+DESIGN_REF_Y = np.array(
+    [
+        [0.073358, -0.228133, 0.349912, 1.054900, 1.147841, -0.554558],
+        [-2.392967, -0.831113, 0.952892, -1.567836, 1.014097, -0.946722],
+        [-0.233800, -0.534156, 1.462932, 0.028021, 0.891688, 0.313643],
+    ]
+)
 UNBIASED_VAR = 2060.539338  # docs/seed.md (m - 1 = 17)
 
-needs_headers = pytest.mark.skipif(not HEADERS.exists(),
-                                   reason=f"tiny-dnn headers not installed (apt-get install {TINYDNN_APT})")
+needs_headers = pytest.mark.skipif(
+    not HEADERS.exists(), reason=f"tiny-dnn headers not installed (apt-get install {TINYDNN_APT})"
+)
 
 
 def _seed(case_id="seed_article") -> LoadedCase:
@@ -68,9 +71,20 @@ def test_tinydnn_reproduces_the_articles_numbers():
 @needs_headers
 def test_momentum_and_initial_running_stats_are_translated():
     # batch weight w = 0.25 -> tiny-dnn momentum 0.75; initial running stats via set_mean/set_variance
-    lc = LoadedCase(Case.model_validate(dict(
-        id="td_momentum", shape=[3, 1, 1, 6], data=load_file(SEED)[0].case.data, momentum={"batch_weight": 0.25},
-        running_mean=2.0, running_var=3.0)), "<test>", 1)
+    lc = LoadedCase(
+        Case.model_validate(
+            dict(
+                id="td_momentum",
+                shape=[3, 1, 1, 6],
+                data=load_file(SEED)[0].case.data,
+                momentum={"batch_weight": 0.25},
+                running_mean=2.0,
+                running_var=3.0,
+            )
+        ),
+        "<test>",
+        1,
+    )
     obs = TinyDnnAdapter().run(lc.case, generate(lc.case))
     # expected from docs/seed.md's statistics: 0.75*old + 0.25*batch (float32 running stats: rtol 1e-6)
     np.testing.assert_allclose(obs.outputs["running_mean"][0], [0.75 * 2.0 + 0.25 * 7.863889], rtol=1e-6)
@@ -95,9 +109,21 @@ def test_seed_case_is_a_mismatch_with_metrics_and_eval_twin_passes():
 
 @needs_headers
 def test_float64_runs_the_cnn_use_double_build():
-    lc = LoadedCase(Case.model_validate(dict(id="td_f64", shape=[4, 2, 3], dtype="float64", mode="eval",
-                                             running_mean=[0.5, -0.5], running_var=[2.0, 0.25],
-                                             input={"seed": 4})), "<test>", 1)
+    lc = LoadedCase(
+        Case.model_validate(
+            dict(
+                id="td_f64",
+                shape=[4, 2, 3],
+                dtype="float64",
+                mode="eval",
+                running_mean=[0.5, -0.5],
+                running_var=[2.0, 0.25],
+                input={"seed": 4},
+            )
+        ),
+        "<test>",
+        1,
+    )
     a = TinyDnnAdapter()
     assert a.unsupported(lc.case) is None
     inputs = generate(lc.case)

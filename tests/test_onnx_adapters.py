@@ -21,10 +21,10 @@ pytest.importorskip("onnx")
 from harness.adapters import get_adapter  # noqa: E402
 from harness.adapters.base import Unsupported  # noqa: E402
 from harness.cases import Case  # noqa: E402
-from tests.helpers import case_maker  # noqa: E402
 from harness.compare import compare, default_tolerance  # noqa: E402
 from harness.inputs import generate  # noqa: E402
 from harness.oracle import reference_outputs  # noqa: E402
+from tests.helpers import case_maker  # noqa: E402
 
 ORT_IDS = ["ort", "ort-init", "ort-init-noopt", "ort-opset9", "ort-opset9-init"]
 REF_IDS = ["onnx-reference", "onnx-reference-opset9"]
@@ -33,7 +33,6 @@ OPSET15_IDS = ["ort", "ort-init", "ort-init-noopt", "onnx-reference"]
 RTOL, ATOL = 1e-5, 1e-6  # see the module docstring
 
 from tests.seed_values import SEED, SEED_Y  # noqa: E402  (docs/seed.md's numbers)
-
 
 case = case_maker(id="t", shape=[4, 3, 2, 5], input={"seed": 7, "std": 2.0, "mean": 1.0})
 
@@ -130,18 +129,30 @@ def test_momentum_direction_and_initial_running_stats(backend):
     c = case(momentum={"batch_weight": 0.3}, running_mean=[2.0, -1.0, 0.5], running_var=[3.0, 0.5, 1.5])
     obs, inputs = run(backend, c)
     mean, var = by_hand_train(inputs.x[0], 1)
-    np.testing.assert_allclose(obs.outputs["running_mean"][0], 0.7 * np.array([2.0, -1.0, 0.5]) + 0.3 * mean, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(obs.outputs["running_var"][0], 0.7 * np.array([3.0, 0.5, 1.5]) + 0.3 * var, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        obs.outputs["running_mean"][0], 0.7 * np.array([2.0, -1.0, 0.5]) + 0.3 * mean, rtol=RTOL, atol=ATOL
+    )
+    np.testing.assert_allclose(
+        obs.outputs["running_var"][0], 0.7 * np.array([3.0, 0.5, 1.5]) + 0.3 * var, rtol=RTOL, atol=ATOL
+    )
 
 
 @pytest.mark.parametrize("backend", ["ort", "ort-init", "ort-opset9", "ort-opset9-init", "onnx-reference"])
 def test_eps_and_given_running_stats_in_inference(backend):
     # a large eps makes a wrong eps (or eps outside the sqrt) visible
     rm, rv = [0.5, -1.0, 2.0], [4.0, 0.25, 1.0]
-    c = case(mode="eval", eps=0.5, running_mean=rm, running_var=rv, affine={"gamma": [1.0, 2.0, -1.0], "beta": [0.0, 1.0, 3.0]})
+    c = case(
+        mode="eval",
+        eps=0.5,
+        running_mean=rm,
+        running_var=rv,
+        affine={"gamma": [1.0, 2.0, -1.0], "beta": [0.0, 1.0, 3.0]},
+    )
     obs, inputs = run(backend, c)
     x = inputs.x[0].astype(np.float64)
-    want = (x - bcast(rm, 4, 1)) / np.sqrt(bcast(rv, 4, 1) + 0.5) * bcast([1.0, 2.0, -1.0], 4, 1) + bcast([0.0, 1.0, 3.0], 4, 1)
+    want = (x - bcast(rm, 4, 1)) / np.sqrt(bcast(rv, 4, 1) + 0.5) * bcast([1.0, 2.0, -1.0], 4, 1) + bcast(
+        [0.0, 1.0, 3.0], 4, 1
+    )
     np.testing.assert_allclose(obs.outputs["y"][0], want, rtol=RTOL, atol=ATOL)
 
 
@@ -149,8 +160,12 @@ def test_eps_and_given_running_stats_in_inference(backend):
 @pytest.mark.parametrize("shape", [[2, 3, 4, 5], [3, 3, 7], [2, 3, 2, 3, 2]])
 def test_channels_last_is_transposed_and_said(backend, shape):
     # distinct per-channel means: reducing over the wrong axis would fail
-    c = case(layout="channels_last", shape=shape, input={"seed": 1, "std": 1.0},
-             affine={"gamma": [1.0, 2.0, 0.5], "beta": [0.0, -1.0, 1.0]})
+    c = case(
+        layout="channels_last",
+        shape=shape,
+        input={"seed": 1, "std": 1.0},
+        affine={"gamma": [1.0, 2.0, 0.5], "beta": [0.0, -1.0, 1.0]},
+    )
     obs, inputs = run(backend, c)
     x = inputs.x[0].astype(np.float64)  # (N, *spatial, C)
     assert x.shape == (shape[0], *shape[2:], 3)
@@ -196,8 +211,17 @@ def test_seed_case_train(backend):
 
 @pytest.mark.parametrize("backend", ALL_IDS)
 def test_seed_case_eval_twin(backend):
-    c = Case.model_validate({"id": "seed_eval", "shape": [3, 1, 1, 6], "data": SEED, "eps": 1e-5, "mode": "eval",
-                             "running_mean": 7.863888888888889, "running_var": 1946.0649305555556})
+    c = Case.model_validate(
+        {
+            "id": "seed_eval",
+            "shape": [3, 1, 1, 6],
+            "data": SEED,
+            "eps": 1e-5,
+            "mode": "eval",
+            "running_mean": 7.863888888888889,
+            "running_var": 1946.0649305555556,
+        }
+    )
     obs, inputs = run(backend, c)
     ref = reference_outputs(c, inputs)["y"][0]
     assert compare(obs.outputs["y"][0], ref, default_tolerance("float32"), "float32").close
@@ -219,15 +243,25 @@ def test_ort_float16_runs():
     assert obs.outputs["y"][0].dtype == np.float16
     x = inputs.x[0].astype(np.float64)
     # float16 output: rtol 2e-3 is two float16 ulps (9.8e-4) of the result
-    np.testing.assert_allclose(obs.outputs["y"][0].astype(np.float64), (x - 0.5) / np.sqrt(np.float64(np.float16(2.0)) + 1e-5),
-                               rtol=2e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        obs.outputs["y"][0].astype(np.float64),
+        (x - 0.5) / np.sqrt(np.float64(np.float16(2.0)) + 1e-5),
+        rtol=2e-3,
+        atol=1e-3,
+    )
 
 
 def test_dtype_refusal_classifier():
     from harness.adapters.onnx_backends import ort_refuses_dtype
 
-    assert ort_refuses_dtype(RuntimeError("[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for BatchNormalization(15) node"))
-    assert not ort_refuses_dtype(RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input: X"))
+    assert ort_refuses_dtype(
+        RuntimeError(
+            "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for BatchNormalization(15) node"
+        )
+    )
+    assert not ort_refuses_dtype(
+        RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input: X")
+    )
     assert not ort_refuses_dtype(ValueError("something else"))
 
 
@@ -258,9 +292,13 @@ def test_worker_group():
 
 
 # --- known discrepancies of the installed versions (strict xfail: an upgrade that fixes them shows) ---
-@pytest.mark.xfail(strict=True, reason=(
-    "onnx.reference BatchNormalization_9 normalizes with momentum-blended statistics even in a one-output "
-    "(inference) node: the schema default momentum=0.9 is never None (onnx/onnx PR #8442)"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "onnx.reference BatchNormalization_9 normalizes with momentum-blended statistics even in a one-output "
+        "(inference) node: the schema default momentum=0.9 is never None (onnx/onnx PR #8442)"
+    ),
+)
 def test_onnx_reference_opset9_inference_uses_given_stats():
     c = case(mode="eval", running_mean=[0.5, -1.0, 2.0], running_var=[4.0, 0.25, 1.0])
     obs, inputs = run("onnx-reference-opset9", c)
@@ -269,9 +307,13 @@ def test_onnx_reference_opset9_inference_uses_given_stats():
     np.testing.assert_allclose(obs.outputs["y"][0], want, rtol=RTOL, atol=ATOL)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "onnxruntime 1.32 CPU, float16 training_mode=1 with initializers and graph optimizations on: scale/B are "
-    "shared with the equal-valued input_var/input_mean initializers and then overwritten by the running update"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "onnxruntime 1.32 CPU, float16 training_mode=1 with initializers and graph optimizations on: scale/B are "
+        "shared with the equal-valued input_var/input_mean initializers and then overwritten by the running update"
+    ),
+)
 def test_ort_init_float16_train_default_params():
     c = case(dtype="float16")
     obs, inputs = run("ort-init", c)

@@ -24,7 +24,16 @@ def center_op():
 def test_builtin_ops_and_their_output_lists():
     assert {"batch_norm", "layer_norm"} <= set(ops.names())
     bn, ln = ops.get("batch_norm"), ops.get("layer_norm")
-    assert bn.result_order == ("y", "batch_mean", "batch_var", "running_mean", "running_var", "eval_y", "inv_std", "x_hat")
+    assert bn.result_order == (
+        "y",
+        "batch_mean",
+        "batch_var",
+        "running_mean",
+        "running_var",
+        "eval_y",
+        "inv_std",
+        "x_hat",
+    )
     assert ln.main_outputs == ("y", "mean", "inv_std") and ln.stage_outputs == ("x_hat",)
     assert ln.data_outputs == ("y", "x_hat") and ln.group_outputs == ("mean", "inv_std")
     with pytest.raises(ops.UnknownOp, match="known ops: batch_norm, layer_norm"):
@@ -33,9 +42,26 @@ def test_builtin_ops_and_their_output_lists():
 
 def test_a_builtin_op_cannot_be_replaced():
     with pytest.raises(ValueError, match="already registered"):
-        ops.register(ops.OpSpec(**{**{f: getattr(toy_op.SPEC, f) for f in (
-            "title", "case_model", "outputs", "semantics", "generate", "reference", "output_names", "output_shape")},
-            "name": "layer_norm"}))
+        ops.register(
+            ops.OpSpec(
+                **{
+                    **{
+                        f: getattr(toy_op.SPEC, f)
+                        for f in (
+                            "title",
+                            "case_model",
+                            "outputs",
+                            "semantics",
+                            "generate",
+                            "reference",
+                            "output_names",
+                            "output_shape",
+                        )
+                    },
+                    "name": "layer_norm",
+                }
+            )
+        )
 
 
 def test_unknown_op_in_a_case_file_names_the_line_and_the_known_ops(tmp_path):
@@ -50,9 +76,11 @@ def test_unknown_op_in_a_case_file_names_the_line_and_the_known_ops(tmp_path):
 
 def test_layer_norm_fields_are_checked_with_their_own_hints(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("defaults: {op: layer_norm}\ncases:\n  - id: a\n    shape: [2, 3]\n    axes: [2]\n"
-                 "  - id: b\n    shape: [2, 3]\n    layout: channels_last\n"
-                 "  - id: c\n    shape: [2, 3]\n    affine: {gamma: [1, 2]}\n")
+    p.write_text(
+        "defaults: {op: layer_norm}\ncases:\n  - id: a\n    shape: [2, 3]\n    axes: [2]\n"
+        "  - id: b\n    shape: [2, 3]\n    layout: channels_last\n"
+        "  - id: c\n    shape: [2, 3]\n    affine: {gamma: [1, 2]}\n"
+    )
     with pytest.raises(CaseFileError) as e:
         load_file(p)
     msg = str(e.value)
@@ -63,8 +91,10 @@ def test_layer_norm_fields_are_checked_with_their_own_hints(tmp_path):
 
 def test_a_toy_op_registered_from_tests_runs_on_numpy(center_op, tmp_path):
     p = tmp_path / "center.yaml"
-    p.write_text("defaults: {op: center}\ncases:\n  - id: c1\n    shape: [3, 5]\n"
-                 "  - {id: c2, shape: [4], dtype: float16, input: {dist: uniform, low: -2, high: 2, seed: 3}}\n")
+    p.write_text(
+        "defaults: {op: center}\ncases:\n  - id: c1\n    shape: [3, 5]\n"
+        "  - {id: c2, shape: [4], dtype: float16, input: {dist: uniform, low: -2, high: 2, seed: 3}}\n"
+    )
     loaded = load_file(p)
     assert [lc.case.op for lc in loaded] == ["center", "center"]
     numpy_backend = NumpyReference()
@@ -73,8 +103,9 @@ def test_a_toy_op_registered_from_tests_runs_on_numpy(center_op, tmp_path):
         inputs = center_op.generate(lc.case)
         obs = numpy_backend.run_case(lc.case, inputs)
         assert set(obs.outputs) == {"y", "mean"}
-        rows = rows_for(lc, "numpy", BackendResult("numpy", "ok", outputs=obs.outputs), expected_outputs(lc.case, inputs),
-                        inputs)
+        rows = rows_for(
+            lc, "numpy", BackendResult("numpy", "ok", outputs=obs.outputs), expected_outputs(lc.case, inputs), inputs
+        )
         assert [(r.output, r.outcome) for r in rows] == [("y", "pass"), ("mean", "pass")]
         assert all(r.op == "center" and r.as_expected for r in rows)
     # a backend that forgot to subtract the mean is a mismatch (the toy op has no explainer)

@@ -21,16 +21,25 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 #: the fast subset: the seed example, every dtype, and the large-offset trap (where precision matters most)
 SUBSET = ["cases/seed_article.yaml", "cases/dtypes.yaml", "cases/trap_large_offset.yaml"]
-VARIANTS = {"onednn-on": {"TF_ENABLE_ONEDNN_OPTS": "1"}, "onednn-off": {"TF_ENABLE_ONEDNN_OPTS": "0"},
-            "one-thread": {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}}
+VARIANTS = {
+    "onednn-on": {"TF_ENABLE_ONEDNN_OPTS": "1"},
+    "onednn-off": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+    "one-thread": {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"},
+}
 
 
 def _run(tmp: Path, env_changes: dict, noisy: bool = False) -> dict:
     env = dict(os.environ, **env_changes)
     out = tmp / "out"
     extra = ["--adapter", "tests.noisy_adapters:ADAPTERS"] if noisy else []
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "run", *SUBSET, "--out", str(out), "-j", "1", *extra],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    p = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", *SUBSET, "--out", str(out), "-j", "1", *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert p.returncode in (0, 1), p.stderr[-2000:]
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -69,8 +78,11 @@ def _check_noise_stability(base: dict, noisy: dict) -> None:
     """±2 ULP on every float32/float64 backend output leaves outcome and label unchanged on ≥ 99 % of the rows.
 
     Rows of float16/bfloat16 outputs are not perturbed (tests/noisy_adapters.py says why) and not counted."""
-    pairs = [(v, noisy[(c, "noisy-" + b, o, s)]) for (c, b, o, s), v in base.items()
-             if (c, "noisy-" + b, o, s) in noisy and _out_dtype(c, o) in ("float32", "float64")]
+    pairs = [
+        (v, noisy[(c, "noisy-" + b, o, s)])
+        for (c, b, o, s), v in base.items()
+        if (c, "noisy-" + b, o, s) in noisy and _out_dtype(c, o) in ("float32", "float64")
+    ]
     assert len(pairs) > 300, len(pairs)
     changed = [(a, b) for a, b in pairs if a != b]
     assert len(changed) <= 0.01 * len(pairs), f"{len(changed)} of {len(pairs)} rows changed: {changed[:10]}"

@@ -21,17 +21,31 @@ from harness.oracle import reference_outputs
 from harness.results import output_dtype, tolerance_for
 from tests.helpers import case_maker
 from tests.precision_backends import (
-    ARITHMETIC, ORDERS, WORKING, channel_sums, guard_examples, precision_outputs, working_dtype,
+    ARITHMETIC,
+    ORDERS,
+    WORKING,
+    channel_sums,
+    guard_examples,
+    precision_outputs,
+    working_dtype,
 )
 
 F32_EPS = float(np.finfo(np.float32).eps)
 BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
-_case = case_maker(id="precision", shape=[64, 4, 8], steps=2, momentum={"batch_weight": 0.1}, eval_after=True,
-                   affine={"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3},
-                           "beta": {"dist": "normal", "std": 0.5, "seed": 4}},
-                   input={"dist": "normal", "mean": 0.0, "std": 1.0, "seed": 41})
+_case = case_maker(
+    id="precision",
+    shape=[64, 4, 8],
+    steps=2,
+    momentum={"batch_weight": 0.1},
+    eval_after=True,
+    affine={
+        "gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3},
+        "beta": {"dist": "normal", "std": 0.5, "seed": 4},
+    },
+    input={"dist": "normal", "mean": 0.0, "std": 1.0, "seed": 41},
+)
 
 
 def _f64(a) -> np.ndarray:
@@ -45,15 +59,19 @@ def _f64(a) -> np.ndarray:
 @pytest.mark.parametrize("mode,eval_after", [("train", True), ("train", False), ("eval", False)])
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
 def test_outputs_have_the_reference_structure_and_output_dtypes(mode, eval_after, dtype):
-    case = _case(mode=mode, eval_after=eval_after, dtype=dtype, shape=[6, 3, 5],
-                 param_dtype="float32" if dtype in ("float16", "bfloat16") else None)
+    case = _case(
+        mode=mode,
+        eval_after=eval_after,
+        dtype=dtype,
+        shape=[6, 3, 5],
+        param_dtype="float32" if dtype in ("float16", "bfloat16") else None,
+    )
     inputs = generate(case)
     ref = reference_outputs(case, inputs)
     working = "float32" if dtype in ("float32", "float64") else dtype
     out = precision_outputs(case, inputs, order="forward", working=working, arithmetic="unfolded")
     assert list(out) == case.output_names()
-    full = precision_outputs(case, inputs, order="forward", working=working, arithmetic="unfolded",
-                             intermediates=True)
+    full = precision_outputs(case, inputs, order="forward", working=working, arithmetic="unfolded", intermediates=True)
     assert list(full) == case.output_names() + ["inv_std", "x_hat"]
     for name, steps in full.items():
         assert len(steps) == len(ref[name])
@@ -89,20 +107,22 @@ def test_bad_arguments_are_refused():
 # (a) float32 on benign data: close to the float64 reference, within a few ULPs
 
 
-@pytest.mark.parametrize("variant", [
-    dict(),
-    dict(layout="channels_last", normalize_variance="unbiased", running_variance="unbiased"),
-    dict(momentum="cumulative", steps=3, affine=False, eps=1e-3),
-    dict(mode="eval", eval_after=False, running_mean=0.1, running_var=1.5),
-])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(),
+        dict(layout="channels_last", normalize_variance="unbiased", running_variance="unbiased"),
+        dict(momentum="cumulative", steps=3, affine=False, eps=1e-3),
+        dict(mode="eval", eval_after=False, running_mean=0.1, running_var=1.5),
+    ],
+)
 @pytest.mark.parametrize("order", ORDERS)
 def test_float32_every_order_is_close_to_the_reference(order, variant):
     case = _case(**variant)
     inputs = generate(case)
     ref = reference_outputs(case, inputs)
     for arithmetic in ARITHMETIC:
-        out = precision_outputs(case, inputs, order=order, working="float32", arithmetic=arithmetic,
-                                intermediates=True)
+        out = precision_outputs(case, inputs, order=order, working="float32", arithmetic=arithmetic, intermediates=True)
         for name, steps in out.items():
             for k, (o, e) in enumerate(zip(steps, ref[name]), start=1):
                 if name in case.output_names():  # the harness's own verdict, default float32 tolerance
@@ -138,7 +158,7 @@ def _scalar_sum(vals, order, t, perm):
         seq = [[vals[i] for i in perm]]
     elif order.startswith("block"):
         b = int(order[5:])
-        seq = [list(vals[i:i + b]) for i in range(0, len(vals), b)]
+        seq = [list(vals[i : i + b]) for i in range(0, len(vals), b)]
     if order == "kahan":
         s, c = t(0), t(0)
         for v in vals:
@@ -211,10 +231,19 @@ def _scalar_model(case, inputs, order, working, arithmetic, seed=0):
 @pytest.mark.parametrize("working,dtype", [("float32", "float64"), ("float16", "float16"), ("bfloat16", "bfloat16")])
 @pytest.mark.parametrize("order", [o for o in ORDERS if o != "pairwise"])
 def test_vectorized_emulator_matches_the_scalar_model_bit_for_bit(order, working, dtype, momentum):
-    case = _case(shape=[9, 2, 11], dtype=dtype, param_dtype="float32" if dtype != "float64" else None,
-                 steps=3, momentum=momentum, eval_after=False, normalize_variance="unbiased",
-                 running_mean=0.3, running_var=0.7,
-                 layout="channels_last", input={"dist": "normal", "mean": 3.0, "std": 1.0, "seed": 8})
+    case = _case(
+        shape=[9, 2, 11],
+        dtype=dtype,
+        param_dtype="float32" if dtype != "float64" else None,
+        steps=3,
+        momentum=momentum,
+        eval_after=False,
+        normalize_variance="unbiased",
+        running_mean=0.3,
+        running_var=0.7,
+        layout="channels_last",
+        input={"dist": "normal", "mean": 3.0, "std": 1.0, "seed": 8},
+    )
     inputs = generate(case)
     for arithmetic in ARITHMETIC:
         out = precision_outputs(case, inputs, order=order, working=working, arithmetic=arithmetic)
@@ -269,8 +298,15 @@ def test_float16_forward_sum_of_ones_stagnates_at_2048_and_kahan_does_not():
 
 
 def test_float16_stagnation_shows_in_the_batch_mean():
-    case = _case(shape=[4096, 1], dtype="float16", param_dtype="float32", steps=1, eval_after=False,
-                 affine=False, input={"dist": "constant", "value": 1.0})
+    case = _case(
+        shape=[4096, 1],
+        dtype="float16",
+        param_dtype="float32",
+        steps=1,
+        eval_after=False,
+        affine=False,
+        input={"dist": "constant", "value": 1.0},
+    )
     inputs = generate(case)
     fwd = precision_outputs(case, inputs, order="forward", working="float16", arithmetic="unfolded")
     kah = precision_outputs(case, inputs, order="kahan", working="float16", arithmetic="unfolded")
@@ -289,8 +325,14 @@ def test_float16_stagnation_shows_in_the_batch_mean():
 
 
 def test_bfloat16_working_precision_differs_from_float32_on_offset_data():
-    case = _case(dtype="bfloat16", param_dtype="float32", steps=1, eval_after=False, affine=False,
-                 input={"dist": "normal", "mean": 100.0, "std": 1.0, "seed": 5})
+    case = _case(
+        dtype="bfloat16",
+        param_dtype="float32",
+        steps=1,
+        eval_after=False,
+        affine=False,
+        input={"dist": "normal", "mean": 100.0, "std": 1.0, "seed": 5},
+    )
     inputs = generate(case)
     ref = reference_outputs(case, inputs)
     m = 64 * 8
@@ -328,30 +370,36 @@ def test_folded_arithmetic_loses_the_offsets_ulp_and_fma_half_of_it():
     * folded_fma: only ``b``'s rounding remains: error <= 2**-11 + 0.5 ulp(|y|) (+ a double-rounding
       ulp of y at most).
     """
-    case = _case(shape=[2048, 8], steps=1, eval_after=False, affine=False,
-                 input={"dist": "normal", "mean": 1e4, "std": 1.0, "seed": 7})
+    case = _case(
+        shape=[2048, 8],
+        steps=1,
+        eval_after=False,
+        affine=False,
+        input={"dist": "normal", "mean": 1e4, "std": 1.0, "seed": 7},
+    )
     inputs = generate(case)
     ref = reference_outputs(case, inputs)
     x = _f64(inputs.x[0])
     err, err_ref, y = {}, {}, {}
     for arithmetic in ARITHMETIC:
-        out = precision_outputs(case, inputs, order="pairwise", working="float32", arithmetic=arithmetic,
-                                intermediates=True)
+        out = precision_outputs(
+            case, inputs, order="pairwise", working="float32", arithmetic=arithmetic, intermediates=True
+        )
         exact = (x - _f64(out["batch_mean"][0])) * _f64(out["inv_std"][0])  # float64, given the same stats
         y[arithmetic] = _f64(out["y"][0])
         err[arithmetic] = np.abs(y[arithmetic] - exact)
         err_ref[arithmetic] = y[arithmetic] - ref["y"][0]
         assert np.all(np.abs(y[arithmetic]) < 8)
-    ulp_y = 2.0 ** -21  # ulp of |y| < 8 in float32 (2**2 * 2**-23)
+    ulp_y = 2.0**-21  # ulp of |y| < 8 in float32 (2**2 * 2**-23)
     assert err["unfolded"].max() <= 0.5 * ulp_y
-    assert err["folded"].max() <= 2.0 ** -10 + ulp_y
-    assert err["folded_fma"].max() <= 2.0 ** -11 + 2 * ulp_y
+    assert err["folded"].max() <= 2.0**-10 + ulp_y
+    assert err["folded_fma"].max() <= 2.0**-11 + 2 * ulp_y
     # over 16384 elements the rounding of x*a spreads over its whole range: folded is far worse
-    assert err["folded"].max() > 2.0 ** -12 > 100 * err["unfolded"].max()
+    assert err["folded"].max() > 2.0**-12 > 100 * err["unfolded"].max()
     assert np.abs(y["folded"] - y["unfolded"]).max() > 1000 * ulp_y
     # against the float64 reference every form shares the float32 mean's error; folded adds two
     # independent roundings at 1e4's scale on top of it, so its RMS error is larger
-    rms = {a: float(np.sqrt(np.mean(e ** 2))) for a, e in err_ref.items()}
+    rms = {a: float(np.sqrt(np.mean(e**2))) for a, e in err_ref.items()}
     assert rms["folded"] > rms["unfolded"] and rms["folded"] > rms["folded_fma"]
 
 
@@ -364,8 +412,9 @@ def test_guard_examples_are_deterministic_diverse_and_cheap():
     assert len(ex) == 520
     again = list(guard_examples())
     assert [(c.model_dump(), o, w, a) for c, o, w, a in ex] == [(c.model_dump(), o, w, a) for c, o, w, a in again]
-    assert [c.id for c, *_ in guard_examples(5, seed=1)] != [] and \
-        [c.model_dump() for c, *_ in guard_examples(5, seed=1)] != [c.model_dump() for c, *_ in ex[:5]]
+    assert [c.id for c, *_ in guard_examples(5, seed=1)] != [] and [
+        c.model_dump() for c, *_ in guard_examples(5, seed=1)
+    ] != [c.model_dump() for c, *_ in ex[:5]]
     pairs = {(o, a) for _, o, _, a in ex}
     assert pairs == set(itertools.product(ORDERS, ARITHMETIC))
     ms = [math.prod(c.shape) // c.channels for c, *_ in ex]
@@ -378,13 +427,19 @@ def test_guard_examples_are_deterministic_diverse_and_cheap():
     assert {c.steps for c, *_ in ex if c.mode == "train"} == {1, 2, 3}
     assert {c.momentum_weight for c, *_ in ex} == {0.1, 0.01, 0.5, None}
     assert {c.eval_after for c, *_ in ex if c.mode == "train"} == {True, False}
-    assert {(c.normalize_variance, c.running_variance) for c, *_ in ex} == set(itertools.product(["biased", "unbiased"], repeat=2))
+    assert {(c.normalize_variance, c.running_variance) for c, *_ in ex} == set(
+        itertools.product(["biased", "unbiased"], repeat=2)
+    )
     assert {c.eps for c, *_ in ex} == {1e-5, 1e-3}
     assert {c.input.mean for c, *_ in ex} == {0.0, 1.0, 10.0, 100.0, 1000.0}
     assert {c.input.std for c, *_ in ex} == {1.0, 0.01}
     assert {c.has_affine for c, *_ in ex} == {True, False}
-    allowed = {"float64": {"float32"}, "float32": {"float32"},
-               "float16": {"float32", "float16"}, "bfloat16": {"float32", "bfloat16"}}
+    allowed = {
+        "float64": {"float32"},
+        "float32": {"float32"},
+        "float16": {"float32", "float16"},
+        "bfloat16": {"float32", "bfloat16"},
+    }
     assert {(c.dtype, w) for c, _, w, _ in ex} == {(d, w) for d, ws in allowed.items() for w in ws}
     for c, *_ in ex:
         if c.dtype in ("float16", "bfloat16"):

@@ -19,7 +19,7 @@ import pytest
 from harness.adapters import all_adapters
 from harness.cases import load_file, load_paths
 from harness.cli import main
-from harness.profiles import ALL_KNOBS, Convention, parse_conventions, profile_of
+from harness.profiles import Convention, op_knobs, parse_conventions, profile_of
 from harness.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,8 +59,20 @@ def test_a_wrong_profile_entry_fails_the_pair_naming_it(tmp_path):
 
 def test_a_wrong_profile_entry_fails_the_cli_run(tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["run", str(_case_file(tmp_path)), "--adapter", "tests.profile_adapters:WrongProfile",
-                 "-b", "numpy-wrong-profile", "--out", str(out), "--timeout", "60"])
+    code = main(
+        [
+            "run",
+            str(_case_file(tmp_path)),
+            "--adapter",
+            "tests.profile_adapters:WrongProfile",
+            "-b",
+            "numpy-wrong-profile",
+            "--out",
+            str(out),
+            "--timeout",
+            "60",
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 1
     assert "train_biased [numpy-wrong-profile]" in text and "running_variance=unbiased not shown" in text
@@ -69,28 +81,45 @@ def test_a_wrong_profile_entry_fails_the_cli_run(tmp_path, capsys):
 
 def test_conventions_given_on_the_command_line_are_judged_too(tmp_path, capsys):
     """--conventions knob=value on a user adapter: the same check, and a bad spec is a usage error."""
-    base = ["run", str(_case_file(tmp_path)), "--adapter", "tests.plugin_adapters:EchoReference",
-            "-b", "plugin-echo", "--out", str(tmp_path / "o"), "--timeout", "60"]
+    base = [
+        "run",
+        str(_case_file(tmp_path)),
+        "--adapter",
+        "tests.plugin_adapters:EchoReference",
+        "-b",
+        "plugin-echo",
+        "--out",
+        str(tmp_path / "o"),
+        "--timeout",
+        "60",
+    ]
     assert main(base) == 0
     capsys.readouterr()
     # EchoReference returns the case's y: a declared unbiased normalization is not shown
     assert main(base + ["--conventions", "normalize_variance=unbiased"]) == 1
     assert "plugin-echo (--conventions).normalize_variance=unbiased not shown" in capsys.readouterr().out
-    for bad, says in [("running_variance=sometimes", "'sometimes' is not one of biased, unbiased"),
-                      ("colour=blue", "unknown profile knob 'colour'"), ("nosuchbackend", "not a backend id"),
-                      ("numpy", "declares no conventions")]:
+    for bad, says in [
+        ("running_variance=sometimes", "'sometimes' is not one of biased, unbiased"),
+        ("colour=blue", "unknown profile knob 'colour'"),
+        ("nosuchbackend", "not a backend id"),
+        ("numpy", "declares no conventions"),
+    ]:
         assert main(base + ["--conventions", bad]) == 2
         assert says in capsys.readouterr().err, bad
     # --conventions without a user backend says so
-    assert main(["run", str(_case_file(tmp_path)), "-b", "numpy", "--out", str(tmp_path / "p"),
-                 "--conventions", "torch"]) == 2
+    assert (
+        main(["run", str(_case_file(tmp_path)), "-b", "numpy", "--out", str(tmp_path / "p"), "--conventions", "torch"])
+        == 2
+    )
     assert "--native and --adapter" in capsys.readouterr().err
 
 
-TORCH_LIKE = ("/* the user's kernel follows PyTorch: the running variance takes the unbiased batch variance */\n",
-              "put(a->running_var, f64, c, (1 - w) * get(a->running_var, f64, c) + w * var);",
-              "put(a->running_var, f64, c, (1 - w) * get(a->running_var, f64, c) "
-              "+ w * (var * (double)(N * S) / (double)(N * S - 1)));")
+TORCH_LIKE = (
+    "/* the user's kernel follows PyTorch: the running variance takes the unbiased batch variance */\n",
+    "put(a->running_var, f64, c, (1 - w) * get(a->running_var, f64, c) + w * var);",
+    "put(a->running_var, f64, c, (1 - w) * get(a->running_var, f64, c) "
+    "+ w * (var * (double)(N * S) / (double)(N * S - 1)));",
+)
 
 
 @pytest.fixture(scope="module")
@@ -102,15 +131,47 @@ def torch_like_lib(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("torchlike")
     (d / "torchlike.c").write_text(TORCH_LIKE[0] + src.replace(TORCH_LIKE[1], TORCH_LIKE[2]))
     lib = d / "libtorchlike.so"
-    subprocess.run([CC, "-O2", "-shared", "-fPIC", "-I", str(ROOT / "native" / "include"), str(d / "torchlike.c"),
-                    "-o", str(lib), "-lm"], check=True)
+    subprocess.run(
+        [
+            CC,
+            "-O2",
+            "-shared",
+            "-fPIC",
+            "-I",
+            str(ROOT / "native" / "include"),
+            str(d / "torchlike.c"),
+            "-o",
+            str(lib),
+            "-lm",
+        ],
+        check=True,
+    )
     return lib
 
 
 def _run_library(lib: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", "run", str(ROOT / "cases"), "--native", str(lib),
-                           "--backend", "native:torchlike", "--out", str(out), "-j", "2", *extra],
-                          capture_output=True, text=True, timeout=900, cwd=ROOT)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            str(ROOT / "cases"),
+            "--native",
+            str(lib),
+            "--backend",
+            "native:torchlike",
+            "--out",
+            str(out),
+            "-j",
+            "2",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
 
 
 def test_a_torch_like_c_library_with_conventions_torch_is_clean(torch_like_lib, tmp_path):
@@ -120,8 +181,7 @@ def test_a_torch_like_c_library_with_conventions_torch_is_clean(torch_like_lib, 
     with open(tmp_path / "with" / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     # the derived expectation is the profile's change from the case, recorded on the rows
-    assert any(row["expected_because"] == "running_variance=unbiased" and row["as_expected"] == "True"
-               for row in rows)
+    assert any(row["expected_because"] == "running_variance=unbiased" and row["as_expected"] == "True" for row in rows)
 
 
 def test_without_conventions_the_difference_is_reported_once_per_pair(torch_like_lib, tmp_path):
@@ -143,8 +203,11 @@ def test_without_conventions_the_difference_is_reported_once_per_pair(torch_like
         if row["as_expected"] == "False" and row["outcome"] == "explained":
             expl.setdefault(row["normalize_variance"], set()).update(row["explanation"].split(";"))
     assert expl["biased"] == {"running_variance=unbiased"}
-    assert expl.get("unbiased", set()) <= {"running_variance=unbiased", "normalize_variance=biased",
-                                           "reported_variance=biased"}
+    assert expl.get("unbiased", set()) <= {
+        "running_variance=unbiased",
+        "normalize_variance=biased",
+        "reported_variance=biased",
+    }
     assert sum("explained running_var: running_variance=unbiased" in ln for ln in lines) >= len(lines) // 2
 
 
@@ -156,7 +219,7 @@ def test_every_builtin_profile_entry_has_evidence_and_is_documented():
         for e in profile_of(cls).entries:
             n += 1
             assert e.reason.strip() and e.evidence.strip(), (bid, e)
-            assert e.knob in ALL_KNOBS
+            assert e.knob in op_knobs(e.op), (bid, e)
             assert f"`{e.knob}={e.value}`" in docs, (bid, e.label)
         if profile_of(cls).entries:
             assert f"`{bid}`" in docs, bid
@@ -171,7 +234,10 @@ def test_profile_entries_are_validated():
     with pytest.raises(ValueError, match="needs a reason and its evidence"):
         Convention("running_variance", "biased", " ", "e")
     p = parse_conventions("running_variance=unbiased, normalize_variance=biased", all_adapters())
-    assert [e.label for e in p.entries if e.op == "batch_norm"] == ["running_variance=unbiased", "normalize_variance=biased"]
+    assert [e.label for e in p.entries if e.op == "batch_norm"] == [
+        "running_variance=unbiased",
+        "normalize_variance=biased",
+    ]
     # a knob LayerNorm has too applies to both ops; one BatchNorm has alone only to BatchNorm
     assert [e.label for e in p.entries if e.op == "layer_norm"] == ["normalize_variance=biased"]
     assert parse_conventions("torch", all_adapters()).entries == profile_of(all_adapters()["torch"]).entries
@@ -181,8 +247,8 @@ def test_every_builtin_profile_entry_is_exercised_by_the_case_library():
     """Each entry must be visible in at least one library case its backend accepts: there the library
     items (pytest cases/) check that the backend shows it (a profile entry nothing exercises is untested)."""
     from harness.compare import Tolerance, compare
-    from harness.explain.catalog import affected
     from harness.inputs import generate
+    from harness.ops import spec_for
     from harness.oracle import expected_outputs, reference_outputs, round_to_output_dtypes
     from harness.results import output_dtype, tolerance_for
 
@@ -202,20 +268,23 @@ def test_every_builtin_profile_entry_is_exercised_by_the_case_library():
                 else:
                     fields = {f: v for f, v in prof.overrides(case).items() if prof.entry_for(case, f) is e}
                     for field, value in fields.items():
-                        outs = affected(field, case.mode, case.semantics) & set(case.output_names())
+                        outs = spec_for(case).affected(field, case, case.semantics) & set(case.output_names())
                         if not outs:
                             continue
                         if case.id not in refs:
                             inputs = generate(case)
                             refs[case.id] = (inputs, expected_outputs(case, inputs))
                         inputs, exp = refs[case.id]
-                        alt = round_to_output_dtypes(case, reference_outputs(case, inputs, case.semantics.replace(
-                            **{field: value})))
+                        alt = round_to_output_dtypes(
+                            case, reference_outputs(case, inputs, case.semantics.replace(**{field: value}))
+                        )
                         for name in outs:
                             t = tolerance_for(case, name)
                             wide = Tolerance(2 * t.rtol, 2 * t.atol, "visibility")
-                            if any(not compare(a, b, wide, output_dtype(case, name)).close
-                                   for a, b in zip(alt[name], exp[name])):
+                            if any(
+                                not compare(a, b, wide, output_dtype(case, name)).close
+                                for a, b in zip(alt[name], exp[name])
+                            ):
                                 seen = True
                                 break
                         if seen:

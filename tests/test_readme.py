@@ -15,7 +15,7 @@ def test_readme_opens_with_the_two_commands():
 
 
 def test_every_registered_backend_is_in_the_backend_table():
-    table = README[README.index("## Backends"):README.index("### Translation tables")]
+    table = README[README.index("## Backends") : README.index("### Translation tables")]
     ids = set(re.findall(r"`([a-z0-9][a-z0-9-]*)`", table))
     missing = sorted(set(all_adapters()) - ids)
     assert not missing, f"backends missing from the README table: {missing}"
@@ -29,7 +29,7 @@ def test_readme_c_example_is_the_compiled_example():
 def test_documented_outcomes_match_the_code():
     from harness.cases import OUTCOMES
 
-    section = README[README.index("## Outcomes"):README.index("## The case format")]
+    section = README[README.index("## Outcomes") : README.index("## The case format")]
     for outcome in OUTCOMES:
         assert f"| `{outcome}` |" in section
 

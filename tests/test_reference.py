@@ -5,8 +5,8 @@ import pytest
 
 from harness.semantics import Semantics
 from references.batchnorm import batch_norm_reference
-
-from tests.seed_values import SEED, SEED_Y_ROWS as SEED_Y, TINY_DNN_ROW0
+from tests.seed_values import SEED, TINY_DNN_ROW0
+from tests.seed_values import SEED_Y_ROWS as SEED_Y
 
 SEED_X = np.array(SEED, dtype=np.float32).reshape(3, 1, 1, 6)
 
@@ -14,9 +14,19 @@ SEED_X = np.array(SEED, dtype=np.float32).reshape(3, 1, 1, 6)
 def run(x, sem=Semantics(), mode="train", momentum=0.1, eps=1e-5, rm=(0.0,), rv=(1.0,), **kw):
     C = x.shape[1]
     return batch_norm_reference(
-        [x], channel_axis=1, mode=mode, eps=eps, momentum=momentum, gamma=None, beta=None,
-        running_mean=np.array(rm * C if len(rm) == 1 else rm), running_var=np.array(rv * C if len(rv) == 1 else rv),
-        semantics=sem, input_dtype=x.dtype, **kw)
+        [x],
+        channel_axis=1,
+        mode=mode,
+        eps=eps,
+        momentum=momentum,
+        gamma=None,
+        beta=None,
+        running_mean=np.array(rm * C if len(rm) == 1 else rm),
+        running_var=np.array(rv * C if len(rv) == 1 else rv),
+        semantics=sem,
+        input_dtype=x.dtype,
+        **kw,
+    )
 
 
 def test_seed_y_matches_design_to_1e6():
@@ -63,17 +73,34 @@ def test_momentum_reversed_and_cumulative():
     rev = run(x, Semantics(momentum_direction="reversed"), momentum=0.1)
     assert rev["running_mean"][0][0] == pytest.approx(0.9 * 2.5)
     # cumulative average: step k uses weight 1/k, so after step 1 running = batch statistic
-    cum = batch_norm_reference([x, x + 2], channel_axis=1, mode="train", eps=1e-5, momentum=None, gamma=None,
-                               beta=None, running_mean=np.zeros(1), running_var=np.ones(1))
+    cum = batch_norm_reference(
+        [x, x + 2],
+        channel_axis=1,
+        mode="train",
+        eps=1e-5,
+        momentum=None,
+        gamma=None,
+        beta=None,
+        running_mean=np.zeros(1),
+        running_var=np.ones(1),
+    )
     assert cum["running_mean"][0][0] == pytest.approx(2.5)
     assert cum["running_mean"][1][0] == pytest.approx((2.5 + 4.5) / 2)
 
 
 def test_eval_uses_running_statistics_and_affine():
     x = np.array([1.0, 2.0, 3.0, 4.0]).reshape(4, 1)
-    out = batch_norm_reference([x], channel_axis=1, mode="eval", eps=0.0 + 1e-12, momentum=0.1,
-                               gamma=np.array([2.0]), beta=np.array([0.5]), running_mean=np.array([1.0]),
-                               running_var=np.array([4.0]))
+    out = batch_norm_reference(
+        [x],
+        channel_axis=1,
+        mode="eval",
+        eps=0.0 + 1e-12,
+        momentum=0.1,
+        gamma=np.array([2.0]),
+        beta=np.array([0.5]),
+        running_mean=np.array([1.0]),
+        running_var=np.array([4.0]),
+    )
     np.testing.assert_allclose(out["y"][0].ravel(), 2.0 * (x.ravel() - 1.0) / 2.0 + 0.5, rtol=1e-9)
     assert "running_var" not in out
 
@@ -81,10 +108,28 @@ def test_eval_uses_running_statistics_and_affine():
 def test_channels_last_equals_channels_first():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 4, 5))
-    a = batch_norm_reference([x], channel_axis=1, mode="train", eps=1e-5, momentum=0.1, gamma=None, beta=None,
-                             running_mean=np.zeros(3), running_var=np.ones(3))
-    b = batch_norm_reference([np.moveaxis(x, 1, -1)], channel_axis=-1, mode="train", eps=1e-5, momentum=0.1,
-                             gamma=None, beta=None, running_mean=np.zeros(3), running_var=np.ones(3))
+    a = batch_norm_reference(
+        [x],
+        channel_axis=1,
+        mode="train",
+        eps=1e-5,
+        momentum=0.1,
+        gamma=None,
+        beta=None,
+        running_mean=np.zeros(3),
+        running_var=np.ones(3),
+    )
+    b = batch_norm_reference(
+        [np.moveaxis(x, 1, -1)],
+        channel_axis=-1,
+        mode="train",
+        eps=1e-5,
+        momentum=0.1,
+        gamma=None,
+        beta=None,
+        running_mean=np.zeros(3),
+        running_var=np.ones(3),
+    )
     np.testing.assert_allclose(np.moveaxis(b["y"][0], -1, 1), a["y"][0], rtol=1e-12)
     np.testing.assert_allclose(b["running_var"][0], a["running_var"][0], rtol=1e-12)
 

@@ -9,8 +9,15 @@ from harness.oracle import expected_outputs, reference_outputs
 
 def test_expected_variance_overflows_to_inf_in_float16():
     # true variance 9e4 > float16 max 65504: the correctly rounded expected batch_var is inf
-    case = Case.model_validate({"id": "ovf", "shape": [4, 1], "dtype": "float16", "param_dtype": "float16",
-                                "data": [-300.0, 300.0, -300.0, 300.0]})
+    case = Case.model_validate(
+        {
+            "id": "ovf",
+            "shape": [4, 1],
+            "dtype": "float16",
+            "param_dtype": "float16",
+            "data": [-300.0, 300.0, -300.0, 300.0],
+        }
+    )
     inputs = generate(case)
     ref = reference_outputs(case, inputs)["batch_var"][0]
     exp = expected_outputs(case, inputs)["batch_var"][0]

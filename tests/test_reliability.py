@@ -77,8 +77,9 @@ def check_crashy(pairs, backends):
 
 def normconf(*args, cwd=ROOT, env=None, **kw):
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, **kw
+    )
 
 
 def test_crashes_and_hangs_become_errors_and_the_run_goes_on(tmp_path):
@@ -97,8 +98,10 @@ def test_crashes_and_hangs_become_errors_and_the_run_goes_on(tmp_path):
 
 def test_worker_survives_sys_exit_but_not_a_crash(tmp_path):
     f = tmp_path / "c.yaml"
-    f.write_text("defaults: {shape: [2, 3]}\ncases:\n  - {id: a}\n  - {id: b, tags: [sysexit]}\n  - {id: c}\n"
-                 "  - {id: d, tags: [segv]}\n  - {id: e}\n")
+    f.write_text(
+        "defaults: {shape: [2, 3]}\ncases:\n  - {id: a}\n  - {id: b, tags: [sysexit]}\n  - {id: c}\n"
+        "  - {id: d, tags: [segv]}\n  - {id: e}\n"
+    )
     markers = tmp_path / "m"
     markers.mkdir()
     os.environ["NORMCONF_TEST_MARKERS"] = str(markers)
@@ -115,8 +118,22 @@ def test_worker_survives_sys_exit_but_not_a_crash(tmp_path):
 def test_cli_parallel_run_with_crashes_and_hangs_is_complete(tmp_path):
     (tmp_path / "crashy.yaml").write_text(CRASHY_CASES)
     backends = ["crashy", "crashy-b", "numpy"]
-    p = normconf("run", "crashy.yaml", "--adapter", SPEC, "-b", ",".join(backends), "-j", "2", "--timeout", "5",
-                 "--out", "reports", cwd=tmp_path, timeout=300)
+    p = normconf(
+        "run",
+        "crashy.yaml",
+        "--adapter",
+        SPEC,
+        "-b",
+        ",".join(backends),
+        "-j",
+        "2",
+        "--timeout",
+        "5",
+        "--out",
+        "reports",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert p.returncode == 3, p.stdout + p.stderr  # 3: error outcomes (crashes, hangs) not as expected
     assert "Traceback" not in p.stdout + p.stderr
     assert "hang [crashy] error: timeout after 5 s" in p.stdout
@@ -130,7 +147,9 @@ def test_cli_parallel_run_with_crashes_and_hangs_is_complete(tmp_path):
 
 # --- interrupting a run ----------------------------------------------------------------
 
-SLOW_CASES = "defaults:\n  shape: [2, 3, 4]\n  tags: [slow]\ncases:\n" + "".join(f"  - {{id: s{i}}}\n" for i in range(1, 9))
+SLOW_CASES = "defaults:\n  shape: [2, 3, 4]\n  tags: [slow]\ncases:\n" + "".join(
+    f"  - {{id: s{i}}}\n" for i in range(1, 9)
+)
 REPORT_FILES = ("results.csv", "results.json", "index.html")
 
 
@@ -168,9 +187,28 @@ def test_interrupt_keeps_previous_report_and_writes_partial(tmp_path, sig, jobs)
     markers = tmp_path / "markers"
     markers.mkdir()
     env = dict(os.environ, PYTHONPATH=str(ROOT), NORMCONF_TEST_MARKERS=str(markers), NORMCONF_TEST_SLOW="1.5")
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "slow.yaml", "--adapter", SPEC,
-                             "-b", "crashy,numpy", "-j", str(jobs), "--out", "reports"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "slow.yaml",
+            "--adapter",
+            SPEC,
+            "-b",
+            "crashy,numpy",
+            "-j",
+            str(jobs),
+            "--out",
+            "reports",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(lambda: len(list(markers.glob("*.done"))) >= 2, 120, "two finished tasks")
         time.sleep(0.5)  # let the harness record them (tasks take 1.5 s: the next ones are still running)
@@ -222,12 +260,33 @@ def test_hung_worker_dies_with_a_killed_harness(tmp_path):
     markers = tmp_path / "m"
     markers.mkdir()
     env = dict(os.environ, PYTHONPATH=str(ROOT), NORMCONF_TEST_MARKERS=str(markers))
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "h.yaml", "--adapter", SPEC, "-b", "crashy",
-                             "--timeout", "600", "--out", "reports"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "h.yaml",
+            "--adapter",
+            SPEC,
+            "-b",
+            "crashy",
+            "--timeout",
+            "600",
+            "--out",
+            "reports",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        _wait_for(lambda: (markers / "h.crashy.pid").exists() and (markers / "h.crashy.pid").read_text(), 120,
-                  "the hanging task to start")
+        _wait_for(
+            lambda: (markers / "h.crashy.pid").exists() and (markers / "h.crashy.pid").read_text(),
+            120,
+            "the hanging task to start",
+        )
         worker = int((markers / "h.crashy.pid").read_text())
         assert not _gone(worker)
         proc.kill()

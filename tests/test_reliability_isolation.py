@@ -46,8 +46,9 @@ def _env(**extra: str) -> dict[str, str]:
 
 def normconf(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300):
     """The installed console script (its sys.path does not hold the current folder either)."""
-    return subprocess.run([str(NORMCONF), *args], cwd=cwd, env=env or _env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [str(NORMCONF), *args], cwd=cwd, env=env or _env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _wait_for(cond, seconds: float, what: str) -> None:
@@ -61,11 +62,14 @@ def _wait_for(cond, seconds: float, what: str) -> None:
 
 def _marker_module(path: Path, marker: Path, body: str = "") -> None:
     """A module that records (in ``marker``) the pid of the process importing it."""
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         import os
         with open({str(marker)!r}, "a") as _f:
             _f.write(str(os.getpid()) + "\\n")
-    """) + textwrap.dedent(body))
+    """)
+        + textwrap.dedent(body)
+    )
 
 
 # -- 1. sys.path ------------------------------------------------------------------------------
@@ -105,7 +109,8 @@ def test_empty_pythonpath_entries_do_not_bring_the_current_folder_back(tmp_path,
     assert {x.outcome for x in rows} == {"pass"}, rows
     assert not marker.exists()
     assert isolation.worker_pythonpath(f"{os.pathsep}lib{os.pathsep}") == os.pathsep.join(
-        [isolation.PACKAGE_ROOT, str(tmp_path / "lib")])
+        [isolation.PACKAGE_ROOT, str(tmp_path / "lib")]
+    )
 
 
 @pytest.mark.skipif(not NORMCONF.exists(), reason="the normconf console script is not installed")
@@ -114,13 +119,15 @@ def test_adapter_module_in_the_current_folder_is_pinned_not_its_folder(tmp_path)
     markers = tmp_path / "markers"
     markers.mkdir()
     _marker_module(tmp_path / "numpy.py", markers / "numpy.imported", "raise ImportError('planted')\n")
-    (tmp_path / "mine.py").write_text(textwrap.dedent("""
+    (tmp_path / "mine.py").write_text(
+        textwrap.dedent("""
         from harness.adapters.numpy_ref import NumpyReference
 
         class Echo(NumpyReference):
             id = "mine-echo"
             worker = "mine"
-    """))
+    """)
+    )
     (tmp_path / "c.yaml").write_text(CASE)
     p = normconf("run", "c.yaml", "--adapter", "mine:Echo", "-b", "mine-echo,numpy", "--out", "reports", cwd=tmp_path)
     assert p.returncode == EXIT_OK, p.stdout + p.stderr
@@ -157,8 +164,21 @@ def orphan_token():
 def _spawner_run(tmp_path: Path, token: str, tags: str):
     (tmp_path / "c.yaml").write_text(f"cases:\n  - {{id: s, shape: [2, 3], tags: [{tags}]}}\n")
     env = _env(PYTHONPATH=str(ROOT), **{ORPHAN_VAR: token, "NORMCONF_TEST_MARKERS": str(tmp_path)})
-    return [sys.executable, "-m", "harness.cli", "run", "c.yaml", "--adapter", SPAWNER, "-b", "spawner",
-            "--timeout", "120", "--out", "reports"], env
+    return [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        "c.yaml",
+        "--adapter",
+        SPAWNER,
+        "-b",
+        "spawner",
+        "--timeout",
+        "120",
+        "--out",
+        "reports",
+    ], env
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreaper is Linux-only")
@@ -177,8 +197,9 @@ def test_processes_started_by_an_adapter_end_when_the_harness_is_terminated(tmp_
     cmd, env = _spawner_run(tmp_path, orphan_token, "doublefork, hang")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: (tmp_path / "s.spawned").exists() or proc.poll() is not None, 120,
-                  "the adapter to start its child")
+        _wait_for(
+            lambda: (tmp_path / "s.spawned").exists() or proc.poll() is not None, 120, "the adapter to start its child"
+        )
         assert proc.poll() is None, proc.communicate()
         assert _orphans(orphan_token)
         proc.send_signal(signal.SIGTERM)
@@ -199,7 +220,10 @@ def test_adapter_modules_are_imported_in_a_worker_not_the_harness(tmp_path, monk
 
     mod = f"iso_probe_{uuid.uuid4().hex[:8]}"
     marker = tmp_path / "imported"
-    _marker_module(tmp_path / f"{mod}.py", marker, """
+    _marker_module(
+        tmp_path / f"{mod}.py",
+        marker,
+        """
         from harness.adapters.numpy_ref import NumpyReference
         from harness.profiles import convention
 
@@ -212,7 +236,8 @@ def test_adapter_modules_are_imported_in_a_worker_not_the_harness(tmp_path, monk
             dtypes = ("float32",)
             ranks = (2, 3)
             conventions = (convention("normalize_variance", "biased", "it says so", "here"),)
-    """)
+    """,
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))  # the harness could import it: it must not
     from harness.cases import Case, LoadedCase
@@ -221,7 +246,11 @@ def test_adapter_modules_are_imported_in_a_worker_not_the_harness(tmp_path, monk
         assert mod not in sys.modules
         cls = r.adapters["iso-probe"]
         assert (cls.framework, cls.worker, dict(cls.worker_env), cls.description) == (
-            "probe-framework", "iso-probe", {"ISO_PROBE": "1"}, "a probe")
+            "probe-framework",
+            "iso-probe",
+            {"ISO_PROBE": "1"},
+            "a probe",
+        )
         assert cls.dtypes == ("float32",) and cls.ranks == (2, 3)
         assert cls.conventions == (convention("normalize_variance", "biased", "it says so", "here"),)
         assert r.user_backends == {"iso-probe"}
@@ -238,11 +267,28 @@ def _user_module_run(tmp_path: Path, body: str, timeout: float = 120, **env: str
     marker = tmp_path / "imported"
     _marker_module(tmp_path / f"{mod}.py", marker, body)
     (tmp_path / "c.yaml").write_text(CASE)
-    cmd = [sys.executable, "-m", "harness.cli", "run", "c.yaml", "--adapter", f"{mod}:ADAPTERS", "-b", "numpy",
-           "--out", "reports"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        "c.yaml",
+        "--adapter",
+        f"{mod}:ADAPTERS",
+        "-b",
+        "numpy",
+        "--out",
+        "reports",
+    ]
     # python -m: the harness's own sys.path holds the current folder, so it could import usermod itself
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(PYTHONPATH=str(ROOT), **env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=_env(PYTHONPATH=str(ROOT), **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     t0 = time.monotonic()
     _, out, err = finish(proc, timeout)
     pids = {int(x) for x in marker.read_text().split()} if marker.exists() else set()
@@ -250,13 +296,17 @@ def _user_module_run(tmp_path: Path, body: str, timeout: float = 120, **env: str
 
 
 def test_adapter_module_that_hangs_at_import_is_a_usage_error_in_bounded_time(tmp_path):
-    proc, out, err, took, pids = _user_module_run(tmp_path, "import time\ntime.sleep(30)\n",
-                                                  NORMCONF_STARTUP_TIMEOUT="3")
+    proc, out, err, took, pids = _user_module_run(
+        tmp_path, "import time\ntime.sleep(30)\n", NORMCONF_STARTUP_TIMEOUT="3"
+    )
     assert proc.returncode == EXIT_USAGE, out + err
     assert "usermod" in err and "timeout after 3 s" in err, err  # bounded by the start-up timeout, not the sleep
     assert pids and proc.pid not in pids
-    _wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                              for p in pids), 10, "the describe worker to be killed")
+    _wait_for(
+        lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids),
+        10,
+        "the describe worker to be killed",
+    )
     assert not (tmp_path / "reports").exists()
 
 
@@ -289,11 +339,14 @@ def _native_lib(tmp_path: Path, kind: str) -> tuple[Path, str]:
     if CC is None:
         pytest.skip("no C compiler (cc)")
     src = tmp_path / "abi2.c"
-    src.write_text('#include "normconf_bn.h"\nint32_t normconf_bn_abi_version(void) { return 2; }\n'
-                   "int32_t normconf_bn_forward(normconf_bn_call* call) { (void)call; return 0; }\n")
+    src.write_text(
+        '#include "normconf_bn.h"\nint32_t normconf_bn_abi_version(void) { return 2; }\n'
+        "int32_t normconf_bn_forward(normconf_bn_call* call) { (void)call; return 0; }\n"
+    )
     p = tmp_path / "libabi2.so"
-    subprocess.run([CC, "-shared", "-fPIC", f"-I{include_dir()}", str(src), "-o", str(p)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [CC, "-shared", "-fPIC", f"-I{include_dir()}", str(src), "-o", str(p)], check=True, capture_output=True
+    )
     return p, "implements normconf ABI version 2"
 
 
@@ -302,8 +355,20 @@ def test_unloadable_native_library_is_an_error_not_unavailable(tmp_path, capsys,
     lib, reason = _native_lib(tmp_path, kind)
     name = lib.name[3:].split(".")[0]
     (tmp_path / "c.yaml").write_text(CASE)
-    rc = main(["run", str(tmp_path / "c.yaml"), "--native", str(lib), "-b", f"native:{name},numpy",
-               "--out", str(tmp_path / "reports"), "--timeout", "60"])
+    rc = main(
+        [
+            "run",
+            str(tmp_path / "c.yaml"),
+            "--native",
+            str(lib),
+            "-b",
+            f"native:{name},numpy",
+            "--out",
+            str(tmp_path / "reports"),
+            "--timeout",
+            "60",
+        ]
+    )
     cap = capsys.readouterr()
     assert rc == EXIT_ERROR, cap.out + cap.err
     df = pd.read_csv(tmp_path / "reports" / "results.csv", keep_default_na=False)
@@ -318,7 +383,8 @@ def test_unloadable_native_library_is_an_error_not_unavailable(tmp_path, capsys,
 
 
 def test_an_adapter_cannot_replace_a_builtin_backend(tmp_path):
-    (tmp_path / "impostor.py").write_text(textwrap.dedent("""
+    (tmp_path / "impostor.py").write_text(
+        textwrap.dedent("""
         from harness.adapters.base import Observed
         from harness.adapters.numpy_ref import NumpyReference
 
@@ -328,11 +394,29 @@ def test_an_adapter_cannot_replace_a_builtin_backend(tmp_path):
             def run(self, case, inputs):
                 obs = super().run(case, inputs)
                 return Observed({k: [a * 0 for a in v] for k, v in obs.outputs.items()})
-    """))
+    """)
+    )
     (tmp_path / "c.yaml").write_text(CASE)
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "run", "c.yaml", "--adapter", "impostor:Impostor",
-                        "-b", "numpy", "--out", "reports"], cwd=tmp_path, env=_env(PYTHONPATH=str(ROOT)),
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "c.yaml",
+            "--adapter",
+            "impostor:Impostor",
+            "-b",
+            "numpy",
+            "--out",
+            "reports",
+        ],
+        cwd=tmp_path,
+        env=_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == EXIT_USAGE, p.stdout + p.stderr
     assert "impostor.Impostor" in p.stderr and "harness.adapters.numpy_ref.NumpyReference" in p.stderr, p.stderr
     assert "'numpy'" in p.stderr
@@ -356,8 +440,13 @@ def test_report_on_results_naming_a_fifo_case_file_does_not_hang(tmp_path):
         row["file"] = str(tmp_path / "link.yaml")
     (out / "results.json").write_text(json.dumps(data))
     # a hang is a failure: subprocess.run raises TimeoutExpired
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(out / "results.json"),
-                        "--out", str(tmp_path / "page")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "report", str(out / "results.json"), "--out", str(tmp_path / "page")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "Traceback" not in p.stderr
     assert "case file not found" in (tmp_path / "page" / "index.html").read_text()

@@ -81,11 +81,31 @@ def test_malformed_output_is_an_error_row_with_its_reason(runner, tiny, backend)
 def test_cli_run_with_every_hostile_backend_completes_with_reports(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY)
     backends = ["hostile-correct", *HOSTILE, "numpy"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-               COLUMNS="200")
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "run", "tiny.yaml", "--adapter", SPEC,
-                        "-b", ",".join(backends), "--timeout", "60", "--out", "reports"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p), COLUMNS="200"
+    )
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "tiny.yaml",
+            "--adapter",
+            SPEC,
+            "-b",
+            ",".join(backends),
+            "--timeout",
+            "60",
+            "--out",
+            "reports",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     out = p.stdout + p.stderr
     assert p.returncode == 3, out  # 3: error outcomes not as expected; the run itself completed
     assert "Traceback" not in out
@@ -140,9 +160,8 @@ def test_spec_accepts_what_real_backends_return(tmp_path, name):
 
 
 def test_spec_names_are_the_references():
-    from references.batchnorm import OUTPUT_NAMES, PER_CHANNEL_OUTPUTS
-
     from harness import validate_outputs as vo
+    from references.batchnorm import OUTPUT_NAMES, PER_CHANNEL_OUTPUTS
 
     assert vo.OUTPUT_NAMES == OUTPUT_NAMES
     assert set(vo.OUTPUT_NAMES) - set(vo.DATA_OUTPUTS) == set(PER_CHANNEL_OUTPUTS)
@@ -153,12 +172,15 @@ def test_spec_rejects_statistics_in_eval_mode_and_eval_y_without_eval_after(tmp_
 
     ev = _case(tmp_path, shape=[3, 2], mode="eval")
     y = [np.zeros((3, 2), np.float32)]
-    assert any("unknown output 'batch_mean' (not produced in eval mode)" in p
-               for p in problems(ev, {"y": y, "batch_mean": [np.zeros(2)]}))
+    assert any(
+        "unknown output 'batch_mean' (not produced in eval mode)" in p
+        for p in problems(ev, {"y": y, "batch_mean": [np.zeros(2)]})
+    )
     tr = _case(tmp_path, shape=[3, 2])
     assert any("'eval_y' (only with eval_after)" in p for p in problems(tr, {"y": y, "eval_y": y}))
     assert problems(tr, {"y": y, "batch_mean": [np.zeros((1, 2))]}) == [
-        "batch_mean step 1: shape (1, 2) but a per-channel output is (2,)"]
+        "batch_mean step 1: shape (1, 2) but a per-channel output is (2,)"
+    ]
 
 
 # --- defence in depth: what slipped through costs a row, never the run or the report ----------
@@ -166,8 +188,17 @@ def test_spec_rejects_statistics_in_eval_mode_and_eval_y_without_eval_after(tmp_
 
 def test_plot_data_never_raises():
     e = np.arange(6.0).reshape(3, 2)
-    for strange in (e.reshape(-1), np.float64(1.0), np.asarray(1.0), e.T, e + 1j, e.astype(object),
-                    np.array(["a"] * 6).reshape(3, 2), None, {"y": 1}):
+    for strange in (
+        e.reshape(-1),
+        np.float64(1.0),
+        np.asarray(1.0),
+        e.T,
+        e + 1j,
+        e.astype(object),
+        np.array(["a"] * 6).reshape(3, 2),
+        None,
+        {"y": 1},
+    ):
         assert plot_data(strange, e, 1) is None, strange
     assert plot_data(e + 1, e, 1)["channels"] == 2
 

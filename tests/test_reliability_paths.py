@@ -67,9 +67,11 @@ def test_size_refusal_names_the_estimated_bytes(tmp_path):
 
 def test_expectation_backends_are_checked_against_the_registry(tmp_path):
     p = tmp_path / "e.yaml"
-    p.write_text("defaults:\n  shape: [2, 3]\n  expect:\n    nmpy: {outcome: pass, reason: typo in defaults}\n"
-                 "cases:\n  - id: a\n  - id: b\n    expect:\n      torch: {outcome: mismatch, reason: known}\n"
-                 "      trch: {outcome: mismatch, reason: typo here}\n")
+    p.write_text(
+        "defaults:\n  shape: [2, 3]\n  expect:\n    nmpy: {outcome: pass, reason: typo in defaults}\n"
+        "cases:\n  - id: a\n  - id: b\n    expect:\n      torch: {outcome: mismatch, reason: known}\n"
+        "      trch: {outcome: mismatch, reason: typo here}\n"
+    )
     cases = load_file(p)
     errs = check_expectation_backends(cases, ["numpy", "torch"])
     assert [(e.line, e.column) for e in errs] == [(4, 5), (10, 7)]

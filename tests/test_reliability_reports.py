@@ -44,8 +44,20 @@ def _env(**extra: str) -> dict:
 
 
 def _argv(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "harness.cli", "run", SEED, "-b", "numpy", "--timeout", "60",
-            "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        SEED,
+        "-b",
+        "numpy",
+        "--timeout",
+        "60",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def normconf(out: Path, *extra: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
@@ -53,8 +65,9 @@ def normconf(out: Path, *extra: str, timeout: float = 180, **env: str) -> subpro
 
 
 def start(out: Path, *extra: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(_argv(out, *extra), env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        _argv(out, *extra), env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -104,8 +117,11 @@ def tmpfs():
         path.mkdir(parents=True, exist_ok=True)
         if not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("mount"):
             pytest.skip("mounting a tmpfs needs root on Linux")
-        p = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(path)],
-                           capture_output=True, text=True)
+        p = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+        )
         if p.returncode:
             pytest.skip(f"cannot mount a tmpfs here: {p.stderr.strip()}")
         mounted.append(path)
@@ -147,8 +163,15 @@ class TestKilledWhileWriting:
         # a different set (one case): every file would change
         proc = start(out, "-k", "seed_article_eval", NORMCONF_TEST_PAUSE_WRITE="30")
         try:
-            wait_for(lambda: any((s / "results.csv").exists() for s in staging(out)) or snapshot(out) != before
-                     or proc.poll() is not None, 120, "the first report file to be written")
+            wait_for(
+                lambda: (
+                    any((s / "results.csv").exists() for s in staging(out))
+                    or snapshot(out) != before
+                    or proc.poll() is not None
+                ),
+                120,
+                "the first report file to be written",
+            )
             proc.kill()
             proc.wait(timeout=30)
         finally:
@@ -169,8 +192,12 @@ class TestKilledWhileWriting:
         assert verify_reports(out) == []
         proc = start(out, "-k", "seed_article_eval", NORMCONF_TEST_PAUSE_WRITE="swap:30")
         try:
-            wait_for(lambda: (out / "index.html").read_bytes() != before["index.html"], 120,
-                     "the first file of the new set to be renamed in", proc)
+            wait_for(
+                lambda: (out / "index.html").read_bytes() != before["index.html"],
+                120,
+                "the first file of the new set to be renamed in",
+                proc,
+            )
             proc.kill()
             proc.wait(timeout=30)
         finally:
@@ -203,8 +230,20 @@ class TestKilledWhileWriting:
 
         out = tmp_path / "reports"
         old_set(out)
-        df = to_frame([Row(case="c", file="f.yaml", line=1, backend="numpy", backend_version="1", output="y",
-                           step=0, outcome="pass")])
+        df = to_frame(
+            [
+                Row(
+                    case="c",
+                    file="f.yaml",
+                    line=1,
+                    backend="numpy",
+                    backend_version="1",
+                    output="y",
+                    step=0,
+                    outcome="pass",
+                )
+            ]
+        )
 
         def broken(*a, **k):
             raise ValueError("template bug")
@@ -227,8 +266,9 @@ class TestWriteErrors:
         before = old_set(out)
         proc = start(out, "-k", "seed_article_eval", NORMCONF_TEST_PAUSE_WRITE="3")
         try:
-            wait_for(lambda: any((s / "results.csv").exists() for s in staging(out)), 120,
-                     "the first staged file", proc)
+            wait_for(
+                lambda: any((s / "results.csv").exists() for s in staging(out)), 120, "the first staged file", proc
+            )
             fill(out)
             rc, stdout, stderr = finish(proc)
         finally:
@@ -236,8 +276,10 @@ class TestWriteErrors:
                 proc.kill()
         assert rc == EXIT_WRITE, stdout + stderr
         assert "Traceback" not in stderr
-        assert f"could not write the reports to {out}: No space left on device; the previous reports are unchanged" \
+        assert (
+            f"could not write the reports to {out}: No space left on device; the previous reports are unchanged"
             in stderr
+        )
         assert SUMMARY in stdout  # the run happened: its summary is still printed
         assert snapshot(out) == before
         assert leftovers(out) == []
@@ -252,8 +294,9 @@ class TestWriteErrors:
         assert "free" in p.stderr and str(out) in p.stderr
         assert snapshot(out) == before
 
-    @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO],
-                             ids=errno.errorcode.get)
+    @pytest.mark.parametrize(
+        "code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO], ids=errno.errorcode.get
+    )
     def test_write_error_exit_5_old_set_intact(self, tmp_path, capsys, monkeypatch, code):
         out = tmp_path / "reports"
         rc, o, e = run_in_process(capsys, out)
@@ -324,6 +367,7 @@ class TestBadOut:
                 if str(path).startswith(inside) and (real is real_mkdir or (a and a[0] & (os.O_WRONLY | os.O_RDWR))):
                     raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
                 return real(path, *a, **k)
+
             return call
 
         monkeypatch.setattr(os, "open", guard(real_open))
@@ -382,11 +426,27 @@ class TestConcurrentRuns:
         (tmp_path / "slow.yaml").write_text("cases:\n  - {id: s, shape: [2, 3], tags: [slow]}\n")
         markers = tmp_path / "m"
         markers.mkdir()
-        first = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(tmp_path / "slow.yaml"),
-                                  "--adapter", "tests.crashy_adapters:ADAPTERS", "-b", "crashy", "--timeout", "120",
-                                  "--out", str(out)],
-                                 env=_env(NORMCONF_TEST_SLOW="6", NORMCONF_TEST_MARKERS=str(markers)),
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "run",
+                str(tmp_path / "slow.yaml"),
+                "--adapter",
+                "tests.crashy_adapters:ADAPTERS",
+                "-b",
+                "crashy",
+                "--timeout",
+                "120",
+                "--out",
+                str(out),
+            ],
+            env=_env(NORMCONF_TEST_SLOW="6", NORMCONF_TEST_MARKERS=str(markers)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             wait_for(lambda: (markers / "s.crashy.pid").exists(), 120, "the slow task to start", first)
             second = normconf(out)

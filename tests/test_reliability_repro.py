@@ -43,9 +43,26 @@ BACKENDS = ["numpy"] + (["torch"] if importlib.util.find_spec("torch") else [])
 
 def run(folder: Path, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "run", "seed_article.yaml", "generated.yaml",
-                        "-b", ",".join(BACKENDS), "--out", "reports", *extra],
-                       cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "seed_article.yaml",
+            "generated.yaml",
+            "-b",
+            ",".join(BACKENDS),
+            "--out",
+            "reports",
+            *extra,
+        ],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode in (0, 1), p.stdout + p.stderr
     return p
 
@@ -91,8 +108,9 @@ def test_two_runs_give_identical_results_apart_from_timing(two_runs):
 
 
 def test_parallel_run_equals_serial_run(two_runs):
-    assert csv_without_timing(two_runs / "first" / "results.csv") == \
-        csv_without_timing(two_runs / "parallel" / "results.csv")
+    assert csv_without_timing(two_runs / "first" / "results.csv") == csv_without_timing(
+        two_runs / "parallel" / "results.csv"
+    )
 
 
 def test_results_record_seed_versions_and_platform(two_runs):

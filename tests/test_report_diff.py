@@ -12,36 +12,69 @@ def R(case, backend, outcome, *, version="1.0", output="y", expl="", text="", ms
     if as_expected is None:
         as_expected = outcome in ("pass", "unsupported")
     comparable = outcome in ("pass", "explained", "mismatch")
-    return Row(case=case, file="cases/x.yaml", line=1, backend=backend, backend_version=version,
-               output=output if comparable else "", step=1 if comparable else None, outcome=outcome,
-               max_abs_err=(1e-8 if outcome == "pass" else 0.3) if comparable else None,
-               atol=1e-5, rtol=1.3e-6, explanation=expl, explanation_text=text, message=msg,
-               as_expected=as_expected, dtype="float32", param_dtype="float32", mode="train", shape="2x3",
-               layout="channels_first", eps=1e-5)
+    return Row(
+        case=case,
+        file="cases/x.yaml",
+        line=1,
+        backend=backend,
+        backend_version=version,
+        output=output if comparable else "",
+        step=1 if comparable else None,
+        outcome=outcome,
+        max_abs_err=(1e-8 if outcome == "pass" else 0.3) if comparable else None,
+        atol=1e-5,
+        rtol=1.3e-6,
+        explanation=expl,
+        explanation_text=text,
+        message=msg,
+        as_expected=as_expected,
+        dtype="float32",
+        param_dtype="float32",
+        mode="train",
+        shape="2x3",
+        layout="channels_first",
+        eps=1e-5,
+    )
 
 
 OLD = [
     R("a", "numpy", "pass"),
-    R("a", "torch", "pass", version="2.12.0"),                                    # -> mismatch: new failure
-    R("b", "torch", "explained", version="2.12.0", output="running_var", expl="running_var=unbiased",
-      text="matches with m-1", as_expected=True),                                  # -> other label
+    R("a", "torch", "pass", version="2.12.0"),  # -> mismatch: new failure
+    R(
+        "b",
+        "torch",
+        "explained",
+        version="2.12.0",
+        output="running_var",
+        expl="running_var=unbiased",
+        text="matches with m-1",
+        as_expected=True,
+    ),  # -> other label
     R("c", "torch", "mismatch", version="2.12.0", msg="3 differ", as_expected=False),  # -> pass: fixed
-    R("d", "tf", "error", msg="crashed", as_expected=False),                      # -> mismatch: still failing
-    R("e", "numpy", "pass"),                                                      # removed
-    R("f", "onnx", "pass"),                                                       # -> unsupported
-    R("g", "torch", "pass", version="2.12.0", as_expected=False),                 # -> mismatch the case expects
+    R("d", "tf", "error", msg="crashed", as_expected=False),  # -> mismatch: still failing
+    R("e", "numpy", "pass"),  # removed
+    R("f", "onnx", "pass"),  # -> unsupported
+    R("g", "torch", "pass", version="2.12.0", as_expected=False),  # -> mismatch the case expects
 ]
 NEW = [
     R("a", "numpy", "pass"),
     R("a", "torch", "mismatch", version="2.13.0", msg="running_var: 1/1 elements differ", as_expected=False),
-    R("b", "torch", "explained", version="2.13.0", output="running_var", expl="momentum=swapped",
-      text="matches with batch weight 0.9", as_expected=True),
+    R(
+        "b",
+        "torch",
+        "explained",
+        version="2.13.0",
+        output="running_var",
+        expl="momentum=swapped",
+        text="matches with batch weight 0.9",
+        as_expected=True,
+    ),
     R("c", "torch", "pass", version="2.13.0"),
     R("d", "tf", "mismatch", msg="2 differ", as_expected=False),
     R("f", "onnx", "unsupported", msg="opset 9 has no training mode"),
     R("g", "torch", "mismatch", version="2.13.0", msg="expected mismatch", as_expected=True),
-    R("h", "numpy", "pass"),                                                      # added
-    R("h", "torch", "mismatch", version="2.13.0", as_expected=False),            # added and failing
+    R("h", "numpy", "pass"),  # added
+    R("h", "torch", "mismatch", version="2.13.0", as_expected=False),  # added and failing
 ]
 
 

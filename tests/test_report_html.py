@@ -20,14 +20,38 @@ HOSTILE_MSG = "</script><script>alert(2)</script><img src=x onerror=alert(3)>"
 
 
 def _row(case, backend, outcome, output="y", step=1, **kw):
-    base = dict(case=case, file="cases/none.yaml", line=3, backend=backend, backend_version="1.0", output=output,
-                step=step, outcome=outcome, dtype=kw.pop("dtype", "float32"), param_dtype="float32",
-                mode=kw.pop("mode", "train"), shape="2x3x4", layout="channels_first", steps=1, eps=1e-5,
-                momentum="batch_weight=0.1", normalize_variance="biased", running_variance="biased", seed="0",
-                atol=1e-5, rtol=1.3e-6, as_expected=kw.pop("as_expected", outcome in ("pass", "unsupported")))
+    base = dict(
+        case=case,
+        file="cases/none.yaml",
+        line=3,
+        backend=backend,
+        backend_version="1.0",
+        output=output,
+        step=step,
+        outcome=outcome,
+        dtype=kw.pop("dtype", "float32"),
+        param_dtype="float32",
+        mode=kw.pop("mode", "train"),
+        shape="2x3x4",
+        layout="channels_first",
+        steps=1,
+        eps=1e-5,
+        momentum="batch_weight=0.1",
+        normalize_variance="biased",
+        running_variance="biased",
+        seed="0",
+        atol=1e-5,
+        rtol=1.3e-6,
+        as_expected=kw.pop("as_expected", outcome in ("pass", "unsupported")),
+    )
     if outcome in ("pass", "explained", "mismatch"):
-        base.update(max_abs_err=kw.pop("err", 1e-8 if outcome == "pass" else 0.25), max_rel_err=1e-7, max_ulp=0.5,
-                    mismatched=0 if outcome == "pass" else 2, mismatched_frac=0.0 if outcome == "pass" else 0.1)
+        base.update(
+            max_abs_err=kw.pop("err", 1e-8 if outcome == "pass" else 0.25),
+            max_rel_err=1e-7,
+            max_ulp=0.5,
+            mismatched=0 if outcome == "pass" else 2,
+            mismatched_frac=0.0 if outcome == "pass" else 0.1,
+        )
     if outcome in ("unsupported", "error"):
         base.update(output="", step=None)
     base.update(kw)
@@ -38,23 +62,48 @@ def small_results():
     """3 cases x 3 backends with known worst outcomes per pair."""
     rows = [
         # case a: pass / explained / unsupported
-        _row("case_a", "numpy", "pass"), _row("case_a", "numpy", "pass", output="running_var"),
+        _row("case_a", "numpy", "pass"),
+        _row("case_a", "numpy", "pass", output="running_var"),
         _row("case_a", "torch", "pass"),
-        _row("case_a", "torch", "explained", output="running_var", explanation="running_var=unbiased",
-             explanation_text="running_var matches with the unbiased variance (m-1 = 23)", as_expected=True),
+        _row(
+            "case_a",
+            "torch",
+            "explained",
+            output="running_var",
+            explanation="running_var=unbiased",
+            explanation_text="running_var matches with the unbiased variance (m-1 = 23)",
+            as_expected=True,
+        ),
         _row("case_a", "tinydnn", "unsupported", message="no eps < 1e-9"),
         # case b: pass / mismatch (unexpected) / error
         _row("case_b", "numpy", "pass", dtype="float64", mode="eval"),
-        _row("case_b", "torch", "mismatch", dtype="float64", mode="eval", message="3 of 24 elements differ",
-             as_expected=False),
-        _row("case_b", "tinydnn", "error", dtype="float64", mode="eval", message="crashed (SIGSEGV)",
-             as_expected=False),
+        _row(
+            "case_b",
+            "torch",
+            "mismatch",
+            dtype="float64",
+            mode="eval",
+            message="3 of 24 elements differ",
+            as_expected=False,
+        ),
+        _row(
+            "case_b", "tinydnn", "error", dtype="float64", mode="eval", message="crashed (SIGSEGV)", as_expected=False
+        ),
         # case c: only passes
-        _row("case_c", "numpy", "pass"), _row("case_c", "torch", "pass"), _row("case_c", "tinydnn", "pass"),
+        _row("case_c", "numpy", "pass"),
+        _row("case_c", "torch", "pass"),
+        _row("case_c", "tinydnn", "pass"),
     ]
-    meta = {"environment": {"python": "3.11.7", "platform": "Linux-test", "cpu": "TestCPU", "device": "cpu",
-                            "backend_versions": {"numpy": "2.4.6", "torch": "2.13.0", "tinydnn": "1.0.0a3"}},
-            "backends": ["numpy", "torch", "tinydnn"]}
+    meta = {
+        "environment": {
+            "python": "3.11.7",
+            "platform": "Linux-test",
+            "cpu": "TestCPU",
+            "device": "cpu",
+            "backend_versions": {"numpy": "2.4.6", "torch": "2.13.0", "tinydnn": "1.0.0a3"},
+        },
+        "backends": ["numpy", "torch", "tinydnn"],
+    }
     return to_frame(rows), meta
 
 
@@ -115,9 +164,19 @@ def test_report_is_self_contained():
 
 
 def test_hostile_strings_are_escaped(tmp_path):
-    rows = [_row(HOSTILE_ID, "numpy", "mismatch", message=HOSTILE_MSG, explanation="x</script>",
-                 explanation_text=HOSTILE_MSG, tolerance_reason="<b>bold</b>", notes="<i>n</i>"),
-            _row("ok_case", 'b"><svg onload=alert(4)>', "pass", file="<x>.yaml")]
+    rows = [
+        _row(
+            HOSTILE_ID,
+            "numpy",
+            "mismatch",
+            message=HOSTILE_MSG,
+            explanation="x</script>",
+            explanation_text=HOSTILE_MSG,
+            tolerance_reason="<b>bold</b>",
+            notes="<i>n</i>",
+        ),
+        _row("ok_case", 'b"><svg onload=alert(4)>', "pass", file="<x>.yaml"),
+    ]
     path = tmp_path / "hostile.json"
     write_json(to_frame(rows), path, {"environment": {"python": "<script>alert(5)</script>"}})
     df, meta = read_results(path)
@@ -128,8 +187,8 @@ def test_hostile_strings_are_escaped(tmp_path):
     for bad in (HOSTILE_ID, "<img src=x", "<svg onload", "<b>bold</b>", "<i>n</i>", "alert(5)</script>"):
         assert bad not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown as text in the matrix
-    blob = html[html.index('<script id="data"'):]
-    blob = blob[blob.index(">") + 1:blob.index("</script>")]
+    blob = html[html.index('<script id="data"') :]
+    blob = blob[blob.index(">") + 1 : blob.index("</script>")]
     data = json.loads(blob)  # the blob is valid JSON and round-trips the exact strings
     assert HOSTILE_ID in data["S"] and HOSTILE_MSG in data["S"]
 
@@ -193,8 +252,12 @@ def test_plot_data_reaches_the_page():
 
 
 def test_heatmap_is_svg_with_an_embedded_image_and_escaped_labels():
-    svg = heatmap_svg(["c<1>", "c$2$"], ["b&1", "b2"], np.array([[1e-3, np.nan], [0.0, 1e-9]]),
-                      np.array([[True, False], [False, False]]))
+    svg = heatmap_svg(
+        ["c<1>", "c$2$"],
+        ["b&1", "b2"],
+        np.array([[1e-3, np.nan], [0.0, 1e-9]]),
+        np.array([[True, False], [False, False]]),
+    )
     assert svg.startswith("<svg") and "<image" in svg and "data:image/png;base64," in svg
     assert "c&lt;1&gt;" in svg and "b&amp;1" in svg and "c$2$" in svg
 
@@ -234,7 +297,9 @@ def test_report_command_rerenders_without_rerunning(tmp_path):
     assert (tmp_path / "index.html").is_file()
 
 
-@pytest.mark.parametrize("content", [None, "[1, 2]", "not json at all {", '{"results": [{"case": "a", "backend": "b", "outcome": "weird"}]}'])
+@pytest.mark.parametrize(
+    "content", [None, "[1, 2]", "not json at all {", '{"results": [{"case": "a", "backend": "b", "outcome": "weird"}]}']
+)
 def test_report_command_rejects_bad_input(tmp_path, content, capsys):
     from harness.cli import main
 

@@ -9,13 +9,23 @@ from harness.summary import EXIT_UNAVAILABLE, UNAVAILABLE_PREFIX, print_summary,
 
 
 def _unavailable(backend: str, reason: str) -> Row:
-    return Row(case="c", file="f", line=1, backend=backend, backend_version="", output="", step=None,
-               outcome="unsupported", message=f"{UNAVAILABLE_PREFIX} {reason}")
+    return Row(
+        case="c",
+        file="f",
+        line=1,
+        backend=backend,
+        backend_version="",
+        output="",
+        step=None,
+        outcome="unsupported",
+        message=f"{UNAVAILABLE_PREFIX} {reason}",
+    )
 
 
 def test_every_unavailable_backend_gets_its_own_install_line():
-    df = to_frame([_unavailable("a", "pip install a"), _unavailable("b", "pip install b"),
-                   _unavailable("c", "pip install c")])
+    df = to_frame(
+        [_unavailable("a", "pip install a"), _unavailable("b", "pip install b"), _unavailable("c", "pip install c")]
+    )
     out = io.StringIO()
     print_summary(df, out)
     text = out.getvalue()

@@ -23,10 +23,10 @@ from harness.adapters import get_adapter  # noqa: E402
 from harness.adapters.base import Unsupported  # noqa: E402
 from harness.adapters.tensorflow import TF_ENV, data_format, keras_dtype_policy, tf, tf_refuses_dtype  # noqa: E402
 from harness.cases import Case  # noqa: E402
-from tests.helpers import case_maker  # noqa: E402
 from harness.compare import compare, default_tolerance  # noqa: E402
 from harness.inputs import generate  # noqa: E402
 from harness.oracle import reference_outputs  # noqa: E402
+from tests.helpers import case_maker  # noqa: E402
 
 TF_IDS = ["keras-tf", "tf-nn", "tf-fused"]
 RTOL, ATOL = 1e-5, 1e-6  # see the module docstring
@@ -72,8 +72,12 @@ def test_keras_momentum_direction_and_initial_stats():
     obs, inputs = run("keras-tf", c)
     mean, var = moments(inputs.x[0], 1)
     # Keras: moving = momentum*moving + (1-momentum)*batch with momentum = 1 - 0.3
-    np.testing.assert_allclose(obs.outputs["running_mean"][0], 0.7 * np.array([2.0, -1.0, 0.5]) + 0.3 * mean, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(obs.outputs["running_var"][0], 0.7 * np.array([3.0, 0.5, 1.5]) + 0.3 * var, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        obs.outputs["running_mean"][0], 0.7 * np.array([2.0, -1.0, 0.5]) + 0.3 * mean, rtol=RTOL, atol=ATOL
+    )
+    np.testing.assert_allclose(
+        obs.outputs["running_var"][0], 0.7 * np.array([3.0, 0.5, 1.5]) + 0.3 * var, rtol=RTOL, atol=ATOL
+    )
     layer = next(iter(get_adapter("keras-tf")._cache._d.values()))["layer"]
     assert layer.momentum == pytest.approx(0.7)
 
@@ -89,9 +93,13 @@ def test_fused_exponential_avg_factor_is_batch_weight_with_bessel_running_var():
     c = case(momentum={"batch_weight": 0.3}, running_mean=[2.0, -1.0, 0.5], running_var=[3.0, 0.5, 1.5])
     obs, inputs = run("tf-fused", c)
     mean, var_u = moments(inputs.x[0], 1, ddof=1)
-    np.testing.assert_allclose(obs.outputs["running_mean"][0], 0.7 * np.array([2.0, -1.0, 0.5]) + 0.3 * mean, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        obs.outputs["running_mean"][0], 0.7 * np.array([2.0, -1.0, 0.5]) + 0.3 * mean, rtol=RTOL, atol=ATOL
+    )
     # FusedBatchNormV3 blends the Bessel-corrected batch variance into the running variance
-    np.testing.assert_allclose(obs.outputs["running_var"][0], 0.7 * np.array([3.0, 0.5, 1.5]) + 0.3 * var_u, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        obs.outputs["running_var"][0], 0.7 * np.array([3.0, 0.5, 1.5]) + 0.3 * var_u, rtol=RTOL, atol=ATOL
+    )
 
 
 def test_fused_batch_variance_output_is_bessel_corrected_and_y_is_not():
@@ -101,7 +109,9 @@ def test_fused_batch_variance_output_is_bessel_corrected_and_y_is_not():
     np.testing.assert_allclose(obs.outputs["batch_mean"][0], mean, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(obs.outputs["batch_var"][0], var_u, rtol=RTOL, atol=ATOL)
     x = inputs.x[0].astype(np.float64)
-    np.testing.assert_allclose(obs.outputs["y"][0], (x - bcast(mean, 4, 1)) / np.sqrt(bcast(var_b, 4, 1) + 1e-5), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        obs.outputs["y"][0], (x - bcast(mean, 4, 1)) / np.sqrt(bcast(var_b, 4, 1) + 1e-5), rtol=RTOL, atol=ATOL
+    )
 
 
 def test_tf_nn_batch_statistics_and_no_running_stats():
@@ -131,8 +141,15 @@ def test_eps_and_running_stats_in_inference(backend, layout):
 
 # --- axis / layout in training --------------------------------------------------------------------
 @pytest.mark.parametrize("backend", TF_IDS)
-@pytest.mark.parametrize("layout,shape", [("channels_first", [2, 3, 4, 5]), ("channels_last", [2, 3, 4, 5]),
-                                          ("channels_first", [2, 3, 2, 3, 2]), ("channels_last", [2, 3, 2, 3, 2])])
+@pytest.mark.parametrize(
+    "layout,shape",
+    [
+        ("channels_first", [2, 3, 4, 5]),
+        ("channels_last", [2, 3, 4, 5]),
+        ("channels_first", [2, 3, 2, 3, 2]),
+        ("channels_last", [2, 3, 2, 3, 2]),
+    ],
+)
 def test_channel_axis_in_training(backend, layout, shape):
     c = case(layout=layout, shape=shape, input={"seed": 3, "std": 1.5})
     obs, inputs = run(backend, c)
@@ -173,8 +190,14 @@ def test_rank_2_and_3(backend):
 
 # --- multi-step -----------------------------------------------------------------------------------
 def test_keras_multi_step_running_stats_every_step():
-    c = case(steps=3, momentum={"batch_weight": 0.25}, running_mean=1.0, running_var=2.0, eval_after=True,
-             affine={"gamma": [1.0, 0.5, 2.0], "beta": [0.0, -1.0, 1.0]})
+    c = case(
+        steps=3,
+        momentum={"batch_weight": 0.25},
+        running_mean=1.0,
+        running_var=2.0,
+        eval_after=True,
+        affine={"gamma": [1.0, 0.5, 2.0], "beta": [0.0, -1.0, 1.0]},
+    )
     obs, inputs = run("keras-tf", c)
     ref = reference_outputs(c, inputs)  # Keras: biased variance everywhere, like the case
     for name in ("y", "running_mean", "running_var", "eval_y"):
@@ -197,7 +220,9 @@ def test_fused_multi_step_running_stats_every_step():
 @pytest.mark.parametrize("backend", TF_IDS)
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_seed_case(backend, mode):
-    extra = {"mode": "eval", "running_mean": 7.863888888888889, "running_var": 1946.0649305555556} if mode == "eval" else {}
+    extra = (
+        {"mode": "eval", "running_mean": 7.863888888888889, "running_var": 1946.0649305555556} if mode == "eval" else {}
+    )
     c = Case.model_validate({"id": "seed", "shape": [3, 1, 1, 6], "data": SEED, "eps": 1e-5, **extra})
     obs, inputs = run(backend, c)
     ref = reference_outputs(c, inputs)["y"][0]
@@ -233,8 +258,14 @@ def test_tf_nn_mixed_dtypes_unsupported_with_tf_message():
 
 
 def test_dtype_refusal_classifier():
-    assert tf_refuses_dtype(TypeError("Value passed to parameter 'scale' has DataType float16 not in list of allowed values: bfloat16, float32"))
-    assert tf_refuses_dtype(RuntimeError("No OpKernel was registered to support Op 'FusedBatchNormV3' used by {{node x}}"))
+    assert tf_refuses_dtype(
+        TypeError(
+            "Value passed to parameter 'scale' has DataType float16 not in list of allowed values: bfloat16, float32"
+        )
+    )
+    assert tf_refuses_dtype(
+        RuntimeError("No OpKernel was registered to support Op 'FusedBatchNormV3' used by {{node x}}")
+    )
     assert not tf_refuses_dtype(ValueError("input must be 4 or 5-dimensional[2,3,4]"))
     assert not tf_refuses_dtype(RuntimeError("Incompatible shapes: [2,3] vs. [4]"))
 

@@ -19,8 +19,15 @@ def outcomes(rs):
 
 def test_torch_translates_batch_weight_momentum_over_steps(runner):
     # the case asks for torch's own running-variance convention (unbiased), so everything must pass
-    rs = rows(runner, "torch", momentum={"batch_weight": 0.3}, steps=3, running_variance="unbiased",
-              running_mean=0.5, running_var=2.0)
+    rs = rows(
+        runner,
+        "torch",
+        momentum={"batch_weight": 0.3},
+        steps=3,
+        running_variance="unbiased",
+        running_mean=0.5,
+        running_var=2.0,
+    )
     assert set(outcomes(rs).values()) == {"pass"}, outcomes(rs)
     assert ("running_mean", 3) in rs and ("running_var", 3) in rs
 
@@ -44,15 +51,27 @@ def test_torch_running_var_is_unbiased_not_biased(runner):
 
 @pytest.mark.parametrize("eps", [1e-8, 0.5])
 def test_torch_eps_and_affine(runner, eps):
-    rs = rows(runner, "torch", eps=eps, running_variance="unbiased",
-              affine={"gamma": [-1.0, 0.0, 2.5], "beta": [0.1, 0.2, 0.3]})
+    rs = rows(
+        runner,
+        "torch",
+        eps=eps,
+        running_variance="unbiased",
+        affine={"gamma": [-1.0, 0.0, 2.5], "beta": [0.1, 0.2, 0.3]},
+    )
     assert set(outcomes(rs).values()) == {"pass"}, outcomes(rs)
 
 
 @pytest.mark.parametrize("shape", [[6, 3], [4, 3, 7], [2, 3, 2, 2, 3]])
 def test_torch_ranks_and_channels_last(runner, shape):
-    rs = rows(runner, "torch", shape=shape, layout="channels_last", mode="eval", running_mean=[0.1, -0.2, 0.3],
-              running_var=[1.5, 0.5, 2.0])
+    rs = rows(
+        runner,
+        "torch",
+        shape=shape,
+        layout="channels_last",
+        mode="eval",
+        running_mean=[0.1, -0.2, 0.3],
+        running_var=[1.5, 0.5, 2.0],
+    )
     assert outcomes(rs) == {("y", 1): "pass"}
     assert "permuted" in rs[("y", 1)].notes
 

@@ -65,8 +65,10 @@ SPEC = OpSpec(
     name="center",
     title="Centering: x minus its mean over the last axis",
     case_model=CenterCase,
-    outputs=(OutputDef("y", "element", "data", "main", "x − mean"),
-             OutputDef("mean", "group", "param", "main", "the mean over the last axis")),
+    outputs=(
+        OutputDef("y", "element", "data", "main", "x − mean"),
+        OutputDef("mean", "group", "param", "main", "the mean over the last axis"),
+    ),
     semantics=CenterSemantics,
     generate=lambda case: CenterInputs(draw_x(case)),
     reference=_reference,

@@ -31,8 +31,17 @@ from typing import ClassVar
 
 from harness.adapters.base import Adapter, Observed, Unsupported
 
-__all__ = ["Adapter", "AdapterProxy", "Observed", "Unsupported", "all_adapters", "get_adapter", "load_adapters",
-           "load_spec", "AdapterSpecError"]
+__all__ = [
+    "Adapter",
+    "AdapterProxy",
+    "Observed",
+    "Unsupported",
+    "all_adapters",
+    "get_adapter",
+    "load_adapters",
+    "load_spec",
+    "AdapterSpecError",
+]
 
 
 class AdapterSpecError(Exception):
@@ -132,13 +141,17 @@ def _merge(groups: list[tuple[str, list[type[Adapter]]]]) -> dict[str, type[Adap
             if where_of[cls.id] == "built-in":
                 raise AdapterSpecError(
                     f"{where}: backend id {cls.id!r} of {source_of(cls)} is the id of the built-in backend "
-                    f"{cls.id!r} ({source_of(prev)}); an adapter cannot replace a built-in backend: give it another id")
-            hint = ("rename one of the files (a library's id is native:<its file name>)"
-                    if source_of(cls).startswith("--native") and source_of(prev).startswith("--native")
-                    else "give one of them another id")
+                    f"{cls.id!r} ({source_of(prev)}); an adapter cannot replace a built-in backend: give it another id"
+                )
+            hint = (
+                "rename one of the files (a library's id is native:<its file name>)"
+                if source_of(cls).startswith("--native") and source_of(prev).startswith("--native")
+                else "give one of them another id"
+            )
             raise AdapterSpecError(
                 f"{where}: backend id {cls.id!r} of {source_of(cls)} is already the id of {source_of(prev)} "
-                f"({where_of[cls.id]}); {hint}")
+                f"({where_of[cls.id]}); {hint}"
+            )
     return out
 
 
@@ -161,8 +174,20 @@ def get_adapter(backend_id: str, extra_specs: tuple[str, ...] = (), native_paths
 # -- the harness's view: metadata from a describe worker, proxy classes ------------------------------
 
 #: the class attributes a proxy carries (everything the harness reads from an adapter class)
-PROXY_FIELDS = ("id", "framework", "worker", "worker_env", "description", "dtypes", "layouts", "modes", "ranks",
-                "conventions", "ops", "op_dtypes")
+PROXY_FIELDS = (
+    "id",
+    "framework",
+    "worker",
+    "worker_env",
+    "description",
+    "dtypes",
+    "layouts",
+    "modes",
+    "ranks",
+    "conventions",
+    "ops",
+    "op_dtypes",
+)
 
 
 class AdapterProxy(Adapter):
@@ -193,18 +218,32 @@ def metadata(cls: type[Adapter], spec: str) -> dict:
     try:
         conventions = []
         for c in tuple(getattr(cls, "conventions", ()) or ()):
-            conventions.append({"knob": str(c.knob), "value": str(c.value), "reason": str(c.reason),
-                                "evidence": str(c.evidence), "applies_to": [str(x) for x in c.applies_to],
-                                "outputs": [str(x) for x in c.outputs], "op": str(getattr(c, "op", "batch_norm"))})
+            conventions.append(
+                {
+                    "knob": str(c.knob),
+                    "value": str(c.value),
+                    "reason": str(c.reason),
+                    "evidence": str(c.evidence),
+                    "applies_to": [str(x) for x in c.applies_to],
+                    "outputs": [str(x) for x in c.outputs],
+                    "op": str(getattr(c, "op", "batch_norm")),
+                }
+            )
         return {
-            "id": str(cls.id), "framework": str(cls.framework), "worker": str(cls.worker),
+            "id": str(cls.id),
+            "framework": str(cls.framework),
+            "worker": str(cls.worker),
             "worker_env": {str(k): str(v) for k, v in dict(cls.worker_env).items()},
             "description": str(cls.description),
-            "dtypes": [str(x) for x in cls.dtypes], "layouts": [str(x) for x in cls.layouts],
-            "modes": [str(x) for x in cls.modes], "ranks": [int(x) for x in cls.ranks],
-            "conventions": conventions, "ops": [str(x) for x in getattr(cls, "ops", ("batch_norm",))],
+            "dtypes": [str(x) for x in cls.dtypes],
+            "layouts": [str(x) for x in cls.layouts],
+            "modes": [str(x) for x in cls.modes],
+            "ranks": [int(x) for x in cls.ranks],
+            "conventions": conventions,
+            "ops": [str(x) for x in getattr(cls, "ops", ("batch_norm",))],
             "op_dtypes": {str(k): [str(x) for x in v] for k, v in dict(getattr(cls, "op_dtypes", {}) or {}).items()},
-            "name": cls.__name__, "source": f"{cls.__module__}.{cls.__qualname__}",
+            "name": cls.__name__,
+            "source": f"{cls.__module__}.{cls.__qualname__}",
             "spec": spec,
         }
     except Exception as e:
@@ -228,15 +267,35 @@ def describe_loaded(loaded: list[tuple[str, list[type[Adapter]]]]) -> list[dict]
 def _proxy(meta: dict) -> type[AdapterProxy]:
     from harness.profiles import Convention
 
-    conventions = tuple(Convention(c["knob"], c["value"], c["reason"], c["evidence"], tuple(c["applies_to"]),
-                                   tuple(c["outputs"]), c.get("op", "batch_norm")) for c in meta["conventions"])
+    conventions = tuple(
+        Convention(
+            c["knob"],
+            c["value"],
+            c["reason"],
+            c["evidence"],
+            tuple(c["applies_to"]),
+            tuple(c["outputs"]),
+            c.get("op", "batch_norm"),
+        )
+        for c in meta["conventions"]
+    )
     attrs = {
-        "id": meta["id"], "framework": meta["framework"], "worker": meta["worker"],
-        "worker_env": dict(meta["worker_env"]), "description": meta["description"],
-        "dtypes": tuple(meta["dtypes"]), "layouts": tuple(meta["layouts"]), "modes": tuple(meta["modes"]),
-        "ranks": tuple(meta["ranks"]), "conventions": conventions, "ops": tuple(meta.get("ops", ("batch_norm",))),
-        "op_dtypes": {k: tuple(v) for k, v in meta.get("op_dtypes", {}).items()}, "source": meta["source"], "spec": meta["spec"],
-        "__module__": __name__, "__doc__": f"proxy of {meta['source']} (--adapter {meta['spec']})",
+        "id": meta["id"],
+        "framework": meta["framework"],
+        "worker": meta["worker"],
+        "worker_env": dict(meta["worker_env"]),
+        "description": meta["description"],
+        "dtypes": tuple(meta["dtypes"]),
+        "layouts": tuple(meta["layouts"]),
+        "modes": tuple(meta["modes"]),
+        "ranks": tuple(meta["ranks"]),
+        "conventions": conventions,
+        "ops": tuple(meta.get("ops", ("batch_norm",))),
+        "op_dtypes": {k: tuple(v) for k, v in meta.get("op_dtypes", {}).items()},
+        "source": meta["source"],
+        "spec": meta["spec"],
+        "__module__": __name__,
+        "__doc__": f"proxy of {meta['source']} (--adapter {meta['spec']})",
     }
     name = meta["name"] if str(meta["name"]).isidentifier() else "Adapter"
     return type(name, (AdapterProxy,), attrs)
@@ -253,9 +312,14 @@ def _describe_in_worker(extra_specs: tuple[str, ...]) -> list[dict]:
     timeout = isolation.startup_timeout()
     init = {"extra_specs": list(extra_specs), "pinned": isolation.pinned_modules(extra_specs)}
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(isolation.worker_command("--describe"), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=err, env=isolation.worker_env(dict(os.environ), token),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            isolation.worker_command("--describe"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=isolation.worker_env(dict(os.environ), token),
+            start_new_session=True,
+        )
         isolation.track(proc, token)
         timed_out = False
         try:
@@ -287,15 +351,20 @@ def _describe_in_worker(extra_specs: tuple[str, ...]) -> list[dict]:
     if records and "spec-error" in records[-1]:
         raise AdapterSpecError(records[-1]["spec-error"])
     loading = next((r["loading"] for r in reversed(records) if "loading" in r), None)
-    what = f"--adapter {loading!r}: importing {loading.partition(':')[0]}" if loading else "starting the describe worker"
+    what = (
+        f"--adapter {loading!r}: importing {loading.partition(':')[0]}" if loading else "starting the describe worker"
+    )
     stderr = f"; worker stderr: {tail}" if tail else ""
     if timed_out:
-        raise AdapterSpecError(f"{what} in the describe worker: timeout after {timeout:g} s "
-                               f"(a module must not do long work at import){stderr}")
+        raise AdapterSpecError(
+            f"{what} in the describe worker: timeout after {timeout:g} s "
+            f"(a module must not do long work at import){stderr}"
+        )
     rc = proc.returncode
     status = f"signal {isolation.signal_name(rc)}" if rc is not None and rc < 0 else f"exit status {rc}"
-    raise AdapterSpecError(f"{what} in the describe worker: the worker ended ({status}) before describing "
-                           f"the adapters{stderr}")
+    raise AdapterSpecError(
+        f"{what} in the describe worker: the worker ended ({status}) before describing the adapters{stderr}"
+    )
 
 
 _DESCRIBED: dict[tuple, list[dict]] = {}

@@ -69,30 +69,43 @@ from harness.cases import Case
 from harness.inputs import Inputs
 from harness.profiles import convention
 
-__all__ = ["keras_momentum", "keras_dtype_policy", "keras_unsupported", "make_layer", "run_keras_layer",
-           "CUMULATIVE_REASON", "KERAS3_LN_CONVENTIONS", "keras_ln_unsupported", "make_layer_norm",
-           "layer_norm_notes", "run_keras_layer_norm"]
+__all__ = [
+    "keras_momentum",
+    "keras_dtype_policy",
+    "keras_unsupported",
+    "make_layer",
+    "run_keras_layer",
+    "CUMULATIVE_REASON",
+    "KERAS3_LN_CONVENTIONS",
+    "keras_ln_unsupported",
+    "make_layer_norm",
+    "layer_norm_notes",
+    "run_keras_layer_norm",
+]
 
 _KERAS3_MOMENTS = "keras/src/backend/{tensorflow,torch,jax,numpy}/nn.py (moments) and keras/src/layers/normalization/batch_normalization.py (call)"
 
 #: keras.layers.BatchNormalization (every Keras 3 backend): ops.moments' biased variance for both uses
 KERAS3_CONVENTIONS = (
-    convention("normalize_variance", "biased", "ops.moments returns the population variance (divides by m)",
-               _KERAS3_MOMENTS),
-    convention("running_variance", "biased", "moving_variance is blended with the same ops.moments variance",
-               _KERAS3_MOMENTS),
+    convention(
+        "normalize_variance", "biased", "ops.moments returns the population variance (divides by m)", _KERAS3_MOMENTS
+    ),
+    convention(
+        "running_variance", "biased", "moving_variance is blended with the same ops.moments variance", _KERAS3_MOMENTS
+    ),
 )
 
 
 def keras_momentum(case: Case) -> float:
     """Keras ``momentum`` (weight of the *old* moving value) = 1 - w; a case's running_weight is used as given."""
     if case.momentum == "cumulative":
-        raise Unsupported("cumulative average (w = 1/k) is not expressible: keras.layers.BatchNormalization has "
-                          "one fixed exponential 'momentum'")
+        raise Unsupported(
+            "cumulative average (w = 1/k) is not expressible: keras.layers.BatchNormalization has "
+            "one fixed exponential 'momentum'"
+        )
     if case.momentum.running_weight is not None:
         return float(case.momentum.running_weight)
     return 1.0 - float(case.momentum.batch_weight)
-
 
 
 def keras_dtype_policy(case: Case) -> str | None:
@@ -104,9 +117,10 @@ def keras_dtype_policy(case: Case) -> str | None:
     return None
 
 
-
-CUMULATIVE_REASON = ("cumulative average (w = 1/k) is not expressible: keras.layers.BatchNormalization has one "
-                     "fixed exponential 'momentum'")
+CUMULATIVE_REASON = (
+    "cumulative average (w = 1/k) is not expressible: keras.layers.BatchNormalization has one "
+    "fixed exponential 'momentum'"
+)
 
 
 def keras_unsupported(case: Case) -> str | None:
@@ -114,8 +128,10 @@ def keras_unsupported(case: Case) -> str | None:
     if case.mode == "train" and case.momentum == "cumulative":
         return CUMULATIVE_REASON
     if keras_dtype_policy(case) is None:
-        return (f"no Keras dtype policy computes in {case.dtype} with {case.params_dtype} variables "
-                f"(policies: one dtype for both, or mixed_float16/mixed_bfloat16 with float32 variables)")
+        return (
+            f"no Keras dtype policy computes in {case.dtype} with {case.params_dtype} variables "
+            f"(policies: one dtype for both, or mixed_float16/mixed_bfloat16 with float32 variables)"
+        )
     return None
 
 
@@ -123,8 +139,13 @@ def make_layer(keras, case: Case, inputs: Inputs):
     """A built ``keras.layers.BatchNormalization`` holding the case's parameters and initial statistics."""
     momentum = keras_momentum(case) if case.mode == "train" else 0.99  # unused in inference
     layer = keras.layers.BatchNormalization(
-        axis=case.channel_axis, momentum=momentum, epsilon=case.eps,
-        center=case.has_affine, scale=case.has_affine, dtype=keras_dtype_policy(case))
+        axis=case.channel_axis,
+        momentum=momentum,
+        epsilon=case.eps,
+        center=case.has_affine,
+        scale=case.has_affine,
+        dtype=keras_dtype_policy(case),
+    )
     layer.build(case.array_shape)
     if case.has_affine:
         layer.gamma.assign(inputs.gamma)
@@ -165,30 +186,42 @@ def run_keras_layer(keras, case: Case, inputs: Inputs, to_tensor=None) -> Observ
 
 
 # --- LayerNorm (op: layer_norm) -------------------------------------------------------------------
-_KERAS3_LN = ("keras/src/ops/nn.py (_layer_normalization) and keras/src/layers/normalization/"
-              "layer_normalization.py (LayerNormalization.__init__/call)")
+_KERAS3_LN = (
+    "keras/src/ops/nn.py (_layer_normalization) and keras/src/layers/normalization/"
+    "layer_normalization.py (LayerNormalization.__init__/call)"
+)
 #: keras.layers.LayerNormalization (every Keras 3 backend)
 KERAS3_LN_CONVENTIONS = (
-    convention("normalize_variance", "biased",
-               "ops.layer_normalization divides by the population variance: ops.moments (tf.nn.moments, "
-               "jnp.var, E[x²]-E[x]² on torch/numpy), torch's F.layer_norm (biased) on the torch backend, and "
-               "backend.numpy.var (ddof 0 / correction=0) under rms_scaling",
-               _KERAS3_LN + "; keras/src/backend/{tensorflow,torch,jax,numpy}/nn.py (moments); "
-               "keras/src/backend/torch/numpy.py (var: correction=0)", op="layer_norm"),
-    convention("scale_statistic", "variance",
-               "rms_scaling=True scales x by rsqrt(var(x) + epsilon), the variance, not the mean of x² "
-               "(_layer_normalization: variance = backend.numpy.var(x, axis, keepdims=True); outputs = "
-               "x * rsqrt(variance + epsilon)); the layer's deprecation warning says so: 'This argument "
-               "incorrectly scales the input by the variance, not the root mean square'",
-               _KERAS3_LN, op="layer_norm"),
+    convention(
+        "normalize_variance",
+        "biased",
+        "ops.layer_normalization divides by the population variance: ops.moments (tf.nn.moments, "
+        "jnp.var, E[x²]-E[x]² on torch/numpy), torch's F.layer_norm (biased) on the torch backend, and "
+        "backend.numpy.var (ddof 0 / correction=0) under rms_scaling",
+        _KERAS3_LN + "; keras/src/backend/{tensorflow,torch,jax,numpy}/nn.py (moments); "
+        "keras/src/backend/torch/numpy.py (var: correction=0)",
+        op="layer_norm",
+    ),
+    convention(
+        "scale_statistic",
+        "variance",
+        "rms_scaling=True scales x by rsqrt(var(x) + epsilon), the variance, not the mean of x² "
+        "(_layer_normalization: variance = backend.numpy.var(x, axis, keepdims=True); outputs = "
+        "x * rsqrt(variance + epsilon)); the layer's deprecation warning says so: 'This argument "
+        "incorrectly scales the input by the variance, not the root mean square'",
+        _KERAS3_LN,
+        op="layer_norm",
+    ),
 )
 
 
 def keras_ln_unsupported(case) -> str | None:
     """Why Keras' LayerNormalization (3 or 2) cannot express a LayerNorm ``case`` (None when it can)."""
     if keras_dtype_policy(case) is None:
-        return (f"no Keras dtype policy computes in {case.dtype} with {case.params_dtype} variables "
-                f"(policies: one dtype for both, or mixed_float16/mixed_bfloat16 with float32 variables)")
+        return (
+            f"no Keras dtype policy computes in {case.dtype} with {case.params_dtype} variables "
+            f"(policies: one dtype for both, or mixed_float16/mixed_bfloat16 with float32 variables)"
+        )
     return None
 
 
@@ -200,8 +233,13 @@ def make_layer_norm(keras, case, inputs, shape=None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         layer = keras.layers.LayerNormalization(
-            axis=list(case.norm_axes), epsilon=case.eps, center=case.has_bias, scale=case.has_affine,
-            rms_scaling=case.rms_scaling, dtype=keras_dtype_policy(case))
+            axis=list(case.norm_axes),
+            epsilon=case.eps,
+            center=case.has_bias,
+            scale=case.has_affine,
+            rms_scaling=case.rms_scaling,
+            dtype=keras_dtype_policy(case),
+        )
     layer.build(tuple(case.shape) if shape is None else shape)
     assign_layer_norm(layer, inputs)
     return layer, [str(w.message) for w in caught]
@@ -245,4 +283,14 @@ def run_keras_layer_norm(keras, case, inputs, to_tensor=None):
     layer, warned = make_layer_norm(keras, case, inputs)
     np_out = keras.ops.convert_to_numpy
     ys = [np_out(layer(conv(x))) for x in inputs.x]
-    return Observed({"y": ys}, layer_norm_notes(case, layer, warned))
+    notes = layer_norm_notes(case, layer, warned)
+    if keras.backend.backend() == "torch" and not case.rms_scaling:
+        ax = list(case.norm_axes)
+        if all(b - a == 1 for a, b in zip(ax, ax[1:])):  # ops.nn's is_continuous_axis
+            notes.append(
+                f"consecutive axes {ax}: Keras calls torch.nn.functional.layer_norm(normalized_shape="
+                f"{list(case.normalized_shape)}), which normalizes the trailing dimensions"
+            )
+        else:
+            notes.append(f"non-consecutive axes {ax}: Keras' ops.moments path (E[x²] - E[x]²)")
+    return Observed({"y": ys}, notes)

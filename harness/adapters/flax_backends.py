@@ -60,30 +60,43 @@ from harness.profiles import convention
 _FLAX_STATS = "flax/linen/normalization.py (_compute_stats: var = mean(x^2) - mean(x)^2, clamped at 0)"
 #: linen and nnx share ``_compute_stats``: the population variance for normalizing and for the running update
 FLAX_CONVENTIONS = (
-    convention("normalize_variance", "biased", "_compute_stats returns the population variance (divides by m)", _FLAX_STATS),
+    convention(
+        "normalize_variance", "biased", "_compute_stats returns the population variance (divides by m)", _FLAX_STATS
+    ),
     convention("running_variance", "biased", "ra_var is blended with the same variance", _FLAX_STATS),
 )
-_FLAX_LN_STATS = ("flax/linen/normalization.py (_compute_stats: mu, mu2 = mean(x), mean(|x|^2); "
-                  "var = maximum(0, mu2 - |mu|^2); LayerNorm.__call__) and flax/nnx/nn/normalization.py "
-                  "(_compute_stats, the same; LayerNorm.__call__)")
+_FLAX_LN_STATS = (
+    "flax/linen/normalization.py (_compute_stats: mu, mu2 = mean(x), mean(|x|^2); "
+    "var = maximum(0, mu2 - |mu|^2); LayerNorm.__call__) and flax/nnx/nn/normalization.py "
+    "(_compute_stats, the same; LayerNorm.__call__)"
+)
 #: linen and nnx LayerNorm normalize with the population variance of ``_compute_stats``
 FLAX_LN_CONVENTIONS = (
-    convention("normalize_variance", "biased",
-               "LayerNorm normalizes with the variance of _compute_stats, mean(x^2) - mean(x)^2 over the reduction "
-               "axes: the population variance (divides by m)", _FLAX_LN_STATS, op="layer_norm"),
+    convention(
+        "normalize_variance",
+        "biased",
+        "LayerNorm normalizes with the variance of _compute_stats, mean(x^2) - mean(x)^2 over the reduction "
+        "axes: the population variance (divides by m)",
+        _FLAX_LN_STATS,
+        op="layer_norm",
+    ),
 )
 #: nnx.BatchNorm creates its running statistics in float32 whatever ``param_dtype`` says
 NNX_FLOAT32_STATISTICS = convention(
-    "working_precision", "float32",
+    "working_precision",
+    "float32",
     "nnx.BatchNorm creates its mean/var BatchStat variables as jnp.float32 arrays (not param_dtype), so the "
     "running statistics of a float64 case are held and updated in float32",
     "flax/nnx/nn/normalization.py (BatchNorm.__init__: nnx.BatchStat(jnp.zeros(feature_shape, jnp.float32)))",
-    applies_to=("float64",), outputs=("running_mean", "running_var", "eval_y"))
+    applies_to=("float64",),
+    outputs=("running_mean", "running_var", "eval_y"),
+)
 
 JAX_ENV = {"JAX_PLATFORMS": "cpu", "JAX_ENABLE_X64": "1"}
 
-CUMULATIVE_REASON = ("cumulative average (w = 1/k) is not expressible: Flax BatchNorm's 'momentum' is one fixed "
-                     "exponential decay")
+CUMULATIVE_REASON = (
+    "cumulative average (w = 1/k) is not expressible: Flax BatchNorm's 'momentum' is one fixed exponential decay"
+)
 
 
 def flax_momentum(case: Case) -> float:
@@ -126,8 +139,9 @@ def _check_x64(case: Case) -> None:
             raise Unsupported("JAX runs without x64 (JAX_ENABLE_X64 unset): float64 would silently be float32")
 
 
-RMS_REASON = ("Flax LayerNorm always centers and divides by the standard deviation; RMS scaling is "
-              "RMSNorm, another module")
+RMS_REASON = (
+    "Flax LayerNorm always centers and divides by the standard deviation; RMS scaling is RMSNorm, another module"
+)
 
 
 def _layer_norm_kwargs(case) -> dict:
@@ -146,9 +160,11 @@ def _layer_norm_kwargs(case) -> dict:
 
 def _layer_norm_note(case, api: str) -> str:
     axes = list(case.norm_axes)
-    return (f"{api}(epsilon={case.eps:g}, reduction_axes=feature_axes={axes}, use_scale={case.has_affine}, "
-            f"use_bias={case.has_bias}, param_dtype={case.params_dtype}, dtype={case.dtype} (the case dtype, as "
-            f"for BatchNorm)); use_fast_variance at Flax' default (True)")
+    return (
+        f"{api}(epsilon={case.eps:g}, reduction_axes=feature_axes={axes}, use_scale={case.has_affine}, "
+        f"use_bias={case.has_bias}, param_dtype={case.params_dtype}, dtype={case.dtype} (the case dtype, as "
+        f"for BatchNorm)); use_fast_variance at Flax' default (True)"
+    )
 
 
 class _FlaxBase(Adapter):
@@ -199,9 +215,9 @@ class FlaxLinen(_FlaxBase):
     description = "flax.linen.BatchNorm (jax.jit, CPU), batch_stats collection"
 
     def _run(self, case: Case, inputs: Inputs) -> Observed:
+        import flax.linen as nn
         import jax
         import jax.numpy as jnp
-        import flax.linen as nn
 
         train = case.mode == "train"
         module = nn.BatchNorm(
@@ -234,13 +250,18 @@ class FlaxLinen(_FlaxBase):
             out["y"].append(_np(y))
         if train and case.eval_after:
             out["eval_y"] = [_np(infer(variables, jnp.asarray(inputs.x[-1])))]
-        return Observed(out, ["batch_stats and params set from the case (parameter dtype); use_fast_variance and "
-                              "force_float32_reductions at Flax' defaults (True)"])
+        return Observed(
+            out,
+            [
+                "batch_stats and params set from the case (parameter dtype); use_fast_variance and "
+                "force_float32_reductions at Flax' defaults (True)"
+            ],
+        )
 
     def run_layer_norm(self, case, inputs) -> Observed:
+        import flax.linen as nn
         import jax
         import jax.numpy as jnp
-        import flax.linen as nn
 
         self._check_layer_norm(case)
         module = nn.LayerNorm(**_layer_norm_kwargs(case))
@@ -256,8 +277,13 @@ class FlaxLinen(_FlaxBase):
             return module.apply(variables, x)
 
         ys = [_np(apply(variables, jnp.asarray(x))) for x in inputs.x]
-        return Observed({"y": ys}, [_layer_norm_note(case, "flax.linen.LayerNorm")
-                                    + " and force_float32_reductions at its default (True); params set from the case"])
+        return Observed(
+            {"y": ys},
+            [
+                _layer_norm_note(case, "flax.linen.LayerNorm")
+                + " and force_float32_reductions at its default (True); params set from the case"
+            ],
+        )
 
 
 class FlaxNNX(_FlaxBase):
@@ -308,8 +334,13 @@ class FlaxNNX(_FlaxBase):
                 out["running_var"].append(_np(bn.var[...]))
         if train and case.eval_after:
             out["eval_y"] = [_np(step(bn, jnp.asarray(inputs.x[-1]), True))]
-        return Observed(out, ["BatchStat mean/var and params set from the case (parameter dtype); "
-                              "use_fast_variance at Flax' default (True)"])
+        return Observed(
+            out,
+            [
+                "BatchStat mean/var and params set from the case (parameter dtype); "
+                "use_fast_variance at Flax' default (True)"
+            ],
+        )
 
     def run_layer_norm(self, case, inputs) -> Observed:
         import jax.numpy as jnp
@@ -328,11 +359,15 @@ class FlaxNNX(_FlaxBase):
             return ln(x)
 
         ys = [_np(step(ln, jnp.asarray(x))) for x in inputs.x]
-        notes = [_layer_norm_note(case, "flax.nnx.LayerNorm")
-                 + f"; num_features={case.row_size} (flat scale/bias set from the case)"]
+        notes = [
+            _layer_norm_note(case, "flax.nnx.LayerNorm")
+            + f"; num_features={case.row_size} (flat scale/bias set from the case)"
+        ]
         if case.has_affine and case.params_dtype != case.dtype:
-            notes.append(f"nnx.LayerNorm casts x, scale and bias to dtype={case.dtype} (promote_dtype) before "
-                         f"computing: the {case.params_dtype} gamma/beta are used rounded to {case.dtype}")
+            notes.append(
+                f"nnx.LayerNorm casts x, scale and bias to dtype={case.dtype} (promote_dtype) before "
+                f"computing: the {case.params_dtype} gamma/beta are used rounded to {case.dtype}"
+            )
         return Observed({"y": ys}, notes)
 
 

@@ -41,9 +41,9 @@ import os
 import re
 from typing import ClassVar
 
+from harness.adapters._keras_common import KERAS3_CONVENTIONS, KERAS3_LN_CONVENTIONS
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
 from harness.cases import Case
-from harness.adapters._keras_common import KERAS3_CONVENTIONS, KERAS3_LN_CONVENTIONS
 from harness.inputs import Inputs
 from harness.profiles import convention
 
@@ -51,21 +51,28 @@ from harness.profiles import convention
 #: BatchNormalization.call computes in ``backend.result_type(inputs.dtype, "float32")``, which is float32
 #: for a float64 input, and casts the result back
 KERAS3_FLOAT64_IN_FLOAT32 = convention(
-    "working_precision", "float32",
+    "working_precision",
+    "float32",
     "backend.result_type maps float64 to float32 (BIT64_TO_BIT32_DTYPE, 'aligned with JAX's default behavior') on "
     "the torch, JAX and NumPy backends, so BatchNormalization.call computes a float64 input in float32",
     "keras/src/backend/common/dtypes.py (BIT64_TO_BIT32_DTYPE, _lattice_result_type); "
     "keras/src/layers/normalization/batch_normalization.py (call: compute_dtype = backend.result_type(inputs.dtype, "
-    "'float32'))", applies_to=("float64",))
+    "'float32'))",
+    applies_to=("float64",),
+)
 #: the same promotion in ops.layer_normalization (LayerNormalization.call): float64 → float32 on torch/JAX/NumPy
 KERAS3_LN_FLOAT64_IN_FLOAT32 = convention(
-    "working_precision", "float32",
+    "working_precision",
+    "float32",
     "backend.result_type maps float64 to float32 (BIT64_TO_BIT32_DTYPE, 'aligned with JAX's default behavior') on "
     "the torch, JAX and NumPy backends, so ops.layer_normalization converts a float64 input to float32, computes "
     "there (moments, F.layer_norm on torch, or var under rms_scaling) and casts the result back",
     "keras/src/backend/common/dtypes.py (BIT64_TO_BIT32_DTYPE, _lattice_result_type); "
     "keras/src/ops/nn.py (_layer_normalization: compute_dtype = backend.result_type(x.dtype, 'float32'); "
-    "x = backend.convert_to_tensor(x, dtype=compute_dtype))", op="layer_norm", applies_to=("float64",))
+    "x = backend.convert_to_tensor(x, dtype=compute_dtype))",
+    op="layer_norm",
+    applies_to=("float64",),
+)
 
 #: framework messages that mean "this dtype has no kernel / is not supported here"
 _DTYPE_REFUSAL = re.compile(
@@ -86,22 +93,27 @@ class _KerasOtherBackend(Adapter):
     keras_backend: ClassVar[str] = ""
     #: the backend's own distribution (for ``available``/``version``)
     backend_module: ClassVar[str] = ""
-    conventions = (*KERAS3_CONVENTIONS, KERAS3_FLOAT64_IN_FLOAT32, *KERAS3_LN_CONVENTIONS,
-                   KERAS3_LN_FLOAT64_IN_FLOAT32)
+    conventions = (*KERAS3_CONVENTIONS, KERAS3_FLOAT64_IN_FLOAT32, *KERAS3_LN_CONVENTIONS, KERAS3_LN_FLOAT64_IN_FLOAT32)
     ops = ("batch_norm", "layer_norm")
 
     def available(self) -> str | None:
-        return missing("keras", "pip install keras") or missing(self.backend_module, f"pip install {self.backend_module}")
+        return missing("keras", "pip install keras") or missing(
+            self.backend_module, f"pip install {self.backend_module}"
+        )
 
     def _keras(self):
         if os.environ.get("KERAS_BACKEND") != self.keras_backend:
             # the runner sets it before import; anything else would silently run another backend
-            raise RuntimeError(f"{self.id} must run in a process started with KERAS_BACKEND={self.keras_backend} "
-                               f"(got {os.environ.get('KERAS_BACKEND')!r}); use harness.runner.Runner")
+            raise RuntimeError(
+                f"{self.id} must run in a process started with KERAS_BACKEND={self.keras_backend} "
+                f"(got {os.environ.get('KERAS_BACKEND')!r}); use harness.runner.Runner"
+            )
         import keras
 
         if keras.backend.backend() != self.keras_backend:
-            raise RuntimeError(f"keras was imported with backend {keras.backend.backend()!r}, not {self.keras_backend!r}")
+            raise RuntimeError(
+                f"keras was imported with backend {keras.backend.backend()!r}, not {self.keras_backend!r}"
+            )
         return keras
 
     def version(self) -> str:
@@ -145,8 +157,10 @@ class _KerasOtherBackend(Adapter):
         except Exception as e:
             if refuses_dtype(e):
                 first = " ".join(str(e).strip().splitlines()[:3])[:600]
-                raise Unsupported(f"keras {keras.__version__} ({self.keras_backend}) refused x {case.dtype} / "
-                                  f"parameters {case.params_dtype}: {type(e).__name__}: {first}") from None
+                raise Unsupported(
+                    f"keras {keras.__version__} ({self.keras_backend}) refused x {case.dtype} / "
+                    f"parameters {case.params_dtype}: {type(e).__name__}: {first}"
+                ) from None
             raise
 
 

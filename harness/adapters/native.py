@@ -41,8 +41,10 @@ _TINY = "/usr/include/tiny_dnn/util/math_functions.h (moments: vector_div(*varia
 TINYDNN_APT = "tiny-dnn libcereal-dev libstb-dev libgemmlowp-dev"
 #: the header whose presence means "tiny-dnn is installed"
 TINYDNN_HEADER = "/usr/include/tiny_dnn/tiny_dnn.h"
-_REBUILD = ("reinstall normconf to compile native/: `pip install -e .` in the clone "
-            "(or `touch native/CMakeLists.txt && make install`)")
+_REBUILD = (
+    "reinstall normconf to compile native/: `pip install -e .` in the clone "
+    "(or `touch native/CMakeLists.txt && make install`)"
+)
 
 
 class NativeAdapter(Adapter):
@@ -87,8 +89,10 @@ class NativeAdapter(Adapter):
             if dt not in dtypes:
                 return f"{what} {dt} not supported by {self.id} (supports {', '.join(dtypes)})"
         if getattr(case, "rms_scaling", False):
-            return ("the C ABI's layer_norm centers and divides by the standard deviation; RMS scaling "
-                    "(op rms_norm) is reserved in normconf.h, not carried yet")
+            return (
+                "the C ABI's layer_norm centers and divides by the standard deviation; RMS scaling "
+                "(op rms_norm) is reserved in normconf.h, not carried yet"
+            )
         if len(case.shape) > 8:
             return f"the C ABI carries ranks 1..8, not {len(case.shape)}"
         return None
@@ -126,15 +130,22 @@ class NativeAdapter(Adapter):
 class CppAdapter(NativeAdapter):
     id = "cpp"
     framework = "normconf C++ (bundled)"
-    description = ("normconf's own C++ BatchNorm (the seed article's design: biased variance, eps inside sqrt, "
-                   "batch-weight momentum) and LayerNorm (any axes, biased variance) through the C ABI v2")
+    description = (
+        "normconf's own C++ BatchNorm (the seed article's design: biased variance, eps inside sqrt, "
+        "batch-weight momentum) and LayerNorm (any axes, biased variance) through the C ABI v2"
+    )
     ops = ("batch_norm", "layer_norm")
     dtypes = ALL_DTYPES
     conventions = (
         convention("normalize_variance", "biased", "normalizes with the biased variance (its design)", _CPP_SRC),
         convention("running_variance", "biased", "blends the biased variance into the running variance", _CPP_SRC),
-        convention("normalize_variance", "biased", "normalizes each row with the biased variance (divides by M)",
-                   _CPP_LN_SRC, op="layer_norm"),
+        convention(
+            "normalize_variance",
+            "biased",
+            "normalizes each row with the biased variance (divides by M)",
+            _CPP_LN_SRC,
+            op="layer_norm",
+        ),
     )
 
     def library_path(self, case: Case | None = None) -> Path:
@@ -179,10 +190,15 @@ class TinyDnnAdapter(NativeAdapter):
     id = "tiny-dnn"
     framework = "tiny-dnn"
     conventions = (
-        convention("normalize_variance", "unbiased",
-                   "moments() divides the sum of squared deviations by m - 1 (at least 1)", _TINY),
-        convention("running_variance", "unbiased",
-                   "the running variance is blended with the same moments() variance", _TINY),
+        convention(
+            "normalize_variance",
+            "unbiased",
+            "moments() divides the sum of squared deviations by m - 1 (at least 1)",
+            _TINY,
+        ),
+        convention(
+            "running_variance", "unbiased", "the running variance is blended with the same moments() variance", _TINY
+        ),
     )
     description = "the real tiny_dnn::batch_normalization_layer (Debian headers) through a C ABI v1 shim"
     ops = ("batch_norm",)
@@ -197,13 +213,14 @@ class TinyDnnAdapter(NativeAdapter):
         if p.exists():
             return None
         if not Path(TINYDNN_HEADER).exists():
-            return (f"tiny-dnn's headers are not installed: apt-get install {TINYDNN_APT}, then {_REBUILD}")
+            return f"tiny-dnn's headers are not installed: apt-get install {TINYDNN_APT}, then {_REBUILD}"
         return f"the tiny-dnn shim ({p.name}) is not built although the headers are installed: {_REBUILD}"
 
     def version(self) -> str:
         try:
-            v = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "tiny-dnn"], capture_output=True,
-                               text=True, timeout=10).stdout.strip()
+            v = subprocess.run(
+                ["dpkg-query", "-W", "-f", "${Version}", "tiny-dnn"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             v = ""
         return f"{v} (Debian)" if v else "headers"
@@ -213,8 +230,10 @@ class TinyDnnAdapter(NativeAdapter):
         if why:
             return why
         if case.params_dtype != case.dtype:
-            return (f"the shim speaks ABI v1, which passes gamma/beta/running statistics in the data dtype "
-                    f"({case.dtype}); param_dtype {case.params_dtype} cannot be expressed")
+            return (
+                f"the shim speaks ABI v1, which passes gamma/beta/running statistics in the data dtype "
+                f"({case.dtype}); param_dtype {case.params_dtype} cannot be expressed"
+            )
         if case.dtype == "float64" and not self.library_path(case).exists():
             return f"the float64 (CNN_USE_DOUBLE) tiny-dnn shim is not built: {_REBUILD}"
         if case.mode == "train" and case.momentum_weight is None:
@@ -229,8 +248,9 @@ class TinyDnnAdapter(NativeAdapter):
         if np.all(inputs.gamma == 1) and np.all(inputs.beta == 0):
             notes.append("tiny-dnn: identity gamma/beta; the layer has no scale/shift, nothing passed")
             return None, None
-        raise Unsupported("tiny_dnn::batch_normalization_layer has no gamma/beta (scale/shift); "
-                          "the case's are not the identity")
+        raise Unsupported(
+            "tiny_dnn::batch_normalization_layer has no gamma/beta (scale/shift); the case's are not the identity"
+        )
 
     def run(self, case: Case, inputs: Inputs) -> Observed:
         obs = super().run(case, inputs)

@@ -54,9 +54,13 @@ id                         model                                                
 The decomposed graph is what ``torch.onnx`` exported for ``F.layer_norm`` before opset 17
 (ReduceMean → Sub → Pow → ReduceMean → Add → Sqrt → Div → Mul → Add).  The ``ort-opset9*``
 sessions keep ORT's default optimizations (what users get): ORT's LayerNormFusion (a level-1
-transformer, on from ORT_ENABLE_BASIC) may replace the graph by one LayerNormalization node;
-what ORT made of it is read from the optimized model and said in the notes (ORT 1.32 fuses a
-single normalized axis, not several).  Only trailing normalized axes are expressible (ONNX's
+transformer, on from ORT_ENABLE_BASIC) may replace the graph by one LayerNormalization node.
+Whether it does depends on the case, so what ORT made of the graph is read back from the
+optimized model (``SessionOptions.optimized_model_filepath``, once per session) and said in the
+notes.  Measured with ORT 1.32: float32 with one normalized axis, gamma and beta → one
+LayerNormalization; float32 without beta, or float16 → ReduceMean, Sub and a
+SimplifiedLayerNormalization over x − mean (float16 with Casts to float around it); several
+normalized axes, float64, or no affine → the graph as built.  Only trailing normalized axes are expressible (ONNX's
 ``axis`` is the first of ``[axis, rank)``; the exporter normalized torch's trailing
 ``normalized_shape``); ``rms_scaling`` is not.  bfloat16 data is fed to ORT through
 ``OrtValue``s of ONNX type bfloat16 and an I/O binding (NumPy's ``ml_dtypes.bfloat16`` has no
@@ -72,77 +76,68 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.adapters._onnx_layer_norm import (  # noqa: F401 (LayerNorm profiles and helpers)
+    _LN_BIASED,
+    _LN_EPS_F32,
+    _ONNX_ATTR,
+    _ONNX_LN,
+    _ORT_LN_SRC,
+    DECOMPOSED_LN_CONVENTIONS,
+    ONNX_REFERENCE_LN_CONVENTIONS,
+    ORT_LN_CONVENTIONS,
+    _is_bfloat16,
+    _optimized_note,
+    _ort_run_bfloat16,
+)
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
 from harness.cases import Case
 from harness.inputs import Inputs
 from harness.profiles import convention
 
 _ONNX_BN = "https://onnx.ai/onnx/operators/onnx__BatchNormalization.html (version 15: current_var = ReduceVar(X))"
-_ONNX_ATTR = "onnx/onnx.proto (AttributeProto: float f = 2, a 32-bit float)"
 #: BatchNormalization-15 in training mode: the population variance for both uses
 ONNX_TRAIN_CONVENTIONS = (
-    convention("normalize_variance", "biased", "the spec normalizes with current_var = ReduceVar(X), the population variance", _ONNX_BN),
-    convention("running_variance", "biased", "running_var = input_var * momentum + current_var * (1 - momentum)", _ONNX_BN),
-    convention("attribute_dtype", "float32",
-               "float attributes are 32-bit whatever the tensor type: a float64 model blends its running "
-               "statistics with the batch weight 1 - fl32(momentum) (1 - fl32(0.9) = 0.10000002384) and "
-               "normalizes with fl32(epsilon)", _ONNX_ATTR),
+    convention(
+        "normalize_variance",
+        "biased",
+        "the spec normalizes with current_var = ReduceVar(X), the population variance",
+        _ONNX_BN,
+    ),
+    convention(
+        "running_variance", "biased", "running_var = input_var * momentum + current_var * (1 - momentum)", _ONNX_BN
+    ),
+    convention(
+        "attribute_dtype",
+        "float32",
+        "float attributes are 32-bit whatever the tensor type: a float64 model blends its running "
+        "statistics with the batch weight 1 - fl32(momentum) (1 - fl32(0.9) = 0.10000002384) and "
+        "normalizes with fl32(epsilon)",
+        _ONNX_ATTR,
+    ),
 )
 #: the reference evaluator's BatchNormalization-9 with a momentum attribute
 ONNX_REFERENCE_OPSET9_CONVENTIONS = (
-    convention("eval_statistics", "blended",
-               "BatchNormalization_9._run with a momentum attribute blends the batch mean/var into the given "
-               "statistics and normalizes with the blended ones, also in inference",
-               "onnx/reference/ops/op_batch_normalization.py (BatchNormalization_9._run)"),
+    convention(
+        "eval_statistics",
+        "blended",
+        "BatchNormalization_9._run with a momentum attribute blends the batch mean/var into the given "
+        "statistics and normalizes with the blended ones, also in inference",
+        "onnx/reference/ops/op_batch_normalization.py (BatchNormalization_9._run)",
+    ),
 )
 
 # --- LayerNorm conventions ---------------------------------------------------------------------
-_ONNX_LN = ("https://onnx.ai/onnx/operators/onnx__LayerNormalization.html (version 17); onnx/defs/nn/defs.cc "
-            "(LayerNormalization-17: Var = ReduceMean(Mul(D, D)); stash_type: 'Type of Mean and InvStdDev', "
-            "U in {float, bfloat16})")
-_ORT_LN_SRC = ("onnxruntime/core/providers/cpu/nn/layer_norm_impl.h (SrcDispatcher: the ONNX op runs "
-               "ComputeImpl<T, float>) and layer_norm_impl.cc (LayerNormImpl: GetAttr<float>(\"epsilon\"); "
-               "ComputeJob: mean_data[i] = gsl::narrow_cast<float>(mean), 'ONNX spec doesn't support double for U')")
-_LN_BIASED = convention("normalize_variance", "biased",
-                        "LayerNormalization-17 divides the sum of squared deviations by m (Var = ReduceMean(D·D)); it "
-                        "has no unbiased option", _ONNX_LN, op="layer_norm")
-_LN_EPS_F32 = "epsilon is a float attribute, held as a 32-bit float whatever the tensor type: a float64 model normalizes with fl32(eps)"
-#: LayerNormalization-17 on ORT's CPU provider
-ORT_LN_CONVENTIONS = (
-    _LN_BIASED,
-    convention("attribute_dtype", "float32", _LN_EPS_F32 + " (ORT reads it with GetAttr<float> into a float epsilon_)",
-               f"{_ONNX_ATTR}; {_ORT_LN_SRC}", op="layer_norm"),
-    convention("working_precision", "float32",
-               "stash_type=1 makes Mean and InvStdDev of type U = float; for a float64 input ORT computes them in "
-               "double and narrows them to float32 (y stays double)", f"{_ONNX_LN}; {_ORT_LN_SRC}",
-               op="layer_norm", applies_to=("float64",), outputs=("mean", "inv_std")),
-)
-#: LayerNormalization-17 in onnx.reference (it computes in X's dtype and returns Mean/InvStdDev in it: no
-#: working-precision entry)
-ONNX_REFERENCE_LN_CONVENTIONS = (
-    _LN_BIASED,
-    convention("attribute_dtype", "float32", _LN_EPS_F32 + " (the evaluator adds the attribute's value)",
-               f"{_ONNX_ATTR}; onnx/reference/ops/op_layer_normalization.py (_layer_normalization: "
-               "variance_eps = variance + epsilon)", op="layer_norm"),
-)
-#: the decomposed graph: a biased variance by construction (eps is a tensor constant there, not an attribute)
-DECOMPOSED_LN_CONVENTIONS = (
-    convention("normalize_variance", "biased",
-               "the graph torch.onnx exported for F.layer_norm before opset 17 takes the variance as "
-               "ReduceMean(Pow(x - mean, 2)), a mean over m; rebuilt by build_layer_norm_decomposed",
-               "torch/onnx/symbolic_opset9.py (layer_norm / native_layer_norm: variance = "
-               "g.op('ReduceMean', pow(g, numerator, two_cst), axes_i=axes)); harness/onnx_models.py "
-               "(build_layer_norm_decomposed)", op="layer_norm"),
-)
-
-#: cached sessions per process (LRU)
 MAX_CACHED = 256
 _CACHE: "OrderedDict[tuple, Any]" = OrderedDict()
 #: timing counters (seconds) for benchmarks/adapter_overhead.py: build (model + checker), session, compute
 STATS: dict[str, float] = {"build": 0.0, "session": 0.0, "compute": 0.0, "sessions_created": 0, "cache_hits": 0}
 
-TRANSPOSE_NOTE = "channels-last input transposed to NCHW for ONNX (BatchNormalization is channels-first only) and Y transposed back"
-NO_AFFINE_NOTE = "no affine: scale = 1 and B = 0 fed to BatchNormalization (the operator has no 'no affine' option; x*1+0 is exact)"
+TRANSPOSE_NOTE = (
+    "channels-last input transposed to NCHW for ONNX (BatchNormalization is channels-first only) and Y transposed back"
+)
+NO_AFFINE_NOTE = (
+    "no affine: scale = 1 and B = 0 fed to BatchNormalization (the operator has no 'no affine' option; x*1+0 is exact)"
+)
 
 
 def ort_refuses_dtype(exc: BaseException) -> bool:
@@ -184,7 +179,8 @@ class _OnnxBackend(Adapter):
 
     def available(self) -> str | None:
         return missing("onnx", "pip install onnx") or (
-            missing("onnxruntime", "pip install onnxruntime") if self.engine == "ort" else None)
+            missing("onnxruntime", "pip install onnxruntime") if self.engine == "ort" else None
+        )
 
     def version(self) -> str:
         import onnx
@@ -222,8 +218,8 @@ class _OnnxBackend(Adapter):
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
         so.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_ENABLE_ALL if self.optimize
-            else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+            ort.GraphOptimizationLevel.ORT_ENABLE_ALL if self.optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        )
         return so
 
     def _session(self, model, digest: str, stateful: bool = False):
@@ -231,8 +227,9 @@ class _OnnxBackend(Adapter):
             import onnxruntime as ort
 
             def make():
-                return ort.InferenceSession(model.SerializeToString(), self._session_options(),
-                                            providers=["CPUExecutionProvider"])
+                return ort.InferenceSession(
+                    model.SerializeToString(), self._session_options(), providers=["CPUExecutionProvider"]
+                )
 
             if stateful:
                 STATS["sessions_created"] += 1
@@ -272,7 +269,9 @@ class _OnnxBackend(Adapter):
         from harness.onnx_models import build_model
 
         t = time.perf_counter()
-        out = build_model(case, inputs, self.opset, self.params_as, training, step=step, running_mean=rm, running_var=rv)
+        out = build_model(
+            case, inputs, self.opset, self.params_as, training, step=step, running_mean=rm, running_var=rv
+        )
         STATS["build"] += time.perf_counter() - t
         return out
 
@@ -309,13 +308,15 @@ class _OnnxBackend(Adapter):
             outputs["eval_y"] = [from_nchw(case, self._execute(model, feeds)[Y])]
             notes.append("eval_y: an inference model (training_mode=0) fed the final running statistics")
         if training and case.steps > 1:
-            notes.append("multi-step: each step's running_mean/running_var outputs fed back as the next step's input_mean/input_var")
+            notes.append(
+                "multi-step: each step's running_mean/running_var outputs fed back as the next step's input_mean/input_var"
+            )
         return Observed(outputs, notes)
 
     # --- LayerNorm ---------------------------------------------------------------------
     def _ln_session(self, model, digest: str):
         """The cached session (or evaluator) of a LayerNorm model, and the op types of ORT's optimized
-        graph (``None`` for the reference evaluator)."""
+        graph (decomposed graphs on ORT; otherwise ``None``)."""
         if self.engine != "ort":
             return self._session(model, digest), None
         import onnx
@@ -323,6 +324,8 @@ class _OnnxBackend(Adapter):
 
         def make():
             so = self._session_options()
+            if self.ln_form != "decomposed":
+                return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]), None
             with tempfile.TemporaryDirectory(prefix="normconf-ort-") as d:
                 # the optimized graph is written next to nothing else and read back: what ORT made of the model
                 so.optimized_model_filepath = os.path.join(d, "optimized.onnx")
@@ -361,28 +364,42 @@ class _OnnxBackend(Adapter):
         where = "graph inputs" if self.params_as == "inputs" else "initializers"
         k = len(case.norm_axes)
         if self.ln_form == "native":
-            notes = [f"ONNX LayerNormalization-{LN_OPSET} (axis={-k}, epsilon={case.eps:g} as a float32 attribute, "
-                     f"stash_type=1), Scale/B as {where}"]
+            notes = [
+                f"ONNX LayerNormalization-{LN_OPSET} (axis={-k}, epsilon={case.eps:g} as a float32 attribute, "
+                f"stash_type=1), Scale/B as {where}"
+            ]
             if not case.has_affine:
-                notes.append("no affine: Scale = 1 (a required input of LayerNormalization-17; x*1 is exact), B left out")
+                notes.append(
+                    "no affine: Scale = 1 (a required input of LayerNormalization-17; x*1 is exact), B left out"
+                )
             elif not case.has_bias:
                 notes.append("bias: false: the optional input B left out")
         else:
             dt = np_dtype(case.dtype)
-            notes = [f"decomposed LayerNorm graph at opset {LN_DECOMPOSED_OPSET} (what torch.onnx exported before "
-                     f"opset 17: ReduceMean(axes={list(range(-k, 0))}) -> Sub -> Pow(2) -> ReduceMean -> Add(eps) -> "
-                     f"Sqrt -> Div -> Mul(Scale) -> Add(B)), Scale/B as {where}; y only (the graph has no Mean/"
-                     "InvStdDev outputs)"]
+            notes = [
+                f"decomposed LayerNorm graph at opset {LN_DECOMPOSED_OPSET} (what torch.onnx exported before "
+                f"opset 17: ReduceMean(axes={list(range(-k, 0))}) -> Sub -> Pow(2) -> ReduceMean -> Add(eps) -> "
+                f"Sqrt -> Div -> Mul(Scale) -> Add(B)), Scale/B as {where}; y only (the graph has no Mean/"
+                "InvStdDev outputs)"
+            ]
             if float(dt.type(case.eps)) != case.eps:
-                notes.append(f"eps is a {case.dtype} tensor constant in this graph: {float(dt.type(case.eps))!r} "
-                             f"(the case's {case.eps!r} rounded)")
+                notes.append(
+                    f"eps is a {case.dtype} tensor constant in this graph: {float(dt.type(case.eps))!r} "
+                    f"(the case's {case.eps!r} rounded)"
+                )
             if not case.has_affine:
                 notes.append("no affine: the Mul and Add nodes left out (as torch.onnx did without weight/bias)")
             elif not case.has_bias:
                 notes.append("bias: false: the last Add node left out (as torch.onnx did without bias)")
         if self.engine == "ort":
-            notes.append("ORT CPU provider, graph optimizations " + (
-                "at their default level (ORT_ENABLE_ALL, what users get)" if self.optimize else "disabled (ORT_DISABLE_ALL)"))
+            notes.append(
+                "ORT CPU provider, graph optimizations "
+                + (
+                    "at their default level (ORT_ENABLE_ALL, what users get)"
+                    if self.optimize
+                    else "disabled (ORT_DISABLE_ALL)"
+                )
+            )
         return notes
 
     def run_layer_norm(self, case, inputs) -> Observed:
@@ -411,87 +428,43 @@ class _OnnxBackend(Adapter):
         if self.ln_form == "native" and outputs["mean"]:
             got = outputs["mean"][0].dtype
             if str(got) != case.params_dtype:
-                notes.append(f"Mean/InvStdDev returned as {got} for a {case.dtype} case (stash_type=1: type U = float"
-                             + (", as the model declares" if self.engine == "ort" else "") + ")")
-        if optimized is not None and self.ln_form == "decomposed" and self.optimize:
-            if "LayerNormalization" in optimized:
-                notes.append("ORT fused the decomposed graph into LayerNormalization (LayerNormFusion, on from "
-                             f"ORT_ENABLE_BASIC): optimized graph {' -> '.join(optimized)}")
-            else:
-                notes.append(f"ORT kept the decomposed graph (no LayerNormFusion): optimized graph {' -> '.join(optimized)}")
+                notes.append(
+                    f"Mean/InvStdDev returned as {got} for a {case.dtype} case (stash_type=1: type U = float"
+                    + (", as the model declares" if self.engine == "ort" else "")
+                    + ")"
+                )
+        if optimized is not None and self.ln_form == "decomposed":
+            notes.append(_optimized_note(optimized, [n.op_type for n in model.graph.node]))
         if outputs["y"] and str(outputs["y"][0].dtype) != case.dtype:
             notes.append(f"y returned as {outputs['y'][0].dtype} for a {case.dtype} case")
         return Observed(outputs, notes)
 
 
-def _is_bfloat16(a: Any) -> bool:
-    return isinstance(a, np.ndarray) and a.dtype.name == "bfloat16"
-
-
-def _ort_run_bfloat16(sess, model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Run ``sess`` on feeds holding ``ml_dtypes.bfloat16`` arrays, which ORT's ``run`` cannot convert
-    ("Numpy_type 256 can't be converted to MLDataType"): every bfloat16 array goes in as an ``OrtValue``
-    of ONNX type BFLOAT16 over its bits, and every bfloat16 output is bound to a preallocated buffer
-    that is read back as ``ml_dtypes.bfloat16``; other outputs come back as NumPy arrays."""
-    import ml_dtypes
-    import onnxruntime as ort
-    from onnx import TensorProto
-
-    io = sess.io_binding()
-    keep = []
-    for name, value in feeds.items():
-        if _is_bfloat16(value):
-            ov = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
-                np.ascontiguousarray(value).view(np.uint16), onnx_element_type=TensorProto.BFLOAT16)
-            keep.append(ov)
-            io.bind_ortvalue_input(name, ov)
-        else:
-            io.bind_cpu_input(name, np.ascontiguousarray(value))
-    buffers: dict[str, np.ndarray] = {}
-    for out in model.graph.output:
-        tt = out.type.tensor_type
-        if tt.elem_type == TensorProto.BFLOAT16:
-            shape = tuple(int(d.dim_value) for d in tt.shape.dim)
-            buf = np.zeros(shape, np.uint16)
-            ov = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(buf, onnx_element_type=TensorProto.BFLOAT16)
-            keep.append(ov)
-            io.bind_ortvalue_output(out.name, ov)
-            buffers[out.name] = buf
-        else:
-            io.bind_output(out.name, "cpu")
-    sess.run_with_iobinding(io)
-    got = io.get_outputs()
-    res = []
-    for out, ov in zip(model.graph.output, got):
-        if out.name in buffers:
-            buf = buffers[out.name]
-            if ov.data_ptr() != buf.ctypes.data:  # ORT wrote elsewhere: the buffer is not its output
-                raise RuntimeError(f"onnxruntime did not write the bound bfloat16 output {out.name}")
-            res.append(buf.view(ml_dtypes.bfloat16).copy())
-        else:
-            res.append(ov.numpy())
-    return res
-
-
 class Ort(_OnnxBackend):
     id = "ort"
-    description = ("ONNX Runtime CPU, opset 15 (LayerNorm: LayerNormalization-17), parameters as graph inputs, "
-                   "default graph optimizations")
+    description = (
+        "ONNX Runtime CPU, opset 15 (LayerNorm: LayerNormalization-17), parameters as graph inputs, "
+        "default graph optimizations"
+    )
 
 
 class OrtInit(_OnnxBackend):
     id = "ort-init"
     params_as = "initializers"
-    description = ("ONNX Runtime CPU, opset 15 (LayerNorm: LayerNormalization-17), parameters as initializers, "
-                   "default graph optimizations")
+    description = (
+        "ONNX Runtime CPU, opset 15 (LayerNorm: LayerNormalization-17), parameters as initializers, "
+        "default graph optimizations"
+    )
 
 
 class OrtInitNoopt(_OnnxBackend):
     id = "ort-init-noopt"
     params_as = "initializers"
     optimize = False
-    description = ("ONNX Runtime CPU, opset 15 (LayerNorm: LayerNormalization-17), parameters as initializers, "
-                   "graph optimizations disabled")
+    description = (
+        "ONNX Runtime CPU, opset 15 (LayerNorm: LayerNormalization-17), parameters as initializers, "
+        "graph optimizations disabled"
+    )
 
 
 class OrtOpset9(_OnnxBackend):
@@ -499,8 +472,10 @@ class OrtOpset9(_OnnxBackend):
     opset = 9
     modes = ("eval",)
     ln_form = "decomposed"
-    description = ("ONNX Runtime CPU, opset 9 (inference only), parameters as graph inputs; LayerNorm: the decomposed "
-                   "pre-opset-17 graph at opset 9, default graph optimizations")
+    description = (
+        "ONNX Runtime CPU, opset 9 (inference only), parameters as graph inputs; LayerNorm: the decomposed "
+        "pre-opset-17 graph at opset 9, default graph optimizations"
+    )
     # BatchNorm: inference only, the variance estimators and the momentum attribute do not apply
     conventions = DECOMPOSED_LN_CONVENTIONS
 
@@ -511,8 +486,10 @@ class OrtOpset9Init(_OnnxBackend):
     modes = ("eval",)
     params_as = "initializers"
     ln_form = "decomposed"
-    description = ("ONNX Runtime CPU, opset 9 (inference only), parameters as initializers (an exported inference "
-                   "model); LayerNorm: the decomposed pre-opset-17 graph at opset 9")
+    description = (
+        "ONNX Runtime CPU, opset 9 (inference only), parameters as initializers (an exported inference "
+        "model); LayerNorm: the decomposed pre-opset-17 graph at opset 9"
+    )
     conventions = DECOMPOSED_LN_CONVENTIONS
 
 
@@ -520,7 +497,9 @@ class OnnxReference(_OnnxBackend):
     id = "onnx-reference"
     framework = "onnx"
     engine = "reference"
-    description = "onnx.reference.ReferenceEvaluator, opset 15, parameters as graph inputs; LayerNorm: LayerNormalization-17"
+    description = (
+        "onnx.reference.ReferenceEvaluator, opset 15, parameters as graph inputs; LayerNorm: LayerNormalization-17"
+    )
     conventions = ONNX_TRAIN_CONVENTIONS + ONNX_REFERENCE_LN_CONVENTIONS
 
 
@@ -531,8 +510,10 @@ class OnnxReferenceOpset9(_OnnxBackend):
     opset = 9
     modes = ("eval",)
     ln_form = "decomposed"
-    description = ("onnx.reference.ReferenceEvaluator, opset 9 (inference only), parameters as graph inputs; "
-                   "LayerNorm: the decomposed pre-opset-17 graph at opset 9")
+    description = (
+        "onnx.reference.ReferenceEvaluator, opset 9 (inference only), parameters as graph inputs; "
+        "LayerNorm: the decomposed pre-opset-17 graph at opset 9"
+    )
     conventions = ONNX_REFERENCE_OPSET9_CONVENTIONS + DECOMPOSED_LN_CONVENTIONS
 
 

@@ -50,9 +50,28 @@ import numpy as np
 from harness.adapters.base import Adapter, Observed, Unsupported, missing
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.profiles import convention
+
+_CV_FAST_NORM = (
+    "modules/dnn/src/layers/cpu_kernels/fast_norm.cpp (fastNorm, fastNormMeanInvStdDev: "
+    "var = max(0, mean_square * inv_norm_size - m * m), inv_norm_size = 1 / norm_size)"
+)
+#: LayerNorm: OpenCV's kernels divide by m (BatchNorm: no profile, it follows the case)
+OPENCV_LN_CONVENTIONS = (
+    convention(
+        "normalize_variance",
+        "biased",
+        "the LayerNorm kernels take the variance as E[x²] - E[x]² over the m normalized elements (divided "
+        "by m), as LayerNormalization-17 defines it; there is no unbiased option",
+        _CV_FAST_NORM,
+        op="layer_norm",
+    ),
+)
 
 #: OpenCV messages that mean "this element type is not supported"
-_DTYPE_REFUSAL = re.compile(r"data type = \w+ is not supported|CV_32F|CV_16F|CV_64F|Unsupported type|unsupported.*type", re.I)
+_DTYPE_REFUSAL = re.compile(
+    r"data type = \w+ is not supported|CV_32F|CV_16F|CV_64F|Unsupported type|unsupported.*type", re.I
+)
 
 
 def cv_refuses_dtype(exc: BaseException) -> bool:
@@ -73,8 +92,11 @@ class OpenCVDNN(Adapter):
     modes = ("eval",)
     ops = ("batch_norm", "layer_norm")
     op_dtypes = {"layer_norm": ("float32",)}
-    description = ("cv2.dnn.readNetFromONNX on the eval-mode ONNX model (statistics folded at load time), CPU; "
-                   "LayerNorm: the LayerNormalization-17 model (float32)")
+    conventions = OPENCV_LN_CONVENTIONS
+    description = (
+        "cv2.dnn.readNetFromONNX on the eval-mode ONNX model (statistics folded at load time), CPU; "
+        "LayerNorm: the LayerNormalization-17 model (float32)"
+    )
 
     def available(self) -> str | None:
         return missing("cv2", "pip install opencv-python-headless") or missing("onnx", "pip install onnx")
@@ -91,8 +113,11 @@ class OpenCVDNN(Adapter):
             return reason
         if reason:
             if case.dtype not in self.op_dtypes["layer_norm"]:
-                reason += (" for LayerNorm: OpenCV's LayerNorm kernels compute in float32 "
-                           "(modules/dnn/src/layers/cpu_kernels/fast_norm.cpp: fastNorm/fastNormMeanInvStdDev)")
+                reason += (
+                    " for LayerNorm: OpenCV's LayerNorm kernels compute in float32 "
+                    "(modules/dnn/src/layers/cpu_kernels/fast_norm.cpp: fastNorm reads input.ptr<const float>(), "
+                    "fastNormMeanInvStdDev asserts input.type() == CV_32F)"
+                )
             return reason
         from harness.onnx_models import check_layer_norm_expressible
 
@@ -112,9 +137,11 @@ class OpenCVDNN(Adapter):
             raise Unsupported(reason)
         cv2.setNumThreads(1)
         k = len(case.norm_axes)
-        notes = [f"ONNX LayerNormalization-17 (axis={-k}, epsilon={case.eps:g} as a float32 attribute, stash_type=1) "
-                 "with Scale/B as initializers, read by cv2.dnn.readNetFromONNX (default engine); outputs Y, Mean, "
-                 "InvStdDev"]
+        notes = [
+            f"ONNX LayerNormalization-17 (axis={-k}, epsilon={case.eps:g} as a float32 attribute, stash_type=1) "
+            "with Scale/B as initializers, read by cv2.dnn.readNetFromONNX (default engine); outputs Y, Mean, "
+            "InvStdDev"
+        ]
         if not case.has_affine:
             notes.append("no affine: Scale = 1 (a required input of LayerNormalization-17; x*1 is exact), B left out")
         elif not case.has_bias:
@@ -132,14 +159,17 @@ class OpenCVDNN(Adapter):
                 res = net.forward(names)
                 if res is None or len(res) != len(names) or any(r is None for r in res):
                     # seen with an empty batch (no rows): no outputs at all, not empty tensors
-                    raise RuntimeError(f"cv2.dnn Net.forward({names}) returned no output for input shape "
-                                       f"{tuple(inputs.x[step].shape)}: {res!r}"[:400])
+                    raise RuntimeError(
+                        f"cv2.dnn Net.forward({names}) returned no output for input shape "
+                        f"{tuple(inputs.x[step].shape)}: {res!r}"[:400]
+                    )
                 for key, r in zip(("y", "mean", "inv_std"), res):
                     outputs[key].append(np.array(r, copy=True))
         except cv2.error as e:
             if cv_refuses_dtype(e):
-                raise Unsupported(f"opencv {cv2.__version__} (x {case.dtype}, parameters {case.params_dtype}): "
-                                  f"{_first_lines(e)}") from None
+                raise Unsupported(
+                    f"opencv {cv2.__version__} (x {case.dtype}, parameters {case.params_dtype}): {_first_lines(e)}"
+                ) from None
             raise
         ys = outputs["y"]
         if ys and str(ys[0].dtype) != case.dtype:
@@ -155,8 +185,10 @@ class OpenCVDNN(Adapter):
         if reason:
             raise Unsupported(reason)
         cv2.setNumThreads(1)
-        notes = ["eval-mode ONNX model (opset 15) with parameters as initializers, read by cv2.dnn.readNetFromONNX "
-                 "(default engine)"]
+        notes = [
+            "eval-mode ONNX model (opset 15) with parameters as initializers, read by cv2.dnn.readNetFromONNX "
+            "(default engine)"
+        ]
         if case.layout == "channels_last" and case.rank > 2:
             notes.append("channels-last input transposed to NCHW for ONNX and y transposed back")
         if not case.has_affine:
@@ -172,13 +204,15 @@ class OpenCVDNN(Adapter):
                 net.setInput(np.ascontiguousarray(to_nchw(case, inputs.x[k])))
                 y = net.forward()
                 if y is None:  # seen with an empty batch (N = 0): no output at all, not an empty tensor
-                    raise RuntimeError(f"cv2.dnn Net.forward() returned None (no output) for input shape "
-                                       f"{tuple(inputs.x[k].shape)}")
+                    raise RuntimeError(
+                        f"cv2.dnn Net.forward() returned None (no output) for input shape {tuple(inputs.x[k].shape)}"
+                    )
                 ys.append(from_nchw(case, np.array(y, copy=True)))
         except cv2.error as e:
             if cv_refuses_dtype(e):
-                raise Unsupported(f"opencv {cv2.__version__} (x {case.dtype}, parameters {case.params_dtype}): "
-                                  f"{_first_lines(e)}") from None
+                raise Unsupported(
+                    f"opencv {cv2.__version__} (x {case.dtype}, parameters {case.params_dtype}): {_first_lines(e)}"
+                ) from None
             raise
         if ys and str(ys[0].dtype) != case.dtype:
             notes.append(f"OpenCV returned y as {ys[0].dtype} for a {case.dtype} model")

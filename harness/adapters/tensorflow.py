@@ -47,31 +47,40 @@ from typing import Any
 
 import numpy as np
 
-from harness.adapters.base import Adapter, Observed, Unsupported, missing
-from harness.cases import Case
-from harness.inputs import Inputs, np_dtype
 from harness.adapters._keras_common import (
     KERAS3_CONVENTIONS,
     KERAS3_LN_CONVENTIONS,
     keras_dtype_policy,
     keras_momentum,
 )
+from harness.adapters.base import Adapter, Observed, Unsupported, missing
+from harness.cases import Case
+from harness.inputs import Inputs, np_dtype
 from harness.profiles import convention
 
 _TF_MOMENTS = "tensorflow/python/ops/nn_impl.py (moments: variance = reduce_mean(squared_difference(x, mean)))"
-_TF_FUSED = ("tensorflow/core/kernels/fused_batch_norm_op.cc (FusedBatchNorm<CPUDevice>: \"This adjustment is for "
-             "Bessel's correction\", rest_size_adjust = m / (m - 1))")
+_TF_FUSED = (
+    'tensorflow/core/kernels/fused_batch_norm_op.cc (FusedBatchNorm<CPUDevice>: "This adjustment is for '
+    "Bessel's correction\", rest_size_adjust = m / (m - 1))"
+)
 #: tf.nn.moments: the population (biased) variance
 TF_NN_CONVENTIONS = (
-    convention("normalize_variance", "biased", "tf.nn.moments returns the population variance (divides by m)", _TF_MOMENTS),
+    convention(
+        "normalize_variance", "biased", "tf.nn.moments returns the population variance (divides by m)", _TF_MOMENTS
+    ),
 )
 #: FusedBatchNormV3 normalizes with the population variance, returns and blends the Bessel-corrected one
 TF_FUSED_CONVENTIONS = (
     convention("normalize_variance", "biased", "the kernel normalizes with the population variance", _TF_FUSED),
-    convention("reported_variance", "unbiased",
-               "the batch_variance output is the population variance times m/(m-1)", _TF_FUSED),
-    convention("running_variance", "unbiased",
-               "with exponential_avg_factor the running variance blends in the corrected batch variance", _TF_FUSED),
+    convention(
+        "reported_variance", "unbiased", "the batch_variance output is the population variance times m/(m-1)", _TF_FUSED
+    ),
+    convention(
+        "running_variance",
+        "unbiased",
+        "with exponential_avg_factor the running variance blends in the corrected batch variance",
+        _TF_FUSED,
+    ),
 )
 
 #: the worker group's environment (applied before TensorFlow/Keras are imported)
@@ -83,18 +92,25 @@ TF_ENV = {
 }
 MAX_CACHED = 128
 #: seconds per phase (read by benchmarks/adapter_overhead.py)
-STATS: dict[str, float] = {"import": 0.0, "build": 0.0, "trace": 0.0, "compute": 0.0, "convert": 0.0,
-                           "traced_functions": 0, "cache_hits": 0}
+STATS: dict[str, float] = {
+    "import": 0.0,
+    "build": 0.0,
+    "trace": 0.0,
+    "compute": 0.0,
+    "convert": 0.0,
+    "traced_functions": 0,
+    "cache_hits": 0,
+}
 
 _tf_module = None
 
 #: messages TensorFlow gives when it has no kernel / does not allow a dtype
 _DTYPE_REFUSAL = re.compile(
-    r"not in (the )?list of allowed values"          # op-def type attribute (T, U) outside the allowed list
+    r"not in (the )?list of allowed values"  # op-def type attribute (T, U) outside the allowed list
     r"|was expected to be a \w+ tensor but is a \w+ tensor"  # mixed dtypes in one op
-    r"|No registered '\w+' OpKernel"                 # no kernel for this dtype on this device
-    r"|No OpKernel was registered to support Op"     # idem (graph execution)
-    r"|Could not find device for node"               # idem (eager placement)
+    r"|No registered '\w+' OpKernel"  # no kernel for this dtype on this device
+    r"|No OpKernel was registered to support Op"  # idem (graph execution)
+    r"|Could not find device for node"  # idem (eager placement)
     r"|Tensor conversion requested dtype \w+ for Tensor with dtype \w+"
     r"|has type \w+ that does not match type \w+ of argument"  # op inputs sharing a type attribute
 )
@@ -103,8 +119,10 @@ _DTYPE_REFUSAL = re.compile(
 def raise_if_refused_dtype(case: Case, e: Exception) -> None:
     """Raise :class:`Unsupported` with TensorFlow's own message when ``e`` is a dtype refusal."""
     if tf_refuses_dtype(e):
-        raise Unsupported(f"tensorflow {tf().__version__} refused the dtypes (x {case.dtype}, "
-                          f"parameters {case.params_dtype}): {type(e).__name__}: {_first_lines(e)}") from None
+        raise Unsupported(
+            f"tensorflow {tf().__version__} refused the dtypes (x {case.dtype}, "
+            f"parameters {case.params_dtype}): {type(e).__name__}: {_first_lines(e)}"
+        ) from None
 
 
 def tf_refuses_dtype(exc: BaseException) -> bool:
@@ -226,8 +244,9 @@ class KerasTF(_TFAdapter):
 
     id = "keras-tf"
     framework = "keras"
-    description = ("keras.layers.BatchNormalization / LayerNormalization (Keras 3, TensorFlow backend), "
-                   "traced with tf.function")
+    description = (
+        "keras.layers.BatchNormalization / LayerNormalization (Keras 3, TensorFlow backend), traced with tf.function"
+    )
     #: float64 stays float64 on the TensorFlow backend (BIT64_TO_BIT32_DTYPE keeps it): no precision entry
     conventions = (*KERAS3_CONVENTIONS, *KERAS3_LN_CONVENTIONS)
     ops = ("batch_norm", "layer_norm")
@@ -253,18 +272,33 @@ class KerasTF(_TFAdapter):
     def _layer(self, case: Case):
         t = tf()
         momentum = keras_momentum(case) if case.mode == "train" else 0.99  # unused in inference
-        key = (traced_shape(case), case.dtype, case.params_dtype, case.channel_axis, momentum, case.eps, case.has_affine)
+        key = (
+            traced_shape(case),
+            case.dtype,
+            case.params_dtype,
+            case.channel_axis,
+            momentum,
+            case.eps,
+            case.has_affine,
+        )
 
         def make():
             import keras
 
             if keras.backend.backend() != "tensorflow":
-                raise RuntimeError(f"keras in this process runs on the {keras.backend.backend()!r} backend "
-                                   "(KERAS_BACKEND is read once, at the first import of keras); keras-tf "
-                                   "needs its own worker process with KERAS_BACKEND=tensorflow")
+                raise RuntimeError(
+                    f"keras in this process runs on the {keras.backend.backend()!r} backend "
+                    "(KERAS_BACKEND is read once, at the first import of keras); keras-tf "
+                    "needs its own worker process with KERAS_BACKEND=tensorflow"
+                )
             layer = keras.layers.BatchNormalization(
-                axis=case.channel_axis, momentum=momentum, epsilon=case.eps,
-                center=case.has_affine, scale=case.has_affine, dtype=keras_dtype_policy(case))
+                axis=case.channel_axis,
+                momentum=momentum,
+                epsilon=case.eps,
+                center=case.has_affine,
+                scale=case.has_affine,
+                dtype=keras_dtype_policy(case),
+            )
             layer.build(traced_shape(case))
             spec = [t.TensorSpec(traced_shape(case), t.as_dtype(np_dtype(case.dtype)))]
             train = t.function(lambda x: layer(x, training=True), input_signature=spec)
@@ -303,7 +337,6 @@ class KerasTF(_TFAdapter):
             out["eval_y"] = [_to_numpy(y)]
         return Observed(out, notes)
 
-
     # --- LayerNorm ---------------------------------------------------------------------------
     def run_layer_norm(self, case, inputs) -> Observed:
         """``keras.layers.LayerNormalization``, its call traced with ``tf.function``; output ``y``."""
@@ -321,8 +354,17 @@ class KerasTF(_TFAdapter):
 
     def _ln_layer(self, case):
         t = tf()
-        key = ("layer_norm", tuple(case.shape), case.dtype, case.params_dtype, case.norm_axes, case.eps,
-               case.has_affine, case.has_bias, case.rms_scaling)
+        key = (
+            "layer_norm",
+            tuple(case.shape),
+            case.dtype,
+            case.params_dtype,
+            case.norm_axes,
+            case.eps,
+            case.has_affine,
+            case.has_bias,
+            case.rms_scaling,
+        )
 
         def make():
             import keras
@@ -330,13 +372,19 @@ class KerasTF(_TFAdapter):
             from harness.adapters._keras_common import make_layer_norm
 
             if keras.backend.backend() != "tensorflow":
-                raise RuntimeError(f"keras in this process runs on the {keras.backend.backend()!r} backend "
-                                   "(KERAS_BACKEND is read once, at the first import of keras); keras-tf "
-                                   "needs its own worker process with KERAS_BACKEND=tensorflow")
+                raise RuntimeError(
+                    f"keras in this process runs on the {keras.backend.backend()!r} backend "
+                    "(KERAS_BACKEND is read once, at the first import of keras); keras-tf "
+                    "needs its own worker process with KERAS_BACKEND=tensorflow"
+                )
             layer, warned = make_layer_norm(keras, case, inputs=_NoParams)
             spec = [t.TensorSpec(tuple(case.shape), t.as_dtype(np_dtype(case.dtype)))]
-            return {"layer": layer, "warned": warned, "fn": t.function(lambda x: layer(x), input_signature=spec),
-                    "traced": False}
+            return {
+                "layer": layer,
+                "warned": warned,
+                "fn": t.function(lambda x: layer(x), input_signature=spec),
+                "traced": False,
+            }
 
         return self._cache.get(key, make)[0]
 
@@ -419,8 +467,11 @@ class TFNN(_TFAdapter):
                 out["batch_var"].append(_to_numpy(v))
         notes = []
         if train:
-            notes.append("tf.nn has no running statistics: running_mean/running_var"
-                         + ("/eval_y" if case.eval_after else "") + " are not produced")
+            notes.append(
+                "tf.nn has no running statistics: running_mean/running_var"
+                + ("/eval_y" if case.eval_after else "")
+                + " are not produced"
+            )
         return Observed(out, notes)
 
 
@@ -440,8 +491,10 @@ class TFFused(_TFAdapter):
         if reason:
             return reason
         if case.mode == "train" and case.momentum == "cumulative":
-            return ("cumulative average (w = 1/k) is not expressible: fused_batch_norm's exponential_avg_factor "
-                    "is an exponential moving-average weight")
+            return (
+                "cumulative average (w = 1/k) is not expressible: fused_batch_norm's exponential_avg_factor "
+                "is an exponential moving-average weight"
+            )
         return None
 
     def _fn(self, case: Case, kind: str):
@@ -459,12 +512,29 @@ class TFFused(_TFAdapter):
             @t.function(input_signature=[x_spec, p_spec, p_spec, p_spec, p_spec], autograph=False)
             def fn(x, scale, offset, mean, variance):
                 if kind == "infer":
-                    return fused(x, scale, offset, mean=mean, variance=variance, epsilon=case.eps,
-                                 data_format=fmt, is_training=False)
+                    return fused(
+                        x,
+                        scale,
+                        offset,
+                        mean=mean,
+                        variance=variance,
+                        epsilon=case.eps,
+                        data_format=fmt,
+                        is_training=False,
+                    )
                 if kind == "batch" or w == 1.0:  # the op's contract: factor 1.0 takes no running statistics
                     return fused(x, scale, offset, epsilon=case.eps, data_format=fmt, is_training=True)
-                return fused(x, scale, offset, mean=mean, variance=variance, epsilon=case.eps,
-                             data_format=fmt, is_training=True, exponential_avg_factor=w)
+                return fused(
+                    x,
+                    scale,
+                    offset,
+                    mean=mean,
+                    variance=variance,
+                    epsilon=case.eps,
+                    data_format=fmt,
+                    is_training=True,
+                    exponential_avg_factor=w,
+                )
 
             return {"fn": fn, "traced": False}
 
@@ -505,16 +575,20 @@ class TFFused(_TFAdapter):
                 except Exception as e:
                     if not tf_refuses_dtype(e):
                         raise
-                    notes.append(f"batch_mean/batch_var not produced: the exponential_avg_factor=1.0 call was "
-                                 f"refused: {type(e).__name__}: {_first_lines(e, 1)}")
+                    notes.append(
+                        f"batch_mean/batch_var not produced: the exponential_avg_factor=1.0 call was "
+                        f"refused: {type(e).__name__}: {_first_lines(e, 1)}"
+                    )
                     batch = None
                     continue
                 batch["batch_mean"].append(_to_numpy(bm))
                 batch["batch_var"].append(_to_numpy(bv))
         if batch is not None:
             out.update(batch)
-            notes.append("batch_mean/batch_var: the op's outputs with exponential_avg_factor=1.0 "
-                         "(FusedBatchNormV3's batch_variance is what the op returns, as is)")
+            notes.append(
+                "batch_mean/batch_var: the op's outputs with exponential_avg_factor=1.0 "
+                "(FusedBatchNormV3's batch_variance is what the op returns, as is)"
+            )
         if case.eval_after:
             y = self._call_kind(case, "infer", (t.constant(inputs.x[-1]), sc, off, rm, rv))[0]
             out["eval_y"] = [_to_numpy(y)]

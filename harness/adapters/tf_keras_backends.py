@@ -47,11 +47,13 @@ axes are consecutive and end at the last dimension, ``epsilon >= 1.001e-5`` and 
 are float32 (a float32 layer or a ``mixed_*`` policy); otherwise unfused — ``tf.nn.moments``
 + ``tf.nn.batch_normalization``.  No public attribute steers that choice, so the two ids
 *split* the layer's cases by the path the layer itself takes, never forcing it:
-``tf-keras-fused`` runs the cases where the built layer chose the fused path,
-``tf-keras-unfused`` those where it chose the unfused one, and each answers the other's
-cases ``unsupported`` with the layer's reason (decided by building the layer and reading the
-choice it stored, ``layer._fused``; read, never written).  Every LayerNorm case thus runs on
-exactly one of the two ids, through the layer exactly as a user gets it.  Keras 2 has no
+``tf-keras-fused`` runs the cases where the layer takes the fused path, ``tf-keras-unfused``
+those where it takes the unfused one, and each answers the other's cases ``unsupported``
+naming the condition (:func:`tf_keras_ln_fused`, that rule as read in the source).  After
+``build`` the adapter reads the choice the layer stored (``layer._fused``; read, never
+written): a layer that chose otherwise than the rule says is an error (the rule here is
+stale), never a silent run on the wrong path.  Every LayerNorm case thus runs on exactly one
+of the two ids, through the layer exactly as a user gets it.  Keras 2 has no
 ``rms_scaling``: such cases are unsupported on both.
 """
 
@@ -61,48 +63,97 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness.adapters.base import Adapter, Observed, Unsupported, missing
 from harness.adapters._keras_common import keras_dtype_policy, keras_ln_unsupported, keras_momentum
+from harness.adapters.base import Adapter, Observed, Unsupported, missing
 from harness.adapters.tensorflow import _TF_FUSED, _TF_MOMENTS, TF_ENV, raise_if_refused_dtype, tf
 from harness.cases import Case
 from harness.inputs import Inputs
 from harness.profiles import convention
 
-_TF_KERAS_BN = "tf_keras/src/layers/normalization/batch_normalization.py (_fused_batch_norm; _moments via tf.nn.moments)"
+_TF_KERAS_BN = (
+    "tf_keras/src/layers/normalization/batch_normalization.py (_fused_batch_norm; _moments via tf.nn.moments)"
+)
 #: fused=True: FusedBatchNormV3 (normalizes with the population variance; the moving variance takes the
 #: op's Bessel-corrected batch variance)
 TF_KERAS_FUSED_CONVENTIONS = (
-    convention("normalize_variance", "biased", "FusedBatchNormV3 normalizes with the population variance",
-               _TF_KERAS_BN + "; " + _TF_FUSED),
-    convention("running_variance", "unbiased",
-               "the moving variance is updated by FusedBatchNormV3's exponential_avg_factor with its "
-               "Bessel-corrected batch variance", _TF_KERAS_BN + "; " + _TF_FUSED),
+    convention(
+        "normalize_variance",
+        "biased",
+        "FusedBatchNormV3 normalizes with the population variance",
+        _TF_KERAS_BN + "; " + _TF_FUSED,
+    ),
+    convention(
+        "running_variance",
+        "unbiased",
+        "the moving variance is updated by FusedBatchNormV3's exponential_avg_factor with its "
+        "Bessel-corrected batch variance",
+        _TF_KERAS_BN + "; " + _TF_FUSED,
+    ),
 )
 #: fused=False: tf.nn.moments' population variance for both uses
 TF_KERAS_UNFUSED_CONVENTIONS = (
-    convention("normalize_variance", "biased", "tf.nn.moments returns the population variance", _TF_KERAS_BN + "; " + _TF_MOMENTS),
-    convention("running_variance", "biased", "the moving variance is blended with the same variance",
-               _TF_KERAS_BN + "; " + _TF_MOMENTS),
+    convention(
+        "normalize_variance",
+        "biased",
+        "tf.nn.moments returns the population variance",
+        _TF_KERAS_BN + "; " + _TF_MOMENTS,
+    ),
+    convention(
+        "running_variance",
+        "biased",
+        "the moving variance is blended with the same variance",
+        _TF_KERAS_BN + "; " + _TF_MOMENTS,
+    ),
 )
 
 _TF_KERAS_LN = "tf_keras/src/layers/normalization/layer_normalization.py (_fused_can_be_used, call)"
 #: LayerNormalization, fused path: FusedBatchNormV3 in training mode normalizes with the population variance
 TF_KERAS_LN_FUSED_CONVENTIONS = (
-    convention("normalize_variance", "biased",
-               "the fused path normalizes each row with FusedBatchNormV3's batch statistics, which normalize with "
-               "the population variance", _TF_KERAS_LN + "; " + _TF_FUSED, op="layer_norm"),
+    convention(
+        "normalize_variance",
+        "biased",
+        "the fused path normalizes each row with FusedBatchNormV3's batch statistics, which normalize with "
+        "the population variance",
+        _TF_KERAS_LN + "; " + _TF_FUSED,
+        op="layer_norm",
+    ),
 )
 #: LayerNormalization, unfused path: tf.nn.moments' population variance
 TF_KERAS_LN_UNFUSED_CONVENTIONS = (
-    convention("normalize_variance", "biased", "the unfused path normalizes with tf.nn.moments' population variance",
-               _TF_KERAS_LN + "; " + _TF_MOMENTS, op="layer_norm"),
+    convention(
+        "normalize_variance",
+        "biased",
+        "the unfused path normalizes with tf.nn.moments' population variance",
+        _TF_KERAS_LN + "; " + _TF_MOMENTS,
+        op="layer_norm",
+    ),
 )
-RMS_REASON = ("rms_scaling is not expressible: tf_keras (Keras 2) LayerNormalization has no rms_scaling "
-              "(only Keras 3's layer has it)")
+
+
+def tf_keras_ln_fused(case) -> tuple[bool, list[str]]:
+    """(takes the fused path, why not) for a LayerNorm case: tf_keras' ``_fused_can_be_used`` rule
+    (sorted axes consecutive and ending at the last dimension; ``epsilon >= 1.001e-5``, below which
+    fused_batch_norm would raise it; the layer's variable dtype float32)."""
+    axis, rank, why = list(case.norm_axes), case.rank, []
+    if not (axis[-1] == rank - 1 and axis[-1] - axis[0] == len(axis) - 1):
+        why.append(f"axes {axis} are not consecutive ending at the last dimension (rank {rank})")
+    if case.eps < 1.001e-5:
+        why.append(f"epsilon {case.eps:g} < 1.001e-05 (fused_batch_norm would raise it)")
+    vdt = "float32" if str(keras_dtype_policy(case)).startswith("mixed_") else keras_dtype_policy(case)
+    if vdt != "float32":
+        why.append(f"its variables are {vdt}, not float32")
+    return not why, why
+
+
+RMS_REASON = (
+    "rms_scaling is not expressible: tf_keras (Keras 2) LayerNormalization has no rms_scaling "
+    "(only Keras 3's layer has it)"
+)
 
 TF_KERAS_ENV = {**TF_ENV, "TF_USE_LEGACY_KERAS": "1"}
-CUMULATIVE_REASON = ("cumulative average (w = 1/k) is not expressible: tf_keras BatchNormalization has one fixed "
-                     "exponential 'momentum'")
+CUMULATIVE_REASON = (
+    "cumulative average (w = 1/k) is not expressible: tf_keras BatchNormalization has one fixed exponential 'momentum'"
+)
 
 
 def _first_lines(msg: str, n: int = 3) -> str:
@@ -133,7 +184,7 @@ class _TFKeras(Adapter):
         if reason:
             return reason
         if getattr(case, "op", "batch_norm") == "layer_norm":
-            return RMS_REASON if case.rms_scaling else keras_ln_unsupported(case)
+            return RMS_REASON if case.rms_scaling else (keras_ln_unsupported(case) or self._path_unsupported(case))
         if case.mode == "train" and case.momentum == "cumulative":
             return CUMULATIVE_REASON  # names tf_keras, not Keras 3
         return keras_unsupported(case)
@@ -145,12 +196,19 @@ class _TFKeras(Adapter):
         momentum = keras_momentum(case) if case.mode == "train" else 0.99  # unused in inference
         try:
             layer = tf_keras.layers.BatchNormalization(
-                axis=case.channel_axis, momentum=momentum, epsilon=case.eps, center=case.has_affine,
-                scale=case.has_affine, fused=self.fused, dtype=keras_dtype_policy(case))
+                axis=case.channel_axis,
+                momentum=momentum,
+                epsilon=case.eps,
+                center=case.has_affine,
+                scale=case.has_affine,
+                fused=self.fused,
+                dtype=keras_dtype_policy(case),
+            )
             layer.build(t.TensorShape(case.array_shape))
         except ValueError as e:  # the layer refuses the configuration (fused: dtype, rank, axis)
-            raise Unsupported(f"tf_keras {tf_keras.__version__} BatchNormalization(fused={self.fused}): "
-                              f"{_first_lines(e)}") from None
+            raise Unsupported(
+                f"tf_keras {tf_keras.__version__} BatchNormalization(fused={self.fused}): {_first_lines(e)}"
+            ) from None
         if case.has_affine:
             layer.gamma.assign(inputs.gamma.astype(layer.gamma.dtype.as_numpy_dtype))
             layer.beta.assign(inputs.beta.astype(layer.beta.dtype.as_numpy_dtype))
@@ -217,15 +275,20 @@ class _TFKeras(Adapter):
         from harness.adapters._keras_common import assign_layer_norm
 
         layer = tf_keras.layers.LayerNormalization(
-            axis=list(case.norm_axes), epsilon=case.eps, center=case.has_bias, scale=case.has_affine,
-            dtype=keras_dtype_policy(case))
+            axis=list(case.norm_axes),
+            epsilon=case.eps,
+            center=case.has_bias,
+            scale=case.has_affine,
+            dtype=keras_dtype_policy(case),
+        )
         layer.build(t.TensorShape(case.shape))
         fused = getattr(layer, "_fused", None)
-        if not isinstance(fused, bool):
-            raise RuntimeError(f"tf_keras {tf_keras.__version__} LayerNormalization stored no fused/unfused choice "
-                               f"after build (_fused = {fused!r}); this adapter cannot tell which path it runs")
-        if fused != self.fused:
-            raise Unsupported(self._path_reason(layer, case, fused))
+        if fused is not self.fused:
+            raise RuntimeError(
+                f"tf_keras {tf_keras.__version__} LayerNormalization chose fused={fused!r} after build, "
+                f"not the {'fused' if self.fused else 'unfused'} path its _fused_can_be_used rule "
+                f"predicts (harness.adapters.tf_keras_backends.tf_keras_ln_fused is stale)"
+            )
         assign_layer_norm(layer, inputs)
         ys = [layer(t.constant(x)).numpy() for x in inputs.x]
         notes = []
@@ -234,46 +297,50 @@ class _TFKeras(Adapter):
         vdt = next((str(v.dtype.name) for v in (layer.gamma, layer.beta) if v is not None), None)
         if vdt is not None and vdt != case.params_dtype:
             notes.append(f"Keras 2 keeps this layer's variables in {vdt} (case parameter dtype {case.params_dtype})")
-        notes.append(("fused path (tf_keras chose it: FusedBatchNormV3 on [1, rows, row_size, 1] NCHW, then "
-                      "* gamma + beta)" if fused else
-                      "unfused path (tf_keras chose it: tf.nn.moments + tf.nn.batch_normalization)") + "; eager calls")
+        notes.append(
+            (
+                "fused path (tf_keras chose it: FusedBatchNormV3 on [1, rows, row_size, 1] NCHW, then * gamma + beta)"
+                if fused
+                else "unfused path (tf_keras chose it: tf.nn.moments + tf.nn.batch_normalization)"
+            )
+            + "; eager calls"
+        )
         return Observed({"y": ys}, notes)
 
-    def _path_reason(self, layer, case, fused: bool) -> str:
-        """Why the layer took the other path, in the terms of tf_keras' ``_fused_can_be_used``."""
-        import tf_keras
-
+    def _path_unsupported(self, case) -> str | None:
+        """The other id's cases: the layer takes the other path for them (no argument forces a path)."""
+        fused, why = tf_keras_ln_fused(case)
+        if fused == self.fused:
+            return None
         if fused:
-            return (f"tf_keras {tf_keras.__version__} LayerNormalization takes its fused path for this case (axes "
-                    f"{list(case.norm_axes)} consecutive and ending at the last dimension, epsilon {case.eps:g} >= "
-                    f"1.001e-05, variables {layer.dtype}); it has no argument to force the unfused path: this case "
-                    f"runs on tf-keras-fused")
-        why = []
-        axis = sorted(layer.axis)
-        if not (axis[-1] == case.rank - 1 and axis[-1] - axis[0] == len(axis) - 1):
-            why.append(f"axes {axis} are not consecutive ending at the last dimension (rank {case.rank})")
-        if layer.epsilon < 1.001e-5:
-            why.append(f"epsilon {case.eps:g} < 1.001e-05 (fused_batch_norm would raise it)")
-        if layer.dtype != "float32":
-            why.append(f"its variables are {layer.dtype}, not float32")
-        return (f"tf_keras {tf_keras.__version__} LayerNormalization takes its unfused path for this case ("
-                + ("; ".join(why) or "its _fused_can_be_used said no") + "); it has no argument to force the fused "
-                "path: this case runs on tf-keras-unfused")
+            return (
+                "tf_keras LayerNormalization takes its fused path for this case (axes consecutive and ending "
+                f"at the last dimension, epsilon {case.eps:g} >= 1.001e-05, float32 variables); it has no "
+                "argument to force the unfused path: this case runs on tf-keras-fused"
+            )
+        return (
+            "tf_keras LayerNormalization takes its unfused path for this case (" + "; ".join(why) + "); it has "
+            "no argument to force the fused path: this case runs on tf-keras-unfused"
+        )
 
 
 class TFKerasFused(_TFKeras):
     id = "tf-keras-fused"
     fused = True
-    description = ("tf_keras (Keras 2) BatchNormalization(fused=True): FusedBatchNormV3, eager; LayerNormalization "
-                   "on the cases where the layer takes its fused path")
+    description = (
+        "tf_keras (Keras 2) BatchNormalization(fused=True): FusedBatchNormV3, eager; LayerNormalization "
+        "on the cases where the layer takes its fused path"
+    )
     conventions = (*TF_KERAS_FUSED_CONVENTIONS, *TF_KERAS_LN_FUSED_CONVENTIONS)
 
 
 class TFKerasUnfused(_TFKeras):
     id = "tf-keras-unfused"
     fused = False
-    description = ("tf_keras (Keras 2) BatchNormalization(fused=False): tf.nn.moments + batch_normalization, "
-                   "eager; LayerNormalization on the cases where the layer takes its unfused path")
+    description = (
+        "tf_keras (Keras 2) BatchNormalization(fused=False): tf.nn.moments + batch_normalization, "
+        "eager; LayerNormalization on the cases where the layer takes its unfused path"
+    )
     conventions = (*TF_KERAS_UNFUSED_CONVENTIONS, *TF_KERAS_LN_UNFUSED_CONVENTIONS)
 
 

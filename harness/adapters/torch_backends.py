@@ -44,19 +44,30 @@ from harness.profiles import convention
 _TORCH_BN_DOCS = "https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html"
 #: torch.nn.BatchNorm*d's conventions (its documentation, section "Shape"/notes on the variance)
 TORCH_CONVENTIONS = (
-    convention("normalize_variance", "biased",
-               "in training the variance is computed with the biased estimator, torch.var(input, correction=0)",
-               _TORCH_BN_DOCS),
-    convention("running_variance", "unbiased",
-               "the value stored in the moving average of the variance is computed with the unbiased estimator, "
-               "torch.var(input, correction=1)", _TORCH_BN_DOCS),
+    convention(
+        "normalize_variance",
+        "biased",
+        "in training the variance is computed with the biased estimator, torch.var(input, correction=0)",
+        _TORCH_BN_DOCS,
+    ),
+    convention(
+        "running_variance",
+        "unbiased",
+        "the value stored in the moving average of the variance is computed with the unbiased estimator, "
+        "torch.var(input, correction=1)",
+        _TORCH_BN_DOCS,
+    ),
 )
 _TORCH_LN_DOCS = "https://docs.pytorch.org/docs/stable/generated/torch.nn.LayerNorm.html"
 #: torch.nn.LayerNorm / F.layer_norm ("See LayerNorm for details"): the biased variance
 TORCH_LN_CONVENTIONS = (
-    convention("normalize_variance", "biased",
-               "the variance is calculated via the biased estimator, equivalent to torch.var(input, correction=0)",
-               _TORCH_LN_DOCS + " (and torch/nn/modules/normalization.py, LayerNorm docstring)", op="layer_norm"),
+    convention(
+        "normalize_variance",
+        "biased",
+        "the variance is calculated via the biased estimator, equivalent to torch.var(input, correction=0)",
+        _TORCH_LN_DOCS + " (and torch/nn/modules/normalization.py, LayerNorm docstring)",
+        op="layer_norm",
+    ),
 )
 _D2L = "https://d2l.ai/chapter_convolutional-modern/batch-norm.html (batch_norm; ported in harness/adapters/torch_backends.py)"
 #: Dive into Deep Learning's from-scratch batch_norm: ``var = ((X - mean) ** 2).mean(...)`` for both uses
@@ -71,7 +82,9 @@ _HINT = "pip install torch==2.13.0 (make install does it)"
 def _torch_dtype(name: str):
     import torch
 
-    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}[name]
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}[
+        name
+    ]
 
 
 def _to_numpy(t) -> np.ndarray:
@@ -112,11 +125,15 @@ class _TorchBase(Adapter):
 def layer_norm_unsupported(case) -> str | None:
     """What torch's LayerNorm (module and functional) cannot express, or None."""
     if case.rms_scaling:
-        return ("torch LayerNorm always centers and divides by the standard deviation; RMS scaling is "
-                "torch.nn.RMSNorm, another module")
+        return (
+            "torch LayerNorm always centers and divides by the standard deviation; RMS scaling is "
+            "torch.nn.RMSNorm, another module"
+        )
     if not case.trailing:
-        return (f"torch LayerNorm normalizes the last len(normalized_shape) dimensions only; axes "
-                f"{list(case.norm_axes)} of a rank-{case.rank} input are not the trailing ones")
+        return (
+            f"torch LayerNorm normalizes the last len(normalized_shape) dimensions only; axes "
+            f"{list(case.norm_axes)} of a rank-{case.rank} input are not the trailing ones"
+        )
     return None
 
 
@@ -155,8 +172,13 @@ class TorchModule(_TorchBase):
         if reason:
             raise Unsupported(reason)
         shape = tuple(int(d) for d in case.normalized_shape)
-        ln = torch.nn.LayerNorm(shape, eps=case.eps, elementwise_affine=case.has_affine, bias=case.has_bias,
-                                dtype=_torch_dtype(case.params_dtype))
+        ln = torch.nn.LayerNorm(
+            shape,
+            eps=case.eps,
+            elementwise_affine=case.has_affine,
+            bias=case.has_bias,
+            dtype=_torch_dtype(case.params_dtype),
+        )
         weight, bias = _layer_norm_params(case, inputs)
         with torch.no_grad():
             if weight is not None:
@@ -169,14 +191,17 @@ class TorchModule(_TorchBase):
                 x = _from_numpy(x_np, case.dtype)
                 out["y"].append(_to_numpy(_torch_call(ln, x)))
                 # the module's kernel on the same input and weights: (y, mean, rstd), stats kept as 1
-                _, mean, rstd = _torch_call(torch.ops.aten.native_layer_norm, x, list(shape), ln.weight, ln.bias,
-                                            case.eps)
+                _, mean, rstd = _torch_call(
+                    torch.ops.aten.native_layer_norm, x, list(shape), ln.weight, ln.bias, case.eps
+                )
                 out["mean"].append(_to_numpy(mean))
                 out["inv_std"].append(_to_numpy(rstd))
-        notes = [f"torch.nn.LayerNorm(normalized_shape={list(shape)}, eps={case.eps:g}, "
-                 f"elementwise_affine={case.has_affine}, bias={case.has_bias}, dtype={case.params_dtype})",
-                 "mean/inv_std: mean and rstd of aten::native_layer_norm (the kernel the module calls) on the same "
-                 "input and weights"]
+        notes = [
+            f"torch.nn.LayerNorm(normalized_shape={list(shape)}, eps={case.eps:g}, "
+            f"elementwise_affine={case.has_affine}, bias={case.has_bias}, dtype={case.params_dtype})",
+            "mean/inv_std: mean and rstd of aten::native_layer_norm (the kernel the module calls) on the same "
+            "input and weights",
+        ]
         return Observed(out, notes)
 
     def run(self, case: Case, inputs: Inputs) -> Observed:
@@ -186,8 +211,14 @@ class TorchModule(_TorchBase):
         rank = case.rank
         cls = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d, 5: torch.nn.BatchNorm3d}[rank]
         pdt = _torch_dtype(case.params_dtype)
-        bn = cls(case.channels, eps=case.eps, momentum=case.momentum_weight, affine=case.has_affine,
-                 track_running_stats=True, dtype=pdt)
+        bn = cls(
+            case.channels,
+            eps=case.eps,
+            momentum=case.momentum_weight,
+            affine=case.has_affine,
+            track_running_stats=True,
+            dtype=pdt,
+        )
         with torch.no_grad():
             bn.running_mean.copy_(_from_numpy(inputs.running_mean, case.params_dtype))
             bn.running_var.copy_(_from_numpy(inputs.running_var, case.params_dtype))
@@ -200,9 +231,15 @@ class TorchModule(_TorchBase):
                 fmt = torch.channels_last
             elif rank == 5:
                 fmt = torch.channels_last_3d
-            notes.append("channels-last input permuted to (N, C, *spatial)"
-                         + (f" with memory_format={str(fmt).replace('torch.', '')}" if fmt else " (no channels-last memory format for this rank)")
-                         + "; output permuted back")
+            notes.append(
+                "channels-last input permuted to (N, C, *spatial)"
+                + (
+                    f" with memory_format={str(fmt).replace('torch.', '')}"
+                    if fmt
+                    else " (no channels-last memory format for this rank)"
+                )
+                + "; output permuted back"
+            )
         out: dict[str, list[np.ndarray]] = {}
 
         def put(k: str, v) -> None:
@@ -234,8 +271,15 @@ class TorchModule(_TorchBase):
             x = module_input(x_np)
             try:
                 _, save_mean, save_invstd = torch.ops.aten.native_batch_norm(
-                    x, bn.weight, bn.bias, bn.running_mean.clone(), bn.running_var.clone(), True,
-                    0.0 if case.momentum_weight is None else case.momentum_weight, case.eps)
+                    x,
+                    bn.weight,
+                    bn.bias,
+                    bn.running_mean.clone(),
+                    bn.running_var.clone(),
+                    True,
+                    0.0 if case.momentum_weight is None else case.momentum_weight,
+                    case.eps,
+                )
             except (RuntimeError, TypeError):
                 return
             put("batch_mean", save_mean)
@@ -253,8 +297,10 @@ class TorchModule(_TorchBase):
                     out.pop("batch_mean", None)
                     out.pop("inv_std", None)
                 else:
-                    notes.append("batch_mean/inv_std: save_mean/save_invstd of aten::native_batch_norm (the module's "
-                                 "kernel) on the same input")
+                    notes.append(
+                        "batch_mean/inv_std: save_mean/save_invstd of aten::native_batch_norm (the module's "
+                        "kernel) on the same input"
+                    )
                 if case.eval_after:
                     bn.eval()
                     put("eval_y", forward(inputs.x[-1]))
@@ -267,7 +313,9 @@ class TorchModule(_TorchBase):
 
 class TorchScratch(_TorchBase):
     id = "torch-scratch"
-    description = "Dive into Deep Learning from-scratch BatchNorm in torch tensor ops (the seed article's PyTorch version)"
+    description = (
+        "Dive into Deep Learning from-scratch BatchNorm in torch tensor ops (the seed article's PyTorch version)"
+    )
     conventions = SCRATCH_CONVENTIONS
 
     def run(self, case: Case, inputs: Inputs) -> Observed:
@@ -347,11 +395,17 @@ class TorchFunctional(_TorchBase):
         ys = []
         with torch.no_grad():
             for x_np in inputs.x:
-                ys.append(_to_numpy(_torch_call(F.layer_norm, _from_numpy(x_np, case.dtype), shape, weight, bias,
-                                                case.eps)))
-        return Observed({"y": ys}, [f"F.layer_norm(x, {shape}, weight={'gamma' if weight is not None else None}, "
-                                    f"bias={'beta' if bias is not None else None}, eps={case.eps:g}); "
-                                    f"weight/bias in {case.params_dtype}"])
+                ys.append(
+                    _to_numpy(_torch_call(F.layer_norm, _from_numpy(x_np, case.dtype), shape, weight, bias, case.eps))
+                )
+        return Observed(
+            {"y": ys},
+            [
+                f"F.layer_norm(x, {shape}, weight={'gamma' if weight is not None else None}, "
+                f"bias={'beta' if bias is not None else None}, eps={case.eps:g}); "
+                f"weight/bias in {case.params_dtype}"
+            ],
+        )
 
 
 ADAPTERS = [TorchModule, TorchFunctional, TorchScratch]

@@ -38,8 +38,8 @@ def residual(obs: np.ndarray, alt: np.ndarray, atol: float, rtol: float) -> tupl
     max_abs = 0.0
     with np.errstate(all="ignore"):
         for s in range(0, o.size, _CHUNK):
-            oc = o[s:s + _CHUNK].astype(np.float64, copy=False)
-            ac = a[s:s + _CHUNK]
+            oc = o[s : s + _CHUNK].astype(np.float64, copy=False)
+            ac = a[s : s + _CHUNK]
             d = np.subtract(oc, ac)
             np.abs(d, out=d)
             bound = np.abs(ac)
@@ -83,7 +83,7 @@ def _identical(a: np.ndarray, b: np.ndarray) -> bool:
         return False
     fa, fb = a.reshape(-1), b.reshape(-1)
     for s in range(0, fa.size, _CHUNK):
-        if not np.array_equal(fa[s:s + _CHUNK], fb[s:s + _CHUNK], equal_nan=True):
+        if not np.array_equal(fa[s : s + _CHUNK], fb[s : s + _CHUNK], equal_nan=True):
             return False
     return True
 
@@ -138,5 +138,3 @@ def columns(a: np.ndarray, ax: int, cols: np.ndarray) -> np.ndarray:
     index = [p[None, :] for p in pos]
     index.insert(ax, np.arange(a.shape[ax])[:, None])
     return np.asarray(a)[tuple(index)]
-
-

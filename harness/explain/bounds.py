@@ -56,12 +56,16 @@ from references.batchnorm import DATA_OUTPUTS
 LAMBDA = 5.0
 
 #: unit roundoff of each working dtype (half the distance from 1 to the next number)
-UNIT_ROUNDOFF = {"float64": 2.0 ** -53, "float32": 2.0 ** -24, "float16": 2.0 ** -11, "bfloat16": 2.0 ** -8}
+UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
 #: smallest subnormal of each dtype (the absolute floor of one rounding)
-_TINY = {"float64": 5e-324, "float32": 2.0 ** -149, "float16": 2.0 ** -24, "bfloat16": 2.0 ** -133}
+_TINY = {"float64": 5e-324, "float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133}
 #: largest finite value of each dtype
-_MAX = {"float64": 1.7976931348623157e308, "float32": 3.4028234663852886e38, "float16": 65504.0,
-        "bfloat16": 3.3895313892515355e38}
+_MAX = {
+    "float64": 1.7976931348623157e308,
+    "float32": 3.4028234663852886e38,
+    "float16": 65504.0,
+    "bfloat16": 3.3895313892515355e38,
+}
 
 _NORMALIZED = DATA_OUTPUTS
 _STATISTICS = STATS  # outputs that no normalization arithmetic touches
@@ -91,13 +95,20 @@ class Model:
 
     def describe(self, statistic: bool = False) -> str:
         """In words; ``statistic``: for a batch or running statistic (no normalization arithmetic)."""
-        where = (f"{self.compute} arithmetic" if self.stats == self.compute
-                 else f"statistics in {self.stats}, normalization in {self.compute}")
-        var = {"two_pass": "a two-pass variance (or Welford's)", "one_pass": "a one-pass variance E[x²]−E[x]²"}[self.variance]
+        where = (
+            f"{self.compute} arithmetic"
+            if self.stats == self.compute
+            else f"statistics in {self.stats}, normalization in {self.compute}"
+        )
+        var = {"two_pass": "a two-pass variance (or Welford's)", "one_pass": "a one-pass variance E[x²]−E[x]²"}[
+            self.variance
+        ]
         if statistic:
             return f"{where}, {var}"
-        ar = {"unfolded": "unfolded affine γ·(x−μ)·inv_std+β",
-              "folded": "folded affine x·a+b (with or without a fused multiply-add)"}[self.arithmetic]
+        ar = {
+            "unfolded": "unfolded affine γ·(x−μ)·inv_std+β",
+            "folded": "folded affine x·a+b (with or without a fused multiply-add)",
+        }[self.arithmetic]
         return f"{where}, {var}, {ar}"
 
 
@@ -165,7 +176,9 @@ def _channel_data(x: np.ndarray, channel_axis: int) -> _ChannelData:
     return _ChannelData(mean, var_b, e2, s1, m)
 
 
-def _stat_bounds(cd: _ChannelData, model: Model, input_dtype: str, unbiased: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _stat_bounds(
+    cd: _ChannelData, model: Model, input_dtype: str, unbiased: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(δmean, δvar of the chosen estimator, the estimator's float64 value) per channel."""
     u = UNIT_ROUNDOFF[model.stats]
     g = sum_factor(cd.m, u)
@@ -176,9 +189,9 @@ def _stat_bounds(cd: _ChannelData, model: Model, input_dtype: str, unbiased: boo
             d_mu = d_mu + u * cd.s1
         v = cd.var_b
         if model.variance == "two_pass":
-            d_v = (g + 3 * u) * (v + d_mu ** 2) + d_mu ** 2 + 2 * tiny
+            d_v = (g + 3 * u) * (v + d_mu**2) + d_mu**2 + 2 * tiny
         else:
-            d_v = (g + 2 * u) * cd.e2 + 2 * np.abs(cd.mean) * d_mu + d_mu ** 2 + u * (cd.mean ** 2 + v) + 2 * tiny
+            d_v = (g + 2 * u) * cd.e2 + 2 * np.abs(cd.mean) * d_mu + d_mu**2 + u * (cd.mean**2 + v) + 2 * tiny
         if coarser(model.stats, input_dtype):
             d_v = d_v + 2 * u * cd.e2
         if unbiased:
@@ -232,9 +245,12 @@ def _running_bounds(case, inputs, model: Model, unbiased_run: bool, steps: int, 
             new = []
             for r, d_r, s, d_s in ((rm, d_rm, cd.mean, d_mu), (rv, d_rv, v_run, d_v)):
                 val = (1 - w) * r + w * s
-                d = (abs(1 - w) * d_r + abs(w) * d_s
-                     + u * (abs(1 - w) * np.abs(r) + abs(w) * np.abs(s) + np.abs(val))
-                     + 2 * u * abs(w) * np.abs(s - r))
+                d = (
+                    abs(1 - w) * d_r
+                    + abs(w) * d_s
+                    + u * (abs(1 - w) * np.abs(r) + abs(w) * np.abs(s) + np.abs(val))
+                    + 2 * u * abs(w) * np.abs(s - r)
+                )
                 new.append((val, d))
             (rm, d_rm), (rv, d_rv) = new
             out.append(((rm.copy(), d_rm.copy()), (rv.copy(), d_rv.copy())))
@@ -260,8 +276,15 @@ class Bounds:
         return self.sem.batch_weight(self.case.momentum_weight, k)
 
     def running(self, model: Model):
-        return _running_bounds(self.case, self.inputs, model, self.sem.running_variance == "unbiased",
-                               self.case.steps if self.case.mode == "train" else 0, self._w, self.data)
+        return _running_bounds(
+            self.case,
+            self.inputs,
+            model,
+            self.sem.running_variance == "unbiased",
+            self.case.steps if self.case.mode == "train" else 0,
+            self._w,
+            self.data,
+        )
 
     def _norm_stats(self, model: Model, output: str, step: int) -> _NormStats | None:
         case, sem = self.case, self.sem
@@ -271,8 +294,11 @@ class Bounds:
         given_v = np.asarray(self.inputs.running_var, np.float64)
         if sem.initial_running == "zeros":
             given_m, given_v = zeros(given_m), zeros(given_v)
-        if output == "eval_y" or (case.mode == "eval" and sem.eval_statistics == "running") or (
-                case.mode == "train" and sem.train_statistics != "batch"):
+        if (
+            output == "eval_y"
+            or (case.mode == "eval" and sem.eval_statistics == "running")
+            or (case.mode == "train" and sem.train_statistics != "batch")
+        ):
             if case.mode == "eval":
                 mean, var, d_m, d_v = given_m, given_v, zeros(given_m), zeros(given_v)
             else:
@@ -406,8 +432,16 @@ class Verdict:
     kappa: float | None = None  # condition number of the variance (for the text)
 
 
-def judge(bounds: Bounds, model: Model, output: str, step: int, obs: np.ndarray, ref: np.ndarray, tol,
-          cols: np.ndarray | None = None) -> Verdict | None:
+def judge(
+    bounds: Bounds,
+    model: Model,
+    output: str,
+    step: int,
+    obs: np.ndarray,
+    ref: np.ndarray,
+    tol,
+    cols: np.ndarray | None = None,
+) -> Verdict | None:
     """Does ``obs`` lie within ``model``'s bound around ``ref`` (the reference under ``bounds.sem``)?
 
     ``cols``: only those columns of the (C, rest) channel view (a sample: its worst fraction is a lower
@@ -434,7 +468,7 @@ def judge(bounds: Bounds, model: Model, output: str, step: int, obs: np.ndarray,
             shape[axn] = -1
             n0 = x.shape[0]
             per = max(1, _CHUNK // max(1, x.size // max(n0, 1)))
-            blocks = [(x[s0:s0 + per], obs[s0:s0 + per], ref[s0:s0 + per], s0) for s0 in range(0, n0, per)]
+            blocks = [(x[s0 : s0 + per], obs[s0 : s0 + per], ref[s0 : s0 + per], s0) for s0 in range(0, n0, per)]
         P, R, Q, M = (np.asarray(v, np.float64).reshape(shape) for v in (p, r, q, mean))
         NAN = np.asarray(nan_possible).reshape(shape)
         worst = (-1.0, (), 0.0, 0.0)
@@ -478,8 +512,15 @@ def judge(bounds: Bounds, model: Model, output: str, step: int, obs: np.ndarray,
         frac = np.where(np.isinf(lim), 0.0, err / lim)
     i = int(np.argmax(frac)) if frac.size else 0
     f = float(frac[i]) if frac.size else 0.0
-    return Verdict(model, f <= 1.0, f, float(err[i]) if frac.size else 0.0, float(d[i]) if frac.size else 0.0,
-                   (i,), bool(np.isinf(d).any()))
+    return Verdict(
+        model,
+        f <= 1.0,
+        f,
+        float(err[i]) if frac.size else 0.0,
+        float(d[i]) if frac.size else 0.0,
+        (i,),
+        bool(np.isinf(d).any()),
+    )
 
 
 def _logical_index(shape, ax, c, j) -> tuple[int, ...]:
@@ -509,8 +550,9 @@ def _size(bounds: Bounds, model: Model, output: str, step: int) -> float:
         return float(np.mean(size)) if np.size(size) else math.inf
 
 
-def cheapest(bounds: Bounds, output: str, step: int, obs: np.ndarray, ref: np.ndarray, tol,
-             models: list[Model] | None = None) -> tuple[Verdict | None, Verdict | None]:
+def cheapest(
+    bounds: Bounds, output: str, step: int, obs: np.ndarray, ref: np.ndarray, tol, models: list[Model] | None = None
+) -> tuple[Verdict | None, Verdict | None]:
     """(the covering model with the tightest bound, or None; the closest non-covering verdict).
 
     Models are tried in order of the size of their bound on this output (ties: the order of

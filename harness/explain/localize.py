@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-
 #: dataflow order of the stages a backend may expose
 STAGES = ("batch_mean", "batch_var", "inv_std", "x_hat", "y", "running_mean", "running_var", "eval_y")
 
@@ -27,7 +26,7 @@ def localize(case, rows: Sequence[Any]) -> str:
     order = [s for s in STAGES if s in at]
     first = next(s for s in order if at[s] != "pass")
     agree = [s for s in order[: order.index(first)] if at[s] == "pass"]
-    later = [s for s in order[order.index(first) + 1:] if at[s] != "pass"]
+    later = [s for s in order[order.index(first) + 1 :] if at[s] != "pass"]
     text = f"first diverging stage: {first} (step {first_step})"
     if agree:
         text += f"; agree before it: {', '.join(agree)}"

@@ -39,7 +39,11 @@ def _consistent(case, inputs, sem, own, output: str, step: int, obs, tol) -> tup
     if own is not None:
         combined = own.replace(**sem.differences(case.semantics))
         c_steps = CACHE.get(case, inputs, combined, output)
-        if c_steps is not None and len(c_steps) >= step and residual(o, c_steps[step - 1], tol.atol, tol.rtol)[0] <= 1.0:
+        if (
+            c_steps is not None
+            and len(c_steps) >= step
+            and residual(o, c_steps[step - 1], tol.atol, tol.rtol)[0] <= 1.0
+        ):
             return True, ""
     v, _ = bd.cheapest(bounds_for(case, inputs, sem), output, step, o, alt, tol)
     if v is not None:
@@ -74,15 +78,19 @@ def corroborate(case, inputs, rows: Sequence[Any], observed: dict, expected: dic
                 if label != cand.label and r.explanation != label:
                     # an equivalent on this output that the pair's other outputs corroborate
                     r.explanation = label
-                    r.explanation_text = (f"{describe_change(case, base, sem, r.output)} (the alternative, identical on "
-                                          f"{r.output}, that the pair's other outputs corroborate); [{r.explanation_text}]")
+                    r.explanation_text = (
+                        f"{describe_change(case, base, sem, r.output)} (the alternative, identical on "
+                        f"{r.output}, that the pair's other outputs corroborate); [{r.explanation_text}]"
+                    )
                 break
         if contradiction:
             label = r.explanation
             r.outcome = "mismatch"
             r.explanation = ""
-            r.explanation_text = (f"closest candidate, not an explanation: {label} reproduces {r.output} but is contradicted "
-                                  f"by {contradiction}; [{r.explanation_text}]")
+            r.explanation_text = (
+                f"closest candidate, not an explanation: {label} reproduces {r.output} but is contradicted "
+                f"by {contradiction}; [{r.explanation_text}]"
+            )
 
 
 def _contradiction(case, inputs, sem, r, by_key, observed, expected, found, tolerance_for) -> str:
@@ -100,8 +108,16 @@ def _contradiction(case, inputs, sem, r, by_key, observed, expected, found, tole
         if _identical(alt_steps[k - 1], base_steps[k - 1]):
             continue  # the convention does not change this output
         own = found.get((o_name, k))
-        ok, why = _consistent(case, inputs, sem, own.semantics if own is not None else None,
-                              o_name, k, observed[o_name][k - 1], tolerance_for(case, o_name))
+        ok, why = _consistent(
+            case,
+            inputs,
+            sem,
+            own.semantics if own is not None else None,
+            o_name,
+            k,
+            observed[o_name][k - 1],
+            tolerance_for(case, o_name),
+        )
         if not ok:
             return f"{o_name}" + (f" step {k}" if case.steps > 1 and o_name != "eval_y" else "") + f" ({why})"
     return ""

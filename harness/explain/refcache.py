@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from harness.semantics import Semantics
-
 from references.batchnorm import PER_CHANNEL_OUTPUTS as PER_CHANNEL  # shape (C,): always kept in the cache
 from references.batchnorm import STATISTICS as STATS  # the reference's cheap statistics-only path
 
@@ -105,8 +104,17 @@ class ReferenceCache:
         xv = np.moveaxis(x, ax, 0).reshape(x.shape[ax], -1)[:, cols]  # (C, K)
         eps = sem.eps_used(case.eps)
         with np.errstate(all="ignore"):
-            y, _inv, x_hat = normalize(np.ascontiguousarray(xv.T), value["norm_mean"][step - 1], value["norm_var"][step - 1],
-                                       inputs.gamma, inputs.beta, eps, 1, sem, np_dtype(case.dtype))
+            y, _inv, x_hat = normalize(
+                np.ascontiguousarray(xv.T),
+                value["norm_mean"][step - 1],
+                value["norm_var"][step - 1],
+                inputs.gamma,
+                inputs.beta,
+                eps,
+                1,
+                sem,
+                np_dtype(case.dtype),
+            )
         return (y if output == "y" else x_hat).T
 
     def _store(self, key, inputs, value: dict) -> None:

@@ -28,9 +28,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.explain import bounds as bd
-from harness.explain.arrays import (SAMPLE_ABOVE, _digest, _identical, _same_numbers, _sketch, as_f64, columns,
-                                    residual, sample_columns)
+from harness.explain.arrays import (
+    SAMPLE_ABOVE,
+    _digest,
+    _identical,
+    _same_numbers,
+    _sketch,
+    as_f64,
+    columns,
+    residual,
+    sample_columns,
+)
 from harness.explain.catalog import affected, can_affect, describe_change, docs_for, single_alternatives
+from harness.explain.memory import _remember, _remember_consistent, _remember_row
 from harness.explain.refcache import CACHE, STATS
 from harness.explain.shapes import error_shape
 from harness.explain.solve import solved_alternatives
@@ -94,8 +104,12 @@ class Candidate:
     def rank_key(self) -> tuple:
         """Fewest knobs first, a freely solved number counting as two; then kind; then the most specific
         (changes the fewest outputs); then residual."""
-        return (self.n_knobs + (1 if self.kind == "solved_value" else 0), KIND_RANK.get(self.kind, 9), self.reach,
-                self.score)
+        return (
+            self.n_knobs + (1 if self.kind == "solved_value" else 0),
+            KIND_RANK.get(self.kind, 9),
+            self.reach,
+            self.score,
+        )
 
 
 @dataclass
@@ -142,7 +156,7 @@ def _unit_scores(obs: np.ndarray, alt: np.ndarray, tol, dtype: str) -> tuple[flo
     worst = [0.0, 0.0]
     with np.errstate(all="ignore"):
         for s0 in range(0, o.size, 1 << 20):
-            oc, ac = o[s0:s0 + (1 << 20)].astype(np.float64, copy=False), a[s0:s0 + (1 << 20)]
+            oc, ac = o[s0 : s0 + (1 << 20)].astype(np.float64, copy=False), a[s0 : s0 + (1 << 20)]
             err = np.abs(oc - ac)
             err[(oc == ac) | (np.isnan(oc) & np.isnan(ac))] = 0.0
             err[np.isnan(err)] = np.inf
@@ -160,8 +174,16 @@ def _output_dtype(case, output: str) -> str:
     return output_dtype(case, output)
 
 
-def _pairs(singles: list[Candidate], base: Semantics, plain_max_abs: float, evaluate, solve,
-           structural_sems: list[Semantics] = (), recalled: list[Candidate] = (), cheap: bool = False) -> list[Candidate]:
+def _pairs(
+    singles: list[Candidate],
+    base: Semantics,
+    plain_max_abs: float,
+    evaluate,
+    solve,
+    structural_sems: list[Semantics] = (),
+    recalled: list[Candidate] = (),
+    cheap: bool = False,
+) -> list[Candidate]:
     """Two-knob alternatives, tried only when some single alternative moves the output towards the
     backend's (leaves at most ``REDUCES`` of the error): a pure fault (noise, a flipped sign) costs nothing.
 
@@ -169,8 +191,9 @@ def _pairs(singles: list[Candidate], base: Semantics, plain_max_abs: float, eval
     * each of the two closest combined with every structural alternative;
     * numeric knobs (eps, momentum) re-solved on top of every structural alternative.
     """
-    reducing = sorted((c for c in singles if math.isfinite(c.score) and c.max_abs < REDUCES * plain_max_abs),
-                      key=lambda c: c.score)
+    reducing = sorted(
+        (c for c in singles if math.isfinite(c.score) and c.max_abs < REDUCES * plain_max_abs), key=lambda c: c.score
+    )
     if not reducing:
         return []
     # every structural alternative of the catalog (also those that alone cannot change this output: the
@@ -196,10 +219,10 @@ def _pairs(singles: list[Candidate], base: Semantics, plain_max_abs: float, eval
 
     top = reducing[:PAIR_TOP_K]
     for i, a in enumerate(top):
-        for b in top[i + 1:]:
+        for b in top[i + 1 :]:
             combine(a, b)
     # statistics are cheap to recompute (no normalization pass): every reducing alternative there
-    for a in (reducing if cheap else top[:3]):
+    for a in reducing if cheap else top[:3]:
         for b in [*structural, *recalled]:
             combine(a, b)
     for a in structural:
@@ -215,20 +238,32 @@ def _precision_text(case, v: "bd.Verdict", plain_max_abs: float, output: str, ar
     kappa = v.kappa
     where = f" around {around}" if around else ""
     statistic = output in STATS
-    text = (f"consistent with {v.model.describe(statistic)}{where}: the largest error {v.max_err:.3g} is {v.fraction:.2g}× "
-            f"its allowance (derived forward-error bound {v.bound_at_worst:.3g} + tolerance) at {list(v.worst_index)}")
+    text = (
+        f"consistent with {v.model.describe(statistic)}{where}: the largest error {v.max_err:.3g} is {v.fraction:.2g}× "
+        f"its allowance (derived forward-error bound {v.bound_at_worst:.3g} + tolerance) at {list(v.worst_index)}"
+    )
     if v.vacuous:
         text += "; the bound is unbounded in some channel (the variance can lose every digit there)"
     if kappa is not None:
         text += f"; condition number of the variance κ = √(E[x²]/var) = {kappa:.3g}"
-    text += (f"; not within tolerance of the float64 reference (error {plain_max_abs:.3g}): a precision effect, "
-             "not a convention [bounds: Higham, Accuracy and Stability of Numerical Algorithms §4; "
-             "Chan, Golub & LeVeque 1983; docs/explain.md]")
+    text += (
+        f"; not within tolerance of the float64 reference (error {plain_max_abs:.3g}): a precision effect, "
+        "not a convention [bounds: Higham, Accuracy and Stability of Numerical Algorithms §4; "
+        "Chan, Golub & LeVeque 1983; docs/explain.md]"
+    )
     return text
 
 
-def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
-                   expected: np.ndarray | None = None, tol=None, memory: list | None = None) -> Finding:
+def explain_output(
+    case,
+    inputs,
+    output: str,
+    step: int,
+    observed: np.ndarray,
+    expected: np.ndarray | None = None,
+    tol=None,
+    memory: list | None = None,
+) -> Finding:
     """Explain ``observed`` (``output`` at 1-based ``step``): a convention, a precision bound, or neither.
 
     ``memory`` is the list of conventions that explained earlier outputs *of the same case ×
@@ -245,8 +280,14 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
     expected = np.asarray(expected, np.float64)
     obs = as_f64(np.asarray(observed), expected.shape)
     if obs is None:
-        return Finding([], [], "", f"observed shape {tuple(np.shape(observed))} differs from the expected "
-                       f"{expected.shape}: no convention explains a shape change", 0)
+        return Finding(
+            [],
+            [],
+            "",
+            f"observed shape {tuple(np.shape(observed))} differs from the expected "
+            f"{expected.shape}: no convention explains a shape change",
+            0,
+        )
     out_dt = _output_dtype(case, output)
     plain_score, plain_max_abs = residual(obs, expected, tol.atol, tol.rtol)
     prec, prec_closest = bd.cheapest(bounds_for(case, inputs, base), output, step, obs, expected, tol)
@@ -283,9 +324,17 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
             tried[sem] = None
             return None
         score, max_abs = residual(obs, alt, tol.atol, tol.rtol)
-        c = Candidate(sem, sem.label(base), kind, note, score, max_abs, _digest(alt),
-                      sketch=_sketch(alt) if score <= 1.0 else None,
-                      reach=len(set().union(*(affected(k, case.mode, sem) for k in sem.differences(base)))))
+        c = Candidate(
+            sem,
+            sem.label(base),
+            kind,
+            note,
+            score,
+            max_abs,
+            _digest(alt),
+            sketch=_sketch(alt) if score <= 1.0 else None,
+            reach=len(set().union(*(affected(k, case.mode, sem) for k in sem.differences(base)))),
+        )
         if score <= 1.0:
             c.fit, c.sharp = _unit_scores(obs, alt, tol, out_dt)
         tried[sem] = c
@@ -314,8 +363,16 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
         if score <= 1.0:
             return None
         evaluated += 1
-        return Candidate(sem, sem.label(base), kind, note, score, max_abs, screened=True,
-                         reach=len(set().union(*(affected(k, case.mode, sem) for k in sem.differences(base)))))
+        return Candidate(
+            sem,
+            sem.label(base),
+            kind,
+            note,
+            score,
+            max_abs,
+            screened=True,
+            reach=len(set().union(*(affected(k, case.mode, sem) for k in sem.differences(base)))),
+        )
 
     def accepted(c: Candidate) -> bool:
         if not c.matches:
@@ -323,12 +380,11 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
         if c.kind == "solved_value":  # a freely solved number: the corroboration rule
             # (not on float16/bfloat16 outputs: one unit there is as large as the tolerance, so no residual
             # can be a tenth of it and a free number would fit rounding noise)
-            return (c.fit <= 1.0 and plain_score >= FIT_MIN_ERROR and prec is None
-                    and out_dt in ("float32", "float64"))
+            return c.fit <= 1.0 and plain_score >= FIT_MIN_ERROR and prec is None and out_dt in ("float32", "float64")
         return True
 
     recalled = []
-    for sem_r, kind_r, note_r, src in (list(memory) if memory is not None else []):
+    for sem_r, kind_r, note_r, src in list(memory) if memory is not None else []:
         if sem_r.differences(base) and len(sem_r.differences(base)) <= 3:
             c = evaluate(sem_r, kind_r, (note_r + "; " if note_r else "") + f"the convention found for {src}")
             if c is not None:
@@ -342,22 +398,32 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
     # pairs when no single convention is accepted, or only a freely solved number is (a pair of discrete
     # conventions outranks one fitted value: it has no free parameter)
     if not any(accepted(c) and c.kind != "solved_value" for c in cands):
-        cands += _pairs(recalled + singles, base, plain_max_abs, evaluate,
-                        lambda sem: solved_alternatives(case, inputs, sem, output, step, obs, tol),
-                        [s for s, kind in single_alternatives(case, base) if kind == "structural"], recalled,
-                        cheap=output in STATS)
+        cands += _pairs(
+            recalled + singles,
+            base,
+            plain_max_abs,
+            evaluate,
+            lambda sem: solved_alternatives(case, inputs, sem, output, step, obs, tol),
+            [s for s, kind in single_alternatives(case, base) if kind == "structural"],
+            recalled,
+            cheap=output in STATS,
+        )
     cands = list({id(c): c for c in cands}.values())
     matches = sorted((c for c in cands if accepted(c)), key=Candidate.rank_key)
     grouped: list[Candidate] = []
     for c in matches:  # alternatives that produce the identical output are one explanation
-        same = next((g for g in grouped if (g.digest and g.digest == c.digest) or _same_numbers(g.sketch, c.sketch, tol)), None)
+        same = next(
+            (g for g in grouped if (g.digest and g.digest == c.digest) or _same_numbers(g.sketch, c.sketch, tol)), None
+        )
         if same is not None:
             same.equivalents.append(c.label)
             same.equivalent_semantics.append(c.semantics)
         else:
             grouped.append(c)
-    closest = sorted((c for c in cands if not accepted(c) and c.max_abs < REDUCES * plain_max_abs),
-                     key=lambda c: (c.score, c.rank_key()))[:3]
+    closest = sorted(
+        (c for c in cands if not accepted(c) and c.max_abs < REDUCES * plain_max_abs),
+        key=lambda c: (c.score, c.rank_key()),
+    )[:3]
     where = f"{output}" + (f" step {step}" if case.steps > 1 and output != "eval_y" else "")
 
     if grouped:
@@ -369,8 +435,12 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
         # Not on float16/bfloat16 cases, whose arithmetic rounds as coarsely as the tolerance itself
         # (and not when the match rests on NaN/Inf positions: the error without it is then infinite, and a
         # degenerate channel's NaNs can be reproduced by more than one cause)
-        exact = (best.kind != "solved_value" and best.fit <= 1.0 and case.dtype in ("float32", "float64")
-                 and math.isfinite(plain_score))
+        exact = (
+            best.kind != "solved_value"
+            and best.fit <= 1.0
+            and case.dtype in ("float32", "float64")
+            and math.isfinite(plain_score)
+        )
         if prec is None or exact or (best.sharp <= 1.0 and best.score <= SHARP_REDUCTION * plain_score and distinct):
             _remember(memory, best, where, output, step)
             _remember_consistent(memory, output, step, best.equivalents)
@@ -379,9 +449,10 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
                 text += f"; (a {prec.model.label()} bound would also cover the error, but this convention reproduces it sharply)"
             return Finding(grouped, closest, best.label, text, evaluated, None, best.semantics, "convention")
         text = _precision_text(case, prec, plain_max_abs, output)
-        text += ("; also within tolerance, but indistinguishable from precision (its output lies within the bound, "
-                 "or it does not reproduce sharply): ") + ", ".join(
-            f"{c.label} (leaves {c.max_abs:.2g})" for c in grouped[:3])
+        text += (
+            "; also within tolerance, but indistinguishable from precision (its output lies within the bound, "
+            "or it does not reproduce sharply): "
+        ) + ", ".join(f"{c.label} (leaves {c.max_abs:.2g})" for c in grouped[:3])
         _remember_row(memory, None, output, step)
         _remember_consistent(memory, output, step, [lab for c in grouped[:3] for lab in [c.label, *c.equivalents]])
         return Finding([], grouped[:3], prec.model.label(), text, evaluated, prec, None, "precision")
@@ -390,8 +461,9 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
         # measured against the same envelope, the convention must remove most of the error
         alt = CACHE.get(case, inputs, combo[0].semantics, output)[step - 1]
         rest = bd.judge(bounds_for(case, inputs, base), prec.model, output, step, obs, alt, tol)
-        tighter = (prec.fraction >= COMBO_MIN_FRACTION and rest is not None
-                   and rest.fraction <= COMBO_TIGHTER * prec.fraction)
+        tighter = (
+            prec.fraction >= COMBO_MIN_FRACTION and rest is not None and rest.fraction <= COMBO_TIGHTER * prec.fraction
+        )
         if not tighter:
             combo = None
     if prec is not None and combo is None:
@@ -400,7 +472,8 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
         if closest and any(c.kind == "solved_value" and c.matches for c in closest):
             fits = [c for c in closest if c.kind == "solved_value" and c.matches]
             text += "; closest fit, not an explanation (a precision bound covers the error): " + ", ".join(
-                f"{c.label}" for c in fits[:2])
+                f"{c.label}" for c in fits[:2]
+            )
         return Finding([], closest, prec.model.label(), text, evaluated, prec, None, "precision")
     if combo is not None:
         c, v = combo
@@ -413,8 +486,10 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
             text += f" ({c.note})"
         text += f"; then {_precision_text(case, v, plain_max_abs, output, around='that convention')}"
         if prec is not None:
-            text += (f"; precision alone ({prec.model.label()}) would use {prec.fraction:.2g} of its allowance, "
-                     f"this convention leaves {v.fraction:.2g}")
+            text += (
+                f"; precision alone ({prec.model.label()}) would use {prec.fraction:.2g} of its allowance, "
+                f"this convention leaves {v.fraction:.2g}"
+            )
         docs = docs_for(base, c.semantics)
         if docs:
             text += f". {docs}"
@@ -422,26 +497,42 @@ def explain_output(case, inputs, output: str, step: int, observed: np.ndarray,
     _remember_row(memory, None, output, step)
     shape = error_shape(case, output, obs, expected, tol)
     if not closest:
-        text = (f"no convention of the catalog reproduces it: none of the {evaluated} alternatives tried "
-                f"reduces the error (so no pairs were tried); the error is {shape}")
+        text = (
+            f"no convention of the catalog reproduces it: none of the {evaluated} alternatives tried "
+            f"reduces the error (so no pairs were tried); the error is {shape}"
+        )
     else:
         text = f"no single convention or pair of conventions reproduces it; the error is {shape}"
         text += f"; closest alternatives, not explanations (error without any: {plain_max_abs:.3g}): " + ", ".join(
             f"{c.label} (leaves {'≥ ' if c.screened else ''}{c.max_abs:.3g}, {c.score:.3g}× tolerance"
             + ("; a solved number that fails the corroboration rule" if c.kind == "solved_value" and c.matches else "")
-            + ")" if math.isfinite(c.score) else f"{c.label} (NaN/Inf positions differ)" for c in closest)
+            + ")"
+            if math.isfinite(c.score)
+            else f"{c.label} (NaN/Inf positions differ)"
+            for c in closest
+        )
     if prec_closest is not None:
-        text += (f"; not a precision effect either: the error is {prec_closest.fraction:.3g}× the allowance of "
-                 f"the closest model ({prec_closest.model.describe(output in STATS)})")
+        text += (
+            f"; not a precision effect either: the error is {prec_closest.fraction:.3g}× the allowance of "
+            f"the closest model ({prec_closest.model.describe(output in STATS)})"
+        )
     return Finding([], closest, "", text, evaluated)
 
 
 def _convention_plus_precision(case, inputs, cands, output, step, obs, tol, plain_score, plain_max_abs):
     """A convention that removes two thirds of the error (in tolerance units) with a finite precision bound
     around it that covers the rest: (candidate, verdict) or None."""
-    for c in sorted((c for c in cands if c.kind != "solved_value" and math.isfinite(c.score)
-                     and c.score <= COMBO_TIGHTER * plain_score and c.max_abs <= COMBO_TIGHTER * plain_max_abs),
-                    key=lambda c: (c.rank_key(), c.score))[:PAIR_TOP_K]:
+    for c in sorted(
+        (
+            c
+            for c in cands
+            if c.kind != "solved_value"
+            and math.isfinite(c.score)
+            and c.score <= COMBO_TIGHTER * plain_score
+            and c.max_abs <= COMBO_TIGHTER * plain_max_abs
+        ),
+        key=lambda c: (c.rank_key(), c.score),
+    )[:PAIR_TOP_K]:
         alt = CACHE.get(case, inputs, c.semantics, output)[step - 1]
         v, _ = bd.cheapest(bounds_for(case, inputs, c.semantics), output, step, obs, alt, tol)
         if v is not None and not v.vacuous:  # an unbounded envelope around a convention proves nothing
@@ -465,40 +556,20 @@ def _kappa_of(case, inputs, step: int, output: str) -> float | None:
         return None
 
 
-def _remember(memory, c: Candidate, where: str, output: str, step: int) -> None:
-    """Keep a convention that explained an output, for the later outputs of the same pair."""
-    _remember_row(memory, c, output, step)
-    if memory is None:
-        return
-    if all(sm != c.semantics for sm, *_ in memory):
-        memory.append((c.semantics, c.kind, c.note, where))
-        del memory[:-8]
-
-
-def _remember_row(memory, c: Candidate | None, output: str, step: int) -> None:
-    rows = getattr(memory, "rows", None)
-    if rows is not None:
-        rows[(output, step)] = c
-
-
-def _remember_consistent(memory, output: str, step: int, labels: list[str]) -> None:
-    """Labels that also reproduce this output (identical numbers, or within tolerance where precision won)."""
-    consistent = getattr(memory, "consistent", None)
-    if consistent is not None and labels:
-        consistent[(output, step)] = ";".join(labels)
-
-
 def _fmt_tol(tol) -> str:
     return f"tolerance atol {tol.atol:g} + rtol {tol.rtol:g}·|expected|"
 
 
-def _explained_text(case, base: Semantics, best: Candidate, others: list[Candidate], output: str,
-                    tol, plain_max_abs: float) -> str:
+def _explained_text(
+    case, base: Semantics, best: Candidate, others: list[Candidate], output: str, tol, plain_max_abs: float
+) -> str:
     text = describe_change(case, base, best.semantics, output)
     if best.note:
         text += f" ({best.note})"
-    text += (f"; residual after this correction {best.max_abs:.2g} (max {best.score:.2g}× the {_fmt_tol(tol)}), "
-             f"error without it {plain_max_abs:.3g}")
+    text += (
+        f"; residual after this correction {best.max_abs:.2g} (max {best.score:.2g}× the {_fmt_tol(tol)}), "
+        f"error without it {plain_max_abs:.3g}"
+    )
     if best.equivalents:
         text += f"; indistinguishable on this output from {', '.join(best.equivalents)}"
     if others:
@@ -509,8 +580,9 @@ def _explained_text(case, base: Semantics, best: Candidate, others: list[Candida
     return text
 
 
-def explain(case, inputs, output: str, step: int, observed: np.ndarray, expected: np.ndarray, tol,
-            memory: list | None = None) -> tuple[str, str] | None:
+def explain(
+    case, inputs, output: str, step: int, observed: np.ndarray, expected: np.ndarray, tol, memory: list | None = None
+) -> tuple[str, str] | None:
     """The :data:`harness.results.EXPLAINER` hook: (label, text); label ``""`` = still a mismatch."""
     try:
         f = explain_output(case, inputs, output, step, observed, expected, tol, memory)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.explain.arrays import as_f64 as _as_f64, channel_view as _channel_view, close as _close
+from harness.explain.arrays import as_f64 as _as_f64
+from harness.explain.arrays import channel_view as _channel_view
+from harness.explain.arrays import close as _close
 from harness.explain.refcache import PER_CHANNEL as _PER_CHANNEL
 
 
@@ -24,8 +26,11 @@ def error_shape(case, output: str, obs: np.ndarray, exp: np.ndarray, tol) -> str
             idx = [list(map(int, i)) for i in np.argwhere(nonfin)[:5]]
             kinds = []
             if bad_nan.any():
-                kinds.append(f"{int(bad_nan.sum())} NaN where finite values were expected" if np.isnan(o).sum() > np.isnan(e).sum()
-                             else f"NaN positions differ at {int(bad_nan.sum())} elements")
+                kinds.append(
+                    f"{int(bad_nan.sum())} NaN where finite values were expected"
+                    if np.isnan(o).sum() > np.isnan(e).sum()
+                    else f"NaN positions differ at {int(bad_nan.sum())} elements"
+                )
             if bad_inf.any():
                 kinds.append(f"Inf/sign differs at {int(bad_inf.sum())} elements")
             parts.append("; ".join(kinds) + f" (first at {idx})")
@@ -70,17 +75,24 @@ def error_shape(case, output: str, obs: np.ndarray, exp: np.ndarray, tol) -> str
                     me, mo = ec.mean(axis=1), oc.mean(axis=1)
                     de = ec - me[:, None]
                     var_e = (de * de).sum(axis=1)
-                    a_c = np.where(var_e > 0, (de * (oc - mo[:, None])).sum(axis=1) / np.where(var_e > 0, var_e, 1), 1.0)
+                    a_c = np.where(
+                        var_e > 0, (de * (oc - mo[:, None])).sum(axis=1) / np.where(var_e > 0, var_e, 1), 1.0
+                    )
                     b_c = mo - a_c * me
                     if _close(oc, ec * a_c[:, None] + b_c[:, None], tol):
-                        parts.append(f"a per-channel scale and offset: observed ≈ a·expected + b with a = {_short(a_c)}, "
-                                     f"b = {_short(b_c)}")
+                        parts.append(
+                            f"a per-channel scale and offset: observed ≈ a·expected + b with a = {_short(a_c)}, "
+                            f"b = {_short(b_c)}"
+                        )
                         return "; ".join(parts)
                 perm = _channel_permutation(oc, ec, tol)
                 if perm is not None:
                     moved = [(i, j) for i, j in enumerate(perm) if i != j]
-                    parts.append("permuted channels: observed channel ← expected channel "
-                                 + ", ".join(f"{i}←{j}" for i, j in moved[:8]) + (" …" if len(moved) > 8 else ""))
+                    parts.append(
+                        "permuted channels: observed channel ← expected channel "
+                        + ", ".join(f"{i}←{j}" for i, j in moved[:8])
+                        + (" …" if len(moved) > 8 else "")
+                    )
                     return "; ".join(parts)
             elif output in _PER_CHANNEL and e.ndim == 1 and e.size > 1:
                 perm = _channel_permutation(o[:, None], e[:, None], tol)
@@ -95,8 +107,10 @@ def error_shape(case, output: str, obs: np.ndarray, exp: np.ndarray, tol) -> str
         else:
             err = np.abs(of - ef)
             rel = float(np.sqrt(np.mean((of - ef) ** 2)) / max(float(np.sqrt(np.mean(ef * ef))), 1e-300))
-            parts.append(f"spread over {n_bad} of {total} elements ({100 * n_bad / total:.3g}%), no uniform or "
-                         f"per-channel pattern; max abs error {float(err.max()):.3g}, relative RMS error {rel:.3g}")
+            parts.append(
+                f"spread over {n_bad} of {total} elements ({100 * n_bad / total:.3g}%), no uniform or "
+                f"per-channel pattern; max abs error {float(err.max()):.3g}, relative RMS error {rel:.3g}"
+            )
     return "; ".join(parts)
 
 

@@ -43,8 +43,9 @@ def _round_to(value: float, within: float) -> float:
     return float(f"{value:.12g}")
 
 
-def solve_eps(case, inputs, sem: Semantics, output: str, step: int, obs: np.ndarray,
-              tol=None) -> tuple[float | None, float, str]:
+def solve_eps(
+    case, inputs, sem: Semantics, output: str, step: int, obs: np.ndarray, tol=None
+) -> tuple[float | None, float, str]:
     """The eps that makes the reference (under ``sem``) reproduce ``obs``'s per-channel scale.
 
     From the normalized output: per channel, the least-squares factor ``r`` between
@@ -80,6 +81,7 @@ def solve_eps(case, inputs, sem: Semantics, output: str, step: int, obs: np.ndar
         def xr_fn():
             xr_steps = CACHE.get(case, inputs, sem, "x_hat")
             return None if xr_steps is None else xr_steps[step - 1]
+
     gam = None
     ax = case.channel_axis
     with np.errstate(all="ignore"):
@@ -199,9 +201,8 @@ def _eps_resolution(case, output, obs, xr, gamma, var_used, eps, inv_ref, tol, a
 
 def _batch_stats(case, inputs, sem: Semantics, k: int):
     """Per-channel (mean, var used for the running update) of step ``k`` under ``sem``."""
-    from references.batchnorm import batch_statistics
-
     from harness.inputs import np_dtype
+    from references.batchnorm import batch_statistics
 
     x = inputs.x[k - 1]
     ax = case.channel_axis
@@ -221,8 +222,9 @@ def _simulate(init: np.ndarray, stats: list[np.ndarray], w: np.ndarray) -> np.nd
     return r
 
 
-def solve_momentum(case, inputs, sem: Semantics, output: str, step: int, obs: np.ndarray,
-                   tol=None) -> tuple[float | None, float, str]:
+def solve_momentum(
+    case, inputs, sem: Semantics, output: str, step: int, obs: np.ndarray, tol=None
+) -> tuple[float | None, float, str]:
     """The constant batch weight w that reproduces ``obs`` (running_mean/var after ``step``), with its resolution.
 
     The loss Σ_c (r_c(w) − o_c)² is a polynomial in w; it is evaluated on a grid of 1001
@@ -251,7 +253,7 @@ def solve_momentum(case, inputs, sem: Semantics, output: str, step: int, obs: np
     with np.errstate(all="ignore"):
         if step == 1:
             d = stats[0] - init
-            den = float((d ** 2).sum())
+            den = float((d**2).sum())
             if den <= 0:
                 return none
             w = float(((o - init) * d).sum() / den)
@@ -279,8 +281,9 @@ def solve_momentum(case, inputs, sem: Semantics, output: str, step: int, obs: np
     return w, resolution, f"solved batch weight w = {w:.6g} ± {resolution:.2g} from {output} after step {step}"
 
 
-def solved_alternatives(case, inputs, sem: Semantics, output: str, step: int, obs: np.ndarray,
-                        tol=None) -> list[tuple[Semantics, str, str]]:
+def solved_alternatives(
+    case, inputs, sem: Semantics, output: str, step: int, obs: np.ndarray, tol=None
+) -> list[tuple[Semantics, str, str]]:
     """Alternatives with a numeric knob solved from ``obs`` (semantics, kind, note), on top of ``sem``.
 
     kind ``known_value``: a documented default within the solve's resolution (or the case's
@@ -306,14 +309,23 @@ def solved_alternatives(case, inputs, sem: Semantics, output: str, step: int, ob
     base = sem.replace(momentum_direction="as_given", running_average="exponential")
     if cw is not None:
         # the case's momentum held in float32 (either direction): 0.1 -> float32(0.1), or 1 - float32(0.9)
-        for w32, form in ((float(np.float32(cw)), f"float32({cw:g})"),
-                          (1.0 - float(np.float32(1.0 - cw)), f"1 − float32({1 - cw:g})")):
+        for w32, form in (
+            (float(np.float32(cw)), f"float32({cw:g})"),
+            (1.0 - float(np.float32(1.0 - cw)), f"1 − float32({1 - cw:g})"),
+        ):
             if w32 != cw and abs(w - w32) < abs(w - cw) and abs(w - w32) <= max(0.5 * abs(w32 - cw), res):
-                out.append((base.replace(momentum_override=w32), "known_value",
-                            f"{how}; {w32!r} = {form}: the momentum held in float32"))
+                out.append(
+                    (
+                        base.replace(momentum_override=w32),
+                        "known_value",
+                        f"{how}; {w32!r} = {form}: the momentum held in float32",
+                    )
+                )
     near = _known_near(w, KNOWN_BATCH_WEIGHTS, 0.05)
     if near is not None and (cw is None or abs(near - cw) > 1e-12):
-        out.append((base.replace(momentum_override=near), "known_value", f"{how}; {near:g} is {KNOWN_BATCH_WEIGHTS[near]}"))
+        out.append(
+            (base.replace(momentum_override=near), "known_value", f"{how}; {near:g} is {KNOWN_BATCH_WEIGHTS[near]}")
+        )
     if near is None or abs(w - near) > res:  # the solve tells the value apart from the default
         solved = _round_to(w, res / 20)  # rounding moves the output by at most 1/20 of its tolerance
         if cw is None or abs(solved - cw) > max(res, 1e-12):

@@ -33,11 +33,41 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.native.abi import (ABI_V1, ABI_V2, ABI_VERSION, BACKWARD, BFLOAT16, CODE_NAMES, DIRECTION_CODES,  # noqa: F401
-                                DTYPE_CODES, EINTERNAL, EINVAL, EUNSUPPORTED, EVAL, FLOAT16, FLOAT32, FLOAT64, FORWARD,
-                                HARNESS_OPS, MAX_RANK, OK, OP_BATCH_NORM, OP_CODES, OP_LAYER_NORM, TRAIN, V1_DTYPES,
-                                WROTE_BATCH_MEAN, WROTE_BATCH_VAR, WROTE_INV_STD, WROTE_MEAN, WROTE_RUNNING,
-                                NormconfCall, NormconfCallV2, new_call_v2, ptr)
+from harness.native.abi import (  # noqa: F401
+    ABI_V1,
+    ABI_V2,
+    ABI_VERSION,
+    BACKWARD,
+    BFLOAT16,
+    CODE_NAMES,
+    DIRECTION_CODES,
+    DTYPE_CODES,
+    EINTERNAL,
+    EINVAL,
+    EUNSUPPORTED,
+    EVAL,
+    FLOAT16,
+    FLOAT32,
+    FLOAT64,
+    FORWARD,
+    HARNESS_OPS,
+    MAX_RANK,
+    OK,
+    OP_BATCH_NORM,
+    OP_CODES,
+    OP_LAYER_NORM,
+    TRAIN,
+    V1_DTYPES,
+    WROTE_BATCH_MEAN,
+    WROTE_BATCH_VAR,
+    WROTE_INV_STD,
+    WROTE_MEAN,
+    WROTE_RUNNING,
+    NormconfCall,
+    NormconfCallV2,
+    new_call_v2,
+    ptr,
+)
 
 #: folder of the bundled libraries (written by the package build)
 LIB_DIR = Path(__file__).resolve().parent / "_lib"
@@ -128,7 +158,9 @@ class NativeLibrary:
         else:
             raise NativeLibraryError(
                 f"{self.path} exports neither normconf_abi_version() (build it against normconf.h, ABI v2) nor "
-                "normconf_bn_abi_version() (normconf_bn.h, ABI v1)", "symbols")
+                "normconf_bn_abi_version() (normconf_bn.h, ABI v1)",
+                "symbols",
+            )
         raw = self._name() if self._name is not None else None
         self.name = raw.decode("utf-8", "replace") if raw else ""
 
@@ -136,11 +168,13 @@ class NativeLibrary:
         version = int(_fn(self._dll, "normconf_abi_version", ctypes.c_int32, [])())
         if version != ABI_V2:
             raise NativeLibraryError(
-                f"{self.path} implements normconf ABI version {version} (normconf_abi_version); {_SPEAKS}", "abi")
+                f"{self.path} implements normconf ABI version {version} (normconf_abi_version); {_SPEAKS}", "abi"
+            )
         for sym in ("normconf_supports", "normconf_run"):
             if not hasattr(self._dll, sym):
                 raise NativeLibraryError(
-                    f"{self.path} exports normconf_abi_version() but not {sym}() (see normconf.h)", "symbols")
+                    f"{self.path} exports normconf_abi_version() but not {sym}() (see normconf.h)", "symbols"
+                )
         self.abi = ABI_V2
         self._forward = _fn(self._dll, "normconf_run", ctypes.c_int32, [ctypes.POINTER(NormconfCallV2)])
         self._supports = _fn(self._dll, "normconf_supports", ctypes.c_int32, [ctypes.c_int32, ctypes.c_int32])
@@ -150,14 +184,16 @@ class NativeLibrary:
 
     def _init_v1(self) -> None:
         if not hasattr(self._dll, "normconf_bn_forward"):
-            raise NativeLibraryError(f"{self.path} does not export normconf_bn_forward() (build it against "
-                                     "normconf_bn.h)", "symbols")
+            raise NativeLibraryError(
+                f"{self.path} does not export normconf_bn_forward() (build it against normconf_bn.h)", "symbols"
+            )
         version = int(_fn(self._dll, "normconf_bn_abi_version", ctypes.c_int32, [])())
         if version != ABI_V1:
             raise NativeLibraryError(
                 f"{self.path} implements normconf ABI version {version} through normconf_bn_abi_version(), which "
                 f"must return 1 (an ABI v2 library exports normconf_abi_version() from normconf.h instead); {_SPEAKS}",
-                "abi")
+                "abi",
+            )
         self.abi = ABI_V1
         self._forward = _fn(self._dll, "normconf_bn_forward", ctypes.c_int32, [ctypes.POINTER(NormconfCall)])
         self._supports = None
@@ -201,8 +237,9 @@ class NativeLibrary:
             raise NativeUnsupported(self.last_error() or "EUNSUPPORTED")
         if rc != OK:
             entry = "normconf_run" if self.abi == ABI_V2 else "normconf_bn_forward"
-            raise NativeCallError(f"{entry} ({what}) returned {rc} ({CODE_NAMES.get(rc, 'unknown code')}): "
-                                  f"{self.last_error()}")
+            raise NativeCallError(
+                f"{entry} ({what}) returned {rc} ({CODE_NAMES.get(rc, 'unknown code')}): {self.last_error()}"
+            )
 
 
 @lru_cache(maxsize=None)
@@ -222,9 +259,19 @@ class StepResult:
     running_updated: bool
 
 
-def call_forward(lib: NativeLibrary, x: np.ndarray, *, mode: int, eps: float, momentum: float | None,
-                 step: int, gamma: np.ndarray | None, beta: np.ndarray | None,
-                 running_mean: np.ndarray, running_var: np.ndarray) -> StepResult:
+def call_forward(
+    lib: NativeLibrary,
+    x: np.ndarray,
+    *,
+    mode: int,
+    eps: float,
+    momentum: float | None,
+    step: int,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+) -> StepResult:
     """One BatchNorm call on channels-first ``x``; ``running_*`` are updated in place (train).
 
     ``momentum`` is the batch weight (``None`` = cumulative average).  The parameter dtype is
@@ -236,8 +283,10 @@ def call_forward(lib: NativeLibrary, x: np.ndarray, *, mode: int, eps: float, mo
     if dt.name not in DTYPE_CODES or pdt.name not in DTYPE_CODES:
         raise NativeUnsupported(f"the C ABI carries {', '.join(DTYPE_CODES)}, not {dt.name}/{pdt.name}")
     if lib.abi == ABI_V1 and (dt.name not in V1_DTYPES or pdt != dt):
-        raise NativeUnsupported(f"the library speaks {lib.abi_label}, which carries float32 and float64 with every "
-                                f"array in the data dtype, not {dt.name} data with {pdt.name} parameters")
+        raise NativeUnsupported(
+            f"the library speaks {lib.abi_label}, which carries float32 and float64 with every "
+            f"array in the data dtype, not {dt.name} data with {pdt.name} parameters"
+        )
     x = np.ascontiguousarray(x)
     C = x.shape[1]
     for name, a in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
@@ -266,12 +315,14 @@ def call_forward(lib: NativeLibrary, x: np.ndarray, *, mode: int, eps: float, mo
     call.y, call.batch_mean, call.batch_var = ptr(y), ptr(bmean), ptr(bvar)
     lib.check(lib.forward(call), "batch_norm")
     w = call.written
-    return StepResult(y, bmean if w & WROTE_BATCH_MEAN else None, bvar if w & WROTE_BATCH_VAR else None,
-                      bool(w & WROTE_RUNNING))
+    return StepResult(
+        y, bmean if w & WROTE_BATCH_MEAN else None, bvar if w & WROTE_BATCH_VAR else None, bool(w & WROTE_RUNNING)
+    )
 
 
-def run_case(lib: NativeLibrary, case, inputs, *, gamma: np.ndarray | None, beta: np.ndarray | None,
-             label: str) -> tuple[dict[str, list[np.ndarray]], list[str]]:
+def run_case(
+    lib: NativeLibrary, case, inputs, *, gamma: np.ndarray | None, beta: np.ndarray | None, label: str
+) -> tuple[dict[str, list[np.ndarray]], list[str]]:
     """Drive ``lib`` through a BatchNorm ``case``: ``({output: [array per step]}, notes)``.
 
     ``gamma``/``beta`` are what the adapter decided to pass (``None`` = NULL).
@@ -280,22 +331,27 @@ def run_case(lib: NativeLibrary, case, inputs, *, gamma: np.ndarray | None, beta
     from harness.inputs import np_dtype
 
     if not lib.supports("batch_norm"):
-        raise NativeUnsupported(f"the library does not implement batch_norm (it reports {', '.join(lib.ops) or 'no op'})")
+        raise NativeUnsupported(
+            f"the library does not implement batch_norm (it reports {', '.join(lib.ops) or 'no op'})"
+        )
     carried = DTYPE_CODES if lib.abi == ABI_V2 else V1_DTYPES
     if case.dtype not in carried:
         raise NativeUnsupported(f"{lib.abi_label} carries {', '.join(carried)}, not {case.dtype}")
     if lib.abi == ABI_V1 and case.params_dtype != case.dtype:
         raise NativeUnsupported(
             f"{lib.abi_label} passes gamma/beta/running statistics in the data dtype ({case.dtype}); "
-            f"the case's param_dtype is {case.params_dtype}")
+            f"the case's param_dtype is {case.params_dtype}"
+        )
     if case.params_dtype not in carried:
         raise NativeUnsupported(f"{lib.abi_label} carries {', '.join(carried)}, not param_dtype {case.params_dtype}")
     dt, pdt = np_dtype(case.dtype), np_dtype(case.params_dtype)
     notes: list[str] = []
     last = case.layout == "channels_last"
     if last:
-        notes.append(f"{label}: channels-last input transposed to channels-first (N, C, *spatial) for the C ABI; "
-                     "y transposed back")
+        notes.append(
+            f"{label}: channels-last input transposed to channels-first (N, C, *spatial) for the C ABI; "
+            "y transposed back"
+        )
 
     def to_cf(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.moveaxis(a, -1, 1) if last else a, dtype=dt)
@@ -312,8 +368,18 @@ def run_case(lib: NativeLibrary, case, inputs, *, gamma: np.ndarray | None, beta
     if case.mode == "eval":
         ys = []
         for k, x in enumerate(inputs.x):
-            r = call_forward(lib, to_cf(x), mode=EVAL, eps=case.eps, momentum=case.momentum_weight, step=k + 1,
-                             gamma=g, beta=b, running_mean=rm.copy(), running_var=rv.copy())
+            r = call_forward(
+                lib,
+                to_cf(x),
+                mode=EVAL,
+                eps=case.eps,
+                momentum=case.momentum_weight,
+                step=k + 1,
+                gamma=g,
+                beta=b,
+                running_mean=rm.copy(),
+                running_var=rv.copy(),
+            )
             ys.append(from_cf(r.y))
         out["y"] = ys
         return out, notes
@@ -321,8 +387,18 @@ def run_case(lib: NativeLibrary, case, inputs, *, gamma: np.ndarray | None, beta
     ys, bms, bvs, rms, rvs = [], [], [], [], []
     all_bm = all_bv = all_run = True
     for k, x in enumerate(inputs.x):
-        r = call_forward(lib, to_cf(x), mode=TRAIN, eps=case.eps, momentum=case.momentum_weight, step=k + 1,
-                         gamma=g, beta=b, running_mean=rm, running_var=rv)
+        r = call_forward(
+            lib,
+            to_cf(x),
+            mode=TRAIN,
+            eps=case.eps,
+            momentum=case.momentum_weight,
+            step=k + 1,
+            gamma=g,
+            beta=b,
+            running_mean=rm,
+            running_var=rv,
+        )
         ys.append(from_cf(r.y))
         all_bm &= r.batch_mean is not None
         all_bv &= r.batch_var is not None
@@ -344,8 +420,17 @@ def run_case(lib: NativeLibrary, case, inputs, *, gamma: np.ndarray | None, beta
     else:
         notes.append(f"{label}: the library did not report updating the running statistics (WROTE_RUNNING)")
     if case.eval_after:
-        r = call_forward(lib, to_cf(inputs.x[-1]), mode=EVAL, eps=case.eps, momentum=case.momentum_weight,
-                         step=len(inputs.x), gamma=g, beta=b, running_mean=rm.copy(), running_var=rv.copy())
+        r = call_forward(
+            lib,
+            to_cf(inputs.x[-1]),
+            mode=EVAL,
+            eps=case.eps,
+            momentum=case.momentum_weight,
+            step=len(inputs.x),
+            gamma=g,
+            beta=b,
+            running_mean=rm.copy(),
+            running_var=rv.copy(),
+        )
         out["eval_y"] = [from_cf(r.y)]
     return out, notes
-

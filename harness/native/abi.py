@@ -31,8 +31,13 @@ V1_DTYPES = ("float32", "float64")
 
 # ops (`op`, v2) — 3..5 reserved
 OP_BATCH_NORM, OP_LAYER_NORM, OP_GROUP_NORM, OP_INSTANCE_NORM, OP_RMS_NORM = 1, 2, 3, 4, 5
-OP_CODES = {"batch_norm": OP_BATCH_NORM, "layer_norm": OP_LAYER_NORM, "group_norm": OP_GROUP_NORM,
-            "instance_norm": OP_INSTANCE_NORM, "rms_norm": OP_RMS_NORM}
+OP_CODES = {
+    "batch_norm": OP_BATCH_NORM,
+    "layer_norm": OP_LAYER_NORM,
+    "group_norm": OP_GROUP_NORM,
+    "instance_norm": OP_INSTANCE_NORM,
+    "rms_norm": OP_RMS_NORM,
+}
 #: the ops this harness drives through the ABI (the others have codes but no contract yet)
 HARNESS_OPS = ("batch_norm", "layer_norm")
 

@@ -41,8 +41,16 @@ def _np_dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
-def call_layer_norm(lib, x: np.ndarray, *, norm_axes: tuple[int, ...], eps: float, gamma: np.ndarray | None,
-                    beta: np.ndarray | None, param_dtype: np.dtype | str) -> LayerNormResult:
+def call_layer_norm(
+    lib,
+    x: np.ndarray,
+    *,
+    norm_axes: tuple[int, ...],
+    eps: float,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+    param_dtype: np.dtype | str,
+) -> LayerNormResult:
     """One LayerNorm call on ``x`` over ``norm_axes`` (non-negative, distinct).
 
     Raises :class:`~harness.native.NativeUnsupported` (EUNSUPPORTED, or what the library or the
@@ -53,8 +61,9 @@ def call_layer_norm(lib, x: np.ndarray, *, norm_axes: tuple[int, ...], eps: floa
 
     pdt = _np_dtype(param_dtype) if isinstance(param_dtype, str) else np.dtype(param_dtype)
     if lib.abi != ABI_V2 or not lib.supports("layer_norm"):
-        raise NativeUnsupported(f"the library ({lib.abi_label}) does not implement layer_norm "
-                                f"(it reports {', '.join(lib.ops) or 'no op'})")
+        raise NativeUnsupported(
+            f"the library ({lib.abi_label}) does not implement layer_norm (it reports {', '.join(lib.ops) or 'no op'})"
+        )
     for what, dt in (("dtype", x.dtype), ("param dtype", pdt)):
         if dt.name not in DTYPE_CODES:
             raise NativeUnsupported(f"the C ABI carries {', '.join(DTYPE_CODES)}, not {what} {dt.name}")
@@ -92,8 +101,10 @@ def run_case(lib, case, inputs, *, label: str) -> tuple[dict[str, list[np.ndarra
     from harness.native import NativeUnsupported
 
     if getattr(case, "rms_scaling", False):
-        raise NativeUnsupported("the C ABI's layer_norm always centers and divides by the standard deviation; "
-                                "RMS scaling (rms_norm, op 5) is reserved, not implemented")
+        raise NativeUnsupported(
+            "the C ABI's layer_norm always centers and divides by the standard deviation; "
+            "RMS scaling (rms_norm, op 5) is reserved, not implemented"
+        )
     pdt = _np_dtype(case.params_dtype)
     dt = _np_dtype(case.dtype)
 
@@ -103,8 +114,15 @@ def run_case(lib, case, inputs, *, label: str) -> tuple[dict[str, list[np.ndarra
     gamma, beta = param(inputs.gamma), param(inputs.beta)
     ys, means, inv_stds = [], [], []
     for x in inputs.x:
-        r = call_layer_norm(lib, np.ascontiguousarray(x, dtype=dt), norm_axes=tuple(case.norm_axes), eps=case.eps,
-                            gamma=gamma, beta=beta, param_dtype=pdt)
+        r = call_layer_norm(
+            lib,
+            np.ascontiguousarray(x, dtype=dt),
+            norm_axes=tuple(case.norm_axes),
+            eps=case.eps,
+            gamma=gamma,
+            beta=beta,
+            param_dtype=pdt,
+        )
         ys.append(r.y)
         means.append(r.mean)
         inv_stds.append(r.inv_std)

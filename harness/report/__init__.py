@@ -83,8 +83,11 @@ class ReportWriteError(OSError):
 
     @property
     def message(self) -> str:
-        tail = ("the previous reports are unchanged" if self.unchanged else
-                "the new set is staged in it but not all of it is in place; the next run into it completes it")
+        tail = (
+            "the previous reports are unchanged"
+            if self.unchanged
+            else "the new set is staged in it but not all of it is in place; the next run into it completes it"
+        )
         return f"could not write the reports to {self.folder}: {self.strerror}; {tail}"
 
     def __str__(self) -> str:
@@ -311,8 +314,12 @@ def write_reports(df: "pd.DataFrame", meta: dict[str, Any], out_dir: str | Path,
         for name in names:
             data = (stage / name).read_bytes()
             files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        manifest = {"normconf_report_set": 1, "generation": stage.name[len(STAGING_PREFIX):],
-                    "written_ns": time.time_ns(), "files": files}
+        manifest = {
+            "normconf_report_set": 1,
+            "generation": stage.name[len(STAGING_PREFIX) :],
+            "written_ns": time.time_ns(),
+            "files": files,
+        }
         atomic_write_text(stage / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")  # the commit
     except OSError as e:
         shutil.rmtree(stage, ignore_errors=True)

@@ -54,8 +54,16 @@ def load(path: str) -> tuple[Any, dict[str, Any], Path]:
     p = resolve_results(path)
     try:
         df, meta = read_results(p)
-    except (ValueError, KeyError, AttributeError, TypeError, UnicodeDecodeError, json.JSONDecodeError,
-            pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+    except (
+        ValueError,
+        KeyError,
+        AttributeError,
+        TypeError,
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+    ) as e:
         raise _usage_error(f"{p}: not a normconf results file ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict):
         meta = {}
@@ -92,18 +100,27 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("report", help="re-render index.html from a results.csv/.json (nothing is rerun)",
-                       description="Re-render the HTML report from a results file without rerunning anything.")
+    p = sub.add_parser(
+        "report",
+        help="re-render index.html from a results.csv/.json (nothing is rerun)",
+        description="Re-render the HTML report from a results file without rerunning anything.",
+    )
     p.add_argument("results", help="results.json or results.csv (or a folder holding one)")
     p.add_argument("--out", "-o", help="folder for index.html (default: the results file's folder)")
     p.add_argument("--title", default="normconf report", help="page title")
-    p.add_argument("--cases-root", metavar="DIR",
-                   help="folder the results' case file paths are relative to (default: the current folder)")
+    p.add_argument(
+        "--cases-root",
+        metavar="DIR",
+        help="folder the results' case file paths are relative to (default: the current folder)",
+    )
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("diff", help="what changed between two runs (exit 1 on new failures)",
-                       description="Compare two results files: new failures, fixed ones, changed explanations, "
-                                   "changed versions.  Exit code 0: no new failures; 1: new failures; 2: bad input.")
+    p = sub.add_parser(
+        "diff",
+        help="what changed between two runs (exit 1 on new failures)",
+        description="Compare two results files: new failures, fixed ones, changed explanations, "
+        "changed versions.  Exit code 0: no new failures; 1: new failures; 2: bad input.",
+    )
     p.add_argument("old", help="results.json/.csv of the earlier run (or its folder)")
     p.add_argument("new", help="results.json/.csv of the later run (or its folder)")
     p.add_argument("--html", metavar="FILE", help="also write the diff as a self-contained HTML page")

@@ -22,14 +22,26 @@ from harness.results import COLUMNS, Row, to_frame
 DTYPES = ["float32", "float64", "float16", "bfloat16"]
 TRAIN_OUTPUTS = ["y", "batch_mean", "batch_var", "running_mean", "running_var"]
 EXPLANATIONS = [
-    ("running_var=unbiased", "running_var matches the reference with the unbiased (Bessel-corrected, m-1 = {m}) batch "
-     "variance in the running update: max |err| {e:.3g} -> {f:.3g} under that convention."),
-    ("normalize_variance=unbiased", "y matches the reference normalized with the unbiased variance (divide by m-1 = {m}); "
-     "the case asks for the biased one. max |err| {e:.3g} -> {f:.3g}."),
-    ("momentum=swapped", "running statistics match with the momentum convention swapped (batch weight {w:g} instead of "
-     "{w2:g}): max |err| {e:.3g} -> {f:.3g}."),
-    ("eps_outside_sqrt", "y matches with eps added outside the square root (x - mean) / (sqrt(var) + eps): "
-     "max |err| {e:.3g} -> {f:.3g}."),
+    (
+        "running_var=unbiased",
+        "running_var matches the reference with the unbiased (Bessel-corrected, m-1 = {m}) batch "
+        "variance in the running update: max |err| {e:.3g} -> {f:.3g} under that convention.",
+    ),
+    (
+        "normalize_variance=unbiased",
+        "y matches the reference normalized with the unbiased variance (divide by m-1 = {m}); "
+        "the case asks for the biased one. max |err| {e:.3g} -> {f:.3g}.",
+    ),
+    (
+        "momentum=swapped",
+        "running statistics match with the momentum convention swapped (batch weight {w:g} instead of "
+        "{w2:g}): max |err| {e:.3g} -> {f:.3g}.",
+    ),
+    (
+        "eps_outside_sqrt",
+        "y matches with eps added outside the square root (x - mean) / (sqrt(var) + eps): "
+        "max |err| {e:.3g} -> {f:.3g}.",
+    ),
 ]
 
 
@@ -47,20 +59,50 @@ def synthetic(n_cases: int = 400, n_backends: int = 20, seed: int = 0) -> tuple[
         n, hw = int(rng.integers(1, 9)), int(rng.choice([1, 4, 16]))
         cid = f"{['seed', 'shapes', 'dtypes', 'momentum', 'eps', 'layout', 'edge'][ci % 7]}_{dtype}_{mode}_{ci:04d}"
         outs = ["y"] if mode == "eval" else TRAIN_OUTPUTS
-        base = dict(case=cid, file=f"cases/suite_{ci % 7}.yaml", line=10 + 9 * (ci // 7), dtype=dtype,
-                    param_dtype=dtype, mode=mode, shape=f"{n}x{c}x{hw}x{hw}", layout="channels_first",
-                    steps=steps, eps=1e-5, momentum="batch_weight=0.1", normalize_variance="biased",
-                    running_variance="biased", seed=str(ci))
+        base = dict(
+            case=cid,
+            file=f"cases/suite_{ci % 7}.yaml",
+            line=10 + 9 * (ci // 7),
+            dtype=dtype,
+            param_dtype=dtype,
+            mode=mode,
+            shape=f"{n}x{c}x{hw}x{hw}",
+            layout="channels_first",
+            steps=steps,
+            eps=1e-5,
+            momentum="batch_weight=0.1",
+            normalize_variance="biased",
+            running_variance="biased",
+            seed=str(ci),
+        )
         for bi, b in enumerate(backends):
             kind = (ci * 31 + bi * 17) % 100
-            common = dict(base, backend=b, backend_version=f"{1 + bi % 3}.{bi}.0", seconds=float(rng.uniform(0.001, 0.2)))
+            common = dict(
+                base, backend=b, backend_version=f"{1 + bi % 3}.{bi}.0", seconds=float(rng.uniform(0.001, 0.2))
+            )
             if dtype == "bfloat16" and bi % 4 == 1 or kind < 4:
-                rows.append(Row(**common, output="", step=None, outcome="unsupported", as_expected=True,
-                                message=f"{b} cannot express {dtype} in {mode} mode"))
+                rows.append(
+                    Row(
+                        **common,
+                        output="",
+                        step=None,
+                        outcome="unsupported",
+                        as_expected=True,
+                        message=f"{b} cannot express {dtype} in {mode} mode",
+                    )
+                )
                 continue
             if kind == 99:
-                rows.append(Row(**common, output="", step=None, outcome="error", as_expected=False,
-                                message="RuntimeError: backend crashed (SIGSEGV); worker stderr: free(): invalid pointer"))
+                rows.append(
+                    Row(
+                        **common,
+                        output="",
+                        step=None,
+                        outcome="error",
+                        as_expected=False,
+                        message="RuntimeError: backend crashed (SIGSEGV); worker stderr: free(): invalid pointer",
+                    )
+                )
                 continue
             for k in range(1, steps + 1):
                 for o in outs:
@@ -76,15 +118,31 @@ def synthetic(n_cases: int = 400, n_backends: int = 20, seed: int = 0) -> tuple[
                         else:
                             outcome = "mismatch"
                     msg = f"{int(err * 1000) + 1} of {n * c * hw * hw} elements differ beyond tolerance" if bad else ""
-                    rows.append(Row(**common, output=o, step=k, outcome=outcome, max_abs_err=err,
-                                    max_rel_err=err * 3.1, max_ulp=err / 1.2e-7, mismatched=int(bad) * 7,
-                                    mismatched_frac=0.07 * bad, worst_index="[0, 1, 0, 0]" if bad else "",
-                                    atol=atol, rtol=rtol,
-                                    tolerance_reason="float16 accumulates in float32 here" if dtype == "float16" else "",
-                                    explanation=expl, explanation_text=text, message=msg,
-                                    as_expected=outcome != "mismatch"))
+                    rows.append(
+                        Row(
+                            **common,
+                            output=o,
+                            step=k,
+                            outcome=outcome,
+                            max_abs_err=err,
+                            max_rel_err=err * 3.1,
+                            max_ulp=err / 1.2e-7,
+                            mismatched=int(bad) * 7,
+                            mismatched_frac=0.07 * bad,
+                            worst_index="[0, 1, 0, 0]" if bad else "",
+                            atol=atol,
+                            rtol=rtol,
+                            tolerance_reason="float16 accumulates in float32 here" if dtype == "float16" else "",
+                            explanation=expl,
+                            explanation_text=text,
+                            message=msg,
+                            as_expected=outcome != "mismatch",
+                        )
+                    )
                     if bad:
-                        shape = (min(n, 2), c, min(hw, 4), min(hw, 4)) if o == "y" else (c,)  # small: only the summary ships
+                        shape = (
+                            (min(n, 2), c, min(hw, 4), min(hw, 4)) if o == "y" else (c,)
+                        )  # small: only the summary ships
                         e = rng.normal(size=shape)
                         obs = e + rng.normal(scale=err, size=shape)
                         plots[plot_key(cid, b, o, k)] = plot_data(obs, e, 1)
@@ -94,9 +152,17 @@ def synthetic(n_cases: int = 400, n_backends: int = 20, seed: int = 0) -> tuple[
     df["mismatched"] = df["mismatched"].astype("Int64")
     df["as_expected"] = df["as_expected"].astype("boolean")
     meta = {
-        "environment": {"python": "3.11.7", "platform": "synthetic", "cpu": "synthetic", "device": "cpu",
-                        "backend_versions": {b: f"{1 + i % 3}.{i}.0" for i, b in enumerate(backends)}},
-        "backends": backends, "cases": n_cases, "partial": False, "plot_data": plots,
+        "environment": {
+            "python": "3.11.7",
+            "platform": "synthetic",
+            "cpu": "synthetic",
+            "device": "cpu",
+            "backend_versions": {b: f"{1 + i % 3}.{i}.0" for i, b in enumerate(backends)},
+        },
+        "backends": backends,
+        "cases": n_cases,
+        "partial": False,
+        "plot_data": plots,
         "command": "python -m harness.report.demo",
     }
     return df, meta

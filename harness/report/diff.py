@@ -103,10 +103,17 @@ def _texts(p: Pair | None) -> list[str]:
 
 
 def _change(c: str, b: str, po: Pair | None, pn: Pair | None) -> Change:
-    return Change(case=c, backend=b, old=po.outcome if po else "", new=pn.outcome if pn else "",
-                  old_labels=_labels(po), new_labels=_labels(pn),
-                  detail=(pn.summary if pn else (po.summary if po else "")), old_detail=po.summary if po else "",
-                  expected=pn.as_expected if pn else None)
+    return Change(
+        case=c,
+        backend=b,
+        old=po.outcome if po else "",
+        new=pn.outcome if pn else "",
+        old_labels=_labels(po),
+        new_labels=_labels(pn),
+        detail=(pn.summary if pn else (po.summary if po else "")),
+        old_detail=po.summary if po else "",
+        expected=pn.as_expected if pn else None,
+    )
 
 
 _ENV_KEYS = ["normconf", "python", "numpy", "platform", "cpu", "device"]
@@ -126,8 +133,14 @@ def _versions(old: Model, new: Model) -> list[tuple[str, str, str]]:
     return out
 
 
-def diff(old_df: pd.DataFrame, new_df: pd.DataFrame, old_meta: dict[str, Any] | None = None,
-         new_meta: dict[str, Any] | None = None, old_name: str = "OLD", new_name: str = "NEW") -> Diff:
+def diff(
+    old_df: pd.DataFrame,
+    new_df: pd.DataFrame,
+    old_meta: dict[str, Any] | None = None,
+    new_meta: dict[str, Any] | None = None,
+    old_name: str = "OLD",
+    new_name: str = "NEW",
+) -> Diff:
     old = build(old_df, old_meta, read_cases=False)
     new = build(new_df, new_meta, read_cases=False)
     d = Diff(old_name, new_name, len(old.pairs), len(new.pairs), versions=_versions(old, new))
@@ -194,7 +207,7 @@ def format_text(d: Diff, limit: int = 200) -> str:
         if len(changes) > limit:
             out.append(f"  ... and {len(changes) - limit} more")
     out.append("")
-    verdict = (f"{d.regressions} new failure(s)" if d.regressions else "no new failures")
+    verdict = f"{d.regressions} new failure(s)" if d.regressions else "no new failures"
     rest = d.summary(skip=("new_failures",))
     out.append(f"{verdict}; {rest}")
     return "\n".join(out) + "\n"

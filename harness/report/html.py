@@ -45,8 +45,13 @@ HEATMAP_MAX_CASES = 2000
 def _env():
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True,
-                      default_for_string=True), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["num"] = fmt_num
     return env
 
@@ -88,8 +93,14 @@ def _dump(obj: Any) -> str:
 def json_for_script(data: Any) -> Markup:
     """JSON that is safe inside ``<script type="application/json">`` (cannot close it)."""
     s = _dump(data)
-    s = (s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e").replace("'", "\\u0027")
-         .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    s = (
+        s.replace("&", "\\u0026")
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("'", "\\u0027")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
     return Markup(s)
 
 
@@ -158,8 +169,15 @@ def _plot_payload(d: dict[str, Any]) -> list[Any] | None:
         width = (edges[-1] - edges[0]) / len(counts) if counts else 0
         # per-channel maxima to 2 significant digits: bars and tooltips need no more
         ch = [None if v is None else _r(float(v), 2) for v in (d.get("channel_max_abs_err") or [])]
-        return [edges[0] if edges else 0, _r(width), counts, int(h.get("zeros") or 0), int(h.get("nonfinite") or 0),
-                ch, int(d.get("channels") or len(ch))]
+        return [
+            edges[0] if edges else 0,
+            _r(width),
+            counts,
+            int(h.get("zeros") or 0),
+            int(h.get("nonfinite") or 0),
+            ch,
+            int(d.get("channels") or len(ch)),
+        ]
     except (TypeError, ValueError, AttributeError):
         return None
 
@@ -175,8 +193,11 @@ def page_data(model: Model) -> tuple[dict[str, Any], list[Any]]:
     tidx: dict[tuple[Any, Any, str], int] = {}
     plot_src = (model.meta or {}).get("plot_data") or {}
     if isinstance(plot_src, list):  # also accept a list of {case, backend, output, step, ...}
-        plot_src = {plot_key(d.get("case", ""), d.get("backend", ""), d.get("output", ""), d.get("step")): d
-                    for d in plot_src if isinstance(d, dict)}
+        plot_src = {
+            plot_key(d.get("case", ""), d.get("backend", ""), d.get("output", ""), d.get("step")): d
+            for d in plot_src
+            if isinstance(d, dict)
+        }
     if not isinstance(plot_src, dict):
         plot_src = {}
     plots: list[Any] = []
@@ -186,21 +207,34 @@ def page_data(model: Model) -> tuple[dict[str, Any], list[Any]]:
     for c in model.cases:
         info = model.case_info[c]
         params = info.get("params") or {
-            "shape": info.get("shape", ""), "layout": info.get("layout", ""), "dtype": info.get("dtype", ""),
-            "parameter dtype": info.get("param_dtype", ""), "mode": info.get("mode", ""),
-            "eps": info.get("eps", ""), "momentum": info.get("momentum", ""),
+            "shape": info.get("shape", ""),
+            "layout": info.get("layout", ""),
+            "dtype": info.get("dtype", ""),
+            "parameter dtype": info.get("param_dtype", ""),
+            "mode": info.get("mode", ""),
+            "eps": info.get("eps", ""),
+            "momentum": info.get("momentum", ""),
             "normalize variance": info.get("normalize_variance", ""),
-            "running variance": info.get("running_variance", ""), "steps": info.get("steps", ""),
+            "running variance": info.get("running_variance", ""),
+            "steps": info.get("steps", ""),
         }
         inputs = dict(info.get("inputs") or {})
         inputs.setdefault("x shape", info.get("shape", "") + f" ({info.get('layout', '')})")
         inputs.setdefault("x dtype", info.get("dtype", ""))
         inputs.setdefault("seed", info.get("seed", ""))
-        cases.append([
-            S(c), S(info.get("dtype")), S(info.get("mode")), S(info.get("file")), info.get("line") or "",
-            S(info.get("description", "")), [[S(k), S(v)] for k, v in params.items()],
-            [[S(k), S(v)] for k, v in inputs.items()], S(info.get("source", "")),
-        ])
+        cases.append(
+            [
+                S(c),
+                S(info.get("dtype")),
+                S(info.get("mode")),
+                S(info.get("file")),
+                info.get("line") or "",
+                S(info.get("description", "")),
+                [[S(k), S(v)] for k, v in params.items()],
+                [[S(k), S(v)] for k, v in inputs.items()],
+                S(info.get("source", "")),
+            ]
+        )
     pairs, all_rows = [], []
     for (c, b), p in model.pairs.items():
         rows = []
@@ -217,19 +251,55 @@ def page_data(model: Model) -> tuple[dict[str, Any], list[Any]]:
             if ti is None:
                 ti = tidx[tk] = len(T)
                 T.append([r["atol"], r["rtol"], S(r["tolerance_reason"])])
-            rows.append(_trim([S(r["output"]), r["step"], OUTCOMES.index(r["outcome"]), _r(r["max_abs_err"]),
-                               _r(r["max_rel_err"], 3), _r(r["max_ulp"], 3), ti, r["mismatched"],
-                               _r(r["mismatched_frac"]), S(r["worst_index"]), S(r["explanation"]),
-                               S(r["explanation_text"]), S(r["message"]), pk], ROW_DEFAULTS))
+            rows.append(
+                _trim(
+                    [
+                        S(r["output"]),
+                        r["step"],
+                        OUTCOMES.index(r["outcome"]),
+                        _r(r["max_abs_err"]),
+                        _r(r["max_rel_err"], 3),
+                        _r(r["max_ulp"], 3),
+                        ti,
+                        r["mismatched"],
+                        _r(r["mismatched_frac"]),
+                        S(r["worst_index"]),
+                        S(r["explanation"]),
+                        S(r["explanation_text"]),
+                        S(r["message"]),
+                        pk,
+                    ],
+                    ROW_DEFAULTS,
+                )
+            )
         listed = p.outcome in ("explained", "mismatch", "error") or p.as_expected is False
         all_rows.append(rows)
-        pairs.append(_trim([cidx[c], bidx[b], OUTCOMES.index(p.outcome), S(p.summary) if listed else 0,
-                            None if p.as_expected is None else int(p.as_expected), _r(p.seconds, 2),
-                            S(p.expected_outcome), S(p.expected_because), S(p.expectation_reason), S(p.notes)],
-                           PAIR_DEFAULTS))
+        pairs.append(
+            _trim(
+                [
+                    cidx[c],
+                    bidx[b],
+                    OUTCOMES.index(p.outcome),
+                    S(p.summary) if listed else 0,
+                    None if p.as_expected is None else int(p.as_expected),
+                    _r(p.seconds, 2),
+                    S(p.expected_outcome),
+                    S(p.expected_because),
+                    S(p.expectation_reason),
+                    S(p.notes),
+                ],
+                PAIR_DEFAULTS,
+            )
+        )
     core = {
-        "S": S.items, "O": OUTCOMES, "B": [S(b) for b in model.backends],
-        "V": [S(model.versions.get(b, "")) for b in model.backends], "C": cases, "P": pairs, "T": T, "G": plots,
+        "S": S.items,
+        "O": OUTCOMES,
+        "B": [S(b) for b in model.backends],
+        "V": [S(model.versions.get(b, "")) for b in model.backends],
+        "C": cases,
+        "P": pairs,
+        "T": T,
+        "G": plots,
     }
     return core, all_rows
 
@@ -252,8 +322,15 @@ def _env_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def render(df: pd.DataFrame, meta: dict[str, Any] | None = None, *, title: str = "normconf report",
-           read_cases: bool = True, base_dir: str | Path | None = None, heatmap: bool = True) -> str:
+def render(
+    df: pd.DataFrame,
+    meta: dict[str, Any] | None = None,
+    *,
+    title: str = "normconf report",
+    read_cases: bool = True,
+    base_dir: str | Path | None = None,
+    heatmap: bool = True,
+) -> str:
     """index.html for ``df`` (a results table) as one string."""
     meta = dict(meta or {})
     model = build(df, meta, read_cases=read_cases, base_dir=base_dir)
@@ -279,20 +356,40 @@ def render(df: pd.DataFrame, meta: dict[str, Any] | None = None, *, title: str =
     else:
         cidx = {c: i for i, c in enumerate(model.cases)}
         bidx = {b: i for i, b in enumerate(model.backends)}
-        vals, failed = worst_errors(((cidx[p.case], bidx[p.backend], p.max_abs_err, p.outcome == "mismatch")
-                                     for p in model.pairs.values()), nc, nb)
+        vals, failed = worst_errors(
+            ((cidx[p.case], bidx[p.backend], p.max_abs_err, p.outcome == "mismatch") for p in model.pairs.values()),
+            nc,
+            nb,
+        )
         heat_svg = Markup(heatmap_svg(model.cases, model.backends, vals, failed))
     counts = model.counts()
     core, all_rows = page_data(model)
     generated = meta.get("generated") or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return _env().get_template("report.html.j2").render(
-        title=title, generated=generated, model=model, matrix=matrix, counts=counts, outcomes=OUTCOMES,
-        symbols=SYMBOLS, backend_counts=model.backend_counts(), n_unexpected=len(model.unexpected()),
-        env_rows=_env_rows(meta), heat_svg=heat_svg, heat_note=heat_note, heat_open=nc <= 60,
-        dtypes=sorted({i.get("dtype", "") for i in model.case_info.values()} - {""}),
-        modes=sorted({i.get("mode", "") for i in model.case_info.values()} - {""}),
-        data=json_for_script(core), rows=json_for_script(all_rows), css=_asset("report.css"), js=_asset("report.js"),
-        partial=bool(meta.get("partial")),
+    return (
+        _env()
+        .get_template("report.html.j2")
+        .render(
+            title=title,
+            generated=generated,
+            model=model,
+            matrix=matrix,
+            counts=counts,
+            outcomes=OUTCOMES,
+            symbols=SYMBOLS,
+            backend_counts=model.backend_counts(),
+            n_unexpected=len(model.unexpected()),
+            env_rows=_env_rows(meta),
+            heat_svg=heat_svg,
+            heat_note=heat_note,
+            heat_open=nc <= 60,
+            dtypes=sorted({i.get("dtype", "") for i in model.case_info.values()} - {""}),
+            modes=sorted({i.get("mode", "") for i in model.case_info.values()} - {""}),
+            data=json_for_script(core),
+            rows=json_for_script(all_rows),
+            css=_asset("report.css"),
+            js=_asset("report.js"),
+            partial=bool(meta.get("partial")),
+        )
     )
 
 

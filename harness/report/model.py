@@ -22,8 +22,21 @@ OUTCOMES = ["pass", "explained", "mismatch", "unsupported", "error"]
 #: outcomes that count as a failure (``normconf diff``: new failures)
 FAILING = ("mismatch", "error")
 #: case columns (identical on every row of a case)
-CASE_COLUMNS = ["file", "line", "dtype", "param_dtype", "mode", "shape", "layout", "steps", "eps", "momentum",
-                "normalize_variance", "running_variance", "seed"]
+CASE_COLUMNS = [
+    "file",
+    "line",
+    "dtype",
+    "param_dtype",
+    "mode",
+    "shape",
+    "layout",
+    "steps",
+    "eps",
+    "momentum",
+    "normalize_variance",
+    "running_variance",
+    "seed",
+]
 #: largest case (elements) whose inputs are regenerated for the input summary
 SUMMARY_MAX_ELEMENTS = 2_000_000
 
@@ -158,8 +171,23 @@ class Model:
         return [p for p in self.pairs.values() if p.as_expected is False]
 
 
-_ROW_FIELDS = ["output", "step", "outcome", "max_abs_err", "max_rel_err", "max_ulp", "mismatched", "mismatched_frac",
-               "worst_index", "atol", "rtol", "tolerance_reason", "explanation", "explanation_text", "message"]
+_ROW_FIELDS = [
+    "output",
+    "step",
+    "outcome",
+    "max_abs_err",
+    "max_rel_err",
+    "max_ulp",
+    "mismatched",
+    "mismatched_frac",
+    "worst_index",
+    "atol",
+    "rtol",
+    "tolerance_reason",
+    "explanation",
+    "explanation_text",
+    "message",
+]
 _NUM = {"max_abs_err", "max_rel_err", "max_ulp", "mismatched_frac", "atol", "rtol"}
 
 
@@ -193,8 +221,9 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(names, vs)) for vs in zip(*cols.values())] if names else []
 
 
-def build(df: pd.DataFrame, meta: dict[str, Any] | None = None, read_cases: bool = True,
-          base_dir: str | Path | None = None) -> Model:
+def build(
+    df: pd.DataFrame, meta: dict[str, Any] | None = None, read_cases: bool = True, base_dir: str | Path | None = None
+) -> Model:
     """Group the rows into pairs, in first-seen case order and the run's backend order."""
     meta = dict(meta or {})
     records = _records(df)
@@ -224,9 +253,16 @@ def build(df: pd.DataFrame, meta: dict[str, Any] | None = None, read_cases: bool
         ae = False if False in flags else (True if True in flags else None)
         secs = [num(r.get("seconds")) for r in rs]
         pairs[(c, b)] = Pair(
-            case=c, backend=b, outcome=worst([r["outcome"] for r in rows]), as_expected=ae, version=ver, rows=rows,
-            expected_outcome=text(first.get("expected_outcome")), expected_because=text(first.get("expected_because")),
-            expectation_reason=text(first.get("expectation_reason")), notes=text(first.get("notes")),
+            case=c,
+            backend=b,
+            outcome=worst([r["outcome"] for r in rows]),
+            as_expected=ae,
+            version=ver,
+            rows=rows,
+            expected_outcome=text(first.get("expected_outcome")),
+            expected_because=text(first.get("expected_because")),
+            expectation_reason=text(first.get("expectation_reason")),
+            notes=text(first.get("notes")),
             seconds=max((s for s in secs if s is not None), default=None),
         )
     env_versions = (meta.get("environment") or {}).get("backend_versions") or {}
@@ -303,8 +339,11 @@ def _case_params(case: Any) -> dict[str, str]:
     p.update(spec_for(case).report_params(case))
     if case.tolerance is not None:
         t = case.tolerance
-        p["tolerance override"] = f"rtol {t.rtol:g}, atol {t.atol:g}" + (
-            f" on {', '.join(t.outputs)}" if t.outputs else "") + f" — {t.reason}"
+        p["tolerance override"] = (
+            f"rtol {t.rtol:g}, atol {t.atol:g}"
+            + (f" on {', '.join(t.outputs)}" if t.outputs else "")
+            + f" — {t.reason}"
+        )
     if case.tags:
         p["tags"] = ", ".join(case.tags)
     return p
@@ -343,5 +382,14 @@ def _input_summary(case: Any) -> dict[str, str]:
 
 def repro_command(file: str, case: str, backend: str) -> str:
     """The command line that reruns one (case, backend) pair."""
-    return " ".join(["normconf", "run", shlex.quote(file or "cases/"), "--case", shlex.quote(case),
-                     "--backend", shlex.quote(backend)])
+    return " ".join(
+        [
+            "normconf",
+            "run",
+            shlex.quote(file or "cases/"),
+            "--case",
+            shlex.quote(case),
+            "--backend",
+            shlex.quote(backend),
+        ]
+    )

@@ -102,8 +102,12 @@ def _plot_data(observed: Any, expected: Any, channel_axis: int) -> dict[str, Any
             per_channel = np.where(has, np.nanmax(np.where(np.isfinite(moved), moved, -np.inf), axis=1), np.nan)
     ch = [None if not math.isfinite(v) else float(f"{v:.4g}") for v in per_channel[:MAX_CHANNELS].tolist()]
     return {
-        "abs_err_hist": {"log10_edges": edges, "counts": counts_l, "zeros": zeros,
-                         "nonfinite": int(finite.size - np.count_nonzero(finite))},
+        "abs_err_hist": {
+            "log10_edges": edges,
+            "counts": counts_l,
+            "zeros": zeros,
+            "nonfinite": int(finite.size - np.count_nonzero(finite)),
+        },
         "channel_max_abs_err": ch,
         "channels": int(per_channel.size),
     }
@@ -113,8 +117,9 @@ def _plot_data(observed: Any, expected: Any, channel_axis: int) -> dict[str, Any
 # the heatmap (matplotlib)
 
 
-def heatmap_svg(cases: Sequence[str], backends: Sequence[str], values: np.ndarray,
-                failed: np.ndarray | None = None) -> str:
+def heatmap_svg(
+    cases: Sequence[str], backends: Sequence[str], values: np.ndarray, failed: np.ndarray | None = None
+) -> str:
     """log10 of the largest |error| per (case, backend) as an SVG (matplotlib, Agg).
 
     ``values``: shape (len(cases), len(backends)), NaN where nothing was compared
@@ -134,7 +139,8 @@ def heatmap_svg(cases: Sequence[str], backends: Sequence[str], values: np.ndarra
     vmin, vmax = (float(np.percentile(finite, 1)), float(np.percentile(finite, 99))) if finite.size else (-8.0, 0.0)
     vmin, vmax = max(np.floor(vmin), -17.0), max(np.ceil(vmax), np.floor(vmin) + 1)
     extend = {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[
-        (bool(finite.size and finite.min() < vmin), bool(finite.size and finite.max() > vmax))]
+        (bool(finite.size and finite.min() < vmin), bool(finite.size and finite.max() > vmax))
+    ]
     # fixed layout in inches (constrained layout measures every label: seconds for hundreds of cases)
     fs_y = 7 if nc > 60 else 8
     row_h, col_w = (0.15 if nc > 60 else 0.22), 0.26
@@ -146,9 +152,10 @@ def heatmap_svg(cases: Sequence[str], backends: Sequence[str], values: np.ndarra
     fig = Figure(figsize=(width, height), dpi=72)
     ax = fig.add_axes((left / width, bottom / height, grid_w / width, grid_h / height))
     cmap = colormaps["viridis"].with_extremes(bad="#dddddd")
-    im = ax.imshow(np.ma.masked_invalid(logs), aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax,
-                   interpolation="nearest")
-    ax.set_xticks(range(nb), labels=[_plain(b) for b in backends], rotation=60, fontsize=8, ha="left", rotation_mode="anchor")
+    im = ax.imshow(np.ma.masked_invalid(logs), aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks(
+        range(nb), labels=[_plain(b) for b in backends], rotation=60, fontsize=8, ha="left", rotation_mode="anchor"
+    )
     # case labels as plain texts: hundreds of matplotlib Ticks (lines + texts each) take seconds
     ax.set_yticks([])
     for i, c in enumerate(cases):
@@ -179,7 +186,9 @@ def _plain(label: str) -> str:
     return str(label).replace("$", r"\$")
 
 
-def worst_errors(pairs: Iterable[tuple[int, int, float | None, bool]], nc: int, nb: int) -> tuple[np.ndarray, np.ndarray]:
+def worst_errors(
+    pairs: Iterable[tuple[int, int, float | None, bool]], nc: int, nb: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Grid of worst |error| (NaN = nothing compared) and of failed pairs from (ci, bi, err, failed)."""
     vals = np.full((nc, nb), np.nan)
     failed = np.zeros((nc, nb), bool)

@@ -9,11 +9,17 @@ statistics over N × spatial; docs/cases.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from harness.case_model import Affine, Case, Expectation, Generator, Momentum, Tolerance, _cross_checks, describe_value
 from harness.ops import OpSpec, OutputDef
 from harness.semantics import Semantics
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from harness.inputs import Inputs
+    from harness.ops import ReferenceOutputs
 
 #: the outputs, main ones in result order, then the intermediate stages (references.batchnorm's names)
 OUTPUTS = (
@@ -28,18 +34,30 @@ OUTPUTS = (
 )
 
 
-def _reference(case: Case, inputs: Any, semantics: Semantics | None = None, *, statistics_only: bool = False):
+def _reference(
+    case: Case, inputs: Any, semantics: Semantics | None = None, *, statistics_only: bool = False
+) -> ReferenceOutputs:
     from harness.inputs import np_dtype
     from references.batchnorm import batch_norm_reference
 
     return batch_norm_reference(
-        inputs.x, channel_axis=case.channel_axis, mode=case.mode, eps=case.eps, momentum=case.momentum_weight,
-        gamma=inputs.gamma, beta=inputs.beta, running_mean=inputs.running_mean, running_var=inputs.running_var,
-        eval_after=case.eval_after, semantics=semantics if semantics is not None else case.semantics,
-        input_dtype=np_dtype(case.dtype), statistics_only=statistics_only)
+        inputs.x,
+        channel_axis=case.channel_axis,
+        mode=case.mode,
+        eps=case.eps,
+        momentum=case.momentum_weight,
+        gamma=inputs.gamma,
+        beta=inputs.beta,
+        running_mean=inputs.running_mean,
+        running_var=inputs.running_var,
+        eval_after=case.eval_after,
+        semantics=semantics if semantics is not None else case.semantics,
+        input_dtype=np_dtype(case.dtype),
+        statistics_only=statistics_only,
+    )
 
 
-def _generate(case: Case):
+def _generate(case: Case) -> Inputs:
     from harness.inputs import batch_norm_inputs
 
     return batch_norm_inputs(case)
@@ -50,13 +68,13 @@ def _output_shape(case: Case, name: str) -> tuple[int, ...]:
     return (int(case.channels),) if name in group else tuple(int(d) for d in case.array_shape)
 
 
-def _explain(*args: Any, **kw: Any):
+def _explain(*args: Any, **kw: Any) -> tuple[str, str] | None:
     from harness.explain import explain
 
     return explain(*args, **kw)
 
 
-def _review(*args: Any, **kw: Any):
+def _review(*args: Any, **kw: Any) -> None:
     from harness.explain import review_pair
 
     return review_pair(*args, **kw)
@@ -69,9 +87,14 @@ def _affected(knob: str, case: Case, sem: Semantics) -> frozenset[str]:
 
 
 def _row_fields(case: Case) -> dict[str, Any]:
-    return dict(mode=case.mode, layout=case.layout, eps=case.eps,
-                momentum="cumulative" if case.momentum_weight is None else f"batch_weight={case.momentum_weight:g}",
-                normalize_variance=case.normalize_variance, running_variance=case.running_variance)
+    return dict(
+        mode=case.mode,
+        layout=case.layout,
+        eps=case.eps,
+        momentum="cumulative" if case.momentum_weight is None else f"batch_weight={case.momentum_weight:g}",
+        normalize_variance=case.normalize_variance,
+        running_variance=case.running_variance,
+    )
 
 
 def _report_params(case: Case) -> dict[str, str]:
@@ -81,16 +104,20 @@ def _report_params(case: Case) -> dict[str, str]:
         "dtype": case.dtype + (f" (parameters {case.params_dtype})" if case.params_dtype != case.dtype else ""),
         "mode": case.mode + (" + eval afterwards" if case.eval_after else ""),
         "eps": f"{case.eps:g}",
-        "momentum": "cumulative average" if case.momentum_weight is None
+        "momentum": "cumulative average"
+        if case.momentum_weight is None
         else f"running = (1 − {case.momentum_weight:g})·old + {case.momentum_weight:g}·batch",
         "normalize variance": case.normalize_variance,
         "running variance": case.running_variance,
         "steps": str(case.steps),
     }
     if case.has_affine:
-        aff = case.affine
-        p["affine"] = ("gamma 1, beta 0 (default)" if aff is True
-                       else f"gamma {describe_value(aff.gamma)}, beta {describe_value(aff.beta)}")
+        aff = cast("Affine | Literal[True]", case.affine)  # has_affine: not False
+        p["affine"] = (
+            "gamma 1, beta 0 (default)"
+            if aff is True
+            else f"gamma {describe_value(aff.gamma)}, beta {describe_value(aff.beta)}"
+        )
     else:
         p["affine"] = "none"
     p["initial running mean"] = describe_value(case.running_mean)
@@ -103,8 +130,17 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     if len(loc) == 1:
         return sorted(Case.model_fields)
     top = loc[0]
-    model = {"affine": Affine, "momentum": Momentum, "tolerance": Tolerance, "input": Generator,
-             "running_mean": Generator, "running_var": Generator}.get(top)
+    model = cast(
+        "type[BaseModel] | None",
+        {
+            "affine": Affine,
+            "momentum": Momentum,
+            "tolerance": Tolerance,
+            "input": Generator,
+            "running_mean": Generator,
+            "running_var": Generator,
+        }.get(top),
+    )
     if top == "affine" and len(loc) == 3:
         model = Generator
     if top == "expect" and len(loc) == 3:
@@ -115,8 +151,16 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
 #: Semantics fields a backend profile may fix (conventions; not the numbers the explainer solves and
 #: not the reference's emulation knobs)
 PROFILE_KNOBS = (
-    "normalize_variance", "reported_variance", "running_variance", "momentum_direction", "running_average",
-    "eps_placement", "train_statistics", "eval_statistics", "affine", "initial_running",
+    "normalize_variance",
+    "reported_variance",
+    "running_variance",
+    "momentum_direction",
+    "running_average",
+    "eps_placement",
+    "train_statistics",
+    "eval_statistics",
+    "affine",
+    "initial_running",
 )
 
 SPEC = OpSpec(

@@ -8,12 +8,17 @@ the conventions backends differ in.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from harness.case_model import describe_value
 from harness.ops import OpSpec, OutputDef
 from harness.ops.layer_norm.case import LayerNormCase, allowed_keys, cross_checks
 from harness.ops.layer_norm.semantics import LayerNormSemantics
+
+if TYPE_CHECKING:
+    from harness.case_model import Affine
+    from harness.ops import ReferenceOutputs
+    from harness.ops.layer_norm.inputs import LayerNormInputs
 
 OUTPUTS = (
     OutputDef("y", "element", "data", "main", "the normalized, affine-transformed output"),
@@ -26,17 +31,25 @@ OUTPUTS = (
 PROFILE_KNOBS = ("normalize_variance", "eps_placement", "centered", "scale_statistic", "affine")
 
 
-def _reference(case: LayerNormCase, inputs: Any, semantics: LayerNormSemantics | None = None, *,
-               statistics_only: bool = False):
+def _reference(
+    case: LayerNormCase, inputs: Any, semantics: LayerNormSemantics | None = None, *, statistics_only: bool = False
+) -> ReferenceOutputs:
     from harness.inputs import np_dtype
     from references.layer_norm import layer_norm_reference
 
-    return layer_norm_reference(inputs.x, axes=case.norm_axes, eps=case.eps, gamma=inputs.gamma, beta=inputs.beta,
-                                semantics=semantics if semantics is not None else case.semantics,
-                                input_dtype=np_dtype(case.dtype), statistics_only=statistics_only)
+    return layer_norm_reference(
+        inputs.x,
+        axes=case.norm_axes,
+        eps=case.eps,
+        gamma=inputs.gamma,
+        beta=inputs.beta,
+        semantics=semantics if semantics is not None else case.semantics,
+        input_dtype=np_dtype(case.dtype),
+        statistics_only=statistics_only,
+    )
 
 
-def _generate(case: LayerNormCase):
+def _generate(case: LayerNormCase) -> LayerNormInputs:
     from harness.ops.layer_norm.inputs import generate
 
     return generate(case)
@@ -46,13 +59,13 @@ def _output_shape(case: LayerNormCase, name: str) -> tuple[int, ...]:
     return case.group_shape if name in ("mean", "inv_std") else tuple(int(d) for d in case.shape)
 
 
-def _explain(*args: Any, **kw: Any):
+def _explain(*args: Any, **kw: Any) -> tuple[str, str] | None:
     from harness.ops.layer_norm.explain import explain
 
     return explain(*args, **kw)
 
 
-def _review(*args: Any, **kw: Any):
+def _review(*args: Any, **kw: Any) -> None:
     from harness.ops.layer_norm.explain import review_pair
 
     return review_pair(*args, **kw)
@@ -88,8 +101,10 @@ def _report_params(case: LayerNormCase) -> dict[str, str]:
     elif case.affine is True:
         p["affine"] = "gamma 1" + (", beta 0" if case.has_bias else ", no beta") + " (default)"
     else:
-        p["affine"] = f"gamma {describe_value(case.affine.gamma)}" + (
-            f", beta {describe_value(case.affine.beta)}" if case.has_bias else ", no beta")
+        aff = cast("Affine", case.affine)  # has_affine and not True
+        p["affine"] = f"gamma {describe_value(aff.gamma)}" + (
+            f", beta {describe_value(aff.beta)}" if case.has_bias else ", no beta"
+        )
     return p
 
 

@@ -12,10 +12,22 @@ never depends on a summation order, so the verdict is the same on every machine.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, TypeAlias
 
 import numpy as np
 
 from harness.explain.bounds import _TINY, UNIT_ROUNDOFF, Model, Verdict, _ChannelData, _stat_bounds, coarser, sum_factor
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from harness.compare import Tolerance
+    from harness.ops.layer_norm.case import LayerNormCase
+    from harness.ops.layer_norm.inputs import LayerNormInputs
+    from harness.ops.layer_norm.semantics import LayerNormSemantics
+
+    #: a float64 array of per-row (keepdims) or per-element values
+    F64: TypeAlias = npt.NDArray[np.float64]
 
 
 def row_data(x: np.ndarray, axes: tuple[int, ...]) -> _ChannelData:
@@ -35,9 +47,9 @@ def row_data(x: np.ndarray, axes: tuple[int, ...]) -> _ChannelData:
 class RowBounds:
     """Bounds of one case × inputs × semantics (``sem``: the conventions assumed)."""
 
-    case: object
-    inputs: object
-    sem: object
+    case: LayerNormCase
+    inputs: LayerNormInputs
+    sem: LayerNormSemantics
 
     def __post_init__(self) -> None:
         self._rd: dict[int, _ChannelData] = {}
@@ -47,7 +59,7 @@ class RowBounds:
             self._rd[step] = row_data(self.inputs.x[step - 1], self.case.norm_axes)
         return self._rd[step]
 
-    def statistic(self, model: Model, step: int):
+    def statistic(self, model: Model, step: int) -> tuple[F64, F64, F64, F64]:
         """(value, δ) of the statistic under the square root, and (mean, δmean) per row."""
         cd = self.data(step)
         d_mu, d_v, var = _stat_bounds(cd, model, self.case.dtype, self.sem.normalize_variance == "unbiased")
@@ -60,7 +72,7 @@ class RowBounds:
                 d_v = d_v + 2 * u * cd.e2
         return var, d_v, cd.mean, d_mu
 
-    def inv(self, model: Model, step: int):
+    def inv(self, model: Model, step: int) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
         """(inv_std, δinv_std) per row: the exact image of the statistic's interval, plus three roundings."""
         var, d_v, _, _ = self.statistic(model, step)
         u_c = UNIT_ROUNDOFF[model.compute]
@@ -68,6 +80,7 @@ class RowBounds:
             d_v = d_v + u_c * np.abs(var) + _TINY[model.compute]
         eps = self.sem.eps_used(self.case.eps)
         place = self.sem.eps_placement
+        f: Callable[[np.ndarray], np.ndarray]
         with np.errstate(all="ignore"):
             if place == "inside_sqrt":
                 f = lambda v: 1.0 / np.sqrt(v + eps)  # noqa: E731
@@ -78,7 +91,8 @@ class RowBounds:
             lo, hi = np.maximum(var - d_v, 0.0), var + d_v
             inv = f(np.maximum(var, 0.0))
             d_inv = np.maximum(np.abs(f(lo) - inv), np.abs(inv - f(hi))) + 3 * u_c * np.abs(f(lo))
-            d_inv = np.where(np.isnan(d_inv), np.inf, d_inv)
+            # a statistic that may have overflowed (δ infinite) bounds inv_std by nothing: keep it infinite
+            d_inv = np.where(np.isnan(d_inv) | np.isinf(d_v), np.inf, d_inv)
             nan_possible = (model.variance == "one_pass") & (var - d_v < 0)
         return inv, d_inv, nan_possible
 
@@ -94,7 +108,7 @@ class RowBounds:
             return None
         return d + 2 * u_o * np.abs(val) + _TINY[self.case.params_dtype]
 
-    def element_bound(self, model: Model, output: str, step: int, ref: np.ndarray):
+    def element_bound(self, model: Model, output: str, step: int, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(per-element bound of ``y``/``x_hat`` around ``ref``, where NaN is possible)."""
         case, sem = self.case, self.sem
         x = np.asarray(self.inputs.x[step - 1], np.float64)
@@ -104,8 +118,16 @@ class RowBounds:
         shape = [1] * x.ndim
         for a in case.norm_axes:
             shape[a] = x.shape[a]
-        gamma = np.ones(shape) if self.inputs.gamma is None else np.abs(np.asarray(self.inputs.gamma, np.float64)).reshape(shape)
-        beta = np.zeros(shape) if self.inputs.beta is None else np.abs(np.asarray(self.inputs.beta, np.float64)).reshape(shape)
+        gamma = (
+            np.ones(shape)
+            if self.inputs.gamma is None
+            else np.abs(np.asarray(self.inputs.gamma, np.float64)).reshape(shape)
+        )
+        beta = (
+            np.zeros(shape)
+            if self.inputs.beta is None
+            else np.abs(np.asarray(self.inputs.beta, np.float64)).reshape(shape)
+        )
         if output == "x_hat" or sem.affine in ("none", "beta_only"):
             gamma = np.ones(shape)
         if output == "x_hat" or sem.affine in ("none", "gamma_only"):
@@ -118,8 +140,11 @@ class RowBounds:
             inv_hi = inv + d_inv
             if model.arithmetic == "unfolded":
                 k = (1 + u) ** 2 * inv_hi
-                b = gamma * (((k - inv) + u * k) * np.abs(x - mean) + d_mu * k * (1 + u)
-                             + (u * k * np.abs(x) if in_coarse else 0.0))
+                b = gamma * (
+                    ((k - inv) + u * k) * np.abs(x - mean)
+                    + d_mu * k * (1 + u)
+                    + (u * k * np.abs(x) if in_coarse else 0.0)
+                )
             else:
                 d_a = gamma * d_inv + u * gamma * inv_hi
                 a_hi = gamma * inv_hi
@@ -131,8 +156,11 @@ class RowBounds:
         return b, np.broadcast_to(nan_possible, b.shape)
 
 
-def judge(rb: RowBounds, model: Model, output: str, step: int, obs: np.ndarray, ref: np.ndarray, tol) -> Verdict | None:
+def judge(
+    rb: RowBounds, model: Model, output: str, step: int, obs: np.ndarray, ref: np.ndarray, tol: Tolerance
+) -> Verdict | None:
     """Does ``obs`` lie within ``model``'s bound (plus the tolerance) around ``ref``?"""
+    b: np.ndarray | None
     if output in ("y", "x_hat"):
         b, nan_ok = rb.element_bound(model, output, step, ref)
     else:
@@ -157,8 +185,8 @@ def judge(rb: RowBounds, model: Model, output: str, step: int, obs: np.ndarray, 
     k = np.unravel_index(int(np.argmax(frac)), frac.shape)
     f = float(frac[k])
     kappa = _kappa(rb, step)
-    return Verdict(model, f <= 1.0, max(f, 0.0), float(err[k]), float(b[k]), tuple(int(i) for i in k),
-                   bool(np.isinf(b).any()), kappa)
+    vacuous = bool(np.isinf(b).any())  # the model allows any value somewhere (e.g. a sum that may overflow)
+    return Verdict(model, f <= 1.0, max(f, 0.0), float(err[k]), float(b[k]), tuple(int(i) for i in k), vacuous, kappa)
 
 
 def _kappa(rb: RowBounds, step: int) -> float | None:
@@ -169,7 +197,7 @@ def _kappa(rb: RowBounds, step: int) -> float | None:
     return float(k.max()) if k.size else None
 
 
-def models(case, output: str) -> list[Model]:
+def models(case: LayerNormCase, output: str) -> list[Model]:
     """The precision hypotheses for ``output``, cheapest first (statistics: no arithmetic variants)."""
     from harness.explain.bounds import models_for
 

@@ -14,7 +14,7 @@ with ``gamma``/``beta`` shaped like the normalized dimensions (``normalized_shap
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import Field, Strict, field_validator
 
@@ -31,10 +31,15 @@ from harness.case_model import (
     tolerance_model,
 )
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from harness.ops.layer_norm.semantics import LayerNormSemantics
+
 #: every LayerNorm output, in stage order (the one list; harness.ops.layer_norm.OUTPUTS describes them)
 OUTPUT_NAMES = ("y", "mean", "inv_std", "x_hat")
 
-Tolerance = tolerance_model(OUTPUT_NAMES, "layer_norm")
+Tolerance = tolerance_model(OUTPUT_NAMES, "layer_norm", __name__)
 
 
 class LayerNormCase(CaseBase):
@@ -46,7 +51,8 @@ class LayerNormCase(CaseBase):
     #: the normalized axes (negative: from the end); default the last one.  Any set of axes; torch and
     #: ONNX express only trailing ones (the others are ``unsupported`` there)
     axes: Annotated[list[Annotated[int, Strict()]], Field(min_length=1, max_length=5)] = Field(
-        default_factory=lambda: [-1])
+        default_factory=lambda: [-1]
+    )
     eps: StrictFloat | Annotated[int, Strict()] = 1e-5
     normalize_variance: Literal["biased", "unbiased"] = "biased"
     #: ``true`` (gamma 1, beta 0), ``false`` (no affine parameters) or explicit values (a number, a flat
@@ -56,14 +62,16 @@ class LayerNormCase(CaseBase):
     bias: Annotated[bool, Strict()] = True
     #: root-mean-square scaling instead of centering and the variance (Keras 3's ``rms_scaling``)
     rms_scaling: Annotated[bool, Strict()] = False
-    tolerance: Tolerance | None = None
+    # a model class made at run time: mypy cannot use it as a type (the field is Any to it)
+    tolerance: Tolerance | None = None  # type: ignore[valid-type]
 
     @field_validator("eps")
     @classmethod
     def _eps_positive(cls, v: float) -> float:
         if isinstance(v, int) and _number_problem(v):
-            raise ValueError(f"must be a finite number within float64 range (got {_short_repr(v)}); "
-                             "eps must be a finite number > 0")
+            raise ValueError(
+                f"must be a finite number within float64 range (got {_short_repr(v)}); eps must be a finite number > 0"
+            )
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise ValueError("eps must be a finite number > 0")
         return float(v)
@@ -107,13 +115,14 @@ class LayerNormCase(CaseBase):
         return self.has_affine and self.bias and not self.rms_scaling
 
     @property
-    def semantics(self):
+    def semantics(self) -> LayerNormSemantics:
         """The conventions this case asks for."""
         from harness.ops.layer_norm.semantics import LayerNormSemantics
 
         if self.rms_scaling:
-            return LayerNormSemantics(normalize_variance=self.normalize_variance, centered=False,
-                                      scale_statistic="mean_square")
+            return LayerNormSemantics(
+                normalize_variance=self.normalize_variance, centered=False, scale_statistic="mean_square"
+            )
         return LayerNormSemantics(normalize_variance=self.normalize_variance)
 
     def output_names(self) -> list[str]:
@@ -139,10 +148,19 @@ def cross_checks(case: LayerNormCase) -> list[tuple[tuple[Any, ...], str]]:
         n = case.row_size
         shape = "×".join(str(d) for d in case.normalized_shape)
         for part in ("gamma", "beta"):
-            errs.extend(parameter_problems(("affine", part), getattr(case.affine, part), n, case.params_dtype,
-                                           f"the normalized shape {shape} ({n} values)"))
+            errs.extend(
+                parameter_problems(
+                    ("affine", part),
+                    getattr(case.affine, part),
+                    n,
+                    case.params_dtype,
+                    f"the normalized shape {shape} ({n} values)",
+                )
+            )
         if case.rms_scaling and case.affine.beta != 0.0:
-            errs.append((("affine", "beta"), "rms_scaling has no beta (y = gamma·x/sqrt(mean(x²)+eps)): leave beta out"))
+            errs.append(
+                (("affine", "beta"), "rms_scaling has no beta (y = gamma·x/sqrt(mean(x²)+eps)): leave beta out")
+            )
         if not case.bias and case.affine.beta != 0.0:
             errs.append((("affine", "beta"), "bias: false has no beta: leave beta out"))
     return errs
@@ -153,7 +171,7 @@ def allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     if len(loc) == 1:
         return sorted(LayerNormCase.model_fields)
     top = loc[0]
-    model = {"affine": Affine, "tolerance": Tolerance, "input": Generator}.get(top)
+    model = cast("type[BaseModel] | None", {"affine": Affine, "tolerance": Tolerance, "input": Generator}.get(top))
     if top == "affine" and len(loc) == 3:
         model = Generator
     if top == "expect" and len(loc) == 3:

@@ -5,8 +5,8 @@ The rules of the BatchNorm explainer, on LayerNorm's knobs:
 1. **Precision** first: the output lies within the derived forward-error bound
    (:mod:`.bounds`) of the cheapest working-precision model (finest precision, two-pass before
    one-pass, unfolded before folded) under the case's conventions → ``precision=...``.
-2. **A convention** of the catalog below reproduces the output within the tolerance, or within
-   a precision bound under that convention → its label (``scale_statistic=variance``,
+2. **A convention** of the catalog below reproduces the output within the tolerance, or — when it
+   at least halves the error on its own — within a precision bound under that convention → its label (``scale_statistic=variance``,
    ``eps_override=0.001``, ``...,precision=float32``).  Only discrete, documented values: eps
    is never solved freely here.
 3. Otherwise ``mismatch``; the text names the closest candidates, marked as not an explanation.
@@ -19,45 +19,72 @@ case, the inputs and the arrays, never a backend's name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from harness.ops.layer_norm import bounds as lb
 from harness.ops.layer_norm.semantics import LayerNormSemantics
 
+if TYPE_CHECKING:
+    from harness.compare import Tolerance
+    from harness.explain.bounds import Model, Verdict
+    from harness.ops.layer_norm.case import LayerNormCase
+    from harness.ops.layer_norm.inputs import LayerNormInputs
+
 #: documented eps defaults: torch/ONNX 1e-5, Flax 1e-6, Keras 1e-3, BERT-style models 1e-12
-KNOWN_EPS = {1e-5: "torch.nn.LayerNorm / ONNX LayerNormalization", 1e-6: "flax LayerNorm",
-             1e-3: "keras LayerNormalization", 1e-12: "BERT-style models (HF transformers)"}
+KNOWN_EPS = {
+    1e-5: "torch.nn.LayerNorm / ONNX LayerNormalization",
+    1e-6: "flax LayerNorm",
+    1e-3: "keras LayerNormalization",
+    1e-12: "BERT-style models (HF transformers)",
+}
 
 
-def alternatives(case, base: LayerNormSemantics) -> list[tuple[LayerNormSemantics, str]]:
+def alternatives(case: LayerNormCase, base: LayerNormSemantics) -> list[tuple[LayerNormSemantics, str]]:
     """The catalog: single convention changes that can apply to ``case`` (semantics, in words)."""
     out: list[tuple[LayerNormSemantics, str]] = []
     flip = "unbiased" if base.normalize_variance == "biased" else "biased"
     if base.scale_statistic == "variance":
-        out.append((base.replace(normalize_variance=flip), f"the {flip} variance (m{'−1' if flip == 'unbiased' else ''} "
-                                                           f"= {case.row_size - (flip == 'unbiased')} instead of "
-                                                           f"{case.row_size - (flip == 'biased')})"))
-    for place, words in (("outside_sqrt", "eps added outside the square root: 1/(sqrt(var) + eps)"),
-                         ("none", "no eps at all")):
+        out.append(
+            (
+                base.replace(normalize_variance=flip),
+                f"the {flip} variance (m{'−1' if flip == 'unbiased' else ''} "
+                f"= {case.row_size - (flip == 'unbiased')} instead of "
+                f"{case.row_size - (flip == 'biased')})",
+            )
+        )
+    for place, words in (
+        ("outside_sqrt", "eps added outside the square root: 1/(sqrt(var) + eps)"),
+        ("none", "no eps at all"),
+    ):
         out.append((base.replace(eps_placement=place), words))
     for eps, who in KNOWN_EPS.items():
         if eps != case.eps:
             out.append((base.replace(eps_override=eps), f"eps = {eps:g} ({who}'s default) instead of {case.eps:g}"))
     if base.scale_statistic == "mean_square":
-        out.append((base.replace(scale_statistic="variance"),
-                    "the variance of x under the square root instead of mean(x²)"))
-        out.append((base.replace(centered=True, scale_statistic="variance"),
-                    "a centered LayerNorm instead of RMS scaling"))
+        out.append(
+            (base.replace(scale_statistic="variance"), "the variance of x under the square root instead of mean(x²)")
+        )
+        out.append(
+            (base.replace(centered=True, scale_statistic="variance"), "a centered LayerNorm instead of RMS scaling")
+        )
     else:
         out.append((base.replace(centered=False, scale_statistic="mean_square"), "RMS scaling instead of LayerNorm"))
         out.append((base.replace(centered=False), "no mean subtracted from x (the variance still centered)"))
     if case.has_affine:
         parts = ("gamma_only", "beta_only", "none") if case.has_bias else ("none",)
         for a in parts:
-            out.append((base.replace(affine=a), {"gamma_only": "beta ignored", "beta_only": "gamma ignored",
-                                                 "none": "the affine transform ignored"}[a]))
+            out.append(
+                (
+                    base.replace(affine=a),
+                    {
+                        "gamma_only": "beta ignored",
+                        "beta_only": "gamma ignored",
+                        "none": "the affine transform ignored",
+                    }[a],
+                )
+            )
     return out
 
 
@@ -70,17 +97,20 @@ class Found:
     residual: float = np.inf  # worst |error| / tolerance under the convention alone
 
 
-def _ref(case, inputs, sem, output: str, step: int) -> np.ndarray | None:
+def _ref(
+    case: LayerNormCase, inputs: LayerNormInputs, sem: LayerNormSemantics, output: str, step: int
+) -> np.ndarray | None:
     from harness.explain.refcache import CACHE
     from harness.oracle import round_to_output_dtypes
 
-    steps = CACHE.get(case, inputs, sem, output)
+    # (the cache and the rounding are op-generic but still annotated with BatchNorm's Semantics and Case)
+    steps = CACHE.get(case, inputs, sem, output)  # type: ignore[arg-type]
     if steps is None:
         return None
-    return round_to_output_dtypes(case, {output: [steps[step - 1]]})[output][0]
+    return round_to_output_dtypes(case, {output: [steps[step - 1]]})[output][0]  # type: ignore[arg-type]
 
 
-def _ratio(obs: np.ndarray, ref: np.ndarray, tol) -> float:
+def _ratio(obs: np.ndarray, ref: np.ndarray, tol: Tolerance) -> float:
     with np.errstate(all="ignore"):
         lim = tol.atol + tol.rtol * np.abs(ref)
         err = np.abs(obs - ref)
@@ -90,7 +120,16 @@ def _ratio(obs: np.ndarray, ref: np.ndarray, tol) -> float:
     return float(r.max()) if r.size else 0.0
 
 
-def precision(case, inputs, sem, output: str, step: int, obs: np.ndarray, ref: np.ndarray, tol):
+def precision(
+    case: LayerNormCase,
+    inputs: LayerNormInputs,
+    sem: LayerNormSemantics,
+    output: str,
+    step: int,
+    obs: np.ndarray,
+    ref: np.ndarray,
+    tol: Tolerance,
+) -> tuple[Verdict | None, Verdict | None]:
     """(the covering precision verdict with the tightest model, or None; the closest non-covering one)."""
     rb = lb.RowBounds(case, inputs, sem)
     closest = None
@@ -105,15 +144,25 @@ def precision(case, inputs, sem, output: str, step: int, obs: np.ndarray, ref: n
     return None, closest
 
 
-def _precision_words(case, v, output: str) -> str:
+def _precision_words(case: LayerNormCase, v: Verdict, output: str) -> str:
     kappa = f"; condition number κ = √(E[x²]/var) = {v.kappa:.3g}" if v.kappa is not None else ""
     what = v.model.describe(statistic=output == "mean")
-    return (f"within the derived forward-error bound of {what} (worst error {v.max_err:.3g} = "
-            f"{100 * v.fraction:.0f}% of bound + tolerance, at {list(v.worst_index)}){kappa}")
+    return (
+        f"within the derived forward-error bound of {what} (worst error {v.max_err:.3g} = "
+        f"{100 * v.fraction:.0f}% of bound + tolerance, at {list(v.worst_index)}){kappa}"
+    )
 
 
-def explain(case, inputs, output: str, step: int, observed: np.ndarray, expected: np.ndarray, tol,
-            memory=None) -> tuple[str, str] | None:
+def explain(
+    case: LayerNormCase,
+    inputs: LayerNormInputs,
+    output: str,
+    step: int,
+    observed: np.ndarray,
+    expected: np.ndarray,
+    tol: Tolerance,
+    memory: Any = None,
+) -> tuple[str, str] | None:
     """(label, text) for one mismatching output; label ``""``: still a mismatch (the text says why)."""
     base = case.semantics
     obs = np.asarray(observed, np.float64)
@@ -141,34 +190,48 @@ def explain(case, inputs, output: str, step: int, observed: np.ndarray, expected
     near = _closest(case, inputs, base, output, step, obs, tol)
     parts = [f"max |error| {np.nanmax(np.abs(obs - ref)) if obs.size else 0:.3g}"]
     if closest_prec is not None:
-        parts.append(f"the closest precision model, {closest_prec.model.label()}, is exceeded "
-                     f"({100 * closest_prec.fraction:.0f}% of bound + tolerance)")
+        parts.append(
+            f"the closest precision model, {closest_prec.model.label()}, is exceeded "
+            f"({100 * closest_prec.fraction:.0f}% of bound + tolerance)"
+        )
     if near:
-        parts.append("closest conventions (not explanations): " + ", ".join(
-            f"{f.label} ({f.residual:.3g}× the tolerance)" for f in near))
+        parts.append(
+            "closest conventions (not explanations): "
+            + ", ".join(f"{f.label} ({f.residual:.3g}× the tolerance)" for f in near)
+        )
     return "", "; ".join(parts)
 
 
-def _label(base, sem, model=None) -> str:
+def _label(base: LayerNormSemantics, sem: LayerNormSemantics, model: Model | None = None) -> str:
     lab = sem.label(base)
     return f"{lab},{model.label()}" if model is not None else lab
 
 
-def _conventions(case, inputs, base, output, step, obs, tol, with_bounds: bool) -> list[Found]:
+def _conventions(
+    case: LayerNormCase,
+    inputs: LayerNormInputs,
+    base: LayerNormSemantics,
+    output: str,
+    step: int,
+    obs: np.ndarray,
+    tol: Tolerance,
+    with_bounds: bool,
+) -> list[Found]:
     """Catalog entries that reproduce ``obs`` (within tolerance; ``with_bounds``: or within a precision bound
     under the convention), best first: plain reproductions, then by bound fraction."""
     plain, bounded = [], []
+    base_ref = _ref(case, inputs, base, output, step)
+    r0 = _ratio(obs, base_ref, tol) if base_ref is not None else np.inf
     for sem, words in alternatives(case, base):
         alt = _ref(case, inputs, sem, output, step)
         if alt is None or alt.shape != obs.shape:
             continue
-        base_ref = _ref(case, inputs, base, output, step)
         if base_ref is not None and np.array_equal(alt, base_ref, equal_nan=True):
             continue  # the change does not move this output
         r = _ratio(obs, alt, tol)
         if r <= 1.0:
             plain.append(Found(sem, words, _label(base, sem), None, r))
-        elif with_bounds:
+        elif with_bounds and r <= 0.5 * r0:  # the convention must take most of the error; precision the rest
             v, _ = precision(case, inputs, sem, output, step, obs, alt, tol)
             if v is not None:
                 bounded.append(Found(sem, words, _label(base, sem, v.model), v, r))
@@ -177,7 +240,16 @@ def _conventions(case, inputs, base, output, step, obs, tol, with_bounds: bool) 
     return plain + bounded
 
 
-def _closest(case, inputs, base, output, step, obs, tol, n: int = 3) -> list[Found]:
+def _closest(
+    case: LayerNormCase,
+    inputs: LayerNormInputs,
+    base: LayerNormSemantics,
+    output: str,
+    step: int,
+    obs: np.ndarray,
+    tol: Tolerance,
+    n: int = 3,
+) -> list[Found]:
     out = []
     for sem, words in alternatives(case, base):
         alt = _ref(case, inputs, sem, output, step)
@@ -187,7 +259,7 @@ def _closest(case, inputs, base, output, step, obs, tol, n: int = 3) -> list[Fou
     return out[:n]
 
 
-def _remember(memory, output: str, step: int, found: Found | None, also: list[str]) -> None:
+def _remember(memory: Any, output: str, step: int, found: Found | None, also: list[str]) -> None:
     if memory is None:
         return
     memory.rows[(output, step)] = found
@@ -195,7 +267,14 @@ def _remember(memory, output: str, step: int, found: Found | None, also: list[st
         memory.consistent[(output, step)] = ";".join(dict.fromkeys(also))
 
 
-def review_pair(case, inputs, rows: Sequence[Any], observed: dict, expected: dict, memory) -> None:
+def review_pair(
+    case: LayerNormCase,
+    inputs: LayerNormInputs | None,
+    rows: Sequence[Any],
+    observed: dict[str, Any],
+    expected: dict[str, Any],
+    memory: Any,
+) -> None:
     """Corroboration: a convention explaining one output must hold on every other output of the pair it
     changes (the observed output agrees with the reference under the convention — within tolerance,
     or within the precision bound the row names).  A contradicted row becomes a mismatch whose text
@@ -204,7 +283,6 @@ def review_pair(case, inputs, rows: Sequence[Any], observed: dict, expected: dic
         return
     from harness.outputs import tolerance_for
 
-    base = case.semantics
     by_key = {(r.output, r.step): r for r in rows if r.output and r.step is not None}
     for (output, step), found in list(memory.rows.items()):
         row = by_key.get((output, step))
@@ -218,7 +296,7 @@ def review_pair(case, inputs, rows: Sequence[Any], observed: dict, expected: dic
             plain = np.asarray(expected[o2][k2 - 1], np.float64)
             if alt is None or alt.shape != obs2.shape or np.array_equal(alt, plain, equal_nan=True):
                 continue
-            tol = tolerance_for(case, o2)
+            tol = tolerance_for(case, o2)  # type: ignore[arg-type]  # op-generic, annotated with BatchNorm's Case
             if _ratio(obs2, alt, tol) <= 1.0:
                 continue
             if found.verdict is not None or other.outcome == "explained":
@@ -226,8 +304,11 @@ def review_pair(case, inputs, rows: Sequence[Any], observed: dict, expected: dic
                 if v is not None:
                     continue
             row.outcome = "mismatch"
-            row.explanation_text = (f"closest: {found.label} ({found.words}) — not an explanation: "
-                                    f"contradicted by {o2}" + (f" step {k2}" if case.steps > 1 else "")
-                                    + f", which does not follow it; was: {row.explanation_text}")
+            row.explanation_text = (
+                f"closest: {found.label} ({found.words}) — not an explanation: "
+                f"contradicted by {o2}"
+                + (f" step {k2}" if case.steps > 1 else "")
+                + f", which does not follow it; was: {row.explanation_text}"
+            )
             row.explanation = ""
             break

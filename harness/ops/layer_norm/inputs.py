@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.case_model import Affine
 from harness.inputs import draw_x, parameter
+
+if TYPE_CHECKING:
+    from harness.ops.layer_norm.case import LayerNormCase
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,10 @@ class LayerNormInputs:
         return h.hexdigest()
 
 
-def generate(case) -> LayerNormInputs:
+def generate(case: LayerNormCase) -> LayerNormInputs:
     x = draw_x(case)
+    gamma: np.ndarray | None
+    beta: np.ndarray | None
     gamma = beta = None
     if case.has_affine:
         aff = case.affine if isinstance(case.affine, Affine) else Affine()

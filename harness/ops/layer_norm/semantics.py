@@ -50,8 +50,11 @@ class LayerNormSemantics:
         return dataclasses.replace(self, **changes)
 
     def differences(self, other: "LayerNormSemantics") -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if getattr(self, f.name) != getattr(other, f.name)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        }
 
     def label(self, base: "LayerNormSemantics | None" = None) -> str:
         """``knob=value[,knob=value]`` relative to ``base`` (default: the definition)."""
