@@ -288,6 +288,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report.plots import plot_key
 
     meta["plot_data"] = {plot_key(r.case, r.backend, r.output, r.step): r.plot for r in summary.rows if r.plot}
+    from harness.case_info import case_info
+
+    meta["case_info"] = {lc.id: case_info(lc.case) for lc in cases}
     out = Path(args.out)
     from harness.report import OutLocked, ReportWriteError, clear_reports
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-#: the fast subset: the seed example, every dtype, and the large-offset trap (where precision matters most)
-SUBSET = ["cases/seed_article.yaml", "cases/dtypes.yaml", "cases/trap_large_offset.yaml"]
+#: the fast subset: the seed example, every dtype, the large-offset trap (where precision matters most), and
+#: LayerNorm's traps (one-pass variances, float16 magnitudes)
+SUBSET = ["cases/seed_article.yaml", "cases/dtypes.yaml", "cases/trap_large_offset.yaml", "cases/layer_norm_traps.yaml"]
 VARIANTS = {
     "onednn-on": {"TF_ENABLE_ONEDNN_OPTS": "1"},
     "onednn-off": {"TF_ENABLE_ONEDNN_OPTS": "0"},
@@ -32,6 +33,7 @@ def _run(tmp: Path, env_changes: dict, noisy: bool = False) -> dict:
     env = dict(os.environ, **env_changes)
     out = tmp / "out"
     extra = ["--adapter", "tests.noisy_adapters:ADAPTERS"] if noisy else []
+    # LayerNorm-only backends run the LayerNorm traps; the noisy wrappers wrap the BatchNorm backends
     p = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", *SUBSET, "--out", str(out), "-j", "1", *extra],
         cwd=ROOT,

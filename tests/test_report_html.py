@@ -270,14 +270,18 @@ def test_write_reports_writes_csv_json_and_html(tmp_path):
     assert meta2["environment"]["cpu"] == "TestCPU" and len(back) == len(df)
 
 
-def test_case_file_adds_description_parameters_and_input_summary():
+def test_the_run_records_description_parameters_and_input_summary(tmp_path):
+    """The case panel comes from ``meta["case_info"]``, recorded by the run: the report re-reads no case
+    file (a results file whose case file is gone or changed still shows what ran)."""
+    from harness.case_info import case_info
     from harness.cases import load_paths
 
     lc = load_paths(["cases/seed_article.yaml"])[0]
-    rows = [_row(lc.id, "numpy", "pass", file=lc.file, line=lc.line, shape="3x1x1x6")]
-    model = build(to_frame(rows), {})
+    rows = [_row(lc.id, "numpy", "pass", file=str(tmp_path / "gone.yaml"), line=lc.line, shape="3x1x1x6")]
+    assert build(to_frame(rows), {}).case_info[lc.id]["source"].startswith("no case summary recorded")
+    model = build(to_frame(rows), {"case_info": {lc.id: case_info(lc.case)}})
     info = model.case_info[lc.id]
-    assert info["source"] == "case file"
+    assert info["source"] == "recorded by the run"
     assert "18 values" in info["inputs"]["x"] and "min -97.7" in info["inputs"]["x"]
     assert info["params"]["eps"] == "1e-05"
     assert "article" in info["description"].lower()

@@ -80,7 +80,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     df, meta, p = load(args.results)
     out = Path(args.out) if args.out else p.parent
-    target = write_html(df, meta, out / "index.html", title=args.title, base_dir=args.cases_root)
+    target = write_html(df, meta, out / "index.html", title=args.title)
     print(f"wrote {target} ({len(df)} rows, {target.stat().st_size / 1e6:.2f} MB)")
     return 0
 
@@ -108,11 +108,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("results", help="results.json or results.csv (or a folder holding one)")
     p.add_argument("--out", "-o", help="folder for index.html (default: the results file's folder)")
     p.add_argument("--title", default="normconf report", help="page title")
-    p.add_argument(
-        "--cases-root",
-        metavar="DIR",
-        help="folder the results' case file paths are relative to (default: the current folder)",
-    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(

@@ -328,12 +328,11 @@ def render(
     *,
     title: str = "normconf report",
     read_cases: bool = True,
-    base_dir: str | Path | None = None,
     heatmap: bool = True,
 ) -> str:
     """index.html for ``df`` (a results table) as one string."""
     meta = dict(meta or {})
-    model = build(df, meta, read_cases=read_cases, base_dir=base_dir)
+    model = build(df, meta, read_cases=read_cases)
     nc, nb = len(model.cases), len(model.backends)
     matrix = []
     for c in model.cases:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -37,8 +36,6 @@ CASE_COLUMNS = [
     "running_variance",
     "seed",
 ]
-#: largest case (elements) whose inputs are regenerated for the input summary
-SUMMARY_MAX_ELEMENTS = 2_000_000
 
 
 def clean(v: Any) -> Any:
@@ -221,10 +218,11 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(names, vs)) for vs in zip(*cols.values())] if names else []
 
 
-def build(
-    df: pd.DataFrame, meta: dict[str, Any] | None = None, read_cases: bool = True, base_dir: str | Path | None = None
-) -> Model:
-    """Group the rows into pairs, in first-seen case order and the run's backend order."""
+def build(df: pd.DataFrame, meta: dict[str, Any] | None = None, read_cases: bool = True) -> Model:
+    """Group the rows into pairs, in first-seen case order and the run's backend order.
+
+    ``read_cases``: add each case's description, parameters and input summary from the run's
+    ``meta["case_info"]``."""
     meta = dict(meta or {})
     records = _records(df)
     cases: list[str] = []
@@ -270,114 +268,32 @@ def build(
         versions.setdefault(str(b), str(v))
     model = Model(cases, backends, case_info, pairs, versions, meta)
     if read_cases:
-        _add_case_files(model, base_dir)
+        _add_case_info(model)
     return model
 
 
 # ----------------------------------------------------------------------------------------
-# what the case file adds
+# what the run recorded about each case
 
 
-def _stats(a: Any) -> str:
-    import numpy as np
-
-    x = np.asarray(a).astype(np.float64).ravel()
-    fin = x[np.isfinite(x)]
-    parts = [f"{x.size} values"]
-    if fin.size:
-        parts.append(f"min {fin.min():.6g}, max {fin.max():.6g}, mean {fin.mean():.6g}, std {fin.std():.6g}")
-    if fin.size != x.size:
-        parts.append(f"{x.size - fin.size} non-finite")
-    return "; ".join(parts)
-
-
-def _resolve(file: str, base_dir: str | Path | None) -> Path | None:
-    if not file:
-        return None
-    cands = [Path(file)]
-    if base_dir is not None and not Path(file).is_absolute():
-        cands.append(Path(base_dir) / file)
-    for p in cands:
-        if p.is_file():
-            return p
-    return None
-
-
-def _add_case_files(model: Model, base_dir: str | Path | None) -> None:
-    from harness.cases import CaseFileError, load_file
-
-    loaded: dict[str, dict[str, Any] | None] = {}
+def _add_case_info(model: Model) -> None:
+    """Description, parameters and input summary of each case, from ``meta["case_info"]`` (recorded by
+    ``normconf run``, :mod:`harness.case_info`); the report never re-reads a case file or regenerates inputs."""
+    recorded = (model.meta or {}).get("case_info") or {}
+    if not isinstance(recorded, dict):
+        recorded = {}
     for cid in model.cases:
         info = model.case_info[cid]
-        path = _resolve(info.get("file", ""), base_dir)
-        if path is None:
-            info["source"] = "case file not found: parameters from the results only"
+        got = recorded.get(cid)
+        if not isinstance(got, dict):
+            info["source"] = "no case summary recorded with these results: parameters from the results only"
             continue
-        key = str(path)
-        if key not in loaded:
-            try:
-                loaded[key] = {lc.id: lc for lc in load_file(path)}
-            except (CaseFileError, OSError, ValueError) as e:
-                loaded[key] = None
-                info["source"] = f"case file unreadable: {type(e).__name__}"
-        by_id = loaded.get(key)
-        if not by_id or cid not in by_id:
-            info.setdefault("source", "case not found in its file: parameters from the results only")
-            continue
-        case = by_id[cid].case
-        info["source"] = "case file"
-        info["description"] = case.description.strip()
-        info["params"] = _case_params(case)
-        info["inputs"] = _input_summary(case)
-
-
-def _case_params(case: Any) -> dict[str, str]:
-    """The case panel: the op's parameters (its spec's ``report_params``), then what every op shares."""
-    from harness.ops import spec_for
-
-    p: dict[str, str] = {"op": case.op}
-    p.update(spec_for(case).report_params(case))
-    if case.tolerance is not None:
-        t = case.tolerance
-        p["tolerance override"] = (
-            f"rtol {t.rtol:g}, atol {t.atol:g}"
-            + (f" on {', '.join(t.outputs)}" if t.outputs else "")
-            + f" — {t.reason}"
-        )
-    if case.tags:
-        p["tags"] = ", ".join(case.tags)
-    return p
-
-
-def _input_summary(case: Any) -> dict[str, str]:
-    from harness.case_model import describe_value
-
-    out: dict[str, str] = {}
-    if case.data is not None:
-        out["x source"] = "explicit data in the case file"
-    elif case.input is not None:
-        out["x source"] = describe_value(case.input)
-    else:
-        out["x source"] = "default generator"
-    if case.n_elements > SUMMARY_MAX_ELEMENTS:
-        out["x"] = f"{case.n_elements} values (too large to summarize here)"
-        return out
-    try:
-        from harness.ops import spec_for
-
-        inp = spec_for(case).generate(case)
-        for k, x in enumerate(inp.x, start=1):
-            name = "x" if len(inp.x) == 1 else f"x step {k}"
-            out[name] = _stats(x)
-            if k >= 3 and len(inp.x) > 3:
-                out["x later steps"] = f"{len(inp.x) - 3} more"
-                break
-        for name in ("gamma", "beta"):
-            if getattr(inp, name, None) is not None:
-                out[name] = _stats(getattr(inp, name))
-    except Exception as e:  # noqa: BLE001 - a summary is a convenience, never a reason to fail the report
-        out["x"] = f"not summarized ({type(e).__name__}: {e})"
-    return out
+        info["source"] = "recorded by the run"
+        info["description"] = str(got.get("description", "")).strip()
+        for key in ("params", "inputs"):
+            val = got.get(key)
+            if isinstance(val, dict):
+                info[key] = {str(k): str(v) for k, v in val.items()}
 
 
 def repro_command(file: str, case: str, backend: str) -> str:

@@ -106,7 +106,8 @@ class RowBounds:
             val, d, _ = self.inv(model, step)
         else:
             return None
-        return d + 2 * u_o * np.abs(val) + _TINY[self.case.params_dtype]
+        # the output's rounding applies to any value within the bound, the largest one included
+        return d + 2 * u_o * (np.abs(val) + d) + _TINY[self.case.params_dtype]
 
     def element_bound(self, model: Model, output: str, step: int, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(per-element bound of ``y``/``x_hat`` around ``ref``, where NaN is possible)."""
