@@ -341,7 +341,9 @@ class Bounds:
                 f = lambda v: 1.0 / np.sqrt(v)  # noqa: E731
             inv = f(np.maximum(ns.var, 0.0))
             d_inv = np.maximum(np.abs(f(lo) - inv), np.abs(inv - f(hi))) + 3 * u_c * np.abs(f(lo))
-            d_inv = np.where(np.isnan(d_inv), np.inf, d_inv)
+            d_inv = np.where(
+                np.isnan(d_inv) | np.isinf(ns.d_var), np.inf, d_inv
+            )  # an overflowed statistic bounds nothing
         return inv, d_inv
 
     def per_channel(self, model: Model, output: str, step: int) -> tuple[np.ndarray, np.ndarray] | None:
