@@ -185,6 +185,13 @@ def resolve_case_path(case_file: str | os.PathLike[str], value: str) -> Path:
     return resolved
 
 
+#: the top-level keys of a case file; ``normconf: <version>`` marks a file as a normconf case file
+#: (the pytest plugin collects only files that carry it)
+TOP_LEVEL_KEYS = ("normconf", "cases", "defaults")
+#: the case-file format versions this normconf reads
+FORMAT_VERSIONS = (1,)
+
+
 def _merge(defaults: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
     """``case`` over ``defaults``; ``expect`` and ``tolerance`` are merged key by key."""
     merged = dict(defaults)
@@ -218,13 +225,22 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
             reading + ([wrong] if (wrong.line, wrong.column) not in {(e.line, e.column) for e in reading} else [])
         )
     for key in data:
-        if key not in ("cases", "defaults"):
-            hint = difflib.get_close_matches(str(key), ["cases", "defaults"], n=1)
+        if key not in TOP_LEVEL_KEYS:
+            hint = difflib.get_close_matches(str(key), list(TOP_LEVEL_KEYS), n=1)
             err(
                 _key_node(root, key),
                 str(key),
-                "unknown top-level key (expected 'cases' or 'defaults')"
+                "unknown top-level key (expected 'normconf', 'cases' or 'defaults')"
                 + (f"; did you mean {hint[0]!r}?" if hint else ""),
+            )
+    if "normconf" in data:
+        version = data["normconf"]
+        if type(version) is not int or version not in FORMAT_VERSIONS:
+            err(
+                _child(root, "normconf"),
+                "normconf",
+                f"unsupported case-file format version {_short_op(version)}"
+                f" (this normconf reads: {', '.join(map(str, FORMAT_VERSIONS))})",
             )
     defaults = data.get("defaults") or {}
     dnode = _child(root, "defaults")
@@ -483,6 +499,11 @@ def json_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "required": ["cases"],
         "properties": {
+            "normconf": {
+                "const": 1,
+                "description": "case-file format version; marks the file as a normconf case file "
+                "(the pytest plugin collects only files that carry it)",
+            },
             "defaults": {"anyOf": defaults},
             "cases": {"type": "array", "items": {"anyOf": entries}},
         },

@@ -1,26 +1,28 @@
 """``normconf fuzz``: property-based discovery of discrepancies, shrunk to ready YAML cases.
 
-Hypothesis draws case mappings -- shape (rank 2-5, N may be 0), layout, dtype (and mixed
-parameter dtype), mode, eps, momentum (both written forms, cumulative), variance estimators,
-affine parameters, initial running statistics, steps/eval_after and the input distribution
-(normal/uniform/constant, offsets and scales from tiny to huge) -- within a size budget
-(``--max-elements``, all steps together), and runs every selected backend on each through one
-:class:`~harness.runner.Runner` (worker processes stay warm across examples; backends of
-different worker groups run in parallel, ``--jobs`` at a time).
+Op-agnostic: ``--op NAME`` (default ``batch_norm``) picks the op whose fuzz hook
+(``OpSpec.fuzz_cases``: :mod:`harness.ops.batch_norm.fuzz`, :mod:`harness.ops.layer_norm.fuzz`)
+draws the case mappings, within a size budget (``--max-elements``, all steps together); the
+backends are those whose adapter declares the op, and every selected one runs each example
+through one :class:`~harness.runner.Runner` (worker processes stay warm across examples; backends
+of different worker groups run in parallel, ``--jobs`` at a time).  Examples whose expected
+output overflows its dtype (:func:`representable`) are not drawn.
 
 A *finding* is a (case, backend) pair whose outcome is ``mismatch`` (unexplained) or ``error``;
 its *signature* is ``(backend, outcome, output)`` (for errors the output is the exception type).
 The search runs in rounds: each round generates examples until one shows a signature not found
 before, then Hypothesis shrinks that example -- running only the failing backend -- to the
 smallest case with the same signature (smallest by number of elements, then rank, steps and
-YAML length), which is written to ``--out`` (default ``cases/found/``) as a ready case file with
-a comment naming the command and the backend versions.  Later rounds continue with the rest of
-the ``--max-examples`` budget and ignore signatures already found.
+YAML length), which is written to ``--out`` (default ``cases/found/``) as a ready case file
+(:mod:`harness.fuzz_findings`).  Later rounds continue with the rest of the ``--max-examples``
+budget and ignore signatures already found.
 
 Deterministic: for a given ``--seed`` (and the same backends and versions) the drawn examples,
-the findings and the files are the same on every run (``database=None``, a fixed Hypothesis seed
-per round, no time-dependent phases; Hypothesis stops a single shrink after 5 minutes, which
-only a very slow backend reaches).
+the findings and the files are the same on every run: ``database=None``, a fixed Hypothesis seed
+per round, settings from Hypothesis' default profile (not one a test suite loaded), no
+time-dependent phases, and no constants from the source of loaded modules
+(:func:`source_blind_draws`).  Hypothesis stops a single shrink after 5 minutes, which only a very
+slow backend reaches; ``--max-seconds`` is time-dependent by definition.
 
 Exit codes: 0 nothing found, 1 findings written, 2 usage errors.
 """
@@ -29,197 +31,102 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
-import re
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.fuzz_findings import Finding, finding_yaml, size_key, slug, write_finding, yaml_case
+from harness.ops._strategies import FUZZ_DTYPES
+
+__all__ = ["Executor", "Finding", "FuzzReport", "finding_yaml", "fuzz", "representable", "write_finding"]
+
 #: outcomes that count as a finding
 FAILING = ("mismatch", "error")
 DEFAULT_MAX_ELEMENTS = 512
-DEFAULT_DTYPES = ("float32", "float64", "float16", "bfloat16")
+DEFAULT_OP = "batch_norm"
 
 
 # ----------------------------------------------------------------------------------------
-# strategies
+# drawing cases
 
 
-def _r3(x: float) -> float:
-    """3 significant digits: readable YAML, and a value that round-trips exactly."""
-    return float(f"{x:.3g}")
+def fuzzable_ops() -> list[str]:
+    """The registered ops that have a fuzz hook (``OpSpec.fuzz_cases``)."""
+    from harness import ops
+
+    return [s.name for s in ops.all_ops() if s.fuzz_cases is not None]
 
 
-def case_dicts(
-    max_elements: int = DEFAULT_MAX_ELEMENTS,
-    dtypes: tuple[str, ...] = DEFAULT_DTYPES,
-    modes: tuple[str, ...] = ("train", "eval"),
-    max_steps: int = 4,
-):
-    """Hypothesis strategy of case mappings (only non-default keys, no ``id``).
+def hook_options(op: str) -> tuple[str, ...]:
+    """The op-specific keyword options its fuzz hook takes (BatchNorm: ``modes``)."""
+    import inspect
 
-    Every choice shrinks towards the simplest case: rank 2, the smallest sizes, channels-first,
-    the first dtype, the first mode, default eps/momentum/estimators/affine, one step, the
-    default input N(0, 1) with seed 0.
+    from harness import ops
+
+    hook = ops.get(op).fuzz_cases
+    if hook is None:
+        return ()
+    return tuple(n for n in inspect.signature(hook).parameters if n not in ("max_elements", "dtypes"))
+
+
+def op_dtypes(runner, backends: list[str], op: str) -> tuple[str, ...]:
+    """The dtypes (of :data:`FUZZ_DTYPES`) at least one of ``backends`` declares for ``op``."""
+    declared: set[str] = set()
+    for b in backends:
+        cls = runner.adapters[b]
+        declared.update(dict(getattr(cls, "op_dtypes", {}) or {}).get(op, cls.dtypes))
+    return tuple(d for d in FUZZ_DTYPES if d in declared) or FUZZ_DTYPES
+
+
+def supports_op(runner, backend: str, op: str) -> bool:
+    """The backend's adapter declares ``op`` (its ``ops`` ClassVar; ``"*"``: every op)."""
+    declared = tuple(runner.adapters[backend].ops)
+    return "*" in declared or op in declared
+
+
+@contextmanager
+def source_blind_draws():
+    """Hypothesis draws without the constants it collects from the source of loaded local modules.
+
+    Hypothesis (6.131 and later) mixes numbers found in the source of every *local* module in
+    ``sys.modules`` into its draws.  Which modules are loaded differs between ``normconf fuzz`` and
+    pytest, and grows during a run (lazy imports), so the same seed would draw different cases; the
+    pool also changes with any edit of a number in the harness.  For the run, the default provider
+    is a subclass whose local pool is empty (Hypothesis' own pool of boundary values stays) and the
+    pool cache is a fresh one; both are restored afterwards.  A Hypothesis without the pool has
+    nothing to remove.
     """
-    from hypothesis import strategies as st
+    from hypothesis.internal.conjecture import providers as hp
 
-    @st.composite
-    def strat(draw) -> dict[str, Any]:
-        n = draw(st.integers(0, 8))
-        c = draw(st.integers(1, 8))
-        spatial = draw(st.lists(st.integers(1, 6), min_size=0, max_size=3))
-        mode = draw(st.sampled_from(modes))
-        steps = draw(st.integers(1, max_steps))
-        dims = [n, c, *spatial]
-        # the size budget: halve the largest dimension until every step fits
-        while math.prod(dims) * steps > max_elements:
-            i = max(range(len(dims)), key=lambda j: dims[j])
-            if dims[i] <= 1:
-                steps = max(1, steps // 2)
-                continue
-            dims[i] = (dims[i] + 1) // 2
-        d: dict[str, Any] = {"shape": dims}
-        C = dims[1]
-        if len(dims) > 2 and draw(st.booleans()):
-            d["layout"] = "channels_last"
-        dtype = draw(st.sampled_from(dtypes))
-        if dtype != "float32":
-            d["dtype"] = dtype
-        if dtype in ("float16", "bfloat16") and draw(st.booleans()):
-            d["param_dtype"] = "float32"
-        if mode != "train":
-            d["mode"] = mode
-        eps = draw(
-            st.one_of(st.none(), st.sampled_from([1e-3, 1e-4, 1e-8, 0.1, 1e-2, 1e-6]), st.floats(1e-8, 0.1).map(_r3))
-        )
-        if eps is not None and eps > 0:
-            d["eps"] = eps
-        if mode == "train":
-            mom = draw(
-                st.one_of(
-                    st.none(),
-                    st.sampled_from(
-                        [
-                            {"batch_weight": 0.1},
-                            {"running_weight": 0.99},
-                            "cumulative",
-                            {"batch_weight": 0},
-                            {"batch_weight": 1},
-                            {"running_weight": 0.5},
-                        ]
-                    ),
-                    st.floats(0, 1).map(lambda w: {"batch_weight": _r3(w)}),
-                    st.floats(0, 1).map(lambda p: {"running_weight": _r3(p)}),
-                )
-            )
-            if mom is not None:
-                d["momentum"] = mom
-            for key in ("normalize_variance", "running_variance"):
-                est = draw(st.sampled_from(["biased", "unbiased"]))
-                if est != "biased":
-                    d[key] = est
-        affine = draw(
-            st.one_of(
-                st.none(),
-                st.just(False),
-                st.fixed_dictionaries({"gamma": st.floats(-4, 4).map(_r3), "beta": st.floats(-4, 4).map(_r3)}),
-                st.fixed_dictionaries(
-                    {
-                        "gamma": st.lists(st.floats(-4, 4).map(_r3), min_size=C, max_size=C),
-                        "beta": st.lists(st.floats(-4, 4).map(_r3), min_size=C, max_size=C),
-                    }
-                ),
-            )
-        )
-        if affine is not None:
-            d["affine"] = affine
-        rm = draw(st.one_of(st.none(), st.floats(-10, 10).map(_r3)))
-        if rm is not None:
-            d["running_mean"] = rm
-        rv = draw(st.one_of(st.none(), st.sampled_from([0.0, 1e-4, 100.0]), st.floats(0, 10).map(_r3)))
-        if rv is not None:
-            d["running_var"] = rv
-        if steps > 1:
-            d["steps"] = steps
-        if mode == "train" and draw(st.booleans()):
-            d["eval_after"] = True
-        dist = draw(st.sampled_from(["normal", "uniform", "constant"]))
-        gen: dict[str, Any] = {}
-        if dist == "normal":
-            mean = draw(
-                st.one_of(
-                    st.just(0.0), st.sampled_from([1.0, -2.5, 10.0, 1e3, -1e3, 1e5]), st.floats(-100, 100).map(_r3)
-                )
-            )
-            std = draw(
-                st.one_of(st.just(1.0), st.sampled_from([0.1, 10.0, 1e-3, 1e3, 1e-6]), st.floats(1e-3, 1e3).map(_r3))
-            )
-            if mean != 0.0:
-                gen["mean"] = mean
-            if std != 1.0:
-                gen["std"] = std
-        elif dist == "uniform":
-            low = draw(st.floats(-10, 10).map(_r3))
-            width = draw(st.floats(1e-3, 20).map(_r3))
-            gen.update(dist="uniform", low=low, high=_r3(low + width))
-        else:
-            gen.update(dist="constant", value=draw(st.floats(-100, 100).map(_r3)))
-        s = draw(st.integers(0, 2**16 - 1))
-        if s:
-            gen["seed"] = s
-        if gen:
-            d["input"] = gen
-        return d
+    base = getattr(hp, "HypothesisProvider", None)
+    if base is None or not hasattr(base, "_local_constants") or not hasattr(hp, "CONSTANTS_CACHE"):
+        yield
+        return
 
-    return strat()
+    class SourceBlindProvider(base):  # type: ignore[misc, valid-type]
+        @property
+        def _local_constants(self):
+            return hp.Constants()
+
+    saved = hp.AVAILABLE_PROVIDERS["hypothesis"], hp.CONSTANTS_CACHE
+    hp.AVAILABLE_PROVIDERS["hypothesis"] = SourceBlindProvider
+    hp.CONSTANTS_CACHE = type(saved[1])(1024)
+    try:
+        yield
+    finally:
+        hp.AVAILABLE_PROVIDERS["hypothesis"], hp.CONSTANTS_CACHE = saved
 
 
 # ----------------------------------------------------------------------------------------
 # running examples
 
 
-def _size_key(d: dict[str, Any], text: str) -> tuple:
-    shape = d["shape"]
-    return (math.prod(shape) * d.get("steps", 1), len(shape), d.get("steps", 1), len(text))
-
-
-def _yaml_case(d: dict[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(d, sort_keys=False, default_flow_style=None, width=100)
-
-
-def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", s).strip("-")[:60] or "x"
-
-
-@dataclass
-class Finding:
-    """One signature and the smallest failing case seen for it."""
-
-    backend: str
-    outcome: str
-    output: str
-    case: dict[str, Any]
-    message: str
-    explanation: str
-    version: str
-    found_at: int  # example number (1-based) in the whole run
-    round: int
-    key: tuple = ()
-    path: Path | None = None
-
-    @property
-    def signature(self) -> tuple[str, str, str]:
-        return (self.backend, self.outcome, self.output)
-
-
-def signature_of(rows) -> tuple[str, str, str, str, str, str] | None:
+def signature_of(rows) -> tuple[str, str, str, str, str] | None:
     """(outcome, output, message, explanation, version) of a failing pair, else None."""
     from harness.results import pair_outcome
 
@@ -228,7 +135,7 @@ def signature_of(rows) -> tuple[str, str, str, str, str, str] | None:
         return None
     bad = next(r for r in rows if r.outcome == overall)
     if overall == "error":
-        what = _slug(bad.message.split(":", 1)[0].split(";", 1)[0].strip())[:40] or "error"
+        what = slug(bad.message.split(":", 1)[0].split(";", 1)[0].strip())[:40] or "error"
     else:
         what = bad.output or "?"
     return overall, what, bad.message, bad.explanation, bad.backend_version or ""
@@ -307,33 +214,74 @@ class FuzzReport:
     explained: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
+class StrategyError(RuntimeError):
+    """An op's fuzz hook drew a case its own model rejects (a bug in the hook, never skipped)."""
+
+
+def case_strategy(op: str, max_elements: int, dtypes: tuple[str, ...], options: dict[str, Any] | None = None):
+    """The op's fuzz hook's strategy; :class:`ValueError` for an op without a hook or an option it lacks."""
+    from harness import ops
+
+    spec = ops.get(op)
+    if spec.fuzz_cases is None:
+        raise ValueError(f"op {op} has no fuzz hook (OpSpec.fuzz_cases); fuzzable ops: {', '.join(fuzzable_ops())}")
+    extra = sorted(set(options or {}) - set(hook_options(op)))
+    if extra:
+        raise ValueError(f"op {op}'s fuzz hook takes no option {', '.join(extra)}")
+    return spec.fuzz_cases(max_elements=max_elements, dtypes=dtypes, **(options or {}))
+
+
 def fuzz(
     executor: Executor,
     *,
+    op: str = DEFAULT_OP,
     max_examples: int = 100,
     seed: int = 0,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
-    dtypes: tuple[str, ...] = DEFAULT_DTYPES,
-    modes: tuple[str, ...] = ("train", "eval"),
+    dtypes: tuple[str, ...] | None = None,
+    options: dict[str, Any] | None = None,
     max_findings: int = 50,
     max_shrinks: int = 200,
     max_seconds: float | None = None,
     on_finding: Callable[[Finding], None] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> FuzzReport:
-    """Search, shrink and return the findings (the caller writes them)."""
+    """Search, shrink and return the findings (the caller writes them).
+
+    ``dtypes``: default those the executor's backends declare for ``op``; ``options``: the op hook's
+    own keyword options (BatchNorm: ``modes``).  Raises :class:`StrategyError` when the hook draws
+    an invalid case.
+    """
     from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
     from hypothesis import seed as hseed
 
-    from harness.cases import Case, LoadedCase
+    from harness import ops
+    from harness.cases import LoadedCase
 
+    spec = ops.get(op)
     report = FuzzReport()
     known: dict[tuple[str, str, str], Finding] = {}
     t0 = time.perf_counter()
-    strategy = case_dicts(max_elements, dtypes, modes)
+    if dtypes is None:
+        dtypes = op_dtypes(executor.runner, executor.backends, op)
+    strategy = case_strategy(op, max_elements, dtypes, options)
+    op_required = spec.case_model.model_fields["op"].is_required()
 
     def loaded(d: dict[str, Any]) -> LoadedCase:
-        return LoadedCase(Case.model_validate({"id": "fuzz", **d}), "<fuzz>", 0)
+        from pydantic import ValidationError
+
+        try:
+            case = spec.case_model.model_validate({"id": "fuzz", **d})
+        except ValidationError as e:
+            raise StrategyError(f"the {op} fuzz hook drew an invalid case {d}: {e}") from None
+        problems = spec.cross_checks(case)
+        if problems:
+            raise StrategyError(f"the {op} fuzz hook drew an invalid case {d}: {problems}")
+        return LoadedCase(case, "<fuzz>", 0)
+
+    def drawn(d: dict[str, Any]) -> dict[str, Any]:
+        """The mapping as written: ``op`` first where the case model requires it."""
+        return {"op": op, **d} if op_required and "op" not in d else d
 
     while report.examples < max_examples and len(known) < max_findings:
         report.rounds += 1
@@ -345,8 +293,13 @@ def fuzz(
 
         def prop(d: dict[str, Any]) -> None:
             target = state["target"]
-            text = _yaml_case(d)
-            lc = loaded(d)
+            d = drawn(d)
+            text = yaml_case(d)
+            try:
+                lc = loaded(d)
+            except StrategyError as e:
+                state["invalid"] = e
+                raise
             if not representable(lc, executor.runner):
                 reject()
             if target is None:  # generation
@@ -370,7 +323,7 @@ def fuzz(
                         continue
                     outcome, what, msg, expl, version = sig
                     f = Finding(
-                        b, outcome, what, d, msg, expl, version, report.examples, report.rounds, _size_key(d, text)
+                        b, outcome, what, d, msg, expl, version, report.examples, report.rounds, size_key(d, text)
                     )
                     state["target"], state["best"] = (b, outcome, what), f
                     _found(state["target"])
@@ -385,7 +338,7 @@ def fuzz(
             sig = signature_of(rows)
             if sig is None or (b, sig[0], sig[1]) != target:
                 return
-            key = _size_key(d, text)
+            key = size_key(d, text)
             best: Finding = state["best"]
             if key < best.key:
                 best.case, best.key, best.message, best.explanation = d, key, sig[2], sig[3]
@@ -393,6 +346,7 @@ def fuzz(
 
         test = hseed(round_seed)(
             settings(
+                settings.get_profile("default"),
                 max_examples=max(1, budget),
                 database=None,
                 derandomize=False,
@@ -405,11 +359,14 @@ def fuzz(
             )(given(strategy)(prop))
         )
         try:
-            test()
+            with source_blind_draws():
+                test()
         except KeyboardInterrupt:
             raise
         except BaseException:  # _Found (the minimal example replayed), Flaky, ...
             pass
+        if "invalid" in state:
+            raise state["invalid"]
         best = state["best"]
         if best is None or report.timed_out:
             if best is not None:
@@ -427,93 +384,86 @@ def fuzz(
 
 
 # ----------------------------------------------------------------------------------------
-# writing findings
-
-
-def finding_yaml(f: Finding, command: str, versions: dict[str, str]) -> tuple[str, str]:
-    """(case id, file text) of a finding: a ready case file."""
-    text = _yaml_case(f.case)
-    digest = hashlib.sha256(f"{f.backend}|{f.outcome}|{f.output}|{text}".encode()).hexdigest()[:8]
-    cid = _slug(f"fuzz_{f.backend}_{f.outcome}_{f.output}_{digest}")
-    msg = " ".join(f.message.split())
-    desc = f"Found by normconf fuzz: {f.backend} gives {f.outcome}"
-    desc += f" in {f.output}" if f.outcome == "mismatch" else f" ({f.output})"
-    desc += f": {msg[:300]}"
-    case = {"id": cid, "description": desc, **f.case}
-    lines = [
-        f"# Found by `normconf fuzz`: {f.backend} -> {f.outcome} ({f.output}), shrunk to the smallest case",
-        f"# that still shows it (example {f.found_at}, round {f.round}).",
-        f"# command: {command}",
-        "# backend versions: " + (", ".join(f"{b} {v}" for b, v in sorted(versions.items()) if v) or "unknown"),
-        f"# reproduce: normconf run <this file> --backend {f.backend}",
-        "# To keep it in the suite as a known discrepancy, add under the case:",
-        f"#   expect: {{{f.backend}: {{outcome: {f.outcome}, reason: <why>}}}}",
-    ]
-    import yaml
-
-    body = yaml.safe_dump({"cases": [case]}, sort_keys=False, default_flow_style=None, width=100)
-    return cid, "\n".join(lines) + "\n" + body
-
-
-def write_finding(f: Finding, out: Path, command: str, versions: dict[str, str]) -> Path:
-    from harness.results import atomic_write_text
-
-    cid, text = finding_yaml(f, command, versions)
-    path = out / f"{cid}.yaml"
-    atomic_write_text(path, text)
-    f.path = path
-    return path
-
-
-# ----------------------------------------------------------------------------------------
 # CLI
 
 
+def _op_of(name: str) -> str:
+    """``--op``: a registered op with a fuzz hook, else a usage error with the known ones."""
+    import difflib
+
+    from harness import ops
+    from harness.cli_common import UsageError
+
+    known = fuzzable_ops()
+    if name in known:
+        return name
+    hint = difflib.get_close_matches(name, ops.names(), n=1)
+    what = "has no fuzz hook (OpSpec.fuzz_cases)" if name in ops.names() else "is not a known op"
+    raise UsageError(
+        f"--op {name}: {what}"
+        + (f" (did you mean {hint[0]!r}?)" if hint and hint[0] != name else "")
+        + f"; fuzzable ops: {', '.join(known)}"
+    )
+
+
+def _op_backends(runner, requested: list[str], op: str) -> list[str]:
+    """The backends to fuzz: the requested ones (default all) whose adapter declares ``op``."""
+    from harness.cli_common import UsageError, _select_backends
+
+    backends = _select_backends(runner, requested)
+    lacking = [b for b in backends if not supports_op(runner, b, op)]
+    if requested and lacking:
+        raise UsageError(
+            f"--backend: {', '.join(lacking)} do(es) not implement op {op}; backends with {op}: "
+            + ", ".join(b for b in sorted(runner.adapters) if supports_op(runner, b, op))
+        )
+    if lacking:
+        print(f"not fuzzing (no {op}): {', '.join(lacking)}", file=sys.stderr)
+    return [b for b in backends if b not in lacking]
+
+
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from harness.cli import EXIT_OK, EXIT_UNEXPECTED, UsageError, _csv_list, _select_backends
+    from harness.cli import EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, UsageError, _csv_list
     from harness.runner import Runner
 
-    dtypes = tuple(_csv_list(args.dtype)) or DEFAULT_DTYPES
-    bad = [d for d in dtypes if d not in DEFAULT_DTYPES]
+    op = _op_of(args.op)
+    dtypes = tuple(_csv_list(args.dtype))
+    bad = [d for d in dtypes if d not in FUZZ_DTYPES]
     if bad:
-        raise UsageError(f"--dtype: unknown dtype(s) {', '.join(bad)}; known: {', '.join(DEFAULT_DTYPES)}")
-    modes = tuple(_csv_list(args.mode)) or ("train", "eval")
-    if any(m not in ("train", "eval") for m in modes):
-        raise UsageError("--mode: expected train and/or eval")
+        raise UsageError(f"--dtype: unknown dtype(s) {', '.join(bad)}; known: {', '.join(FUZZ_DTYPES)}")
+    options: dict[str, Any] = {}
+    if args.mode:
+        if "modes" not in hook_options(op):
+            raise UsageError(
+                f"--mode: op {op} has no modes (its fuzz hook takes: {', '.join(hook_options(op)) or 'none'})"
+            )
+        options["modes"] = tuple(_csv_list(args.mode))
+        if not options["modes"] or any(m not in ("train", "eval") for m in options["modes"]):
+            raise UsageError("--mode: expected train and/or eval")
     if args.max_examples < 1 or args.max_elements < 1:
         raise UsageError("--max-examples and --max-elements must be at least 1")
     out = Path(args.out)
     with Runner(tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout) as runner:
-        backends = _select_backends(runner, _csv_list(args.backend))
+        backends = _op_backends(runner, _csv_list(args.backend), op)
         info = runner.backend_info(backends)
         missing = {b: r for b, (r, _) in info.items() if r}
         for b, r in missing.items():
             print(f"skipping {b}: {r}", file=sys.stderr)
         backends = [b for b in backends if b not in missing]
         if not backends:
-            raise UsageError("no available backend to fuzz")
+            raise UsageError(f"no available backend to fuzz op {op}")
         versions = {b: v for b, (_, v) in info.items() if b in backends}
         command = " ".join(
-            [
-                "normconf fuzz",
-                "--backend",
-                ",".join(backends),
-                "--max-examples",
-                str(args.max_examples),
-                "--seed",
-                str(args.seed),
-                "--max-elements",
-                str(args.max_elements),
-                "--max-shrinks",
-                str(args.max_shrinks),
-            ]
+            ["normconf fuzz", "--op", op, "--backend", ",".join(backends)]
+            + ["--max-examples", str(args.max_examples), "--seed", str(args.seed)]
+            + ["--max-elements", str(args.max_elements), "--max-shrinks", str(args.max_shrinks)]
             + [f"--adapter {a}" for a in args.adapter or ()]
             + [f"--native {n}" for n in args.native or ()]
-            + (["--dtype", ",".join(dtypes)] if args.dtype else [])
-            + (["--mode", ",".join(modes)] if args.mode else [])
+            + (["--dtype", ",".join(dtypes)] if dtypes else [])
+            + (["--mode", ",".join(options["modes"])] if "modes" in options else [])
         )
         print(
-            f"fuzzing {', '.join(backends)}: up to {args.max_examples} examples of at most "
+            f"fuzzing {op} on {', '.join(backends)}: up to {args.max_examples} examples of at most "
             f"{args.max_elements} elements, seed {args.seed}",
             file=sys.stderr,
         )
@@ -526,17 +476,21 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         try:
             rep = fuzz(
                 ex,
+                op=op,
                 max_examples=args.max_examples,
                 seed=args.seed,
                 max_elements=args.max_elements,
-                dtypes=dtypes,
-                modes=modes,
+                dtypes=dtypes or None,
+                options=options,
                 max_findings=args.max_findings,
                 max_shrinks=args.max_shrinks,
                 max_seconds=args.max_seconds,
                 on_finding=found,
                 progress=lambda s: print(s, file=sys.stderr),
             )
+        except StrategyError as e:  # a broken fuzz hook (a plug-in op's): said plainly, nothing written
+            print(f"normconf fuzz: {e}", file=sys.stderr)
+            return EXIT_USAGE
         finally:
             ex.close()
     print(
@@ -563,7 +517,12 @@ def add_parser(subparsers) -> None:
         description="Property-based search (Hypothesis) for cases where a backend gives an unexplained "
         "mismatch or an error; each new one is shrunk to a minimal case and written as YAML.",
     )
-    p.add_argument("--backend", "-b", action="append", metavar="ID[,ID...]", help="backends to fuzz (default: all)")
+    p.add_argument(
+        "--op", default=DEFAULT_OP, metavar="OP", help=f"the op to fuzz (default {DEFAULT_OP}; any op with a fuzz hook)"
+    )
+    p.add_argument(
+        "--backend", "-b", action="append", metavar="ID[,ID...]", help="backends to fuzz (default: all with the op)"
+    )
     p.add_argument(
         "--max-examples", type=int, default=100, help="generated examples in all (default 100; shrinking is extra)"
     )
@@ -575,8 +534,15 @@ def add_parser(subparsers) -> None:
         default=DEFAULT_MAX_ELEMENTS,
         help=f"size budget: input elements of one example, all steps together (default {DEFAULT_MAX_ELEMENTS})",
     )
-    p.add_argument("--dtype", action="append", metavar="DT[,DT...]", help="dtypes to draw (default: all four)")
-    p.add_argument("--mode", action="append", metavar="MODE", help="modes to draw: train, eval (default: both)")
+    p.add_argument(
+        "--dtype",
+        action="append",
+        metavar="DT[,DT...]",
+        help="dtypes to draw (default: those the backends declare for the op)",
+    )
+    p.add_argument(
+        "--mode", action="append", metavar="MODE", help="modes to draw: train, eval (default: both; batch_norm only)"
+    )
     p.add_argument("--max-findings", type=int, default=50, help="stop after this many findings (default 50)")
     p.add_argument(
         "--max-shrinks",

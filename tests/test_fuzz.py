@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from harness.cases import Case, LoadedCase, load_file
-from harness.fuzz import Executor, case_dicts, fuzz, representable, signature_of, write_finding
+from harness.fuzz import Executor, Finding, fuzz, representable, signature_of, write_finding
+from harness.ops.batch_norm.fuzz import case_dicts
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = "tests.fuzz_mutants:MUTANTS"
@@ -74,7 +75,8 @@ def test_planted_fault_is_found_shrunk_and_reproduced(tmp_path):
     files = sorted(out.glob("*.yaml"))
     assert len(files) == 1, (files, p.stdout, p.stderr)
     text = files[0].read_text()
-    assert "# command: normconf fuzz --backend mutant-third-channel --max-examples 40 --seed 1" in text
+    assert text.startswith("normconf: 1\n")  # the case-file format version first
+    assert "# command: normconf fuzz --op batch_norm --backend mutant-third-channel --max-examples 40 --seed 1" in text
     assert "mutant-third-channel mutant-1" in text  # the backend version
     (lc,) = load_file(files[0])
     # the fault needs C >= 3 and at least one sample: (1, 3) is the smallest case that shows it
@@ -149,11 +151,45 @@ def test_written_finding_is_a_valid_case_file(runner, tmp_path):
     rows = runner.run_pair(lc, "mutant-third-channel")
     sig = signature_of(rows)
     assert sig is not None and sig[:2] == ("mismatch", "y")
-    from harness.fuzz import Finding
-
     f = Finding("mutant-third-channel", sig[0], sig[1], {"shape": [2, 4]}, sig[2], sig[3], sig[4], 1, 1)
     path = write_finding(f, tmp_path, "normconf fuzz --seed 0", {"mutant-third-channel": "mutant-1"})
     (loaded,) = load_file(path)
     assert loaded.case.shape == [2, 4]
     assert loaded.id.startswith("fuzz_mutant-third-channel_mismatch_y_")
     assert "Found by normconf fuzz" in loaded.case.description
+    text = path.read_text()
+    assert text.startswith("normconf: 1\n") and "op:" not in text  # BatchNorm, the default op
+
+
+DRAWS = """
+import hashlib, importlib, json, sys
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from harness.fuzz import case_strategy, source_blind_draws
+for m in sys.argv[2:]:
+    importlib.import_module(m)
+seen = []
+@seed(123)
+@settings(max_examples=60, database=None, deadline=None, phases=(Phase.generate,),
+          suppress_health_check=list(HealthCheck))
+@given(case_strategy(sys.argv[1], 512, ("float32", "float64", "float16", "bfloat16")))
+def draw(d):
+    seen.append(d)
+with source_blind_draws():
+    draw()
+print(hashlib.sha256(json.dumps(seen).encode()).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("op", ["batch_norm", "layer_norm"])
+def test_draws_do_not_depend_on_the_loaded_modules(op):
+    # Hypothesis mixes constants from the source of loaded local modules into its draws; the fuzzer
+    # turns that off, so a seed draws the same cases however many harness/test modules are imported
+    more = ["harness.explain", "harness.report.html", "harness.cli", "tests.fuzz_mutants", "tests.test_fuzz"]
+    digests = set()
+    for extra in ([], more):
+        p = subprocess.run(
+            [sys.executable, "-c", DRAWS, op, *extra], capture_output=True, text=True, cwd=ROOT, timeout=120
+        )
+        assert p.returncode == 0, p.stderr
+        digests.add(p.stdout.strip())
+    assert len(digests) == 1, digests

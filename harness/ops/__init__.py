@@ -110,6 +110,10 @@ class OpSpec:
     cross_checks: Callable[[Any], list[tuple[tuple[Any, ...], str]]] = lambda case: []
     #: loc → the keys allowed at that nested mapping ("did you mean" hints)
     allowed_keys: Callable[[tuple[Any, ...]], list[str]] = lambda loc: []
+    #: optional fuzz hook: (max_elements=, dtypes=, plus the op's own keyword options, e.g. BatchNorm's
+    #: ``modes``) → a Hypothesis strategy of case mappings (no ``id``) for ``normconf fuzz --op``;
+    #: ``None``: the op is not fuzzed (docs/ops.md)
+    fuzz_cases: Callable[..., Any] | None = None
     #: path of the op's documentation, relative to the repository
     docs: str = ""
     #: derived views of ``outputs`` (filled in ``__post_init__``)

@@ -86,6 +86,12 @@ def _affected(knob: str, case: Case, sem: Semantics) -> frozenset[str]:
     return affected(knob, case.mode, sem)
 
 
+def _fuzz_cases(max_elements: int, dtypes: tuple[str, ...], modes: tuple[str, ...] = ("train", "eval")) -> Any:
+    from harness.ops.batch_norm.fuzz import case_dicts
+
+    return case_dicts(max_elements, dtypes, modes)
+
+
 def _row_fields(case: Case) -> dict[str, Any]:
     return dict(
         mode=case.mode,
@@ -183,5 +189,6 @@ SPEC = OpSpec(
     affected=_affected,
     cross_checks=_cross_checks,
     allowed_keys=_allowed_keys,
+    fuzz_cases=_fuzz_cases,
     docs="docs/cases.md",
 )

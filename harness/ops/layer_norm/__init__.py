@@ -81,6 +81,12 @@ def _affected(knob: str, case: LayerNormCase, sem: LayerNormSemantics) -> frozen
     return frozenset({"y", "inv_std", "x_hat"})
 
 
+def _fuzz_cases(max_elements: int, dtypes: tuple[str, ...]) -> Any:
+    from harness.ops.layer_norm.fuzz import case_dicts
+
+    return case_dicts(max_elements, dtypes)
+
+
 def _row_fields(case: LayerNormCase) -> dict[str, Any]:
     return dict(eps=case.eps, normalize_variance=case.normalize_variance)
 
@@ -127,5 +133,6 @@ SPEC = OpSpec(
     affected=_affected,
     cross_checks=cross_checks,
     allowed_keys=allowed_keys,
+    fuzz_cases=_fuzz_cases,
     docs="docs/layer_norm.md",
 )

@@ -5,7 +5,9 @@ The statistics of one row (``m`` elements) have the bounds BatchNorm's channels 
 two-pass variance after Chan, Golub & LeVeque, the one-pass variance's cancellation ∝ E[x²]);
 RMS scaling's ``mean(x²)`` is a sum of non-negative terms, ``δ ≤ (g(m) + u)·E[x²]``.  The
 normalization carries them elementwise with gamma and beta of the normalized shape:
-unfolded ``γ·(x − μ)·inv + β`` or folded ``x·a + b`` (``a = γ·inv``, ``b = β − μ·a``).  The bound
+unfolded ``γ·(x − μ)·inv + β`` or folded ``x·a + b`` (``a = γ·inv``, ``b = β − μ·a``; inv's error
+is shared by both uses of ``a`` and cancels with the offset: it is carried by ``|x − μ|``, only the
+roundings of ``a``, the products and the sums by ``|x|`` and ``|μ|``).  The bound
 never depends on a summation order, so the verdict is the same on every machine.
 """
 
@@ -147,11 +149,20 @@ class RowBounds:
                     + (u * k * np.abs(x) if in_coarse else 0.0)
                 )
             else:
-                d_a = gamma * d_inv + u * gamma * inv_hi
+                # y = x·â + b̂, â = γ·inv̂ (rounded), b̂ = β − μ̂·â: x·â + β − μ̂·â = (x − μ̂)·â + β, so inv̂'s
+                # error (shared by both uses of â) is carried by |x − μ|, not by |x| and |μ| separately; only
+                # the roundings of â (counted once per use: b may round its own copy), of the two products
+                # and of the sums carry |x| and |μ|
                 a_hi = gamma * inv_hi
                 mu = np.abs(mean)
-                d_b = d_mu * a_hi + mu * d_a + 2 * u * (mu * a_hi + beta)
-                b = (d_a + u * a_hi + (u * a_hi if in_coarse else 0.0)) * np.abs(x) + d_b + u * beta
+                b = (
+                    gamma * d_inv * np.abs(x - mean)
+                    + d_mu * a_hi * (1 + u)
+                    + (2 * u * a_hi + (u * a_hi if in_coarse else 0.0)) * (1 + u) * np.abs(x)
+                    + 2 * u * mu * a_hi * (1 + u)
+                    + u * (mu * a_hi + beta)
+                    + u * beta
+                )
             b = b + (u + 2 * u_o) * np.abs(ref) + tiny
             b = np.where(np.isnan(b), np.inf, b)
         return b, np.broadcast_to(nan_possible, b.shape)
