@@ -42,7 +42,14 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.cli_common import UsageError, _csv_list, _select_backends  # noqa: E402,F401
+from harness.cli_common import (  # noqa: E402,F401
+    UsageError,
+    _csv_list,
+    _select_backends,
+    add_output_options,
+    named_backends,
+    select_cases,
+)
 from harness.cli_info import cmd_backends, cmd_schema  # noqa: E402,F401
 from harness.summary import (  # noqa: F401 (the exit codes and verdicts, re-exported)
     EXIT_ERROR,
@@ -52,11 +59,20 @@ from harness.summary import (  # noqa: F401 (the exit codes and verdicts, re-exp
     EXIT_USAGE,
     EXIT_WRITE,
     UNAVAILABLE_PREFIX,
+    print_json,
     print_summary,
     run_exit_code,
+    run_json,
     tested_nothing,
     unavailable_backends,
 )
+
+
+def version_text() -> str:
+    """``normconf --version``: the package's version and the Python running it."""
+    from harness import __version__
+
+    return f"normconf {__version__} (Python {platform.python_version()}, {sys.executable})"
 
 
 def environment(versions: dict[str, str]) -> dict[str, Any]:
@@ -83,28 +99,6 @@ def environment(versions: dict[str, str]) -> dict[str, Any]:
         "device": "cpu",
         "backend_versions": dict(sorted(versions.items())),
     }
-
-
-def _progress_factory(total: int):
-    """A rich progress bar on a terminal, nothing otherwise."""
-    if not sys.stderr.isatty() or total < 2:
-        return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    prog = Progress(
-        TextColumn("[bold]normconf"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        transient=True,
-    )
-    task = prog.add_task("", total=total)
-
-    def update(done: int, tot: int, desc: str) -> None:
-        prog.update(task, completed=done, description=desc)
-
-    return prog, update
 
 
 #: subfolder of ``--out`` that receives the results of an interrupted run (``meta.partial`` true);
@@ -241,20 +235,17 @@ class _DeferSignals:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.cli_progress import progress_factory, timed_runner_class
     from harness.report import write_reports
     from harness.results import to_frame
-    from harness.runner import Runner
 
     _check_run_args(args)
-    cases = all_cases = _load_cases(args.paths or ["cases"], args.max_elements)
-    if args.case:
-        import fnmatch
+    from harness.package_data import shipped_cases_dir  # no path: the case library that ships with normconf
 
-        cases = [lc for lc in cases if any(fnmatch.fnmatchcase(lc.id, pat) for pat in args.case)]
-        if not cases:
-            raise UsageError(f"--case {' '.join(args.case)} matched no case")
+    cases = all_cases = _load_cases(args.paths or [str(shipped_cases_dir())], args.max_elements)
+    cases = select_cases(cases, _csv_list(args.case))
     try:
-        runner = Runner(
+        runner = timed_runner_class()(
             tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout, conventions=args.conventions
         )
     except ValueError as e:  # --conventions
@@ -262,10 +253,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     with runner:
         check_expectations(all_cases, runner.adapters)  # a typo is a mistake even in a case not selected
         backends = _select_backends(runner, _csv_list(args.backend))
-        #: the backends the user named: each must run at least one case
-        must_test = sorted(set(_csv_list(args.backend)) | (set(runner.user_backends) & set(backends)))
+        #: the backends the user named (not through a glob): each must run at least one case
+        must_test = sorted(
+            set(named_backends(_csv_list(args.backend), backends)) | (set(runner.user_backends) & set(backends))
+        )
         total = len(cases) * len(backends)
-        prog, update = _progress_factory(total)
+        prog, update = progress_factory(total, quiet=args.quiet)
         if prog:
             prog.start()
         try:
@@ -331,12 +324,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if lock is not None:
             lock.release()
+    human = sys.stderr if args.json else sys.stdout  # --json: stdout holds the JSON only
     if len(df) or not summary.partial:
-        print_summary(df, allow_unavailable=args.allow_unavailable, must_test=must_test)
+        verbosity = -1 if args.quiet else (1 if args.verbose else 0)
+        print_summary(df, human, allow_unavailable=args.allow_unavailable, must_test=must_test, verbosity=verbosity)
+    code = _run_code(df, summary.partial, signum, write_error, args.allow_unavailable, must_test)
+    if args.json:
+        print_json(
+            run_json(df, code, written, summary.partial, summary.seconds, must_test=must_test, error=write_error)
+        )
     if write_error:
         print(f"error: {write_error}", file=sys.stderr)
-        # an interrupted run keeps its signal's status; a finished one exits EXIT_WRITE
-        return 128 + signum if summary.partial else EXIT_WRITE
+        return code
     if summary.partial:
         kept = (
             f"the complete report in {out} is unchanged"
@@ -345,11 +344,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         print(
             f"wrote {', '.join(str(p) for p in written)} (PARTIAL: interrupted after "
-            f"{meta['completed_pairs']} of {total} case × backend pairs; {kept})"
+            f"{meta['completed_pairs']} of {total} case × backend pairs; {kept})",
+            file=human,
         )
-        return 128 + signum
-    print(f"wrote {', '.join(str(p) for p in written)}")
-    return run_exit_code(df, allow_unavailable=args.allow_unavailable, must_test=must_test)
+        return code
+    if not args.quiet:
+        print(f"wrote {', '.join(str(p) for p in written)}", file=human)
+    return code
+
+
+def _run_code(df, partial: bool, signum: int, write_error: str, allow_unavailable: bool, must_test) -> int:
+    """The exit code of a finished or interrupted run (see the module docstring)."""
+    if partial:
+        return 128 + signum  # an interrupted run keeps its signal's status, written or not
+    if write_error:
+        return EXIT_WRITE
+    return run_exit_code(df, allow_unavailable=allow_unavailable, must_test=must_test)
 
 
 def _signal_label(signum: int) -> str:
@@ -409,7 +419,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         check_expectations(cases, known)
     files = sorted({lc.file for lc in cases})
-    print(f"{len(cases)} case(s) in {len(files)} file(s): valid")
+    if args.json:
+        print_json({"command": "validate", "valid": True, "cases": len(cases), "files": [str(f) for f in files]})
+    else:
+        print(f"{len(cases)} case(s) in {len(files)} file(s): valid")
     return EXIT_OK
 
 
@@ -418,7 +431,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--adapter",
         action="append",
         metavar="MODULE:NAME",
-        help="load an adapter class (or list of classes) from an importable module; repeatable",
+        help="load an adapter class (or list of classes) from a module (importable, or in the current "
+        "folder) or a file (path/to/file.py:Name); repeatable",
     )
     p.add_argument(
         "--native",
@@ -434,13 +448,28 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from harness.cases import DEFAULT_MAX_ELEMENTS
 
-    parser = argparse.ArgumentParser(prog="normconf", description="Cross-framework BatchNorm conformance harness.")
+    parser = argparse.ArgumentParser(
+        prog="normconf", description="Cross-framework conformance harness for normalization layers."
+    )
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run cases on backends and write reports")
     p.add_argument("paths", nargs="*", help="case files or folders (default: cases/)")
-    p.add_argument("--backend", "-b", action="append", metavar="ID[,ID...]", help="backends to run (default: all)")
-    p.add_argument("--case", "-k", action="append", metavar="GLOB", help="only cases whose id matches; repeatable")
+    p.add_argument(
+        "--backend",
+        "-b",
+        action="append",
+        metavar="PAT[,PAT...]",
+        help="backends to run: ids, globs (ort*), !negations ('!ort-opset9*'); repeatable (default: all)",
+    )
+    p.add_argument(
+        "--case",
+        "-k",
+        action="append",
+        metavar="PAT[,PAT...]",
+        help="only cases whose id matches: globs (ln_*), !negations ('!ln_empty*'); repeatable",
+    )
     p.add_argument("--out", "-o", default="reports", help="output folder (default: reports/)")
     p.add_argument("--jobs", "-j", type=int, default=1, help="parallel worker processes (default 1)")
     p.add_argument(
@@ -462,11 +491,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip requested backends that are not available instead of failing the run (exit 4)",
     )
     _add_common(p)
+    add_output_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("backends", help="list backends with availability and version")
-    p.add_argument("--backend", "-b", action="append", metavar="ID[,ID...]")
+    p = sub.add_parser("backends", help="list backends with availability and version (imports no framework)")
+    p.add_argument("--backend", "-b", action="append", metavar="PAT[,PAT...]", help="as for run")
+    p.add_argument("--probe", action="store_true", help="start each backend's worker: import its framework and ask it")
     _add_common(p)
+    add_output_options(p, "the backends as JSON on stdout")
     p.set_defaults(func=cmd_backends)
 
     p = sub.add_parser("validate", help="check case files only")
@@ -479,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also accept expectations for this adapter's backends; repeatable",
     )
     p.add_argument("--native", action="append", metavar="LIB.so", help="as for run; repeatable")
+    add_output_options(p, "the result as JSON on stdout")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="write the JSON Schema of the case format")
@@ -495,7 +528,7 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     import importlib
 
     out = []
-    for mod in ("harness.report.cli", "harness.fuzz", "harness.expect_accept"):
+    for mod in ("harness.report.cli", "harness.fuzz", "harness.expect_accept", "harness.init_cmd"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:

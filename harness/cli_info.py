@@ -1,47 +1,91 @@
-"""The information commands of the CLI: ``normconf backends``, ``validate`` and ``schema``."""
+"""The information commands of the CLI: ``normconf backends`` and ``schema``.
+
+``normconf backends`` answers from metadata (:func:`harness.adapters.static_info`: installed
+distributions via importlib.metadata, a native library's file), importing no framework;
+``--probe`` starts each backend's worker, which imports its framework and reports what it finds.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from harness.cli_common import _csv_list, _select_backends
-from harness.summary import EXIT_OK
+from harness.cli_common import UsageError, _csv_list, _select_backends
+from harness.summary import EXIT_OK, make_console, print_json
 
 
-def cmd_backends(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
+def _probe(args: argparse.Namespace, backends_wanted: list[str]):
+    """(adapters, {backend: (available, version, reason)}, profile_of) asked of the workers."""
     from harness.runner import Runner
 
     with Runner(tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout) as runner:
-        backends = _select_backends(runner, _csv_list(args.backend))
+        backends = _select_backends(runner, backends_wanted)
         info = runner.backend_info(backends)
-    table = Table(title="normconf backends")
-    for col in (
-        "backend",
-        "framework",
-        "worker",
-        "available",
-        "version",
-        "conventions (profile)",
-        "reason / description",
-    ):
-        table.add_column(col)
+        out = {}
+        for b in backends:
+            reason, version = info.get(b, ("not probed", ""))
+            out[b] = (not reason, version, reason or "")
+        return runner.adapters, backends, out
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from harness.adapters import all_adapters, static_info
+    from harness.profiles import profile_of
+
+    wanted = _csv_list(args.backend)
+    if args.probe:
+        adapters, backends, info = _probe(args, wanted)
+    else:
+        if args.timeout <= 0:
+            raise UsageError(f"--timeout must be a number of seconds > 0 (got {args.timeout:g})")
+        adapters = all_adapters(tuple(args.adapter or ()), tuple(args.native or ()))
+        backends = _select_backends(adapters, wanted)
+        info = {b: static_info(adapters[b]) for b in backends}
+    records = []
     for b in backends:
-        cls = runner.adapters[b]
-        reason, version = info.get(b, ("not probed", ""))
-        table.add_row(
-            b,
-            cls.framework,
-            cls.worker,
-            "no" if reason else "yes",
-            version,
-            runner.profile(b).describe(),
-            reason or cls.description,
+        cls = adapters[b]
+        available, version, reason = info[b]
+        records.append(
+            {
+                "backend": b,
+                "framework": cls.framework,
+                "worker": cls.worker,
+                "ops": list(getattr(cls, "ops", ("batch_norm",))),
+                "available": available,
+                "version": version,
+                "reason": reason,
+                "conventions": profile_of(cls).describe(),
+                "description": cls.description,
+            }
         )
-    Console(width=160).print(table)
+    if args.json:
+        print_json({"command": "backends", "probed": bool(args.probe), "backends": records})
+        return EXIT_OK
+    if args.quiet:
+        n = sum(1 for r in records if r["available"])
+        print(f"{n} of {len(records)} backend(s) available")
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title="normconf backends" + (" (probed)" if args.probe else ""))
+    for col in ("backend", "framework", "worker", "available", "version"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("conventions (profile)")
+    table.add_column("reason / description")
+    yes_no = {True: "yes", False: "no", None: "?"}
+    for r in records:
+        table.add_row(
+            r["backend"],
+            r["framework"],
+            r["worker"],
+            yes_no[r["available"]],
+            r["version"],
+            r["conventions"],
+            r["reason"] or r["description"],
+        )
+    make_console(sys.stdout).print(table)
+    if not args.probe:
+        print("availability from installed distributions (nothing imported); --probe imports each framework")
     return EXIT_OK
 
 

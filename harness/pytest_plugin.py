@@ -1,56 +1,81 @@
-"""pytest plugin (entry point ``pytest11``): every case × backend is a test item.
+"""pytest plugin (entry point ``pytest11``, name ``normconf``): every case × backend is a test item.
 
-Items are named ``cases/seed_article.yaml::seed_article[torch]``.  A result
-that is not as expected fails with the metrics (and the explanation) in the
-message; an ``expect:`` entry that holds is a strict xfail (an expectation that
-no longer holds fails); ``unsupported`` cases skip with the reason.  An item
-of a requested backend that is unavailable (its framework is not installed)
-*fails* with what to install, as ``normconf run`` exits 4, unless
+Only YAML files that opt in are collected: a top-level ``normconf: <format version>`` key, written
+at the start of a line (``normconf: 1``, as the shipped case files begin).  Any other ``.yaml``/
+``.yml`` file is someone else's and is ignored silently; ``--normconf-cases`` makes every YAML file
+pytest visits a case file, with or without the key (for case files written before the key).  A file
+that opts in but is invalid is a collection error naming file, line and field.  In a project without
+case files the plugin does nothing: no framework is imported and no runner is started.
+
+Items are named ``cases/seed_article.yaml::seed_article[torch]`` (``-k`` selects on them).  A result
+that is not as expected fails with the metrics (and the explanation) in the message; an ``expect:``
+entry that holds is a strict xfail (an expectation that no longer holds fails); ``unsupported``
+cases skip with the reason.  An item of a requested backend that is unavailable (its framework is
+not installed) *fails* with what to install, as ``normconf run`` exits 4, unless
 ``--normconf-allow-unavailable`` is given (then it skips with the reason).
-Options: ``--backend ID[,ID]`` (default: every registered backend),
-``--normconf-timeout S``, ``--adapter module:Name``, ``--native LIB``,
-``--normconf-allow-unavailable``, ``--normconf-conventions BACKEND|KNOB=VALUE,...`` (the
-conventions the ``--adapter``/``--native`` backends follow, as ``normconf run --conventions``).
-Cases tagged ``slow`` get the ``slow`` marker.  Works with pytest-xdist: each
-xdist worker holds its own :class:`~harness.runner.Runner`.
+
+Options, all namespaced (a project's own ``--backend`` does not collide): ``--normconf-backend
+PATTERN[,PATTERN]`` (globs and ``!`` negation as ``normconf run --backend``, default: every
+registered backend), ``--normconf-adapter module:Name``, ``--normconf-native LIB``,
+``--normconf-conventions BACKEND|KNOB=VALUE,...`` (the conventions the adapter/native backends
+follow), ``--normconf-timeout S``, ``--normconf-allow-unavailable``, ``--normconf-cases``.  The
+plugin registers its markers (``conformance`` on every item, ``slow`` on cases tagged slow) itself,
+so ``--strict-markers`` works in any project.  Works with pytest-xdist: each xdist worker holds its
+own :class:`~harness.runner.Runner`.  ``-p no:normconf`` disables the plugin.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 _RUNNER_KEY = pytest.StashKey["object"]()
+_SELECTED_KEY = pytest.StashKey["list[str]"]()
+
+#: the markers the plugin puts on its items (registered in pytest_configure)
+MARKERS = {
+    "conformance": "a normconf case x backend conformance item",
+    "slow": "heavy conformance cases (large shapes, long runs)",
+}
+#: the opt-in mark: a top-level ``normconf:`` key at the start of a line (after a UTF-8 BOM on line 1)
+_OPT_IN = re.compile(rb"""(?m)^(?:\xef\xbb\xbf)?(?:normconf|"normconf"|'normconf')[ \t]*:""")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    g = parser.getgroup("normconf", "BatchNorm conformance")
+    g = parser.getgroup("normconf", "normconf: normalization-layer conformance (YAML files with 'normconf: 1')")
     g.addoption(
-        "--backend",
+        "--normconf-backend",
         action="append",
         default=[],
-        metavar="ID[,ID...]",
-        help="normconf backends to run (default: all registered)",
+        metavar="PATTERN[,PATTERN...]",
+        help="normconf backends to run: ids, globs ('ort*'), '!' negation ('!ort-opset9*') (default: all registered)",
+    )
+    g.addoption(
+        "--normconf-adapter",
+        action="append",
+        default=[],
+        metavar="MODULE:NAME",
+        help="extra normconf adapter (module:Name)",
+    )
+    g.addoption(
+        "--normconf-native", action="append", default=[], metavar="LIB", help="native normalization library to run"
     )
     g.addoption(
         "--normconf-timeout", type=float, default=300.0, metavar="S", help="per (case, backend) timeout in seconds"
     )
     g.addoption(
-        "--adapter", action="append", default=[], metavar="MODULE:NAME", help="extra normconf adapter (module:Name)"
-    )
-    g.addoption("--native", action="append", default=[], metavar="LIB", help="native BatchNorm library to run")
-    g.addoption(
         "--normconf-cases",
         action="store_true",
         default=False,
-        help="collect YAML case files even outside the cases/ folders",
+        help="collect every YAML file as a normconf case file, even without a top-level 'normconf:' key",
     )
     g.addoption(
         "--normconf-conventions",
         default=None,
         metavar="BACKEND|KNOB=VALUE,...",
-        help="conventions of the --adapter/--native backends (as normconf run --conventions)",
+        help="conventions of the --normconf-adapter/--normconf-native backends (as normconf run --conventions)",
     )
     g.addoption(
         "--normconf-allow-unavailable",
@@ -60,6 +85,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+
+
 def _runner(config: pytest.Config):
     r = config.stash.get(_RUNNER_KEY, None)
     if r is None:
@@ -67,13 +97,13 @@ def _runner(config: pytest.Config):
 
         try:
             r = Runner(
-                tuple(config.getoption("adapter")),
-                tuple(config.getoption("native")),
+                tuple(config.getoption("normconf_adapter")),
+                tuple(config.getoption("normconf_native")),
                 timeout=config.getoption("normconf_timeout"),
                 conventions=config.getoption("normconf_conventions"),
             )
         except ValueError as e:
-            raise pytest.UsageError(str(e)) from None
+            raise OptionProblem(str(e)) from None
         config.stash[_RUNNER_KEY] = r
     return r
 
@@ -85,30 +115,50 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def _selected(config: pytest.Config) -> list[str]:
-    from harness.cli import _csv_list
+    """The backends ``--normconf-backend`` selects (every registered one, sorted, when not given)."""
+    chosen = config.stash.get(_SELECTED_KEY, None)
+    if chosen is None:
+        from harness.selection import SelectionError, select_names, split_patterns
 
-    runner = _runner(config)
-    req = _csv_list(config.getoption("backend"))
-    if not req:
-        return sorted(runner.adapters)
-    unknown = [b for b in req if b not in runner.adapters]
-    if unknown:
-        raise pytest.UsageError(
-            f"--backend: unknown backend(s) {', '.join(unknown)}; known: {', '.join(sorted(runner.adapters))}"
-        )
-    return list(dict.fromkeys(req))
+        known = sorted(_runner(config).adapters)
+        try:
+            chosen = select_names(split_patterns(config.getoption("normconf_backend")), known, what="backend")
+        except SelectionError as e:
+            raise OptionProblem(f"--normconf-backend: {e}; known: {', '.join(known)}") from None
+        config.stash[_SELECTED_KEY] = chosen
+    return chosen
+
+
+def opts_in(path: Path) -> bool:
+    """Whether ``path`` is a regular file whose text has a top-level ``normconf:`` key (a bounded read)."""
+    from harness.case_limits import MAX_FILE_BYTES
+
+    try:
+        if not path.is_file():
+            return False
+        with open(path, "rb") as f:
+            head = f.read(MAX_FILE_BYTES + 1)
+    except OSError:
+        return False
+    return _OPT_IN.search(head) is not None
 
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path):
     if file_path.suffix not in (".yaml", ".yml"):
         return None
-    if not (parent.config.getoption("normconf_cases") or "cases" in file_path.parts):
+    if not (parent.config.getoption("normconf_cases") or opts_in(file_path)):
         return None
     return CaseFile.from_parent(parent, path=file_path)
 
 
 class CaseFileProblem(Exception):
-    pass
+    """A collection error shown as its message alone (no traceback)."""
+
+
+class OptionProblem(CaseFileProblem):
+    """A bad normconf option (unknown backend, adapter that does not load): found when the first case
+    file is collected (the runner starts only then), it is that file's collection error and stops the
+    collection (exit status 2, as ``normconf run`` gives for bad usage)."""
 
 
 class CaseFile(pytest.File):
@@ -119,7 +169,11 @@ class CaseFile(pytest.File):
             cases = load_file(self.path)
         except CaseFileError as e:
             raise CaseFileProblem(str(e)) from None
-        backends = _selected(self.config)
+        try:
+            backends = _selected(self.config)
+        except OptionProblem as e:
+            self.session.shouldstop = f"normconf: {e}"
+            raise
         from harness.cases import check_expectation_backends
 
         bad = check_expectation_backends(cases, _runner(self.config).adapters)

@@ -8,6 +8,7 @@ tested nothing; 5 the reports could not be written.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_ERROR, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 #: the run finished but its reports could not be written (the previous reports are unchanged)
@@ -84,16 +85,70 @@ def run_exit_code(df, allow_unavailable: bool = False, must_test=()) -> int:
     return EXIT_UNEXPECTED if unexpected else EXIT_OK
 
 
-def print_summary(df, out=None, allow_unavailable: bool = False, must_test=()) -> None:
+#: width of the summary where the output is not a terminal (a CI log): wide, so nothing wraps mid-token
+LOG_WIDTH = 200
+
+
+def output_width(file=None) -> int:
+    """Columns to lay text out in: the terminal's (``shutil.get_terminal_size``, which honours
+    ``$COLUMNS``) when ``file`` is one, else ``$COLUMNS`` or :data:`LOG_WIDTH`."""
+    import os
+    import shutil
+
+    file = file or sys.stdout
+    try:
+        tty = file.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if tty:
+        return max(40, shutil.get_terminal_size().columns)
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return LOG_WIDTH
+
+
+def make_console(file=None):
+    """A rich console writing to ``file`` at :func:`output_width` (no colour codes unless a terminal)."""
     from rich.console import Console
+
+    file = file or sys.stdout
+    return Console(file=file, width=output_width(file), highlight=False)
+
+
+def verdict_line(df, allow_unavailable: bool = False, must_test=()) -> str:
+    """The one line ``-q`` prints: how many pairs, and whether every outcome was as expected."""
+    counts, unexpected, unavailable = _verdicts(df, must_test)
+    pairs = sum(sum(c.values()) for c in counts.values())
+    code = run_exit_code(df, allow_unavailable, must_test)
+    if code == EXIT_OK:
+        tail = f"; {len(unavailable)} backend(s) skipped" if unavailable else ""
+        return f"normconf: every outcome as expected ({pairs} case × backend pairs{tail})"
+    parts = []
+    if unexpected:
+        parts.append(f"{len(unexpected)} result(s) not as expected")
+    if unavailable and not allow_unavailable:
+        parts.append(f"{len(unavailable)} requested backend(s) unavailable or tested nothing")
+    return f"normconf: {', '.join(parts)} ({pairs} case × backend pairs; exit {code})"
+
+
+def print_summary(df, out=None, allow_unavailable: bool = False, must_test=(), verbosity: int = 0) -> None:
+    """The table of outcomes per backend, what was not as expected, what to install; ``verbosity``
+    -1: only :func:`verdict_line`; 1: also one line per result row."""
     from rich.table import Table
 
-    console = Console(file=out or sys.stdout, width=120)
+    console = make_console(out or sys.stdout)
+    if verbosity < 0:
+        console.print(verdict_line(df, allow_unavailable, must_test), markup=False, soft_wrap=True)
+        return
     counts, unexpected, unavailable = _verdicts(df, must_test)
+    if verbosity > 0:
+        for line in row_lines(df):
+            console.print(line, markup=False, soft_wrap=True)
     table = Table(title="normconf: outcomes per backend (case × backend pairs)")
     cols = ["pass", "explained", "mismatch", "unsupported", "error"]
-    table.add_column("backend")
-    table.add_column("version")
+    table.add_column("backend", no_wrap=True)
+    table.add_column("version", no_wrap=True)
     for c in cols:
         table.add_column(c, justify="right")
     versions = df.groupby("backend")["backend_version"].first().to_dict() if len(df) else {}
@@ -108,6 +163,7 @@ def print_summary(df, out=None, allow_unavailable: bool = False, must_test=()) -
                 f"  {case} [{backend}] {overall}{' ' + output if output else ''}: {detail[:300]}",
                 markup=False,
                 highlight=False,
+                soft_wrap=True,
             )
         if len(unexpected) > 50:
             console.print(f"  ... and {len(unexpected) - 50} more (see results.csv)")
@@ -127,3 +183,201 @@ def print_summary(df, out=None, allow_unavailable: bool = False, must_test=()) -
     if not unexpected and (allow_unavailable or not unavailable):
         tail = f" (on the available backends; {len(unavailable)} skipped)" if unavailable else ""
         console.print(f"[bold green]every outcome as expected{tail}[/]")
+
+
+def row_lines(df) -> list[str]:
+    """``-v``: one line per result row (case · backend · output/step · outcome, explanation or message)."""
+    out = []
+    for r in _records(df):
+        where = r["output"] + (f"@{r['step']}" if r["step"] is not None else "")
+        detail = r["explanation"] or r["message"]
+        mark = "" if r["as_expected"] is not False else "  (not as expected)"
+        out.append(
+            f"  {r['case']} · {r['backend']} · {where or '-'} · {r['outcome']}"
+            + (f": {detail}" if detail else "")
+            + mark
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# --json
+
+
+def _clean(v: Any) -> Any:
+    """A JSON-safe scalar: NaN/NA → None, numpy scalars → Python."""
+    import math
+
+    if v is None:
+        return None
+    try:
+        import pandas as pd
+
+        if v is pd.NA or (not isinstance(v, str) and pd.isna(v)):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _records(df) -> list[dict[str, Any]]:
+    """The rows' essentials, plain Python (:data:`ROW_FIELDS`)."""
+    if not len(df):
+        return []
+    out = []
+    for rec in df[[c for c in ROW_FIELDS if c in df.columns]].to_dict("records"):
+        r = {k: _clean(rec.get(k)) for k in ROW_FIELDS}
+        for k in ("output", "explanation", "message"):
+            r[k] = "" if r[k] is None else str(r[k])
+        if r["step"] is not None:
+            r["step"] = int(r["step"])
+        if r["as_expected"] is not None:
+            r["as_expected"] = str(r["as_expected"]) == "True"
+        out.append(r)
+    return out
+
+
+#: the row fields in ``--json`` output
+ROW_FIELDS = ("case", "backend", "output", "step", "outcome", "as_expected", "explanation", "message", "max_abs_err")
+#: the outcomes, least to most severe (pair counts are keyed by these)
+OUTCOME_NAMES = ("unsupported", "pass", "explained", "mismatch", "error")
+#: ``verdict`` of ``normconf run --json`` by exit code (128 + signum: ``interrupted``)
+VERDICTS = {
+    EXIT_OK: "as-expected",
+    EXIT_UNEXPECTED: "not-as-expected",
+    EXIT_ERROR: "unexpected-error",
+    EXIT_UNAVAILABLE: "unavailable",
+    EXIT_WRITE: "reports-not-written",
+}
+
+_COUNTS = {
+    "type": "object",
+    "propertyNames": {"enum": list(OUTCOME_NAMES)},
+    "additionalProperties": {"type": "integer"},
+}
+_STR_OR_NULL = {"type": ["string", "null"]}
+
+#: JSON Schema of ``normconf run --json`` (one object on stdout; nothing else is written there)
+JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "normconf run --json",
+    "type": "object",
+    "required": [
+        "command",
+        "normconf",
+        "verdict",
+        "exit_code",
+        "partial",
+        "pairs",
+        "counts",
+        "backends",
+        "rows",
+        "unexpected",
+        "reports",
+        "seconds",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "command": {"const": "run"},
+        "normconf": {"type": "string"},
+        "verdict": {"enum": [*VERDICTS.values(), "interrupted"]},
+        "exit_code": {"type": "integer"},
+        "partial": {"type": "boolean"},
+        "pairs": {"type": "integer", "minimum": 0},
+        "counts": _COUNTS,
+        "backends": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["version", "counts", "unavailable"],
+                "additionalProperties": False,
+                "properties": {"version": {"type": "string"}, "counts": _COUNTS, "unavailable": _STR_OR_NULL},
+            },
+        },
+        "rows": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": list(ROW_FIELDS),
+                "additionalProperties": False,
+                "properties": {
+                    "case": {"type": "string"},
+                    "backend": {"type": "string"},
+                    "output": {"type": "string"},
+                    "step": {"type": ["integer", "null"]},
+                    "outcome": {"enum": list(OUTCOME_NAMES)},
+                    "as_expected": {"type": ["boolean", "null"]},
+                    "explanation": {"type": "string"},
+                    "message": {"type": "string"},
+                    "max_abs_err": {"type": ["number", "null"]},
+                },
+            },
+        },
+        "unexpected": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["case", "backend", "outcome", "output", "detail"],
+                "additionalProperties": False,
+                "properties": {k: {"type": "string"} for k in ("case", "backend", "outcome", "output", "detail")},
+            },
+        },
+        "reports": {"type": "array", "items": {"type": "string"}},
+        "seconds": {"type": "number"},
+        "error": {"type": "string"},
+    },
+}
+
+
+def run_json(
+    df, exit_code: int, reports=(), partial: bool = False, seconds: float = 0.0, must_test=(), error: str = ""
+) -> dict[str, Any]:
+    """The ``normconf run --json`` object (:data:`JSON_SCHEMA`)."""
+    from harness import __version__
+
+    counts, unexpected, unavailable = _verdicts(df, must_test)
+    versions = df.groupby("backend")["backend_version"].first().to_dict() if len(df) else {}
+    total: dict[str, int] = {}
+    for cnt in counts.values():
+        for k, n in cnt.items():
+            total[k] = total.get(k, 0) + n
+    out: dict[str, Any] = {
+        "command": "run",
+        "normconf": __version__,
+        "verdict": "interrupted" if exit_code >= 128 else VERDICTS.get(exit_code, "not-as-expected"),
+        "exit_code": int(exit_code),
+        "partial": bool(partial),
+        "pairs": sum(total.values()),
+        "counts": total,
+        "backends": {
+            str(b): {"version": str(versions.get(b) or ""), "counts": dict(cnt), "unavailable": unavailable.get(b)}
+            for b, cnt in counts.items()
+        },
+        "rows": _records(df),
+        "unexpected": [
+            {"case": str(c), "backend": str(b), "outcome": o, "output": str(out_), "detail": str(expl or msg)}
+            for c, b, o, out_, expl, msg in unexpected
+        ],
+        "reports": [str(p) for p in reports],
+        "seconds": round(float(seconds), 3),
+    }
+    if error:
+        out["error"] = error
+    return out
+
+
+def print_json(obj: dict[str, Any], out=None) -> None:
+    """One JSON document on stdout (``--json``)."""
+    import json
+
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+    (out or sys.stdout).write(text + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    """numpy scalars as Python values; anything else as its text."""
+    return o.item() if hasattr(o, "item") else str(o)

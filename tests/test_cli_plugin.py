@@ -1,9 +1,10 @@
-"""The `normconf` CLI end to end, adapter plug-ins, and the pytest plugin."""
+"""The `normconf` CLI end to end, adapter plug-ins, and the pytest plugin (its options, opt-in
+collection and markers; tests/test_plugin_coexistence.py runs it inside other projects)."""
 
 import csv
+import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,8 +95,6 @@ def test_external_adapter_via_entry_point(tmp_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: normconf-testplugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[normconf.adapters]\necho = tests.plugin_adapters:EchoReference\n")
-    import os
-
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
     p = normconf("backends", "--backend", "plugin-echo", env=env)
     assert p.returncode == 0, p.stderr
@@ -108,41 +107,144 @@ def test_backends_lists_availability_and_versions():
     assert "2.13.0" in p.stdout and "numpy" in p.stdout
 
 
-def test_pytest_items_xfail_and_failure_message(tmp_path):
-    cases = tmp_path / "cases"
-    cases.mkdir()
-    (cases / "mini.yaml").write_text(
-        textwrap.dedent("""
-        defaults: {shape: [4, 2], mode: train}
-        cases:
-          - id: mini
-          - id: mini_expected
-            expect: {plugin-scaled: {outcome: mismatch, reason: planted 1.5x fault}}
-    """)
-    )
+MINI = """
+normconf: 1
+defaults: {shape: [4, 2], mode: train}
+cases:
+  - id: mini
+  - id: mini_expected
+    expect: {plugin-scaled: {outcome: mismatch, reason: planted 1.5x fault}}
+"""
+
+
+def run_pytest(tmp_path, *args, timeout=300):
+    """``pytest -p no:cacheprovider --rootdir tmp_path ARGS`` from the repository root (tests. importable)."""
     p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            str(cases),
-            "-q",
-            "--rootdir",
-            str(tmp_path),
-            "--adapter",
-            "tests.plugin_adapters:ADAPTERS",
-            "--backend",
-            "plugin-echo,plugin-scaled",
-        ],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        timeout=300,
-        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    out = p.stdout + p.stderr
-    assert "mini.yaml::mini[plugin-echo] PASSED" in out or "2 passed" in out or "1 passed" in out, out
-    assert "1 failed" in out and "1 xfailed" in out, out
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_pytest_items_xfail_and_failure_message(tmp_path):
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "mini.yaml").write_text(MINI)
+    rc, out = run_pytest(
+        tmp_path,
+        str(cases),
+        "-v",
+        "--strict-markers",
+        "--normconf-adapter",
+        "tests.plugin_adapters:ADAPTERS",
+        "--normconf-backend",
+        "plugin-echo,plugin-scaled",
+    )
+    assert rc == 1, out
+    assert "cases/mini.yaml::mini[plugin-echo] PASSED" in out, out
+    assert "cases/mini.yaml::mini[plugin-scaled] FAILED" in out, out
+    assert "cases/mini.yaml::mini_expected[plugin-scaled] XFAIL" in out, out
+    assert "1 failed, 2 passed, 1 xfailed" in out, out
     assert "max abs err" in out  # the metrics are in the failure message
+
+
+def test_pytest_backend_globs_negation_and_k(tmp_path):
+    """--normconf-backend takes the CLI's globs and ! negation; -k selects on case id and backend."""
+    (tmp_path / "mini.yaml").write_text(MINI)
+    adapter = ("--normconf-adapter", "tests.plugin_adapters:ADAPTERS")
+    rc, out = run_pytest(
+        tmp_path, str(tmp_path), "--co", "-q", *adapter, "--normconf-backend", "plugin-*,!plugin-scaled"
+    )
+    assert rc == 0, out
+    items = sorted(line for line in out.splitlines() if "::" in line)
+    assert items == ["mini.yaml::mini[plugin-echo]", "mini.yaml::mini_expected[plugin-echo]"], out
+    rc, out = run_pytest(tmp_path, str(tmp_path), "--co", "-q", *adapter, "-k", "mini_expected and scaled")
+    assert rc == 0, out
+    assert [line for line in out.splitlines() if "::" in line] == ["mini.yaml::mini_expected[plugin-scaled]"], out
+
+
+def test_pytest_unknown_backend_pattern_is_a_usage_error(tmp_path):
+    """Reported once, without a traceback, and the collection stops (not one error per case file)."""
+    (tmp_path / "mini.yaml").write_text(MINI)
+    (tmp_path / "other.yaml").write_text(MINI)
+    rc, out = run_pytest(tmp_path, str(tmp_path), "--co", "-q", "--normconf-backend", "nump*,tourch")
+    assert rc == 2, out  # a collection error that stops the collection (normconf run exits 2 too)
+    assert "--normconf-backend: backend pattern 'tourch' matches no backend (did you mean torch" in out, out
+    assert "Interrupted: normconf: --normconf-backend" in out and "1 error" in out, out
+    assert "Traceback" not in out, out
+
+
+def test_pytest_old_option_names_are_gone(tmp_path):
+    """The bare --backend/--adapter/--native collided with other projects' options: no aliases."""
+    (tmp_path / "mini.yaml").write_text(MINI)
+    for option in ("--backend", "--adapter", "--native"):
+        rc, out = run_pytest(tmp_path, str(tmp_path), "--co", "-q", option, "numpy")
+        assert rc == 4 and f"unrecognized arguments: {option}" in out, out
+
+
+def test_pytest_collects_only_files_that_opt_in(tmp_path):
+    """A YAML file without a top-level normconf: key is ignored, wherever it is, unless --normconf-cases;
+    one that opts in is collected wherever it is (no cases/ folder needed)."""
+    (tmp_path / "cases").mkdir()
+    (tmp_path / "cases" / "legacy.yaml").write_text("cases:\n  - {id: legacy, shape: [2, 3]}\n")
+    (tmp_path / "cases" / "ci.yml").write_text("name: CI\non: [push]\njobs:\n  test: {runs-on: ubuntu-latest}\n")
+    (tmp_path / "cases" / "nested.yaml").write_text("meta:\n  normconf: 1\ncases:\n  - {id: nested, shape: [2]}\n")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "mine.yml").write_text(
+        "# a comment\nnormconf: 1\ncases:\n  - {id: mine, shape: [2, 3]}\n"
+    )
+    rc, out = run_pytest(tmp_path, str(tmp_path), "--co", "-q", "--normconf-backend", "numpy")
+    assert rc == 0, out
+    assert [line for line in out.splitlines() if "::" in line] == ["elsewhere/mine.yml::mine[numpy]"], out
+    # --normconf-cases: every YAML file is a case file; the ones that are not valid are collection errors
+    rc, out = run_pytest(
+        tmp_path, str(tmp_path / "cases"), "--co", "-q", "--normconf-backend", "numpy", "--normconf-cases"
+    )
+    assert rc == 2, out
+    assert "cases/legacy.yaml::legacy[numpy]" in out, out
+    assert "ERROR collecting cases/ci.yml" in out and "ERROR collecting cases/nested.yaml" in out, out
+
+
+def test_pytest_an_invalid_opted_in_file_is_a_collection_error_with_file_line_field(tmp_path):
+    (tmp_path / "bad.yaml").write_text("normconf: 1\ncases:\n  - id: bad\n    shape: [2, 3]\n    eps: -1\n")
+    rc, out = run_pytest(tmp_path, str(tmp_path), "--co", "-q", "--normconf-backend", "numpy")
+    assert rc == 2, out
+    assert "ERROR collecting bad.yaml" in out, out
+    assert "bad.yaml:5:" in out and "eps" in out, out
+    assert "Traceback" not in out, out
+
+
+def test_pytest_markers_are_registered_by_the_plugin(tmp_path):
+    """`pytest --markers` lists the plugin's markers even where no ini file declares them."""
+    rc, out = run_pytest(tmp_path, "--markers", "-c", os.devnull)
+    assert rc == 0, out
+    assert "@pytest.mark.conformance: a normconf case x backend conformance item" in out, out
+    assert "@pytest.mark.slow:" in out, out
+
+
+def test_opts_in_reads_a_top_level_key_only(tmp_path):
+    from harness.pytest_plugin import opts_in
+
+    texts = {
+        "plain.yaml": ("normconf: 1\ncases: []\n", True),
+        "after_comments.yaml": ("# header\n\ndefaults: {}\nnormconf: 1\n", True),
+        "quoted.yaml": ('"normconf": 1\n', True),
+        "bom.yaml": ("\ufeffnormconf: 1\n", True),
+        "crlf.yaml": ("x: 1\r\nnormconf : 1\r\n", True),
+        "nested.yaml": ("meta:\n  normconf: 1\n", False),
+        "comment.yaml": ("# normconf: 1\ncases: []\n", False),
+        "prefix.yaml": ("normconfig: 1\n", False),
+        "workflow.yml": ("name: CI\non: [push]\n", False),
+    }
+    for name, (text, expected) in texts.items():
+        (tmp_path / name).write_text(text, encoding="utf-8", newline="")
+        assert opts_in(tmp_path / name) is expected, name
+    assert opts_in(tmp_path / "missing.yaml") is False
+    (tmp_path / "dir.yaml").mkdir()
+    assert opts_in(tmp_path / "dir.yaml") is False
+    os.mkfifo(tmp_path / "fifo.yaml")  # never opened: reading it would block
+    assert opts_in(tmp_path / "fifo.yaml") is False

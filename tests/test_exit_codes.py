@@ -209,7 +209,7 @@ def test_run_exit_code_precedence_on_a_table():
 def _pytest(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     cases = tmp_path / "cases"
     cases.mkdir(exist_ok=True)
-    (cases / "mini.yaml").write_text("cases:\n  - {id: mini, shape: [2, 3]}\n")
+    (cases / "mini.yaml").write_text("normconf: 1\ncases:\n  - {id: mini, shape: [2, 3]}\n")
     return subprocess.run(
         [
             sys.executable,
@@ -222,9 +222,9 @@ def _pytest(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
             "-rs",
             "--rootdir",
             str(tmp_path),
-            "--adapter",
+            "--normconf-adapter",
             MISSING,
-            "--backend",
+            "--normconf-backend",
             "numpy,missing",
             *extra,
         ],

@@ -62,16 +62,56 @@ def _as_classes(obj, where: str) -> list[type[Adapter]]:
 def load_spec(spec: str) -> list[type[Adapter]]:
     """Adapter classes named by ``module:Name`` (a class or a list of classes).  Imports the module:
     call it in a worker process only."""
-    mod_name, sep, attr = spec.partition(":")
-    if not sep or not mod_name or not attr:
-        raise AdapterSpecError(f"--adapter {spec!r}: expected module:Name")
+    if is_file_spec(spec):
+        mod_name, _, attr = spec.rpartition(":")
+        if not attr:
+            raise AdapterSpecError(f"--adapter {spec!r}: expected path/to/file.py:Name")
+        load = _import_file
+    else:
+        mod_name, sep, attr = spec.partition(":")
+        if not sep or not mod_name or not attr:
+            raise AdapterSpecError(f"--adapter {spec!r}: expected module:Name or path/to/file.py:Name")
+        load = importlib.import_module
     try:
-        mod = importlib.import_module(mod_name)
+        mod = load(mod_name)
     except Exception as e:  # the user's module failed to import
         raise AdapterSpecError(f"--adapter {spec!r}: cannot import {mod_name}: {type(e).__name__}: {e}") from None
     if not hasattr(mod, attr):
         raise AdapterSpecError(f"--adapter {spec!r}: module {mod_name} has no attribute {attr!r}")
     return _as_classes(getattr(mod, attr), f"--adapter {spec}")
+
+
+def is_file_spec(spec: str) -> bool:
+    """``path/to/file.py:Name`` (a file path, not a module name)."""
+    where = spec.rpartition(":")[0]
+    return where.endswith(".py") or "/" in where or os.sep in where
+
+
+def _import_file(path: str):
+    """The module of a ``.py`` file (relative to the current folder), imported once per process under a
+    name derived from the file's path (``normconf_file_<stem>_<hash>``), so two files may share a stem."""
+    import hashlib
+    import importlib.util
+    import sys
+
+    full = os.path.abspath(path)
+    if not os.path.isfile(full):
+        raise FileNotFoundError(f"no such file {full}")
+    stem = "".join(c if c.isalnum() else "_" for c in os.path.splitext(os.path.basename(full))[0])
+    name = f"normconf_file_{stem}_{hashlib.sha1(full.encode()).hexdigest()[:8]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, full)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{full} is not a Python module")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return mod
 
 
 @lru_cache(maxsize=None)
@@ -391,3 +431,69 @@ def all_adapters(extra_specs: tuple[str, ...] = (), native_paths: tuple[str, ...
         groups += [(f"--adapter {s}", by_spec.get(s, [])) for s in extra]
     groups += [(f"--native {c.library}", [c]) for c in _native(tuple(native_paths))]
     return _merge(groups)
+
+
+# -- static metadata: what `normconf backends` answers without importing any framework ---------------
+
+_OPENCV = "opencv-python-headless|opencv-python|opencv-contrib-python-headless|opencv-contrib-python"
+_TF = "tensorflow|tensorflow-cpu|tensorflow-macos"
+_ORT = "onnxruntime|onnxruntime-gpu"
+_KERAS_ON = {"keras-torch": "torch", "keras-jax": "jax", "keras-numpy": "numpy", "keras-tf": _TF}
+#: the distributions each built-in backend needs, by backend id (``a|b``: either one); the first one's
+#: version is the backend's version, the others' follow in parentheses.  Read with importlib.metadata:
+#: nothing is imported (``normconf backends``; ``--probe`` asks the workers instead).
+BACKEND_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "numpy": ("numpy",),
+    "torch": ("torch",),
+    "torch-functional": ("torch",),
+    "torch-scratch": ("torch",),
+    "flax": ("flax", "jax"),
+    "flax-nnx": ("flax", "jax"),
+    **{b: ("keras", dist) for b, dist in _KERAS_ON.items()},
+    "tf-nn": (_TF,),
+    "tf-fused": (_TF,),
+    "tf-keras-fused": ("tf_keras", _TF),
+    "tf-keras-unfused": ("tf_keras", _TF),
+    **{b: (_ORT, "onnx") for b in ("ort", "ort-init", "ort-init-noopt", "ort-opset9", "ort-opset9-init")},
+    "onnx-reference": ("onnx",),
+    "onnx-reference-opset9": ("onnx",),
+    "opencv-dnn": (_OPENCV, "onnx"),
+}
+
+
+def _distribution(alternatives: str) -> tuple[str, str] | None:
+    """(name, version) of the first installed distribution of ``a|b|...``, else None (imports nothing)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in alternatives.split("|"):
+        try:
+            return name, version(name)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def static_info(cls: type[Adapter]) -> tuple[bool | None, str, str]:
+    """(available, version, reason) of a backend from metadata alone: its distributions
+    (:data:`BACKEND_DISTRIBUTIONS`) installed or not, a native library's file present or not.
+    ``available`` is None when nothing is known statically (an entry point's or ``--adapter``
+    backend: ``normconf backends --probe`` asks its worker)."""
+    if getattr(cls, "library_path", None) is not None and cls.worker.partition(":")[0] == "native":
+        reason = cls().available()  # a file check: loads nothing
+        return (not reason, "", reason or "")
+    needs = BACKEND_DISTRIBUTIONS.get(cls.id)
+    if needs is None:
+        if not issubclass(cls, AdapterProxy) and cls.available is Adapter.available:
+            return True, "", ""  # an entry point's class that needs nothing (the base class's available())
+        return None, "", "not known without --probe"
+    found = []
+    for alternatives in needs:
+        got = _distribution(alternatives)
+        if got is None:
+            first = alternatives.split("|")[0]
+            return False, "", f"{first} is not installed: pip install {first}"
+        found.append(got)
+    version = found[0][1]
+    if len(found) > 1:
+        version += " (" + ", ".join(f"{n} {v}" for n, v in found[1:]) + ")"
+    return True, version, ""

@@ -92,10 +92,18 @@ def cmd_diff(args: argparse.Namespace) -> int:
     old_df, old_meta, op = load(args.old)
     new_df, new_meta, np_ = load(args.new)
     d = diff(old_df, new_df, old_meta, new_meta, old_name=str(op), new_name=str(np_))
-    sys.stdout.write(format_text(d, limit=args.limit))
+    if args.json:
+        from harness.report.diff import as_json
+        from harness.summary import print_json
+
+        print_json(as_json(d))
+    elif args.quiet:
+        print(format_text(d, limit=0).rstrip("\n").rsplit("\n", 1)[-1])
+    else:
+        sys.stdout.write(format_text(d, limit=args.limit))
     if args.html:
         atomic_write_text(args.html, format_html(d))
-        print(f"wrote {args.html}")
+        print(f"wrote {args.html}", file=sys.stderr if args.json else sys.stdout)
     return d.exit_code
 
 
@@ -120,4 +128,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("new", help="results.json/.csv of the later run (or its folder)")
     p.add_argument("--html", metavar="FILE", help="also write the diff as a self-contained HTML page")
     p.add_argument("--limit", type=int, default=200, help="most lines per section in the text output (default 200)")
+    p.add_argument("--quiet", "-q", action="store_true", help="only the verdict line")
+    p.add_argument("--json", action="store_true", help="the diff as JSON on stdout (nothing else there)")
     p.set_defaults(func=cmd_diff)

@@ -13,6 +13,10 @@ steps, as in the report's matrix).  Sections:
 * **changed explanations** — same outcome, but the explanation labels (or their text) differ.
 * **other outcome changes** — e.g. ``pass`` → ``explained`` (with the new labels) or → ``unsupported``.
 * **changed versions** — backend versions and the environment (Python, NumPy, OS, …).
+* **changed case parameters** — per case present in both runs, the parameters that differ
+  (``eps 1e-05 → 1e-12``), from what each run recorded (``meta.case_info``, harness.case_info);
+  a result line of such a case names them too.  When a row's explanation text changed, the old
+  and the new text are both shown.
 * added / removed results (a case or backend only in one run).
 """
 
@@ -37,6 +41,9 @@ class Change:
     detail: str = ""  # one line from NEW (or OLD when the pair disappeared)
     old_detail: str = ""
     expected: bool | None = None  # NEW's as_expected
+    old_texts: list[str] = field(default_factory=list)  # explanation texts in OLD
+    new_texts: list[str] = field(default_factory=list)  # explanation texts in NEW
+    params: list[tuple[str, str, str]] = field(default_factory=list)  # the case's (field, old, new)
 
     @property
     def where(self) -> str:
@@ -58,6 +65,8 @@ class Diff:
     added: list[Change] = field(default_factory=list)
     removed: list[Change] = field(default_factory=list)
     versions: list[tuple[str, str, str]] = field(default_factory=list)  # (what, old, new)
+    #: {case: [(field, old, new)]} for the cases whose recorded parameters differ
+    params: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
 
     @property
     def regressions(self) -> int:
@@ -83,12 +92,14 @@ class Diff:
 
     @property
     def unchanged(self) -> bool:
-        return not self.versions and not any(ch for _, _, ch in self.sections())
+        return not self.versions and not self.params and not any(ch for _, _, ch in self.sections())
 
     def summary(self, skip: tuple[str, ...] = ()) -> str:
         parts = [f"{len(ch)} {title.lower()}" for key, title, ch in self.sections() if ch and key not in skip]
         if self.versions:
             parts.append(f"{len(self.versions)} version change(s)")
+        if self.params:
+            parts.append(f"{len(self.params)} case(s) with changed parameters")
         return ", ".join(parts) if parts else "no changes"
 
 
@@ -113,7 +124,36 @@ def _change(c: str, b: str, po: Pair | None, pn: Pair | None) -> Change:
         detail=(pn.summary if pn else (po.summary if po else "")),
         old_detail=po.summary if po else "",
         expected=pn.as_expected if pn else None,
+        old_texts=_texts(po),
+        new_texts=_texts(pn),
     )
+
+
+_UNSET = "(unset)"
+
+
+def _params(old_meta: dict[str, Any] | None, new_meta: dict[str, Any] | None) -> dict[str, list[tuple[str, str, str]]]:
+    """{case: [(field, old, new)]} over the cases both runs recorded (``meta.case_info[case].params``)."""
+    oi = (old_meta or {}).get("case_info") or {}
+    ni = (new_meta or {}).get("case_info") or {}
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for case in ni:
+        if case not in oi or not isinstance(oi[case], dict) or not isinstance(ni[case], dict):
+            continue
+        po, pn = oi[case].get("params") or {}, ni[case].get("params") or {}
+        changed = [
+            (k, str(po.get(k, _UNSET)), str(pn.get(k, _UNSET)))
+            for k in dict.fromkeys([*po, *pn])
+            if str(po.get(k, _UNSET)) != str(pn.get(k, _UNSET))
+        ]
+        if changed:
+            out[case] = changed
+    return out
+
+
+def param_text(changes: list[tuple[str, str, str]]) -> str:
+    """``eps 1e-05 → 1e-12; mode train → eval``."""
+    return "; ".join(f"{k} {o} → {n}" for k, o, n in changes)
 
 
 _ENV_KEYS = ["normconf", "python", "numpy", "platform", "cpu", "device"]
@@ -144,10 +184,12 @@ def diff(
     old = build(old_df, old_meta, read_cases=False)
     new = build(new_df, new_meta, read_cases=False)
     d = Diff(old_name, new_name, len(old.pairs), len(new.pairs), versions=_versions(old, new))
+    d.params = _params(old_meta, new_meta)
     keys = list(dict.fromkeys(list(new.pairs) + list(old.pairs)))
     for c, b in keys:
         po, pn = old.pairs.get((c, b)), new.pairs.get((c, b))
         ch = _change(c, b, po, pn)
+        ch.params = d.params.get(c, [])
         if pn is None:
             d.removed.append(ch)
             continue
@@ -180,11 +222,19 @@ def _line(ch: Change) -> str:
     s = f"  {ch.where}: {arrow}"
     if ch.old_labels != ch.new_labels and (ch.old_labels or ch.new_labels):
         s += f"  [{', '.join(ch.old_labels) or 'no explanation'} → {', '.join(ch.new_labels) or 'no explanation'}]"
+    if ch.params:
+        s += f"\n      case parameters changed: {param_text(ch.params)}"
     det = ch.detail or (f"was: {ch.old_detail}" if ch.old_detail else "")
     if det:
-        det = det if len(det) <= 300 else det[:297] + "..."
-        s += f"\n      {det}"
+        s += f"\n      {_cut(det)}"
+    if ch.old and ch.new and ch.old_texts != ch.new_texts:
+        s += f"\n      explanation was: {_cut(' | '.join(ch.old_texts) or '(none)')}"
+        s += f"\n      explanation now: {_cut(' | '.join(ch.new_texts) or '(none)')}"
     return s
+
+
+def _cut(text: str, n: int = 300) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def format_text(d: Diff, limit: int = 200) -> str:
@@ -194,6 +244,12 @@ def format_text(d: Diff, limit: int = 200) -> str:
         out.append("")
         out.append(f"Changed versions ({len(d.versions)}):")
         out.extend(f"  {what}: {o} → {n}" for what, o, n in d.versions)
+    if d.params:
+        out.append("")
+        out.append(f"Changed case parameters ({len(d.params)}):")
+        out.extend(f"  {case}: {param_text(ch)}" for case, ch in list(d.params.items())[:limit])
+        if len(d.params) > limit:
+            out.append(f"  ... and {len(d.params) - limit} more")
     for key, title, changes in d.sections():
         if not changes:
             continue
@@ -211,6 +267,23 @@ def format_text(d: Diff, limit: int = 200) -> str:
     rest = d.summary(skip=("new_failures",))
     out.append(f"{verdict}; {rest}")
     return "\n".join(out) + "\n"
+
+
+def as_json(d: Diff) -> dict[str, Any]:
+    """``normconf diff --json``: the verdict, every section's changes, versions and parameter changes."""
+    from dataclasses import asdict
+
+    return {
+        "command": "diff",
+        "old": d.old_name,
+        "new": d.new_name,
+        "exit_code": d.exit_code,
+        "new_failures": d.regressions,
+        "summary": d.summary(),
+        "sections": {key: [asdict(c) for c in ch] for key, _, ch in d.sections()},
+        "versions": [{"what": w, "old": o, "new": n} for w, o, n in d.versions],
+        "params": {c: [{"field": k, "old": o, "new": n} for k, o, n in ch] for c, ch in d.params.items()},
+    }
 
 
 def format_html(d: Diff) -> str:

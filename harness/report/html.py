@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 from markupsafe import Markup
 
+from harness.package_data import extra_available, missing_extra_message
 from harness.report.model import OUTCOMES, Model, build, clean
 from harness.report.plots import heatmap_svg, plot_key, worst_errors
 from references.batchnorm import MAIN_OUTPUTS
@@ -352,6 +353,8 @@ def render(
         heat_note = "no backend produced comparable outputs: nothing to draw"
     elif nc > HEATMAP_MAX_CASES:
         heat_note = f"{nc} cases: too many for a readable heatmap (limit {HEATMAP_MAX_CASES}); use the matrix filters"
+    elif not extra_available("matplotlib"):
+        heat_note = "heatmap not drawn: " + missing_extra_message("matplotlib", "report")
     else:
         cidx = {c: i for i, c in enumerate(model.cases)}
         bidx = {b: i for i, b in enumerate(model.backends)}
