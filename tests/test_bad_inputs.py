@@ -173,7 +173,7 @@ def test_max_elements_flag_raises_the_limit(tmp_path):
         (["--max-elements", "0"], "--max-elements must be at least 1"),
         (["--backend", "nosuch"], "unknown backend(s) nosuch"),
         (["--adapter", "no_such_module:X"], "cannot import no_such_module"),
-        (["--case", "zzz*"], "matched no case"),
+        (["--case", "zzz*"], "matches no case"),
         (["--out", "afile"], "exists and is not a folder"),
     ],
 )
