@@ -571,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         import signal
 
+        lock = getattr(args, "out_lock", None)
+        if lock is not None:  # a usage error after --out was locked: free it now, not when args is collected
+            lock.release()
         for sig, handler in saved_handlers.items():
             signal.signal(sig, handler)
 
