@@ -154,7 +154,7 @@ class RowBounds:
                 # the roundings of â (counted once per use: b may round its own copy), of the two products
                 # and of the sums carry |x| and |μ|
                 a_hi = gamma * inv_hi
-                mu = np.abs(mean)
+                mu = np.abs(mean) + d_mu  # |μ̂|, the mean the backend used
                 b = (
                     gamma * d_inv * np.abs(x - mean)
                     + d_mu * a_hi * (1 + u)
