@@ -62,7 +62,7 @@ POOL = [
 
 
 def make_cases(n: int, shapes: str):
-    from harness.cases import Case
+    from normconf.cases import Case
 
     cases = []
     for i in range(n):
@@ -95,9 +95,9 @@ def make_cases(n: int, shapes: str):
 
 def child(backend: str, n: int, shapes: str) -> dict:
     """Runs in the fresh process: time every case of one backend."""
-    from harness.adapters import get_adapter
-    from harness.adapters.base import Unsupported
-    from harness.inputs import generate
+    from normconf.adapters import get_adapter
+    from normconf.adapters.base import Unsupported
+    from normconf.inputs import generate
 
     adapter = get_adapter(backend)
     mod = sys.modules[type(adapter).__module__]
@@ -144,7 +144,7 @@ def main() -> None:
         print(json.dumps(child(args.child, args.cases, args.shapes)))
         return
 
-    from harness.adapters import get_adapter
+    from normconf.adapters import get_adapter
 
     rows = []
     for b in args.backend.split(","):

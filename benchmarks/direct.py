@@ -16,8 +16,8 @@ from typing import Callable
 
 def direct_numpy(case, inputs) -> Callable[[], object]:
     """The numpy backend's framework is the float64 reference itself (plus the rounding to the dtype)."""
-    from harness.inputs import np_dtype
-    from harness.oracle import reference_outputs
+    from normconf.inputs import np_dtype
+    from normconf.oracle import reference_outputs
 
     dt = np_dtype(case.dtype)
 
@@ -55,7 +55,7 @@ def direct_ort(case, inputs) -> Callable[[], object]:
     """One ONNX Runtime session (built once, as the adapter caches it), ``run`` per call."""
     import onnxruntime as ort
 
-    from harness.onnx_models import build_model
+    from normconf.onnx_models import build_model
 
     training = case.mode == "train"
     model, feeds = build_model(case, inputs, 15, "inputs", training, step=0, running_mean=None, running_var=None)
@@ -73,7 +73,7 @@ def direct_ort(case, inputs) -> Callable[[], object]:
 
 def direct_cpp(case, inputs) -> Callable[[], object]:
     """The bundled C++ library's ``normconf_bn_forward`` through ctypes (one call per step)."""
-    from harness.native import EVAL, TRAIN, bundled_library, call_forward, load
+    from normconf.native import EVAL, TRAIN, bundled_library, call_forward, load
 
     lib = load(str(bundled_library("cpp")))
     dt = inputs.x[0].dtype
@@ -113,7 +113,7 @@ def available(backend: str) -> str | None:
     ):
         return "onnxruntime/onnx is not installed"
     if backend == "cpp":
-        from harness.native import bundled_library
+        from normconf.native import bundled_library
 
         if not bundled_library("cpp").exists():
             return "the bundled C++ library is not built"

@@ -29,7 +29,7 @@ the JSON keeps every sample):
     speedup on idle cores), and whether the two results.csv agree (timing columns
     aside; the differing rows are named).
 ``fuzz``
-    ``harness.fuzz.fuzz`` over the same backends: examples and backend runs per second.
+    ``normconf.fuzz.fuzz`` over the same backends: examples and backend runs per second.
 ``memory``
     peak memory of one large case in a fresh process, as a multiple of the
     input's bytes: the harness process (``tracemalloc`` peak of NumPy/Python
@@ -120,7 +120,7 @@ def _proc_cpu(pid: int) -> float:
 
 
 def make_case(shape: list[int], seed: int = 0, case_id: str = "bench", **kw):
-    from harness.cases import Case, Generator, LoadedCase
+    from normconf.cases import Case, Generator, LoadedCase
 
     c = Case.model_validate(
         {"id": case_id, "shape": list(shape), "mode": "train", "momentum": {"batch_weight": 0.1}, **kw}
@@ -150,9 +150,9 @@ OWN_CONVENTIONS = {"torch": {"running_variance": "unbiased"}}
 
 def bench_overhead(backends: list[str], sizes: dict[str, list[int]], repeat: int, cold_repeat: int) -> list[dict]:
     from benchmarks import direct
-    from harness.inputs import generate
-    from harness.results import rows_for
-    from harness.runner import Runner
+    from normconf.inputs import generate
+    from normconf.results import rows_for
+    from normconf.runner import Runner
 
     out = []
     with Runner() as runner:
@@ -233,8 +233,8 @@ def bench_overhead(backends: list[str], sizes: dict[str, list[int]], repeat: int
 def bench_reference(shape: list[int], repeat: int) -> dict:
     import numpy as np
 
-    from harness.inputs import generate
-    from harness.oracle import reference_outputs
+    from normconf.inputs import generate
+    from normconf.oracle import reference_outputs
 
     lc = make_case(shape)
     inputs = generate(lc.case)
@@ -263,7 +263,7 @@ def bench_reference(shape: list[int], repeat: int) -> dict:
 #: runs ``normconf`` in a child process and reports its own CPU time and its workers' (RUSAGE_CHILDREN)
 _SUITE_DRIVER = """
 import json, resource, sys
-from harness.cli import main
+from normconf.cli import main
 rc = main(sys.argv[2:])
 s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 with open(sys.argv[1], "w") as f:
@@ -287,7 +287,7 @@ def _run_suite(paths: list[str], jobs: int, out_dir: Path, extra: list[str]) -> 
 def _same_results(a: Path, b: Path) -> tuple[bool, str]:
     import pandas as pd
 
-    from harness.results import TIMING_COLUMNS
+    from normconf.results import TIMING_COLUMNS
 
     da = pd.read_csv(a / "results.csv", keep_default_na=False).drop(columns=TIMING_COLUMNS)
     db = pd.read_csv(b / "results.csv", keep_default_na=False).drop(columns=TIMING_COLUMNS)
@@ -348,15 +348,15 @@ def bench_suite(paths: list[str], repeat: int, extra: list[str]) -> dict:
 
 
 def bench_fuzz(backends: list[str], max_examples: int, jobs: int = 2) -> dict:
-    """``harness.fuzz.fuzz`` over ``backends``: generated examples (one case on every backend) per second.
+    """``normconf.fuzz.fuzz`` over ``backends``: generated examples (one case on every backend) per second.
 
     Shrinking a finding runs the failing backend alone many times; those runs are counted
     separately (``shrink_runs``) and included in the time, as in a real ``normconf fuzz``.
     """
     if not (ROOT / "harness" / "fuzz.py").exists():
         return {"skipped": "harness/fuzz.py does not exist yet"}
-    from harness.fuzz import Executor, fuzz
-    from harness.runner import Runner
+    from normconf.fuzz import Executor, fuzz
+    from normconf.runner import Runner
 
     with Runner() as runner:
         bs = [b for b in backends if b in runner.adapters]
@@ -406,7 +406,7 @@ def memory_probe(shape: list[int], backend: str, explain: bool) -> dict:
     import gc
     import tracemalloc
 
-    from harness.runner import Runner
+    from normconf.runner import Runner
 
     # torch: biased variance to normalize, unbiased for running_var.  Asking for exactly that passes;
     # asking for the unbiased one to normalize makes y (the full-size output) mismatch -> explanation search

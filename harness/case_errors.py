@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from harness.case_limits import MAX_INT_LITERAL_CHARS
+from normconf.case_limits import MAX_INT_LITERAL_CHARS
 
 
 def _short_repr(v: Any, limit: int = 60) -> str:

@@ -30,7 +30,7 @@ def _stats(a: Any) -> str:
 
 def _case_params(case: Any) -> dict[str, str]:
     """The case panel: the op's parameters (its spec's ``report_params``), then what every op shares."""
-    from harness.ops import spec_for
+    from normconf.ops import spec_for
 
     p: dict[str, str] = {"op": case.op}
     p.update(spec_for(case).report_params(case))
@@ -47,7 +47,7 @@ def _case_params(case: Any) -> dict[str, str]:
 
 
 def _input_summary(case: Any) -> dict[str, str]:
-    from harness.case_model import describe_value
+    from normconf.case_model import describe_value
 
     out: dict[str, str] = {}
     if case.data is not None:
@@ -60,7 +60,7 @@ def _input_summary(case: Any) -> dict[str, str]:
         out["x"] = f"{case.n_elements} values (too large to summarize here)"
         return out
     try:
-        from harness.ops import spec_for
+        from normconf.ops import spec_for
 
         inp = spec_for(case).generate(case)
         for k, x in enumerate(inp.x, start=1):

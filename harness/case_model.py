@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator
 
-from harness.case_errors import _short_repr
-from harness.case_limits import FLOAT64_MAX, MAX_INT64, bytes_per_element, physical_memory
-from harness.semantics import Semantics
-from references.batchnorm import OUTPUT_NAMES as _BN_OUTPUTS
+from normconf.case_errors import _short_repr
+from normconf.case_limits import FLOAT64_MAX, MAX_INT64, bytes_per_element, physical_memory
+from normconf.references.batchnorm import OUTPUT_NAMES as _BN_OUTPUTS
+from normconf.semantics import Semantics
 
 #: outcomes a result can have (``explained`` is added by the explanation engine)
 OUTCOMES = ("pass", "explained", "mismatch", "unsupported", "error")
@@ -35,6 +35,13 @@ def _number_problem(v: Any) -> str | None:
     if isinstance(v, float) and not math.isfinite(v):
         return f"must be a finite number within float64 range (got {v!r})"
     return None
+
+
+def _not_nan(v: Any) -> Any:
+    """Run before a field's bounds (``ge``/``le``), which would say "greater than or equal to 0" of a NaN."""
+    if isinstance(v, float) and math.isnan(v):
+        raise ValueError("must be a finite number within float64 range (got nan)")
+    return v
 
 
 def _finite(v: Any) -> Any:
@@ -83,6 +90,11 @@ class Generator(_Model):
     value: Number = 0.0
     seed: Annotated[int, Strict(), Field(ge=0)] = 0
 
+    @field_validator("std", mode="before")
+    @classmethod
+    def _std_not_nan(cls, v: Any) -> Any:
+        return _not_nan(v)
+
     @field_validator("mean", "std", "low", "value")
     @classmethod
     def _finite_number(cls, v: Any) -> Any:
@@ -120,7 +132,7 @@ class Affine(_Model):
 
 
 class Momentum(_Model):
-    """Exactly one of the two directions (see :mod:`harness.semantics`).
+    """Exactly one of the two directions (see :mod:`normconf.semantics`).
 
     ``batch_weight: 0.1`` (PyTorch's ``momentum=0.1``) and ``running_weight: 0.9``
     (Keras'/ONNX's ``momentum=0.9``) both mean ``running = 0.9*running + 0.1*batch``.
@@ -128,6 +140,13 @@ class Momentum(_Model):
 
     batch_weight: Annotated[Number, Field(ge=0, le=1)] | None = None
     running_weight: Annotated[Number, Field(ge=0, le=1)] | None = None
+
+    @field_validator("batch_weight", "running_weight", mode="before")
+    @classmethod
+    def _weight_not_nan(cls, v: Any) -> Any:
+        if isinstance(v, float) and math.isnan(v):
+            raise ValueError("a momentum weight must be a finite number in [0, 1] (got nan)")
+        return v
 
     @property
     def weight(self) -> float:
@@ -154,6 +173,11 @@ def tolerance_model(output_names: tuple[str, ...], op: str, module: str = __name
         @classmethod
         def _reason_not_blank(cls, v: str) -> str:
             return _not_blank(v)
+
+        @field_validator("rtol", "atol", mode="before")
+        @classmethod
+        def _tolerance_not_nan(cls, v: Any) -> Any:
+            return _not_nan(v)
 
         @field_validator("rtol", "atol")
         @classmethod
@@ -287,7 +311,7 @@ class Case(CaseBase):
     # --- derived, convenient views -------------------------------------------------
     @property
     def momentum_weight(self) -> float | None:
-        """Batch weight ``w`` (``None`` = cumulative average); see :mod:`harness.semantics`."""
+        """Batch weight ``w`` (``None`` = cumulative average); see :mod:`normconf.semantics`."""
         return None if self.momentum == "cumulative" else self.momentum.weight
 
     @property
@@ -324,26 +348,72 @@ class Case(CaseBase):
         return names + (["eval_y"] if self.eval_after else [])
 
 
-def _per_channel_problems(
-    loc: tuple[Any, ...], spec: Any, dtype: str, variance: bool
+def _overflows(v: Any, dtype: str, rule: str = "must be a finite number in") -> str:
+    return f"{_short_repr(v)} overflows {dtype} (it would be inf): {rule} {dtype}"
+
+
+#: the most values the overflow check of a ``dist: normal`` parameter draws (about 0.1 s)
+_MAX_DRAWN = 1 << 22
+
+
+def _normal_peak(g: Generator, n: int) -> float:
+    """The largest magnitude among the ``n`` values ``g`` (``dist: normal``) draws, drawn exactly as
+    :func:`normconf.inputs.parameter` draws them (in chunks: the same stream)."""
+    import numpy as np
+
+    rng = np.random.Generator(np.random.PCG64(g.seed))
+    peak, left = 0.0, n
+    while left > 0:
+        k = min(left, 1 << 20)
+        peak = max(peak, float(np.max(np.abs(rng.standard_normal(k) * float(g.std) + float(g.mean)))))
+        left -= k
+    return peak
+
+
+def _generator_problems(
+    loc: tuple[Any, ...], g: Generator, n: int | None, dtype: str, variance: bool
 ) -> list[tuple[tuple[Any, ...], str]]:
-    """gamma, beta and the running statistics: finite, within the parameter dtype; a variance ≥ 0."""
-    if isinstance(spec, Generator):
-        if not variance:
-            return []
-        if spec.dist == "uniform" and spec.low < 0:
-            return [((*loc, "low"), f"a variance must be ≥ 0: low must be ≥ 0 (got {spec.low!r})")]
-        if spec.dist == "constant" and spec.value < 0:
-            return [((*loc, "value"), f"a variance must be ≥ 0 (got {spec.value!r})")]
-        if spec.dist == "normal" and (spec.std > 0 or spec.mean < 0):
-            return [
+    """A generated parameter: a variance draws no negative value; no value overflows ``dtype``
+    (``n``: how many values it draws; ``None`` when the shape is wrong, then the draw is not checked)."""
+    out: list[tuple[tuple[Any, ...], str]] = []
+    if variance:
+        if g.dist == "uniform" and g.low < 0:
+            out.append(((*loc, "low"), f"a variance must be ≥ 0: low must be ≥ 0 (got {g.low!r})"))
+        if g.dist == "constant" and g.value < 0:
+            out.append(((*loc, "value"), f"a variance must be ≥ 0 (got {g.value!r})"))
+        if g.dist == "normal" and (g.std > 0 or g.mean < 0):
+            out.append(
                 (
                     loc,
                     "a variance must be ≥ 0, and a normal distribution draws negative values: "
                     "use {dist: uniform, low: 0, high: ...} or {dist: constant, value: ...}",
                 )
-            ]
-        return []
+            )
+    top = _OVERFLOW_AT[dtype]
+    if g.dist == "constant" and abs(g.value) >= top:
+        out.append(((*loc, "value"), _overflows(g.value, dtype)))
+    elif g.dist == "uniform":
+        # low is drawn, high is not (the range is [low, high))
+        for part, v, over in (("low", g.low, abs(g.low) >= top), ("high", g.high, abs(g.high) > top)):
+            if over and not any(where == (*loc, part) for where, _ in out):
+                out.append(((*loc, part), _overflows(v, dtype, "the range [low, high) must lie within")))
+    elif g.dist == "normal" and n and abs(g.mean) + 40 * g.std >= top:  # |standard normal draws| < 40
+        # drawn as the run draws them; beyond _MAX_DRAWN values (a case too large anyway), the bound
+        peak = _normal_peak(g, n) if n <= _MAX_DRAWN else abs(g.mean) + 40 * g.std
+        drawn = f"draws {peak:.6g}" if n <= _MAX_DRAWN else f"may draw up to {peak:.6g} (|mean| + 40·std)"
+        if peak >= top:
+            msg = f"{describe_value(g)} {drawn} among its {n} values, which overflows {dtype} (it would be inf)"
+            out.append((loc, msg + f": every drawn value must be a finite number in {dtype}"))
+    return out
+
+
+def _per_channel_problems(
+    loc: tuple[Any, ...], spec: Any, dtype: str, variance: bool, n: int | None = None
+) -> list[tuple[tuple[Any, ...], str]]:
+    """gamma, beta and the running statistics: finite, within the parameter dtype (literal values and
+    the values a generator draws, ``n`` of them); a variance ≥ 0."""
+    if isinstance(spec, Generator):
+        return _generator_problems(loc, spec, n, dtype, variance)
     items = [(loc, spec)] if not isinstance(spec, list) else [((*loc, i), v) for i, v in enumerate(spec)]
     out: list[tuple[tuple[Any, ...], str]] = []
     for where, v in items:
@@ -351,24 +421,23 @@ def _per_channel_problems(
         if problem:
             out.append((where, ("a variance " + problem) if variance else problem))
         elif abs(v) >= _OVERFLOW_AT[dtype]:
-            out.append(
-                (where, f"{_short_repr(v)} overflows {dtype} (it would be inf): must be a finite number in {dtype}")
-            )
+            out.append((where, _overflows(v, dtype)))
         elif variance and v < 0:
             out.append((where, f"a variance must be a finite number ≥ 0 (got {v!r})"))
     return out
 
 
-def common_checks(case: CaseBase, zero_ok: tuple[int, ...] = (0,)) -> list[tuple[tuple[Any, ...], str]]:
-    """Checks every op shares: the shape's dimensions (only the axes in ``zero_ok`` may be 0), ``data``
-    or ``input`` (not both), the number of explicit values, and huge integers in ``data``."""
+def common_checks(
+    case: CaseBase, zero_ok: tuple[int, ...] = (0,), zero_words: str | None = None
+) -> list[tuple[tuple[Any, ...], str]]:
+    """Checks every op shares: the shape's dimensions (only the axes in ``zero_ok`` may be 0; ``zero_words``
+    says which in the op's words, e.g. "only N (the batch) may be 0"), ``data`` or ``input`` (not both),
+    the number of explicit values, and huge integers in ``data``."""
     errs: list[tuple[tuple[Any, ...], str]] = []
     for i, d in enumerate(case.shape):
         if d < 0 or (d == 0 and i not in zero_ok):
-            only = (
-                "only N (the batch) may be 0"
-                if zero_ok == (0,)
-                else ("no dimension may be 0" if not zero_ok else f"only axes {list(zero_ok)} may be 0")
+            only = zero_words or (
+                "no dimension may be 0" if not zero_ok else f"only axes {', '.join(map(str, zero_ok))} may be 0"
             )
             errs.append((("shape", i), f"dimension must be > 0 (got {_short_repr(d)}); {only}"))
         elif d > MAX_INT64:
@@ -402,21 +471,23 @@ def common_checks(case: CaseBase, zero_ok: tuple[int, ...] = (0,)) -> list[tuple
 
 
 def parameter_problems(
-    loc: tuple[Any, ...], spec: Any, n: int, dtype: str, what: str = "channels", variance: bool = False
+    loc: tuple[Any, ...], spec: Any, n: int | None, dtype: str, what: str = "channels", variance: bool = False
 ) -> list[tuple[tuple[Any, ...], str]]:
     """A parameter ``spec`` (number, list or generator) for ``n`` values: the list's length, finite
-    values within ``dtype``, and (``variance``) no negative value."""
+    values within ``dtype`` (also those a generator draws), and (``variance``) no negative value.
+    ``n`` is ``None`` when the shape that sizes it is wrong (reported there): no length check."""
     errs: list[tuple[tuple[Any, ...], str]] = []
-    if isinstance(spec, list) and len(spec) != n:
+    if isinstance(spec, list) and n is not None and len(spec) != n:
         errs.append((loc, f"{len(spec)} values for {what}"))
-    errs.extend(_per_channel_problems(loc, spec, dtype, variance))
+    errs.extend(_per_channel_problems(loc, spec, dtype, variance, n))
     return errs
 
 
 def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
     """BatchNorm's checks that need several fields: (loc, message) pairs."""
-    errs = common_checks(case)
+    errs = common_checks(case, zero_words="only N (the batch) may be 0")
     C = case.shape[1] if len(case.shape) > 1 else 0
+    n = C if 0 < C <= MAX_INT64 else None  # a wrong C is reported on shape[1], not again on each parameter
     specs: list[tuple[tuple[Any, ...], Any]] = [
         (("running_mean",), case.running_mean),
         (("running_var",), case.running_var),
@@ -424,7 +495,7 @@ def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
     if isinstance(case.affine, Affine):
         specs += [(("affine", "gamma"), case.affine.gamma), (("affine", "beta"), case.affine.beta)]
     for loc, spec in specs:
-        errs.extend(parameter_problems(loc, spec, C, case.params_dtype, f"C = {C} channels", loc[-1] == "running_var"))
+        errs.extend(parameter_problems(loc, spec, n, case.params_dtype, f"C = {C} channels", loc[-1] == "running_var"))
     if isinstance(case.momentum, Momentum):
         n_set = (case.momentum.batch_weight is not None) + (case.momentum.running_weight is not None)
         if n_set != 1:
@@ -437,6 +508,30 @@ def _cross_checks(case: Case) -> list[tuple[tuple[Any, ...], str]]:
     if case.mode == "eval" and case.eval_after:
         errs.append((("eval_after",), "only meaningful for mode: train"))
     return errs
+
+
+#: the fields a check on a field reads, by the check's first ``loc`` element (the size limit: ``shape``).
+#: When a case fails field validation, the checks still run on a repaired case (the failed fields at
+#: their defaults, normconf.cases); an error is kept only when none of the fields its check reads failed.
+CHECK_READS: dict[str, frozenset[str]] = {
+    k: frozenset(v)
+    for k, v in {
+        "shape": ("shape", "steps", "dtype", "axes"),
+        "data": ("data", "shape", "steps", "input"),
+        "axes": ("axes", "shape"),
+        "running_mean": ("running_mean", "shape", "dtype", "param_dtype", "layout"),
+        "running_var": ("running_var", "shape", "dtype", "param_dtype", "layout"),
+        "affine": ("affine", "shape", "axes", "dtype", "param_dtype", "bias", "rms_scaling", "layout"),
+        "momentum": ("momentum",),
+        "eval_after": ("eval_after", "mode"),
+    }.items()
+}
+
+
+def reads_failed(field: Any, failed: set[Any]) -> bool:
+    """Whether the check on ``field`` reads a field in ``failed`` (a field not in CHECK_READS: any)."""
+    reads = CHECK_READS.get(field)
+    return bool(failed) and (field in failed or bool(failed & (reads if reads is not None else failed)))
 
 
 def describe_value(v: Any) -> str:

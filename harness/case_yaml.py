@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from harness.case_errors import CaseError, CaseFileError, escape_text
-from harness.case_limits import (
+from normconf.case_errors import CaseError, CaseFileError, escape_text
+from normconf.case_limits import (
     MAX_ALIAS_EXPANSION,
     MAX_ALIASES,
     MAX_DEPTH,

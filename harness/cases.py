@@ -11,8 +11,8 @@ Defaults follow ONNX BatchNormalization-15: eps 1e-5, momentum
 normalizing and for the running update, train mode, channels-first, float32.
 
 This module loads (YAML → merged defaults → model → :class:`LoadedCase`); the parts live in
-:mod:`harness.case_limits`, :mod:`harness.case_errors`, :mod:`harness.case_yaml` and
-:mod:`harness.case_model`, and their public names are re-exported here.
+:mod:`normconf.case_limits`, :mod:`normconf.case_errors`, :mod:`normconf.case_yaml` and
+:mod:`normconf.case_model`, and their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import yaml
 from pydantic import ValidationError
 
-from harness import ops
-from harness.case_errors import CaseError, CaseFileError, _describe, _format_loc, _prune_unions, escape_text
-from harness.case_limits import (
+from normconf import ops
+from normconf.case_errors import CaseError, CaseFileError, _describe, _format_loc, _prune_unions, escape_text
+from normconf.case_limits import (
     BYTES_PER_ELEMENT,
     DEFAULT_MAX_ELEMENTS,
     DTYPE_BYTES,
@@ -47,7 +47,7 @@ from harness.case_limits import (
     bytes_per_element,
     physical_memory,
 )
-from harness.case_model import (
+from normconf.case_model import (
     OUTCOMES,
     Affine,
     Case,
@@ -61,10 +61,12 @@ from harness.case_model import (
     ValueSpec,
     _size_problem,
     estimated_bytes,
+    reads_failed,
 )
 
 # _Loader, _FastLoader, _Yaml12, _read_case_file: re-exported for tests and docs that name them here
-from harness.case_yaml import (  # noqa: F401
+from normconf.case_schema import json_schema  # noqa: F401  (re-exported: the case file's JSON Schema)
+from normconf.case_yaml import (  # noqa: F401
     _child,
     _FastLoader,
     _key_node,
@@ -105,7 +107,9 @@ __all__ = [
     "Tolerance",
     "ValueSpec",
     "bytes_per_element",
+    "Checked",
     "check_expectation_backends",
+    "check_paths",
     "discover",
     "escape_text",
     "estimated_bytes",
@@ -133,35 +137,42 @@ class LoadedCase:
         return self.case.id
 
 
-def check_expectation_backends(cases: Iterable[LoadedCase], known: Iterable[str]) -> list[CaseError]:
+@dataclass
+class _Seen:
+    """A case, valid or not, as the checks across cases see it (``id``: ``None`` when wrong or missing)."""
+
+    id: str | None
+    label: str
+    file: str
+    line: int
+    expect_pos: dict[str, tuple[int, int]]
+
+
+def check_expectation_backends(cases: Iterable[LoadedCase | _Seen], known: Iterable[str]) -> list[CaseError]:
     """Errors for ``expect:`` entries naming a backend not in ``known`` (the registry).
 
-    The loader does not know which backends exist (adapters are plug-ins), so the
-    command line checks this once the registry is loaded, before anything runs.
+    The loader does not know which backends exist (adapters are plug-ins), so the command line and
+    the pytest plugin load the registry first and pass it to :func:`check_paths`, which checks this
+    in the same round as every other check (also for cases that are invalid otherwise).
     """
     known = sorted(set(known))
     # one entry in defaults is inherited by many cases: one error at its position, naming them
     users: dict[tuple[str, int, int, str], list[str]] = {}
     for lc in cases:
-        for backend in lc.case.expect:
+        label, keys = (
+            (lc.label, lc.expect_pos) if isinstance(lc, _Seen) else (lc.id, {**lc.case.expect, **lc.expect_pos})
+        )
+        for backend in keys:
             if backend not in known:
                 line, col = lc.expect_pos.get(backend, (lc.line, 1))
-                users.setdefault((lc.file, line, col, backend), []).append(lc.id)
+                users.setdefault((lc.file, line, col, backend), []).append(label)
     errors: list[CaseError] = []
     for (file, line, col, backend), ids in users.items():
         hint = difflib.get_close_matches(backend, known, n=1)
         who = ids[0] if len(ids) == 1 else f"{len(ids)} cases: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}"
-        errors.append(
-            CaseError(
-                file,
-                line,
-                col,
-                f"expect.{backend} ({who})",
-                f"unknown backend {backend!r}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + f"; known backends: {', '.join(known)} (load others with --adapter module:Name)",
-            )
-        )
+        msg = f"unknown backend {backend!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        msg += f"; known backends: {', '.join(known)} (load others with --adapter module:Name)"
+        errors.append(CaseError(file, line, col, f"expect.{backend} ({who})", msg))
     return errors
 
 
@@ -207,6 +218,29 @@ def _merge(defaults: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
 
 def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEMENTS) -> list[LoadedCase]:
     """Load and validate every case of one YAML file; raise :class:`CaseFileError` listing all problems."""
+    loaded, errors, _ = _load_file(path, max_elements)
+    if errors:
+        raise CaseFileError(errors)
+    return loaded
+
+
+def _repaired(spec: ops.OpSpec, merged: dict[str, Any], failed: set[Any]) -> CaseBase | None:
+    """The case without the fields that failed validation (nor unknown keys), for the other checks in the
+    same round; a required field gets a placeholder (the checks that read a failed field are dropped,
+    :data:`normconf.case_model.CHECK_READS`).  ``None`` if it still fails."""
+    fixed = {k: v for k, v in merged.items() if k not in failed}
+    fixed.update({k: v for k, v in (("id", "repaired"), ("shape", [1, 1])) if k in failed})
+    try:
+        return spec.case_model.model_validate(fixed)
+    except ValidationError:
+        return None
+
+
+def _load_file(
+    path: str | os.PathLike[str], max_elements: int
+) -> tuple[list[LoadedCase], list[CaseError], list[_Seen]]:
+    """(the valid cases, every error, every case as :class:`_Seen`) of one file; raises
+    :class:`CaseFileError` only when the file is not a mapping of cases at all."""
     fname = str(path)
     errors: list[CaseError] = []
     reported: set[tuple[int, int, str, str]] = set()
@@ -235,12 +269,18 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
             )
     if "normconf" in data:
         version = data["normconf"]
-        if type(version) is not int or version not in FORMAT_VERSIONS:
+        reads = f"this normconf reads: {', '.join(map(str, FORMAT_VERSIONS))}"
+        if type(version) is int and version not in FORMAT_VERSIONS:
+            err(_child(root, "normconf"), "normconf", f"unsupported case-file format version {version} ({reads})")
+        elif type(version) is not int:
+            from normconf.case_errors import _short_repr
+
+            quoted = isinstance(version, str) and version.strip() in map(str, FORMAT_VERSIONS)
             err(
                 _child(root, "normconf"),
                 "normconf",
-                f"unsupported case-file format version {_short_op(version)}"
-                f" (this normconf reads: {', '.join(map(str, FORMAT_VERSIONS))})",
+                f"the case-file format version must be an integer (got {_short_repr(version)}, "
+                f"a {type(version).__name__}; {reads})" + ("; write it without quotes" if quoted else ""),
             )
     defaults = data.get("defaults") or {}
     dnode = _child(root, "defaults")
@@ -265,6 +305,7 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
         )
 
     loaded: list[LoadedCase] = []
+    everyone: list[_Seen] = []
     seen: dict[str, tuple[int, int]] = {}
     for i, raw_case in enumerate(cases_raw):
         node = _child(cnode, i)
@@ -276,6 +317,14 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
         if isinstance(cid, str):
             prefix = f"cases[{i}]({cid})"
         merged = _merge(defaults, raw_case)
+        # the expect: keys, read raw: checked against the registry even when the case is invalid
+        expect_pos: dict[str, tuple[int, int]] = {}
+        if isinstance(merged.get("expect"), dict):
+            for b in merged["expect"]:
+                if isinstance(b, str):
+                    kn = _key_node(_child(node, "expect"), b) or _key_node(_child(dnode, "expect"), b)
+                    expect_pos[b] = _mark(kn if kn is not None else node)
+        line = _mark(node)[0]
 
         def locate(loc: tuple[Any, ...], node=node) -> tuple[yaml.Node | None, bool]:
             """(the deepest node along ``loc``, whether it is in ``defaults:``): in the case, or in
@@ -313,39 +362,45 @@ def load_file(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEM
                 + (f" (did you mean {hint[0]!r}?)" if hint else "")
                 + f"; known ops: {', '.join(ops.names())}",
             )
-            continue
-        try:
-            case = spec.case_model.model_validate(merged)
-        except ValidationError as ve:
-            for e in _prune_unions(ve.errors()):
-                loc = tuple(e["loc"])
-                report(loc, _describe(e, loc, spec.allowed_keys), key_node=e["type"] == "extra_forbidden")
-            continue
-        checks = spec.cross_checks(case)
-        for loc, msg in checks:
-            report(loc, msg)
-        too_big = None if any(loc[0] == "shape" for loc, _ in checks) else _size_problem(case, max_elements)
-        if too_big:
-            report(("shape",), too_big)
-        if case.id in seen:
-            report(("id",), f"duplicate id {case.id!r} (first at line {seen[case.id][0]})")
-        seen[case.id] = _mark(node)
-        expect_pos = {}
-        for b in case.expect:
-            kn = _key_node(_child(node, "expect"), b) or _key_node(_child(dnode, "expect"), b)
-            expect_pos[b] = _mark(kn if kn is not None else node)
-        loaded.append(LoadedCase(case, fname, _mark(node)[0], expect_pos))
+            failed: set[Any] = {"op"}
+        else:
+            failed = set()
+            try:
+                case: CaseBase | None = spec.case_model.model_validate(merged)
+            except ValidationError as ve:
+                problems = _prune_unions(ve.errors())
+                for e in problems:
+                    loc = tuple(e["loc"])
+                    report(loc, _describe(e, loc, spec.allowed_keys), key_node=e["type"] == "extra_forbidden")
+                failed = {e["loc"][0] if e["loc"] else None for e in problems}
+                # repair pass: the checks of the fields that did not fail, in this same round
+                case = None if None in failed else _repaired(spec, merged, failed)
+            if case is not None:
+                # a check that reads a field that failed would be about the placeholder, not the file
+                checks = [(loc, msg) for loc, msg in spec.cross_checks(case) if not reads_failed(loc[0], failed)]
+                for loc, msg in checks:
+                    report(loc, msg)
+                shape_ok = not any(loc[0] == "shape" for loc, _ in checks) and not reads_failed("shape", failed)
+                too_big = _size_problem(case, max_elements) if shape_ok else None
+                if too_big:
+                    report(("shape",), too_big)
+                if not failed and not checks and not too_big:
+                    loaded.append(LoadedCase(case, fname, line, expect_pos))
+        good_id = isinstance(cid, str) and "id" not in failed
+        if good_id and cid in seen:
+            report(("id",), f"duplicate id {cid!r} (first at line {seen[cid][0]})")
+        elif good_id:
+            seen[cid] = _mark(node)
+        everyone.append(_Seen(cid if good_id else None, cid if good_id else f"cases[{i}]", fname, line, expect_pos))
     if reading:  # a value read wrongly also fails its field's checks: one message, the reading problem
         at = {(e.line, e.column) for e in reading}
         errors = reading + [e for e in errors if (e.line, e.column) not in at]
-    if errors:
-        errors.sort(key=lambda e: (e.line, e.column))
-        raise CaseFileError(errors)
-    return loaded
+    errors.sort(key=lambda e: (e.line, e.column))
+    return ([] if errors else loaded), errors, everyone
 
 
 def _short_op(v: Any) -> str:
-    from harness.case_errors import _short_repr
+    from normconf.case_errors import _short_repr
 
     return _short_repr(v) if isinstance(v, str) else f"{_short_repr(v)} (a {type(v).__name__}, not a name)"
 
@@ -402,6 +457,14 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     Symbolic links are followed.  A dangling link, a link loop or a folder that cannot be listed is
     an error naming the path (never silently skipped), as is a path that does not exist.
     """
+    files, errors = _discover(paths)
+    if errors:
+        raise CaseFileError(errors)
+    return files
+
+
+def _discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[CaseError]]:
+    """:func:`discover`'s files and errors, raising nothing."""
     files: list[Path] = []
     errors: list[CaseError] = []
     budget = [MAX_FOLDERS]
@@ -419,93 +482,75 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
             files.append(p)
         else:
             errors.append(CaseError(str(p), 1, 1, "", "no such file or folder"))
-    if errors:
-        raise CaseFileError(errors)
-    return files
+    # a file named twice (directly, through a folder, through a link) is read once, where first named
+    seen: set[str] = set()
+    unique = [f for f in files if not (os.path.realpath(f) in seen or seen.add(os.path.realpath(f)))]
+    return unique, errors
 
 
-def load_paths(paths: Iterable[str | os.PathLike[str]], max_elements: int = DEFAULT_MAX_ELEMENTS) -> list[LoadedCase]:
+def load_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    known_backends: Iterable[str] | None = None,
+) -> list[LoadedCase]:
     """Load every case under ``paths``; ids must be unique across all files.
 
-    Errors of every file are collected and raised together.
+    Errors of every file are collected and raised together (:func:`check_paths`).
     """
-    errors: list[CaseError] = []
-    out: list[LoadedCase] = []
-    first: dict[str, LoadedCase] = {}
+    checked = check_paths(paths, known_backends, max_elements)
+    if checked.errors:
+        raise CaseFileError(checked.errors)
+    return checked.cases
+
+
+class Checked(NamedTuple):
+    """What :func:`check_paths` found: the cases (empty when there is any error) and every error."""
+
+    cases: list[LoadedCase]
+    errors: list[CaseError]
+
+
+def check_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    known_backends: Iterable[str] | None = None,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    first_ids: dict[str, tuple[str, int]] | None = None,
+) -> Checked:
+    """Every error of every case file under ``paths``, found in one round; raises nothing.
+
+    The paths that cannot be searched, each file's problems (YAML, fields, impossible values, data
+    lengths, sizes, ids repeated; a case with a wrong field still gets its other fields' checks), ids
+    repeated across files (of invalid cases too) and, given ``known_backends`` (the registry), ``expect:``
+    keys naming a backend it lacks.  ``first_ids`` (id → (file, line), updated) carries the ids of
+    earlier calls, for a caller that checks one file at a time (the pytest plugin).
+    """
     paths = list(paths)
-    files = discover(paths)
-    if not files:
-        raise CaseFileError(
-            [CaseError(", ".join(map(str, paths)) or ".", 1, 1, "", "no case files (*.yaml, *.yml): no cases to run")]
+    files, errors = _discover(paths)
+    if not files and not errors:
+        errors.append(
+            CaseError(", ".join(map(str, paths)) or ".", 1, 1, "", "no case files (*.yaml, *.yml): no cases to run")
         )
+    first = {} if first_ids is None else first_ids
+    out: list[LoadedCase] = []
+    everyone: list[_Seen] = []
     for f in files:
         try:
-            cases = load_file(f, max_elements=max_elements)
+            cases, file_errors, seen = _load_file(f, max_elements)
         except CaseFileError as e:
-            errors.extend(e.errors)
-            continue
-        for lc in cases:
-            if lc.id in first:
-                prev = first[lc.id]
-                errors.append(
-                    CaseError(
-                        lc.file,
-                        lc.line,
-                        1,
-                        f"{lc.id}.id",
-                        f"duplicate id {lc.id!r}: also defined at {prev.file}:{prev.line}",
-                    )
-                )
-                continue
-            first[lc.id] = lc
-            out.append(lc)
-    if errors:
-        raise CaseFileError(errors)
-    return out
-
-
-def json_schema() -> dict[str, Any]:
-    """JSON Schema of a case file (for editors: validation and completion): each case is one of the
-    registered ops' models, selected by ``op`` (BatchNorm when absent)."""
-    defs: dict[str, Any] = {}
-    entries, defaults = [], []
-    for spec in ops.all_ops():
-        sch = spec.case_model.model_json_schema(ref_template="#/$defs/{model}")
-        for k, v in sch.pop("$defs", {}).items():
-            defs.setdefault(k, v)
-        title = spec.case_model.__name__ if spec.name != "batch_norm" else "Case"
-        # in a file, any field but `id` may come from `defaults:`
-        entry = dict(sch, required=["id"], title=title)
-        entry["properties"] = dict(sch["properties"])
-        entry["properties"]["expect"] = {
-            "type": "object",
-            "title": "Expect",
-            "description": "known discrepancies per backend; `backend: null` drops one inherited from defaults",
-            "additionalProperties": {"anyOf": [{"$ref": "#/$defs/Expectation"}, {"type": "null"}]},
-        }
-        defs[title] = entry
-        entries.append({"$ref": f"#/$defs/{title}"})
-        dflt = dict(sch, required=[], title=f"Defaults ({spec.name})")
-        dflt["properties"] = {k: v for k, v in sch["properties"].items() if k != "id"}
-        defs[f"Defaults_{spec.name}"] = dflt
-        defaults.append({"$ref": f"#/$defs/Defaults_{spec.name}"})
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "normconf case file",
-        "description": "A list of normalization test cases (op: "
-        + ", ".join(ops.names())
-        + "; batch_norm when absent); 'defaults' is merged into each case.",
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["cases"],
-        "properties": {
-            "normconf": {
-                "const": 1,
-                "description": "case-file format version; marks the file as a normconf case file "
-                "(the pytest plugin collects only files that carry it)",
-            },
-            "defaults": {"anyOf": defaults},
-            "cases": {"type": "array", "items": {"anyOf": entries}},
-        },
-        "$defs": defs,
-    }
+            cases, file_errors, seen = [], e.errors, []
+        errors.extend(file_errors)
+        out.extend(cases)
+        everyone.extend(seen)
+        mine: set[str] = set()  # the ids this file brings: repeated within it, _load_file reported them
+        for sc in seen:
+            if sc.id is not None and sc.id in first and sc.id not in mine:
+                msg = f"duplicate id {sc.id!r}: also defined at {first[sc.id][0]}:{first[sc.id][1]}"
+                errors.append(CaseError(sc.file, sc.line, 1, f"{sc.id}.id", msg))
+            elif sc.id is not None and sc.id not in first:
+                first[sc.id] = (sc.file, sc.line)
+                mine.add(sc.id)
+    if known_backends is not None:
+        errors.extend(check_expectation_backends(everyone, known_backends))
+    order = {escape_text(str(f)): i for i, f in enumerate(files)}  # by file, then by position
+    errors.sort(key=lambda e: (order.get(e.file, -1), e.line, e.column))
+    return Checked([] if errors else out, errors)

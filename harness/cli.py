@@ -19,7 +19,7 @@ Exit codes of ``normconf run`` (the ``EXIT_*`` constants below):
   such backends as skipped instead, without effect on the exit code.
 * 5 (``EXIT_WRITE``): the run finished but its reports could not be written
   (full disk, read-only or vanished folder, I/O error); the previous reports in
-  ``--out`` are unchanged (harness.report.write_reports).
+  ``--out`` are unchanged (normconf.report.write_reports).
 * 128 + signum: interrupted (130 SIGINT, 143 SIGTERM).
 
 When several apply the most serious wins: 5 over 4 over 3 over 1 (reports
@@ -42,7 +42,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.cli_common import (  # noqa: E402,F401
+from normconf.cli_common import (  # noqa: E402,F401
     UsageError,
     _csv_list,
     _select_backends,
@@ -50,8 +50,8 @@ from harness.cli_common import (  # noqa: E402,F401
     named_backends,
     select_cases,
 )
-from harness.cli_info import cmd_backends, cmd_schema  # noqa: E402,F401
-from harness.summary import (  # noqa: F401 (the exit codes and verdicts, re-exported)
+from normconf.cli_info import cmd_backends, cmd_schema  # noqa: E402,F401
+from normconf.summary import (  # noqa: F401 (the exit codes and verdicts, re-exported)
     EXIT_ERROR,
     EXIT_OK,
     EXIT_UNAVAILABLE,
@@ -70,7 +70,7 @@ from harness.summary import (  # noqa: F401 (the exit codes and verdicts, re-exp
 
 def version_text() -> str:
     """``normconf --version``: the package's version and the Python running it."""
-    from harness import __version__
+    from normconf import __version__
 
     return f"normconf {__version__} (Python {platform.python_version()}, {sys.executable})"
 
@@ -79,7 +79,7 @@ def environment(versions: dict[str, str]) -> dict[str, Any]:
     """Where a run happened: Python, OS, CPU, every backend's version."""
     import numpy as np
 
-    from harness import __version__
+    from normconf import __version__
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -119,7 +119,7 @@ def _check_run_args(args: argparse.Namespace) -> None:
 
     ``--out`` must be a folder or creatable as one (its nearest existing ancestor a folder): not a
     dangling symbolic link, not a link loop, on a filesystem with at least
-    ``harness.report.estimated_report_bytes`` free, writable (a staging-named folder is created and
+    ``normconf.report.estimated_report_bytes`` free, writable (a staging-named folder is created and
     removed again) and not locked by another run.  A folder that does not exist is not created here.
     """
     import errno
@@ -127,7 +127,7 @@ def _check_run_args(args: argparse.Namespace) -> None:
     import shutil
     import stat
 
-    from harness import report
+    from normconf import report
 
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1 (got {args.jobs})")
@@ -193,21 +193,12 @@ def _check_run_args(args: argparse.Namespace) -> None:
     args.out_lock = lock  # released once the reports are written (or when args is freed)
 
 
-def _load_cases(paths: list[str], max_elements: int):
-    from harness.cases import discover, load_paths
+def _load_cases(paths: list[str], max_elements: int, known=None):
+    """Every case under ``paths``; every problem of every file, and (``known``: the registry's backend
+    ids) every ``expect:`` naming an unknown backend, raised together in one round (CaseFileError)."""
+    from normconf.cases import load_paths
 
-    if not discover(paths):
-        raise UsageError(f"no case files (*.yaml, *.yml) under {', '.join(paths)}")
-    return load_paths(paths, max_elements=max_elements)
-
-
-def check_expectations(cases, known) -> None:
-    """``expect:`` naming a backend the registry does not know: a usage error at file:line."""
-    from harness.cases import CaseFileError, check_expectation_backends
-
-    errors = check_expectation_backends(cases, known)
-    if errors:
-        raise CaseFileError(errors)
+    return load_paths(paths, max_elements=max_elements, known_backends=known)
 
 
 class _DeferSignals:
@@ -235,23 +226,23 @@ class _DeferSignals:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.cli_progress import progress_factory, timed_runner_class
-    from harness.report import write_reports
-    from harness.results import to_frame
+    from normconf.cli_progress import progress_factory, timed_runner_class
+    from normconf.report import write_reports
+    from normconf.results import to_frame
 
     _check_run_args(args)
-    from harness.package_data import shipped_cases_dir  # no path: the case library that ships with normconf
+    from normconf.package_data import shipped_cases_dir  # no path: the case library that ships with normconf
 
-    cases = all_cases = _load_cases(args.paths or [str(shipped_cases_dir())], args.max_elements)
-    cases = select_cases(cases, _csv_list(args.case))
-    try:
+    try:  # the registry first: the expect: keys are checked with everything else, in one round
         runner = timed_runner_class()(
             tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout, conventions=args.conventions
         )
     except ValueError as e:  # --conventions
         raise UsageError(str(e)) from None
     with runner:
-        check_expectations(all_cases, runner.adapters)  # a typo is a mistake even in a case not selected
+        # a typo in expect: is a mistake even in a case not selected
+        cases = _load_cases(args.paths or [str(shipped_cases_dir())], args.max_elements, runner.adapters)
+        cases = select_cases(cases, _csv_list(args.case))
         backends = _select_backends(runner, _csv_list(args.backend))
         #: the backends the user named (not through a glob): each must run at least one case
         must_test = sorted(
@@ -278,14 +269,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         "partial": summary.partial,
         "timing": {"wall_seconds": round(summary.seconds, 3)},
     }
-    from harness.report.plots import plot_key
+    from normconf.report.plots import plot_key
 
     meta["plot_data"] = {plot_key(r.case, r.backend, r.output, r.step): r.plot for r in summary.rows if r.plot}
-    from harness.case_info import case_info
+    from normconf.case_info import case_info
 
     meta["case_info"] = {lc.id: case_info(lc.case) for lc in cases}
     out = Path(args.out)
-    from harness.report import OutLocked, ReportWriteError, clear_reports
+    from normconf.report import OutLocked, ReportWriteError, clear_reports
 
     lock = getattr(args, "out_lock", None)
     target = out / PARTIAL_DIR if summary.partial else out
@@ -301,7 +292,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             try:
                 if lock is not None:
                     lock.enter_folder()  # creates --out if needed and holds the lock inside it
-                written = write_reports(df, meta, target)  # one set, swapped in (harness.report)
+                written = write_reports(df, meta, target)  # one set, swapped in (normconf.report)
             except ReportWriteError as e:
                 write_error = e.message
             except OutLocked as e:  # only if another run took the folder we created (see OutLock)
@@ -401,11 +392,11 @@ def _install_signal_handlers() -> dict:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.adapters import AdapterSpecError, all_adapters
+    from normconf.adapters import AdapterSpecError, all_adapters
 
     if args.max_elements < 1:
         raise UsageError(f"--max-elements must be at least 1 (got {args.max_elements})")
-    cases = _load_cases(args.paths, args.max_elements)
+    known = None  # the registry first: the expect: keys are checked with everything else, in one round
     try:
         known = all_adapters(tuple(args.adapter or ()), tuple(args.native or ()))
     except AdapterSpecError:
@@ -416,8 +407,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "backends named in expect: were not checked",
             file=sys.stderr,
         )
-    else:
-        check_expectations(cases, known)
+    cases = _load_cases(args.paths, args.max_elements, known)
     files = sorted({lc.file for lc in cases})
     if args.json:
         print_json({"command": "validate", "valid": True, "cases": len(cases), "files": [str(f) for f in files]})
@@ -446,7 +436,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.cases import DEFAULT_MAX_ELEMENTS
+    from normconf.cases import DEFAULT_MAX_ELEMENTS
 
     parser = argparse.ArgumentParser(
         prog="normconf", description="Cross-framework conformance harness for normalization layers."
@@ -528,7 +518,7 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     import importlib
 
     out = []
-    for mod in ("harness.report.cli", "harness.fuzz", "harness.expect_accept", "harness.init_cmd"):
+    for mod in ("normconf.report.cli", "normconf.fuzz", "normconf.expect_accept", "normconf.init_cmd"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:
@@ -543,8 +533,8 @@ EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.adapters import AdapterSpecError
-    from harness.cases import CaseFileError
+    from normconf.adapters import AdapterSpecError
+    from normconf.cases import CaseFileError
 
     EXTRA_COMMANDS[:] = _extra_commands()
     parser = build_parser()
@@ -559,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n} error{'s' if n != 1 else ''}; nothing was run", file=sys.stderr)
         return EXIT_USAGE
     except (UsageError, AdapterSpecError) as e:
-        from harness.cases import escape_text
+        from normconf.cases import escape_text
 
         text = "\n".join(escape_text(line) for line in str(e).split("\n"))  # user text (paths, patterns) never raw
         print(f"error: {text}", file=sys.stderr)

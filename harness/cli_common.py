@@ -1,7 +1,7 @@
 """What the CLI's commands share: the usage error, argument helpers and backend/case selection.
 
 Selection (``--backend``/``-b``, ``--case``/``-k``): comma-separated or repeated patterns, globs
-(``ort*``) and ``!`` negation (``'!ort-opset9*'``), :func:`harness.selection.select_names`; a
+(``ort*``) and ``!`` negation (``'!ort-opset9*'``), :func:`normconf.selection.select_names`; a
 pattern that matches nothing is a usage error (exit 2) with a "did you mean".
 """
 
@@ -15,14 +15,14 @@ class UsageError(Exception):
 
 
 def _csv_list(values: list[str] | None) -> list[str]:
-    from harness.selection import split_patterns
+    from normconf.selection import split_patterns
 
     return split_patterns(values)
 
 
 def select(patterns: list[str], names, option: str, what: str) -> list[str]:
-    """:func:`harness.selection.select_names`, its error a :class:`UsageError` naming ``option``."""
-    from harness.selection import SelectionError, select_names
+    """:func:`normconf.selection.select_names`, its error a :class:`UsageError` naming ``option``."""
+    from normconf.selection import SelectionError, select_names
 
     try:
         return select_names(patterns, names, what=what)
@@ -51,7 +51,7 @@ def select_cases(cases, patterns: list[str]):
 
 
 def add_output_options(p: argparse.ArgumentParser, json_help: str = "machine-readable summary on stdout") -> None:
-    """``-q``/``-v``/``--json`` (harness.summary.JSON_SCHEMA describes the JSON)."""
+    """``-q``/``-v``/``--json`` (normconf.summary.JSON_SCHEMA describes the JSON)."""
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quiet", "-q", action="store_true", help="only the verdict line and errors")
     g.add_argument("--verbose", "-v", action="store_true", help="also one line per result row")

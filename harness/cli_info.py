@@ -1,6 +1,6 @@
 """The information commands of the CLI: ``normconf backends`` and ``schema``.
 
-``normconf backends`` answers from metadata (:func:`harness.adapters.static_info`: installed
+``normconf backends`` answers from metadata (:func:`normconf.adapters.static_info`: installed
 distributions via importlib.metadata, a native library's file), importing no framework;
 ``--probe`` starts each backend's worker, which imports its framework and reports what it finds.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.cli_common import UsageError, _csv_list, _select_backends
-from harness.summary import EXIT_OK, make_console, print_json
+from normconf.cli_common import UsageError, _csv_list, _select_backends
+from normconf.summary import EXIT_OK, make_console, print_json
 
 
 def _probe(args: argparse.Namespace, backends_wanted: list[str]):
     """(adapters, {backend: (available, version, reason)}, profile_of) asked of the workers."""
-    from harness.runner import Runner
+    from normconf.runner import Runner
 
     with Runner(tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout) as runner:
         backends = _select_backends(runner, backends_wanted)
@@ -29,8 +29,8 @@ def _probe(args: argparse.Namespace, backends_wanted: list[str]):
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from harness.adapters import all_adapters, static_info
-    from harness.profiles import profile_of
+    from normconf.adapters import all_adapters, static_info
+    from normconf.profiles import profile_of
 
     wanted = _csv_list(args.backend)
     if args.probe:
@@ -92,8 +92,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     import json
 
-    from harness.cases import json_schema
-    from harness.results import atomic_write_text
+    from normconf.cases import json_schema
+    from normconf.results import atomic_write_text
 
     text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
     if args.out == "-":

@@ -22,7 +22,7 @@ _LAST = threading.local()
 
 def pair_outcome(rows) -> tuple[str, float | None]:
     """(worst outcome, seconds: the longest row time, None when no row was timed) of one pair's rows."""
-    from harness.results import SEVERITY
+    from normconf.results import SEVERITY
 
     outcome = max((r.outcome for r in rows), key=lambda o: SEVERITY[o], default="unsupported")
     times = [r.seconds for r in rows if r.seconds is not None]
@@ -30,8 +30,8 @@ def pair_outcome(rows) -> tuple[str, float | None]:
 
 
 def timed_runner_class():
-    """:class:`harness.runner.Runner` that remembers each finished pair (case, backend, outcome, seconds)."""
-    from harness.runner import Runner
+    """:class:`normconf.runner.Runner` that remembers each finished pair (case, backend, outcome, seconds)."""
+    from normconf.runner import Runner
 
     class TimedRunner(Runner):
         def run_pair(self, lc, backend):

@@ -7,7 +7,7 @@ entry for that backend in the case's own ``expect:`` mapping::
 
       torch: {outcome: "explained", because: "running_variance=unbiased", reason: ""}
 
-``outcome`` is the pair's outcome (the worst of its rows, :func:`harness.results.pair_outcome`);
+``outcome`` is the pair's outcome (the worst of its rows, :func:`normconf.results.pair_outcome`);
 ``because`` is written for ``explained`` only (see :func:`choose_because`); ``reason`` is left empty
 for a person to fill in with the evidence -- ``normconf validate`` refuses an empty reason, naming
 ``file:line`` and ``expect.<backend>.reason`` -- unless ``--reason TEXT`` gives one for all of them.
@@ -31,7 +31,7 @@ block mapping the new entries are added at its end, with the indentation of its 
 Every edited file is checked before anything is written: parsed again, it must hold exactly the
 data of the original plus the new entries (otherwise: an error, exit 2, nothing written).  All files
 are rendered and checked first, then each is written atomically
-(:func:`harness.results.atomic_write_text`).  Exit codes: 0 (written, or nothing to accept), 2 (a
+(:func:`normconf.results.atomic_write_text`).  Exit codes: 0 (written, or nothing to accept), 2 (a
 missing or invalid results file, a case file that no longer exists or does not parse, a case id not
 in its file, a bad ``--reason``), never a traceback.
 """
@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.yaml_nodes import (  # noqa: F401 (render_entry: re-exported)
+from normconf.yaml_nodes import (  # noqa: F401 (render_entry: re-exported)
     _content_end,
     _get,
     _get_item,
@@ -67,7 +67,7 @@ FILL_IN = "fill in each reason: (validate refuses an empty one)"
 
 
 def _usage_error(msg: str) -> Exception:
-    from harness.cli import UsageError  # lazy: harness.cli imports this module's add_parser
+    from normconf.cli import UsageError  # lazy: normconf.cli imports this module's add_parser
 
     return UsageError(msg)
 
@@ -96,7 +96,7 @@ def _labels(label: str) -> list[str]:
 def choose_because(labels: Iterable[str]) -> str | None:
     """The ``because`` of an accepted ``explained`` pair, from the explanation labels of its explained rows.
 
-    :func:`harness.results.because_matches` accepts a ``because`` when *some* label of the pair's rows
+    :func:`normconf.results.because_matches` accepts a ``because`` when *some* label of the pair's rows
     (a row's ``explanation``, alternatives separated by ``;``) contains all of its ``knob=value`` parts.
     The rule, so that the entry holds on exactly the rows it was accepted from:
 
@@ -141,7 +141,7 @@ def _is_false(v: Any) -> bool:
 
 def _load_results(path: str):
     """The results table; anything but a normconf results file is a usage error naming it."""
-    from harness.report.cli import load, resolve_results
+    from normconf.report.cli import load, resolve_results
 
     p = resolve_results(path)
     if p.suffix.lower() == ".json":
@@ -157,7 +157,7 @@ def _load_results(path: str):
 
 def pairs_to_accept(df, results_name: str, backends: list[str], globs: list[str], reason: str = "") -> list[Accepted]:
     """The entries for every pair of ``df`` that is not as expected (and passes the filters)."""
-    from harness.results import SEVERITY
+    from normconf.results import SEVERITY
 
     out: list[Accepted] = []
     if not len(df):
@@ -498,7 +498,7 @@ class CaseFile:
 def accept(
     results: str, backends: Iterable[str] = (), cases: Iterable[str] = (), reason: str | None = None, out=None
 ) -> int:
-    """``normconf expect accept``; returns the exit code (usage errors raise :class:`harness.cli.UsageError`)."""
+    """``normconf expect accept``; returns the exit code (usage errors raise :class:`normconf.cli.UsageError`)."""
     import sys
 
     out = out or sys.stdout
@@ -538,7 +538,7 @@ def accept(
         for a in todo:
             if a.file == name:
                 a.new_line = lines.get((a.case, a.backend), 0)
-    from harness.results import atomic_write_text
+    from normconf.results import atomic_write_text
 
     for name, text in rendered.items():
         if text != files[name].text:
@@ -553,13 +553,13 @@ def accept(
 
 
 def cmd_accept(args: argparse.Namespace) -> int:
-    from harness.cli import _csv_list
+    from normconf.cli import _csv_list
 
     return accept(args.results, _csv_list(args.backend), list(args.case or ()), args.reason)
 
 
 def add_parser(subparsers) -> None:
-    """Register ``normconf expect accept`` (called by :mod:`harness.cli`)."""
+    """Register ``normconf expect accept`` (called by :mod:`normconf.cli`)."""
     p = subparsers.add_parser(
         "expect",
         help="maintain the expect: entries of case files",

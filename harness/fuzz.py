@@ -1,10 +1,10 @@
 """``normconf fuzz``: property-based discovery of discrepancies, shrunk to ready YAML cases.
 
 Op-agnostic: ``--op NAME`` (default ``batch_norm``) picks the op whose fuzz hook
-(``OpSpec.fuzz_cases``: :mod:`harness.ops.batch_norm.fuzz`, :mod:`harness.ops.layer_norm.fuzz`)
+(``OpSpec.fuzz_cases``: :mod:`normconf.ops.batch_norm.fuzz`, :mod:`normconf.ops.layer_norm.fuzz`)
 draws the case mappings, within a size budget (``--max-elements``, all steps together); the
 backends are those whose adapter declares the op, and every selected one runs each example
-through one :class:`~harness.runner.Runner` (worker processes stay warm across examples; backends
+through one :class:`~normconf.runner.Runner` (worker processes stay warm across examples; backends
 of different worker groups run in parallel, ``--jobs`` at a time).  Examples whose expected
 output overflows its dtype (:func:`representable`) are not drawn.
 
@@ -14,7 +14,7 @@ The search runs in rounds: each round generates examples until one shows a signa
 before, then Hypothesis shrinks that example -- running only the failing backend -- to the
 smallest case with the same signature (smallest by number of elements, then rank, steps and
 YAML length), which is written to ``--out`` (default ``cases/found/``) as a ready case file
-(:mod:`harness.fuzz_findings`).  Later rounds continue with the rest of the ``--max-examples``
+(:mod:`normconf.fuzz_findings`).  Later rounds continue with the rest of the ``--max-examples``
 budget and ignore signatures already found.
 
 Deterministic: for a given ``--seed`` (and the same backends and versions) the drawn examples,
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.fuzz_findings import Finding, finding_yaml, size_key, slug, write_finding, yaml_case
-from harness.ops._strategies import FUZZ_DTYPES
+from normconf.fuzz_findings import Finding, finding_yaml, size_key, slug, write_finding, yaml_case
+from normconf.ops._strategies import FUZZ_DTYPES
 
 __all__ = ["Executor", "Finding", "FuzzReport", "finding_yaml", "fuzz", "representable", "write_finding"]
 
@@ -57,7 +57,7 @@ DEFAULT_OP = "batch_norm"
 
 def fuzzable_ops() -> list[str]:
     """The registered ops that have a fuzz hook (``OpSpec.fuzz_cases``)."""
-    from harness import ops
+    from normconf import ops
 
     return [s.name for s in ops.all_ops() if s.fuzz_cases is not None]
 
@@ -66,7 +66,7 @@ def hook_options(op: str) -> tuple[str, ...]:
     """The op-specific keyword options its fuzz hook takes (BatchNorm: ``modes``)."""
     import inspect
 
-    from harness import ops
+    from normconf import ops
 
     hook = ops.get(op).fuzz_cases
     if hook is None:
@@ -128,7 +128,7 @@ def source_blind_draws():
 
 def signature_of(rows) -> tuple[str, str, str, str, str] | None:
     """(outcome, output, message, explanation, version) of a failing pair, else None."""
-    from harness.results import pair_outcome
+    from normconf.results import pair_outcome
 
     overall = pair_outcome(rows)
     if overall not in FAILING:
@@ -149,9 +149,9 @@ def representable(lc, runner) -> bool:
     """
     import numpy as np
 
-    from harness.inputs import np_dtype
-    from harness.oracle import reference_outputs
-    from harness.results import output_dtype
+    from normconf.inputs import np_dtype
+    from normconf.oracle import reference_outputs
+    from normconf.results import output_dtype
 
     inputs, _ = runner.expected(lc)
     ref = reference_outputs(lc.case, inputs)  # float64: the expected values are these rounded (inf here)
@@ -220,7 +220,7 @@ class StrategyError(RuntimeError):
 
 def case_strategy(op: str, max_elements: int, dtypes: tuple[str, ...], options: dict[str, Any] | None = None):
     """The op's fuzz hook's strategy; :class:`ValueError` for an op without a hook or an option it lacks."""
-    from harness import ops
+    from normconf import ops
 
     spec = ops.get(op)
     if spec.fuzz_cases is None:
@@ -255,8 +255,8 @@ def fuzz(
     from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
     from hypothesis import seed as hseed
 
-    from harness import ops
-    from harness.cases import LoadedCase
+    from normconf import ops
+    from normconf.cases import LoadedCase
 
     spec = ops.get(op)
     report = FuzzReport()
@@ -391,8 +391,8 @@ def _op_of(name: str) -> str:
     """``--op``: a registered op with a fuzz hook, else a usage error with the known ones."""
     import difflib
 
-    from harness import ops
-    from harness.cli_common import UsageError
+    from normconf import ops
+    from normconf.cli_common import UsageError
 
     known = fuzzable_ops()
     if name in known:
@@ -408,7 +408,7 @@ def _op_of(name: str) -> str:
 
 def _op_backends(runner, requested: list[str], op: str) -> list[str]:
     """The backends to fuzz: the requested ones (default all) whose adapter declares ``op``."""
-    from harness.cli_common import UsageError, _select_backends
+    from normconf.cli_common import UsageError, _select_backends
 
     backends = _select_backends(runner, requested)
     lacking = [b for b in backends if not supports_op(runner, b, op)]
@@ -423,9 +423,11 @@ def _op_backends(runner, requested: list[str], op: str) -> list[str]:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from harness.cli import EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, UsageError, _csv_list
-    from harness.runner import Runner
+    from normconf.cli import EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, UsageError, _csv_list
+    from normconf.package_data import require_extra
+    from normconf.runner import Runner
 
+    require_extra("hypothesis", "fuzz", "normconf fuzz")  # a usage error naming the extra, before any work
     op = _op_of(args.op)
     dtypes = tuple(_csv_list(args.dtype))
     bad = [d for d in dtypes if d not in FUZZ_DTYPES]
@@ -508,8 +510,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
-    """Register ``normconf fuzz`` (called by :mod:`harness.cli`)."""
-    from harness.cli import _add_common
+    """Register ``normconf fuzz`` (called by :mod:`normconf.cli`)."""
+    from normconf.cli import _add_common
 
     p = subparsers.add_parser(
         "fuzz",

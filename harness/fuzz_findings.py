@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: the case-file format version the written files carry (harness.cases.FORMAT_VERSIONS)
+#: the case-file format version the written files carry (normconf.cases.FORMAT_VERSIONS)
 FORMAT_VERSION = 1
 #: CSI (``ESC [ ... final``), OSC (``ESC ] ... BEL`` or ``ESC \\``) and two-character escape sequences
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
@@ -25,8 +25,8 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|
 
 def one_line(text: str) -> str:
     """``text`` for a YAML comment or a description: escape sequences removed, whitespace runs as one
-    space, any remaining control character escaped (:func:`harness.case_errors.escape_text`)."""
-    from harness.case_errors import escape_text
+    space, any remaining control character escaped (:func:`normconf.case_errors.escape_text`)."""
+    from normconf.case_errors import escape_text
 
     return escape_text(" ".join(_ANSI.sub("", text).split()))
 
@@ -100,7 +100,7 @@ def finding_yaml(f: Finding, command: str, versions: dict[str, str]) -> tuple[st
 
 
 def write_finding(f: Finding, out: Path, command: str, versions: dict[str, str]) -> Path:
-    from harness.results import atomic_write_text
+    from normconf.results import atomic_write_text
 
     cid, text = finding_yaml(f, command, versions)
     path = out / f"{cid}.yaml"

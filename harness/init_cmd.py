@@ -46,30 +46,36 @@ cases:
 
 
 def _schema_ref(target: Path) -> str:
-    """Where the modeline points: this checkout's cases/schema.json (relative to the new file when
-    possible), else ``schema.json`` next to it (written now if missing)."""
-    from harness.isolation import PACKAGE_ROOT  # the checkout (or install) holding harness/
+    """Where the modeline points: the schema that ships with the case library (a checkout's
+    cases/schema.json, an installed wheel's case_library/schema.json), relative to the new file when
+    both lie in one tree, else its file URI; ``schema.json`` next to the new file (written now if
+    missing) only when no shipped schema is found (a broken install)."""
+    from normconf.package_data import shipped_schema
 
-    bundled = Path(PACKAGE_ROOT) / "cases" / "schema.json"
     folder = target.parent.resolve()
-    if bundled.is_file():
-        if folder.is_relative_to(Path(PACKAGE_ROOT)):
+    try:
+        bundled = shipped_schema()
+    except FileNotFoundError:
+        bundled = None
+    if bundled is not None and bundled.is_file():
+        home = bundled.parent.parent  # the checkout (cases/ is in it) or the installed package's folder
+        if folder.is_relative_to(home):
             return Path(os.path.relpath(bundled, folder)).as_posix()
         return bundled.as_uri()
     local = folder / "schema.json"
     if not local.exists():
         import json
 
-        from harness.cases import json_schema
-        from harness.results import atomic_write_text
+        from normconf.cases import json_schema
+        from normconf.results import atomic_write_text
 
         atomic_write_text(local, json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
     return "schema.json"
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from harness.cli_common import UsageError
-    from harness.results import atomic_write_text
+    from normconf.cli_common import UsageError
+    from normconf.results import atomic_write_text
 
     target = Path(args.path)
     if target.suffix.lower() not in (".yaml", ".yml"):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.cases import Affine, Case, Generator
+from normconf.cases import Affine, Case, Generator
 
 
 def np_dtype(name: str) -> np.dtype:
@@ -56,7 +56,7 @@ class Inputs:
 def _float(v, what: str) -> float:
     """``float(v)``; a number beyond float64 range is a ``ValueError`` naming the field.
 
-    :func:`harness.cases.load_file` refuses such numbers with their position; this guards cases
+    :func:`normconf.cases.load_file` refuses such numbers with their position; this guards cases
     built in code (``Case.model_validate``), which skip the file-level checks.
     """
     try:
@@ -91,7 +91,7 @@ def _per_channel(spec, C: int, dtype: np.dtype, what: str) -> np.ndarray:
         v = _float64_array(spec, what)
     else:
         v = np.full(C, _float(spec, what))
-    with np.errstate(over="ignore"):  # refused when loading (harness.cases); kept as inf here
+    with np.errstate(over="ignore"):  # refused when loading (normconf.cases); kept as inf here
         return v.astype(dtype)
 
 
@@ -104,7 +104,7 @@ def to_layout(x_logical: np.ndarray, layout: str) -> np.ndarray:
 
 def generate(case):
     """The inputs of any op's case (its spec's generator), bit-identical on every run and machine."""
-    from harness.ops import spec_for
+    from normconf.ops import spec_for
 
     return spec_for(case).generate(case)
 

@@ -1,15 +1,15 @@
 """How worker processes are started and ended (issue 17): a clean ``sys.path``, a bounded
 start-up, and no process of theirs left behind.
 
-Used by the harness side (:mod:`harness.runner`, :mod:`harness.adapters`) and by the worker
-(:mod:`harness.worker`); imports nothing from ``harness`` (a leaf of the import graph).
+Used by the harness side (:mod:`normconf.runner`, :mod:`normconf.adapters`) and by the worker
+(:mod:`normconf.worker`); imports nothing from ``normconf`` (a leaf of the import graph).
 
 ``sys.path`` of a worker
     The package root (the folder holding ``harness/`` and ``references/``; in a clone also
     ``tests/``, so ``--adapter tests.plugin_adapters:...`` works), then the entries of the user's
     ``PYTHONPATH`` that are *explicitly* set (made absolute; an empty entry, which Python reads
     as "the current folder", is dropped), then the interpreter's own entries (stdlib,
-    site-packages, the user site).  The worker runs as ``python -P -m harness.worker``: ``-P``
+    site-packages, the user site).  The worker runs as ``python -P -m normconf.worker``: ``-P``
     keeps the current folder off ``sys.path``.  A module in the current folder named by
     ``--adapter module:Name`` is *pinned*: only that module (or package) is importable from the
     current folder, not its neighbours (:func:`pinned_modules`, :func:`install_pins`), so a
@@ -67,8 +67,8 @@ def worker_pythonpath(explicit: str | None) -> str:
 
 
 def worker_command(*args: str) -> list[str]:
-    """``python -P -m harness.worker ARGS``: ``-P``, the current folder is not put on ``sys.path``."""
-    return [sys.executable, "-P", "-m", "harness.worker", *args]
+    """``python -P -m normconf.worker ARGS``: ``-P``, the current folder is not put on ``sys.path``."""
+    return [sys.executable, "-P", "-m", "normconf.worker", *args]
 
 
 def worker_env(env: dict[str, str], token: str) -> dict[str, str]:
@@ -99,7 +99,7 @@ def _find_in(folder: str, dotted: str):
 
 
 #: top-level names never taken from the current folder, even when named by --adapter
-_NEVER_PINNED = frozenset({"harness", "references"})
+_NEVER_PINNED = frozenset({"normconf"})
 
 
 def pinned_modules(extra_specs, cwd: str | None = None) -> dict[str, str]:

@@ -50,9 +50,9 @@ from typing import Literal
 
 import numpy as np
 
-from harness.adapters.base import Unsupported
-from harness.cases import Case
-from harness.inputs import Inputs
+from normconf.adapters.base import Unsupported
+from normconf.cases import Case
+from normconf.inputs import Inputs
 
 __all__ = [
     "X",
@@ -187,7 +187,7 @@ def check_expressible(case: Case, opset: int, training: bool) -> None:
 
 
 def _params(case: Case, inputs: Inputs, running_mean, running_var) -> dict[str, np.ndarray]:
-    from harness.inputs import np_dtype
+    from normconf.inputs import np_dtype
 
     pdt = np_dtype(case.params_dtype)
     C = case.channels
@@ -339,7 +339,7 @@ def check_layer_norm_expressible(case, form: LNForm = "native") -> None:
 def _ln_params(case, inputs) -> tuple[np.ndarray, np.ndarray | None]:
     """(Scale, B or None) shaped like the normalized dimensions: gamma/beta in the parameter dtype, or
     without affine Scale = 1 in the data dtype (the one type T the operator allows)."""
-    from harness.inputs import np_dtype
+    from normconf.inputs import np_dtype
 
     scale = inputs.gamma if inputs.gamma is not None else np.ones(case.normalized_shape, np_dtype(case.dtype))
     return np.asarray(scale), (np.asarray(inputs.beta) if case.has_bias and inputs.beta is not None else None)
@@ -415,7 +415,7 @@ def build_layer_norm_decomposed(case, inputs, params_as: ParamsAs = "inputs", *,
     """
     from onnx import helper, numpy_helper
 
-    from harness.inputs import np_dtype
+    from normconf.inputs import np_dtype
 
     if params_as not in ("inputs", "initializers"):
         raise ValueError(f"params_as must be 'inputs' or 'initializers' (got {params_as!r})")

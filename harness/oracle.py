@@ -1,6 +1,6 @@
 """Case + inputs → the reference's float64 outputs (the expected values).
 
-The one place where a :class:`~harness.cases.Case` is translated into the
+The one place where a :class:`~normconf.cases.Case` is translated into the
 reference's parameters; the runner, the numpy adapter and the explanation
 engine all go through :func:`reference_outputs`.
 """
@@ -11,20 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from harness.cases import Case
-from harness.inputs import Inputs, np_dtype
-from harness.outputs import output_dtype
+from normconf.cases import Case
+from normconf.inputs import Inputs, np_dtype
+from normconf.outputs import output_dtype
 
 
 def reference_outputs(
     case: Case, inputs: Inputs, semantics: Any = None, *, statistics_only: bool = False
 ) -> dict[str, list[np.ndarray]]:
     """float64 reference outputs for ``case`` under ``semantics`` (default: the case's own), by the
-    case's op (:func:`harness.ops.spec_for`).
+    case's op (:func:`normconf.ops.spec_for`).
 
     ``statistics_only``: only the statistics (no normalization), where the op has such a path.
     """
-    from harness.ops import spec_for
+    from normconf.ops import spec_for
 
     return spec_for(case).reference(case, inputs, semantics, statistics_only=statistics_only)
 
@@ -35,7 +35,7 @@ def round_to_output_dtypes(case: Case, outputs: dict[str, list[np.ndarray]]) -> 
     The expected value of a backend's output is the correctly rounded float64 result
     (IEEE round-to-nearest-even: ``inf`` where it overflows the dtype, subnormal or 0 where
     it underflows), so a backend that computes exactly and rounds once agrees with it bit
-    for bit.  Each output's dtype is its op spec's rule (:meth:`harness.ops.OpSpec.output_dtype`:
+    for bit.  Each output's dtype is its op spec's rule (:meth:`normconf.ops.OpSpec.output_dtype`:
     element outputs such as ``y`` in the case dtype, the statistics in the parameter dtype).
     """
     out: dict[str, list[np.ndarray]] = {}

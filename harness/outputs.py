@@ -2,15 +2,15 @@
 
 ``y``, ``x_hat`` and ``eval_y`` are in the case dtype; the batch and running statistics
 (and ``inv_std``) in the parameter dtype.  A case's ``tolerance`` override applies to the
-outputs it names (all, by default); otherwise the dtype default of :mod:`harness.compare`.
+outputs it names (all, by default); otherwise the dtype default of :mod:`normconf.compare`.
 Used by the results, the explanation engine and the profiles (one rule, one place).
 """
 
 from __future__ import annotations
 
-from harness.cases import Case
-from harness.compare import Tolerance, default_tolerance
-from references.batchnorm import (  # noqa: F401 (the output vocabulary, re-exported)
+from normconf.cases import Case
+from normconf.compare import Tolerance, default_tolerance
+from normconf.references.batchnorm import (  # noqa: F401 (the output vocabulary, re-exported)
     DATA_OUTPUTS,
     MAIN_OUTPUTS,
     OUTPUT_NAMES,
@@ -38,14 +38,14 @@ RESULT_ORDER = MAIN_OUTPUTS + STAGE_OUTPUTS
 
 def output_dtype(case: Case, output: str) -> str:
     """The dtype a backend returns ``output`` in (the case's op spec decides)."""
-    from harness.ops import spec_for
+    from normconf.ops import spec_for
 
     return spec_for(case).output_dtype(case, output)
 
 
 def data_outputs(case: Case) -> tuple[str, ...]:
     """The case's op's outputs shaped like ``x`` (in the case dtype)."""
-    from harness.ops import spec_for
+    from normconf.ops import spec_for
 
     return spec_for(case).data_outputs
 

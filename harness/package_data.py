@@ -3,7 +3,7 @@
 Case library: the YAML cases (``*.yaml``, ``found/`` included) and ``schema.json``.  In a
 source checkout (clone, editable install) it is the repository's ``cases/`` folder, used in
 place; a wheel ships a copy inside the package as ``case_library/`` (``[tool.scikit-build]
-wheel.packages`` in pyproject.toml).  :func:`shipped_cases_dir` finds whichever is there.
+wheel.force-include`` in pyproject.toml).  :func:`shipped_cases_dir` finds whichever is there.
 
 Extras: the base install runs ``normconf run`` (numpy backend) and writes the CSV, JSON and
 HTML reports; the heatmap (matplotlib) needs ``normconf[report]``, the fuzzer (hypothesis)
@@ -19,7 +19,7 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from harness.cli_common import UsageError
+from normconf.cli_common import UsageError
 
 #: this package's folder (``harness/`` in a checkout, the installed package in a wheel)
 _PACKAGE_DIR = Path(__file__).resolve().parent

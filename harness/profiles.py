@@ -3,7 +3,7 @@
 A backend's profile (``Adapter.conventions``) is a tuple of :class:`Convention` entries,
 each with its evidence (a documentation page or a source file).  Two kinds:
 
-* a **convention knob**: a :class:`~harness.semantics.Semantics` field and the value the
+* a **convention knob**: a :class:`~normconf.semantics.Semantics` field and the value the
   backend always uses, whatever the case asks (``running_variance: unbiased`` for torch);
 * a **working precision**: ``working_precision: float32`` for cases whose dtype is finer
   (``applies_to``), optionally only on some outputs (``outputs``): Keras 3 on
@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from harness.semantics import DTYPES, Semantics
+from normconf.semantics import DTYPES, Semantics
 
 #: BatchNorm's Semantics fields a profile may fix (conventions; not the numbers solved by the explainer
 #: and not the emulation knobs of the reference); any op: ``OpSpec.profile_knobs``
@@ -64,7 +64,7 @@ ALL_KNOBS = PROFILE_KNOBS + (ATTRIBUTE_KNOB, PRECISION_KNOB)
 
 def op_knobs(op: str) -> tuple[str, ...]:
     """Every knob a profile entry for ``op`` may name: the op's profile knobs, attribute dtype, precision."""
-    from harness import ops
+    from normconf import ops
 
     return tuple(ops.get(op).profile_knobs) + (ATTRIBUTE_KNOB, PRECISION_KNOB)
 
@@ -73,7 +73,7 @@ def knob_values(knob: str, op: str = "batch_norm") -> tuple[str, ...]:
     """The values ``knob`` can take (from the annotations of the op's semantics class)."""
     if knob in (PRECISION_KNOB, ATTRIBUTE_KNOB):
         return DTYPES
-    from harness import ops
+    from normconf import ops
 
     hints = typing.get_type_hints(ops.get(op).semantics)
     args = typing.get_args(hints[knob])
@@ -100,7 +100,7 @@ class Convention:
     applies_to: tuple[str, ...] = ()
     #: working precision only: the outputs it covers (empty: all)
     outputs: tuple[str, ...] = ()
-    #: the op the entry is about (:mod:`harness.ops`)
+    #: the op the entry is about (:mod:`normconf.ops`)
     op: str = "batch_norm"
 
     def __post_init__(self) -> None:
@@ -220,7 +220,7 @@ def parse_conventions(spec: str, known: Mapping[str, type]) -> Profile:
         if not sep:
             raise ValueError(f"--conventions: {part!r} is not knob=value")
         # an entry for every op that has the knob (normalize_variance: BatchNorm and LayerNorm)
-        from harness import ops
+        from normconf import ops
 
         made, first_error = 0, None
         for op in ops.names():
@@ -277,13 +277,13 @@ def _own_dtype(case, output: str, output_dtype) -> str:
     """The precision a conforming backend may compute ``output`` in: its dtype; for the statistics the
     coarser of the data and parameter dtypes (statistics of float16 data held in float32 parameters)."""
     own = output_dtype(case, output)
-    from harness.ops import spec_for
+    from normconf.ops import spec_for
 
     return own if output in spec_for(case).data_outputs else _coarser(case.dtype, own)
 
 
 def _rounded(case, name: str, steps: list[np.ndarray]) -> list[np.ndarray]:
-    from harness.oracle import round_to_output_dtypes
+    from normconf.oracle import round_to_output_dtypes
 
     return round_to_output_dtypes(case, {name: steps})[name]
 
@@ -346,9 +346,9 @@ def judge_pair(
     ``own_precision(case, label, output)``, ``tolerance_for(case, output)`` and
     ``output_dtype(case, output)`` are the results module's rules (passed in: one direction).
     """
-    from harness.compare import Tolerance, compare
-    from harness.explain.refcache import CACHE
-    from harness.ops import spec_for
+    from normconf.compare import Tolerance, compare
+    from normconf.explain.refcache import CACHE
+    from normconf.ops import spec_for
 
     spec = spec_for(case)
 

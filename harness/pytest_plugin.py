@@ -21,7 +21,7 @@ registered backend), ``--normconf-adapter module:Name``, ``--normconf-native LIB
 follow), ``--normconf-timeout S``, ``--normconf-allow-unavailable``, ``--normconf-cases``.  The
 plugin registers its markers (``conformance`` on every item, ``slow`` on cases tagged slow) itself,
 so ``--strict-markers`` works in any project.  Works with pytest-xdist: each xdist worker holds its
-own :class:`~harness.runner.Runner`.  ``-p no:normconf`` disables the plugin.
+own :class:`~normconf.runner.Runner`.  ``-p no:normconf`` disables the plugin.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import pytest
 
 _RUNNER_KEY = pytest.StashKey["object"]()
 _SELECTED_KEY = pytest.StashKey["list[str]"]()
+#: id -> (file, line) of every case id collected so far (of invalid cases too): ids repeated across files
+_IDS_KEY = pytest.StashKey["dict[str, tuple[str, int]]"]()
 
 #: the markers the plugin puts on its items (registered in pytest_configure)
 MARKERS = {
@@ -93,7 +95,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _runner(config: pytest.Config):
     r = config.stash.get(_RUNNER_KEY, None)
     if r is None:
-        from harness.runner import Runner
+        from normconf.runner import Runner
 
         try:
             r = Runner(
@@ -118,7 +120,7 @@ def _selected(config: pytest.Config) -> list[str]:
     """The backends ``--normconf-backend`` selects (every registered one, sorted, when not given)."""
     chosen = config.stash.get(_SELECTED_KEY, None)
     if chosen is None:
-        from harness.selection import SelectionError, select_names, split_patterns
+        from normconf.selection import SelectionError, select_names, split_patterns
 
         known = sorted(_runner(config).adapters)
         try:
@@ -131,7 +133,7 @@ def _selected(config: pytest.Config) -> list[str]:
 
 def opts_in(path: Path) -> bool:
     """Whether ``path`` is a regular file whose text has a top-level ``normconf:`` key (a bounded read)."""
-    from harness.case_limits import MAX_FILE_BYTES
+    from normconf.case_limits import MAX_FILE_BYTES
 
     try:
         if not path.is_file():
@@ -163,22 +165,21 @@ class OptionProblem(CaseFileProblem):
 
 class CaseFile(pytest.File):
     def collect(self):
-        from harness.cases import CaseFileError, load_file
+        """The file's items; every problem of the file in one collection error (as ``normconf validate``
+        reports them, :func:`normconf.cases.check_paths`): its own, ``expect:`` keys naming a backend the
+        registry does not hold (so the registry is loaded first), ids already used by a file collected
+        before."""
+        from normconf.cases import check_paths
 
-        try:
-            cases = load_file(self.path)
-        except CaseFileError as e:
-            raise CaseFileProblem(str(e)) from None
         try:
             backends = _selected(self.config)
         except OptionProblem as e:
             self.session.shouldstop = f"normconf: {e}"
             raise
-        from harness.cases import check_expectation_backends
-
-        bad = check_expectation_backends(cases, _runner(self.config).adapters)
-        if bad:
-            raise CaseFileProblem("\n".join(map(str, bad)))
+        ids = self.config.stash.setdefault(_IDS_KEY, {})
+        cases, errors = check_paths([self.path], _runner(self.config).adapters, first_ids=ids)
+        if errors:
+            raise CaseFileProblem("\n".join(map(str, errors)))
         for lc in cases:
             resolved = Path(lc.file).resolve()
             if resolved.is_relative_to(self.config.rootpath):

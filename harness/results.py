@@ -21,10 +21,10 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from harness.cases import Case, LoadedCase
-from harness.compare import compare
-from harness.inputs import Inputs
-from harness.outputs import DATA_OUTPUTS, RESULT_ORDER, output_dtype, tolerance_for  # noqa: F401 (API)
+from normconf.cases import Case, LoadedCase
+from normconf.compare import compare
+from normconf.inputs import Inputs
+from normconf.outputs import DATA_OUTPUTS, RESULT_ORDER, output_dtype, tolerance_for  # noqa: F401 (API)
 
 #: the columns of results.csv, in order
 COLUMNS = [
@@ -150,7 +150,7 @@ class Row:
 
 def _case_fields(lc: LoadedCase) -> dict[str, Any]:
     """The parameter columns of a case's rows: what every op shares, then its op spec's ``row_fields``."""
-    from harness.ops import spec_for
+    from normconf.ops import spec_for
 
     c = lc.case
     if c.data is not None:
@@ -195,10 +195,10 @@ OP_DEFAULT = "op"
 def rows_for(
     lc: LoadedCase,
     backend: str,
-    result: Any,  # harness.worker.BackendResult
+    result: Any,  # normconf.worker.BackendResult
     expected: dict[str, list[np.ndarray]] | None,
     inputs: Inputs | None,
-    profile: Any = None,  # harness.profiles.Profile: the backend's declared conventions
+    profile: Any = None,  # normconf.profiles.Profile: the backend's declared conventions
     explainer: Any = OP_DEFAULT,
     reviewer: Any = OP_DEFAULT,
 ) -> list[Row]:
@@ -209,10 +209,10 @@ def rows_for(
     is asked about every mismatching output (label ``""``: still a mismatch, the text says what the
     error looks like; ``memory`` is one :class:`PairMemory` per pair, never shared); ``reviewer(case,
     inputs, rows, observed, expected, memory)`` then checks the pair's rows together (corroboration,
-    localization).  Default: the case's op spec's (:class:`harness.ops.OpSpec` ``explain``/``review``);
+    localization).  Default: the case's op spec's (:class:`normconf.ops.OpSpec` ``explain``/``review``);
     ``None``: no explanation.
     """
-    from harness.ops import spec_for
+    from normconf.ops import spec_for
 
     case = lc.case
     spec = spec_for(case)
@@ -232,9 +232,9 @@ def rows_for(
         msg = f"backend unavailable: {result.message}" if result.status == "unavailable" else result.message
         rows.append(Row(**base, output="", step=None, outcome=outcome, message=msg, seconds=result.seconds))
     else:
-        from harness.validate_outputs import array_problem
+        from normconf.validate_outputs import array_problem
 
-        # defence in depth (the worker checks results against harness.validate_outputs first): an array that
+        # defence in depth (the worker checks results against normconf.validate_outputs first): an array that
         # slipped through strange becomes an error row; nothing below raises on it
         outputs = result.outputs if isinstance(result.outputs, dict) else {}
         observed = dict(outputs)  # what the reviewer and the expectation see: outputs with no invalid step
@@ -317,7 +317,7 @@ def rows_for(
                 plot = None
                 axis = spec.plot_axis(case)
                 if not cmp.close and axis is not None:
-                    from harness.report.plots import plot_data
+                    from normconf.report.plots import plot_data
 
                     try:  # no plot rather than no report: the row keeps its metrics
                         plot = plot_data(o, e, axis)
@@ -400,7 +400,7 @@ def own_precision(case: Case, label: str, output: str = "") -> bool:
     parts = dict(p.split("=", 1) for p in label.split(",") if "=" in p)
     dt = parts.get("precision", "")
     stats = parts.get("stats_precision", dt)
-    from harness.ops import spec_for
+    from normconf.ops import spec_for
 
     limit = _FINER_OR_EQUAL.get(case.dtype, 0)
     if output not in spec_for(case).data_outputs:
@@ -428,12 +428,12 @@ def apply_expectation(
 
     With an ``expect`` entry for the backend, the pair must match it.  Without one, the
     expectation is derived from the backend's convention ``profile``
-    (:func:`harness.profiles.judge_pair`): every row ``pass`` or ``unsupported``, ``explained``
+    (:func:`normconf.profiles.judge_pair`): every row ``pass`` or ``unsupported``, ``explained``
     by precision at the case's own dtype or finer (:func:`own_precision`), or explained by the
     profile's conventions (and its declared working precision); an entry the backend does not
     show fails the pair.  No profile: the backend follows the case.
     """
-    from harness.profiles import Profile, judge_pair
+    from normconf.profiles import Profile, judge_pair
 
     exp = case.expect.get(backend)
     overall = pair_outcome(rows)
@@ -491,7 +491,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     The file is fsynced before the rename and its folder after it (best effort), so after a crash or
     power loss ``path`` is the old file or the new one.  On any error (a full disk shows as ENOSPC at
     the write or the fsync) the temporary file is removed and the error re-raised; ``path`` is then
-    unchanged.  A set of files that must change together: :func:`harness.report.write_reports`.
+    unchanged.  A set of files that must change together: :func:`normconf.report.write_reports`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

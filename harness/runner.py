@@ -1,8 +1,8 @@
 """Cases × backends → result rows, each backend group in its own worker process.
 
-The unit of work is a :class:`~harness.worker.Task` (one case, one backend): a
+The unit of work is a :class:`~normconf.worker.Task` (one case, one backend): a
 plain picklable object.  Tasks of one *worker group* (``Adapter.worker``) run in
-a ``python -m harness.worker`` subprocess started with the group's environment;
+a ``python -m normconf.worker`` subprocess started with the group's environment;
 a crash there becomes ``error: crashed (SIGSEGV)``, a task running past the
 timeout becomes ``error: timeout after N s`` (the worker is killed and a fresh
 one serves the next task), and the run goes on.
@@ -13,11 +13,11 @@ large arrays are never pickled to them.  ``jobs > 1`` runs chunks of tasks on
 that many threads, each driving its own worker; rows are sorted back into
 case × backend order, so a parallel run's results equal a serial run's.
 
-Isolation (issue 17, :mod:`harness.isolation`): workers run as ``python -P -m harness.worker``
+Isolation (issue 17, :mod:`normconf.isolation`): workers run as ``python -P -m normconf.worker``
 with a clean ``sys.path`` (the package root and an explicitly set ``PYTHONPATH``, never the
 current folder; ``--adapter`` modules found there are pinned one by one); the ``--adapter``
 modules are imported in workers only (``self.adapters`` holds proxies for them, built from a
-describe worker, :func:`harness.adapters.all_adapters`); a worker is a child subreaper and
+describe worker, :func:`normconf.adapters.all_adapters`); a worker is a child subreaper and
 :meth:`WorkerHandle.kill`/:meth:`~WorkerHandle.close` (and the harness's exit) end its whole
 process tree.
 """
@@ -40,20 +40,20 @@ from typing import Callable
 
 import numpy as np
 
-from harness import isolation
-from harness import worker as proto
-from harness.adapters import all_adapters
-from harness.cases import LoadedCase
-from harness.inputs import Inputs, generate
-from harness.oracle import expected_outputs
-from harness.profiles import Profile, parse_conventions, profile_of
-from harness.results import Row, rows_for
-from harness.validate_outputs import reply_bound
+from normconf import isolation
+from normconf import worker as proto
+from normconf.adapters import all_adapters
+from normconf.cases import LoadedCase
+from normconf.inputs import Inputs, generate
+from normconf.oracle import expected_outputs
+from normconf.profiles import Profile, parse_conventions, profile_of
+from normconf.results import Row, rows_for
+from normconf.validate_outputs import reply_bound
 
 #: default per-task timeout in seconds (``--timeout``)
 DEFAULT_TIMEOUT = 300.0
 #: how long a worker may take to start, and the describe worker to import the --adapter modules
-#: (``harness.isolation.startup_timeout()``: ``$NORMCONF_STARTUP_TIMEOUT`` overrides it)
+#: (``normconf.isolation.startup_timeout()``: ``$NORMCONF_STARTUP_TIMEOUT`` overrides it)
 STARTUP_TIMEOUT = isolation.STARTUP_TIMEOUT
 
 
@@ -77,7 +77,7 @@ class WorkerHandle:
         full_env = dict(os.environ)
         full_env.update(env)
         # a clean sys.path: the package root and an explicitly set PYTHONPATH, never the current
-        # folder (-P); the --adapter modules found in it are pinned, not the folder (harness.isolation)
+        # folder (-P); the --adapter modules found in it are pinned, not the folder (normconf.isolation)
         self.token = isolation.new_token()
         self.proc = subprocess.Popen(
             isolation.worker_command(),
@@ -143,7 +143,7 @@ class WorkerHandle:
 
     def _recv(self, timeout: float, what: str, limit: int | None = None):
         """The next reply, read within ``timeout``.  ``limit``: the most bytes the reply may take (the
-        caller derives it from the case, :func:`harness.validate_outputs.reply_bound`; default 1 GiB);
+        caller derives it from the case, :func:`normconf.validate_outputs.reply_bound`; default 1 GiB);
         a frame whose header announces more is refused before any of it is read: the worker is killed
         (it may be blocked writing the rest) and the reply is a :class:`WorkerFailure`."""
         import pickle
@@ -258,7 +258,7 @@ class Runner:
         conventions: str | None = None,
     ):
         """``conventions``: the profile of the ``--adapter``/``--native`` backends (a built-in backend's
-        id or ``knob=value,...``, :func:`harness.profiles.parse_conventions`); raises ValueError."""
+        id or ``knob=value,...``, :func:`normconf.profiles.parse_conventions`); raises ValueError."""
         self.extra_specs = tuple(extra_specs)
         self.native_paths = tuple(str(Path(p).resolve()) for p in native_paths)
         self.timeout = timeout

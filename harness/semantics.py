@@ -1,7 +1,7 @@
 """The BatchNorm conventions as one explicit value object (the "knobs").
 
 Every convention a BatchNorm implementation can choose is a field here.  The
-reference (``references.batchnorm``) takes a :class:`Semantics` and follows it
+reference (``normconf.references.batchnorm``) takes a :class:`Semantics` and follows it
 literally; the explanation engine reruns the reference with one or two fields
 changed to find the convention a backend actually follows.
 

@@ -13,7 +13,7 @@ from typing import Any
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_ERROR, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 #: the run finished but its reports could not be written (the previous reports are unchanged)
 EXIT_WRITE = 5
-#: the row message of a backend that is not available (``harness.results.rows_for``)
+#: the row message of a backend that is not available (``normconf.results.rows_for``)
 UNAVAILABLE_PREFIX = "backend unavailable:"
 
 
@@ -56,7 +56,7 @@ def _not_as_expected(value) -> bool:
 def _verdicts(df, must_test=()) -> tuple[dict, list, dict[str, str]]:
     """(pair counts per backend and outcome, pairs not as expected, unavailable backends and the
     backends of ``must_test`` that tested nothing)."""
-    from harness.results import SEVERITY
+    from normconf.results import SEVERITY
 
     counts: dict[str, dict[str, int]] = {}
     unexpected = []
@@ -337,7 +337,7 @@ def run_json(
     df, exit_code: int, reports=(), partial: bool = False, seconds: float = 0.0, must_test=(), error: str = ""
 ) -> dict[str, Any]:
     """The ``normconf run --json`` object (:data:`JSON_SCHEMA`)."""
-    from harness import __version__
+    from normconf import __version__
 
     counts, unexpected, unavailable = _verdicts(df, must_test)
     versions = df.groupby("backend")["backend_version"].first().to_dict() if len(df) else {}

@@ -1,9 +1,9 @@
 """What a backend may return for a case: the output spec, and the checks against it (one place).
 
-A backend's result is checked in its worker process (:mod:`harness.worker`), right after the
+A backend's result is checked in its worker process (:mod:`normconf.worker`), right after the
 adapter returns and before anything is sent back; a violation turns the result into an
 ``error`` whose message says what was wrong, and the run goes on.  The harness bounds the size
-of each reply by :func:`reply_bound` before reading it (:class:`harness.runner.WorkerHandle`).
+of each reply by :func:`reply_bound` before reading it (:class:`normconf.runner.WorkerHandle`).
 
 The spec of a case (:func:`output_spec`):
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from references.batchnorm import DATA_OUTPUTS, OUTPUT_NAMES, STATISTICS  # the one output vocabulary
+from normconf.references.batchnorm import DATA_OUTPUTS, OUTPUT_NAMES, STATISTICS  # the one output vocabulary
 
 #: outputs every backend must return
 REQUIRED_OUTPUTS = ("y",)
@@ -53,8 +53,8 @@ class OutputSpec:
 def output_spec(case: Any) -> dict[str, OutputSpec]:
     """The outputs a backend may return for ``case`` (any op's validated case), by name: the names its
     op spec lists (BatchNorm: the statistics only in train mode, ``eval_y`` only with ``eval_after``),
-    each with its shape (:meth:`harness.ops.OpSpec.output_shape`) and number of steps."""
-    from harness.ops import spec_for
+    each with its shape (:meth:`normconf.ops.OpSpec.output_shape`) and number of steps."""
+    from normconf.ops import spec_for
 
     spec = spec_for(case)
     if case.op == "batch_norm":
@@ -133,7 +133,7 @@ def problems(case: Any, outputs: Any) -> list[str]:
     """What is wrong with ``outputs`` (``Observed.outputs``) for ``case``; empty when it meets the spec."""
     if not isinstance(outputs, dict):
         return [f"outputs are {_a(outputs)}, not a dict of output name -> list of arrays"]
-    from harness.ops import spec_for
+    from normconf.ops import spec_for
 
     spec = output_spec(case)
     data_names = spec_for(case).data_outputs

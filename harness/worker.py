@@ -1,6 +1,6 @@
 """Backend worker process: runs adapters of one worker group, isolated from the harness.
 
-Started by :class:`harness.runner.WorkerHandle` as ``python -m harness.worker``
+Started by :class:`normconf.runner.WorkerHandle` as ``python -m normconf.worker``
 with the group's environment (e.g. ``KERAS_BACKEND``) already set, so the
 framework sees it at import.  The protocol runs over a private copy of fd 1;
 fd 1 itself is pointed at stderr so that prints from frameworks or native code
@@ -9,9 +9,9 @@ cannot corrupt it.  Messages are length-prefixed pickles:
 * request ``("run", Task)`` → reply ``("ok", BackendResult)``
 * request ``("info", [backend ids])`` → reply ``("ok", {id: (available_reason, version)})``
 * request ``("exit", None)`` → the process ends (and every process it started, kept below it as a
-  child subreaper: :mod:`harness.isolation`)
+  child subreaper: :mod:`normconf.isolation`)
 
-``python -P -m harness.worker --describe`` is the short-lived describe worker: it imports the
+``python -P -m normconf.worker --describe`` is the short-lived describe worker: it imports the
 ``--adapter`` modules so the harness never does, and reports their classes' metadata as JSON
 lines (:func:`_describe`).  ``-P``: the current folder is not on ``sys.path``.
 
@@ -81,7 +81,7 @@ def recv(fd: int):
 class Task:
     """One unit of work: run one backend on one case (plain, picklable)."""
 
-    case: object  # harness.cases.Case
+    case: object  # normconf.cases.Case
     backend: str
     index: int = 0  # position in the run, for deterministic ordering
 
@@ -110,7 +110,7 @@ class _Host:
 
     def adapter(self, backend: str):
         if backend not in self._adapters:
-            from harness.adapters import get_adapter
+            from normconf.adapters import get_adapter
 
             self._adapters[backend] = get_adapter(backend, self.extra_specs, self.native_paths)
         return self._adapters[backend]
@@ -118,7 +118,7 @@ class _Host:
     def inputs(self, case):
         key = case.model_dump_json()
         if key not in self._inputs:
-            from harness.ops import spec_for
+            from normconf.ops import spec_for
 
             self._inputs[key] = spec_for(case).generate(case)
             while len(self._inputs) > 2:
@@ -139,7 +139,7 @@ class _Host:
 
     def run(self, task: Task) -> BackendResult:
         """Run one task; the result meets the case's output spec and size bound, or is an ``error``
-        that says why (:mod:`harness.validate_outputs`)."""
+        that says why (:mod:`normconf.validate_outputs`)."""
         res = self._run(task)
         try:
             return _bounded(task, res)
@@ -152,8 +152,8 @@ class _Host:
             )
 
     def _run(self, task: Task) -> BackendResult:
-        from harness import validate_outputs
-        from harness.adapters.base import Unsupported
+        from normconf import validate_outputs
+        from normconf.adapters.base import Unsupported
 
         t0 = time.perf_counter()
         version = ""
@@ -220,7 +220,7 @@ def _short(text: str) -> str:
 
 def _bounded(task: Task, res: BackendResult) -> BackendResult:
     """``res``, or an ``error`` when its size exceeds the case's bound (checked before it is sent)."""
-    from harness.validate_outputs import result_bound
+    from normconf.validate_outputs import result_bound
 
     try:  # the non-array part as it will travel; unpicklable: left to _reply, which reports it
         size = len(pickle.dumps((res.backend, res.status, res.notes, res.message, res.version), protocol=5))
@@ -275,8 +275,8 @@ def _describe(proto_out: int) -> None:
     ``{"spec-error": message}``; the harness builds its proxy classes from them."""
     import json
 
-    from harness import isolation
-    from harness.adapters import AdapterSpecError, describe_loaded, load_spec
+    from normconf import isolation
+    from normconf.adapters import AdapterSpecError, describe_loaded, load_spec
 
     init = json.loads(sys.stdin.buffer.read() or b"{}")
     isolation.install_pins(init.get("pinned", {}))
@@ -297,7 +297,7 @@ def _describe(proto_out: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from harness import isolation
+    from normconf import isolation
 
     argv = sys.argv[1:] if argv is None else argv
     isolation.clean_sys_path()
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     isolation.install_pins(init.get("pinned", {}))
     host = _Host(tuple(init.get("extra_specs", ())), tuple(init.get("native_paths", ())))
     try:  # import the adapter modules now, under the start-up timeout, not the first task's
-        from harness.adapters import load_adapters
+        from normconf.adapters import load_adapters
 
         load_adapters(host.extra_specs, host.native_paths)
     except Exception:  # reported by the task that needs the adapter
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # run the copy imported as ``harness.worker`` so pickled classes carry that module name
-    from harness.worker import main as _main
+    # run the copy imported as ``normconf.worker`` so pickled classes carry that module name
+    from normconf.worker import main as _main
 
     _main()

@@ -1,5 +1,5 @@
 """The NumPy reference implementation of BatchNorm (the float64 oracle)."""
 
-from references.batchnorm import OUTPUT_NAMES, batch_norm_reference
+from normconf.references.batchnorm import OUTPUT_NAMES, batch_norm_reference
 
 __all__ = ["OUTPUT_NAMES", "batch_norm_reference"]

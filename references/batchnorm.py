@@ -16,7 +16,7 @@ Outputs (names used everywhere in normconf), each a list with one array per step
 ``running_mean`` / ``running_var``
     running statistics after the step (train mode only):
     ``new = (1 - w) * old + w * batch`` with ``w`` the batch weight (see
-    :mod:`harness.semantics`), the running variance using the
+    :mod:`normconf.semantics`), the running variance using the
     ``Semantics.running_variance`` estimator;
 ``inv_std``
     per-channel ``1 / sqrt(var + eps)`` used to normalize (intermediate stage);
@@ -34,9 +34,9 @@ from typing import Any, Sequence, cast
 import numpy as np
 import numpy.typing as npt
 
-from harness.semantics import Semantics
+from normconf.semantics import Semantics
 
-#: every output, in stage order — the one list of BatchNorm's outputs (harness.outputs re-exports these)
+#: every output, in stage order — the one list of BatchNorm's outputs (normconf.outputs re-exports these)
 OUTPUT_NAMES = ("y", "batch_mean", "batch_var", "running_mean", "running_var", "inv_std", "x_hat", "eval_y")
 #: the outputs that depend only on one channel (shape (C,))
 PER_CHANNEL_OUTPUTS = ("batch_mean", "batch_var", "running_mean", "running_var", "inv_std")

@@ -1,7 +1,7 @@
-"""Shared fixtures for tests/ (not for the YAML cases under cases/, collected by harness.pytest_plugin).
+"""Shared fixtures for tests/ (not for the YAML cases under cases/, collected by normconf.pytest_plugin).
 
 Keep this light: no autouse fixtures, no framework imports (torch/tensorflow would slow every worker);
-harness.runner is imported only when a test asks for ``runner``. Case builders live in tests/helpers.py
+normconf.runner is imported only when a test asks for ``runner``. Case builders live in tests/helpers.py
 so that module-level tables can use them too.
 """
 
@@ -21,7 +21,7 @@ def runner():
     """A plain ``Runner()`` shared by the session, closed at the end. A module needing special
     arguments (extra adapters, native paths, a timeout) defines its own ``runner`` fixture, which
     overrides this one."""
-    from harness.runner import Runner
+    from normconf.runner import Runner
 
     with Runner() as r:
         yield r

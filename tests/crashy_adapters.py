@@ -33,7 +33,7 @@ import os
 import sys
 import time
 
-from harness.adapters.numpy_ref import NumpyReference
+from normconf.adapters.numpy_ref import NumpyReference
 
 SPEC = "tests.crashy_adapters:ADAPTERS"
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.adapters.base import Adapter, Observed
-from harness.cases import Case
-from harness.inputs import Inputs, np_dtype
-from harness.oracle import reference_outputs
-from harness.outputs import output_dtype
+from normconf.adapters.base import Adapter, Observed
+from normconf.cases import Case
+from normconf.inputs import Inputs, np_dtype
+from normconf.oracle import reference_outputs
+from normconf.outputs import output_dtype
 
 
 class _ReferenceMutant(Adapter):
@@ -119,7 +119,7 @@ class TrailingAxesOnly(_LayerNormMutant):
     def run(self, case, inputs) -> Observed:
         if case.trailing:
             return super().run(case, inputs)
-        from references.layer_norm import layer_norm_reference
+        from normconf.references.layer_norm import layer_norm_reference
 
         k = len(case.norm_axes)
         wrong = layer_norm_reference(

@@ -1,18 +1,31 @@
-"""Shared test helpers: small case builders (plain functions, importable from module level).
+"""Shared test helpers (plain functions, importable from module level): small case builders, a
+subprocess helper, and the ``normconf`` CLI and fuzz-mutant runner the fuzz tests share.
 
-Kept light: imports only harness.cases (no framework), so every test module and worker can use it.
+Kept light: imports only normconf.cases at module level (no framework; normconf.runner only inside
+:func:`fuzz_mutant_runner`), so every test module and worker can use it.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
-from typing import Any, Callable
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from harness.cases import Case, LoadedCase
+from normconf.cases import Case, LoadedCase
+
+if TYPE_CHECKING:
+    from normconf.runner import Runner
 
 DEFAULT_ID = "t"
 DEFAULT_SHAPE = (4, 3, 2, 5)
+#: the repository root (the folder holding tests/)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: the ``--adapter`` spec of the fuzz mutants (tests/fuzz_mutants.py, imported from REPO_ROOT)
+FUZZ_MUTANTS = "tests.fuzz_mutants:MUTANTS"
 
 
 def case(**fields: Any) -> Case:
@@ -50,3 +63,27 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]
             proc.kill()
             proc.communicate()
     return proc.returncode, out, err
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m normconf.cli ARGS`` in :data:`REPO_ROOT` (so that ``--adapter`` :data:`FUZZ_MUTANTS`
+    imports), stdout and stderr captured as text; a run longer than ``timeout`` s raises TimeoutExpired."""
+    return subprocess.run(
+        [sys.executable, "-m", "normconf.cli", *args], capture_output=True, text=True, cwd=REPO_ROOT, timeout=timeout
+    )
+
+
+@contextmanager
+def fuzz_mutant_runner(timeout: float = 120) -> Iterator[Runner]:
+    """A ``Runner`` with the fuzz mutants (:data:`FUZZ_MUTANTS`), ``timeout`` s per worker call, open while
+    the working directory is :data:`REPO_ROOT` (its worker imports ``tests.fuzz_mutants`` from the
+    working directory); closed, and the previous working directory restored, on exit."""
+    from normconf.runner import Runner
+
+    old = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        with Runner((FUZZ_MUTANTS,), timeout=timeout) as r:
+            yield r
+    finally:
+        os.chdir(old)

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.adapters.base import Adapter, Observed
-from harness.inputs import np_dtype
-from harness.oracle import reference_outputs
+from normconf.adapters.base import Adapter, Observed
+from normconf.inputs import np_dtype
+from normconf.oracle import reference_outputs
 
 SPEC = "tests.hostile_adapters:ADAPTERS"
 #: bytes of the oversized replies (far above the bound of a small case, far below 2 GiB)
@@ -115,7 +115,7 @@ class Bypass(HostileCorrect):
 
     def run(self, case, inputs):
         try:  # the worker's checks, in this process only (what memory-corrupting native code could do)
-            import harness.validate_outputs as vo
+            import normconf.validate_outputs as vo
 
             vo.check = lambda case, outputs: None
             vo.result_bound = lambda case: 1 << 62

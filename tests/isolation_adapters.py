@@ -24,7 +24,7 @@ import os
 import subprocess
 import time
 
-from harness.adapters.numpy_ref import NumpyReference
+from normconf.adapters.numpy_ref import NumpyReference
 
 SPEC = "tests.isolation_adapters:ADAPTERS"
 #: environment variable marking the orphans

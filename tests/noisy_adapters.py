@@ -15,9 +15,9 @@ import hashlib
 
 import numpy as np
 
-from harness.adapters import _builtin
-from harness.adapters.base import Observed
-from harness.compare import ulp
+from normconf.adapters import _builtin
+from normconf.adapters.base import Observed
+from normconf.compare import ulp
 
 
 def _dtype_name(a: np.ndarray) -> str | None:
@@ -47,8 +47,8 @@ def _noisy(cls):
         description = f"{cls.id} with ±2 ULP of noise on every output"
 
         def run_case(self, case, inputs):
-            from harness.inputs import np_dtype
-            from harness.ops import spec_for
+            from normconf.inputs import np_dtype
+            from normconf.ops import spec_for
 
             obs = super().run_case(case, inputs)
             spec = spec_for(case)

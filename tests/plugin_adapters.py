@@ -1,11 +1,12 @@
 """Small adapters used by the plugin tests (loaded by worker processes via module:Name).
 
 ``ScaledReference`` is the reference with its output multiplied by 1.5 — a planted fault;
-``EchoReference`` returns the reference's y (rounded to the case dtype).
+``EchoReference`` returns the reference's y (rounded to the case dtype).  tests/test_cli_ci.py
+writes adapter files that subclass ``EchoReference`` under other ids.
 """
 
-from harness.adapters.base import Adapter, Observed
-from harness.oracle import reference_outputs
+from normconf.adapters.base import Adapter, Observed
+from normconf.oracle import reference_outputs
 
 
 class EchoReference(Adapter):

@@ -1,6 +1,6 @@
 """Precision-only backends: BatchNorm with the case's own conventions, in a low working precision.
 
-An independent emulator (it shares no arithmetic code with ``references.batchnorm``)
+An independent emulator (it shares no arithmetic code with ``normconf.references.batchnorm``)
 of what a backend does when it follows *every* convention of the case exactly
 (the case's variance estimators, eps inside the square root, batch statistics in
 train mode, the given running statistics in eval mode, the case's momentum) and
@@ -79,9 +79,9 @@ from typing import Iterator
 import ml_dtypes
 import numpy as np
 
-from harness.cases import Case
-from harness.inputs import Inputs, np_dtype
-from harness.results import output_dtype
+from normconf.cases import Case
+from normconf.inputs import Inputs, np_dtype
+from normconf.results import output_dtype
 
 ORDERS = ("pairwise", "forward", "backward", "block8", "block64", "block4096", "kahan", "permuted")
 WORKING = ("float32", "float16", "bfloat16")

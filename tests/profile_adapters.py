@@ -4,8 +4,8 @@
 follow — a planted wrong profile entry.
 """
 
-from harness.adapters.numpy_ref import NumpyReference
-from harness.profiles import convention
+from normconf.adapters.numpy_ref import NumpyReference
+from normconf.profiles import convention
 
 
 class WrongProfile(NumpyReference):

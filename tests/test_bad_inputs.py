@@ -29,7 +29,7 @@ def normconf(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
     t0 = time.monotonic()
     p = subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
+        [sys.executable, "-m", "normconf.cli", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

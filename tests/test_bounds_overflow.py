@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.explain.bounds import Bounds, Model
-from harness.ops import get
-from harness.ops.layer_norm import bounds as lb
-from harness.ops.layer_norm.case import LayerNormCase
+from normconf.explain.bounds import Bounds, Model
+from normconf.ops import get
+from normconf.ops.layer_norm import bounds as lb
+from normconf.ops.layer_norm.case import LayerNormCase
 from tests.helpers import case
 
 HALF = Model("float16", "float16", "two_pass", "unfolded")

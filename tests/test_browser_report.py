@@ -24,9 +24,9 @@ if not os.path.exists(CHROMIUM):
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from harness.report import write_reports  # noqa: E402
-from harness.report.plots import plot_data, plot_key  # noqa: E402
-from harness.results import to_frame, write_json  # noqa: E402
+from normconf.report import write_reports  # noqa: E402
+from normconf.report.plots import plot_data, plot_key  # noqa: E402
+from normconf.results import to_frame, write_json  # noqa: E402
 
 ARGS = [
     "--headless",
@@ -163,7 +163,7 @@ def test_report_in_chromium(browser, tmp_path):
 
 
 def test_hostile_strings_render_as_text(browser, tmp_path):
-    from harness.cli import main
+    from normconf.cli import main
     from tests.test_report_html import HOSTILE_ID, HOSTILE_MSG, _row
 
     rows = [
@@ -199,10 +199,10 @@ def test_full_suite_report_is_small_and_fast(browser, tmp_path):
     its CPU count), where wall time measures the queue for the CPU rather than
     the report: then it is recorded and reported as a warning.
     """
-    from harness.report.demo import synthetic
+    from normconf.report.demo import synthetic
 
     df, meta = synthetic(400, 20)
-    from harness.report.html import write_html
+    from normconf.report.html import write_html
 
     t0 = time.perf_counter()
     html = write_html(df, meta, tmp_path / "index.html")  # the budget is index.html's (CSV/JSON: results.py)

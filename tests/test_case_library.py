@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import Momentum, load_file, load_paths
+from normconf.cases import Momentum, load_file, load_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "cases"
@@ -122,7 +122,7 @@ def test_traps(library):
     }
     assert {r for _, r in offsets} >= {1e3, 1e5}
     mags = {lc.id: lc.case for lc in library["trap_magnitude"]}
-    from harness.inputs import generate
+    from normconf.inputs import generate
 
     def max_square(c):
         return max(float((x.astype("float64") ** 2).max()) for x in generate(c).x)
@@ -162,8 +162,8 @@ def test_heavy_cases_are_tagged_slow(cases):
 
 def test_reference_backend_passes_every_case(library):
     """The NumPy reference through the adapter path passes the whole library (slow cases and found cases included)."""
-    from harness.results import pair_outcome
-    from harness.runner import Runner
+    from normconf.results import pair_outcome
+    from normconf.runner import Runner
 
     with Runner(timeout=300) as r:
         bad = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import CaseFileError, json_schema, load_file, load_paths
+from normconf.cases import CaseFileError, json_schema, load_file, load_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -44,7 +44,7 @@ def test_ten_mistakes_give_ten_positioned_messages():
 
 def test_cli_validate_exit_2_without_traceback():
     p = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "validate", str(DATA / "ten_mistakes.yaml")],
+        [sys.executable, "-m", "normconf.cli", "validate", str(DATA / "ten_mistakes.yaml")],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -133,7 +133,7 @@ def test_schema_validates_the_suite_and_rejects_bad_case():
     schema = json_schema()
     for f in sorted((ROOT / "cases").glob("*.yaml")):
         jsonschema.validate(
-            yaml.load(f.read_text(), Loader=__import__("harness.cases", fromlist=["_Loader"])._Loader), schema
+            yaml.load(f.read_text(), Loader=__import__("normconf.cases", fromlist=["_Loader"])._Loader), schema
         )
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"cases": [{"id": "x", "shape": [2, 3], "epsilon": 1}]}, schema)

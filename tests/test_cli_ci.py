@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.selection import SelectionError, select_names
-from harness.summary import JSON_SCHEMA
+from normconf.selection import SelectionError, select_names
+from normconf.summary import JSON_SCHEMA
 
 NORMCONF = str(Path(sys.executable).with_name("normconf"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,20 +35,15 @@ cases:
     eps: {eps}
 """
 
+#: an adapter file (``.format(id=...)``): tests.plugin_adapters' EchoReference (the reference's y) under
+#: its own id and worker; the worker imports tests.plugin_adapters from the package root on its path
 ADAPTER = """
-from harness.adapters.base import Adapter, Observed
-from harness.oracle import reference_outputs
+from tests.plugin_adapters import EchoReference
 
 
-class Echo(Adapter):
+class Echo(EchoReference):
     id = "{id}"
-    framework = "numpy"
     worker = "{id}"
-    modes = ("train", "eval")
-
-    def run(self, case, inputs):
-        ref = reference_outputs(case, inputs)
-        return Observed({{"y": [a.astype(inputs.x[0].dtype) for a in ref["y"]]}})
 
 
 ADAPTERS = [Echo]
@@ -108,7 +103,7 @@ def test_case_globs_negation_json_schema_and_progress_lines(tmp_path):
 
 
 def test_version_and_quiet(tmp_path):
-    from harness import __version__
+    from normconf import __version__
 
     r = normconf("--version", cwd=tmp_path)
     assert r.returncode == 0 and f"normconf {__version__}" in r.stdout and "Python 3." in r.stdout
@@ -180,7 +175,7 @@ def test_init_writes_a_valid_file_and_refuses_to_overwrite(tmp_path):
 def test_backends_imports_no_framework(tmp_path):
     code = (
         "import sys, json\n"
-        "from harness.cli import main\n"
+        "from normconf.cli import main\n"
         "rc = main(['backends', '--json'])\n"
         "heavy = sorted(m for m in ('torch', 'tensorflow', 'jax', 'flax', 'keras', 'onnxruntime', 'cv2') if m in sys.modules)\n"
         "print(json.dumps({'rc': rc, 'heavy': heavy}), file=sys.stderr)\n"

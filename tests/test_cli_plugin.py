@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NORMCONF = [sys.executable, "-m", "harness.cli"]
+NORMCONF = [sys.executable, "-m", "normconf.cli"]
 
 
 def normconf(*args, cwd=ROOT, env=None, timeout=300):
@@ -22,7 +22,7 @@ def read_csv(path):
 
 def test_help_imports_no_framework():
     code = (
-        "import sys; from harness.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit: pass\n"
+        "import sys; from normconf.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit: pass\n"
         "bad = [m for m in ('torch', 'tensorflow', 'onnxruntime', 'jax', 'keras') if m in sys.modules]\nassert not bad, bad"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -227,7 +227,7 @@ def test_pytest_markers_are_registered_by_the_plugin(tmp_path):
 
 
 def test_opts_in_reads_a_top_level_key_only(tmp_path):
-    from harness.pytest_plugin import opts_in
+    from normconf.pytest_plugin import opts_in
 
     texts = {
         "plain.yaml": ("normconf: 1\ncases: []\n", True),

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import cli
-from harness.cli import EXIT_ERROR, EXIT_OK, EXIT_UNAVAILABLE, EXIT_UNEXPECTED, EXIT_USAGE, main
+from normconf import cli
+from normconf.cli import EXIT_ERROR, EXIT_OK, EXIT_UNAVAILABLE, EXIT_UNEXPECTED, EXIT_USAGE, main
 from tests.crashy_adapters import SPEC as CRASHY
 from tests.unavailable_adapters import REASON
 from tests.unavailable_adapters import SPEC as MISSING
@@ -150,14 +150,14 @@ def test_exit_4_wins_over_3_and_1(tmp_path, capsys):
 
 def test_exit_4_unavailable_in_the_default_set(tmp_path, capsys, monkeypatch):
     """No --backend: every registered backend is asked for (here a registry of numpy and missing only)."""
-    import harness.runner
+    import normconf.runner
 
-    real = harness.runner.all_adapters
+    real = normconf.runner.all_adapters
 
     def small_registry(extra_specs=(), native_paths=()):
         return {k: v for k, v in real(extra_specs, native_paths).items() if k in ("numpy", "missing")}
 
-    monkeypatch.setattr(harness.runner, "all_adapters", small_registry)
+    monkeypatch.setattr(normconf.runner, "all_adapters", small_registry)
     rc, out, err = run(tmp_path, capsys, "--adapter", MISSING, "-k", "plain")
     assert rc == EXIT_UNAVAILABLE, out + err
     assert INSTALL_LINE in out

@@ -1,4 +1,4 @@
-"""``normconf expect accept`` (harness.expect_accept): entries written into the case files, nothing else
+"""``normconf expect accept`` (normconf.expect_accept): entries written into the case files, nothing else
 changed; the empty reason refused by validate; filters; bad input; re-judging after accepting."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.cases import CaseFileError, load_file
-from harness.cli import main
-from harness.expect_accept import FILL_IN, CaseFile, choose_because, render_entry
-from harness.results import Row, apply_expectation, because_matches, to_frame, write_json
+from normconf.cases import CaseFileError, load_file
+from normconf.cli import main
+from normconf.expect_accept import FILL_IN, CaseFile, choose_because, render_entry
+from normconf.results import Row, apply_expectation, because_matches, to_frame, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = sorted((ROOT / "cases").glob("*.yaml")) + sorted((ROOT / "cases" / "found").glob("*.yaml"))

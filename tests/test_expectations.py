@@ -1,12 +1,12 @@
 """Expectation matching (precision by kind, conformance at the case's own precision) and the pair-level
-corroboration of conventions (harness.results, harness.explain.pair)."""
+corroboration of conventions (normconf.results, normconf.explain.pair)."""
 
 from __future__ import annotations
 
-from harness.inputs import generate
-from harness.oracle import expected_outputs
-from harness.results import because_matches, own_precision, rows_for
-from harness.worker import BackendResult
+from normconf.inputs import generate
+from normconf.oracle import expected_outputs
+from normconf.results import because_matches, own_precision, rows_for
+from normconf.worker import BackendResult
 from tests.helpers import case_maker, loaded
 from tests.test_explain_mutants import mutant_outputs
 
@@ -81,7 +81,7 @@ def test_expected_convention_indistinguishable_from_precision_still_holds():
     """On another kernel library a documented convention can sink below the float32 bound: the row is then
     precision, with the convention listed as also reproducing it, and the expectation still holds; a
     precision row that does not list it does not satisfy the expectation."""
-    from harness.results import Row, apply_expectation
+    from normconf.results import Row, apply_expectation
 
     case = _case(
         expect={

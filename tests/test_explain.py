@@ -11,14 +11,14 @@ import math
 import numpy as np
 import pytest
 
-from harness import explain as ex
-from harness.cases import load_file
-from harness.compare import compare
-from harness.explain import error_shape, explain_output, localize
-from harness.inputs import generate
-from harness.oracle import reference_outputs
-from harness.results import output_dtype, read_results, rows_for, to_frame, tolerance_for, write_csv, write_json
-from harness.worker import BackendResult
+from normconf import explain as ex
+from normconf.cases import load_file
+from normconf.compare import compare
+from normconf.explain import error_shape, explain_output, localize
+from normconf.inputs import generate
+from normconf.oracle import reference_outputs
+from normconf.results import output_dtype, read_results, rows_for, to_frame, tolerance_for, write_csv, write_json
+from normconf.worker import BackendResult
 from tests.helpers import case_maker, loaded
 from tests.test_explain_mutants import mutant_outputs
 
@@ -234,7 +234,7 @@ def test_rows_csv_json_carry_the_explanation(tmp_path):
         assert "divides by m−1 = 99" in rv.explanation_text
     data = json.loads((tmp_path / "results.json").read_text())
     assert any(r["explanation"] == "running_variance=unbiased" for r in data["results"])
-    from harness.pytest_plugin import _describe
+    from normconf.pytest_plugin import _describe
 
     msg = _describe(rows)
     assert "explanation: running_variance=unbiased: updates the running variance" in msg
@@ -334,8 +334,8 @@ REVERSED = {
 
 
 def _run_momentum_cases(backends):
-    from harness.cases import Expectation, LoadedCase
-    from harness.runner import Runner
+    from normconf.cases import Expectation, LoadedCase
+    from normconf.runner import Runner
 
     cases = []
     for lc in load_file("cases/explain_momentum.yaml"):
@@ -448,8 +448,8 @@ def test_statistics_only_reference_path_equals_the_full_run():
 def test_sampled_alternative_is_bit_identical_to_the_full_run(mode, changes):
     """The search screens alternatives on a sample of elements (statistics-only reference + normalize on the
     sample): those values must be the full run's, bit for bit, or a screen could reject a true explanation."""
-    from harness.explain.arrays import channel_view
-    from harness.explain.refcache import CACHE
+    from normconf.explain.arrays import channel_view
+    from normconf.explain.refcache import CACHE
 
     case = _case(mode=mode, steps=2)
     inputs = generate(case)

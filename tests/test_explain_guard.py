@@ -14,11 +14,11 @@ import collections
 
 import numpy as np
 
-from harness.compare import compare
-from harness.explain import explain_output
-from harness.inputs import generate
-from harness.oracle import expected_outputs
-from harness.results import _ordered, output_dtype, tolerance_for
+from normconf.compare import compare
+from normconf.explain import explain_output
+from normconf.inputs import generate
+from normconf.oracle import expected_outputs
+from normconf.results import _ordered, output_dtype, tolerance_for
 from tests.precision_backends import guard_examples, precision_outputs
 
 N_EXAMPLES = 520

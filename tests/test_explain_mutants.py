@@ -19,13 +19,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.adapters.base import Adapter, Observed
-from harness.cases import Case
-from harness.compare import compare
-from harness.explain import explain_output
-from harness.inputs import Inputs, generate, np_dtype
-from harness.oracle import reference_outputs
-from harness.results import _ordered, output_dtype, tolerance_for
+from normconf.adapters.base import Adapter, Observed
+from normconf.cases import Case
+from normconf.compare import compare
+from normconf.explain import explain_output
+from normconf.inputs import Inputs, generate, np_dtype
+from normconf.oracle import reference_outputs
+from normconf.results import _ordered, output_dtype, tolerance_for
 from tests.helpers import case_maker
 
 # ----------------------------------------------------------------------------------------
@@ -71,10 +71,10 @@ def _keras_literal_momentum() -> type[Adapter] | None:
     batch weight 0.01.
     """
     try:
-        from harness.adapters.tensorflow import KerasTF
+        from normconf.adapters.tensorflow import KerasTF
     except Exception:  # pragma: no cover - tensorflow adapter module missing
         return None
-    from harness.cases import Momentum
+    from normconf.cases import Momentum
 
     class KerasLiteralMomentum(KerasTF):
         id = "keras-tf-literal-momentum"
@@ -174,7 +174,7 @@ def _check_mutant(case: Case, label: str, changes: dict, min_outputs: int = 1) -
     exp = reference_outputs(case, inputs)
     mut = mutant_outputs(case, inputs, **changes)
     checked = []
-    memory: list = []  # one case x backend pair: outputs in the order harness.results.rows_for visits them
+    memory: list = []  # one case x backend pair: outputs in the order normconf.results.rows_for visits them
     for name in _ordered(mut):
         steps = mut[name]
         tol = tolerance_for(case, name)
@@ -440,7 +440,7 @@ def test_reported_variance_is_named(case_name):
 
 
 def test_every_catalog_knob_is_planted_somewhere():
-    from harness.explain.catalog import KNOBS as CATALOG
+    from normconf.explain.catalog import KNOBS as CATALOG
 
     planted = {lab.split("=")[0] for lab, _ in KNOBS + EVAL_KNOBS + PAIRS_FLAT} | {
         "eval_statistics",

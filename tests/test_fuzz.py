@@ -9,38 +9,21 @@ import csv
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from harness.cases import Case, LoadedCase, load_file
-from harness.fuzz import Executor, Finding, fuzz, representable, signature_of, write_finding
-from harness.ops.batch_norm.fuzz import case_dicts
-
-ROOT = Path(__file__).resolve().parent.parent
-MUTANTS = "tests.fuzz_mutants:MUTANTS"
-
-
-def normconf(*args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
-    )
+from normconf.cases import Case, LoadedCase, load_file
+from normconf.fuzz import Executor, Finding, fuzz, representable, signature_of, write_finding
+from normconf.ops.batch_norm.fuzz import case_dicts
+from tests.helpers import FUZZ_MUTANTS as MUTANTS
+from tests.helpers import REPO_ROOT, fuzz_mutant_runner, run_cli
 
 
 @pytest.fixture(scope="module")
 def runner():
-    import os
-
-    from harness.runner import Runner
-
-    old = os.getcwd()
-    os.chdir(ROOT)  # the worker imports tests.fuzz_mutants from the working directory
-    try:
-        with Runner((MUTANTS,), timeout=120) as r:
-            yield r
-    finally:
-        os.chdir(old)
+    with fuzz_mutant_runner(timeout=120) as r:  # in the repository root: the worker imports tests.fuzz_mutants
+        yield r
 
 
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -56,7 +39,7 @@ def test_drawn_cases_are_valid_and_within_budget(d):
 
 def test_planted_fault_is_found_shrunk_and_reproduced(tmp_path):
     out = tmp_path / "found"
-    p = normconf(
+    p = run_cli(
         "fuzz",
         "--adapter",
         MUTANTS,
@@ -85,7 +68,7 @@ def test_planted_fault_is_found_shrunk_and_reproduced(tmp_path):
 
     # `normconf run` reproduces it on the mutant, and the reference passes the same case
     rep = tmp_path / "rep"
-    p = normconf(
+    p = run_cli(
         "run", str(files[0]), "--adapter", MUTANTS, "--backend", "mutant-third-channel,numpy", "--out", str(rep)
     )
     assert p.returncode == 1, p.stdout + p.stderr
@@ -164,7 +147,7 @@ def test_written_finding_is_a_valid_case_file(runner, tmp_path):
 DRAWS = """
 import hashlib, importlib, json, sys
 from hypothesis import HealthCheck, Phase, given, seed, settings
-from harness.fuzz import case_strategy, source_blind_draws
+from normconf.fuzz import case_strategy, source_blind_draws
 for m in sys.argv[2:]:
     importlib.import_module(m)
 seen = []
@@ -184,11 +167,11 @@ print(hashlib.sha256(json.dumps(seen).encode()).hexdigest())
 def test_draws_do_not_depend_on_the_loaded_modules(op):
     # Hypothesis mixes constants from the source of loaded local modules into its draws; the fuzzer
     # turns that off, so a seed draws the same cases however many harness/test modules are imported
-    more = ["harness.explain", "harness.report.html", "harness.cli", "tests.fuzz_mutants", "tests.test_fuzz"]
+    more = ["normconf.explain", "normconf.report.html", "normconf.cli", "tests.fuzz_mutants", "tests.test_fuzz"]
     digests = set()
     for extra in ([], more):
         p = subprocess.run(
-            [sys.executable, "-c", DRAWS, op, *extra], capture_output=True, text=True, cwd=ROOT, timeout=120
+            [sys.executable, "-c", DRAWS, op, *extra], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
         )
         assert p.returncode == 0, p.stderr
         digests.add(p.stdout.strip())

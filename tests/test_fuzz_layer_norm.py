@@ -7,43 +7,25 @@ so every run here has the repository root as its working directory.
 """
 
 import csv
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from harness import ops
-from harness.cases import load_file
-from harness.fuzz import Executor, Finding, finding_yaml, fuzz
-from harness.ops.layer_norm.fuzz import case_dicts
+from normconf import ops
+from normconf.cases import load_file
+from normconf.fuzz import Executor, Finding, finding_yaml, fuzz
+from normconf.ops.layer_norm.fuzz import case_dicts
+from tests.helpers import FUZZ_MUTANTS as MUTANTS
+from tests.helpers import fuzz_mutant_runner, run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
-MUTANTS = "tests.fuzz_mutants:MUTANTS"
 SPEC = ops.get("layer_norm")
-
-
-def normconf(*args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
-    )
 
 
 @pytest.fixture(scope="module")
 def runner():
-    import os
-
-    from harness.runner import Runner
-
-    old = os.getcwd()
-    os.chdir(ROOT)  # the worker imports tests.fuzz_mutants from the working directory
-    try:
-        with Runner((MUTANTS,), timeout=120) as r:
-            yield r
-    finally:
-        os.chdir(old)
+    with fuzz_mutant_runner(timeout=120) as r:  # in the repository root: the worker imports tests.fuzz_mutants
+        yield r
 
 
 def run_fuzz(runner, backend, **kw):
@@ -98,7 +80,7 @@ def test_strategy_reaches_every_option():
 def test_planted_fault_is_found_validated_reproduced_and_deterministic(tmp_path):
     args = ["fuzz", "--op", "layer_norm", "--adapter", MUTANTS, "--backend", "mutant-ln-last-feature,numpy"]
     args += ["--max-examples", "25", "--seed", "1", "--max-shrinks", "60"]
-    p = normconf(*args, "--out", str(tmp_path / "a"))
+    p = run_cli(*args, "--out", str(tmp_path / "a"))
     assert p.returncode == 1, p.stdout + p.stderr  # 1: something was found
     files = sorted((tmp_path / "a").glob("*.yaml"))
     assert len(files) == 1, (files, p.stdout, p.stderr)  # the reference (numpy) has no finding
@@ -110,11 +92,11 @@ def test_planted_fault_is_found_validated_reproduced_and_deterministic(tmp_path)
     assert lc.case.op == "layer_norm"
     assert lc.case.shape == [3] and lc.case.steps == 1, lc.case  # rows of m >= 3: one row of 3
 
-    v = normconf("validate", str(files[0]))
+    v = run_cli("validate", str(files[0]))
     assert v.returncode == 0, v.stdout + v.stderr
 
     rep = tmp_path / "rep"
-    r = normconf(
+    r = run_cli(
         "run", str(files[0]), "--adapter", MUTANTS, "--backend", "mutant-ln-last-feature,numpy", "--out", str(rep)
     )
     assert r.returncode == 1, r.stdout + r.stderr
@@ -125,7 +107,7 @@ def test_planted_fault_is_found_validated_reproduced_and_deterministic(tmp_path)
     assert {x["outcome"] for x in rows if x["backend"] == "numpy"} == {"pass"}
 
     # the same seed again: byte-identical finding files
-    p2 = normconf(*args, "--out", str(tmp_path / "b"))
+    p2 = run_cli(*args, "--out", str(tmp_path / "b"))
     assert p2.returncode == 1, p2.stdout + p2.stderr
     again = sorted((tmp_path / "b").glob("*.yaml"))
     assert [f.name for f in again] == [f.name for f in files]
@@ -161,17 +143,17 @@ def test_same_seed_same_findings_in_process(runner):
 
 
 def test_unknown_op_exits_2_with_the_known_ops():
-    p = normconf("fuzz", "--op", "nope", timeout=60)
+    p = run_cli("fuzz", "--op", "nope", timeout=60)
     assert p.returncode == 2, p.stdout + p.stderr
     assert "fuzzable ops: batch_norm, layer_norm" in p.stderr and "Traceback" not in p.stderr
-    p = normconf("fuzz", "--op", "layer_nrom", timeout=60)
+    p = run_cli("fuzz", "--op", "layer_nrom", timeout=60)
     assert p.returncode == 2 and "did you mean 'layer_norm'?" in p.stderr, p.stderr
 
 
 def test_options_and_backends_the_op_lacks_exit_2():
-    p = normconf("fuzz", "--op", "layer_norm", "--mode", "train", timeout=60)
+    p = run_cli("fuzz", "--op", "layer_norm", "--mode", "train", timeout=60)
     assert p.returncode == 2 and "--mode: op layer_norm has no modes" in p.stderr, p.stderr
-    p = normconf("fuzz", "--op", "layer_norm", "--adapter", MUTANTS, "--backend", "mutant-third-channel", timeout=120)
+    p = run_cli("fuzz", "--op", "layer_norm", "--adapter", MUTANTS, "--backend", "mutant-third-channel", timeout=120)
     assert p.returncode == 2, p.stdout + p.stderr
     assert "mutant-third-channel do(es) not implement op layer_norm" in p.stderr and "Traceback" not in p.stderr
 

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from harness.cases import (
+from normconf.cases import (
     BYTES_PER_ELEMENT,
     Case,
     CaseError,
@@ -19,7 +19,7 @@ from harness.cases import (
     load_file,
     load_paths,
 )
-from harness.inputs import generate
+from normconf.inputs import generate
 
 
 def write(tmp_path, text, name="c.yaml"):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from harness.cases import Case
-from harness.compare import Tolerance, compare, default_tolerance, ulp
-from harness.inputs import generate
+from normconf.cases import Case
+from normconf.compare import Tolerance, compare, default_tolerance, ulp
+from normconf.inputs import generate
 from tests.helpers import case_maker
 
 case = case_maker(

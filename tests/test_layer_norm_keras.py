@@ -2,8 +2,8 @@
 keras-numpy (Keras 3), and tf_keras.layers.LayerNormalization split by its own path choice over
 tf-keras-fused / tf-keras-unfused (Keras 2).  tf-nn and tf-fused (raw TensorFlow ops) have no LayerNorm.
 
-Every expectation is the float64 reference (``references.layer_norm``, through the runner's comparison
-or called here), never another framework.  Everything runs through :class:`harness.runner.Runner`
+Every expectation is the float64 reference (``normconf.references.layer_norm``, through the runner's comparison
+or called here), never another framework.  Everything runs through :class:`normconf.runner.Runner`
 (one worker per group, ``KERAS_BACKEND`` set before import), never in this process.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.cases import LoadedCase
-from harness.ops.layer_norm.case import LayerNormCase
+from normconf.cases import LoadedCase
+from normconf.ops.layer_norm.case import LayerNormCase
 
 AFFINE = {"gamma": {"dist": "normal", "seed": 1}, "beta": {"dist": "normal", "seed": 2}}
 KERAS3 = ("keras-tf", "keras-torch", "keras-jax", "keras-numpy")
@@ -185,8 +185,8 @@ def test_float64_working_precision(runner):
 
 # --- conventions ---------------------------------------------------------------------------------------
 def _reference_y(lc, **semantics):
-    from harness.ops import get
-    from harness.ops.layer_norm.semantics import LayerNormSemantics
+    from normconf.ops import get
+    from normconf.ops.layer_norm.semantics import LayerNormSemantics
 
     spec = get("layer_norm")
     inputs = spec.generate(lc.case)
@@ -225,9 +225,9 @@ def test_unbiased_case_explained_by_the_biased_variance(runner, backend):
 
 
 def test_profiles_declare_layer_norm_entries_with_evidence():
-    from harness.adapters.keras_backends import KerasJax, KerasNumpy, KerasTorch
-    from harness.adapters.tensorflow import TFNN, KerasTF, TFFused
-    from harness.adapters.tf_keras_backends import TFKerasFused, TFKerasUnfused
+    from normconf.adapters.keras_backends import KerasJax, KerasNumpy, KerasTorch
+    from normconf.adapters.tensorflow import TFNN, KerasTF, TFFused
+    from normconf.adapters.tf_keras_backends import TFKerasFused, TFKerasUnfused
 
     for cls in (KerasTF, KerasTorch, KerasJax, KerasNumpy):
         ln = {e.knob: e for e in cls.conventions if e.op == "layer_norm"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import load_paths
+from normconf.cases import load_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = sorted((ROOT / "cases").glob("layer_norm*.yaml"))

@@ -1,5 +1,5 @@
 """LayerNorm through the ONNX backends (ort*, onnx-reference*) and opencv-dnn, and the two model
-forms of harness.onnx_models (LayerNormalization-17; the decomposed pre-opset-17 graph).
+forms of normconf.onnx_models (LayerNormalization-17; the decomposed pre-opset-17 graph).
 
 Every expected value is the float64 reference (``references/layer_norm.py`` through the op spec) or
 computed by hand; no backend is compared with another.  Verdicts go through the runner (the conftest's
@@ -15,12 +15,12 @@ import pytest
 
 pytest.importorskip("onnx")
 
-from harness.adapters import get_adapter  # noqa: E402
-from harness.adapters.base import Unsupported  # noqa: E402
-from harness.cases import LoadedCase  # noqa: E402
-from harness.ops import get as get_op  # noqa: E402
-from harness.ops.layer_norm.case import LayerNormCase  # noqa: E402
-from harness.profiles import profile_of  # noqa: E402
+from normconf.adapters import get_adapter  # noqa: E402
+from normconf.adapters.base import Unsupported  # noqa: E402
+from normconf.cases import LoadedCase  # noqa: E402
+from normconf.ops import get as get_op  # noqa: E402
+from normconf.ops.layer_norm.case import LayerNormCase  # noqa: E402
+from normconf.profiles import profile_of  # noqa: E402
 
 AFFINE = {"gamma": {"dist": "normal", "mean": 1.0, "std": 0.5, "seed": 1}, "beta": {"dist": "normal", "seed": 2}}
 NATIVE_ORT = ("ort", "ort-init", "ort-init-noopt")
@@ -60,7 +60,7 @@ def direct(backend: str, **fields):
 def test_layer_normalization_17_model_translates_the_case():
     from onnx import TensorProto, numpy_helper
 
-    from harness.onnx_models import build_layer_norm_model
+    from normconf.onnx_models import build_layer_norm_model
 
     c = ln(shape=[2, 3, 8], axes=[-2, -1], eps=0.25, affine=AFFINE)
     inputs = LN.generate(c)
@@ -84,7 +84,7 @@ def test_layer_normalization_17_model_translates_the_case():
 
 
 def test_layer_normalization_17_without_affine_or_bias():
-    from harness.onnx_models import build_layer_norm_model
+    from normconf.onnx_models import build_layer_norm_model
 
     c = ln(affine=False)
     model, feeds = build_layer_norm_model(c, LN.generate(c), "inputs")
@@ -113,7 +113,7 @@ def test_layer_normalization_17_without_affine_or_bias():
 def test_decomposed_graph_is_the_pre_opset17_export(fields, ops):
     from onnx import numpy_helper
 
-    from harness.onnx_models import build_layer_norm_decomposed
+    from normconf.onnx_models import build_layer_norm_decomposed
 
     c = ln(shape=[2, 3, 8], axes=[1, 2], dtype="float64", eps=0.1, **fields)
     model, _ = build_layer_norm_decomposed(c, LN.generate(c), "inputs")
@@ -313,7 +313,7 @@ def test_opencv_float32_only_and_one_layer():
 
 # --- BatchNorm is untouched ---------------------------------------------------------------------------
 def test_batch_norm_profiles_are_unchanged():
-    from harness.adapters import onnx_backends as ob
+    from normconf.adapters import onnx_backends as ob
 
     bn = {b: profile_of(type(get_adapter(b))).for_op("batch_norm") for b in ALL}
     for b in NATIVE_ORT:

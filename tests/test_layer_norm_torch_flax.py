@@ -5,8 +5,8 @@ import importlib.util
 
 import pytest
 
-from harness.cases import LoadedCase
-from harness.ops.layer_norm.case import LayerNormCase
+from normconf.cases import LoadedCase
+from normconf.ops.layer_norm.case import LayerNormCase
 
 AFFINE = {"gamma": {"dist": "normal", "seed": 1}, "beta": {"dist": "normal", "seed": 2}}
 TORCH = ("torch", "torch-functional")
@@ -133,9 +133,9 @@ def test_nnx_notes_the_parameter_cast_to_the_case_dtype(runner):
 
 
 def test_layer_norm_profiles_and_ops():
-    from harness.adapters.flax_backends import FlaxLinen, FlaxNNX
-    from harness.adapters.torch_backends import TorchFunctional, TorchModule, TorchScratch
-    from harness.profiles import Profile
+    from normconf.adapters.flax_backends import FlaxLinen, FlaxNNX
+    from normconf.adapters.torch_backends import TorchFunctional, TorchModule, TorchScratch
+    from normconf.profiles import Profile
 
     assert TorchModule.ops == FlaxLinen.ops == FlaxNNX.ops == ("batch_norm", "layer_norm")
     assert TorchFunctional.ops == ("layer_norm",) and TorchScratch.ops == ("batch_norm",)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.adapters.native import native_adapter_class
-from harness.cases import load_file
-from harness.native import NormconfCall, bundled_library, include_dir
-from harness.runner import Runner
+from normconf.adapters.native import native_adapter_class
+from normconf.cases import load_file
+from normconf.native import NormconfCall, bundled_library, include_dir
+from normconf.runner import Runner
 from tests.helpers import loaded_case
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,7 +167,7 @@ def test_cli_run_with_native_library(tmp_path):
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "normconf.cli",
             "run",
             str(SEED),
             "--native",

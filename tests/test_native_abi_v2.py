@@ -24,9 +24,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from harness.adapters.base import Unsupported
-from harness.adapters.native import ABI_OPS, CppAdapter, TinyDnnAdapter, native_adapter_class
-from harness.native import (
+from normconf.adapters.base import Unsupported
+from normconf.adapters.native import ABI_OPS, CppAdapter, TinyDnnAdapter, native_adapter_class
+from normconf.native import (
     BACKWARD,
     EUNSUPPORTED,
     FLOAT32,
@@ -41,7 +41,7 @@ from harness.native import (
     include_dir,
     load,
 )
-from harness.native.layer_norm import call_layer_norm
+from normconf.native.layer_norm import call_layer_norm
 
 ROOT = Path(__file__).resolve().parent.parent
 INCLUDE = include_dir()
@@ -319,7 +319,7 @@ def test_backward_direction_is_unsupported(cpp, op):
 
 
 def test_a_v1_struct_is_refused_by_a_v2_library(cpp):
-    from harness.native import NormconfCall
+    from normconf.native import NormconfCall
 
     with pytest.raises(TypeError, match="NormconfCallV2"):
         cpp.forward(NormconfCall())
@@ -563,8 +563,8 @@ cases:
 
 @needs_cc
 def test_runner_layer_norm_cases_on_v2_and_v1_libraries(tmp_path):
-    from harness.cases import load_file
-    from harness.runner import Runner
+    from normconf.cases import load_file
+    from normconf.runner import Runner
 
     f = tmp_path / "ln_native.yaml"
     f.write_text(LN_YAML)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.adapters.native import CppAdapter
-from harness.cases import Case, load_file
-from harness.inputs import generate
-from harness.native import (
+from normconf.adapters.native import CppAdapter
+from normconf.cases import Case, load_file
+from normconf.inputs import generate
+from normconf.native import (
     EINVAL,
     EUNSUPPORTED,
     FLOAT32,
@@ -26,7 +26,7 @@ from harness.native import (
     call_forward,
     load,
 )
-from harness.runner import Runner
+from normconf.runner import Runner
 from tests.helpers import loaded_case
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.adapters import native as native_mod
-from harness.adapters.base import Unsupported
-from harness.adapters.native import TINYDNN_APT, TinyDnnAdapter
-from harness.cases import Case, LoadedCase, load_file
-from harness.inputs import generate
-from harness.runner import Runner
+from normconf.adapters import native as native_mod
+from normconf.adapters.base import Unsupported
+from normconf.adapters.native import TINYDNN_APT, TinyDnnAdapter
+from normconf.cases import Case, LoadedCase, load_file
+from normconf.inputs import generate
+from normconf.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "cases" / "seed_article.yaml"

@@ -1,14 +1,14 @@
-"""ONNX backends (ort*, onnx-reference*) and the shared model builder (harness.onnx_models).
+"""ONNX backends (ort*, onnx-reference*) and the shared model builder (normconf.onnx_models).
 
 Every expected value is computed independently: by hand with NumPy in float64,
-or with the float64 oracle (harness.oracle.reference_outputs).  No backend is
+or with the float64 oracle (normconf.oracle.reference_outputs).  No backend is
 compared with itself or with another backend.
 
 Tolerances: float32 backends against float64 values computed by hand use
 rtol 1e-5 / atol 1e-6 -- a handful of float32 operations (mean, variance,
 rsqrt, multiply-add) on values of magnitude <= 10 stay within ~10 float32 ulps
 (1.2e-7 each); the seed checks use the harness's own default tolerance
-(harness.compare.default_tolerance), i.e. the verdict `normconf run` gives.
+(normconf.compare.default_tolerance), i.e. the verdict `normconf run` gives.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import pytest
 
 pytest.importorskip("onnx")
 
-from harness.adapters import get_adapter  # noqa: E402
-from harness.adapters.base import Unsupported  # noqa: E402
-from harness.cases import Case  # noqa: E402
-from harness.compare import compare, default_tolerance  # noqa: E402
-from harness.inputs import generate  # noqa: E402
-from harness.oracle import reference_outputs  # noqa: E402
+from normconf.adapters import get_adapter  # noqa: E402
+from normconf.adapters.base import Unsupported  # noqa: E402
+from normconf.cases import Case  # noqa: E402
+from normconf.compare import compare, default_tolerance  # noqa: E402
+from normconf.inputs import generate  # noqa: E402
+from normconf.oracle import reference_outputs  # noqa: E402
 from tests.helpers import case_maker  # noqa: E402
 
 ORT_IDS = ["ort", "ort-init", "ort-init-noopt", "ort-opset9", "ort-opset9-init"]
@@ -62,7 +62,7 @@ def bcast(v, ndim, axis):
 
 # --- the model builder --------------------------------------------------------------------------
 def test_model_attributes_translate_momentum_and_eps():
-    from harness.onnx_models import build_model
+    from normconf.onnx_models import build_model
 
     # PyTorch-direction batch weight 0.3 -> ONNX momentum 0.7 (weight of the old running value)
     c = case(momentum={"batch_weight": 0.3}, eps=0.25)
@@ -80,7 +80,7 @@ def test_model_attributes_translate_momentum_and_eps():
 
 
 def test_params_as_inputs_or_initializers():
-    from harness.onnx_models import PARAM_NAMES, X, build_model
+    from normconf.onnx_models import PARAM_NAMES, X, build_model
 
     c = case(affine={"gamma": [1.0, 2.0, 3.0], "beta": [0.5, 0.0, -0.5]}, running_mean=[0.1, 0.2, 0.3])
     inputs = generate(c)
@@ -97,7 +97,7 @@ def test_params_as_inputs_or_initializers():
 
 
 def test_opset9_model_is_inference_and_min_ir():
-    from harness.onnx_models import build_model
+    from normconf.onnx_models import build_model
 
     c = case(mode="eval")
     model, _ = build_model(c, generate(c), opset=9)
@@ -108,7 +108,7 @@ def test_opset9_model_is_inference_and_min_ir():
 
 
 def test_schema_type_constraints_decide_expressibility():
-    from harness.onnx_models import check_expressible
+    from normconf.onnx_models import check_expressible
 
     with pytest.raises(Unsupported, match="bfloat16"):
         check_expressible(case(mode="eval", dtype="bfloat16"), 9, training=False)
@@ -252,7 +252,7 @@ def test_ort_float16_runs():
 
 
 def test_dtype_refusal_classifier():
-    from harness.adapters.onnx_backends import ort_refuses_dtype
+    from normconf.adapters.onnx_backends import ort_refuses_dtype
 
     assert ort_refuses_dtype(
         RuntimeError(
@@ -272,7 +272,7 @@ def test_opset9_declares_train_unsupported():
 
 def test_sessions_are_cached_by_signature():
     pytest.importorskip("onnxruntime")
-    from harness.adapters import onnx_backends as ob
+    from normconf.adapters import onnx_backends as ob
 
     a = get_adapter("ort")
     c1 = case(input={"seed": 11}, running_mean=0.25)
@@ -352,7 +352,7 @@ def test_training_sessions_with_initializers_are_not_reused():
     the adapter builds a fresh session each time: repeated runs of one case give identical results."""
     from pathlib import Path
 
-    from harness.cases import load_paths
+    from normconf.cases import load_paths
 
     pytest.importorskip("onnxruntime")
     cases = Path(__file__).resolve().parent.parent / "cases" / "dtypes.yaml"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import ops
-from harness.adapters.numpy_ref import NumpyReference
-from harness.cases import CaseFileError, load_file
-from harness.oracle import expected_outputs
-from harness.results import rows_for
-from harness.worker import BackendResult
+from normconf import ops
+from normconf.adapters.numpy_ref import NumpyReference
+from normconf.cases import CaseFileError, load_file
+from normconf.oracle import expected_outputs
+from normconf.results import rows_for
+from normconf.worker import BackendResult
 from tests import toy_op
 
 
@@ -118,7 +118,7 @@ def test_a_toy_op_registered_from_tests_runs_on_numpy(center_op, tmp_path):
 
 
 def test_an_adapter_without_the_op_is_unsupported_without_running(center_op):
-    from harness.adapters.torch_backends import TorchModule
+    from normconf.adapters.torch_backends import TorchModule
 
     case = toy_op.CenterCase.model_validate({"id": "x", "op": "center", "shape": [2, 3]})
     assert "op center not implemented by torch" in TorchModule().unsupported(case)

@@ -35,7 +35,7 @@ def _run(tmp: Path, env_changes: dict, noisy: bool = False) -> dict:
     extra = ["--adapter", "tests.noisy_adapters:ADAPTERS"] if noisy else []
     # LayerNorm-only backends run the LayerNorm traps; the noisy wrappers wrap the BatchNorm backends
     p = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", *SUBSET, "--out", str(out), "-j", "1", *extra],
+        [sys.executable, "-m", "normconf.cli", "run", *SUBSET, "--out", str(out), "-j", "1", *extra],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -65,8 +65,8 @@ def test_outcomes_and_labels_do_not_depend_on_kernels_or_threads(tmp_path):
 
 
 def _out_dtype(case_id: str, output: str) -> str:
-    from harness.cases import load_paths
-    from harness.results import output_dtype
+    from normconf.cases import load_paths
+    from normconf.results import output_dtype
 
     if not _CASES:
         _CASES.update({lc.case.id: lc.case for lc in load_paths([ROOT / p for p in SUBSET])})

@@ -15,10 +15,10 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from harness.compare import compare
-from harness.inputs import generate, np_dtype
-from harness.oracle import reference_outputs
-from harness.results import output_dtype, tolerance_for
+from normconf.compare import compare
+from normconf.inputs import generate, np_dtype
+from normconf.oracle import reference_outputs
+from normconf.results import output_dtype, tolerance_for
 from tests.helpers import case_maker
 from tests.precision_backends import (
     ARITHMETIC,

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.adapters import all_adapters
-from harness.cases import load_file, load_paths
-from harness.cli import main
-from harness.profiles import Convention, op_knobs, parse_conventions, profile_of
-from harness.runner import Runner
+from normconf.adapters import all_adapters
+from normconf.cases import load_file, load_paths
+from normconf.cli import main
+from normconf.profiles import Convention, op_knobs, parse_conventions, profile_of
+from normconf.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
@@ -154,7 +154,7 @@ def _run_library(lib: Path, out: Path, *extra: str) -> subprocess.CompletedProce
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "normconf.cli",
             "run",
             str(ROOT / "cases"),
             "--native",
@@ -246,11 +246,11 @@ def test_profile_entries_are_validated():
 def test_every_builtin_profile_entry_is_exercised_by_the_case_library():
     """Each entry must be visible in at least one library case its backend accepts: there the library
     items (pytest cases/) check that the backend shows it (a profile entry nothing exercises is untested)."""
-    from harness.compare import Tolerance, compare
-    from harness.inputs import generate
-    from harness.ops import spec_for
-    from harness.oracle import expected_outputs, reference_outputs, round_to_output_dtypes
-    from harness.results import output_dtype, tolerance_for
+    from normconf.compare import Tolerance, compare
+    from normconf.inputs import generate
+    from normconf.ops import spec_for
+    from normconf.oracle import expected_outputs, reference_outputs, round_to_output_dtypes
+    from normconf.results import output_dtype, tolerance_for
 
     library = [lc.case for lc in load_paths([ROOT / "cases"]) if lc.case.n_elements <= 1 << 16]
     refs: dict = {}

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from harness.adapters import all_adapters
+from normconf.adapters import all_adapters
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -27,7 +27,7 @@ def test_readme_c_example_is_the_compiled_example():
 
 
 def test_documented_outcomes_match_the_code():
-    from harness.cases import OUTCOMES
+    from normconf.cases import OUTCOMES
 
     section = README[README.index("## Outcomes") : README.index("## The case format")]
     for outcome in OUTCOMES:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from harness.semantics import Semantics
-from references.batchnorm import batch_norm_reference
+from normconf.references.batchnorm import batch_norm_reference
+from normconf.semantics import Semantics
 from tests.seed_values import SEED, TINY_DNN_ROW0
 from tests.seed_values import SEED_Y_ROWS as SEED_Y
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from harness.cases import Case
-from harness.inputs import generate
-from harness.oracle import expected_outputs, reference_outputs
+from normconf.cases import Case
+from normconf.inputs import generate
+from normconf.oracle import expected_outputs, reference_outputs
 
 
 def test_expected_variance_overflows_to_inf_in_float16():

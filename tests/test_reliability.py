@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.cases import load_file
-from harness.runner import Runner
+from normconf.cases import load_file
+from normconf.runner import Runner
 from tests.crashy_adapters import SPEC
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def check_crashy(pairs, backends):
 def normconf(*args, cwd=ROOT, env=None, **kw):
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200", **(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, **kw
+        [sys.executable, "-m", "normconf.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, **kw
     )
 
 
@@ -191,7 +191,7 @@ def test_interrupt_keeps_previous_report_and_writes_partial(tmp_path, sig, jobs)
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "normconf.cli",
             "run",
             "slow.yaml",
             "--adapter",
@@ -264,7 +264,7 @@ def test_hung_worker_dies_with_a_killed_harness(tmp_path):
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "normconf.cli",
             "run",
             "h.yaml",
             "--adapter",
@@ -324,7 +324,7 @@ def test_a_reply_read_whose_pipe_is_closed_under_it_is_a_worker_failure():
     WorkerFailure, which the run handles, never an OSError."""
     import threading
 
-    from harness.runner import WorkerFailure, WorkerHandle
+    from normconf.runner import WorkerFailure, WorkerHandle
 
     w = WorkerHandle("numpy", {}, (), ())
     got: list = []

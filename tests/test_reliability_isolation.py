@@ -26,8 +26,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from harness.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
-from harness.native import bundled_library, include_dir
+from normconf.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
+from normconf.native import bundled_library, include_dir
 from tests.helpers import finish
 from tests.isolation_adapters import ORPHAN_VAR
 from tests.isolation_adapters import SPEC as SPAWNER
@@ -96,9 +96,9 @@ def test_modules_in_the_current_folder_are_never_imported(tmp_path):
 def test_empty_pythonpath_entries_do_not_bring_the_current_folder_back(tmp_path, monkeypatch):
     """PYTHONPATH=":" names the current folder only implicitly (empty entries): a worker ignores them;
     an explicit entry is honoured, made absolute."""
-    from harness import isolation
-    from harness.cases import Case, LoadedCase
-    from harness.runner import Runner
+    from normconf import isolation
+    from normconf.cases import Case, LoadedCase
+    from normconf.runner import Runner
 
     marker = tmp_path / "numpy.imported"
     _marker_module(tmp_path / "numpy.py", marker, "raise ImportError('planted')\n")
@@ -121,7 +121,7 @@ def test_adapter_module_in_the_current_folder_is_pinned_not_its_folder(tmp_path)
     _marker_module(tmp_path / "numpy.py", markers / "numpy.imported", "raise ImportError('planted')\n")
     (tmp_path / "mine.py").write_text(
         textwrap.dedent("""
-        from harness.adapters.numpy_ref import NumpyReference
+        from normconf.adapters.numpy_ref import NumpyReference
 
         class Echo(NumpyReference):
             id = "mine-echo"
@@ -167,7 +167,7 @@ def _spawner_run(tmp_path: Path, token: str, tags: str):
     return [
         sys.executable,
         "-m",
-        "harness.cli",
+        "normconf.cli",
         "run",
         "c.yaml",
         "--adapter",
@@ -215,8 +215,8 @@ def test_processes_started_by_an_adapter_end_when_the_harness_is_terminated(tmp_
 
 
 def test_adapter_modules_are_imported_in_a_worker_not_the_harness(tmp_path, monkeypatch):
-    from harness.profiles import convention
-    from harness.runner import Runner
+    from normconf.profiles import convention
+    from normconf.runner import Runner
 
     mod = f"iso_probe_{uuid.uuid4().hex[:8]}"
     marker = tmp_path / "imported"
@@ -224,8 +224,8 @@ def test_adapter_modules_are_imported_in_a_worker_not_the_harness(tmp_path, monk
         tmp_path / f"{mod}.py",
         marker,
         """
-        from harness.adapters.numpy_ref import NumpyReference
-        from harness.profiles import convention
+        from normconf.adapters.numpy_ref import NumpyReference
+        from normconf.profiles import convention
 
         class Probe(NumpyReference):
             id = "iso-probe"
@@ -240,7 +240,7 @@ def test_adapter_modules_are_imported_in_a_worker_not_the_harness(tmp_path, monk
     )
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))  # the harness could import it: it must not
-    from harness.cases import Case, LoadedCase
+    from normconf.cases import Case, LoadedCase
 
     with Runner((f"{mod}:Probe",), timeout=60) as r:
         assert mod not in sys.modules
@@ -270,7 +270,7 @@ def _user_module_run(tmp_path: Path, body: str, timeout: float = 120, **env: str
     cmd = [
         sys.executable,
         "-m",
-        "harness.cli",
+        "normconf.cli",
         "run",
         "c.yaml",
         "--adapter",
@@ -385,8 +385,8 @@ def test_unloadable_native_library_is_an_error_not_unavailable(tmp_path, capsys,
 def test_an_adapter_cannot_replace_a_builtin_backend(tmp_path):
     (tmp_path / "impostor.py").write_text(
         textwrap.dedent("""
-        from harness.adapters.base import Observed
-        from harness.adapters.numpy_ref import NumpyReference
+        from normconf.adapters.base import Observed
+        from normconf.adapters.numpy_ref import NumpyReference
 
         class Impostor(NumpyReference):
             id = "numpy"
@@ -401,7 +401,7 @@ def test_an_adapter_cannot_replace_a_builtin_backend(tmp_path):
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "normconf.cli",
             "run",
             "c.yaml",
             "--adapter",
@@ -418,7 +418,7 @@ def test_an_adapter_cannot_replace_a_builtin_backend(tmp_path):
         timeout=300,
     )
     assert p.returncode == EXIT_USAGE, p.stdout + p.stderr
-    assert "impostor.Impostor" in p.stderr and "harness.adapters.numpy_ref.NumpyReference" in p.stderr, p.stderr
+    assert "impostor.Impostor" in p.stderr and "normconf.adapters.numpy_ref.NumpyReference" in p.stderr, p.stderr
     assert "'numpy'" in p.stderr
     assert not (tmp_path / "reports").exists()
 
@@ -428,7 +428,7 @@ def test_report_on_results_naming_a_fifo_case_file_does_not_hang(tmp_path):
     /proc/kmsg): `normconf report` never opens it (the case panel comes from what the run recorded), no hang."""
     import json
 
-    from harness.cli import main as cli_main
+    from normconf.cli import main as cli_main
 
     out = tmp_path / "run"
     assert cli_main(["run", str(ROOT / "cases" / "seed_article.yaml"), "-b", "numpy", "--out", str(out)]) == 0
@@ -441,7 +441,7 @@ def test_report_on_results_naming_a_fifo_case_file_does_not_hang(tmp_path):
     (out / "results.json").write_text(json.dumps(data))
     # a hang is a failure: subprocess.run raises TimeoutExpired
     p = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "report", str(out / "results.json"), "--out", str(tmp_path / "page")],
+        [sys.executable, "-m", "normconf.cli", "report", str(out / "results.json"), "--out", str(tmp_path / "page")],
         capture_output=True,
         text=True,
         timeout=120,
@@ -454,8 +454,8 @@ def test_report_on_results_naming_a_fifo_case_file_does_not_hang(tmp_path):
 
 def test_a_huge_results_file_is_refused_before_it_is_read(tmp_path, capsys):
     """Issue 17 (file reads): report/diff/expect accept read results files with a size bound."""
-    from harness.cli import main as cli_main
-    from harness.report.cli import MAX_RESULTS_BYTES
+    from normconf.cli import main as cli_main
+    from normconf.report.cli import MAX_RESULTS_BYTES
 
     big = tmp_path / "results.json"
     with open(big, "wb") as f:  # sparse: no disk space used

@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.adapters.numpy_ref import NumpyReference
-from harness.cases import load_file
-from harness.inputs import generate
-from harness.oracle import expected_outputs
-from harness.report.plots import plot_data
-from harness.results import rows_for
-from harness.runner import Runner
-from harness.worker import BackendResult
+from normconf.adapters.numpy_ref import NumpyReference
+from normconf.cases import load_file
+from normconf.inputs import generate
+from normconf.oracle import expected_outputs
+from normconf.report.plots import plot_data
+from normconf.results import rows_for
+from normconf.runner import Runner
+from normconf.worker import BackendResult
 from tests.hostile_adapters import HOSTILE, SPEC
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ def test_cli_run_with_every_hostile_backend_completes_with_reports(tmp_path):
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "normconf.cli",
             "run",
             "tiny.yaml",
             "--adapter",
@@ -148,7 +148,7 @@ LEGIT = {
 
 @pytest.mark.parametrize("name", sorted(LEGIT))
 def test_spec_accepts_what_real_backends_return(tmp_path, name):
-    from harness.validate_outputs import problems
+    from normconf.validate_outputs import problems
 
     case = _case(tmp_path, **LEGIT[name])
     full = NumpyReference().run(case, generate(case)).outputs  # y, statistics, inv_std and x_hat in float64
@@ -160,15 +160,15 @@ def test_spec_accepts_what_real_backends_return(tmp_path, name):
 
 
 def test_spec_names_are_the_references():
-    from harness import validate_outputs as vo
-    from references.batchnorm import OUTPUT_NAMES, PER_CHANNEL_OUTPUTS
+    from normconf import validate_outputs as vo
+    from normconf.references.batchnorm import OUTPUT_NAMES, PER_CHANNEL_OUTPUTS
 
     assert vo.OUTPUT_NAMES == OUTPUT_NAMES
     assert set(vo.OUTPUT_NAMES) - set(vo.DATA_OUTPUTS) == set(PER_CHANNEL_OUTPUTS)
 
 
 def test_spec_rejects_statistics_in_eval_mode_and_eval_y_without_eval_after(tmp_path):
-    from harness.validate_outputs import problems
+    from normconf.validate_outputs import problems
 
     ev = _case(tmp_path, shape=[3, 2], mode="eval")
     y = [np.zeros((3, 2), np.float32)]

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from harness.cases import (
+from normconf.cases import (
     BYTES_PER_ELEMENT,
     CaseFileError,
     check_expectation_backends,

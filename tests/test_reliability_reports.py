@@ -3,7 +3,7 @@
 ``normconf run --out DIR`` writes its set (results.csv, results.json, index.html) into a staging
 folder ``DIR/.normconf-new-<pid>-<hex>/`` and only then renames it into DIR (docs/reliability.md,
 "Report folder").  These tests kill the harness while it writes (the ``NORMCONF_TEST_PAUSE_WRITE`` hook of
-:func:`harness.report.write_reports` makes it wait at a known point), fill a real tmpfs, make --out
+:func:`normconf.report.write_reports` makes it wait at a known point), fill a real tmpfs, make --out
 read-only, dangling or a loop, run two harnesses into one folder, and keep a user's file in
 ``partial/``.  Only the NumPy reference (and the planted ``crashy`` backend) run: each test takes
 seconds.  Mounting a tmpfs needs root; where it is not possible the in-process variants (monkeypatched
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from normconf.cli import main
 from tests.helpers import finish
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def _argv(out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "harness.cli",
+        "normconf.cli",
         "run",
         SEED,
         "-b",
@@ -185,7 +185,7 @@ class TestKilledWhileWriting:
         assert set(snapshot(out)) == set(SET)
 
     def test_sigkill_during_the_swap_is_detected_and_completed(self, tmp_path):
-        from harness.report import recover_reports, verify_reports
+        from normconf.report import recover_reports, verify_reports
 
         out = tmp_path / "reports"
         before = old_set(out)
@@ -213,7 +213,7 @@ class TestKilledWhileWriting:
         assert snapshot(out) == expected and verify_reports(out) == [] and leftovers(out) == []
 
     def test_the_manifest_names_the_set(self, tmp_path):
-        from harness.report import verify_reports
+        from normconf.report import verify_reports
 
         out = tmp_path / "reports"
         old_set(out)
@@ -224,9 +224,9 @@ class TestKilledWhileWriting:
         assert problems and "results.csv" in problems[0]
 
     def test_failed_html_rendering_keeps_the_data_and_drops_the_stale_page(self, tmp_path, monkeypatch):
-        import harness.report.html as html
-        from harness.report import verify_reports, write_reports
-        from harness.results import Row, read_results, to_frame
+        import normconf.report.html as html
+        from normconf.report import verify_reports, write_reports
+        from normconf.results import Row, read_results, to_frame
 
         out = tmp_path / "reports"
         old_set(out)
@@ -415,7 +415,7 @@ class TestConcurrentRuns:
         # had it waited for the lock it would have run after the first and exited 0: refusing with the
         # first run's pid is the proof that it failed fast (no time is asserted)
         assert rc == 0, o + e  # the first run is not disturbed
-        from harness.results import read_results
+        from normconf.results import read_results
 
         df, _ = read_results(out / "results.json")
         assert set(df["case"]) == {"seed_article_eval"}
@@ -430,7 +430,7 @@ class TestConcurrentRuns:
             [
                 sys.executable,
                 "-m",
-                "harness.cli",
+                "normconf.cli",
                 "run",
                 str(tmp_path / "slow.yaml"),
                 "--adapter",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import COLUMNS, TIMING_COLUMNS
+from normconf.results import COLUMNS, TIMING_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ def run(folder: Path, *extra: str) -> subprocess.CompletedProcess:
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "normconf.cli",
             "run",
             "seed_article.yaml",
             "generated.yaml",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.report.diff import diff, format_html, format_text
-from harness.results import Row, to_frame, write_csv, write_json
+from normconf.report.diff import diff, format_html, format_text
+from normconf.results import Row, to_frame, write_csv, write_json
 
 
 def R(case, backend, outcome, *, version="1.0", output="y", expl="", text="", msg="", as_expected=None):
@@ -130,7 +130,7 @@ def test_html_escapes_hostile_strings():
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])
 def test_diff_command_exit_codes(tmp_path, fmt, capsys):
-    from harness.cli import main
+    from normconf.cli import main
 
     def write(rows, name):
         path = tmp_path / f"{name}.{fmt}"

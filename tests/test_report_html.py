@@ -9,11 +9,11 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from harness.report import write_reports
-from harness.report.html import json_for_script, page_data, render
-from harness.report.model import build
-from harness.report.plots import heatmap_svg, plot_data, plot_key
-from harness.results import Row, read_results, to_frame, write_json
+from normconf.report import write_reports
+from normconf.report.html import json_for_script, page_data, render
+from normconf.report.model import build
+from normconf.report.plots import heatmap_svg, plot_data, plot_key
+from normconf.results import Row, read_results, to_frame, write_json
 
 HOSTILE_ID = "<script>alert(1)</script>"
 HOSTILE_MSG = "</script><script>alert(2)</script><img src=x onerror=alert(3)>"
@@ -194,7 +194,7 @@ def test_hostile_strings_are_escaped(tmp_path):
 
 
 def test_long_texts_are_stored_as_shared_pieces():
-    from harness.report.html import _Strings
+    from normconf.report.html import _Strings
 
     cite = "[PyTorch documents that the running variance is unbiased (https://pytorch.org/docs)]"
     t1 = "updates running_var with m-1 = 17; residual after this correction 6e-09, error without it 0.0008. " + cite
@@ -273,8 +273,8 @@ def test_write_reports_writes_csv_json_and_html(tmp_path):
 def test_the_run_records_description_parameters_and_input_summary(tmp_path):
     """The case panel comes from ``meta["case_info"]``, recorded by the run: the report re-reads no case
     file (a results file whose case file is gone or changed still shows what ran)."""
-    from harness.case_info import case_info
-    from harness.cases import load_paths
+    from normconf.case_info import case_info
+    from normconf.cases import load_paths
 
     lc = load_paths(["cases/seed_article.yaml"])[0]
     rows = [_row(lc.id, "numpy", "pass", file=str(tmp_path / "gone.yaml"), line=lc.line, shape="3x1x1x6")]
@@ -288,7 +288,7 @@ def test_the_run_records_description_parameters_and_input_summary(tmp_path):
 
 
 def test_report_command_rerenders_without_rerunning(tmp_path):
-    from harness.cli import main
+    from normconf.cli import main
 
     df, meta = small_results()
     write_json(df, tmp_path / "results.json", meta)
@@ -305,7 +305,7 @@ def test_report_command_rerenders_without_rerunning(tmp_path):
     "content", [None, "[1, 2]", "not json at all {", '{"results": [{"case": "a", "backend": "b", "outcome": "weird"}]}']
 )
 def test_report_command_rejects_bad_input(tmp_path, content, capsys):
-    from harness.cli import main
+    from normconf.cli import main
 
     path = tmp_path / "results.json"
     if content is not None:
@@ -326,10 +326,10 @@ def test_plot_data_from_a_real_run_reaches_the_report():
     """The wiring proposed for the runner: plot_data(observed, expected, case.channel_axis) per
     non-close comparison, keyed by plot_key, in meta["plot_data"] (torch's unbiased running_var)."""
     pytest.importorskip("torch")
-    from harness.cases import load_paths
-    from harness.compare import compare
-    from harness.results import output_dtype, rows_for, tolerance_for
-    from harness.runner import Runner
+    from normconf.cases import load_paths
+    from normconf.compare import compare
+    from normconf.results import output_dtype, rows_for, tolerance_for
+    from normconf.runner import Runner
 
     lc = next(c for c in load_paths(["cases/seed_article.yaml"]) if c.id == "seed_article")
     with Runner() as runner:

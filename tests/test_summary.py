@@ -1,11 +1,11 @@
-"""harness.summary: the run's verdict and its printed summary."""
+"""normconf.summary: the run's verdict and its printed summary."""
 
 from __future__ import annotations
 
 import io
 
-from harness.results import Row, to_frame
-from harness.summary import EXIT_UNAVAILABLE, UNAVAILABLE_PREFIX, print_summary, run_exit_code
+from normconf.results import Row, to_frame
+from normconf.summary import EXIT_UNAVAILABLE, UNAVAILABLE_PREFIX, print_summary, run_exit_code
 
 
 def _unavailable(backend: str, reason: str) -> Row:

@@ -1,13 +1,13 @@
 """TensorFlow backends: keras-tf, tf-nn, tf-fused.
 
 Every expected value is computed independently: by hand with NumPy in float64,
-or with the float64 oracle (harness.oracle.reference_outputs), never by another
+or with the float64 oracle (normconf.oracle.reference_outputs), never by another
 backend.
 
 Tolerances: float32 results against float64 values use rtol 1e-5 / atol 1e-6
 (a few float32 operations on values <= 10 in magnitude: ~10 float32 ulps of
 1.2e-7); seed checks use the harness's default tolerance
-(harness.compare.default_tolerance), i.e. the verdict `normconf run` gives.
+(normconf.compare.default_tolerance), i.e. the verdict `normconf run` gives.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from harness.adapters import get_adapter  # noqa: E402
-from harness.adapters.base import Unsupported  # noqa: E402
-from harness.adapters.tensorflow import TF_ENV, data_format, keras_dtype_policy, tf, tf_refuses_dtype  # noqa: E402
-from harness.cases import Case  # noqa: E402
-from harness.compare import compare, default_tolerance  # noqa: E402
-from harness.inputs import generate  # noqa: E402
-from harness.oracle import reference_outputs  # noqa: E402
+from normconf.adapters import get_adapter  # noqa: E402
+from normconf.adapters.base import Unsupported  # noqa: E402
+from normconf.adapters.tensorflow import TF_ENV, data_format, keras_dtype_policy, tf, tf_refuses_dtype  # noqa: E402
+from normconf.cases import Case  # noqa: E402
+from normconf.compare import compare, default_tolerance  # noqa: E402
+from normconf.inputs import generate  # noqa: E402
+from normconf.oracle import reference_outputs  # noqa: E402
 from tests.helpers import case_maker  # noqa: E402
 
 TF_IDS = ["keras-tf", "tf-nn", "tf-fused"]
@@ -83,7 +83,7 @@ def test_keras_momentum_direction_and_initial_stats():
 
 
 def test_keras_running_weight_used_as_written():
-    from harness.adapters.tensorflow import keras_momentum
+    from normconf.adapters.tensorflow import keras_momentum
 
     assert keras_momentum(case(momentum={"running_weight": 0.875})) == 0.875
     assert keras_momentum(case(momentum={"batch_weight": 0.25})) == 0.75
@@ -280,7 +280,7 @@ def test_cumulative_momentum():
 
 # --- caching, worker group ------------------------------------------------------------------------
 def test_traced_functions_are_cached_by_signature():
-    from harness.adapters import tensorflow as tfa
+    from normconf.adapters import tensorflow as tfa
 
     _keras_on_tensorflow()
     for backend in TF_IDS:
@@ -306,7 +306,7 @@ def test_worker_group_and_env():
 
 
 def test_one_trace_serves_every_batch_and_spatial_size():
-    from harness.adapters import tensorflow as tfa
+    from normconf.adapters import tensorflow as tfa
 
     _keras_on_tensorflow()
     assert tfa.RELAXED_SHAPES

@@ -1,7 +1,7 @@
 """A toy op registered from tests/ alone: ``center`` (y = x − mean over the last axis), the op seam's proof.
 
 Nothing in harness/ knows it; the registry, the case loader, the numpy backend, the comparison and
-the results handle it through its :class:`harness.ops.OpSpec`.
+the results handle it through its :class:`normconf.ops.OpSpec`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, Strict
 
-from harness.case_model import CaseBase, common_checks, tolerance_model
-from harness.inputs import draw_x
-from harness.ops import OpSpec, OutputDef
+from normconf.case_model import CaseBase, common_checks, tolerance_model
+from normconf.inputs import draw_x
+from normconf.ops import OpSpec, OutputDef
 
 
 @dataclass(frozen=True)

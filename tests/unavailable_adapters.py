@@ -7,7 +7,7 @@ framework is not installed.
 
 from __future__ import annotations
 
-from harness.adapters.numpy_ref import NumpyReference
+from normconf.adapters.numpy_ref import NumpyReference
 
 SPEC = "tests.unavailable_adapters:ADAPTERS"
 REASON = "needs the 'nonexistent' package: pip install nonexistent"

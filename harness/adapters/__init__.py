@@ -1,7 +1,7 @@
 """Backend registry: built-in adapter modules, ``normconf.adapters`` entry points, and ``module:Name``.
 
 Every module in this package that defines ``ADAPTERS`` (a list of
-:class:`~harness.adapters.base.Adapter` subclasses) is picked up, so a new
+:class:`~normconf.adapters.base.Adapter` subclasses) is picked up, so a new
 built-in backend is one file.  Third-party adapters register an entry point in
 the ``normconf.adapters`` group (value ``module:ClassOrListName``) or are named
 on the command line with ``--adapter module:Name``.  Nothing here imports a
@@ -9,8 +9,8 @@ framework: adapter modules import theirs inside ``run``.
 
 Where the code runs (issue 17): the built-in adapter modules and the entry points are imported
 in the harness; the ``--adapter`` modules never are.  :func:`all_adapters` (the harness's view)
-asks a short-lived *describe worker* (``python -P -m harness.worker --describe``, bounded by
-:func:`harness.isolation.startup_timeout`) to import them and report each class's metadata, and
+asks a short-lived *describe worker* (``python -P -m normconf.worker --describe``, bounded by
+:func:`normconf.isolation.startup_timeout`) to import them and report each class's metadata, and
 returns :class:`AdapterProxy` classes built from it: they carry everything the harness reads
 (id, framework, worker group and env, description, declared dtypes/layouts/modes/ranks,
 conventions) and cannot run.  Worker processes use :func:`load_adapters` / :func:`get_adapter`,
@@ -29,7 +29,7 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import ClassVar
 
-from harness.adapters.base import Adapter, Observed, Unsupported
+from normconf.adapters.base import Adapter, Observed, Unsupported
 
 __all__ = [
     "Adapter",
@@ -145,7 +145,7 @@ def _entry_point_adapters() -> list[type[Adapter]]:
 def _native(paths: tuple[str, ...]) -> list[type[Adapter]]:
     if not paths:
         return []
-    from harness.adapters.native import native_adapter_class
+    from normconf.adapters.native import native_adapter_class
 
     return [native_adapter_class(p) for p in paths]
 
@@ -305,7 +305,7 @@ def describe_loaded(loaded: list[tuple[str, list[type[Adapter]]]]) -> list[dict]
 
 
 def _proxy(meta: dict) -> type[AdapterProxy]:
-    from harness.profiles import Convention
+    from normconf.profiles import Convention
 
     conventions = tuple(
         Convention(
@@ -346,7 +346,7 @@ def _describe_in_worker(extra_specs: tuple[str, ...]) -> list[dict]:
     import subprocess
     import tempfile
 
-    from harness import isolation
+    from normconf import isolation
 
     token = isolation.new_token()
     timeout = isolation.startup_timeout()

@@ -21,7 +21,7 @@ layout / ``channel_axis``  ``axis`` = 1 (channels-first) or -1 (channels-last); 
 =========================  ==============================================================
 
 ``keras_momentum`` and ``keras_dtype_policy`` are defined here and used by
-``keras-tf`` (:mod:`harness.adapters.tensorflow`) too, so the Keras backends
+``keras-tf`` (:mod:`normconf.adapters.tensorflow`) too, so the Keras backends
 cannot drift apart (the leading underscore keeps this module out of the backend
 registry).  :func:`run_keras_layer` is the backend-agnostic
 loop (eager calls, results through ``keras.ops.convert_to_numpy``); ``keras-tf``
@@ -64,10 +64,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.adapters.base import Observed, Unsupported
-from harness.cases import Case
-from harness.inputs import Inputs
-from harness.profiles import convention
+from normconf.adapters.base import Observed, Unsupported
+from normconf.cases import Case
+from normconf.inputs import Inputs
+from normconf.profiles import convention
 
 __all__ = [
     "keras_momentum",
@@ -255,7 +255,7 @@ def assign_layer_norm(layer, inputs) -> None:
 
 def _np_dtype_of(var):
     """The NumPy dtype of a Keras (3 or 2) variable (bfloat16: ml_dtypes')."""
-    from harness.inputs import np_dtype
+    from normconf.inputs import np_dtype
 
     dt = var.dtype
     name = getattr(dt, "name", None) or str(dt)

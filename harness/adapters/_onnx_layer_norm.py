@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.profiles import convention
+from normconf.profiles import convention
 
 #: ONNX float attributes are 32-bit (also BatchNorm's evidence)
 _ONNX_ATTR = "onnx/onnx.proto (AttributeProto: float f = 2, a 32-bit float)"

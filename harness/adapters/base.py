@@ -1,8 +1,8 @@
 """The adapter interface: how a backend plugs into normconf.
 
-An adapter *translates* a :class:`~harness.cases.Case` into its framework's
+An adapter *translates* a :class:`~normconf.cases.Case` into its framework's
 arguments (momentum direction, eps, axis/layout, initial running statistics),
-runs the framework on the shared :class:`~harness.inputs.Inputs` and returns
+runs the framework on the shared :class:`~normconf.inputs.Inputs` and returns
 what the framework produced.  It never corrects results.
 
 Contract:
@@ -18,10 +18,10 @@ Contract:
 * ``version()``: the framework's version string.
 * ``unsupported(case)``: ``None`` or the reason this case cannot be expressed
   (declared capabilities: dtypes, layouts, modes, ranks, ...).
-* ``conventions``: the backend's convention profile (:class:`harness.profiles.Convention`
+* ``conventions``: the backend's convention profile (:class:`normconf.profiles.Convention`
   entries, each with a reason and evidence): the expected outcome of every case is derived
   from it.
-* ``ops``: the ops it implements (:mod:`harness.ops`; default BatchNorm only, ``("*",)``: every
+* ``ops``: the ops it implements (:mod:`normconf.ops`; default BatchNorm only, ``("*",)``: every
   registered op, all through ``run``).  A case of another op is ``unsupported`` without running anything.
 * ``run(case, inputs)``: BatchNorm; ``run_<op>(case, inputs)`` (``run_layer_norm``) for the
   other ops — one function per op.  Each returns an :class:`Observed` with one list per
@@ -37,8 +37,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness.cases import Case
-from harness.inputs import Inputs
+from normconf.cases import Case
+from normconf.inputs import Inputs
 
 
 class Unsupported(Exception):
@@ -70,7 +70,7 @@ class Adapter:
     modes: ClassVar[tuple[str, ...]] = ("train", "eval")
     ranks: ClassVar[tuple[int, ...]] = (2, 3, 4, 5)
     #: the conventions this backend always follows, whatever the case asks, each with its evidence
-    #: (:mod:`harness.profiles`); empty: it follows the case's conventions
+    #: (:mod:`normconf.profiles`); empty: it follows the case's conventions
     conventions: ClassVar[tuple] = ()
     #: the ops this backend implements (``("*",)``: every registered op)
     ops: ClassVar[tuple[str, ...]] = ("batch_norm",)

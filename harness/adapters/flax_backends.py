@@ -52,10 +52,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.adapters.base import Adapter, Observed, Unsupported, missing
-from harness.cases import Case
-from harness.inputs import Inputs
-from harness.profiles import convention
+from normconf.adapters.base import Adapter, Observed, Unsupported, missing
+from normconf.cases import Case
+from normconf.inputs import Inputs
+from normconf.profiles import convention
 
 _FLAX_STATS = "flax/linen/normalization.py (_compute_stats: var = mean(x^2) - mean(x)^2, clamped at 0)"
 #: linen and nnx share ``_compute_stats``: the population variance for normalizing and for the running update

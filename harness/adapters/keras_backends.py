@@ -1,7 +1,7 @@
 """Keras 3 on its other backends: ``keras-torch``, ``keras-jax``, ``keras-numpy``.
 
 The same ``keras.layers.BatchNormalization`` as ``keras-tf`` (translation in
-:mod:`harness.adapters._keras_common`), run eagerly on another Keras backend.  Keras reads
+:mod:`normconf.adapters._keras_common`), run eagerly on another Keras backend.  Keras reads
 ``KERAS_BACKEND`` once, when it is first imported, so each backend is its own
 worker group whose environment is set before anything is imported:
 
@@ -27,7 +27,7 @@ A dtype the backend refuses (decided by trying: no kernel, an unsupported dtype)
 is ``unsupported`` with the framework's message; anything else is an error.
 
 LayerNorm (``op: layer_norm``): ``keras.layers.LayerNormalization`` (translation in
-:mod:`harness.adapters._keras_common`), eager, output ``y``.  On these three backends
+:mod:`normconf.adapters._keras_common`), eager, output ``y``.  On these three backends
 ``ops.layer_normalization`` computes in ``backend.result_type(x.dtype, "float32")``, float32
 for a float64 case (declared: ``working_precision: float32`` for layer_norm, as for
 BatchNorm).  On ``keras-torch`` consecutive axes go to ``torch.nn.functional.layer_norm``,
@@ -41,11 +41,11 @@ import os
 import re
 from typing import ClassVar
 
-from harness.adapters._keras_common import KERAS3_CONVENTIONS, KERAS3_LN_CONVENTIONS
-from harness.adapters.base import Adapter, Observed, Unsupported, missing
-from harness.cases import Case
-from harness.inputs import Inputs
-from harness.profiles import convention
+from normconf.adapters._keras_common import KERAS3_CONVENTIONS, KERAS3_LN_CONVENTIONS
+from normconf.adapters.base import Adapter, Observed, Unsupported, missing
+from normconf.cases import Case
+from normconf.inputs import Inputs
+from normconf.profiles import convention
 
 #: Keras 3 promotes 64-bit dtypes to 32-bit on every backend but TensorFlow (to match JAX's default):
 #: BatchNormalization.call computes in ``backend.result_type(inputs.dtype, "float32")``, which is float32
@@ -106,7 +106,7 @@ class _KerasOtherBackend(Adapter):
             # the runner sets it before import; anything else would silently run another backend
             raise RuntimeError(
                 f"{self.id} must run in a process started with KERAS_BACKEND={self.keras_backend} "
-                f"(got {os.environ.get('KERAS_BACKEND')!r}); use harness.runner.Runner"
+                f"(got {os.environ.get('KERAS_BACKEND')!r}); use normconf.runner.Runner"
             )
         import keras
 
@@ -124,7 +124,7 @@ class _KerasOtherBackend(Adapter):
         return f"{keras.__version__} ({self.keras_backend} {getattr(mod, '__version__', '')})"
 
     def unsupported(self, case: Case) -> str | None:
-        from harness.adapters._keras_common import keras_ln_unsupported, keras_unsupported
+        from normconf.adapters._keras_common import keras_ln_unsupported, keras_unsupported
 
         reason = super().unsupported(case)
         if reason:
@@ -137,13 +137,13 @@ class _KerasOtherBackend(Adapter):
         return None
 
     def run(self, case: Case, inputs: Inputs) -> Observed:
-        from harness.adapters._keras_common import run_keras_layer
+        from normconf.adapters._keras_common import run_keras_layer
 
         return self._guarded(run_keras_layer, case, inputs)
 
     def run_layer_norm(self, case, inputs) -> Observed:
         """``keras.layers.LayerNormalization``, eager, one call per step; output ``y``."""
-        from harness.adapters._keras_common import run_keras_layer_norm
+        from normconf.adapters._keras_common import run_keras_layer_norm
 
         return self._guarded(run_keras_layer_norm, case, inputs)
 

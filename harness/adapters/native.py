@@ -25,10 +25,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness.adapters.base import Adapter, Observed, Unsupported
-from harness.cases import Case
-from harness.inputs import Inputs
-from harness.profiles import convention
+from normconf.adapters.base import Adapter, Observed, Unsupported
+from normconf.cases import Case
+from normconf.inputs import Inputs
+from normconf.profiles import convention
 
 _CPP_SRC = "native/include/normconf/batch_norm.hpp (Semantics: the biased variance over N x spatial)"
 _CPP_LN_SRC = "native/include/normconf/layer_norm.hpp (Semantics: var_k = (1/M) * sum_R (x - mean_k)^2)"
@@ -66,7 +66,7 @@ class NativeAdapter(Adapter):
         return Path(self.library)
 
     def _load(self, case: Case | None = None):
-        from harness.native import NativeLibraryError, load
+        from normconf.native import NativeLibraryError, load
 
         try:
             return load(str(self.library_path(case)))
@@ -102,8 +102,8 @@ class NativeAdapter(Adapter):
         return inputs.gamma, inputs.beta
 
     def run(self, case: Case, inputs: Inputs) -> Observed:
-        """A batch_norm case (channels-first through the ABI; see :func:`harness.native.run_case`)."""
-        from harness.native import NativeUnsupported, run_case
+        """A batch_norm case (channels-first through the ABI; see :func:`normconf.native.run_case`)."""
+        from normconf.native import NativeUnsupported, run_case
 
         lib = self._load(case)
         notes: list[str] = []
@@ -115,9 +115,9 @@ class NativeAdapter(Adapter):
         return Observed(outputs, notes + more)
 
     def run_layer_norm(self, case, inputs) -> Observed:
-        """A layer_norm case: one v2 call per step (see :mod:`harness.native.layer_norm`)."""
-        from harness.native import NativeUnsupported
-        from harness.native.layer_norm import run_case
+        """A layer_norm case: one v2 call per step (see :mod:`normconf.native.layer_norm`)."""
+        from normconf.native import NativeUnsupported
+        from normconf.native.layer_norm import run_case
 
         lib = self._load(case)
         try:
@@ -149,7 +149,7 @@ class CppAdapter(NativeAdapter):
     )
 
     def library_path(self, case: Case | None = None) -> Path:
-        from harness.native import bundled_library
+        from normconf.native import bundled_library
 
         return bundled_library("cpp")
 
@@ -204,7 +204,7 @@ class TinyDnnAdapter(NativeAdapter):
     ops = ("batch_norm",)
 
     def library_path(self, case: Case | None = None) -> Path:
-        from harness.native import bundled_library
+        from normconf.native import bundled_library
 
         return bundled_library("tinydnn_f64" if case is not None and case.dtype == "float64" else "tinydnn")
 
@@ -295,12 +295,12 @@ class UserNativeAdapter(NativeAdapter):
         return None  # loading is tried by version()/run(): a failure is an error, not unavailability
 
     def _load(self, case: Case | None = None):
-        from harness.native import load
+        from normconf.native import load
 
         return load(str(self.library_path(case)))  # NativeLibraryError: the row says which kind and why
 
     def version(self) -> str:
-        from harness.native import file_digest
+        from normconf.native import file_digest
 
         name = self._load().name
         return f"{name + ' ' if name else ''}sha256:{file_digest(self.library_path())}"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.adapters.base import Adapter, Observed
-from harness.cases import Case
-from harness.inputs import Inputs, np_dtype
-from harness.oracle import reference_outputs
+from normconf.adapters.base import Adapter, Observed
+from normconf.cases import Case
+from normconf.inputs import Inputs, np_dtype
+from normconf.oracle import reference_outputs
 
 
 class NumpyReference(Adapter):
@@ -29,7 +29,7 @@ class NumpyReference(Adapter):
     def run(self, case: Case, inputs: Inputs) -> Observed:
         """Any op (``ops = ("*",)``): the reference's outputs rounded to the op spec's output dtypes; the intermediate
         stages in float64 (for per-stage localization)."""
-        from harness.ops import spec_for
+        from normconf.ops import spec_for
 
         spec = spec_for(case)
         ref = reference_outputs(case, inputs)

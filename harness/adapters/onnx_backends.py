@@ -1,4 +1,4 @@
-"""ONNX backends: one BatchNormalization model (``harness.onnx_models``) run several ways.
+"""ONNX backends: one BatchNormalization model (``normconf.onnx_models``) run several ways.
 
 Backend ids are systematic: ``<engine>[-opset9][-init][-noopt]``
 
@@ -37,7 +37,7 @@ not find an implementation`` becomes ``unsupported`` with ORT's message; any
 other exception is an error.
 
 LayerNorm (``op: layer_norm``, :meth:`_OnnxBackend.run_layer_norm`) uses two model forms
-(``harness.onnx_models``), one run per step (LayerNorm has no state):
+(``normconf.onnx_models``), one run per step (LayerNorm has no state):
 
 =========================  =========================================================  =========================
 id                         model                                                      outputs
@@ -76,7 +76,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.adapters._onnx_layer_norm import (  # noqa: F401 (LayerNorm profiles and helpers)
+from normconf.adapters._onnx_layer_norm import (  # noqa: F401 (LayerNorm profiles and helpers)
     _LN_BIASED,
     _LN_EPS_F32,
     _ONNX_ATTR,
@@ -89,10 +89,10 @@ from harness.adapters._onnx_layer_norm import (  # noqa: F401 (LayerNorm profile
     _optimized_note,
     _ort_run_bfloat16,
 )
-from harness.adapters.base import Adapter, Observed, Unsupported, missing
-from harness.cases import Case
-from harness.inputs import Inputs
-from harness.profiles import convention
+from normconf.adapters.base import Adapter, Observed, Unsupported, missing
+from normconf.cases import Case
+from normconf.inputs import Inputs
+from normconf.profiles import convention
 
 _ONNX_BN = "https://onnx.ai/onnx/operators/onnx__BatchNormalization.html (version 15: current_var = ReduceVar(X))"
 #: BatchNormalization-15 in training mode: the population variance for both uses
@@ -192,7 +192,7 @@ class _OnnxBackend(Adapter):
         return f"{onnx.__version__} (opset {self.opset})"
 
     def unsupported(self, case: Case) -> str | None:
-        from harness.onnx_models import check_expressible, check_layer_norm_expressible
+        from normconf.onnx_models import check_expressible, check_layer_norm_expressible
 
         if getattr(case, "op", "batch_norm") != "batch_norm":
             reason = super().unsupported(case)
@@ -242,7 +242,7 @@ class _OnnxBackend(Adapter):
     def _execute(self, model, feeds: dict[str, np.ndarray], stateful: bool = False) -> dict[str, np.ndarray]:
         import time
 
-        from harness.onnx_models import model_digest
+        from normconf.onnx_models import model_digest
 
         names = [o.name for o in model.graph.output]
         try:
@@ -266,7 +266,7 @@ class _OnnxBackend(Adapter):
     def _build(self, case: Case, inputs: Inputs, training: bool, step: int, rm, rv):
         import time
 
-        from harness.onnx_models import build_model
+        from normconf.onnx_models import build_model
 
         t = time.perf_counter()
         out = build_model(
@@ -277,7 +277,7 @@ class _OnnxBackend(Adapter):
 
     # --- the adapter ---------------------------------------------------------------
     def run(self, case: Case, inputs: Inputs) -> Observed:
-        from harness.onnx_models import RUNNING_MEAN, RUNNING_VAR, Y, from_nchw
+        from normconf.onnx_models import RUNNING_MEAN, RUNNING_VAR, Y, from_nchw
 
         reason = self.unsupported(case)
         if reason:
@@ -339,7 +339,7 @@ class _OnnxBackend(Adapter):
         """({output name: array}, ORT's optimized op types or None) for one LayerNorm model."""
         import time
 
-        from harness.onnx_models import model_digest
+        from normconf.onnx_models import model_digest
 
         names = [o.name for o in model.graph.output]
         try:
@@ -358,8 +358,8 @@ class _OnnxBackend(Adapter):
         return dict(zip(names, res)), ops
 
     def _ln_notes(self, case) -> list[str]:
-        from harness.inputs import np_dtype
-        from harness.onnx_models import LN_DECOMPOSED_OPSET, LN_OPSET
+        from normconf.inputs import np_dtype
+        from normconf.onnx_models import LN_DECOMPOSED_OPSET, LN_OPSET
 
         where = "graph inputs" if self.params_as == "inputs" else "initializers"
         k = len(case.norm_axes)
@@ -405,7 +405,7 @@ class _OnnxBackend(Adapter):
     def run_layer_norm(self, case, inputs) -> Observed:
         import time
 
-        from harness.onnx_models import LN_INV_STD, LN_MEAN, Y, build_layer_norm_decomposed, build_layer_norm_model
+        from normconf.onnx_models import LN_INV_STD, LN_MEAN, Y, build_layer_norm_decomposed, build_layer_norm_model
 
         reason = self.unsupported(case)
         if reason:

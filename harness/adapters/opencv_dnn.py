@@ -1,6 +1,6 @@
 """``opencv-dnn``: OpenCV's DNN module running the eval-mode ONNX BatchNormalization model.
 
-The model is the one every ONNX backend uses (:func:`harness.onnx_models.build_model`,
+The model is the one every ONNX backend uses (:func:`normconf.onnx_models.build_model`,
 opset 15, inference form: ``training_mode`` absent) with the parameters and the
 running statistics stored as **initializers** — what an exported inference model
 looks like, and what ``cv2.dnn.readNetFromONNX`` needs: OpenCV's importer folds
@@ -31,7 +31,7 @@ engine (``ENGINE_CLASSIC``) gave identical results on every case tried (float16/
 empty batch), so it is not a separate backend.
 
 LayerNorm (``op: layer_norm``, :meth:`OpenCVDNN.run_layer_norm`): the one-node
-LayerNormalization-17 model (:func:`harness.onnx_models.build_layer_norm_model`: ``axis`` = the
+LayerNormalization-17 model (:func:`normconf.onnx_models.build_layer_norm_model`: ``axis`` = the
 first normalized axis, ``epsilon``, ``stash_type`` 1, Scale/B as initializers; Scale = 1 without
 affine, B left out without beta) with its three outputs ``Y``, ``Mean``, ``InvStdDev``; OpenCV 5.0
 imports it as one ``LayerNormalization2`` layer and exposes all three (the new engine's
@@ -47,10 +47,10 @@ import re
 
 import numpy as np
 
-from harness.adapters.base import Adapter, Observed, Unsupported, missing
-from harness.cases import Case
-from harness.inputs import Inputs
-from harness.profiles import convention
+from normconf.adapters.base import Adapter, Observed, Unsupported, missing
+from normconf.cases import Case
+from normconf.inputs import Inputs
+from normconf.profiles import convention
 
 _CV_FAST_NORM = (
     "modules/dnn/src/layers/cpu_kernels/fast_norm.cpp (fastNorm, fastNormMeanInvStdDev: "
@@ -119,7 +119,7 @@ class OpenCVDNN(Adapter):
                     "fastNormMeanInvStdDev asserts input.type() == CV_32F)"
                 )
             return reason
-        from harness.onnx_models import check_layer_norm_expressible
+        from normconf.onnx_models import check_layer_norm_expressible
 
         try:
             check_layer_norm_expressible(case, "native")
@@ -130,7 +130,7 @@ class OpenCVDNN(Adapter):
     def run_layer_norm(self, case, inputs) -> Observed:
         import cv2
 
-        from harness.onnx_models import LN_INV_STD, LN_MEAN, Y, build_layer_norm_model
+        from normconf.onnx_models import LN_INV_STD, LN_MEAN, Y, build_layer_norm_model
 
         reason = self.unsupported(case)
         if reason:
@@ -179,7 +179,7 @@ class OpenCVDNN(Adapter):
     def run(self, case: Case, inputs: Inputs) -> Observed:
         import cv2
 
-        from harness.onnx_models import build_model, from_nchw, to_nchw
+        from normconf.onnx_models import build_model, from_nchw, to_nchw
 
         reason = self.unsupported(case)
         if reason:

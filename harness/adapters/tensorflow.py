@@ -15,7 +15,7 @@
     ``exponential_avg_factor=1.0`` (its batch variance is Bessel-corrected).
 
 LayerNorm (``op: layer_norm``): only ``keras-tf`` implements it, with
-``keras.layers.LayerNormalization`` (translation in :mod:`harness.adapters._keras_common`),
+``keras.layers.LayerNormalization`` (translation in :mod:`normconf.adapters._keras_common`),
 one built layer and its traced call per (shape, dtypes, axes, eps, affine, bias,
 rms_scaling), output ``y``.  TensorFlow itself has no LayerNorm op, so ``tf-nn`` and
 ``tf-fused`` stay BatchNorm-only (a LayerNorm case is ``unsupported`` there).
@@ -47,16 +47,16 @@ from typing import Any
 
 import numpy as np
 
-from harness.adapters._keras_common import (
+from normconf.adapters._keras_common import (
     KERAS3_CONVENTIONS,
     KERAS3_LN_CONVENTIONS,
     keras_dtype_policy,
     keras_momentum,
 )
-from harness.adapters.base import Adapter, Observed, Unsupported, missing
-from harness.cases import Case
-from harness.inputs import Inputs, np_dtype
-from harness.profiles import convention
+from normconf.adapters.base import Adapter, Observed, Unsupported, missing
+from normconf.cases import Case
+from normconf.inputs import Inputs, np_dtype
+from normconf.profiles import convention
 
 _TF_MOMENTS = "tensorflow/python/ops/nn_impl.py (moments: variance = reduce_mean(squared_difference(x, mean)))"
 _TF_FUSED = (
@@ -252,6 +252,10 @@ class KerasTF(_TFAdapter):
     ops = ("batch_norm", "layer_norm")
     _cache = _Cache()
 
+    def available(self) -> str | None:
+        # Keras 3 is a separate distribution (tensorflow 2.16+ depends on it, but it can be missing)
+        return super().available() or missing("keras", "pip install keras")
+
     def version(self) -> str:
         tf()
         import keras
@@ -260,7 +264,7 @@ class KerasTF(_TFAdapter):
 
     def unsupported(self, case: Case) -> str | None:
         # shared with the other Keras backends
-        from harness.adapters._keras_common import keras_ln_unsupported, keras_unsupported
+        from normconf.adapters._keras_common import keras_ln_unsupported, keras_unsupported
 
         reason = super().unsupported(case)
         if reason:
@@ -369,7 +373,7 @@ class KerasTF(_TFAdapter):
         def make():
             import keras
 
-            from harness.adapters._keras_common import make_layer_norm
+            from normconf.adapters._keras_common import make_layer_norm
 
             if keras.backend.backend() != "tensorflow":
                 raise RuntimeError(
@@ -389,7 +393,7 @@ class KerasTF(_TFAdapter):
         return self._cache.get(key, make)[0]
 
     def _run_layer_norm(self, case, inputs) -> Observed:
-        from harness.adapters._keras_common import assign_layer_norm, layer_norm_notes
+        from normconf.adapters._keras_common import assign_layer_norm, layer_norm_notes
 
         t = tf()
         entry = self._ln_layer(case)

@@ -4,7 +4,7 @@
 kernel; 4-D/5-D only, axis 1 or last, float16/bfloat16/float32 compute only) and
 ``fused=False`` (``tf.nn.moments`` + ``tf.nn.batch_normalization`` with
 ``assign_sub`` moving averages).  Both run in the ``tf-keras`` worker group:
-TensorFlow's environment (:data:`harness.adapters.tensorflow.TF_ENV`: quiet logs,
+TensorFlow's environment (:data:`normconf.adapters.tensorflow.TF_ENV`: quiet logs,
 one intra-op / one inter-op thread) plus ``TF_USE_LEGACY_KERAS=1`` (so
 ``tf.keras`` is Keras 2 as well, as in a legacy code base).  ``tf_keras`` is
 imported directly, so Keras 3 is never loaded into this process.
@@ -63,12 +63,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness.adapters._keras_common import keras_dtype_policy, keras_ln_unsupported, keras_momentum
-from harness.adapters.base import Adapter, Observed, Unsupported, missing
-from harness.adapters.tensorflow import _TF_FUSED, _TF_MOMENTS, TF_ENV, raise_if_refused_dtype, tf
-from harness.cases import Case
-from harness.inputs import Inputs
-from harness.profiles import convention
+from normconf.adapters._keras_common import keras_dtype_policy, keras_ln_unsupported, keras_momentum
+from normconf.adapters.base import Adapter, Observed, Unsupported, missing
+from normconf.adapters.tensorflow import _TF_FUSED, _TF_MOMENTS, TF_ENV, raise_if_refused_dtype, tf
+from normconf.cases import Case
+from normconf.inputs import Inputs
+from normconf.profiles import convention
 
 _TF_KERAS_BN = (
     "tf_keras/src/layers/normalization/batch_normalization.py (_fused_batch_norm; _moments via tf.nn.moments)"
@@ -178,7 +178,7 @@ class _TFKeras(Adapter):
         return f"{tf_keras.__version__} (tensorflow {t.__version__})"
 
     def unsupported(self, case: Case) -> str | None:
-        from harness.adapters._keras_common import keras_unsupported  # the dtype-policy refusal is Keras 3's too
+        from normconf.adapters._keras_common import keras_unsupported  # the dtype-policy refusal is Keras 3's too
 
         reason = super().unsupported(case)
         if reason:
@@ -272,7 +272,7 @@ class _TFKeras(Adapter):
     def _run_layer_norm(self, t, case, inputs) -> Observed:
         import tf_keras
 
-        from harness.adapters._keras_common import assign_layer_norm
+        from normconf.adapters._keras_common import assign_layer_norm
 
         layer = tf_keras.layers.LayerNormalization(
             axis=list(case.norm_axes),
@@ -287,7 +287,7 @@ class _TFKeras(Adapter):
             raise RuntimeError(
                 f"tf_keras {tf_keras.__version__} LayerNormalization chose fused={fused!r} after build, "
                 f"not the {'fused' if self.fused else 'unfused'} path its _fused_can_be_used rule "
-                f"predicts (harness.adapters.tf_keras_backends.tf_keras_ln_fused is stale)"
+                f"predicts (normconf.adapters.tf_keras_backends.tf_keras_ln_fused is stale)"
             )
         assign_layer_norm(layer, inputs)
         ys = [layer(t.constant(x)).numpy() for x in inputs.x]

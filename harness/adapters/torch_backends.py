@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.adapters.base import Adapter, Observed, Unsupported, missing, module_version
-from harness.cases import Case
-from harness.inputs import Inputs
-from harness.profiles import convention
+from normconf.adapters.base import Adapter, Observed, Unsupported, missing, module_version
+from normconf.cases import Case
+from normconf.inputs import Inputs
+from normconf.profiles import convention
 
 _TORCH_BN_DOCS = "https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html"
 #: torch.nn.BatchNorm*d's conventions (its documentation, section "Shape"/notes on the variance)

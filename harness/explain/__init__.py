@@ -19,9 +19,9 @@ pair's outputs, localization), :mod:`.refcache` (reference outputs under alterna
 :mod:`.arrays` (residuals).
 """
 
-from harness.explain.arrays import residual
-from harness.explain.bounds import Model, models_for
-from harness.explain.catalog import (
+from normconf.explain.arrays import residual
+from normconf.explain.bounds import Model, models_for
+from normconf.explain.catalog import (
     KNOBS,
     KNOWN_BATCH_WEIGHTS,
     KNOWN_EPS,
@@ -29,12 +29,12 @@ from harness.explain.catalog import (
     describe_change,
     single_alternatives,
 )
-from harness.explain.localize import STAGES, localize
-from harness.explain.pair import review_pair
-from harness.explain.refcache import CACHE, ReferenceCache, _ReferenceCache
-from harness.explain.search import Candidate, Finding, explain, explain_output
-from harness.explain.shapes import error_shape
-from harness.explain.solve import solve_eps, solve_momentum, solved_alternatives
+from normconf.explain.localize import STAGES, localize
+from normconf.explain.pair import review_pair
+from normconf.explain.refcache import CACHE, ReferenceCache, _ReferenceCache
+from normconf.explain.search import Candidate, Finding, explain, explain_output
+from normconf.explain.shapes import error_shape
+from normconf.explain.solve import solve_eps, solve_momentum, solved_alternatives
 
 _CACHE = CACHE
 

@@ -27,7 +27,7 @@ _CHUNK = 1 << 20
 def residual(obs: np.ndarray, alt: np.ndarray, atol: float, rtol: float) -> tuple[float, float]:
     """(worst error in units of the tolerance, max abs error) of ``obs`` against ``alt``.
 
-    Same closeness rule as :func:`harness.compare.compare`: ``|o - a| <= atol + rtol*|a|``,
+    Same closeness rule as :func:`normconf.compare.compare`: ``|o - a| <= atol + rtol*|a|``,
     NaN positions and infinities must agree (a disagreement is ``inf``).  Works in
     chunks so a large array never needs more than a few MiB of temporaries; a chunk
     without NaN/Inf takes the fast path (a handful of passes).

@@ -47,9 +47,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.explain.arrays import columns, sample_columns
-from harness.explain.refcache import STATS
-from references.batchnorm import DATA_OUTPUTS
+from normconf.explain.arrays import columns, sample_columns
+from normconf.explain.refcache import STATS
+from normconf.references.batchnorm import DATA_OUTPUTS
 
 #: probabilistic summation bound multiplier λ (Higham & Mary 2019); λ = 5 fails with probability
 #: below 2·exp(−12.5)·n ≈ 7e−6·n per sum under their model of independent rounding errors

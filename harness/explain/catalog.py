@@ -4,7 +4,7 @@ Each entry says which alternative values the search tries (``alternatives``), wh
 they are discrete conventions, documented default values or numbers solved from the
 data (``kind``), which outputs a change can alter (``affects``), how to say it with the
 case's numbers (``describe``) and where the convention is documented (``docs``).
-Adding a knob is one entry here plus its field in :class:`harness.semantics.Semantics`
+Adding a knob is one entry here plus its field in :class:`normconf.semantics.Semantics`
 and its meaning in the reference.
 
 Precision (working dtype, variance algorithm, summation order, folded/FMA arithmetic)
@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from harness.semantics import Semantics
-from references.batchnorm import OUTPUT_NAMES
+from normconf.references.batchnorm import OUTPUT_NAMES
+from normconf.semantics import Semantics
 
 #: eps values that are documented defaults somewhere: value -> who uses it
 KNOWN_EPS: dict[float, str] = {

@@ -1,4 +1,4 @@
-"""What the explainer remembers of one pair (``harness.results.PairMemory``): the candidate behind
+"""What the explainer remembers of one pair (``normconf.results.PairMemory``): the candidate behind
 each row, and the conventions that also reproduce an output."""
 
 from __future__ import annotations

@@ -15,16 +15,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness.explain import bounds as bd
-from harness.explain.arrays import _identical, as_f64, residual
-from harness.explain.catalog import affected, describe_change
-from harness.explain.localize import localize
-from harness.explain.refcache import CACHE
+from normconf.explain import bounds as bd
+from normconf.explain.arrays import _identical, as_f64, residual
+from normconf.explain.catalog import affected, describe_change
+from normconf.explain.localize import localize
+from normconf.explain.refcache import CACHE
 
 
 def _consistent(case, inputs, sem, own, output: str, step: int, obs, tol) -> tuple[bool, str]:
     """Is ``obs`` (``output`` at ``step``) reproduced under ``sem`` (or ``sem`` ∪ ``own``), or within a bound?"""
-    from harness.explain.search import bounds_for
+    from normconf.explain.search import bounds_for
 
     alt_steps = CACHE.get(case, inputs, sem, output)
     if alt_steps is None or len(alt_steps) < step:
@@ -53,7 +53,7 @@ def _consistent(case, inputs, sem, own, output: str, step: int, obs, tol) -> tup
 
 def corroborate(case, inputs, rows: Sequence[Any], observed: dict, expected: dict, memory) -> None:
     """Demote (in place) each row whose convention is contradicted by another output of the pair."""
-    from harness.outputs import tolerance_for
+    from normconf.outputs import tolerance_for
 
     found = getattr(memory, "rows", None)
     if not found:
@@ -124,7 +124,7 @@ def _contradiction(case, inputs, sem, r, by_key, observed, expected, found, tole
 
 
 def review_pair(case, inputs, rows: Sequence[Any], observed: dict, expected: dict, memory) -> None:
-    """The :data:`harness.results.REVIEWER` hook: corroboration, then per-stage localization."""
+    """The :data:`normconf.results.REVIEWER` hook: corroboration, then per-stage localization."""
     try:
         corroborate(case, inputs, rows, observed, expected, memory)
     except Exception as e:  # noqa: BLE001 - the engine must never turn a result into a crash

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.semantics import Semantics
-from references.batchnorm import PER_CHANNEL_OUTPUTS as PER_CHANNEL  # shape (C,): always kept in the cache
-from references.batchnorm import STATISTICS as STATS  # the reference's cheap statistics-only path
+from normconf.references.batchnorm import PER_CHANNEL_OUTPUTS as PER_CHANNEL  # shape (C,): always kept in the cache
+from normconf.references.batchnorm import STATISTICS as STATS  # the reference's cheap statistics-only path
+from normconf.semantics import Semantics
 
 
 class ReferenceCache:
@@ -44,10 +44,10 @@ class ReferenceCache:
                 return hit[1][output]
             if hit is not None and hit[1].get("__error__") is not None:
                 return None
-        from harness.oracle import reference_outputs
+        from normconf.oracle import reference_outputs
 
         self.computed += 1
-        from harness.ops import spec_for
+        from normconf.ops import spec_for
 
         spec = spec_for(case)
         if case.op == "batch_norm":
@@ -74,11 +74,11 @@ class ReferenceCache:
     def sample(self, case, inputs, sem: Semantics, output: str, step: int, cols: np.ndarray) -> np.ndarray | None:
         """``output`` ("y" or "x_hat") at ``step`` under ``sem``, only at columns ``cols`` of its (C, rest)
         channel view: bit for bit the full run's values there, from the statistics-only reference (about a
-        tenth of a full run) and :func:`references.batchnorm.normalize` on the sampled elements.  ``None``
+        tenth of a full run) and :func:`normconf.references.batchnorm.normalize` on the sampled elements.  ``None``
         where the semantics reads another channel axis or the reference cannot run it."""
-        from harness.inputs import np_dtype
-        from harness.oracle import reference_outputs
-        from references.batchnorm import normalize
+        from normconf.inputs import np_dtype
+        from normconf.oracle import reference_outputs
+        from normconf.references.batchnorm import normalize
 
         if sem.channel_axis_swapped or output not in ("y", "x_hat"):
             return None

@@ -7,7 +7,7 @@ Two kinds of explanation (docs/explain.md):
   the tolerance.  A *solved* number (eps, batch weight) must do more: residual ≤ 0.1× the
   tolerance (plus one unit of the output dtype), error without it ≥ 10× the tolerance, no
   precision bound covering the error, and — checked over the whole pair by
-  :func:`harness.explain.pair.review_pair` — every other output it affects reproduced too;
+  :func:`normconf.explain.pair.review_pair` — every other output it affects reproduced too;
 * **precision** (:mod:`.bounds`): every element within the derived forward-error bound (plus
   the tolerance) of the cheapest working-precision model.  Independent of summation order,
   so the label is the same on every machine.
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.explain import bounds as bd
-from harness.explain.arrays import (
+from normconf.explain import bounds as bd
+from normconf.explain.arrays import (
     SAMPLE_ABOVE,
     _digest,
     _identical,
@@ -39,13 +39,13 @@ from harness.explain.arrays import (
     residual,
     sample_columns,
 )
-from harness.explain.catalog import affected, can_affect, describe_change, docs_for, single_alternatives
-from harness.explain.memory import _remember, _remember_consistent, _remember_row
-from harness.explain.refcache import CACHE, STATS
-from harness.explain.shapes import error_shape
-from harness.explain.solve import solved_alternatives
-from harness.inputs import np_dtype
-from harness.semantics import Semantics
+from normconf.explain.catalog import affected, can_affect, describe_change, docs_for, single_alternatives
+from normconf.explain.memory import _remember, _remember_consistent, _remember_row
+from normconf.explain.refcache import CACHE, STATS
+from normconf.explain.shapes import error_shape
+from normconf.explain.solve import solved_alternatives
+from normconf.inputs import np_dtype
+from normconf.semantics import Semantics
 
 #: kind ranks: structural conventions first, then documented default values, then solved values
 KIND_RANK = {"structural": 0, "known_value": 1, "solved_value": 3}
@@ -169,7 +169,7 @@ def _unit_scores(obs: np.ndarray, alt: np.ndarray, tol, dtype: str) -> tuple[flo
 
 
 def _output_dtype(case, output: str) -> str:
-    from harness.outputs import output_dtype
+    from normconf.outputs import output_dtype
 
     return output_dtype(case, output)
 
@@ -272,7 +272,7 @@ def explain_output(
     """
     base = case.semantics
     if tol is None:
-        from harness.outputs import tolerance_for
+        from normconf.outputs import tolerance_for
 
         tol = tolerance_for(case, output)
     if expected is None:
@@ -583,7 +583,7 @@ def _explained_text(
 def explain(
     case, inputs, output: str, step: int, observed: np.ndarray, expected: np.ndarray, tol, memory: list | None = None
 ) -> tuple[str, str] | None:
-    """The :data:`harness.results.EXPLAINER` hook: (label, text); label ``""`` = still a mismatch."""
+    """The :data:`normconf.results.EXPLAINER` hook: (label, text); label ``""`` = still a mismatch."""
     try:
         f = explain_output(case, inputs, output, step, observed, expected, tol, memory)
     except Exception as e:  # the engine must never turn a result into a crash

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.explain.arrays import as_f64 as _as_f64
-from harness.explain.arrays import channel_view as _channel_view
-from harness.explain.arrays import close as _close
-from harness.explain.refcache import PER_CHANNEL as _PER_CHANNEL
+from normconf.explain.arrays import as_f64 as _as_f64
+from normconf.explain.arrays import channel_view as _channel_view
+from normconf.explain.arrays import close as _close
+from normconf.explain.refcache import PER_CHANNEL as _PER_CHANNEL
 
 
 def error_shape(case, output: str, obs: np.ndarray, exp: np.ndarray, tol) -> str:

@@ -14,10 +14,10 @@ import math
 
 import numpy as np
 
-from harness.explain.arrays import SAMPLE_ABOVE, as_f64, channel_view, columns, sample_columns
-from harness.explain.catalog import KNOWN_BATCH_WEIGHTS, KNOWN_EPS
-from harness.explain.refcache import CACHE
-from harness.semantics import Semantics
+from normconf.explain.arrays import SAMPLE_ABOVE, as_f64, channel_view, columns, sample_columns
+from normconf.explain.catalog import KNOWN_BATCH_WEIGHTS, KNOWN_EPS
+from normconf.explain.refcache import CACHE
+from normconf.semantics import Semantics
 
 
 def _known_near(value: float, table: dict[float, str], rel: float) -> float | None:
@@ -201,8 +201,8 @@ def _eps_resolution(case, output, obs, xr, gamma, var_used, eps, inv_ref, tol, a
 
 def _batch_stats(case, inputs, sem: Semantics, k: int):
     """Per-channel (mean, var used for the running update) of step ``k`` under ``sem``."""
-    from harness.inputs import np_dtype
-    from references.batchnorm import batch_statistics
+    from normconf.inputs import np_dtype
+    from normconf.references.batchnorm import batch_statistics
 
     x = inputs.x[k - 1]
     ax = case.channel_axis

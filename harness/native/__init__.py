@@ -11,7 +11,7 @@ a :class:`NativeLibraryError` whose ``kind`` says why.
 BatchNorm (:func:`run_case`): one call per training step (running statistics carried from call
 to call by the harness), an eval call for ``eval_after``, one call per batch in eval mode.  The
 ABI takes channels-first data: channels-last cases are transposed before the call and ``y``
-back (a note says so).  LayerNorm: :mod:`harness.native.layer_norm` (v2 libraries only).
+back (a note says so).  LayerNorm: :mod:`normconf.native.layer_norm` (v2 libraries only).
 
 Element types: v2 carries float32, float64, float16 and bfloat16 (the 16-bit types as their raw
 uint16 storage), x/y in the case dtype and every other array in the parameter dtype.  v1
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.native.abi import (  # noqa: F401
+from normconf.native.abi import (  # noqa: F401
     ABI_V1,
     ABI_V2,
     ABI_VERSION,
@@ -328,7 +328,7 @@ def run_case(
     ``gamma``/``beta`` are what the adapter decided to pass (``None`` = NULL).
     Outputs the library did not report (``written`` bits) are left out.
     """
-    from harness.inputs import np_dtype
+    from normconf.inputs import np_dtype
 
     if not lib.supports("batch_norm"):
         raise NativeUnsupported(

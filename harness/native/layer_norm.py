@@ -13,7 +13,7 @@ Conventions of the call (what :func:`call_layer_norm` passes and expects back):
 
 One call per step (each step is an independent input).  A v1 library (normconf_bn.h) has no
 LayerNorm; neither does a v2 library whose ``normconf_supports`` says no: both are
-:class:`~harness.native.NativeUnsupported`.  RMS scaling is not LayerNorm in the ABI (it will be
+:class:`~normconf.native.NativeUnsupported`.  RMS scaling is not LayerNorm in the ABI (it will be
 ``NORMCONF_OP_RMS_NORM``), so an ``rms_scaling`` case is unsupported too.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.native.abi import ABI_V2, DTYPE_CODES, MAX_RANK, WROTE_INV_STD, WROTE_MEAN, new_call_v2, ptr
+from normconf.native.abi import ABI_V2, DTYPE_CODES, MAX_RANK, WROTE_INV_STD, WROTE_MEAN, new_call_v2, ptr
 
 
 @dataclass
@@ -53,11 +53,11 @@ def call_layer_norm(
 ) -> LayerNormResult:
     """One LayerNorm call on ``x`` over ``norm_axes`` (non-negative, distinct).
 
-    Raises :class:`~harness.native.NativeUnsupported` (EUNSUPPORTED, or what the library or the
-    ABI cannot carry), :class:`~harness.native.NativeCallError` (other codes) or ``ValueError``
+    Raises :class:`~normconf.native.NativeUnsupported` (EUNSUPPORTED, or what the library or the
+    ABI cannot carry), :class:`~normconf.native.NativeCallError` (other codes) or ``ValueError``
     (arrays that do not fit the call).
     """
-    from harness.native import NativeUnsupported
+    from normconf.native import NativeUnsupported
 
     pdt = _np_dtype(param_dtype) if isinstance(param_dtype, str) else np.dtype(param_dtype)
     if lib.abi != ABI_V2 or not lib.supports("layer_norm"):
@@ -98,7 +98,7 @@ def run_case(lib, case, inputs, *, label: str) -> tuple[dict[str, list[np.ndarra
     ``inputs``: ``x`` (one array per step), ``gamma``/``beta`` (normalized shape, or None).
     ``mean``/``inv_std`` are returned only when the library wrote them at every step.
     """
-    from harness.native import NativeUnsupported
+    from normconf.native import NativeUnsupported
 
     if getattr(case, "rms_scaling", False):
         raise NativeUnsupported(

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # numpy only for the annotations (the registry imports nothin
 __all__ = ["OpSpec", "OutputDef", "UnknownOp", "all_ops", "get", "names", "register", "spec_for"]
 
 #: the built-in ops and the modules that define their ``SPEC``
-BUILTIN = {"batch_norm": "harness.ops.batch_norm", "layer_norm": "harness.ops.layer_norm"}
+BUILTIN = {"batch_norm": "normconf.ops.batch_norm", "layer_norm": "normconf.ops.layer_norm"}
 
 
 class UnknownOp(KeyError):

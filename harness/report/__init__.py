@@ -25,7 +25,7 @@ the files are written (``fcntl.flock``).
 ``meta`` is free-form; the report reads ``meta["environment"]`` (Python, OS, CPU, backend versions,
 device), ``meta["backends"]`` (column order), ``meta["partial"]`` and — optional —
 ``meta["plot_data"]``: per non-close result, a small summary of its error array made by
-:func:`harness.report.plots.plot_data` and keyed by :func:`harness.report.plots.plot_key` (see
+:func:`normconf.report.plots.plot_data` and keyed by :func:`normconf.report.plots.plot_key` (see
 docs/reports.md).
 
 Test hook: ``NORMCONF_TEST_PAUSE_WRITE=S`` makes :func:`write_reports` sleep S seconds after each
@@ -58,7 +58,7 @@ MANIFEST = ".normconf-set.json"
 #: staging folders are named ``.normconf-new-<pid>-<8 hex>``; nothing else is ever removed as one
 STAGING_PREFIX = ".normconf-new-"
 _STAGING_RE = re.compile(r"^\.normconf-new-(\d+)-([0-9a-f]{8})$")
-#: temporary files of :func:`harness.results.atomic_write_text` for the set's names (older versions
+#: temporary files of :func:`normconf.results.atomic_write_text` for the set's names (older versions
 #: wrote them straight into the folder; a killed run could leave one behind)
 _TEMP_RE = re.compile(r"^\.(results\.csv|results\.json|index\.html)\.[a-z0-9_]{8}\.tmp$")
 #: a staging folder or temporary file of a process that is still alive is left alone this long
@@ -282,7 +282,7 @@ def write_reports(df: "pd.DataFrame", meta: dict[str, Any], out_dir: str | Path,
     Raises :class:`ReportWriteError` when the set cannot be written (nothing in ``out_dir`` changed
     unless its ``unchanged`` is False).
     """
-    from harness.results import atomic_write_text, write_csv, write_json
+    from normconf.results import atomic_write_text, write_csv, write_json
 
     out = Path(out_dir)
     try:
@@ -299,7 +299,7 @@ def write_reports(df: "pd.DataFrame", meta: dict[str, Any], out_dir: str | Path,
         write_json(df, stage / "results.json", meta)
         _pause("stage")
         if html:
-            from harness.report.html import write_html
+            from normconf.report.html import write_html
 
             try:
                 write_html(df, meta, stage / "index.html")

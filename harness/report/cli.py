@@ -1,7 +1,7 @@
-"""``normconf report`` and ``normconf diff`` (registered by harness.cli through ``add_parser``).
+"""``normconf report`` and ``normconf diff`` (registered by normconf.cli through ``add_parser``).
 
 Exit codes: ``report`` 0 on success; ``diff`` 0 when NEW has no new failures, 1
-when it has (see :mod:`harness.report.diff`); both 2 on bad input (a missing or
+when it has (see :mod:`normconf.report.diff`); both 2 on bad input (a missing or
 unreadable results file).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 
 def _usage_error(msg: str) -> Exception:
-    from harness.cli import UsageError
+    from normconf.cli import UsageError
 
     return UsageError(msg)
 
@@ -48,8 +48,8 @@ def load(path: str) -> tuple[Any, dict[str, Any], Path]:
 
     import pandas as pd
 
-    from harness.report.model import OUTCOMES
-    from harness.results import read_results
+    from normconf.report.model import OUTCOMES
+    from normconf.results import read_results
 
     p = resolve_results(path)
     try:
@@ -76,7 +76,7 @@ def load(path: str) -> tuple[Any, dict[str, Any], Path]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report.html import write_html
+    from normconf.report.html import write_html
 
     df, meta, p = load(args.results)
     out = Path(args.out) if args.out else p.parent
@@ -86,15 +86,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from harness.report.diff import diff, format_html, format_text
-    from harness.results import atomic_write_text
+    from normconf.report.diff import diff, format_html, format_text
+    from normconf.results import atomic_write_text
 
     old_df, old_meta, op = load(args.old)
     new_df, new_meta, np_ = load(args.new)
     d = diff(old_df, new_df, old_meta, new_meta, old_name=str(op), new_name=str(np_))
     if args.json:
-        from harness.report.diff import as_json
-        from harness.summary import print_json
+        from normconf.report.diff import as_json
+        from normconf.summary import print_json
 
         print_json(as_json(d))
     elif args.quiet:

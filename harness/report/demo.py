@@ -1,6 +1,6 @@
 """Synthetic results at full-suite scale, for the report's size and speed budget.
 
-``python -m harness.report.demo OUT_DIR [--cases 400] [--backends 20]`` writes
+``python -m normconf.report.demo OUT_DIR [--cases 400] [--backends 20]`` writes
 results.csv, results.json and index.html for made-up results shaped like a full
 run (every output of every step, explanations, tolerance reasons, errors,
 per-mismatch plot data).  Nothing here is a real measurement: it only exercises
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.report.plots import plot_data, plot_key
-from harness.results import COLUMNS, Row, to_frame
+from normconf.report.plots import plot_data, plot_key
+from normconf.results import COLUMNS, Row, to_frame
 
 DTYPES = ["float32", "float64", "float16", "bfloat16"]
 TRAIN_OUTPUTS = ["y", "batch_mean", "batch_var", "running_mean", "running_var"]
@@ -163,18 +163,18 @@ def synthetic(n_cases: int = 400, n_backends: int = 20, seed: int = 0) -> tuple[
         "cases": n_cases,
         "partial": False,
         "plot_data": plots,
-        "command": "python -m harness.report.demo",
+        "command": "python -m normconf.report.demo",
     }
     return df, meta
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.report.demo", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m normconf.report.demo", description=__doc__.splitlines()[0])
     ap.add_argument("out")
     ap.add_argument("--cases", type=int, default=400)
     ap.add_argument("--backends", type=int, default=20)
     a = ap.parse_args(argv)
-    from harness.report import write_reports
+    from normconf.report import write_reports
 
     df, meta = synthetic(a.cases, a.backends)
     for p in write_reports(df, meta, a.out):

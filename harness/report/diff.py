@@ -14,7 +14,7 @@ steps, as in the report's matrix).  Sections:
 * **other outcome changes** — e.g. ``pass`` → ``explained`` (with the new labels) or → ``unsupported``.
 * **changed versions** — backend versions and the environment (Python, NumPy, OS, …).
 * **changed case parameters** — per case present in both runs, the parameters that differ
-  (``eps 1e-05 → 1e-12``), from what each run recorded (``meta.case_info``, harness.case_info);
+  (``eps 1e-05 → 1e-12``), from what each run recorded (``meta.case_info``, normconf.case_info);
   a result line of such a case names them too.  When a row's explanation text changed, the old
   and the new text are both shown.
 * added / removed results (a case or backend only in one run).
@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.report.model import FAILING, Model, Pair, build
+from normconf.report.model import FAILING, Model, Pair, build
 
 
 @dataclass
@@ -288,6 +288,6 @@ def as_json(d: Diff) -> dict[str, Any]:
 
 def format_html(d: Diff) -> str:
     """The diff as one self-contained HTML page."""
-    from harness.report.html import _asset, _env
+    from normconf.report.html import _asset, _env
 
     return _env().get_template("diff.html.j2").render(d=d, css=_asset("report.css"))

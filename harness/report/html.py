@@ -31,10 +31,10 @@ from typing import Any
 import pandas as pd
 from markupsafe import Markup
 
-from harness.package_data import extra_available, missing_extra_message
-from harness.report.model import OUTCOMES, Model, build, clean
-from harness.report.plots import heatmap_svg, plot_key, worst_errors
-from references.batchnorm import MAIN_OUTPUTS
+from normconf.package_data import extra_available, missing_extra_message
+from normconf.references.batchnorm import MAIN_OUTPUTS
+from normconf.report.model import OUTCOMES, Model, build, clean
+from normconf.report.plots import heatmap_svg, plot_key, worst_errors
 
 TEMPLATES = Path(__file__).with_name("templates")
 SYMBOLS = {"pass": "✓", "explained": "≈", "mismatch": "✗", "unsupported": "–", "error": "!"}
@@ -396,7 +396,7 @@ def render(
 
 
 def write_html(df: pd.DataFrame, meta: dict[str, Any] | None, path: str | Path, **kw: Any) -> Path:
-    from harness.results import atomic_write_text
+    from normconf.results import atomic_write_text
 
     atomic_write_text(path, render(df, meta, **kw))
     return Path(path)

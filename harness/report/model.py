@@ -1,7 +1,7 @@
 """The results table reshaped for reading: cases × backends, one *pair* per cell.
 
-Used by the HTML report (:mod:`harness.report.html`) and the run-to-run diff
-(:mod:`harness.report.diff`).  Works from the rows alone (a results.csv or
+Used by the HTML report (:mod:`normconf.report.html`) and the run-to-run diff
+(:mod:`normconf.report.diff`).  Works from the rows alone (a results.csv or
 results.json written anywhere); when a row's ``file`` can be read, the case's
 YAML adds its description, parameters and an input summary.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.results import SEVERITY
+from normconf.results import SEVERITY
 
 OUTCOMES = ["pass", "explained", "mismatch", "unsupported", "error"]
 #: outcomes that count as a failure (``normconf diff``: new failures)
@@ -278,7 +278,7 @@ def build(df: pd.DataFrame, meta: dict[str, Any] | None = None, read_cases: bool
 
 def _add_case_info(model: Model) -> None:
     """Description, parameters and input summary of each case, from ``meta["case_info"]`` (recorded by
-    ``normconf run``, :mod:`harness.case_info`); the report never re-reads a case file or regenerates inputs."""
+    ``normconf run``, :mod:`normconf.case_info`); the report never re-reads a case file or regenerates inputs."""
     recorded = (model.meta or {}).get("case_info") or {}
     if not isinstance(recorded, dict):
         recorded = {}

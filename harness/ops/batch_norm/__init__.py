@@ -1,9 +1,9 @@
 """BatchNorm (``op: batch_norm``, the default): the op spec over normconf's first op.
 
 BatchNorm predates the op seam, so its parts keep their places and this module binds them:
-the case model :class:`harness.case_model.Case`, the knobs :class:`harness.semantics.Semantics`,
-the reference :mod:`references.batchnorm`, the inputs :func:`harness.inputs.batch_norm_inputs`,
-the explainer :mod:`harness.explain`.  Conventions: per channel (the case's channel axis),
+the case model :class:`normconf.case_model.Case`, the knobs :class:`normconf.semantics.Semantics`,
+the reference :mod:`normconf.references.batchnorm`, the inputs :func:`normconf.inputs.batch_norm_inputs`,
+the explainer :mod:`normconf.explain`.  Conventions: per channel (the case's channel axis),
 statistics over N × spatial; docs/cases.md.
 """
 
@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from harness.case_model import Affine, Case, Expectation, Generator, Momentum, Tolerance, _cross_checks, describe_value
-from harness.ops import OpSpec, OutputDef
-from harness.semantics import Semantics
+from normconf.case_model import Affine, Case, Expectation, Generator, Momentum, Tolerance, _cross_checks, describe_value
+from normconf.ops import OpSpec, OutputDef
+from normconf.semantics import Semantics
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from harness.inputs import Inputs
-    from harness.ops import ReferenceOutputs
+    from normconf.inputs import Inputs
+    from normconf.ops import ReferenceOutputs
 
-#: the outputs, main ones in result order, then the intermediate stages (references.batchnorm's names)
+#: the outputs, main ones in result order, then the intermediate stages (normconf.references.batchnorm's names)
 OUTPUTS = (
     OutputDef("y", "element", "data", "main", "the normalized, affine-transformed output"),
     OutputDef("batch_mean", "group", "param", "main", "per-channel batch mean (train)"),
@@ -37,8 +37,8 @@ OUTPUTS = (
 def _reference(
     case: Case, inputs: Any, semantics: Semantics | None = None, *, statistics_only: bool = False
 ) -> ReferenceOutputs:
-    from harness.inputs import np_dtype
-    from references.batchnorm import batch_norm_reference
+    from normconf.inputs import np_dtype
+    from normconf.references.batchnorm import batch_norm_reference
 
     return batch_norm_reference(
         inputs.x,
@@ -58,7 +58,7 @@ def _reference(
 
 
 def _generate(case: Case) -> Inputs:
-    from harness.inputs import batch_norm_inputs
+    from normconf.inputs import batch_norm_inputs
 
     return batch_norm_inputs(case)
 
@@ -69,25 +69,25 @@ def _output_shape(case: Case, name: str) -> tuple[int, ...]:
 
 
 def _explain(*args: Any, **kw: Any) -> tuple[str, str] | None:
-    from harness.explain import explain
+    from normconf.explain import explain
 
     return explain(*args, **kw)
 
 
 def _review(*args: Any, **kw: Any) -> None:
-    from harness.explain import review_pair
+    from normconf.explain import review_pair
 
     return review_pair(*args, **kw)
 
 
 def _affected(knob: str, case: Case, sem: Semantics) -> frozenset[str]:
-    from harness.explain.catalog import affected
+    from normconf.explain.catalog import affected
 
     return affected(knob, case.mode, sem)
 
 
 def _fuzz_cases(max_elements: int, dtypes: tuple[str, ...], modes: tuple[str, ...] = ("train", "eval")) -> Any:
-    from harness.ops.batch_norm.fuzz import case_dicts
+    from normconf.ops.batch_norm.fuzz import case_dicts
 
     return case_dicts(max_elements, dtypes, modes)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hypothesis.strategies import DrawFn, SearchStrategy
 
-from harness.ops._strategies import FUZZ_DTYPES, draw_dtypes, eps_values, fit_budget, input_generators, r3
+from normconf.ops._strategies import FUZZ_DTYPES, draw_dtypes, draw_eps, draw_input, fit_budget, floats3, r3
 
 #: eps values worth hitting exactly (ONNX/torch 1e-5 is the default, left out when drawn)
 EPS_VALUES = (1e-3, 1e-4, 1e-8, 0.1, 1e-2, 1e-6)
@@ -53,9 +53,7 @@ def case_dicts(
         d.update(draw_dtypes(draw, dtypes))
         if mode != "train":
             d["mode"] = mode
-        eps = draw(eps_values(EPS_VALUES))
-        if eps is not None:
-            d["eps"] = eps
+        d.update(draw_eps(draw, EPS_VALUES))
         if mode == "train":
             mom = draw(
                 st.one_of(
@@ -70,7 +68,7 @@ def case_dicts(
             for key in ("normalize_variance", "running_variance"):
                 if draw(st.sampled_from(["biased", "unbiased"])) != "biased":
                     d[key] = "unbiased"
-        one = st.floats(-4, 4).map(r3)
+        one = floats3(-4, 4)
         affine = draw(
             st.one_of(
                 st.none(),
@@ -83,19 +81,17 @@ def case_dicts(
         )
         if affine is not None:
             d["affine"] = affine
-        rm = draw(st.one_of(st.none(), st.floats(-10, 10).map(r3)))
+        rm = draw(st.one_of(st.none(), floats3(-10, 10)))
         if rm is not None:
             d["running_mean"] = rm
-        rv = draw(st.one_of(st.none(), st.sampled_from([0.0, 1e-4, 100.0]), st.floats(0, 10).map(r3)))
+        rv = draw(st.one_of(st.none(), st.sampled_from([0.0, 1e-4, 100.0]), floats3(0, 10)))
         if rv is not None:
             d["running_var"] = rv
         if steps > 1:
             d["steps"] = steps
         if mode == "train" and draw(st.booleans()):
             d["eval_after"] = True
-        gen = draw(input_generators())
-        if gen:
-            d["input"] = gen
+        d.update(draw_input(draw))
         return d
 
     return strat()

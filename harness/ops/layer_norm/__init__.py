@@ -2,7 +2,7 @@
 
 Everything op-specific is here: the case model (:mod:`.case`), the knobs (:mod:`.semantics`),
 the inputs (:mod:`.inputs`), the explainer (:mod:`.explain`) and the spec below; the float64
-reference is :mod:`references.layer_norm`.  docs/layer_norm.md describes the case format and
+reference is :mod:`normconf.references.layer_norm`.  docs/layer_norm.md describes the case format and
 the conventions backends differ in.
 """
 
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from harness.case_model import describe_value
-from harness.ops import OpSpec, OutputDef
-from harness.ops.layer_norm.case import LayerNormCase, allowed_keys, cross_checks
-from harness.ops.layer_norm.semantics import LayerNormSemantics
+from normconf.case_model import describe_value
+from normconf.ops import OpSpec, OutputDef
+from normconf.ops.layer_norm.case import LayerNormCase, allowed_keys, cross_checks
+from normconf.ops.layer_norm.semantics import LayerNormSemantics
 
 if TYPE_CHECKING:
-    from harness.case_model import Affine
-    from harness.ops import ReferenceOutputs
-    from harness.ops.layer_norm.inputs import LayerNormInputs
+    from normconf.case_model import Affine
+    from normconf.ops import ReferenceOutputs
+    from normconf.ops.layer_norm.inputs import LayerNormInputs
 
 OUTPUTS = (
     OutputDef("y", "element", "data", "main", "the normalized, affine-transformed output"),
@@ -34,8 +34,8 @@ PROFILE_KNOBS = ("normalize_variance", "eps_placement", "centered", "scale_stati
 def _reference(
     case: LayerNormCase, inputs: Any, semantics: LayerNormSemantics | None = None, *, statistics_only: bool = False
 ) -> ReferenceOutputs:
-    from harness.inputs import np_dtype
-    from references.layer_norm import layer_norm_reference
+    from normconf.inputs import np_dtype
+    from normconf.references.layer_norm import layer_norm_reference
 
     return layer_norm_reference(
         inputs.x,
@@ -50,7 +50,7 @@ def _reference(
 
 
 def _generate(case: LayerNormCase) -> LayerNormInputs:
-    from harness.ops.layer_norm.inputs import generate
+    from normconf.ops.layer_norm.inputs import generate
 
     return generate(case)
 
@@ -60,13 +60,13 @@ def _output_shape(case: LayerNormCase, name: str) -> tuple[int, ...]:
 
 
 def _explain(*args: Any, **kw: Any) -> tuple[str, str] | None:
-    from harness.ops.layer_norm.explain import explain
+    from normconf.ops.layer_norm.explain import explain
 
     return explain(*args, **kw)
 
 
 def _review(*args: Any, **kw: Any) -> None:
-    from harness.ops.layer_norm.explain import review_pair
+    from normconf.ops.layer_norm.explain import review_pair
 
     return review_pair(*args, **kw)
 
@@ -82,7 +82,7 @@ def _affected(knob: str, case: LayerNormCase, sem: LayerNormSemantics) -> frozen
 
 
 def _fuzz_cases(max_elements: int, dtypes: tuple[str, ...]) -> Any:
-    from harness.ops.layer_norm.fuzz import case_dicts
+    from normconf.ops.layer_norm.fuzz import case_dicts
 
     return case_dicts(max_elements, dtypes)
 

@@ -1,7 +1,7 @@
-"""Forward-error bounds of LayerNorm's outputs, per row (the analysis of :mod:`harness.explain.bounds`).
+"""Forward-error bounds of LayerNorm's outputs, per row (the analysis of :mod:`normconf.explain.bounds`).
 
 The statistics of one row (``m`` elements) have the bounds BatchNorm's channels have
-(:func:`harness.explain.bounds._stat_bounds`: the mean's summation error ``g(m)·S1``, the
+(:func:`normconf.explain.bounds._stat_bounds`: the mean's summation error ``g(m)·S1``, the
 two-pass variance after Chan, Golub & LeVeque, the one-pass variance's cancellation ∝ E[x²]);
 RMS scaling's ``mean(x²)`` is a sum of non-negative terms, ``δ ≤ (g(m) + u)·E[x²]``.  The
 normalization carries them elementwise with gamma and beta of the normalized shape:
@@ -18,15 +18,24 @@ from typing import TYPE_CHECKING, Callable, TypeAlias
 
 import numpy as np
 
-from harness.explain.bounds import _TINY, UNIT_ROUNDOFF, Model, Verdict, _ChannelData, _stat_bounds, coarser, sum_factor
+from normconf.explain.bounds import (
+    _TINY,
+    UNIT_ROUNDOFF,
+    Model,
+    Verdict,
+    _ChannelData,
+    _stat_bounds,
+    coarser,
+    sum_factor,
+)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-    from harness.compare import Tolerance
-    from harness.ops.layer_norm.case import LayerNormCase
-    from harness.ops.layer_norm.inputs import LayerNormInputs
-    from harness.ops.layer_norm.semantics import LayerNormSemantics
+    from normconf.compare import Tolerance
+    from normconf.ops.layer_norm.case import LayerNormCase
+    from normconf.ops.layer_norm.inputs import LayerNormInputs
+    from normconf.ops.layer_norm.semantics import LayerNormSemantics
 
     #: a float64 array of per-row (keepdims) or per-element values
     F64: TypeAlias = npt.NDArray[np.float64]
@@ -211,7 +220,7 @@ def _kappa(rb: RowBounds, step: int) -> float | None:
 
 def models(case: LayerNormCase, output: str) -> list[Model]:
     """The precision hypotheses for ``output``, cheapest first (statistics: no arithmetic variants)."""
-    from harness.explain.bounds import models_for
+    from normconf.explain.bounds import models_for
 
     out: list[Model] = []
     for m in models_for(case.dtype):

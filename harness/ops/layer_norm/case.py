@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import Field, Strict, field_validator
 
-from harness.case_errors import _short_repr
-from harness.case_model import (
+from normconf.case_errors import _short_repr
+from normconf.case_model import (
     Affine,
     CaseBase,
     Expectation,
@@ -34,9 +34,9 @@ from harness.case_model import (
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from harness.ops.layer_norm.semantics import LayerNormSemantics
+    from normconf.ops.layer_norm.semantics import LayerNormSemantics
 
-#: every LayerNorm output, in stage order (the one list; harness.ops.layer_norm.OUTPUTS describes them)
+#: every LayerNorm output, in stage order (the one list; normconf.ops.layer_norm.OUTPUTS describes them)
 OUTPUT_NAMES = ("y", "mean", "inv_std", "x_hat")
 
 Tolerance = tolerance_model(OUTPUT_NAMES, "layer_norm", __name__)
@@ -117,7 +117,7 @@ class LayerNormCase(CaseBase):
     @property
     def semantics(self) -> LayerNormSemantics:
         """The conventions this case asks for."""
-        from harness.ops.layer_norm.semantics import LayerNormSemantics
+        from normconf.ops.layer_norm.semantics import LayerNormSemantics
 
         if self.rms_scaling:
             return LayerNormSemantics(
@@ -132,7 +132,13 @@ class LayerNormCase(CaseBase):
 
 def cross_checks(case: LayerNormCase) -> list[tuple[tuple[Any, ...], str]]:
     """Checks that need several fields: (loc, message) pairs."""
-    errs = common_checks(case, zero_ok=tuple(i for i in range(case.rank) if i not in case.norm_axes))
+    zero_ok = tuple(i for i in range(case.rank) if i not in case.norm_axes)
+    zero_words = (
+        f"only the axes that are not normalized ({', '.join(map(str, zero_ok))}) may be 0"
+        if zero_ok
+        else "no dimension may be 0 (every axis is normalized)"
+    )
+    errs = common_checks(case, zero_ok=zero_ok, zero_words=zero_words)
     r = case.rank
     seen: dict[int, int] = {}
     for i, a in enumerate(case.axes):
@@ -142,7 +148,7 @@ def cross_checks(case: LayerNormCase) -> list[tuple[tuple[Any, ...], str]]:
             errs.append((("axes", i), f"axis {a} repeats axis {case.axes[seen[a % r]]}"))
         else:
             seen[a % r] = i
-    if errs:
+    if any(loc[0] in ("shape", "axes") for loc, _ in errs):  # the normalized shape is unknown
         return errs
     if isinstance(case.affine, Affine):
         n = case.row_size

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from harness.ops.layer_norm import bounds as lb
-from harness.ops.layer_norm.semantics import LayerNormSemantics
+from normconf.ops.layer_norm import bounds as lb
+from normconf.ops.layer_norm.semantics import LayerNormSemantics
 
 if TYPE_CHECKING:
-    from harness.compare import Tolerance
-    from harness.explain.bounds import Model, Verdict
-    from harness.ops.layer_norm.case import LayerNormCase
-    from harness.ops.layer_norm.inputs import LayerNormInputs
+    from normconf.compare import Tolerance
+    from normconf.explain.bounds import Model, Verdict
+    from normconf.ops.layer_norm.case import LayerNormCase
+    from normconf.ops.layer_norm.inputs import LayerNormInputs
 
 #: documented eps defaults: torch/ONNX 1e-5, Flax 1e-6, Keras 1e-3, BERT-style models 1e-12
 KNOWN_EPS = {
@@ -101,8 +101,8 @@ class Found:
 def _ref(
     case: LayerNormCase, inputs: LayerNormInputs, sem: LayerNormSemantics, output: str, step: int
 ) -> np.ndarray | None:
-    from harness.explain.refcache import CACHE
-    from harness.oracle import round_to_output_dtypes
+    from normconf.explain.refcache import CACHE
+    from normconf.oracle import round_to_output_dtypes
 
     # (the cache and the rounding are op-generic but still annotated with BatchNorm's Semantics and Case)
     steps = CACHE.get(case, inputs, sem, output)  # type: ignore[arg-type]
@@ -287,7 +287,7 @@ def review_pair(
     names the convention as the closest fit, not an explanation."""
     if memory is None or inputs is None or not observed:
         return
-    from harness.outputs import tolerance_for
+    from normconf.outputs import tolerance_for
 
     by_key = {(r.output, r.step): r for r in rows if r.output and r.step is not None}
     for (output, step), found in list(memory.rows.items()):

@@ -3,7 +3,7 @@
 Draws the shape (rank 1-5; now and then an empty non-normalized axis), the normalized axes (the
 last one, the trailing k, or a set of other axes — non-trailing — maybe with the last one, written
 with non-negative or negative indices), dtype (and float32 parameters for half-precision data), eps (the documented
-defaults of :data:`~harness.ops.layer_norm.explain.KNOWN_EPS`, or random), the variance
+defaults of :data:`~normconf.ops.layer_norm.explain.KNOWN_EPS`, or random), the variance
 estimator, RMS scaling, affine on/off with scalar or per-feature gamma/beta, ``bias`` on/off,
 steps and the input distribution (offsets up to 1e5 over spreads down to 1e-6: the precision
 traps), within the size budget ``max_elements`` (all steps together).
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hypothesis.strategies import DrawFn, SearchStrategy
 
-from harness.ops._strategies import FUZZ_DTYPES, draw_dtypes, eps_values, fit_budget, input_generators, scalar_or_list
+from normconf.ops._strategies import FUZZ_DTYPES, draw_dtypes, draw_eps, draw_input, fit_budget, scalar_or_list
 
 
 def case_dicts(
@@ -30,7 +30,7 @@ def case_dicts(
     """Hypothesis strategy of LayerNorm case mappings (``op: layer_norm`` and the non-default keys, no ``id``)."""
     from hypothesis import strategies as st
 
-    from harness.ops.layer_norm.explain import KNOWN_EPS
+    from normconf.ops.layer_norm.explain import KNOWN_EPS
 
     def rarely(k: int) -> SearchStrategy[bool]:
         return st.sampled_from([False] * (k - 1) + [True])  # shrinks to False
@@ -57,9 +57,7 @@ def case_dicts(
         if norm != [rank - 1]:
             d["axes"] = [a - rank for a in norm] if draw(st.booleans()) else norm
         d.update(draw_dtypes(draw, dtypes))
-        eps = draw(eps_values(tuple(e for e in KNOWN_EPS if e != 1e-5) + (0.1, 1e-2)))
-        if eps is not None:
-            d["eps"] = eps
+        d.update(draw_eps(draw, tuple(e for e in KNOWN_EPS if e != 1e-5) + (0.1, 1e-2)))
         if draw(rarely(4)):
             d["normalize_variance"] = "unbiased"
         rms = draw(rarely(4))
@@ -82,9 +80,7 @@ def case_dicts(
                 d["affine"] = aff
         if steps > 1:
             d["steps"] = steps
-        gen = draw(input_generators())
-        if gen:
-            d["input"] = gen
+        d.update(draw_input(draw))
         return d
 
     return strat()

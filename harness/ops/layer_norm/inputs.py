@@ -1,6 +1,6 @@
 """Deterministic inputs of a LayerNorm case: ``x`` per step and gamma/beta over the normalized shape.
 
-``x`` is drawn as for every op (:func:`harness.inputs.draw_x`: PCG64 in float64, rounded to the
+``x`` is drawn as for every op (:func:`normconf.inputs.draw_x`: PCG64 in float64, rounded to the
 case dtype, logical row-major order); gamma and beta are ``normalized_shape`` arrays in the
 parameter dtype (a flat list fills them in row-major order).
 """
@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.case_model import Affine
-from harness.inputs import draw_x, parameter
+from normconf.case_model import Affine
+from normconf.inputs import draw_x, parameter
 
 if TYPE_CHECKING:
-    from harness.ops.layer_norm.case import LayerNormCase
+    from normconf.ops.layer_norm.case import LayerNormCase
 
 
 @dataclass(frozen=True)

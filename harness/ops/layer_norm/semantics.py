@@ -1,4 +1,4 @@
-"""The LayerNorm conventions as one value object (the knobs), like :class:`harness.semantics.Semantics`.
+"""The LayerNorm conventions as one value object (the knobs), like :class:`normconf.semantics.Semantics`.
 
 Conventions (the defaults are the definition, e.g. ONNX LayerNormalization-17 computed exactly):
 per row (the elements sharing every index outside the normalized axes, ``m`` of them),
@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from harness.semantics import _fmt
+from normconf.semantics import _fmt
 
 
 @dataclass(frozen=True)
