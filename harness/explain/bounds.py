@@ -432,6 +432,9 @@ class Verdict:
     worst_index: tuple[int, ...]
     vacuous: bool = False  # the bound is infinite somewhere: the model allows any value there
     kappa: float | None = None  # condition number of the variance (for the text)
+    #: the shape check (LayerNorm): worst residual after removing the best per-row mean and scale
+    #: error, as a fraction of the rounding-only bound + tolerance; None when not checked
+    shape_fraction: float | None = None
 
 
 def judge(
