@@ -39,6 +39,7 @@ import argparse
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -267,7 +268,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         "cases": len(cases),
         "backends": backends,
         "partial": summary.partial,
-        "timing": {"wall_seconds": round(summary.seconds, 3)},
+        "timing": {
+            "wall_seconds": round(summary.seconds, 3),
+            "harness_cpu_seconds": round(time.process_time(), 3),
+            "worker_cpu_seconds": summary.worker_cpu,
+        },
     }
     from normconf.report.plots import plot_key
 

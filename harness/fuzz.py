@@ -150,10 +150,11 @@ def representable(lc, runner) -> bool:
     import numpy as np
 
     from normconf.inputs import np_dtype
+    from normconf.ops import spec_for
     from normconf.oracle import reference_outputs
     from normconf.results import output_dtype
 
-    inputs, _ = runner.expected(lc)
+    inputs = spec_for(lc.case).generate(lc.case)  # the workers judge: no expected values are needed here
     ref = reference_outputs(lc.case, inputs)  # float64: the expected values are these rounded (inf here)
     for name in lc.case.output_names():
         dt = np_dtype(output_dtype(lc.case, name))

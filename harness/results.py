@@ -16,15 +16,17 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
-import pandas as pd
 
 from normconf.cases import Case, LoadedCase
 from normconf.compare import compare
 from normconf.inputs import Inputs
 from normconf.outputs import DATA_OUTPUTS, RESULT_ORDER, output_dtype, tolerance_for  # noqa: F401 (API)
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built: workers judge rows without it
+    import pandas as pd
 
 #: the columns of results.csv, in order
 COLUMNS = [
@@ -478,6 +480,8 @@ def apply_expectation(
 
 
 def to_frame(rows: Iterable[Row]) -> pd.DataFrame:
+    import pandas as pd
+
     df = pd.DataFrame([vars(r) for r in rows], columns=COLUMNS)
     df["step"] = df["step"].astype("Int64")
     df["mismatched"] = df["mismatched"].astype("Int64")
@@ -537,6 +541,8 @@ def write_json(df: pd.DataFrame, path: str | os.PathLike[str], meta: dict[str, A
 
 def read_results(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read results.csv or results.json back into (DataFrame, meta)."""
+    import pandas as pd
+
     path = Path(path)
     if path.suffix == ".json":
         data = json.loads(path.read_text(encoding="utf-8"))

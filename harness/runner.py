@@ -57,8 +57,78 @@ DEFAULT_TIMEOUT = 300.0
 STARTUP_TIMEOUT = isolation.STARTUP_TIMEOUT
 
 
+#: ``$NORMCONF_WORKER_THREADS``: the threads each worker's frameworks may use (default 1).  One
+#: thread per worker: results (a reduction's order) do not depend on the machine's core count,
+#: no framework spin-waits on a core another worker needs, and ``-j N`` is the parallelism.
+WORKER_THREADS_VAR = "NORMCONF_WORKER_THREADS"
+
+
+def thread_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Thread-count settings every worker starts with (a group's ``worker_env`` may set its own):
+    OpenMP (torch, OpenCV), MKL, OpenBLAS (NumPy), TensorFlow and XLA (JAX), no OpenMP spin-wait."""
+    environ = os.environ if environ is None else environ
+    n = environ.get(WORKER_THREADS_VAR, "1").strip() or "1"
+    if not n.isdigit() or int(n) < 1:
+        raise ValueError(f"{WORKER_THREADS_VAR}={n!r}: expected a positive integer")
+    xla = environ.get("XLA_FLAGS", "")
+    if "intra_op_parallelism_threads" not in xla:
+        eigen = "true" if int(n) > 1 else "false"
+        xla = f"{xla} --xla_cpu_multi_thread_eigen={eigen} intra_op_parallelism_threads={n}".strip()
+    return {
+        "OMP_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+        "OPENBLAS_NUM_THREADS": n,
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "TF_NUM_INTRAOP_THREADS": n,
+        "TF_NUM_INTEROP_THREADS": "1",
+        "XLA_FLAGS": xla,
+    }
+
+
+#: ``$NORMCONF_CACHE_DIR``: where workers keep compiled programs between runs (``off``: nowhere)
+CACHE_DIR_VAR = "NORMCONF_CACHE_DIR"
+
+
+def cache_dir(environ: dict[str, str] | None = None) -> Path | None:
+    """The run's cache folder: ``$NORMCONF_CACHE_DIR``, else ``$XDG_CACHE_HOME/normconf``, else
+    ``~/.cache/normconf``; ``None`` when ``$NORMCONF_CACHE_DIR`` is ``off``, ``0`` or ``none``."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(CACHE_DIR_VAR, "").strip()
+    if value.lower() in ("off", "0", "none"):
+        return None
+    if value:
+        return Path(value).expanduser()
+    base = environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(base).expanduser() if base else Path.home() / ".cache") / "normconf"
+
+
+def cache_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Settings that let workers reuse compiled programs across runs: JAX's persistent compilation
+    cache (every XLA program, however small; the cache key holds the JAX/XLA versions, the flags and
+    the device, and a hit loads the very executable a compile would produce, so results are
+    identical; checked by tests/test_worker_judging.py).  A user's own ``JAX_COMPILATION_CACHE_DIR``
+    is kept."""
+    environ = os.environ if environ is None else environ
+    folder = cache_dir(environ)
+    if folder is None or "JAX_COMPILATION_CACHE_DIR" in environ:
+        return {}
+    try:
+        (folder / "jax").mkdir(parents=True, exist_ok=True)
+    except OSError:  # an unwritable home: every program is compiled, as without a cache
+        return {}
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(folder / "jax"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+
+
 class WorkerFailure(Exception):
     """The worker died or timed out; ``message`` is the result's error text."""
+
+
+class JudgingError(RuntimeError):
+    """The comparison or the explanation raised in the worker (a bug in normconf, not in the backend)."""
 
 
 def _signal_name(rc: int) -> str:
@@ -75,6 +145,8 @@ class WorkerHandle:
         self.group = group
         self._stderr = tempfile.TemporaryFile()
         full_env = dict(os.environ)
+        full_env.update(thread_env())
+        full_env.update(cache_env())
         full_env.update(env)
         # a clean sys.path: the package root and an explicitly set PYTHONPATH, never the current
         # folder (-P); the --adapter modules found in it are pinned, not the folder (normconf.isolation)
@@ -181,6 +253,8 @@ class WorkerHandle:
     def call(self, request, timeout: float, what: str, limit: int | None = None):
         self._send(request)
         kind, payload = self._recv(timeout, what, limit)
+        if kind == "internal":  # judging failed in the worker: normconf's own bug, as loud as in this process
+            raise JudgingError(f"normconf failed judging {what} in the worker:\n{payload}")
         if kind != "ok":
             raise WorkerFailure(str(payload))
         return payload
@@ -216,6 +290,15 @@ class WorkerHandle:
         worker, a child subreaper) and every process carrying its token (what a dead worker left)."""
         isolation.end_worker(self.proc, self.token)
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the worker process has used so far (Linux ``/proc``), else None."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
     def close(self) -> None:
         if self.proc.poll() is None:
             below = isolation.descendants(self.proc.pid)  # the worker ends its own; these, in case it cannot
@@ -241,6 +324,8 @@ class RunSummary:
     partial: bool = False
     seconds: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
+    #: CPU seconds of the worker processes by worker group (Linux; measured when each worker closes)
+    worker_cpu: dict[str, float] = field(default_factory=dict)
 
 
 class Runner:
@@ -258,7 +343,9 @@ class Runner:
         conventions: str | None = None,
     ):
         """``conventions``: the profile of the ``--adapter``/``--native`` backends (a built-in backend's
-        id or ``knob=value,...``, :func:`normconf.profiles.parse_conventions`); raises ValueError."""
+        id or ``knob=value,...``, :func:`normconf.profiles.parse_conventions`); raises ValueError (so
+        does a malformed ``$NORMCONF_WORKER_THREADS``)."""
+        thread_env()  # a malformed $NORMCONF_WORKER_THREADS is the caller's error (ValueError), before any worker
         self.extra_specs = tuple(extra_specs)
         self.native_paths = tuple(str(Path(p).resolve()) for p in native_paths)
         self.timeout = timeout
@@ -277,6 +364,8 @@ class Runner:
         self._local = threading.local()
         self._all_workers: list[WorkerHandle] = []
         self._workers_lock = threading.Lock()
+        #: CPU seconds used by the workers closed so far, by worker group
+        self.worker_cpu: dict[str, float] = {}
         self.stop = threading.Event()
 
     def __enter__(self) -> "Runner":
@@ -345,7 +434,14 @@ class Runner:
             ws[group] = w
         return w
 
+    def _account(self, w: WorkerHandle) -> None:
+        cpu = w.cpu_seconds()
+        if cpu is not None:
+            with self._workers_lock:
+                self.worker_cpu[w.group] = self.worker_cpu.get(w.group, 0.0) + cpu
+
     def _forget(self, w: WorkerHandle) -> None:
+        self._account(w)
         w.kill()
         w.close()
         with self._workers_lock:
@@ -373,15 +469,43 @@ class Runner:
             return proto.BackendResult(backend, "error", message=str(e), seconds=time.perf_counter() - t0)
 
     def run_pair(self, lc: LoadedCase, backend: str) -> list[Row]:
-        """Rows for one (case, backend) pair (the pytest plugin's unit)."""
+        """Rows for one (case, backend) pair (the pytest plugin's unit).
+
+        The worker runs the backend *and judges its outputs* (``("pair", PairTask)``,
+        :mod:`normconf.worker`): only rows travel back, and the comparison and explanation run in
+        that process, in parallel with the other workers.  A worker whose floating-point
+        environment is not IEEE sends the outputs instead, and they are judged here."""
+        profile = self.profile(backend)
         if backend not in self.adapters:
             res = proto.BackendResult(backend, "error", message=f"unknown backend {backend!r}")
             return rows_for(lc, backend, res, None, None)
-        res = self.run_backend(lc, backend)
+        t0 = time.perf_counter()
+        try:
+            w = self._worker(backend)
+            judged = w.call(
+                ("pair", proto.PairTask(lc, backend, profile)),
+                self.timeout,
+                f"{lc.id} on {backend}",
+                limit=reply_bound(lc.case),
+            )
+        except WorkerFailure as e:
+            self._drop_worker(backend)
+            res = proto.BackendResult(backend, "error", message=str(e), seconds=time.perf_counter() - t0)
+            return rows_for(lc, backend, res, None, None, profile)
+        if isinstance(judged, tuple) and len(judged) == 2 and judged[0] == "rows":
+            return list(judged[1])
+        res = judged[1] if isinstance(judged, tuple) else judged  # ("result", BackendResult): judge it here
+        return self.judge(lc, backend, res, profile)
+
+    def judge(
+        self, lc: LoadedCase, backend: str, res: proto.BackendResult, profile: Profile | None = None
+    ) -> list[Row]:
+        """Rows of a backend result judged in this process (the reference computed and cached here)."""
+        profile = self.profile(backend) if profile is None else profile
         if res.status == "ok":
             inputs, ref = self.expected(lc)
-            return rows_for(lc, backend, res, ref, inputs, self.profile(backend))
-        return rows_for(lc, backend, res, None, None, self.profile(backend))
+            return rows_for(lc, backend, res, ref, inputs, profile)
+        return rows_for(lc, backend, res, None, None, profile)
 
     def profile(self, backend: str) -> Profile:
         """The conventions ``backend`` declares (or was given with ``conventions``)."""
@@ -405,6 +529,27 @@ class Runner:
         return out
 
     # -- whole runs ----------------------------------------------------------------------
+    def schedule(self, tasks: list, jobs: int) -> list[list]:
+        """Chunks of ``tasks`` (``(case index, backend index, case, backend)``) for ``jobs`` threads, in
+        the order they are taken.  A chunk is one worker group's tasks in case order (the worker keeps
+        its framework imported and its inputs and reference cached), so each framework is imported
+        once per run; groups go largest first, and only a group holding more than a thread's share
+        of all tasks is cut, into that many shares (its import then paid once per share)."""
+        by_group: dict[str, list] = {}
+        for t in sorted(tasks, key=lambda t: (t[0], t[1])):
+            by_group.setdefault(self.group_of(t[3])[0], []).append(t)
+        groups = sorted(by_group.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        if jobs <= 1:
+            return [ts for _g, ts in groups]
+        share = max(1, math.ceil(len(tasks) / jobs))
+        out: list[list] = []
+        for _g, ts in groups:
+            n = math.ceil(len(ts) / share)
+            size = math.ceil(len(ts) / n)
+            out.extend(ts[i : i + size] for i in range(0, len(ts), size))
+        out.sort(key=len, reverse=True)  # stable: equal sizes keep the group order
+        return out
+
     def run(
         self,
         cases: list[LoadedCase],
@@ -415,18 +560,9 @@ class Runner:
         """Every case on every backend.  Interrupted runs return what finished (``partial``)."""
         t_start = time.perf_counter()
         tasks = [(ci, bi, lc, b) for ci, lc in enumerate(cases) for bi, b in enumerate(backends)]
-        # order: by worker group, then case, so a worker keeps its imports and input cache warm
-        tasks.sort(key=lambda t: (self.group_of(t[3])[0], t[0], t[1]))
-        chunk = max(1, math.ceil(len(tasks) / max(1, jobs * 4)))
         chunks: queue.Queue = queue.Queue()
-        cur: list = []
-        for t in tasks:
-            if cur and (len(cur) >= chunk or self.group_of(cur[-1][3])[0] != self.group_of(t[3])[0]):
-                chunks.put(cur)
-                cur = []
-            cur.append(t)
-        if cur:
-            chunks.put(cur)
+        for part in self.schedule(tasks, jobs):
+            chunks.put(part)
         results: dict[tuple[int, int], list[Row]] = {}
         lock = threading.Lock()
         total = len(tasks)
@@ -490,4 +626,5 @@ class Runner:
             done = dict(results)
         rows = [r for key in sorted(done) for r in done[key]]
         versions = {r.backend: r.backend_version for r in rows if r.backend_version}
-        return RunSummary(rows, partial, time.perf_counter() - t_start, versions)
+        cpu = {g: round(v, 3) for g, v in sorted(self.worker_cpu.items())}
+        return RunSummary(rows, partial, time.perf_counter() - t_start, versions, cpu)

@@ -7,6 +7,12 @@ fd 1 itself is pointed at stderr so that prints from frameworks or native code
 cannot corrupt it.  Messages are length-prefixed pickles:
 
 * request ``("run", Task)`` → reply ``("ok", BackendResult)``
+* request ``("pair", PairTask)`` → reply ``("ok", ("rows", [Row]))``: the task run *and judged here*
+  (comparison, explanation, expectation: :func:`normconf.results.rows_for`), next to the backend's
+  output, so only rows travel back; or ``("ok", ("result", BackendResult))`` when this process's
+  floating-point environment is not IEEE (a framework set flush-to-zero / denormals-are-zero:
+  :func:`fpu_is_ieee`), and the harness judges; ``("internal", traceback)`` when judging itself
+  failed (a normconf bug: the harness raises it)
 * request ``("info", [backend ids])`` → reply ``("ok", {id: (available_reason, version)})``
 * request ``("exit", None)`` → the process ends (and every process it started, kept below it as a
   child subreaper: :mod:`normconf.isolation`)
@@ -87,6 +93,35 @@ class Task:
 
 
 @dataclass
+class PairTask:
+    """Run one backend on one case and judge the outputs in the worker (plain, picklable)."""
+
+    lc: object  # normconf.cases.LoadedCase
+    backend: str
+    profile: object = None  # normconf.profiles.Profile: the backend's declared conventions
+
+
+#: the note of a result judged in the harness because the backend left the FPU flushing subnormals
+FTZ_NOTE = (
+    "the backend's process flushes subnormals to zero (FTZ/DAZ set in the x86 MXCSR): its outputs were "
+    "judged in the harness process, under IEEE arithmetic"
+)
+
+
+def fpu_is_ieee() -> bool:
+    """Whether this thread computes with IEEE subnormals: no flush-to-zero (a subnormal result
+    stays subnormal) and no denormals-are-zero (a subnormal operand is read as itself), in float32
+    and float64.  A framework may change the x86 MXCSR (``torch.set_flush_denormal``, libraries
+    built with ``-ffast-math``); the reference and the comparison must not run under it."""
+    import numpy as np
+
+    smallest64 = np.array([2.2250738585072014e-308])
+    smallest32 = np.array([1.1754944e-38], np.float32)
+    sub32 = np.array([1.4e-45], np.float32)
+    return bool((smallest64 / 2.0)[0] != 0 and (smallest32 / np.float32(2))[0] != 0 and (sub32 * np.float32(1))[0] != 0)
+
+
+@dataclass
 class BackendResult:
     """What a worker sends back for one task."""
 
@@ -107,6 +142,8 @@ class _Host:
         self.native_paths = native_paths
         self._adapters: dict[str, object] = {}
         self._inputs: OrderedDict[str, object] = OrderedDict()
+        self._expected: OrderedDict[str, dict] = OrderedDict()
+        self._versions: dict[str, str] = {}
 
     def adapter(self, backend: str):
         if backend not in self._adapters:
@@ -125,6 +162,40 @@ class _Host:
                 self._inputs.popitem(last=False)
         self._inputs.move_to_end(key)
         return self._inputs[key]
+
+    def version(self, backend: str, adapter) -> str:
+        """The adapter's version, asked once per worker (tiny-dnn's runs ``dpkg-query``)."""
+        if backend not in self._versions:
+            self._versions[backend] = adapter.version()
+        return self._versions[backend]
+
+    def expected(self, case) -> dict:
+        """The case's expected values (float64 reference rounded to the output dtypes), cached like the
+        inputs: every backend of this worker group judged on one case shares them."""
+        key = case.model_dump_json()
+        if key not in self._expected:
+            from normconf.oracle import expected_outputs
+
+            self._expected[key] = expected_outputs(case, self.inputs(case))
+            while len(self._expected) > 2:
+                self._expected.popitem(last=False)
+        self._expected.move_to_end(key)
+        return self._expected[key]
+
+    def pair(self, task: PairTask):
+        """``("rows", rows)``: ``task`` run and judged here; ``("result", BackendResult)``: run only, for
+        the harness to judge (this process's floating-point environment is not IEEE)."""
+        res = self.run(Task(task.lc.case, task.backend))  # type: ignore[attr-defined]
+        if not fpu_is_ieee():
+            res.notes = [*res.notes, FTZ_NOTE]
+            return "result", res
+        from normconf.results import rows_for
+
+        if res.status != "ok":
+            return "rows", rows_for(task.lc, task.backend, res, None, None, task.profile)
+        case = task.lc.case  # type: ignore[attr-defined]
+        expected = self.expected(case)
+        return "rows", rows_for(task.lc, task.backend, res, expected, self.inputs(case), task.profile)
 
     def info(self, backends: list[str]) -> dict[str, tuple[str | None, str]]:
         out = {}
@@ -162,7 +233,7 @@ class _Host:
             reason = a.available()
             if reason:
                 return BackendResult(task.backend, "unavailable", message=reason)
-            version = a.version()
+            version = self.version(task.backend, a)
             why = a.unsupported(task.case)
             if why:
                 return BackendResult(task.backend, "unsupported", message=why, version=version)
@@ -181,9 +252,10 @@ class _Host:
             if bad:
                 return BackendResult(task.backend, "error", message=_short(bad), version=version, seconds=dt)
             outputs = {name: list(steps) for name, steps in outputs.items()}  # plain containers only
-            return BackendResult(
-                task.backend, "ok", outputs=outputs, notes=list(obs.notes), version=version, seconds=dt
-            )
+            notes = _notes_problem(obs.notes)
+            if isinstance(notes, str):
+                return BackendResult(task.backend, "error", message=notes, version=version, seconds=dt)
+            return BackendResult(task.backend, "ok", outputs=outputs, notes=notes, version=version, seconds=dt)
         except Unsupported as e:
             return BackendResult(
                 task.backend, "unsupported", message=str(e), version=version, seconds=time.perf_counter() - t0
@@ -206,6 +278,19 @@ class _Host:
                 version=version,
                 seconds=time.perf_counter() - t0,
             )
+
+
+def _notes_problem(notes) -> list[str] | str:
+    """The notes as a list of text, or what is wrong with them (an adapter's notes are strings: they
+    become the rows' ``notes`` column; an object there would print its memory address)."""
+    try:
+        items = list(notes)
+    except TypeError:
+        return f"backend returned invalid notes: {type(notes).__name__}, not a list of text"
+    for i, n in enumerate(items, start=1):
+        if not isinstance(n, str):
+            return f"backend returned invalid notes: note {i} is {type(n).__name__}, not text"
+    return items
 
 
 #: longest message text kept in a result (a backend's exception can carry megabytes)
@@ -330,6 +415,13 @@ def main(argv: list[str] | None = None) -> None:
                 return
             if kind == "run":
                 _reply(proto_out, payload.backend, ("ok", host.run(payload)))
+            elif kind == "pair":
+                try:
+                    judged = host.pair(payload)
+                except Exception:  # the comparison or the explainer failed: normconf's bug, not the backend's
+                    send(proto_out, ("internal", _short(traceback.format_exc())))
+                    continue
+                _reply(proto_out, payload.backend, ("ok", judged))
             elif kind == "info":
                 _reply(proto_out, None, ("ok", host.info(payload)))
             else:

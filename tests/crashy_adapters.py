@@ -14,7 +14,7 @@ abort      ``os.abort()`` (SIGABRT)
 exit       ``os._exit(3)`` (the process vanishes without a signal)
 sysexit    ``sys.exit(4)`` (SystemExit: reported, the worker survives)
 raise      raises RuntimeError (an ordinary adapter error)
-unpickle   returns an object that cannot be pickled back to the harness
+unpickle   returns a note that is a function (it could not even be pickled back to the harness)
 stdout     prints to stdout and writes to fd 1 (must not corrupt the protocol), then passes
 slow       sleeps ``NORMCONF_TEST_SLOW`` seconds (default 1) before passing
 ========== ============================================================================

@@ -18,8 +18,9 @@ hostile-key             ``y`` under the key ``"Y"`` (the statistics alone would 
 hostile-steps           ``y`` with one step more than the case has
 hostile-huge            a 256 MiB ``y`` for the case (lazily zeroed pages: cheap to make)
 hostile-huge-notes      right outputs, plus a note of 8 MiB
-hostile-bypass          defeats the worker's own checks (patches them in its process), then sends a
-                        256 MiB ``y``: only the harness's reply bound stands between it and the run
+hostile-bypass          defeats the worker's own checks (patches them in its process), then returns a
+                        256 MiB ``y``: judged in that worker (issue 18), rows_for refuses it (wrong
+                        shape) and only rows reach the harness, whose reply bound still stands
 ======================  =========================================================================
 
 The hostile ones share the worker group ``hostile`` (a rejected result must not cost the worker);

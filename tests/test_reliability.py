@@ -48,7 +48,7 @@ CRASHY_EXPECTED = {
     "exit": ("error", "crashed (exit status 3)"),
     "sysexit": ("error", "the backend called sys.exit(4)"),
     "raise": ("error", "RuntimeError: planted adapter failure"),
-    "unpickle": ("error", "cannot be sent back"),
+    "unpickle": ("error", "backend returned invalid notes: note 1 is function, not text"),
     "stdout": ("pass", ""),  # prints on stdout/fd 1 do not corrupt the protocol
     "ok_last": ("pass", ""),
 }

@@ -130,9 +130,18 @@ def tf_refuses_dtype(exc: BaseException) -> bool:
     return bool(_DTYPE_REFUSAL.search(str(exc)))
 
 
+#: "... with these attrs: [a=1, b=2]": TensorFlow lists an op's attributes in hash order, which changes
+#: from run to run (and so would the message, in results that must be identical between runs)
+_ATTRS = re.compile(r"(with these attrs: \[)([^\[\]]*)(\])")
+
+
 def _first_lines(msg: str, n: int = 3) -> str:
+    """The first ``n`` non-empty lines of TensorFlow's message, its attribute lists in sorted order."""
     lines = [ln for ln in str(msg).strip().splitlines() if ln.strip()]
-    return " ".join(lines[:n])[:600]
+    text = _ATTRS.sub(
+        lambda m: m.group(1) + ", ".join(sorted(m.group(2).split(", "))) + m.group(3), " ".join(lines[:n])
+    )
+    return text[:600]
 
 
 def tf():
