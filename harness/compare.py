@@ -15,17 +15,25 @@ float64    1e-7      1e-7
 An element is close when ``|obs - exp| <= atol + rtol * |exp|``.  NaN positions
 must agree, and so must infinities (position and sign).  Metrics are computed
 over the elements where both sides are finite.
+
+The pass over the arrays runs in the compiled kernel (native/src/kernels/compare.c,
+:mod:`normconf.kernels`) where it is built and the observed dtype is float64/32/16 or
+bfloat16; the NumPy code here is its twin, bit-identical (tests/test_compare_kernel.py),
+used otherwise and under ``NORMCONF_KERNELS=0``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from normconf import kernels
 from normconf.inputs import np_dtype
 
 DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
@@ -74,6 +82,7 @@ _MANT_MASK = (1 << 52) - 1
 _NEAR = 1 << 16
 
 
+@lru_cache(maxsize=None)
 def _finfo(dtype: str) -> tuple[int, float, float]:
     """(nmant, smallest normal, smallest subnormal) of a normconf dtype."""
     fi: np.finfo[Any]
@@ -181,12 +190,96 @@ def _block(
     )
 
 
+Metrics = tuple[int, int, int, bool, float, float, float, int, float]
+
+
+def _numpy_metrics(of: np.ndarray, ef: np.ndarray, tol: Tolerance, dtype: str) -> Metrics:
+    """(n_bad, n_nan_bad, n_inf_bad, any_finite, max abs, max rel, max ulp, worst flat index, its score)
+    of flat non-empty ``of`` against flat float64 ``ef``, block by block (the kernel's twin)."""
+    total = int(ef.size)
+    n_bad = n_nan = n_inf = 0
+    any_finite = False
+    max_abs = max_rel = max_ulp = 0.0
+    flat, best = 0, None
+    for s in range(0, total, BLOCK):
+        o = of[s : s + BLOCK].astype(np.float64)
+        b = _block(o, ef[s : s + BLOCK], tol, dtype)
+        n_bad += b[0]
+        n_nan += b[1]
+        n_inf += b[2]
+        any_finite |= b[3]
+        max_abs, max_rel, max_ulp = max(max_abs, b[4]), max(max_rel, b[5]), max(max_ulp, b[6])
+        if best is None or (not math.isnan(best) and (math.isnan(b[8]) or b[8] > best)):
+            flat, best = s + b[7], b[8]
+    assert best is not None
+    return n_bad, n_nan, n_inf, any_finite, max_abs, max_rel, max_ulp, flat, best
+
+
+class _Result(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_int64) for n in ("n_bad", "n_nan", "n_inf", "any_finite", "worst")] + [
+        (n, ctypes.c_double) for n in ("max_abs", "max_rel", "max_ulp", "score")
+    ]
+
+
+_ARGTYPES = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_int64]
+_ARGTYPES += [ctypes.c_double, ctypes.c_double, ctypes.POINTER(_Result)]
+_KERNEL_OF = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+
+
+@lru_cache(maxsize=8)
+def _kernel_fn(lib: ctypes.CDLL, suffix: str) -> Any:
+    fn = getattr(lib, f"normconf_compare_{suffix}")
+    fn.argtypes, fn.restype = _ARGTYPES, ctypes.c_int
+    return fn
+
+
+def _kernel_suffix(dt: np.dtype[Any]) -> str | None:
+    """The kernel for observed dtype ``dt`` (native float64/32/16 or ml_dtypes' bfloat16), else None."""
+    name = dt.name
+    if name not in _KERNEL_OF or not dt.isnative:
+        return None
+    if name == "bfloat16":
+        import ml_dtypes
+
+        if dt != np.dtype(ml_dtypes.bfloat16):
+            return None
+    return _KERNEL_OF[name]
+
+
+def _kernel_metrics(of: np.ndarray, ef: np.ndarray, tol: Tolerance, dtype: str) -> Metrics | None:
+    """:func:`_numpy_metrics` by the compiled kernel (native/src/kernels/compare.c, bit-identical),
+    or None where the library is missing or the observed dtype is not one it reads."""
+    lib = kernels.library()
+    suffix = _kernel_suffix(of.dtype)
+    if lib is None or suffix is None:
+        return None
+    o = of if of.flags.c_contiguous else np.ascontiguousarray(of)
+    e = ef if ef.flags.c_contiguous else np.ascontiguousarray(ef)
+    nmant, tiny, sub = _finfo(dtype)
+    r = _Result()
+    args = (o.ctypes.data, e.ctypes.data, int(e.size), float(tol.rtol), float(tol.atol), nmant, tiny, sub)
+    if _kernel_fn(lib, suffix)(*args, ctypes.byref(r)) != 0:
+        return None
+    return (
+        int(r.n_bad),
+        int(r.n_nan),
+        int(r.n_inf),
+        bool(r.any_finite),
+        float(r.max_abs),
+        float(r.max_rel),
+        float(r.max_ulp),
+        int(r.worst),
+        float(r.score),
+    )
+
+
 def compare(observed: np.ndarray, expected: np.ndarray, tol: Tolerance, dtype: str) -> Comparison:
     """Compare one observed array against the float64 expected array.
 
-    Large arrays are processed in blocks of :data:`BLOCK` elements; the result is
-    exactly the whole-array computation's (counts add, maxima combine, the worst
-    element is the first of the largest score, as ``np.argmax`` picks it).
+    One pass of the compiled kernel, or NumPy blocks of :data:`BLOCK` elements; the
+    result is exactly the whole-array computation's either way (counts add, maxima
+    combine, the worst element is the first of the largest score, as ``np.argmax``
+    picks it).
     """
     obs = np.asarray(observed)
     exp = np.asarray(expected, np.float64)
@@ -206,24 +299,14 @@ def compare(observed: np.ndarray, expected: np.ndarray, tol: Tolerance, dtype: s
         if total == 0:
             of.astype(np.float64)
             return Comparison(True, 0.0, 0.0, 0.0, 0, 0)
-        n_bad = n_nan = n_inf = 0
-        any_finite = False
-        max_abs = max_rel = max_ulp = 0.0
-        flat, best = 0, None
-        for s in range(0, total, BLOCK):
-            o = of[s : s + BLOCK].astype(np.float64)
-            b = _block(o, ef[s : s + BLOCK], tol, dtype)
-            n_bad += b[0]
-            n_nan += b[1]
-            n_inf += b[2]
-            any_finite |= b[3]
-            max_abs, max_rel, max_ulp = max(max_abs, b[4]), max(max_rel, b[5]), max(max_ulp, b[6])
-            if best is None or (not math.isnan(best) and (math.isnan(b[8]) or b[8] > best)):
-                flat, best = s + b[7], b[8]
+        m = _kernel_metrics(of, ef, tol, dtype)
+        if m is None:
+            m = _numpy_metrics(of, ef, tol, dtype)
     except (TypeError, ValueError):
         return Comparison(
             False, total=total, mismatched=total, message=f"cannot read observed dtype {obs.dtype} as numbers"
         )
+    n_bad, n_nan, n_inf, any_finite, max_abs, max_rel, max_ulp, flat, _ = m
     worst = tuple(int(i) for i in np.unravel_index(flat, exp.shape)) if exp.ndim else ()
     c = Comparison(
         close=n_bad == 0,

@@ -1,0 +1,354 @@
+"""The compiled comparison (native/src/kernels/compare.c) and its NumPy twin give identical results.
+
+Every field of :class:`Comparison` and every metric of the pass (including the worst score and
+``any_finite``, which the Comparison does not show) must agree bit for bit (NaN == NaN), on
+arrays built to reach every rule: NaN/±Inf on either side, zeros, subnormals, values near
+overflow and just around powers of two (the ULP rule's slow path), ties of the worst score,
+block and chunk boundaries, non-contiguous and 0-d arrays, every observed dtype.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import math
+import struct
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from normconf import compare as cmp
+from normconf import kernels
+from normconf.compare import Comparison, Tolerance, compare, default_tolerance
+from normconf.native import bundled_library
+
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+NP_DTYPE = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.float32, "float64": np.float64}
+TOLERANCES = [
+    None,  # the dtype's default
+    Tolerance(0.0, 0.0),  # lim == 0: scores 0/0 (NaN) and x/0 (inf)
+    Tolerance(1e-3, 0.0),
+    Tolerance(0.0, 1e-5),
+    Tolerance(1e300, 1e-5),  # rtol * |e| overflows near DBL_MAX: inf/inf (NaN) scores
+]
+
+needs_lib = pytest.mark.skipif(kernels.library() is None, reason=f"compiled kernels not available: {kernels.status()}")
+
+
+def test_library_built_in_a_source_checkout():
+    """Where the package build ran (libnormconf_cpp.so exists), the kernels library must exist and load."""
+    if not bundled_library("cpp").exists():
+        pytest.skip("no native build in this checkout (harness/native/_lib/libnormconf_cpp.so missing)")
+    assert bundled_library("kernels").exists(), "libnormconf_kernels.so missing next to libnormconf_cpp.so"
+    assert kernels._load()[0] is not None, kernels._load()[1]
+
+
+def same_float(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or struct.pack("<d", a) == struct.pack("<d", b)
+
+
+def same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return same_float(a, b)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def check(obs: np.ndarray, exp: np.ndarray, tol: Tolerance | None, dtype: str, monkeypatch) -> Comparison:
+    """Both paths on one input: metrics and Comparison identical; returns the Comparison."""
+    tol = tol or default_tolerance(dtype)
+    of, ef = np.asarray(obs).reshape(-1), np.asarray(exp, np.float64).reshape(-1)
+    if of.size:
+        k, n = cmp._kernel_metrics(of, ef, tol, dtype), cmp._numpy_metrics(of, ef, tol, dtype)
+        assert k is not None, "the kernel should handle this input"
+        assert same(k, n), f"metrics differ:\n kernel {k}\n numpy  {n}"
+        for lanes in (2, 4):  # both vector widths of the kernel, whichever the machine picks
+            w = kernel_lanes(of, ef, tol, dtype, lanes)
+            assert w is None or same(w, n), f"{lanes} lanes: metrics differ:\n kernel {w}\n numpy  {n}"
+    c_kernel = compare(obs, exp, tol, dtype)
+    monkeypatch.setenv("NORMCONF_KERNELS", "0")
+    c_numpy = compare(obs, exp, tol, dtype)
+    monkeypatch.delenv("NORMCONF_KERNELS")
+    for f in dataclasses.fields(Comparison):
+        a, b = getattr(c_kernel, f.name), getattr(c_numpy, f.name)
+        assert same(a, b), f"{f.name}: kernel {a!r} != numpy {b!r}"
+    return c_kernel
+
+
+KIND = {"float64": 0, "float32": 1, "float16": 2, "bfloat16": 3}
+
+
+def kernel_lanes(of: np.ndarray, ef: np.ndarray, tol: Tolerance, dtype: str, lanes: int) -> tuple | None:
+    """The kernel's metrics at a given vector width (``normconf_compare_lanes``), None if unavailable."""
+    fn = kernels.library().normconf_compare_lanes
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + cmp._ARGTYPES[1:]
+    o, e = np.ascontiguousarray(of), np.ascontiguousarray(ef)
+    r = cmp._Result()
+    nmant, tiny, sub = cmp._finfo(dtype)
+    args = (e.ctypes.data, e.size, float(tol.rtol), float(tol.atol), nmant, tiny, sub, ctypes.byref(r))
+    if fn(o.ctypes.data, KIND[o.dtype.name], lanes, *args) != 0:
+        return None
+    return (r.n_bad, r.n_nan, r.n_inf, bool(r.any_finite), r.max_abs, r.max_rel, r.max_ulp, r.worst, r.score)
+
+
+def expected_values(rng: np.random.Generator, n: int) -> np.ndarray:
+    """float64 expected values mixing every regime the comparison has a rule for."""
+    pick = rng.integers(0, 12, n)
+    e = rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4, n)
+    k = rng.integers(-1021, 1025, n)
+    j = rng.integers(1, 400, n).astype(np.float64)
+    special = {
+        0: 0.0,
+        1: np.nan,
+        2: np.inf,
+        3: -np.inf,
+        4: 5e-324 * rng.integers(1, 1000, n),  # float64 subnormals
+        5: rng.choice([1e-40, 1e-45, 6e-8, 1e-6, 1e-300, 2.0**-1022]),  # dtype subnormals / tiny
+        6: np.finfo(np.float64).max * rng.uniform(0.5, 1.0, n) * rng.choice([-1, 1], n),  # near overflow
+        7: np.ldexp(2.0 - j * 2.0**-52, k - 1),  # just below a power of two (ULP slow path)
+        8: np.ldexp(1.0 + j * 2.0**-52, np.minimum(k, 1023)),  # just above
+        9: np.ldexp(1.0, np.minimum(k, 1023)) * rng.choice([-1, 1], n),  # powers of two
+    }
+    for code, v in special.items():
+        sel = pick == code
+        e[sel] = np.broadcast_to(v, e.shape)[sel]
+    return e
+
+
+def observed_values(rng: np.random.Generator, e: np.ndarray, dtype: str) -> np.ndarray:
+    """``e`` perturbed (close, far, exact, NaN, ±Inf, huge), cast to ``dtype``."""
+    n = e.size
+    with np.errstate(all="ignore"):
+        o = e * (1 + rng.standard_normal(n) * 10.0 ** rng.integers(-9, -1, n))
+        pick = rng.integers(0, 10, n)
+        o[pick == 0] = e[pick == 0]
+        o[pick == 1] = np.nan
+        o[pick == 2] = np.inf
+        o[pick == 3] = -np.inf
+        o[pick == 4] = -e[pick == 4]
+        o[pick == 5] = rng.standard_normal(int((pick == 5).sum())) * 1e300
+        o[pick == 6] = 0.0
+        return o.astype(NP_DTYPE[dtype])
+
+
+def dense_finite(rng: np.random.Generator, n: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """A realistic finite output: normal values, a relative error around the dtype's epsilon."""
+    e = rng.standard_normal(n)
+    o = (e * (1 + rng.standard_normal(n) * 1e-6)).astype(NP_DTYPE[dtype])
+    return o, e
+
+
+SIZES = [1, 2, 3, 4, 5, 7, 1023, 1024, 1025, 65535, 65536, 65537]
+
+
+@needs_lib
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_random_mixtures_every_dtype_size_and_tolerance(dtype, monkeypatch):
+    rng = np.random.default_rng(sum(map(ord, dtype)))
+    for n in SIZES:
+        e = expected_values(rng, n)
+        o = observed_values(rng, e, dtype)
+        for tol in TOLERANCES if n < 2000 else TOLERANCES[:2]:
+            check(o, e, tol, dtype, monkeypatch)
+
+
+@needs_lib
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_finite_outputs_take_the_fast_paths(dtype, monkeypatch):
+    """All-finite inputs (NumPy's fast path, the kernel's vector path), with and without e == 0."""
+    rng = np.random.default_rng(1 + sum(map(ord, dtype)))
+    for n in (1, 4, 1025, 65537):
+        o, e = dense_finite(rng, n, dtype)
+        tols = TOLERANCES if n < 2000 else TOLERANCES[:2]
+        for tol in tols:
+            check(o, e, tol, dtype, monkeypatch)
+        e[rng.integers(0, n, max(1, n // 100))] = 0.0
+        o.reshape(-1)[: n // 3] = e[: n // 3]  # exact matches, including at zeros
+        for tol in tols:
+            check(o, e, tol, dtype, monkeypatch)
+
+
+@needs_lib
+def test_a_few_million_elements(monkeypatch):
+    rng = np.random.default_rng(5)
+    n = 3_000_017
+    o, e = dense_finite(rng, n, "float32")
+    c = check(o, e, None, "float32", monkeypatch)
+    assert c.total == n
+    # a handful of mismatches of every kind far apart, including in the last block
+    for i, v in zip((17, 1_500_000, n - 1), (np.nan, np.inf, 10.0)):
+        o[i] = v
+    c = check(o, e, None, "float32", monkeypatch)
+    assert c.mismatched == 3 and "NaN positions differ at 1" in c.message
+
+
+@needs_lib
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ties_of_the_worst_score_first_index_wins(dtype, monkeypatch):
+    n = 3 * 65536 + 11
+    e = np.ones(n)
+    o = np.ones(n, NP_DTYPE[dtype])
+    where = [5, 1030, 65536, 70_000, n - 1]
+    o[where] = 2.0  # the same score at each
+    c = check(o, e, None, dtype, monkeypatch)
+    assert c.worst_index == (5,) and c.mismatched == len(where)
+    o[3] = 4.0  # a larger score earlier
+    assert check(o, e, None, dtype, monkeypatch).worst_index == (3,)
+    o[3] = 1.0
+    o[70_001] = 4.0  # a larger score in a later block
+    assert check(o, e, None, dtype, monkeypatch).worst_index == (70_001,)
+    # lim == 0 (rtol = atol = 0): every mismatch scores inf (a tie: the first wins), an exact
+    # match scores 0/0 = NaN, and the first NaN wins over everything, in whichever block it is
+    z = Tolerance(0.0, 0.0)
+    o2 = np.full(n, 1.5, NP_DTYPE[dtype])
+    assert check(o2, e, z, dtype, monkeypatch).worst_index == (0,)
+    o2[[70_000, 66_000]] = 1.0
+    c = check(o2, e, z, dtype, monkeypatch)
+    assert c.worst_index == (66_000,) and c.mismatched == n - 2
+
+
+@needs_lib
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_finite_on_either_side(dtype, monkeypatch):
+    vals = [0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, 1e-45, 65504.0, 3e38, 1e308]
+    e = np.array([a for a in vals for _ in vals], np.float64)
+    with np.errstate(over="ignore"):
+        o = np.array([b for _ in vals for b in vals], np.float64).astype(NP_DTYPE[dtype])
+    for tol in TOLERANCES:
+        c = check(o, e, tol, dtype, monkeypatch)
+        assert not c.close
+    # all non-finite: no metric is taken
+    c = check(np.array([np.nan, np.inf], NP_DTYPE[dtype]), np.array([np.nan, np.inf]), None, dtype, monkeypatch)
+    assert c.close and c.max_abs_err == 0.0
+    c = check(np.array([np.nan, 1.0], NP_DTYPE[dtype]), np.array([1.0, np.nan]), None, dtype, monkeypatch)
+    assert c.mismatched == 2 and c.max_abs_err == 0.0
+
+
+@needs_lib
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layouts_zero_d_empty_and_squeezable(dtype, monkeypatch):
+    rng = np.random.default_rng(9)
+    e = expected_values(rng, 6 * 7 * 9)
+    o = observed_values(rng, e, dtype).reshape(6, 7, 9)
+    e = e.reshape(6, 7, 9)
+    check(o.transpose(2, 0, 1).copy().transpose(1, 2, 0), e, None, dtype, monkeypatch)  # F-ordered-ish view
+    check(o[:, ::-1, ::2], e[:, ::-1, ::2], None, dtype, monkeypatch)  # negative and step strides
+    flat_o = np.repeat(o.reshape(-1), 2)[::2]  # 1-D strided: reshape(-1) keeps the view
+    assert not flat_o.flags.c_contiguous
+    check(flat_o, e.reshape(-1), None, dtype, monkeypatch)
+    check(o, np.asfortranarray(e), None, dtype, monkeypatch)  # non-contiguous expected
+    check(np.array(1.5, NP_DTYPE[dtype]), np.array(1.25), None, dtype, monkeypatch)  # 0-d
+    c = check(np.array(1.25, NP_DTYPE[dtype]), np.array(1.25), None, dtype, monkeypatch)
+    assert c.close and c.worst_index is None
+    check(np.zeros((0, 3), NP_DTYPE[dtype]), np.zeros((0, 3)), None, dtype, monkeypatch)  # size 0
+    check(o.reshape(1, 6, 7, 9), e, None, dtype, monkeypatch)  # squeezable shape mismatch
+
+
+def test_other_dtypes_take_the_numpy_path(monkeypatch):
+    e = np.array([1.0, 2.0, 3.0])
+    for o in (np.array([1, 2, 4], np.int32), np.array([1.0, 2.0, 3.5], ">f8"), np.array([True, False, True])):
+        assert cmp._kernel_metrics(o, e, default_tolerance("float64"), "float64") is None
+        check_numpy = compare(o, e, default_tolerance("float64"), "float64")
+        assert check_numpy.total == 3
+    bad = compare(np.array(["a", "b", "c"]), e, default_tolerance("float64"), "float64")
+    assert "cannot read observed dtype" in bad.message
+    monkeypatch.setenv("NORMCONF_KERNELS", "0")
+    assert cmp._kernel_metrics(np.ones(3), e, default_tolerance("float64"), "float64") is None
+
+
+@needs_lib
+def test_kernel_releases_the_gil():
+    lib = kernels.library()
+    assert not isinstance(lib, ctypes.PyDLL)
+    fn = cmp._kernel_fn(lib, "f32")
+    assert not fn._flags_ & ctypes._FUNCFLAG_PYTHONAPI  # type: ignore[attr-defined]
+
+
+@needs_lib
+def test_both_vector_widths_are_checked():
+    """``check`` runs the 2-lane loop everywhere (and the 4-lane one where AVX2 runs)."""
+    o, e = np.array([1.0, 2.0, 3.0, 4.0, 5.0], np.float32), np.array([1.0, 2.0, 3.5, 4.0, 5.0])
+    w2 = kernel_lanes(o, e, default_tolerance("float32"), "float32", 2)
+    assert w2 is not None and w2[0] == 1 and w2[7] == 2
+    assert kernel_lanes(o, e, default_tolerance("float32"), "float32", 3) is None
+
+
+def kernel_ulp(a: np.ndarray, dtype: str) -> np.ndarray:
+    lib = kernels.library()
+    fn = lib.normconf_compare_ulp
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_void_p]
+    a = np.ascontiguousarray(a, np.float64)
+    out = np.empty_like(a)
+    nmant, tiny, sub = cmp._finfo(dtype)
+    fn(a.ctypes.data, a.size, nmant, tiny, sub, out.ctypes.data)
+    return out
+
+
+@needs_lib
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ulp_near_every_power_of_two_matches_the_log2_formula(dtype):
+    """compare.ulp (NumPy: floor(log2) / exp2 near powers of two) == the kernel's exact rule, for
+    every binade: just below 2**K (j = 1..400 and the band's far end), at and just above 2**K."""
+    K = np.arange(-1021, 1025)
+    j = np.concatenate([np.arange(1, 401), [65535, 65536, 65537, 70000]]).astype(np.float64)
+    below = np.ldexp(2.0 - j[None, :] * 2.0**-52, (K - 1)[:, None]).reshape(-1)
+    k = np.minimum(K, 1023)
+    above = np.ldexp(1.0 + np.arange(0, 40000, 97)[None, :] * 2.0**-52, k[:, None]).reshape(-1)
+    for a in (below, above, -below):
+        np.testing.assert_array_equal(kernel_ulp(a, dtype), cmp.ulp(a, dtype))
+    # the whole band below a few powers of two, one per band_up threshold class
+    for K1 in (-1021, -600, -3, -2, -1, 0, 1, 2, 3, 4, 5, 8, 9, 17, 64, 100, 512, 513, 1000, 1024):
+        full = np.ldexp(2.0 - np.arange(1, 65537, dtype=np.float64) * 2.0**-52, K1 - 1)
+        np.testing.assert_array_equal(kernel_ulp(full, dtype), cmp.ulp(full, dtype))
+
+
+@needs_lib
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ulp_near_powers_of_two_in_all_finite_arrays(dtype, monkeypatch):
+    """The same values as expected of an all-finite comparison (the kernel's vector path)."""
+    K = np.arange(-1021, 1025, 3)
+    j = np.concatenate([np.arange(1, 401), [65535, 65536, 65537]]).astype(np.float64)
+    e = np.ldexp(2.0 - j[None, :] * 2.0**-52, (K - 1)[:, None]).reshape(-1)
+    rng = np.random.default_rng(3)
+    o = e * (1 + rng.standard_normal(e.size) * 1e-9)  # float64 observed: finite everywhere
+    c = check(o, e, None, dtype, monkeypatch)
+    assert c.max_ulp > 0
+
+
+@needs_lib
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_ulp_rounded_up_power_of_two_in_the_vector_path(dtype, monkeypatch):
+    """Arrays whose every element is just below 2**K with the same j and the same rounding class
+    of log2 (so all or none take the rounded-up power of two): the max ULP error shows each rule."""
+    classes: dict[int, list[int]] = {}
+    for K in range(-125 if dtype == "float32" else -1021, 1025):
+        q = -2 if K == 0 else abs(K).bit_length() - 1 - (K > 0 and K & (K - 1) == 0)
+        classes.setdefault(q, []).append(K)
+    for Ks in classes.values():
+        for j in (1, 2, 3, 5, 6, 11, 12, 22, 23, 44, 45, 88, 89, 177, 178, 354, 355, 709, 710):
+            e = np.ldexp(2.0 - j * 2.0**-52, np.array(Ks) - 1)
+            check(e * (1 - 2.0**-40), e, None, dtype, monkeypatch)  # never overflows
+
+
+@needs_lib
+@settings(max_examples=120, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(
+    dtype=st.sampled_from(DTYPES),
+    exp=hnp.arrays(np.float64, st.integers(0, 40), elements=st.floats(allow_nan=True, allow_infinity=True)),
+    data=st.data(),
+    tol=st.sampled_from(TOLERANCES),
+)
+def test_hypothesis_arbitrary_values(dtype, exp, data, tol):
+    elements = st.floats(width=16 if dtype == "float16" else 32 if dtype != "float64" else 64)
+    obs = data.draw(hnp.arrays(np.float64, exp.shape, elements=elements))
+    with np.errstate(over="ignore"):
+        obs = obs.astype(NP_DTYPE[dtype])
+    with pytest.MonkeyPatch.context() as mp:
+        check(obs, exp, tol, dtype, mp)
