@@ -25,6 +25,14 @@ Outputs (names used everywhere in normconf), each a list with one array per step
 ``eval_y``
     (only with ``eval_after``) the output of an inference pass on the last
     batch with the final running statistics.
+
+Large cases (at least :data:`KERNEL_MIN_ELEMENTS` elements per step) computed in float64 with the
+default pairwise two-pass statistics run on compiled kernels (native/src/kernels/reference_bn.c,
+through :func:`normconf.kernels.library`): the statistics sum each channel's elements in memory
+order, in blocks of 128 (8 lanes each, pairwise over lanes) combined by a binary-counter pairwise
+tree, deterministic and layout-independent; the elementwise normalization is the same IEEE
+arithmetic as the NumPy code.  Everything else, and every case without the library, runs the
+NumPy code below.
 """
 
 from __future__ import annotations
@@ -74,6 +82,84 @@ def _bcast(v: np.ndarray, ndim: int, channel_axis: int) -> np.ndarray:
     return v.reshape(shape)
 
 
+#: elements per step from which the compiled kernels compute the float64 reference: below it NumPy's
+#: passes run in cache and cost milliseconds, and small cases keep NumPy's own summation order
+#: (the order the explanation engine's NumPy emulations use); above it the reference is memory-bound
+#: and NumPy's many passes (a float64 copy, sums, a squared-deviation array, x_hat, y) dominate
+KERNEL_MIN_ELEMENTS = 1 << 20
+
+_KERNEL_DTYPES = {"float64": 0, "float32": 1, "float16": 2, "bfloat16": 3}
+
+
+def _kernel_lib() -> Any:
+    """The kernels library with the reference's two functions typed, or ``None``."""
+    from normconf import kernels
+
+    lib = kernels.library()
+    if lib is None or not hasattr(lib, "normconf_bn_stats") or not hasattr(lib, "normconf_bn_normalize"):
+        return None
+    if lib.normconf_bn_stats.argtypes is None:
+        import ctypes
+
+        p, i64 = ctypes.c_void_p, ctypes.c_int64
+        lib.normconf_bn_stats.argtypes = [p, ctypes.c_int, i64, i64, i64, p, p]
+        lib.normconf_bn_stats.restype = ctypes.c_int
+        lib.normconf_bn_normalize.argtypes = [p, ctypes.c_int, i64, i64, i64, p, p, p, p, ctypes.c_int, p, p]
+        lib.normconf_bn_normalize.restype = ctypes.c_int
+    return lib
+
+
+def _kernel_layout(x: np.ndarray, channel_axis: int) -> tuple[np.ndarray, int, int, int, int]:
+    """(C-contiguous x, dtype code, outer, C, inner): x viewed as (outer, C, inner)."""
+    ch = channel_axis % x.ndim
+    xc = np.ascontiguousarray(x)
+    return (
+        xc,
+        _KERNEL_DTYPES[str(x.dtype)],
+        int(np.prod(x.shape[:ch], dtype=np.int64)),
+        int(x.shape[ch]),
+        int(np.prod(x.shape[ch + 1 :], dtype=np.int64)),
+    )
+
+
+def _kernel_eligible(x: np.ndarray, working: np.dtype[Any]) -> Any:
+    """The library when ``x`` is large, of a dtype the kernels read, and the working precision is float64."""
+    if x.ndim == 0 or x.size < KERNEL_MIN_ELEMENTS or working != np.float64 or str(x.dtype) not in _KERNEL_DTYPES:
+        return None
+    return _kernel_lib()
+
+
+def kernel_statistics(lib: Any, x: np.ndarray, channel_axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (mean, two-pass sum of squared deviations) from the compiled kernel, float64."""
+    xc, code, outer, C, inner = _kernel_layout(x, channel_axis)
+    mean, ss = np.empty(C), np.empty(C)
+    if lib.normconf_bn_stats(xc.ctypes.data, code, outer, C, inner, mean.ctypes.data, ss.ctypes.data) != 0:
+        raise RuntimeError("normconf_bn_stats failed (out of memory?)")
+    return mean, ss
+
+
+def kernel_normalize(
+    lib: Any,
+    x: np.ndarray,
+    channel_axis: int,
+    mu: np.ndarray,
+    inv: np.ndarray,
+    p: np.ndarray,
+    q: np.ndarray,
+    folded: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(y, x_hat) from the compiled kernel: x_hat = (x - mu)*inv; y = x_hat*p + q, or x*p + q when folded."""
+    xc, code, outer, C, inner = _kernel_layout(x, channel_axis)
+    vec = [np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.float64).reshape(-1), (C,))) for v in (mu, inv, p, q)]
+    y, x_hat = np.empty(x.shape), np.empty(x.shape)
+    args = [v.ctypes.data for v in vec]
+    if lib.normconf_bn_normalize(
+        xc.ctypes.data, code, outer, C, inner, *args, int(folded), y.ctypes.data, x_hat.ctypes.data
+    ):
+        raise RuntimeError("normconf_bn_normalize failed")
+    return y, x_hat
+
+
 #: elements per block of the elementwise passes (their temporaries stay in cache)
 _BLOCK = 1 << 16
 
@@ -96,8 +182,17 @@ def batch_statistics(
     """
     wd = _working(sem.stats_dtype, input_dtype)
     axes = _reduce_axes(x.ndim, channel_axis)
-    xs = x.astype(wd, copy=False)
     m = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    lib = (
+        _kernel_eligible(x, wd) if sem.stats_summation == "pairwise" and sem.variance_algorithm == "two_pass" else None
+    )
+    if lib is not None:
+        mean, ss = kernel_statistics(lib, x, channel_axis)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var_b = ss / np.float64(m)
+            var_u = ss / np.float64(m - 1) if m > 1 else np.full_like(var_b, np.nan)
+        return mean, var_b, var_u, m
+    xs = x.astype(wd, copy=False)
     if sem.stats_summation == "sequential":
         ch = channel_axis % x.ndim
 
@@ -181,6 +276,11 @@ def normalize(
         if folded:
             a = (gg * inv).astype(cd)
             shift = (bb - mu * a).astype(cd)
+        lib = None if fma else _kernel_eligible(x, cd)
+        if lib is not None:
+            p, q = (a, shift) if folded else (gg, bb)
+            y, x_hat = kernel_normalize(lib, x, channel_axis, mu, inv, p, q, folded)
+            return y, inv_std.astype(np.float64), x_hat
         # x_hat = (x - mu) * inv;  y = x*a + shift (folded) or x_hat*gamma + beta, one block at a time
         # (elementwise, so the same bits as whole-array expressions, without whole-array temporaries)
         x_hat = np.empty(x.shape, cd)
