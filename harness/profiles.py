@@ -25,6 +25,7 @@ real exceptions (a framework bug, a documented limitation), each with its reason
 from __future__ import annotations
 
 import dataclasses
+import threading
 import typing
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -282,12 +283,6 @@ def _own_dtype(case, output: str, output_dtype) -> str:
     return own if output in spec_for(case).data_outputs else _coarser(case.dtype, own)
 
 
-def _rounded(case, name: str, steps: list[np.ndarray]) -> list[np.ndarray]:
-    from normconf.oracle import round_to_output_dtypes
-
-    return round_to_output_dtypes(case, {name: steps})[name]
-
-
 @dataclass
 class PairVerdict:
     """The derived expectation of one pair: conforming or not, and why not."""
@@ -346,7 +341,7 @@ def judge_pair(
     ``own_precision(case, label, output)``, ``tolerance_for(case, output)`` and
     ``output_dtype(case, output)`` are the results module's rules (passed in: one direction).
     """
-    from normconf.compare import Tolerance, compare
+    from normconf.compare import compare
     from normconf.explain.refcache import CACHE
     from normconf.ops import spec_for
 
@@ -367,8 +362,10 @@ def judge_pair(
     errors = 0
 
     def ref(sem: Semantics, name: str, step: int) -> np.ndarray | None:
-        steps = CACHE.get(case, inputs, sem, name) if inputs is not None else None
-        return None if steps is None else _rounded(case, name, steps)[step - 1]
+        # the reference under ``sem`` rounded to the output dtype (round_to_output_dtypes), cached next to the
+        # reference: shared by every backend judged on this case
+        steps = CACHE.rounded(case, inputs, sem, name) if inputs is not None else None
+        return None if steps is None else steps[step - 1]
 
     def equivalent(label: str, name: str, step: int, prec: str) -> bool:
         parts = _parts(label)
@@ -421,12 +418,11 @@ def judge_pair(
         for r in rows:
             if r.output not in outs or r.step is None:
                 continue
-            a, e = ref(alt, r.output, r.step), ref(base, r.output, r.step)
-            if a is None or e is None:
-                continue
             t = tolerance_for(case, r.output)
-            wide = Tolerance(2 * t.rtol, 2 * t.atol, "profile visibility")
-            if not compare(a, e, wide, output_dtype(case, r.output)).close:
+            seen = _visible(case, inputs, alt, base, r.output, r.step, t, output_dtype(case, r.output), ref)
+            if seen is None:
+                continue
+            if seen:
                 visible.setdefault(field, []).append((r.output, r.step))
                 if r.outcome == "pass":
                     ent = profile.entry_for(case, field)
@@ -445,6 +441,40 @@ def judge_pair(
         return PairVerdict(False, expected_because)
     want = f"expected per {profile.name} profile: {expected_because or 'pass'}"
     return PairVerdict(False, expected_because, f"{want}; got {'; '.join(dict.fromkeys(problems))}")
+
+
+#: :func:`_visible`'s answers for the last (case JSON, inputs object) judged: every backend of a worker group
+#: judged on that case asks the same questions (one entry per profile change × output × step)
+_VISIBLE: dict = {"owner": None, "answers": {}}
+_VISIBLE_LOCK = threading.Lock()
+
+
+def _visible(case, inputs, alt, base, output: str, step: int, t, dtype: str, ref) -> bool | None:
+    """The reference under ``alt`` differs from the case's (``base``) at ``output`` step ``step`` by more than
+    twice the tolerance ``t`` (None: the reference cannot run one of them).  A pure function of the case,
+    the inputs and the arguments, memoized per case."""
+    from normconf.compare import Tolerance, compare
+    from normconf.explain.refcache import _case_key
+
+    owner = (_case_key(case), inputs)
+    key = (alt, base, output, step, t.rtol, t.atol, dtype)
+    with _VISIBLE_LOCK:
+        cur = _VISIBLE["owner"]
+        if cur is None or cur[0] != owner[0] or cur[1] is not inputs:
+            _VISIBLE["owner"], _VISIBLE["answers"] = owner, {}
+        answers = _VISIBLE["answers"]
+        if key in answers:
+            return answers[key]
+    a, e = ref(alt, output, step), ref(base, output, step)
+    if a is None or e is None:
+        seen = None
+    else:
+        wide = Tolerance(2 * t.rtol, 2 * t.atol, "profile visibility")
+        seen = not compare(a, e, wide, dtype).close
+    with _VISIBLE_LOCK:
+        if _VISIBLE["answers"] is answers:
+            answers[key] = seen
+    return seen
 
 
 def profile_table(profiles: Mapping[str, Profile]) -> list[dict[str, str]]:

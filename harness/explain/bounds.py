@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -263,9 +264,19 @@ class Bounds:
     def __init__(self, case, inputs, sem):
         self.case, self.inputs, self.sem = case, inputs, sem
         self._cd: dict[int, _ChannelData] = {}
+        #: memoized per-channel results (pure functions of case, inputs, sem and the key): O(C) arrays each,
+        #: at most (models × outputs × steps) of them; never modified in place by their users
+        self._memo: dict[tuple, Any] = {}
         self.channel_axis = case.channel_axis
         if sem.channel_axis_swapped:
             self.channel_axis = -1 if case.channel_axis % len(case.shape) == 1 else 1
+
+    def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value
 
     def data(self, k: int) -> _ChannelData:
         if k not in self._cd:
@@ -276,17 +287,24 @@ class Bounds:
         return self.sem.batch_weight(self.case.momentum_weight, k)
 
     def running(self, model: Model):
-        return _running_bounds(
-            self.case,
-            self.inputs,
-            model,
-            self.sem.running_variance == "unbiased",
-            self.case.steps if self.case.mode == "train" else 0,
-            self._w,
-            self.data,
+        # depends on the model's statistics dtype and variance algorithm only (_stat_bounds, UNIT_ROUNDOFF)
+        return self._cached(
+            ("running", model.stats, model.variance),
+            lambda: _running_bounds(
+                self.case,
+                self.inputs,
+                model,
+                self.sem.running_variance == "unbiased",
+                self.case.steps if self.case.mode == "train" else 0,
+                self._w,
+                self.data,
+            ),
         )
 
     def _norm_stats(self, model: Model, output: str, step: int) -> _NormStats | None:
+        return self._cached(("norm_stats", model, output, step), lambda: self._norm_stats_of(model, output, step))
+
+    def _norm_stats_of(self, model: Model, output: str, step: int) -> _NormStats | None:
         case, sem = self.case, self.sem
         zeros = lambda a: np.zeros_like(np.asarray(a, np.float64))  # noqa: E731
         u_c = UNIT_ROUNDOFF[model.compute]
@@ -348,6 +366,9 @@ class Bounds:
 
     def per_channel(self, model: Model, output: str, step: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(value, bound) of a per-channel output at ``step``; None where the model does not apply."""
+        return self._cached(("per_channel", model, output, step), lambda: self._per_channel(model, output, step))
+
+    def _per_channel(self, model: Model, output: str, step: int) -> tuple[np.ndarray, np.ndarray] | None:
         case = self.case
         u_o = UNIT_ROUNDOFF[case.params_dtype]
         if output in ("running_mean", "running_var"):
@@ -375,6 +396,9 @@ class Bounds:
 
         Returns (p, r, q, s, mean, nan_possible) or None.
         """
+        return self._cached(("elementwise", model, output, step), lambda: self._elementwise(model, output, step))
+
+    def _elementwise(self, model: Model, output: str, step: int):
         case, sem = self.case, self.sem
         ns = self._norm_stats(model, output, step)
         if ns is None:
@@ -538,6 +562,10 @@ def _logical_index(shape, ax, c, j) -> tuple[int, ...]:
 
 def _size(bounds: Bounds, model: Model, output: str, step: int) -> float:
     """A scalar size of ``model``'s bound on ``output`` (its typical element), to try tight models first."""
+    return bounds._cached(("size", model, output, step), lambda: _size_of(bounds, model, output, step))
+
+
+def _size_of(bounds: Bounds, model: Model, output: str, step: int) -> float:
     with np.errstate(all="ignore"):
         if output in _NORMALIZED:
             co = bounds.elementwise(model, output, step)

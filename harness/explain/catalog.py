@@ -373,8 +373,24 @@ def affected(knob: str, mode: str, sem: Semantics) -> frozenset[str]:
     return k.affects(mode, sem) if k is not None else ALL
 
 
+#: :func:`differences`' answers (bounded: cleared when full)
+_DIFFERENCES: dict[tuple[Semantics, Semantics], dict[str, object]] = {}
+
+
+def differences(alt: Semantics, base: Semantics) -> dict[str, object]:
+    """``alt.differences(base)``, memoized (the search asks it of the same pairs many times); read-only.  For
+    the names of the changed knobs: a value may be another that compares equal (0.0 for -0.0)."""
+    key = (alt, base)
+    hit = _DIFFERENCES.get(key)
+    if hit is None:
+        if len(_DIFFERENCES) >= 8192:
+            _DIFFERENCES.clear()
+        hit = _DIFFERENCES[key] = alt.differences(base)
+    return hit
+
+
 def can_affect(alt: Semantics, base: Semantics, output: str, mode: str) -> bool:
-    return any(output in affected(k, mode, alt) for k in alt.differences(base))
+    return any(output in affected(k, mode, alt) for k in differences(alt, base))
 
 
 def single_alternatives(case, base: Semantics) -> list[tuple[Semantics, str]]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from normconf.explain import bounds as bd
 from normconf.explain.arrays import _identical, as_f64, residual
-from normconf.explain.catalog import affected, describe_change
+from normconf.explain.catalog import affected, describe_change, differences
 from normconf.explain.localize import localize
 from normconf.explain.refcache import CACHE
 
@@ -60,6 +60,9 @@ def corroborate(case, inputs, rows: Sequence[Any], observed: dict, expected: dic
         return
     base = case.semantics
     by_key = {(r.output, r.step): r for r in rows if getattr(r, "step", None)}
+    #: (semantics, output, step) -> what that output says of the semantics: None (nothing against it) or the
+    #: contradiction; the same for every row it is asked for (it depends on neither the row nor its text)
+    verdicts: dict = {}
     for r in rows:
         if r.outcome != "explained" or not r.explanation or r.explanation.startswith("precision="):
             continue
@@ -73,7 +76,9 @@ def corroborate(case, inputs, rows: Sequence[Any], observed: dict, expected: dic
         elsewhere = {x.explanation for x in rows if x is not r and x.outcome == "explained"}
         options.sort(key=lambda o: 0 if any(e == o[1] or e.startswith(o[1] + ",") for e in elsewhere) else 1)
         for sem, label in options:
-            contradiction = _contradiction(case, inputs, sem, r, by_key, observed, expected, found, tolerance_for)
+            contradiction = _contradiction(
+                case, inputs, sem, r, by_key, observed, expected, found, tolerance_for, verdicts
+            )
             if not contradiction:
                 if label != cand.label and r.explanation != label:
                     # an equivalent on this output that the pair's other outputs corroborate
@@ -93,34 +98,49 @@ def corroborate(case, inputs, rows: Sequence[Any], observed: dict, expected: dic
             )
 
 
-def _contradiction(case, inputs, sem, r, by_key, observed, expected, found, tolerance_for) -> str:
-    """The first other output of the pair that contradicts ``sem`` ("" when none does)."""
+def _contradiction(case, inputs, sem, r, by_key, observed, expected, found, tolerance_for, verdicts=None) -> str:
+    """The first other output of the pair that contradicts ``sem`` ("" when none does).
+
+    ``verdicts``: memo of :func:`_verdict` per (semantics, output, step), shared by one pair's rows."""
     base = case.semantics
-    knobs = sem.differences(base)
+    knobs = differences(sem, base)
     touched = set().union(*(affected(k, case.mode, sem) for k in knobs)) if knobs else set()
-    for (o_name, k), other in by_key.items():
+    for o_name, k in by_key:
         if (o_name, k) == (r.output, r.step) or o_name not in touched or o_name not in observed:
             continue
-        alt_steps = CACHE.get(case, inputs, sem, o_name)
-        base_steps = CACHE.get(case, inputs, base, o_name)
-        if alt_steps is None or len(alt_steps) < k or base_steps is None:
-            continue
-        if _identical(alt_steps[k - 1], base_steps[k - 1]):
-            continue  # the convention does not change this output
-        own = found.get((o_name, k))
-        ok, why = _consistent(
-            case,
-            inputs,
-            sem,
-            own.semantics if own is not None else None,
-            o_name,
-            k,
-            observed[o_name][k - 1],
-            tolerance_for(case, o_name),
-        )
-        if not ok:
+        key = (sem, o_name, k)
+        if verdicts is not None and key in verdicts:
+            why = verdicts[key]
+        else:
+            why = _verdict(case, inputs, sem, o_name, k, observed, found, tolerance_for)
+            if verdicts is not None:
+                verdicts[key] = why
+        if why is not None:
             return f"{o_name}" + (f" step {k}" if case.steps > 1 and o_name != "eval_y" else "") + f" ({why})"
     return ""
+
+
+def _verdict(case, inputs, sem, o_name: str, k: int, observed, found, tolerance_for) -> str | None:
+    """Why ``o_name`` at step ``k`` contradicts ``sem``, or None (unchanged by it, or consistent with it)."""
+    base = case.semantics
+    alt_steps = CACHE.get(case, inputs, sem, o_name)
+    base_steps = CACHE.get(case, inputs, base, o_name)
+    if alt_steps is None or len(alt_steps) < k or base_steps is None:
+        return None
+    if _identical(alt_steps[k - 1], base_steps[k - 1]):
+        return None  # the convention does not change this output
+    own = found.get((o_name, k))
+    ok, why = _consistent(
+        case,
+        inputs,
+        sem,
+        own.semantics if own is not None else None,
+        o_name,
+        k,
+        observed[o_name][k - 1],
+        tolerance_for(case, o_name),
+    )
+    return None if ok else why
 
 
 def review_pair(case, inputs, rows: Sequence[Any], observed: dict, expected: dict, memory) -> None:

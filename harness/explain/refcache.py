@@ -12,22 +12,69 @@ from normconf.references.batchnorm import PER_CHANNEL_OUTPUTS as PER_CHANNEL  # 
 from normconf.references.batchnorm import STATISTICS as STATS  # the reference's cheap statistics-only path
 from normconf.semantics import Semantics
 
+#: the byte budget is this many times the case's input bytes (``x`` over every step, in the case dtype, plus the
+#: per-channel parameters), so the cache grows with the case and no more.  A full-size output is kept only
+#: within a quarter of the budget: where the multiple governs (inputs above BUDGET_FLOOR / 4 = 48 MiB) a
+#: float32 case's float64 ``y`` / ``x_hat`` (2× its input bytes each) is never kept, the cache holds the
+#: per-channel outputs only, and a large case's search reruns the reference where it reads a full output again
+#: (rare: its alternatives are screened on samples; 32×64×56×56 float32, y explained: 8 reference runs, 7 with
+#: an unbounded cache)
+BUDGET_MULTIPLE = 4
+#: ... but never below this (the fixed budget of earlier versions): a multi-step case's search reads every
+#: alternative's full outputs again at every step (steps100_slow: ~15 alternatives × 100 steps of 8×8×8×16),
+#: so with less room the LRU cycles and reruns the 100-step reference each time (tiny-dnn over the BatchNorm
+#: library: 6.8 s of CPU at 192 MiB, 10.3 s at 128, 24 s at 64, 34 s at 16)
+BUDGET_FLOOR = 192 << 20
+
+
+def input_bytes(inputs) -> int:
+    """Bytes of ``inputs``' arrays: ``x`` over every step, then the per-channel parameters (0 if none)."""
+    total = 0
+    for a in (
+        *getattr(inputs, "x", ()),
+        *(getattr(inputs, f, None) for f in ("gamma", "beta", "running_mean", "running_var")),
+    ):
+        total += int(getattr(a, "nbytes", 0) or 0)
+    return total
+
 
 class ReferenceCache:
     """LRU of reference outputs keyed by (case JSON, inputs identity, semantics).
 
     Per-channel outputs are small and always kept; full-size arrays (y, x_hat,
-    eval_y) only while the cache stays under ``max_bytes``.  An entry keeps its
+    eval_y) only while the cache stays under its byte budget: ``max_bytes`` when given, else
+    :data:`BUDGET_MULTIPLE` × the input bytes of the case being stored (at least
+    :data:`BUDGET_FLOOR`), so the cache's memory scales with the case.  An entry keeps its
     ``inputs`` object alive so the identity in the key cannot be reused.
     """
 
-    def __init__(self, max_bytes: int = 192 << 20, max_entries: int = 256):
-        self.max_bytes = max_bytes
+    def __init__(
+        self,
+        max_bytes: int | None = None,
+        max_entries: int = 256,
+        multiple: float = BUDGET_MULTIPLE,
+        floor: int = BUDGET_FLOOR,
+    ):
+        self._fixed = max_bytes
+        self.multiple, self.floor = multiple, floor
+        self.max_bytes = max_bytes if max_bytes is not None else floor  # the budget now in force
         self.max_entries = max_entries
         self._d: OrderedDict[tuple, tuple[Any, dict[str, list[np.ndarray]], int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.computed = 0  # reference runs (for tests and measurements)
+        self._budget_of: tuple[int, Any, int] | None = None  # (id(inputs), inputs, budget): the last one sized
+
+    def budget(self, inputs) -> int:
+        """The byte budget while ``inputs``' case is being stored (``max_bytes`` when fixed)."""
+        if self._fixed is not None:
+            return self._fixed
+        hit = self._budget_of
+        if hit is not None and hit[1] is inputs:
+            return hit[2]
+        b = max(int(self.floor), int(self.multiple * input_bytes(inputs)))
+        self._budget_of = (id(inputs), inputs, b)
+        return b
 
     def clear(self) -> None:
         with self._lock:
@@ -58,18 +105,50 @@ class ReferenceCache:
             with np.errstate(all="ignore"):
                 out = reference_outputs(case, inputs, sem, statistics_only=stats_only)
         except (ValueError, ZeroDivisionError, FloatingPointError, OverflowError):
-            self._store(key, inputs, {"__error__": [np.zeros(0)]})
+            self._store(key, inputs, {"__error__": [np.zeros(0)]}, case)
             return None
         result = out.get(output)
-        small = PER_CHANNEL if case.op == "batch_norm" else spec.group_outputs
-        keep = {k: v for k, v in out.items() if k in small}
-        big = {k: v for k, v in out.items() if k not in small}
-        for k, v in big.items():
-            nb = sum(a.nbytes for a in v)
-            if nb * 4 <= self.max_bytes:
-                keep[k] = v
-        self._store(key, inputs, keep)
+        keep = self._keepable(case, inputs, out)
+        self._store(key, inputs, keep, case)
         return result
+
+    def _keepable(self, case, inputs, out: dict) -> dict:
+        """The outputs of ``out`` worth keeping: every per-channel one, a full-size one within a quarter of the budget."""
+        from normconf.ops import spec_for
+
+        small = PER_CHANNEL if case.op == "batch_norm" else spec_for(case).group_outputs
+        budget = self.budget(inputs)
+        return {k: v for k, v in out.items() if k in small or sum(a.nbytes for a in v) * 4 <= budget}
+
+    def rounded(self, case, inputs, sem: Semantics, output: str) -> list[np.ndarray] | None:
+        """:meth:`get` rounded to the output's dtype (:func:`normconf.oracle.round_to_output_dtypes`), cached
+        next to it (the expected values under ``sem``); ``None`` if the reference cannot run ``sem``."""
+        from normconf.oracle import round_to_output_dtypes
+
+        key = (_case_key(case), id(inputs), sem)
+        name = _ROUNDED + output
+        with self._lock:
+            hit = self._d.get(key)
+            if hit is not None and name in hit[1]:
+                self._d.move_to_end(key)
+                return hit[1][name]
+        steps = self.get(case, inputs, sem, output)
+        if steps is None:
+            return None
+        value = round_to_output_dtypes(case, {output: steps})[output]
+        extra = 0 if value is steps else sum(a.nbytes for a in value)
+        if extra and not self._keepable(case, inputs, {output: value}):
+            return value
+        with self._lock:
+            hit = self._d.get(key)
+            if hit is None or name in hit[1]:
+                return value
+            hit[1][name] = value
+            self._d[key] = (hit[0], hit[1], hit[2] + extra)
+            self._d.move_to_end(key)
+            self._bytes += extra
+            self._evict(self.budget(inputs), _pinned(case, inputs))
+        return value
 
     def sample(self, case, inputs, sem: Semantics, output: str, step: int, cols: np.ndarray) -> np.ndarray | None:
         """``output`` ("y" or "x_hat") at ``step`` under ``sem``, only at columns ``cols`` of its (C, rest)
@@ -94,7 +173,7 @@ class ReferenceCache:
             except (ValueError, ZeroDivisionError, FloatingPointError, OverflowError):
                 return None
             value = {"norm_mean": st.get("norm_mean", []), "norm_var": st.get("norm_var", [])}
-            self._store(key, inputs, value)
+            self._store(key, inputs, value, case)
         else:
             value = hit[1]
         if len(value["norm_mean"]) < step:
@@ -117,7 +196,7 @@ class ReferenceCache:
             )
         return (y if output == "y" else x_hat).T
 
-    def _store(self, key, inputs, value: dict) -> None:
+    def _store(self, key, inputs, value: dict, case=None) -> None:
         nb = sum(a.nbytes for v in value.values() for a in v)
         with self._lock:
             old = self._d.pop(key, None)
@@ -125,10 +204,27 @@ class ReferenceCache:
                 self._bytes -= old[2]
             self._d[key] = (inputs, value, nb)
             self._bytes += nb
-            while self._d and (self._bytes > self.max_bytes or len(self._d) > self.max_entries):
-                _, (_, _, b) = self._d.popitem(last=False)
-                self._bytes -= b
+            self._evict(self.budget(inputs), _pinned(case, inputs))
 
+    def _evict(self, budget: int, pinned: tuple | None = None) -> None:
+        """Drop the least recently used entries until under ``budget`` and ``max_entries`` (lock held),
+        ``pinned`` last: the case's own semantics, which every output's search reads again."""
+        self.max_bytes = budget
+        while self._d and (self._bytes > budget or len(self._d) > self.max_entries):
+            k = next(iter(self._d))
+            if k == pinned and len(self._d) > 1:
+                self._d.move_to_end(k)  # the pinned entry goes last, dropped only if alone and still over
+                continue
+            self._bytes -= self._d.pop(k)[2]
+
+
+def _pinned(case, inputs) -> tuple | None:
+    """The key of ``case``'s own semantics (kept while its case is stored), None without a case."""
+    return None if case is None else (_case_key(case), id(inputs), case.semantics)
+
+
+#: the name prefix of a rounded output in an entry (:meth:`ReferenceCache.rounded`)
+_ROUNDED = "__rounded__:"
 
 _CASE_KEYS: "OrderedDict[int, tuple[Any, str]]" = OrderedDict()
 

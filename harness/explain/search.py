@@ -23,7 +23,10 @@ most of the error plus a precision bound around it is tried.  Otherwise the row 
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -39,9 +42,16 @@ from normconf.explain.arrays import (
     residual,
     sample_columns,
 )
-from normconf.explain.catalog import affected, can_affect, describe_change, docs_for, single_alternatives
+from normconf.explain.catalog import (
+    affected,
+    can_affect,
+    describe_change,
+    differences,
+    docs_for,
+    single_alternatives,
+)
 from normconf.explain.memory import _remember, _remember_consistent, _remember_row
-from normconf.explain.refcache import CACHE, STATS
+from normconf.explain.refcache import CACHE, STATS, _case_key
 from normconf.explain.shapes import error_shape
 from normconf.explain.solve import solved_alternatives
 from normconf.inputs import np_dtype
@@ -133,18 +143,32 @@ class Finding:
 
 
 # ----------------------------------------------------------------------------------------
-# bounds objects per (case, inputs, semantics): small, recomputed cheaply
+# bounds objects per (case, inputs, semantics): per-channel data (memoized in the object), kept for the
+# last _BOUNDS_CASES (case JSON, inputs object) pairs only, so every backend a worker judges on one case
+# shares them and nothing outlives the next cases
 
-_BOUNDS: dict[tuple, "bd.Bounds"] = {}
+_BOUNDS: "OrderedDict[tuple[str, int], tuple[Any, dict[Semantics, bd.Bounds]]]" = OrderedDict()
+_BOUNDS_CASES = 2
+_BOUNDS_PER_CASE = 64
+_BOUNDS_LOCK = threading.Lock()
 
 
 def bounds_for(case, inputs, sem: Semantics) -> "bd.Bounds":
-    key = (id(case), id(inputs), sem)
-    b = _BOUNDS.get(key)
-    if b is None or b.case is not case or b.inputs is not inputs:
-        if len(_BOUNDS) > 64:
-            _BOUNDS.clear()
-        b = _BOUNDS[key] = bd.Bounds(case, inputs, sem)
+    key = (_case_key(case), id(inputs))
+    with _BOUNDS_LOCK:
+        hit = _BOUNDS.get(key)
+        if hit is None or hit[0] is not inputs:  # (the entry holds its inputs: the id cannot be reused)
+            hit = _BOUNDS[key] = (inputs, {})
+            while len(_BOUNDS) > _BOUNDS_CASES:
+                _BOUNDS.popitem(last=False)
+        else:
+            _BOUNDS.move_to_end(key)
+        per = hit[1]
+        b = per.get(sem)
+        if b is None:
+            if len(per) >= _BOUNDS_PER_CASE:
+                per.clear()
+            b = per[sem] = bd.Bounds(case, inputs, sem)
     return b
 
 
@@ -227,7 +251,7 @@ def _pairs(
             combine(a, b)
     for a in structural:
         for s, kind, note in solve(a.semantics):
-            if len(s.differences(base)) == 2:
+            if len(differences(s, base)) == 2:
                 c = evaluate(s, kind_of(kind, a.kind), note)
                 if c is not None:
                     out.append(c)
@@ -333,7 +357,7 @@ def explain_output(
             max_abs,
             _digest(alt),
             sketch=_sketch(alt) if score <= 1.0 else None,
-            reach=len(set().union(*(affected(k, case.mode, sem) for k in sem.differences(base)))),
+            reach=len(set().union(*(affected(k, case.mode, sem) for k in differences(sem, base)))),
         )
         if score <= 1.0:
             c.fit, c.sharp = _unit_scores(obs, alt, tol, out_dt)
@@ -371,7 +395,7 @@ def explain_output(
             score,
             max_abs,
             screened=True,
-            reach=len(set().union(*(affected(k, case.mode, sem) for k in sem.differences(base)))),
+            reach=len(set().union(*(affected(k, case.mode, sem) for k in differences(sem, base)))),
         )
 
     def accepted(c: Candidate) -> bool:
@@ -385,7 +409,7 @@ def explain_output(
 
     recalled = []
     for sem_r, kind_r, note_r, src in list(memory) if memory is not None else []:
-        if sem_r.differences(base) and len(sem_r.differences(base)) <= 3:
+        if differences(sem_r, base) and len(differences(sem_r, base)) <= 3:
             c = evaluate(sem_r, kind_r, (note_r + "; " if note_r else "") + f"the convention found for {src}")
             if c is not None:
                 recalled.append(c)

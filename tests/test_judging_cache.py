@@ -1,0 +1,160 @@
+"""The judging caches are exact and bounded: memoized values equal fresh computations bit for bit,
+and the reference cache's budget follows the case's input bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from normconf.explain import bounds as bd
+from normconf.explain import refcache, search, solve
+from normconf.explain.arrays import _CHUNK, _identical
+from normconf.explain.catalog import differences
+from normconf.inputs import generate
+from normconf.oracle import reference_outputs, round_to_output_dtypes
+from tests.helpers import case_maker
+
+_case = case_maker(
+    id="judging_cache",
+    shape=[4, 3, 5, 5],
+    steps=3,
+    momentum={"batch_weight": 0.1},
+    affine={"gamma": {"dist": "uniform", "low": 0.5, "high": 2.0, "seed": 3}, "beta": {"seed": 4}},
+    input={"std": 2.0, "mean": 0.5, "seed": 41},
+    eval_after=True,
+)
+
+
+def _same(a, b) -> bool:
+    """Bit for bit (NaN = NaN, -0.0 ≠ 0.0)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def test_budget_is_a_multiple_of_the_input_bytes_with_a_floor():
+    small = generate(_case())
+    assert refcache.ReferenceCache().budget(small) == refcache.BUDGET_FLOOR
+    big = generate(_case(shape=[16, 8, 32, 32], steps=2))
+    nbytes = refcache.input_bytes(big)
+    assert nbytes == sum(a.nbytes for a in big.x) + sum(
+        a.nbytes for a in (big.gamma, big.beta, big.running_mean, big.running_var)
+    )
+    cache = refcache.ReferenceCache(floor=1 << 20)
+    assert cache.budget(big) == refcache.BUDGET_MULTIPLE * nbytes > 1 << 20
+    assert cache.budget(small) == 1 << 20
+    assert refcache.ReferenceCache(max_bytes=1 << 20).budget(big) == 1 << 20  # a fixed budget stays fixed
+
+
+@pytest.mark.parametrize("dtype, kept", [("float32", False), ("float64", True)])
+def test_full_size_outputs_within_a_quarter_of_the_budget(dtype, kept):
+    """Where the multiple governs, a float32 case's float64 y (2× its input bytes) exceeds a quarter of the
+    budget (4× the input bytes) and is not kept; a float64 case's (1×) is."""
+    case = _case(shape=[16, 8, 32, 32], steps=1, eval_after=False, dtype=dtype)
+    inputs = generate(case)
+    cache = refcache.ReferenceCache(floor=1 << 20)
+    y = cache.get(case, inputs, case.semantics, "y")
+    assert _same(y[0], reference_outputs(case, inputs)["y"][0])
+    assert cache._bytes <= cache.max_bytes == refcache.BUDGET_MULTIPLE * refcache.input_bytes(inputs)
+    n = cache.computed
+    cache.get(case, inputs, case.semantics, "running_var")  # per-channel: always kept
+    assert cache.computed == n
+    cache.get(case, inputs, case.semantics, "y")
+    assert cache.computed == n + (0 if kept else 1)
+
+
+def test_the_cases_own_semantics_survives_eviction():
+    case = _case()
+    inputs = generate(case)
+    one = sum(a.nbytes for v in reference_outputs(case, inputs).values() for a in v)
+    cache = refcache.ReferenceCache(max_bytes=int(2.5 * one))  # room for two entries
+    base = case.semantics
+    cache.get(case, inputs, base, "y")
+    for alt in ({"affine": "none"}, {"eps_placement": "none"}, {"normalize_variance": "unbiased"}):
+        cache.get(case, inputs, base.replace(**alt), "y")
+    assert cache._bytes <= cache.max_bytes
+    n = cache.computed
+    cache.get(case, inputs, base, "y")  # still there: the LRU dropped the alternatives instead
+    assert cache.computed == n
+    cache.get(case, inputs, base.replace(affine="none"), "y")
+    assert cache.computed == n + 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
+def test_rounded_is_the_rounding_of_the_reference(dtype):
+    case = _case(dtype=dtype)
+    inputs = generate(case)
+    cache = refcache.ReferenceCache()
+    sem = case.semantics.replace(normalize_variance="unbiased")
+    full = reference_outputs(case, inputs, sem)
+    for name in ("y", "batch_var", "running_var", "eval_y"):
+        want = round_to_output_dtypes(case, {name: full[name]})[name]
+        got = cache.rounded(case, inputs, sem, name)
+        assert len(got) == len(want) and all(_same(g, w) for g, w in zip(got, want))
+        n = cache.computed
+        assert cache.rounded(case, inputs, sem, name) is got and cache.computed == n
+    assert cache._bytes <= cache.max_bytes
+
+
+def test_memoized_bounds_equal_fresh_ones():
+    case = _case()
+    inputs = generate(case)
+    for sem in (case.semantics, case.semantics.replace(train_statistics="blended", running_variance="unbiased")):
+        b = bd.Bounds(case, inputs, sem)
+        for model in bd.models_for("float64") + bd.models_for("float32"):
+            for step in (1, 2, 3):
+                for out in ("batch_mean", "batch_var", "running_mean", "running_var", "inv_std"):
+                    fresh = bd.Bounds(case, inputs, sem)._per_channel(model, out, step)
+                    for _ in range(2):  # the computed and the remembered answer
+                        got = b.per_channel(model, out, step)
+                        assert all(_same(g, f) for g, f in zip(got, fresh))
+                for out in ("y", "x_hat", "eval_y"):
+                    fresh = bd.Bounds(case, inputs, sem)._elementwise(model, out, step)
+                    for _ in range(2):
+                        got = b.elementwise(model, out, step)
+                        assert all(_same(g, f) for g, f in zip(got, fresh))
+                    assert bd._size(b, model, out, step) == bd._size_of(bd.Bounds(case, inputs, sem), model, out, step)
+
+
+def test_bounds_are_shared_by_equal_cases_and_dropped_after_two_cases():
+    case, same = _case(), _case()
+    inputs = generate(case)
+    b = search.bounds_for(case, inputs, case.semantics)
+    assert search.bounds_for(same, inputs, same.semantics) is b  # another backend's copy of the case
+    assert search.bounds_for(case, generate(case), case.semantics) is not b  # other inputs: not shared
+    for seed in (1, 2):
+        other = _case(input={"seed": seed})
+        search.bounds_for(other, generate(other), other.semantics)
+    assert len(search._BOUNDS) <= search._BOUNDS_CASES
+    assert search.bounds_for(case, inputs, case.semantics) is not b
+
+
+def test_identical_is_array_equal():
+    rng = np.random.default_rng(0)
+    for n in (0, 7, 1024, 5000, _CHUNK + 3):
+        a = rng.standard_normal(n)
+        a[::97] = np.nan
+        assert _identical(a, a.copy())
+        for i in {0, n // 2, n - 1} if n else ():
+            b = a.copy()
+            b[i] = 1.5 if not np.isnan(b[i]) or i % 2 else 2.5
+            assert _identical(a, b) == np.array_equal(a, b, equal_nan=True)
+        assert _identical(a.astype(np.float32), a.astype(np.float32).astype(np.float64))
+
+
+def test_memoized_batch_stats_equal_fresh_ones():
+    case = _case()
+    inputs = generate(case)
+    for sem in (case.semantics, case.semantics.replace(running_variance="unbiased", stats_dtype="float32")):
+        for k in (1, 2, 3):
+            first = solve._batch_stats(case, inputs, sem, k)
+            assert solve._batch_stats(case, inputs, sem, k) is first
+            assert all(_same(f, g) for f, g in zip(first, solve._batch_stats_of(case, inputs, sem, k)))
+    other = generate(case)  # other inputs (equal numbers): answers not reused across inputs objects
+    assert solve._batch_stats(case, other, case.semantics, 1) is not solve._batch_stats(case, inputs, case.semantics, 1)
+
+
+def test_differences_memo_names_the_same_knobs():
+    base = _case().semantics
+    for alt in (base, base.replace(affine="none"), base.replace(eps_override=1e-3, momentum_override=0.5)):
+        assert differences(alt, base) == alt.differences(base)
+        assert differences(alt, base) is differences(alt, base)
