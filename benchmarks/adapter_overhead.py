@@ -5,8 +5,8 @@ Usage::
     .venv/bin/python benchmarks/adapter_overhead.py                  # every TF/ONNX backend
     .venv/bin/python benchmarks/adapter_overhead.py -b ort,keras-tf --cases 200 --shapes distinct
 
-Each backend runs in its own fresh process (with the adapter's ``worker_env``,
-as the runner does), over the same deterministic list of cases: a mix of
+Each backend runs in its own fresh process (with the runner's thread settings,
+``normconf.runner.thread_env``, and the adapter's ``worker_env``, as a worker gets them), over the same deterministic list of cases: a mix of
 train/eval, channels-first/-last, 1-3 steps, float32 (and a few float16), on
 either a pool of 10 shapes (``--shapes pooled``: what a suite looks like, most
 cases share a signature) or a different shape per case (``--shapes distinct``:
@@ -146,9 +146,15 @@ def main() -> None:
 
     from normconf.adapters import get_adapter
 
+    try:
+        from normconf.runner import thread_env
+
+        threads = thread_env()
+    except ImportError:  # a runner without per-worker thread settings
+        threads = {}
     rows = []
     for b in args.backend.split(","):
-        env = {**os.environ, **get_adapter(b).worker_env}
+        env = {**os.environ, **threads, **get_adapter(b).worker_env}
         p = subprocess.run(
             [sys.executable, __file__, "--child", b, "--cases", str(args.cases), "--shapes", args.shapes],
             capture_output=True,

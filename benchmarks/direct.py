@@ -5,12 +5,14 @@ computes the case's training/eval outputs with the framework alone, in this
 process, from the NumPy inputs and back to NumPy.  What the adapter also caches
 across calls (an ONNX Runtime session, a loaded native library) is prepared
 once outside the callable, as a user's program would; what the adapter builds
-per case (a torch module) is built inside it.  Thread settings match the
-adapters' (ORT: one intra-op thread; torch: its default).
+per case (a torch module) is built inside it.  Thread counts match the workers'
+(ORT: one intra-op thread; torch: ``worker_threads()``, the count every worker
+process gets, ``$NORMCONF_WORKER_THREADS``, default 1).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 
@@ -28,8 +30,20 @@ def direct_numpy(case, inputs) -> Callable[[], object]:
     return call
 
 
+def worker_threads() -> int:
+    """The thread count the runner gives every worker (``normconf.runner.thread_env``), 1 if unknown."""
+    try:
+        from normconf.runner import thread_env
+
+        return int(thread_env()["OMP_NUM_THREADS"])
+    except (ImportError, KeyError, ValueError):
+        return int(os.environ.get("NORMCONF_WORKER_THREADS", "1") or 1)
+
+
 def direct_torch(case, inputs) -> Callable[[], object]:
     import torch
+
+    torch.set_num_threads(worker_threads())  # this process's torch: the direct calls only
 
     cls = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d, 5: torch.nn.BatchNorm3d}[
         case.rank
