@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "dtypes.h"
+
 #define NC_EXPORT __attribute__((visibility("default")))
 
 /* x86-64 with GCC/Clang: a 4-lane AVX2 copy of the loop, chosen at run time; else 2 lanes
@@ -100,42 +102,6 @@ static double ulp_of(double a, int64_t nmant, double tiny, double sub) {
     return u < sub ? sub : u; /* never below sub (tiny * 2**-nmant == sub); as the formula */
 }
 
-static inline double f16_to_f64(uint16_t h) {
-    int64_t sign = (int64_t)(h >> 15) << 63;
-    int64_t ex = (h >> 10) & 0x1F, man = h & 0x3FF;
-    if (ex == 0) {
-        double v = (double)man * 0x1p-24; /* zero or subnormal, exact */
-        return from_bits(to_bits(v) | sign);
-    }
-    if (ex == 31) {
-        return from_bits(sign | EXPM | (man ? ((int64_t)1 << 51) | (man << 42) : 0));
-    }
-    return from_bits(sign | ((ex - 15 + 1023) << 52) | (man << 42));
-}
-
-static inline double bf16_to_f64(uint16_t h) {
-    uint32_t b = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &b, sizeof f);
-    return (double)f;
-}
-
-enum { K_F64, K_F32, K_F16, K_BF16 };
-
-/* element i of obs as a double (exact) */
-static inline __attribute__((always_inline)) double obs_at(const void* obs, int kind, int64_t i) {
-    switch (kind) {
-    case K_F64:
-        return ((const double*)obs)[i];
-    case K_F32:
-        return (double)((const float*)obs)[i];
-    case K_F16:
-        return f16_to_f64(((const uint16_t*)obs)[i]);
-    default:
-        return bf16_to_f64(((const uint16_t*)obs)[i]);
-    }
-}
-
 /* Running totals of the scalar path (vectors with a non-finite element, and the tail). */
 struct acc {
     int64_t n_bad, n_nan, n_inf, any_finite;
@@ -197,26 +163,26 @@ static int run(
         struct normconf_compare_result *out
 
 NC_EXPORT int normconf_compare_f64(const double* obs, ARGS) {
-    return run(obs, K_F64, exp, n, rtol, atol, nmant, tiny, sub, out);
+    return run(obs, NC_F64, exp, n, rtol, atol, nmant, tiny, sub, out);
 }
 
 NC_EXPORT int normconf_compare_f32(const float* obs, ARGS) {
-    return run(obs, K_F32, exp, n, rtol, atol, nmant, tiny, sub, out);
+    return run(obs, NC_F32, exp, n, rtol, atol, nmant, tiny, sub, out);
 }
 
 /* float16 and bfloat16 as their raw bits, converted exactly */
 NC_EXPORT int normconf_compare_f16(const uint16_t* obs, ARGS) {
-    return run(obs, K_F16, exp, n, rtol, atol, nmant, tiny, sub, out);
+    return run(obs, NC_F16, exp, n, rtol, atol, nmant, tiny, sub, out);
 }
 
 NC_EXPORT int normconf_compare_bf16(const uint16_t* obs, ARGS) {
-    return run(obs, K_BF16, exp, n, rtol, atol, nmant, tiny, sub, out);
+    return run(obs, NC_BF16, exp, n, rtol, atol, nmant, tiny, sub, out);
 }
 
 /* for the tests: the same pass at a chosen vector width, kind 0..3 = f64, f32, f16 (bits), bf16
  * (bits); lanes 2 (always) or 4 (where AVX2 runs); returns -1 where that width is not available */
 NC_EXPORT int normconf_compare_lanes(const void* obs, int64_t kind, int64_t lanes, ARGS) {
-    if (kind < K_F64 || kind > K_BF16) {
+    if (kind < NC_F64 || kind > NC_BF16) {
         return -1;
     }
     if (lanes == 2) {
@@ -268,13 +234,13 @@ typedef uint32_t VU __attribute__((vector_size(4 * W)));
 /* elements i..i+W-1 of obs as doubles (exact) */
 static inline __attribute__((always_inline)) void NC(obsw)(VD* out, const void* obs, int kind, int64_t i) {
     VD v;
-    if (kind == K_F64) {
+    if (kind == NC_F64) {
         memcpy(&v, (const double*)obs + i, sizeof v);
-    } else if (kind == K_F32) {
+    } else if (kind == NC_F32) {
         VF f;
         memcpy(&f, (const float*)obs + i, sizeof f);
         v = __builtin_convertvector(f, VD);
-    } else if (kind == K_BF16) {
+    } else if (kind == NC_BF16) {
         const uint16_t* h = (const uint16_t*)obs + i;
         VU b = SPLAT(0);
         for (int l = 0; l < W; l++) {
@@ -283,7 +249,7 @@ static inline __attribute__((always_inline)) void NC(obsw)(VD* out, const void* 
         v = __builtin_convertvector((VF)b, VD);
     } else {
         for (int l = 0; l < W; l++) {
-            v[l] = f16_to_f64(((const uint16_t*)obs)[i + l]);
+            v[l] = nc_f16_to_f64(((const uint16_t*)obs)[i + l]);
         }
     }
     *out = v;
@@ -357,7 +323,7 @@ static inline __attribute__((always_inline)) void NC(chunk)(
         cm = (cm != cm || vm[l] <= cm) ? cm : vm[l]; /* NaN wins and stays */
     }
     for (; i < n; i++) {
-        s[i] = one(obs_at(obs, kind, i), e[i], rtol, atol, nmant, tiny, sub, a);
+        s[i] = one(nc_load(obs, kind, i), e[i], rtol, atol, nmant, tiny, sub, a);
         cm = (cm != cm || s[i] <= cm) ? cm : s[i];
     }
     *cnt_bad = bad;
@@ -381,21 +347,21 @@ NC_TARGET static int NC(run)(
     int64_t worst = 0;
     double best = 0.0, cm = 0.0;
     int have = 0;
-    const int64_t isz = kind == K_F64 ? 8 : kind == K_F32 ? 4 : 2;
+    const int64_t isz = kind == NC_F64 ? 8 : kind == NC_F32 ? 4 : 2;
     for (int64_t s0 = 0; s0 < n; s0 += CHUNK) {
         int64_t c = n - s0 < CHUNK ? n - s0 : CHUNK;
         switch (kind) { /* one specialised copy of the loop per observed type */
-        case K_F64:
-            CHUNK_OF(K_F64);
+        case NC_F64:
+            CHUNK_OF(NC_F64);
             break;
-        case K_F32:
-            CHUNK_OF(K_F32);
+        case NC_F32:
+            CHUNK_OF(NC_F32);
             break;
-        case K_F16:
-            CHUNK_OF(K_F16);
+        case NC_F16:
+            CHUNK_OF(NC_F16);
             break;
         default:
-            CHUNK_OF(K_BF16);
+            CHUNK_OF(NC_BF16);
             break;
         }
         /* np.argmax over all: the first NaN if any, else the first of the largest; a chunk takes

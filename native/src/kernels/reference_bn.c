@@ -35,48 +35,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dtypes.h"
+
 #define NC_EXPORT __attribute__((visibility("default")))
 #define LANES 8
 #define BLOCK 128 /* a multiple of LANES */
 #define MAXLEVEL 64
 
 typedef double v2d __attribute__((vector_size(16)));
-
-enum { NC_F64 = 0, NC_F32 = 1, NC_F16 = 2, NC_BF16 = 3 };
-
-static inline double f16_to_double(uint16_t h) {
-    uint64_t sign = (uint64_t)(h >> 15) << 63;
-    unsigned e = (h >> 10) & 0x1fu;
-    uint64_t m = h & 0x3ffu, bits;
-    double d;
-    if (e == 0) { /* zero or subnormal: m * 2**-24, exact */
-        d = (double)m * 0x1p-24;
-        return sign ? -d : d;
-    }
-    bits = sign | (e == 31 ? 0x7ff0000000000000ull : (uint64_t)(e - 15 + 1023) << 52) | (m << 42);
-    memcpy(&d, &bits, sizeof d);
-    return d;
-}
-
-static inline double bf16_to_double(uint16_t h) {
-    uint32_t b = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &b, sizeof f);
-    return (double)f;
-}
-
-static inline double load(const void *x, int dtype, int64_t k) {
-    switch (dtype) {
-    case NC_F64:
-        return ((const double *)x)[k];
-    case NC_F32:
-        return (double)((const float *)x)[k];
-    case NC_F16:
-        return f16_to_double(((const uint16_t *)x)[k]);
-    default:
-        return bf16_to_double(((const uint16_t *)x)[k]);
-    }
-}
 
 /* --- the binary-counter tree over block sums, W channels wide (levels shared: every channel
  * has pushed the same number of blocks) --- */
@@ -172,7 +138,7 @@ static inline __attribute__((always_inline)) void chan_feed(chan_t *s, const voi
             const v2d mv = {mean, mean};
             for (int64_t t = 0; t < take; t += LANES) {
                 for (int q = 0; q < LANES / 2; q++) {
-                    v2d v = {load(x, dtype, off + t + 2 * q), load(x, dtype, off + t + 2 * q + 1)};
+                    v2d v = {nc_load(x, dtype, off + t + 2 * q), nc_load(x, dtype, off + t + 2 * q + 1)};
                     if (sq) {
                         v -= mv;
                         v *= v;
@@ -185,7 +151,7 @@ static inline __attribute__((always_inline)) void chan_feed(chan_t *s, const voi
             off += take;
             n -= take;
         } else {
-            double v = load(x, dtype, off);
+            double v = nc_load(x, dtype, off);
             if (sq) {
                 v -= mean;
                 v *= v;
@@ -231,7 +197,7 @@ static inline __attribute__((always_inline)) void rows_pass(const void *x, int d
     for (int64_t o = 0; o < outer; o++) {
         double *restrict L = lane + (o & (LANES - 1)) * C;
         for (int64_t c = 0; c < C; c++) {
-            double v = load(x, dtype, o * C + c);
+            double v = nc_load(x, dtype, o * C + c);
             if (sq) {
                 v -= mean[c];
                 v *= v;
@@ -336,7 +302,7 @@ static inline __attribute__((always_inline)) void norm_pass(const void *x, int d
         for (int64_t c = 0; c < C; c++) {
             const double mc = mu[c], ic = inv[c], pc = p[c], qc = q[c];
             for (int64_t i = 0; i < inner; i++, k++) {
-                const double v = load(x, dtype, k);
+                const double v = nc_load(x, dtype, k);
                 const double h = (v - mc) * ic;
                 xh[k] = h;
                 y[k] = folded ? v * pc + qc : h * pc + qc;
@@ -352,7 +318,7 @@ static inline __attribute__((always_inline)) void norm_rows(const void *x, int d
     for (int64_t o = 0; o < outer; o++) {
         const int64_t r = o * C;
         for (int64_t c = 0; c < C; c++) {
-            const double v = load(x, dtype, r + c);
+            const double v = nc_load(x, dtype, r + c);
             const double h = (v - mu[c]) * inv[c];
             xh[r + c] = h;
             y[r + c] = folded ? v * p[c] + q[c] : h * p[c] + q[c];
