@@ -147,7 +147,7 @@ def main() -> None:
     from normconf.adapters import get_adapter
 
     try:
-        from normconf.runner import thread_env
+        from normconf.worker_env import thread_env
 
         threads = thread_env()
     except ImportError:  # a runner without per-worker thread settings

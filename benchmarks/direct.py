@@ -33,7 +33,7 @@ def direct_numpy(case, inputs) -> Callable[[], object]:
 def worker_threads() -> int:
     """The thread count the runner gives every worker (``normconf.runner.thread_env``), 1 if unknown."""
     try:
-        from normconf.runner import thread_env
+        from normconf.worker_env import thread_env
 
         return int(thread_env()["OMP_NUM_THREADS"])
     except (ImportError, KeyError, ValueError):

@@ -7,11 +7,17 @@ a crash there becomes ``error: crashed (SIGSEGV)``, a task running past the
 timeout becomes ``error: timeout after N s`` (the worker is killed and a fresh
 one serves the next task), and the run goes on.
 
-Inputs and the reference are computed once per case in this process and shared
-by every backend; workers regenerate the (deterministic) inputs themselves, so
-large arrays are never pickled to them.  ``jobs > 1`` runs chunks of tasks on
-that many threads, each driving its own worker; rows are sorted back into
-case × backend order, so a parallel run's results equal a serial run's.
+Each worker judges its own tasks (issue 18): it regenerates the (deterministic)
+inputs, computes the reference once per case for every backend of its group,
+runs the adapter, compares and explains, and sends back rows only — no array
+travels in either direction.  Only a worker whose floating-point environment is
+not IEEE hands its outputs over to be judged here (:meth:`Runner.judge`, with the
+reference cached in :meth:`Runner.expected`).  ``jobs > 1`` runs the schedule's
+chunks (:meth:`Runner.schedule`: one worker group's tasks each) on that many
+threads, each driving its own workers; rows are sorted back into case × backend
+order, so a parallel run's results equal a serial run's.  Workers start with one
+thread per framework (:func:`normconf.worker_env.thread_env`) and JAX's persistent compilation cache
+(:func:`normconf.worker_env.cache_env`).
 
 Isolation (issue 17, :mod:`normconf.isolation`): workers run as ``python -P -m normconf.worker``
 with a clean ``sys.path`` (the package root and an explicitly set ``PYTHONPATH``, never the
@@ -49,78 +55,13 @@ from normconf.oracle import expected_outputs
 from normconf.profiles import Profile, parse_conventions, profile_of
 from normconf.results import Row, rows_for
 from normconf.validate_outputs import reply_bound
+from normconf.worker_env import cache_env, thread_env
 
 #: default per-task timeout in seconds (``--timeout``)
 DEFAULT_TIMEOUT = 300.0
 #: how long a worker may take to start, and the describe worker to import the --adapter modules
 #: (``normconf.isolation.startup_timeout()``: ``$NORMCONF_STARTUP_TIMEOUT`` overrides it)
 STARTUP_TIMEOUT = isolation.STARTUP_TIMEOUT
-
-
-#: ``$NORMCONF_WORKER_THREADS``: the threads each worker's frameworks may use (default 1).  One
-#: thread per worker: results (a reduction's order) do not depend on the machine's core count,
-#: no framework spin-waits on a core another worker needs, and ``-j N`` is the parallelism.
-WORKER_THREADS_VAR = "NORMCONF_WORKER_THREADS"
-
-
-def thread_env(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Thread-count settings every worker starts with (a group's ``worker_env`` may set its own):
-    OpenMP (torch, OpenCV), MKL, OpenBLAS (NumPy), TensorFlow and XLA (JAX), no OpenMP spin-wait."""
-    environ = os.environ if environ is None else environ
-    n = environ.get(WORKER_THREADS_VAR, "1").strip() or "1"
-    if not n.isdigit() or int(n) < 1:
-        raise ValueError(f"{WORKER_THREADS_VAR}={n!r}: expected a positive integer")
-    xla = environ.get("XLA_FLAGS", "")
-    if "intra_op_parallelism_threads" not in xla:
-        eigen = "true" if int(n) > 1 else "false"
-        xla = f"{xla} --xla_cpu_multi_thread_eigen={eigen} intra_op_parallelism_threads={n}".strip()
-    return {
-        "OMP_NUM_THREADS": n,
-        "MKL_NUM_THREADS": n,
-        "OPENBLAS_NUM_THREADS": n,
-        "OMP_WAIT_POLICY": "PASSIVE",
-        "TF_NUM_INTRAOP_THREADS": n,
-        "TF_NUM_INTEROP_THREADS": "1",
-        "XLA_FLAGS": xla,
-    }
-
-
-#: ``$NORMCONF_CACHE_DIR``: where workers keep compiled programs between runs (``off``: nowhere)
-CACHE_DIR_VAR = "NORMCONF_CACHE_DIR"
-
-
-def cache_dir(environ: dict[str, str] | None = None) -> Path | None:
-    """The run's cache folder: ``$NORMCONF_CACHE_DIR``, else ``$XDG_CACHE_HOME/normconf``, else
-    ``~/.cache/normconf``; ``None`` when ``$NORMCONF_CACHE_DIR`` is ``off``, ``0`` or ``none``."""
-    environ = os.environ if environ is None else environ
-    value = environ.get(CACHE_DIR_VAR, "").strip()
-    if value.lower() in ("off", "0", "none"):
-        return None
-    if value:
-        return Path(value).expanduser()
-    base = environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(base).expanduser() if base else Path.home() / ".cache") / "normconf"
-
-
-def cache_env(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Settings that let workers reuse compiled programs across runs: JAX's persistent compilation
-    cache (every XLA program, however small; the cache key holds the JAX/XLA versions, the flags and
-    the device, and a hit loads the very executable a compile would produce, so results are
-    identical; checked by tests/test_worker_judging.py).  A user's own ``JAX_COMPILATION_CACHE_DIR``
-    is kept."""
-    environ = os.environ if environ is None else environ
-    folder = cache_dir(environ)
-    if folder is None or "JAX_COMPILATION_CACHE_DIR" in environ:
-        return {}
-    try:
-        (folder / "jax").mkdir(parents=True, exist_ok=True)
-    except OSError:  # an unwritable home: every program is compiled, as without a cache
-        return {}
-    return {
-        "JAX_COMPILATION_CACHE_DIR": str(folder / "jax"),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-    }
 
 
 class WorkerFailure(Exception):

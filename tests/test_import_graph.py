@@ -108,3 +108,14 @@ def test_the_cycle_finder_finds_a_planted_cycle():
     g = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert cycles(g) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_in_the_package_is_over_600_lines():
+    """Issue 15's rule: one job per module; a module past 600 lines is doing several."""
+    over = {}
+    for root in (ROOT / "harness", ROOT / "references"):
+        for f in root.rglob("*.py"):
+            n = len(f.read_text(encoding="utf-8").splitlines())
+            if n > 600:
+                over[str(f.relative_to(ROOT))] = n
+    assert over == {}

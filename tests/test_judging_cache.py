@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from normconf.explain import bounds as bd
-from normconf.explain import refcache, search, solve
+from normconf.explain import bounds_cache, refcache, solve
 from normconf.explain.arrays import _CHUNK, _identical
 from normconf.explain.catalog import differences
 from normconf.inputs import generate
@@ -118,14 +118,14 @@ def test_memoized_bounds_equal_fresh_ones():
 def test_bounds_are_shared_by_equal_cases_and_dropped_after_two_cases():
     case, same = _case(), _case()
     inputs = generate(case)
-    b = search.bounds_for(case, inputs, case.semantics)
-    assert search.bounds_for(same, inputs, same.semantics) is b  # another backend's copy of the case
-    assert search.bounds_for(case, generate(case), case.semantics) is not b  # other inputs: not shared
+    b = bounds_cache.bounds_for(case, inputs, case.semantics)
+    assert bounds_cache.bounds_for(same, inputs, same.semantics) is b  # another backend's copy of the case
+    assert bounds_cache.bounds_for(case, generate(case), case.semantics) is not b  # other inputs: not shared
     for seed in (1, 2):
         other = _case(input={"seed": seed})
-        search.bounds_for(other, generate(other), other.semantics)
-    assert len(search._BOUNDS) <= search._BOUNDS_CASES
-    assert search.bounds_for(case, inputs, case.semantics) is not b
+        bounds_cache.bounds_for(other, generate(other), other.semantics)
+    assert len(bounds_cache._BOUNDS) <= bounds_cache._BOUNDS_CASES
+    assert bounds_cache.bounds_for(case, inputs, case.semantics) is not b
 
 
 def test_identical_is_array_equal():

@@ -22,8 +22,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from normconf.runner import JudgingError, Runner, cache_env, thread_env
+from normconf.runner import JudgingError, Runner
 from normconf.worker import FTZ_NOTE, fpu_is_ieee
+from normconf.worker_env import cache_env, thread_env
 from tests.helpers import REPO_ROOT, loaded_case, run_cli
 
 ADAPTERS = "tests.judging_adapters:ADAPTERS"

@@ -47,6 +47,7 @@ import re
 
 import numpy as np
 
+from normconf.adapters._messages import first_lines
 from normconf.adapters.base import Adapter, Observed, Unsupported, missing
 from normconf.cases import Case
 from normconf.inputs import Inputs
@@ -77,11 +78,6 @@ _DTYPE_REFUSAL = re.compile(
 def cv_refuses_dtype(exc: BaseException) -> bool:
     """True when ``exc`` is OpenCV refusing an element type, not any other failure."""
     return bool(_DTYPE_REFUSAL.search(str(exc)))
-
-
-def _first_lines(msg: str, n: int = 3) -> str:
-    lines = [ln.strip() for ln in str(msg).strip().splitlines() if ln.strip()]
-    return " ".join(lines[:n])[:600]
 
 
 class OpenCVDNN(Adapter):
@@ -168,7 +164,7 @@ class OpenCVDNN(Adapter):
         except cv2.error as e:
             if cv_refuses_dtype(e):
                 raise Unsupported(
-                    f"opencv {cv2.__version__} (x {case.dtype}, parameters {case.params_dtype}): {_first_lines(e)}"
+                    f"opencv {cv2.__version__} (x {case.dtype}, parameters {case.params_dtype}): {first_lines(e, strip=True)}"
                 ) from None
             raise
         ys = outputs["y"]
@@ -211,7 +207,7 @@ class OpenCVDNN(Adapter):
         except cv2.error as e:
             if cv_refuses_dtype(e):
                 raise Unsupported(
-                    f"opencv {cv2.__version__} (x {case.dtype}, parameters {case.params_dtype}): {_first_lines(e)}"
+                    f"opencv {cv2.__version__} (x {case.dtype}, parameters {case.params_dtype}): {first_lines(e, strip=True)}"
                 ) from None
             raise
         if ys and str(ys[0].dtype) != case.dtype:

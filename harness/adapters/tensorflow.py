@@ -53,6 +53,7 @@ from normconf.adapters._keras_common import (
     keras_dtype_policy,
     keras_momentum,
 )
+from normconf.adapters._messages import first_lines
 from normconf.adapters.base import Adapter, Observed, Unsupported, missing
 from normconf.cases import Case
 from normconf.inputs import Inputs, np_dtype
@@ -121,27 +122,13 @@ def raise_if_refused_dtype(case: Case, e: Exception) -> None:
     if tf_refuses_dtype(e):
         raise Unsupported(
             f"tensorflow {tf().__version__} refused the dtypes (x {case.dtype}, "
-            f"parameters {case.params_dtype}): {type(e).__name__}: {_first_lines(e)}"
+            f"parameters {case.params_dtype}): {type(e).__name__}: {first_lines(e)}"
         ) from None
 
 
 def tf_refuses_dtype(exc: BaseException) -> bool:
     """True when ``exc`` is TensorFlow refusing a dtype, not any other failure."""
     return bool(_DTYPE_REFUSAL.search(str(exc)))
-
-
-#: "... with these attrs: [a=1, b=2]": TensorFlow lists an op's attributes in hash order, which changes
-#: from run to run (and so would the message, in results that must be identical between runs)
-_ATTRS = re.compile(r"(with these attrs: \[)([^\[\]]*)(\])")
-
-
-def _first_lines(msg: str, n: int = 3) -> str:
-    """The first ``n`` non-empty lines of TensorFlow's message, its attribute lists in sorted order."""
-    lines = [ln for ln in str(msg).strip().splitlines() if ln.strip()]
-    text = _ATTRS.sub(
-        lambda m: m.group(1) + ", ".join(sorted(m.group(2).split(", "))) + m.group(3), " ".join(lines[:n])
-    )
-    return text[:600]
 
 
 def tf():
@@ -590,7 +577,7 @@ class TFFused(_TFAdapter):
                         raise
                     notes.append(
                         f"batch_mean/batch_var not produced: the exponential_avg_factor=1.0 call was "
-                        f"refused: {type(e).__name__}: {_first_lines(e, 1)}"
+                        f"refused: {type(e).__name__}: {first_lines(e, 1)}"
                     )
                     batch = None
                     continue

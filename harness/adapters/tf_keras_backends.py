@@ -64,6 +64,7 @@ from typing import ClassVar
 import numpy as np
 
 from normconf.adapters._keras_common import keras_dtype_policy, keras_ln_unsupported, keras_momentum
+from normconf.adapters._messages import first_lines
 from normconf.adapters.base import Adapter, Observed, Unsupported, missing
 from normconf.adapters.tensorflow import _TF_FUSED, _TF_MOMENTS, TF_ENV, raise_if_refused_dtype, tf
 from normconf.cases import Case
@@ -156,11 +157,6 @@ CUMULATIVE_REASON = (
 )
 
 
-def _first_lines(msg: str, n: int = 3) -> str:
-    lines = [ln for ln in str(msg).strip().splitlines() if ln.strip()]
-    return " ".join(lines[:n])[:600]
-
-
 class _TFKeras(Adapter):
     framework = "tf_keras"
     worker = "tf-keras"
@@ -207,7 +203,7 @@ class _TFKeras(Adapter):
             layer.build(t.TensorShape(case.array_shape))
         except ValueError as e:  # the layer refuses the configuration (fused: dtype, rank, axis)
             raise Unsupported(
-                f"tf_keras {tf_keras.__version__} BatchNormalization(fused={self.fused}): {_first_lines(e)}"
+                f"tf_keras {tf_keras.__version__} BatchNormalization(fused={self.fused}): {first_lines(e)}"
             ) from None
         if case.has_affine:
             layer.gamma.assign(inputs.gamma.astype(layer.gamma.dtype.as_numpy_dtype))

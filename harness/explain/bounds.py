@@ -49,98 +49,24 @@ from typing import Any, Callable
 import numpy as np
 
 from normconf.explain.arrays import columns, sample_columns
+from normconf.explain.precision import (  # noqa: F401 (the bounds' vocabulary, re-exported)
+    _MAX,
+    _TINY,
+    LAMBDA,
+    UNIT_ROUNDOFF,
+    Model,
+    coarser,
+    models_for,
+    sum_factor,
+)
 from normconf.explain.refcache import STATS
 from normconf.references.batchnorm import DATA_OUTPUTS
-
-#: probabilistic summation bound multiplier λ (Higham & Mary 2019); λ = 5 fails with probability
-#: below 2·exp(−12.5)·n ≈ 7e−6·n per sum under their model of independent rounding errors
-LAMBDA = 5.0
-
-#: unit roundoff of each working dtype (half the distance from 1 to the next number)
-UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
-#: smallest subnormal of each dtype (the absolute floor of one rounding)
-_TINY = {"float64": 5e-324, "float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133}
-#: largest finite value of each dtype
-_MAX = {
-    "float64": 1.7976931348623157e308,
-    "float32": 3.4028234663852886e38,
-    "float16": 65504.0,
-    "bfloat16": 3.3895313892515355e38,
-}
 
 _NORMALIZED = DATA_OUTPUTS
 _STATISTICS = STATS  # outputs that no normalization arithmetic touches
 _CHUNK = 1 << 18
 #: normalized outputs above this many elements are judged on a sample of columns first
 SAMPLE_FIRST = 1 << 18
-
-
-@dataclass(frozen=True)
-class Model:
-    """One precision hypothesis: where the statistics and the normalization are computed, and how."""
-
-    stats: str  # working dtype of the sums, mean and variance
-    compute: str  # working dtype of the normalization arithmetic
-    variance: str  # "two_pass" | "one_pass"
-    arithmetic: str  # "unfolded" | "folded" (x·a + b, with or without a fused multiply-add)
-
-    def label(self) -> str:
-        parts = [f"precision={self.compute}"]
-        if self.stats != self.compute:
-            parts.append(f"stats_precision={self.stats}")
-        if self.variance != "two_pass":
-            parts.append(f"variance={self.variance}")
-        if self.arithmetic != "unfolded":
-            parts.append(f"arithmetic={self.arithmetic}")
-        return ",".join(parts)
-
-    def describe(self, statistic: bool = False) -> str:
-        """In words; ``statistic``: for a batch or running statistic (no normalization arithmetic)."""
-        where = (
-            f"{self.compute} arithmetic"
-            if self.stats == self.compute
-            else f"statistics in {self.stats}, normalization in {self.compute}"
-        )
-        var = {"two_pass": "a two-pass variance (or Welford's)", "one_pass": "a one-pass variance E[x²]−E[x]²"}[
-            self.variance
-        ]
-        if statistic:
-            return f"{where}, {var}"
-        ar = {
-            "unfolded": "unfolded affine γ·(x−μ)·inv_std+β",
-            "folded": "folded affine x·a+b (with or without a fused multiply-add)",
-        }[self.arithmetic]
-        return f"{where}, {var}, {ar}"
-
-
-def models_for(dtype: str) -> list[Model]:
-    """The precision hypotheses for a case of ``dtype``, cheapest (closest to the reference) first."""
-    if dtype == "float64":
-        precisions = [("float64", "float64"), ("float32", "float32")]
-    elif dtype == "float32":
-        precisions = [("float32", "float32")]
-    else:  # float16 / bfloat16: float32 throughout, float32 statistics with half arithmetic, all half
-        precisions = [("float32", "float32"), ("float32", dtype), (dtype, dtype)]
-    out = []
-    for stats, compute in precisions:
-        for var in ("two_pass", "one_pass"):
-            for ar in ("unfolded", "folded"):
-                out.append(Model(stats, compute, var, ar))
-    return out
-
-
-def coarser(a: str, b: str) -> bool:
-    """``a`` has fewer significand bits than ``b``."""
-    return UNIT_ROUNDOFF[a] > UNIT_ROUNDOFF[b]
-
-
-def sum_factor(n: int, u: float) -> float:
-    """g(n): the relative error factor of a sum of ``n`` terms in unit roundoff ``u`` (any order)."""
-    if n <= 1:
-        return 0.0
-    nu = (n - 1) * u
-    worst = math.inf if nu >= 1 else nu / (1 - nu)
-    return min(worst, LAMBDA * math.sqrt(n - 1) * u * (1 + nu))
 
 
 # ----------------------------------------------------------------------------------------

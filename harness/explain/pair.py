@@ -24,7 +24,7 @@ from normconf.explain.refcache import CACHE
 
 def _consistent(case, inputs, sem, own, output: str, step: int, obs, tol) -> tuple[bool, str]:
     """Is ``obs`` (``output`` at ``step``) reproduced under ``sem`` (or ``sem`` ∪ ``own``), or within a bound?"""
-    from normconf.explain.search import bounds_for
+    from normconf.explain.bounds_cache import bounds_for
 
     alt_steps = CACHE.get(case, inputs, sem, output)
     if alt_steps is None or len(alt_steps) < step:

@@ -23,10 +23,7 @@ most of the error plus a precision bound around it is tried.  Otherwise the row 
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -42,6 +39,7 @@ from normconf.explain.arrays import (
     residual,
     sample_columns,
 )
+from normconf.explain.bounds_cache import bounds_for
 from normconf.explain.catalog import (
     affected,
     can_affect,
@@ -51,7 +49,7 @@ from normconf.explain.catalog import (
     single_alternatives,
 )
 from normconf.explain.memory import _remember, _remember_consistent, _remember_row
-from normconf.explain.refcache import CACHE, STATS, _case_key
+from normconf.explain.refcache import CACHE, STATS
 from normconf.explain.shapes import error_shape
 from normconf.explain.solve import solved_alternatives
 from normconf.inputs import np_dtype
@@ -140,36 +138,6 @@ class Finding:
     @property
     def explained(self) -> bool:
         return bool(self.label)
-
-
-# ----------------------------------------------------------------------------------------
-# bounds objects per (case, inputs, semantics): per-channel data (memoized in the object), kept for the
-# last _BOUNDS_CASES (case JSON, inputs object) pairs only, so every backend a worker judges on one case
-# shares them and nothing outlives the next cases
-
-_BOUNDS: "OrderedDict[tuple[str, int], tuple[Any, dict[Semantics, bd.Bounds]]]" = OrderedDict()
-_BOUNDS_CASES = 2
-_BOUNDS_PER_CASE = 64
-_BOUNDS_LOCK = threading.Lock()
-
-
-def bounds_for(case, inputs, sem: Semantics) -> "bd.Bounds":
-    key = (_case_key(case), id(inputs))
-    with _BOUNDS_LOCK:
-        hit = _BOUNDS.get(key)
-        if hit is None or hit[0] is not inputs:  # (the entry holds its inputs: the id cannot be reused)
-            hit = _BOUNDS[key] = (inputs, {})
-            while len(_BOUNDS) > _BOUNDS_CASES:
-                _BOUNDS.popitem(last=False)
-        else:
-            _BOUNDS.move_to_end(key)
-        per = hit[1]
-        b = per.get(sem)
-        if b is None:
-            if len(per) >= _BOUNDS_PER_CASE:
-                per.clear()
-            b = per[sem] = bd.Bounds(case, inputs, sem)
-    return b
 
 
 def _unit_scores(obs: np.ndarray, alt: np.ndarray, tol, dtype: str) -> tuple[float, float]:

@@ -18,16 +18,8 @@ from typing import TYPE_CHECKING, Callable, TypeAlias
 
 import numpy as np
 
-from normconf.explain.bounds import (
-    _TINY,
-    UNIT_ROUNDOFF,
-    Model,
-    Verdict,
-    _ChannelData,
-    _stat_bounds,
-    coarser,
-    sum_factor,
-)
+from normconf.explain.bounds import Verdict, _ChannelData, _stat_bounds
+from normconf.explain.precision import _TINY, UNIT_ROUNDOFF, Model, coarser, sum_factor
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -310,7 +302,7 @@ def _kappa(rb: RowBounds, step: int) -> float | None:
 
 def models(case: LayerNormCase, output: str) -> list[Model]:
     """The precision hypotheses for ``output``, cheapest first (statistics: no arithmetic variants)."""
-    from normconf.explain.bounds import models_for
+    from normconf.explain.precision import models_for
 
     out: list[Model] = []
     for m in models_for(case.dtype):

@@ -33,7 +33,8 @@ from normconf.ops.layer_norm.semantics import LayerNormSemantics
 
 if TYPE_CHECKING:
     from normconf.compare import Tolerance
-    from normconf.explain.bounds import Model, Verdict
+    from normconf.explain.bounds import Verdict
+    from normconf.explain.precision import Model
     from normconf.ops.layer_norm.case import LayerNormCase
     from normconf.ops.layer_norm.inputs import LayerNormInputs
 

@@ -1,0 +1,77 @@
+"""The environment every worker process starts with: its thread counts and its compilation cache.
+
+``$NORMCONF_WORKER_THREADS`` (default 1) sets the threads of every framework a worker may load;
+``$NORMCONF_CACHE_DIR`` (default ``$XDG_CACHE_HOME/normconf`` or ``~/.cache/normconf``; ``off``)
+where workers keep compiled programs between runs.  A worker group's own ``worker_env`` is applied
+after these (:class:`normconf.runner.WorkerHandle`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: ``$NORMCONF_WORKER_THREADS``: the threads each worker's frameworks may use (default 1).  One
+#: thread per worker: results (a reduction's order) do not depend on the machine's core count,
+#: no framework spin-waits on a core another worker needs, and ``-j N`` is the parallelism.
+WORKER_THREADS_VAR = "NORMCONF_WORKER_THREADS"
+
+
+def thread_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Thread-count settings every worker starts with (a group's ``worker_env`` may set its own):
+    OpenMP (torch, OpenCV), MKL, OpenBLAS (NumPy), TensorFlow and XLA (JAX), no OpenMP spin-wait."""
+    environ = os.environ if environ is None else environ
+    n = environ.get(WORKER_THREADS_VAR, "1").strip() or "1"
+    if not n.isdigit() or int(n) < 1:
+        raise ValueError(f"{WORKER_THREADS_VAR}={n!r}: expected a positive integer")
+    xla = environ.get("XLA_FLAGS", "")
+    if "intra_op_parallelism_threads" not in xla:
+        eigen = "true" if int(n) > 1 else "false"
+        xla = f"{xla} --xla_cpu_multi_thread_eigen={eigen} intra_op_parallelism_threads={n}".strip()
+    return {
+        "OMP_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+        "OPENBLAS_NUM_THREADS": n,
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "TF_NUM_INTRAOP_THREADS": n,
+        "TF_NUM_INTEROP_THREADS": "1",
+        "XLA_FLAGS": xla,
+    }
+
+
+#: ``$NORMCONF_CACHE_DIR``: where workers keep compiled programs between runs (``off``: nowhere)
+CACHE_DIR_VAR = "NORMCONF_CACHE_DIR"
+
+
+def cache_dir(environ: dict[str, str] | None = None) -> Path | None:
+    """The run's cache folder: ``$NORMCONF_CACHE_DIR``, else ``$XDG_CACHE_HOME/normconf``, else
+    ``~/.cache/normconf``; ``None`` when ``$NORMCONF_CACHE_DIR`` is ``off``, ``0`` or ``none``."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(CACHE_DIR_VAR, "").strip()
+    if value.lower() in ("off", "0", "none"):
+        return None
+    if value:
+        return Path(value).expanduser()
+    base = environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(base).expanduser() if base else Path.home() / ".cache") / "normconf"
+
+
+def cache_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Settings that let workers reuse compiled programs across runs: JAX's persistent compilation
+    cache (every XLA program, however small; the cache key holds the JAX/XLA versions, the flags and
+    the device, and a hit loads the very executable a compile would produce, so results are
+    identical; checked by tests/test_worker_judging.py).  A user's own ``JAX_COMPILATION_CACHE_DIR``
+    is kept."""
+    environ = os.environ if environ is None else environ
+    folder = cache_dir(environ)
+    if folder is None or "JAX_COMPILATION_CACHE_DIR" in environ:
+        return {}
+    try:
+        (folder / "jax").mkdir(parents=True, exist_ok=True)
+    except OSError:  # an unwritable home: every program is compiled, as without a cache
+        return {}
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(folder / "jax"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
