@@ -48,6 +48,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from normconf.explain import channel_shape
 from normconf.explain.arrays import columns, sample_columns
 from normconf.explain.precision import (  # noqa: F401 (the bounds' vocabulary, re-exported)
     _MAX,
@@ -60,6 +61,13 @@ from normconf.explain.precision import (  # noqa: F401 (the bounds' vocabulary, 
     sum_factor,
 )
 from normconf.explain.refcache import STATS
+from normconf.explain.stat_bounds import (  # noqa: F401 (re-exported: LayerNorm's bounds use them)
+    _channel_data,
+    _ChannelData,
+    _stat_bounds,
+    _stat_bounds_overflow,
+    condition_number,
+)
 from normconf.references.batchnorm import DATA_OUTPUTS
 
 _NORMALIZED = DATA_OUTPUTS
@@ -67,78 +75,6 @@ _STATISTICS = STATS  # outputs that no normalization arithmetic touches
 _CHUNK = 1 << 18
 #: normalized outputs above this many elements are judged on a sample of columns first
 SAMPLE_FIRST = 1 << 18
-
-
-# ----------------------------------------------------------------------------------------
-# per-channel statistics of the data (float64, from the inputs the reference used)
-
-
-@dataclass
-class _ChannelData:
-    mean: np.ndarray
-    var_b: np.ndarray
-    e2: np.ndarray
-    s1: np.ndarray
-    m: int
-
-
-def _channel_data(x: np.ndarray, channel_axis: int) -> _ChannelData:
-    x = np.asarray(x)
-    ch = channel_axis % x.ndim
-    axes = tuple(a for a in range(x.ndim) if a != ch)  # reductions in the array's own layout (no copy)
-    C = x.shape[ch]
-    m = x.size // C if C else 0
-    if not m:
-        nan = np.full(C, np.nan)
-        return _ChannelData(nan, nan, nan, nan, 0)
-    shape = [1] * x.ndim
-    shape[ch] = -1
-    with np.errstate(all="ignore"):
-        mean = x.mean(axis=axes, dtype=np.float64)
-        s1 = np.abs(x).mean(axis=axes, dtype=np.float64)
-        d = x - mean.reshape(shape)  # float64 (mean is)
-        var_b = (d * d).mean(axis=axes)
-        del d
-        e2 = var_b + mean * mean  # E[x²] = var + mean² (exact in real arithmetic; float64 here)
-    return _ChannelData(mean, var_b, e2, s1, m)
-
-
-def _stat_bounds(
-    cd: _ChannelData, model: Model, input_dtype: str, unbiased: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(δmean, δvar of the chosen estimator, the estimator's float64 value) per channel."""
-    u = UNIT_ROUNDOFF[model.stats]
-    g = sum_factor(cd.m, u)
-    tiny = _TINY[model.stats]  # the absolute floor of a rounding (subnormal spacing)
-    with np.errstate(all="ignore"):
-        d_mu = g * cd.s1 + u * np.abs(cd.mean) + tiny
-        if coarser(model.stats, input_dtype):
-            d_mu = d_mu + u * cd.s1
-        v = cd.var_b
-        if model.variance == "two_pass":
-            d_v = (g + 3 * u) * (v + d_mu**2) + d_mu**2 + 2 * tiny
-        else:
-            d_v = (g + 2 * u) * cd.e2 + 2 * np.abs(cd.mean) * d_mu + d_mu**2 + u * (cd.mean**2 + v) + 2 * tiny
-        if coarser(model.stats, input_dtype):
-            d_v = d_v + 2 * u * cd.e2
-        if unbiased:
-            f = cd.m / (cd.m - 1) if cd.m > 1 else np.nan
-            v = v * f
-            d_v = d_v * f + u * np.abs(v)
-        # a sum (of |x| or of x²) that can leave the working dtype's range makes any value possible
-        over = cd.m * np.maximum(cd.s1, cd.e2) >= _MAX[model.stats] / 2
-        d_mu = np.where(over, np.inf, d_mu)
-        d_v = np.where(over, np.inf, d_v)
-    return d_mu, d_v, v
-
-
-def condition_number(x: np.ndarray, channel_axis: int) -> float:
-    """Chan–Golub–LeVeque condition number of the variance, κ = √(E[x²]/var), worst channel."""
-    cd = _channel_data(x, channel_axis)
-    with np.errstate(all="ignore"):
-        k = np.sqrt(cd.e2 / cd.var_b)
-    k = k[np.isfinite(k)]
-    return float(k.max()) if k.size else math.inf
 
 
 # ----------------------------------------------------------------------------------------
@@ -154,6 +90,8 @@ class _NormStats:
     d_mean: np.ndarray
     d_var: np.ndarray
     nan_possible: np.ndarray  # the variance interval reaches below −eps: NaN outputs are possible
+    #: a statistic's sum may have overflowed: the normalization may then give ±inf/NaN, or β (inv_std = 0)
+    overflow: np.ndarray | None = None
 
 
 def _running_bounds(case, inputs, model: Model, unbiased_run: bool, steps: int, w_of, stats_cache):
@@ -163,11 +101,14 @@ def _running_bounds(case, inputs, model: Model, unbiased_run: bool, steps: int, 
     rv = np.asarray(inputs.running_var, np.float64).copy()
     d_rm = np.zeros_like(rm)
     d_rv = np.zeros_like(rv)
+    over_m = np.zeros(rm.shape, bool)  # a statistic may have overflowed at this step or before
+    over_v = np.zeros(rm.shape, bool)
     out = []
     with np.errstate(all="ignore"):
         for k in range(1, steps + 1):
             cd = stats_cache(k)
-            d_mu, d_v, v_run = _stat_bounds(cd, model, case.dtype, unbiased_run)
+            d_mu, d_v, v_run, o_mu, o_v = _stat_bounds_overflow(cd, model, case.dtype, unbiased_run)
+            over_m, over_v = over_m | o_mu, over_v | o_v
             w = w_of(k)
             new = []
             for r, d_r, s, d_s in ((rm, d_rm, cd.mean, d_mu), (rv, d_rv, v_run, d_v)):
@@ -180,7 +121,7 @@ def _running_bounds(case, inputs, model: Model, unbiased_run: bool, steps: int, 
                 )
                 new.append((val, d))
             (rm, d_rm), (rv, d_rv) = new
-            out.append(((rm.copy(), d_rm.copy()), (rv.copy(), d_rv.copy())))
+            out.append(((rm.copy(), d_rm.copy()), (rv.copy(), d_rv.copy()), (over_m.copy(), over_v.copy())))
     return out
 
 
@@ -243,32 +184,37 @@ class Bounds:
             or (case.mode == "eval" and sem.eval_statistics == "running")
             or (case.mode == "train" and sem.train_statistics != "batch")
         ):
+            over = np.zeros(np.shape(given_m), bool)
             if case.mode == "eval":
                 mean, var, d_m, d_v = given_m, given_v, zeros(given_m), zeros(given_v)
             else:
                 run = self.running(model)
+                at = None
                 if output == "eval_y":
-                    (mean, d_m), (var, d_v) = run[-1]
+                    at = run[-1]
                 elif sem.train_statistics == "blended":
-                    (mean, d_m), (var, d_v) = run[step - 1]
+                    at = run[step - 1]
                 elif step == 1:
                     mean, var, d_m, d_v = given_m, given_v, zeros(given_m), zeros(given_v)
                 else:
-                    (mean, d_m), (var, d_v) = run[step - 2]
+                    at = run[step - 2]
+                if at is not None:
+                    (mean, d_m), (var, d_v), (o_m, o_v) = at
+                    over = o_m | o_v
             if coarser(model.compute, case.params_dtype):
                 d_m = d_m + u_c * np.abs(mean) + _TINY[model.compute]
                 d_v = d_v + u_c * np.abs(var) + _TINY[model.compute]
-            return _NormStats(mean, var, d_m, d_v, np.zeros(mean.shape, bool))
+            return _NormStats(mean, var, d_m, d_v, np.zeros(mean.shape, bool), over)
         if case.mode == "eval" and sem.eval_statistics == "blended":
             return None
         cd = self.data(step)
-        d_mu, d_v, var = _stat_bounds(cd, model, case.dtype, sem.normalize_variance == "unbiased")
+        d_mu, d_v, var, o_mu, o_v = _stat_bounds_overflow(cd, model, case.dtype, sem.normalize_variance == "unbiased")
         nan_possible = ((model.variance == "one_pass") & (var - d_v < 0)) | ~np.isfinite(d_v) | ~np.isfinite(d_mu)
         if coarser(model.compute, model.stats):  # the statistics rounded to the compute dtype
             u_c = UNIT_ROUNDOFF[model.compute]
             d_mu = d_mu + u_c * np.abs(cd.mean) + _TINY[model.compute]
             d_v = d_v + u_c * np.abs(var) + _TINY[model.compute]
-        return _NormStats(cd.mean, var, d_mu, d_v, np.asarray(nan_possible))
+        return _NormStats(cd.mean, var, d_mu, d_v, np.asarray(nan_possible), o_mu | o_v)
 
     def _inv_interval(self, ns: _NormStats, model: Model, eps: float):
         """(inv_std, δinv_std) per channel from the variance interval (exact), plus three roundings."""
@@ -290,37 +236,42 @@ class Bounds:
             )  # an overflowed statistic bounds nothing
         return inv, d_inv
 
-    def per_channel(self, model: Model, output: str, step: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """(value, bound) of a per-channel output at ``step``; None where the model does not apply."""
+    def per_channel(self, model: Model, output: str, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(value, bound, overflow possible) of a per-channel output at ``step``; None where the model does
+        not apply.  Where a sum may overflow, the output may instead be non-finite (inv_std: 0 or NaN)."""
         return self._cached(("per_channel", model, output, step), lambda: self._per_channel(model, output, step))
 
-    def _per_channel(self, model: Model, output: str, step: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def _per_channel(self, model: Model, output: str, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         case = self.case
         u_o = UNIT_ROUNDOFF[case.params_dtype]
         if output in ("running_mean", "running_var"):
             if case.mode != "train":
                 return None
-            (rm, d_rm), (rv, d_rv) = self.running(model)[step - 1]
-            val, d = (rm, d_rm) if output == "running_mean" else (rv, d_rv)
+            (rm, d_rm), (rv, d_rv), (o_m, o_v) = self.running(model)[step - 1]
+            val, d, over = (rm, d_rm, o_m) if output == "running_mean" else (rv, d_rv, o_v)
         elif output in ("batch_mean", "batch_var"):
             if case.mode != "train":
                 return None
             cd = self.data(step)
-            d_mu, d_v, var = _stat_bounds(cd, model, case.dtype, self.sem.normalize_variance == "unbiased")
-            val, d = (cd.mean, d_mu) if output == "batch_mean" else (var, d_v)
+            unbiased = self.sem.normalize_variance == "unbiased"
+            d_mu, d_v, var, o_mu, o_v = _stat_bounds_overflow(cd, model, case.dtype, unbiased)
+            val, d, over = (cd.mean, d_mu, o_mu) if output == "batch_mean" else (var, d_v, o_v)
         elif output == "inv_std":
             ns = self._norm_stats(model, output, step)
             if ns is None:
                 return None
             val, d = self._inv_interval(ns, model, self.sem.eps_used(self.case.eps))
+            over = ns.overflow if ns.overflow is not None else np.zeros(np.shape(val), bool)
         else:
             return None
-        return val, d + 2 * u_o * np.abs(val) + _TINY[case.params_dtype]
+        return val, d + 2 * u_o * np.abs(val) + _TINY[case.params_dtype], np.asarray(over)
 
     def elementwise(self, model: Model, output: str, step: int):
         """Per-channel coefficients of the bound of a normalized output: B = p·|x−μ| + r·|x| + q + s·|y|.
 
-        Returns (p, r, q, s, mean, nan_possible) or None.
+        Returns (p, r, q, s, mean, nan_possible, overflow, beta) or None: ``overflow`` per channel where a
+        statistic's sum may overflow, and then the output may instead be ±inf/NaN or ``beta`` (the signed
+        β as it acts on the output, 0 without one: inv_std = 1/√inf = 0 leaves y = β).
         """
         return self._cached(("elementwise", model, output, step), lambda: self._elementwise(model, output, step))
 
@@ -334,11 +285,12 @@ class Bounds:
         inv, d_inv = self._inv_interval(ns, model, eps)
         C = inv.shape[0]
         gamma = np.ones(C) if self.inputs.gamma is None else np.abs(np.asarray(self.inputs.gamma, np.float64))
-        beta = np.zeros(C) if self.inputs.beta is None else np.abs(np.asarray(self.inputs.beta, np.float64))
+        beta_s = np.zeros(C) if self.inputs.beta is None else np.asarray(self.inputs.beta, np.float64).reshape(-1)
         if output == "x_hat" or sem.affine in ("none", "beta_only"):
             gamma = np.ones(C)
         if output == "x_hat" or sem.affine in ("none", "gamma_only"):
-            beta = np.zeros(C)
+            beta_s = np.zeros(C)
+        beta = np.abs(beta_s)
         in_coarse = coarser(model.compute, case.dtype)
         with np.errstate(all="ignore"):
             inv_hi = inv + d_inv
@@ -349,19 +301,20 @@ class Bounds:
                 q = gamma * ns.d_mean * k * (1 + u)
                 r = gamma * u * k if in_coarse else np.zeros(C)  # x rounded to the working dtype
             else:
-                # a = γ·inv (δa), b = β − μ·a (δb), y = x·a + b
-                a = gamma * inv
-                d_a = gamma * d_inv + u * gamma * inv_hi
-                a_hi = a + d_a
-                mu = np.abs(ns.mean)
-                d_b = ns.d_mean * a_hi + mu * d_a + 2 * u * (mu * a_hi + beta)
-                p = np.zeros(C)
-                r = d_a + u * a_hi + (u * a_hi if in_coarse else 0.0)
-                q = d_b + u * beta
+                # â = γ·inv̂ (rounded), b̂ = β − μ̂·â, y = x·â + b̂: x·â + β − μ̂·â = (x − μ̂)·â + β, so inv̂'s
+                # error, shared by both uses of â, is carried by |x − μ| (not by |x| and |μ| apart, which
+                # would let a large offset allow any error); only the roundings of â (once per use: b may
+                # round its own copy), of the two products and of the sums carry |x| and |μ̂|
+                a_hi = gamma * inv_hi
+                mu = np.abs(ns.mean) + ns.d_mean
+                p = gamma * d_inv
+                r = (2 * u * a_hi + (u * a_hi if in_coarse else 0.0)) * (1 + u)
+                q = ns.d_mean * a_hi * (1 + u) + 2 * u * mu * a_hi * (1 + u) + u * (mu * a_hi + beta) + u * beta
             s = u
         bad = ~np.isfinite(p) | ~np.isfinite(q) | ~np.isfinite(r)
         p, q, r = np.where(bad, np.inf, p), np.where(bad, np.inf, q), np.where(bad, np.inf, r)
-        return p, r, q, s, ns.mean, ns.nan_possible | bad
+        over = ns.overflow if ns.overflow is not None else np.zeros(C, bool)
+        return p, r, q, s, ns.mean, ns.nan_possible | bad, np.asarray(over), beta_s
 
 
 # ----------------------------------------------------------------------------------------
@@ -382,9 +335,12 @@ class Verdict:
     worst_index: tuple[int, ...]
     vacuous: bool = False  # the bound is infinite somewhere: the model allows any value there
     kappa: float | None = None  # condition number of the variance (for the text)
-    #: the shape check (LayerNorm): worst residual after removing the best per-row mean and scale
-    #: error, as a fraction of the rounding-only bound + tolerance; None when not checked
+    #: the shape check: worst residual after removing the best per-channel (BatchNorm) or per-row
+    #: (LayerNorm) mean and scale error, as a fraction of the rounding-only bound + tolerance; None
+    #: when not checked
     shape_fraction: float | None = None
+    #: elements within the model only as what an overflowed sum gives (±inf/NaN; β where inv_std = 0)
+    overflowed: int = 0
 
 
 def judge(
@@ -406,7 +362,7 @@ def judge(
         co = bounds.elementwise(model, output, step)
         if co is None:
             return None
-        p, r, q, s, mean, nan_possible = co
+        p, r, q, s, mean, nan_possible, overflow, beta_s = co
         ax = bounds.channel_axis
         x = np.asarray(bounds.inputs.x[(case.steps if output == "eval_y" else step) - 1])  # float64 per block
         if x.shape != ref.shape:
@@ -424,9 +380,12 @@ def judge(
             n0 = x.shape[0]
             per = max(1, _CHUNK // max(1, x.size // max(n0, 1)))
             blocks = [(x[s0 : s0 + per], obs[s0 : s0 + per], ref[s0 : s0 + per], s0) for s0 in range(0, n0, per)]
-        P, R, Q, M = (np.asarray(v, np.float64).reshape(shape) for v in (p, r, q, mean))
+        P, R, Q, M, BETA = (np.asarray(v, np.float64).reshape(shape) for v in (p, r, q, mean, beta_s))
         NAN = np.asarray(nan_possible).reshape(shape)
+        OVER = np.asarray(overflow).reshape(shape)
+        u_c = UNIT_ROUNDOFF[model.compute]
         worst = (-1.0, (), 0.0, 0.0)
+        n_over = 0  # elements within the model only as the result of an overflowed sum
         with np.errstate(all="ignore"):
             for xc, oc, ec, s0 in blocks:
                 xc, oc = np.asarray(xc, np.float64), np.asarray(oc, np.float64)
@@ -436,6 +395,10 @@ def judge(
                 err = np.abs(oc - ec)
                 err = np.where((oc == ec) | (np.isnan(oc) & np.isnan(ec)), 0.0, err)
                 err = np.where(np.isnan(oc) & NAN, 0.0, err)
+                # where a statistic may have overflowed: ±inf/NaN, or β (inv_std = 0), rounded
+                overflowed = OVER & (~np.isfinite(oc) | (np.abs(oc - BETA) <= (u_c + 2 * u_o) * np.abs(BETA) + tiny))
+                n_over += int(np.count_nonzero(overflowed & ~(err <= lim)))
+                err = np.where(overflowed, 0.0, err)
                 err = np.where(np.isnan(err), np.inf, err)  # NaN where the model cannot make one
                 frac = np.where(np.isinf(lim), 0.0, err / lim)
                 frac = np.where(np.isinf(err) & ~np.isinf(lim), np.inf, frac)
@@ -449,20 +412,29 @@ def judge(
                         at = (int(k[0]) + s0, *map(int, k[1:]))
                     worst = (float(frac[k]), at, float(err[k]), float(b[k]))
         frac, idx, e, bw = worst
-        return Verdict(model, frac <= 1.0, max(frac, 0.0), e, bw, idx, vacuous)
+        shape_f = None
+        if frac <= 1.0 and not vacuous and cols is None:  # the size fits: does the shape? (the whole output)
+            shape_f = channel_shape.shape_fraction(bounds, model, output, step, obs, ref, tol)
+        covered = frac <= 1.0 and (shape_f is None or shape_f <= channel_shape.SHAPE_MARGIN)
+        return Verdict(model, covered, max(frac, 0.0), e, bw, idx, vacuous, shape_fraction=shape_f, overflowed=n_over)
     pc = bounds.per_channel(model, output, step)
     if pc is None:
         return None
-    val, d = pc
+    val, d, over = pc
     o = np.asarray(obs, np.float64).reshape(-1)
     e_ = np.asarray(ref, np.float64).reshape(-1)
     if o.shape != d.reshape(-1).shape:
         return None
     d = d.reshape(-1)
+    over = np.broadcast_to(over, d.shape).reshape(-1)
     with np.errstate(all="ignore"):
         lim = np.where(np.isnan(d), np.inf, d) + tol.atol + tol.rtol * np.abs(e_)
         err = np.abs(o - e_)
         err = np.where((o == e_) | (np.isnan(o) & np.isnan(e_)), 0.0, err)
+        # where a sum may have overflowed: a non-finite statistic (inv_std: 1/√inf = 0, or NaN)
+        overflowed = over & (~np.isfinite(o) | ((o == 0) if output == "inv_std" else False))
+        n_over = int(np.count_nonzero(overflowed & ~(err <= lim)))
+        err = np.where(overflowed, 0.0, err)
         err = np.where(np.isnan(err), np.inf, err)
         frac = np.where(np.isinf(lim), 0.0, err / lim)
     i = int(np.argmax(frac)) if frac.size else 0
@@ -475,6 +447,7 @@ def judge(
         float(d[i]) if frac.size else 0.0,
         (i,),
         bool(np.isinf(d).any()),
+        overflowed=n_over,
     )
 
 
@@ -497,7 +470,7 @@ def _size_of(bounds: Bounds, model: Model, output: str, step: int) -> float:
             co = bounds.elementwise(model, output, step)
             if co is None:
                 return math.inf
-            p, r, q, _s, _mean, _nan = co
+            p, r, q = co[:3]
             cd = bounds.data(bounds.case.steps if output == "eval_y" else step)
             size = p * np.sqrt(np.maximum(cd.var_b, 0)) + r * cd.s1 + q
         else:
@@ -541,7 +514,7 @@ def cheapest(
                     closest = v
                 continue
         v = judge(bounds, model, output, step, obs, ref, tol)
-        if v is None:
+        if v is None or v.vacuous:  # allows anything somewhere: neither an explanation nor a near miss
             continue
         if v.covered:
             return v, closest

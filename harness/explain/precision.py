@@ -16,6 +16,14 @@ from dataclasses import dataclass
 #: below 2·exp(−12.5)·n ≈ 7e−6·n per sum under their model of independent rounding errors
 LAMBDA = 5.0
 
+#: the shape check's allowance (BatchNorm: :mod:`normconf.explain.channel_shape`; LayerNorm:
+#: ``normconf.ops.layer_norm.bounds``), in units of the rounding-only bound + tolerance.  A
+#: least-squares fit is not the minimax fit (its residual can exceed the best achievable one), and a
+#: threshold at the rounding level would let the verdict depend on the backend's summation order,
+#: i.e. on the machine; a statistics error of another grouping (wrong axes, another sample's or row's
+#: statistics) leaves residuals of the size of the error itself, orders of magnitude above this.
+SHAPE_MARGIN = 4.0
+
 #: unit roundoff of each working dtype (half the distance from 1 to the next number)
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
 #: smallest subnormal of each dtype (the absolute floor of one rounding)
@@ -88,10 +96,21 @@ def coarser(a: str, b: str) -> bool:
     return UNIT_ROUNDOFF[a] > UNIT_ROUNDOFF[b]
 
 
+#: above this (n − 1)·u the probabilistic factor is not used (see :func:`sum_factor`)
+STAGNATION_NU = 0.5
+
+
 def sum_factor(n: int, u: float) -> float:
-    """g(n): the relative error factor of a sum of ``n`` terms in unit roundoff ``u`` (any order)."""
+    """g(n): the relative error factor of a sum of ``n`` terms in unit roundoff ``u`` (any order).
+
+    ``min(γ_{n−1}, λ·√(n−1)·u·(1 + (n−1)u))`` while ``(n − 1)·u`` < :data:`STAGNATION_NU`.  Beyond
+    it a recursive sum can *stagnate* (a running total large enough that each new term is below half
+    its spacing: bfloat16 from ~256 terms, float16 from ~2048): its rounding errors then all have one
+    sign, which Higham & Mary's model of independent errors excludes, so only the rigorous factor
+    ``(1 + u)^(n−1) − 1`` of recursive summation (Higham §4.2, before its γ simplification) holds."""
     if n <= 1:
         return 0.0
     nu = (n - 1) * u
-    worst = math.inf if nu >= 1 else nu / (1 - nu)
-    return min(worst, LAMBDA * math.sqrt(n - 1) * u * (1 + nu))
+    if nu >= STAGNATION_NU:
+        return math.expm1((n - 1) * math.log1p(u))
+    return min(nu / (1 - nu), LAMBDA * math.sqrt(n - 1) * u * (1 + nu))

@@ -49,9 +49,11 @@ from normconf.explain.catalog import (
     single_alternatives,
 )
 from normconf.explain.memory import _remember, _remember_consistent, _remember_row
+from normconf.explain.precision import SHAPE_MARGIN
 from normconf.explain.refcache import CACHE, STATS
 from normconf.explain.shapes import error_shape
 from normconf.explain.solve import solved_alternatives
+from normconf.explain.texts import _explained_text, _precision_text
 from normconf.inputs import np_dtype
 from normconf.semantics import Semantics
 
@@ -224,26 +226,6 @@ def _pairs(
                 if c is not None:
                     out.append(c)
     return out
-
-
-def _precision_text(case, v: "bd.Verdict", plain_max_abs: float, output: str, around: str = "") -> str:
-    kappa = v.kappa
-    where = f" around {around}" if around else ""
-    statistic = output in STATS
-    text = (
-        f"consistent with {v.model.describe(statistic)}{where}: the largest error {v.max_err:.3g} is {v.fraction:.2g}× "
-        f"its allowance (derived forward-error bound {v.bound_at_worst:.3g} + tolerance) at {list(v.worst_index)}"
-    )
-    if v.vacuous:
-        text += "; the bound is unbounded in some channel (the variance can lose every digit there)"
-    if kappa is not None:
-        text += f"; condition number of the variance κ = √(E[x²]/var) = {kappa:.3g}"
-    text += (
-        f"; not within tolerance of the float64 reference (error {plain_max_abs:.3g}): a precision effect, "
-        "not a convention [bounds: Higham, Accuracy and Stability of Numerical Algorithms §4; "
-        "Chan, Golub & LeVeque 1983; docs/explain.md]"
-    )
-    return text
 
 
 def explain_output(
@@ -449,6 +431,7 @@ def explain_output(
         _remember_consistent(memory, output, step, [lab for c in grouped[:3] for lab in [c.label, *c.equivalents]])
         return Finding([], grouped[:3], prec.model.label(), text, evaluated, prec, None, "precision")
     combo = _convention_plus_precision(case, inputs, cands, output, step, obs, tol, plain_score, plain_max_abs)
+    passed_over = None
     if combo is not None and prec is not None:
         # measured against the same envelope, the convention must remove most of the error
         alt = CACHE.get(case, inputs, combo[0].semantics, output)[step - 1]
@@ -457,10 +440,18 @@ def explain_output(
             prec.fraction >= COMBO_MIN_FRACTION and rest is not None and rest.fraction <= COMBO_TIGHTER * prec.fraction
         )
         if not tighter:
-            combo = None
+            # named, not chosen: precision alone allows the error (a nearly lost one-pass variance allows a
+            # per-channel scale of any size), so the data do not tell the convention from precision
+            passed_over, combo = combo, None
     if prec is not None and combo is None:
         _remember_row(memory, None, output, step)
         text = _precision_text(case, prec, plain_max_abs, output)
+        if passed_over is not None:
+            text += (
+                f"; a convention with a tighter bound around it is also consistent, not distinguishable from "
+                f"precision here: {passed_over[0].label} (then {passed_over[1].model.label()}, "
+                f"{passed_over[1].fraction:.2g} of that allowance)"
+            )
         if closest and any(c.kind == "solved_value" and c.matches for c in closest):
             fits = [c for c in closest if c.kind == "solved_value" and c.matches]
             text += "; closest fit, not an explanation (a precision bound covers the error): " + ", ".join(
@@ -503,7 +494,15 @@ def explain_output(
             else f"{c.label} (NaN/Inf positions differ)"
             for c in closest
         )
-    if prec_closest is not None:
+    if prec_closest is not None and prec_closest.fraction <= 1.0 and prec_closest.shape_fraction is not None:
+        text += (
+            f"; not a precision effect either: the closest model ({prec_closest.model.describe(output in STATS)}) "
+            f"allows the error's size ({prec_closest.fraction:.3g}× its allowance) but not its shape: after "
+            "removing the best per-channel mean and scale error, the residual (or the mean error the fit "
+            f"implies) is {prec_closest.shape_fraction / SHAPE_MARGIN:.3g}× what statistics errors and rounding "
+            "leave"
+        )
+    elif prec_closest is not None:
         text += (
             f"; not a precision effect either: the error is {prec_closest.fraction:.3g}× the allowance of "
             f"the closest model ({prec_closest.model.describe(output in STATS)})"
@@ -546,30 +545,6 @@ def _kappa_of(case, inputs, step: int, output: str) -> float | None:
         return bd.condition_number(inputs.x[k - 1], case.channel_axis)
     except Exception:  # noqa: BLE001 - a text detail never fails the search
         return None
-
-
-def _fmt_tol(tol) -> str:
-    return f"tolerance atol {tol.atol:g} + rtol {tol.rtol:g}·|expected|"
-
-
-def _explained_text(
-    case, base: Semantics, best: Candidate, others: list[Candidate], output: str, tol, plain_max_abs: float
-) -> str:
-    text = describe_change(case, base, best.semantics, output)
-    if best.note:
-        text += f" ({best.note})"
-    text += (
-        f"; residual after this correction {best.max_abs:.2g} (max {best.score:.2g}× the {_fmt_tol(tol)}), "
-        f"error without it {plain_max_abs:.3g}"
-    )
-    if best.equivalents:
-        text += f"; indistinguishable on this output from {', '.join(best.equivalents)}"
-    if others:
-        text += "; also consistent: " + ", ".join(f"{c.label} (residual {c.max_abs:.2g})" for c in others[:3])
-    docs = docs_for(base, best.semantics)
-    if docs:
-        text += f". {docs}"
-    return text
 
 
 def explain(

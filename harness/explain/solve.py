@@ -316,7 +316,7 @@ def solved_alternatives(
     if eps is not None:
         cur = sem.eps_used(case.eps)
         near = _known_near(eps, KNOWN_EPS, 0.25)
-        if near is not None and near > 0 and abs(near - cur) > 1e-12 * max(cur, 1e-300):
+        if near is not None and near > 0 and abs(near - cur) > 1e-12 * max(cur, 1e-300) and abs(eps - near) <= res:
             out.append((sem.replace(eps_override=near), "known_value", f"{how}; {near:g} is {KNOWN_EPS[near]}"))
         if near is None or abs(eps - near) > res:  # the solve tells the value apart from the default
             solved = _round_to(eps, res / 20)  # rounding moves the output by at most 1/20 of its tolerance
@@ -344,7 +344,7 @@ def solved_alternatives(
                     )
                 )
     near = _known_near(w, KNOWN_BATCH_WEIGHTS, 0.05)
-    if near is not None and (cw is None or abs(near - cw) > 1e-12):
+    if near is not None and (cw is None or abs(near - cw) > 1e-12) and abs(w - near) <= res:
         out.append(
             (base.replace(momentum_override=near), "known_value", f"{how}; {near:g} is {KNOWN_BATCH_WEIGHTS[near]}")
         )

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Callable, TypeAlias
 
 import numpy as np
 
-from normconf.explain.bounds import Verdict, _ChannelData, _stat_bounds
-from normconf.explain.precision import _TINY, UNIT_ROUNDOFF, Model, coarser, sum_factor
+from normconf.explain.bounds import Verdict
+from normconf.explain.precision import _TINY, SHAPE_MARGIN, UNIT_ROUNDOFF, Model, coarser, sum_factor
+from normconf.explain.stat_bounds import _ChannelData, _stat_bounds
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -223,14 +224,6 @@ def judge(
     covered = f <= 1.0 and (shape is None or shape <= SHAPE_MARGIN)
     idx = tuple(int(i) for i in k)
     return Verdict(model, covered, max(f, 0.0), float(err[k]), float(b[k]), idx, vacuous, kappa, shape)
-
-
-#: the shape check's allowance, in units of the rounding-only bound + tolerance.  A least-squares fit
-#: is not the minimax fit (its residual can exceed the best achievable one), and a threshold at the
-#: rounding level would let the verdict depend on the backend's summation order, i.e. on the machine;
-#: a statistics error of another grouping (wrong axes, another row's statistics) leaves residuals of
-#: the size of the error itself, orders of magnitude above this.
-SHAPE_MARGIN = 4.0
 
 
 def shape_fraction(

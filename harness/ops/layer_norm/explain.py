@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from normconf.explain.precision import SHAPE_MARGIN
 from normconf.ops.layer_norm import bounds as lb
 from normconf.ops.layer_norm.semantics import LayerNormSemantics
 
@@ -222,7 +223,7 @@ def explain(
             f"the closest precision model, {closest_prec.model.label()}, allows the error's size but not its "
             f"shape: after removing the best per-row mean and scale error the worst residual is "
             f"{closest_prec.shape_fraction:.3g}× its rounding-only bound + tolerance (statistics errors leave "
-            f"at most {lb.SHAPE_MARGIN:g}×; not an explanation)"
+            f"at most {SHAPE_MARGIN:g}×; not an explanation)"
         )
     elif closest_prec is not None:
         parts.append(
