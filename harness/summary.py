@@ -61,15 +61,19 @@ def _verdicts(df, must_test=()) -> tuple[dict, list, dict[str, str]]:
     counts: dict[str, dict[str, int]] = {}
     unexpected = []
     if len(df):
-        for (case, backend), g in df.groupby(["case", "backend"], sort=False):
-            overall = max(g["outcome"], key=lambda o: SEVERITY[o])
-            counts.setdefault(backend, {}).setdefault(overall, 0)
-            counts[backend][overall] += 1
-            if _not_as_expected(g["as_expected"].iloc[0]):
-                bad = g[g["outcome"] == overall].iloc[0]
-                unexpected.append(
-                    (case, backend, overall, bad["output"] or "", bad["explanation"] or "", bad["message"] or "")
-                )
+        # vectorized: per pair (in order of first appearance) the first row of the most severe outcome
+        keys = ["case", "backend"]
+        sev = df["outcome"].map(SEVERITY)
+        worst = sev.groupby([df[k] for k in keys], sort=False).idxmax()
+        first = df.groupby(keys, sort=False).head(1)["as_expected"]  # (not .first(): it skips NA)
+        rows = df.loc[worst.to_numpy()]
+        for (case, backend), outcome, verdict, out, expl, msg in zip(
+            worst.index, rows["outcome"], first.to_numpy(), rows["output"], rows["explanation"], rows["message"]
+        ):
+            counts.setdefault(backend, {}).setdefault(outcome, 0)
+            counts[backend][outcome] += 1
+            if _not_as_expected(verdict):
+                unexpected.append((case, backend, outcome, out or "", expl or "", msg or ""))
     return counts, unexpected, {**unavailable_backends(df), **tested_nothing(df, must_test)}
 
 
