@@ -98,3 +98,16 @@ def test_an_overflowed_float32_variance_explains_y_equal_beta_only():
     other[0, 0, :] = 5.0  # neither β (= 0) nor a non-finite value nor within the in-range bound
     f = explain_output(case, inputs, "y", 1, other.astype(np.float32), None, tol)
     assert not f.label.startswith("precision="), (f.label, f.text)
+
+
+def test_an_inv_std_error_beyond_its_bound_is_not_hidden_by_the_mean_allowance():
+    """65 536 elements per channel at offset 1e3: the mean's float32 bound (≈ 0.08) allows, in size, an
+    error of 0.07 at |x − μ| ≈ 4.5, which a 3 % variance error makes; the two-pass float32 model allows
+    inv_std only 0.3 %.  The fitted δinv (1.5 %) must be checked against inv_std's own bound: only the
+    one-pass model (whose variance at κ ≈ 1e3 may be far off) may explain it."""
+    case = make(shape=[16, 8, 64, 64], input={"dist": "normal", "mean": 1000.0, "std": 1.0, "seed": 5})
+    x = np.asarray(generate(case).x[0], np.float64)
+    mu = x.mean(axis=(0, 2, 3), keepdims=True)
+    var = x.var(axis=(0, 2, 3), keepdims=True) * (1 + 0.03 * np.cos(np.arange(8))).reshape(1, 8, 1, 1)
+    f = _explained(case, (x - mu) / np.sqrt(var + case.eps))
+    assert f.label.startswith("precision=float32") and "variance=one_pass" in f.label, (f.label, f.text)

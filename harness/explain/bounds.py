@@ -276,7 +276,7 @@ class Bounds:
         return self._cached(("elementwise", model, output, step), lambda: self._elementwise(model, output, step))
 
     def _elementwise(self, model: Model, output: str, step: int):
-        case, sem = self.case, self.sem
+        case = self.case
         ns = self._norm_stats(model, output, step)
         if ns is None:
             return None
@@ -284,13 +284,8 @@ class Bounds:
         eps = self.sem.eps_used(self.case.eps)
         inv, d_inv = self._inv_interval(ns, model, eps)
         C = inv.shape[0]
-        gamma = np.ones(C) if self.inputs.gamma is None else np.abs(np.asarray(self.inputs.gamma, np.float64))
-        beta_s = np.zeros(C) if self.inputs.beta is None else np.asarray(self.inputs.beta, np.float64).reshape(-1)
-        if output == "x_hat" or sem.affine in ("none", "beta_only"):
-            gamma = np.ones(C)
-        if output == "x_hat" or sem.affine in ("none", "gamma_only"):
-            beta_s = np.zeros(C)
-        beta = np.abs(beta_s)
+        gamma_s, beta_s = channel_shape.affine(self, output, C)
+        gamma, beta = np.abs(gamma_s), np.abs(beta_s)
         in_coarse = coarser(model.compute, case.dtype)
         with np.errstate(all="ignore"):
             inv_hi = inv + d_inv
@@ -395,8 +390,10 @@ def judge(
                 err = np.abs(oc - ec)
                 err = np.where((oc == ec) | (np.isnan(oc) & np.isnan(ec)), 0.0, err)
                 err = np.where(np.isnan(oc) & NAN, 0.0, err)
-                # where a statistic may have overflowed: ±inf/NaN, or β (inv_std = 0), rounded
-                overflowed = OVER & (~np.isfinite(oc) | (np.abs(oc - BETA) <= (u_c + 2 * u_o) * np.abs(BETA) + tiny))
+                # where a statistic may have overflowed: ±inf/NaN, or β (inv_std = 0) rounded, within the
+                # tolerance like every other value the model allows
+                at_beta = np.abs(oc - BETA) <= (u_c + 2 * u_o + tol.rtol) * np.abs(BETA) + tiny + tol.atol
+                overflowed = OVER & (~np.isfinite(oc) | at_beta)
                 n_over += int(np.count_nonzero(overflowed & ~(err <= lim)))
                 err = np.where(overflowed, 0.0, err)
                 err = np.where(np.isnan(err), np.inf, err)  # NaN where the model cannot make one

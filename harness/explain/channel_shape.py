@@ -13,7 +13,8 @@ per position, half the batch) fit inside the bound in size, never in shape.
 weighs by the rounding bound under the statistics the first fit found) and returns the worst
 residual as a fraction of the rounding-only bound + tolerance.  :data:`SHAPE_MARGIN` is the
 allowance.  The arrays are read in blocks of the leading axis, so the check's temporaries are
-bounded like :func:`normconf.explain.bounds.judge`'s.
+bounded like :func:`normconf.explain.bounds.judge`'s; on a large output the fits read a
+sample of columns (:data:`FIT_SAMPLE` per channel), the residual every element.
 """
 
 from __future__ import annotations
@@ -22,18 +23,21 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from normconf.explain.arrays import SAMPLE_ABOVE, columns, sample_columns
 from normconf.explain.precision import _TINY, SHAPE_MARGIN, UNIT_ROUNDOFF, coarser
 
-__all__ = ["SHAPE_MARGIN", "rounding_coefficients", "shape_fraction"]
+__all__ = ["SHAPE_MARGIN", "affine", "rounding_coefficients", "shape_fraction"]
 
 _CHUNK = 1 << 18
+#: elements per channel the fits read on a large output (the residual reads all of them)
+FIT_SAMPLE = 4096
 
 
-def _affine(bounds: Any, output: str, C: int) -> tuple[np.ndarray, np.ndarray]:
-    """(signed γ, |β|) per channel as they act on ``output`` (1 and 0 where the conventions leave them out)."""
+def affine(bounds: Any, output: str, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """(γ, β) per channel, signed, as they act on ``output`` (1 and 0 where the conventions leave them out)."""
     sem, inputs = bounds.sem, bounds.inputs
     gamma = np.ones(C) if inputs.gamma is None else np.asarray(inputs.gamma, np.float64).reshape(-1)
-    beta = np.zeros(C) if inputs.beta is None else np.abs(np.asarray(inputs.beta, np.float64).reshape(-1))
+    beta = np.zeros(C) if inputs.beta is None else np.asarray(inputs.beta, np.float64).reshape(-1)
     if output == "x_hat" or sem.affine in ("none", "beta_only"):
         gamma = np.ones(C)
     if output == "x_hat" or sem.affine in ("none", "gamma_only"):
@@ -55,8 +59,8 @@ def rounding_coefficients(
     case = bounds.case
     inv, d_inv = bounds._inv_interval(ns, model, bounds.sem.eps_used(case.eps))
     C = inv.shape[0]
-    gamma_s, beta = _affine(bounds, output, C)
-    gamma = np.abs(gamma_s)
+    gamma_s, beta_s = affine(bounds, output, C)
+    gamma, beta = np.abs(gamma_s), np.abs(beta_s)
     u = UNIT_ROUNDOFF[model.compute]
     in_coarse = coarser(model.compute, case.dtype)
     with np.errstate(all="ignore"):
@@ -95,8 +99,9 @@ def shape_fraction(
 ) -> float | None:
     """Worst residual, after removing the best per-channel ``a·γ(x − μ) + b``, as a fraction of the
     rounding-only bound + tolerance (≤ :data:`SHAPE_MARGIN`: shaped like a precision error), or
-    :data:`SHAPE_MARGIN` × the fitted mean error's fraction of what the model allows, if larger
-    (a mean the model cannot produce is not a precision effect, whatever its shape).
+    :data:`SHAPE_MARGIN` × the fitted mean or inv_std error's fraction of what the model allows for
+    that statistic, if larger (statistics the model cannot produce are not a precision effect,
+    whatever the shape).
     None where the model does not apply or the shapes differ."""
     case = bounds.case
     x = np.asarray(bounds.inputs.x[(case.steps if output == "eval_y" else step) - 1])
@@ -109,11 +114,21 @@ def shape_fraction(
     u_o, tiny = UNIT_ROUNDOFF[case.dtype], _TINY[case.dtype]
     s = UNIT_ROUNDOFF[model.compute]
 
-    def coefficients(used):
+    # the fits read a deterministic sample of about FIT_SAMPLE elements per channel when the output is
+    # large (a least-squares estimate of two constants needs no more); the residual and the mean check
+    # read every element
+    if x.size > SAMPLE_ABOVE and x.ndim >= 2:
+        cols = sample_columns(x.shape, axn, FIT_SAMPLE * x.shape[axn])
+        fit_blocks = [tuple(np.asarray(columns(a, axn, cols), np.float64) for a in (x, obs, ref))]
+        fit_shape, fit_axes = [-1, 1], (1,)
+    else:
+        fit_blocks, fit_shape, fit_axes = None, shape, axes
+
+    def coefficients(used, shp):
         co = rounding_coefficients(bounds, model, output, step, used)
         if co is None:
             return None
-        return tuple(np.asarray(v, np.float64).reshape(shape) for v in co)
+        return tuple(np.asarray(v, np.float64).reshape(shp) for v in co)
 
     def per_block(co, xc, oc, ec):
         """(e, z, g, c, use) of one block."""
@@ -134,11 +149,11 @@ def shape_fraction(
         is poorly determined, and its error says so."""
         sums = np.zeros((5, x.shape[axn]))
         with np.errstate(all="ignore"):
-            for xc, oc, ec in _blocks((x, obs, ref), axn):
+            for xc, oc, ec in fit_blocks if fit_blocks is not None else _blocks((x, obs, ref), axn):
                 e, z, g, c, use = per_block(co, xc, oc, ec)
                 w = np.where(use, 1.0 / np.where(use, c, 1.0) ** 2, 0.0)
                 for i, v in enumerate((z * z, z * g, g * g, z * e, g * e)):
-                    sums[i] += np.sum(w * v, axis=axes)
+                    sums[i] += np.sum(w * v, axis=fit_axes)
             szz, szg, sgg, sze, sge = sums
             det = szz * sgg - szg * szg
             ok = np.isfinite(det) & (np.abs(det) > 1e-12 * np.abs(szz * sgg))
@@ -147,9 +162,12 @@ def shape_fraction(
             only_b = np.where(sgg > 0, sge / np.where(sgg > 0, sgg, 1.0), 0.0)  # a degenerate channel
             b = np.where(ok, (szz * sge - szg * sze) / det, only_b)
             se_b = np.where(ok, np.sqrt(np.abs(szz / det)), np.inf)
+            se_a = np.where(ok, np.sqrt(np.abs(sgg / det)), np.inf)
+        fit_se[0] = se_a
         return np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0), se_b
 
-    first = coefficients(None)
+    fit_se: list[np.ndarray] = [np.zeros(0)]  # se_a of the last fit
+    first = coefficients(None, fit_shape)
     if first is None:
         return None
     a, b, _ = fit(first)
@@ -158,12 +176,12 @@ def shape_fraction(
     with np.errstate(all="ignore"):
         inv_hat = np.abs(inv + a)
         d_mu = np.where(inv_hat > 0, np.abs(b) / np.where(inv_hat > 0, inv_hat, 1.0), 0.0)
-    second = coefficients((inv_hat, d_mu))
+    a, b, se_b = fit(coefficients((inv_hat, d_mu), fit_shape))
+    second = coefficients((inv_hat, d_mu), shape)
     assert second is not None
-    a, b, se_b = fit(second)
     A, B = a.reshape(shape), b.reshape(shape)
     worst = 0.0
-    c_sum, c_n = np.zeros(x.shape[axn]), np.zeros(x.shape[axn])
+    c_sum, c_n, z_sum = np.zeros(x.shape[axn]), np.zeros(x.shape[axn]), np.zeros(x.shape[axn])
     with np.errstate(all="ignore"):
         for xc, oc, ec in _blocks((x, obs, ref), axn):
             e, z, g, c, use = per_block(second, xc, oc, ec)
@@ -173,12 +191,19 @@ def shape_fraction(
                 worst = max(worst, m)
             c_sum += np.sum(np.where(use, c, 0.0), axis=axes)
             c_n += np.sum(use, axis=axes)
-    # 3. where the fit tells the two apart, the mean it found must be one the model allows: |γ·inv̂·δμ| within γ·inv̂·(the mean's
-    # bound) + the typical rounding-only allowance (which holds the constant roundings and the tolerance).
+            z_sum += np.sum(np.abs(z), axis=axes)
+    # 3. where the fit tells the two apart, the mean it found must be one the model allows: |γ·inv̂·δμ|
+    # within γ·inv̂·(the mean's bound) + the typical rounding-only allowance (which holds the constant
+    # roundings and the tolerance).
     # The element bound allows the mean's error times the *worst* inv̂ (1/√eps where a one-pass variance
     # may be lost), so without this a mean of the wrong elements would fit in size and shape.
-    d_mean = np.asarray(bounds._norm_stats(model, output, step).d_mean, np.float64)
-    gamma_s = _affine(bounds, output, x.shape[axn])[0]
+    ns = bounds._norm_stats(model, output, step)
+    d_mean = np.asarray(ns.d_mean, np.float64)
+    # where a sum may have overflowed, inv_std = 0 (y = β) is a statistic the model allows too: the inv_std
+    # check does not apply to a channel whose fitted inv̂ is that (≤ 1e-3 of inv_std)
+    over = np.asarray(ns.overflow) if ns.overflow is not None else np.zeros(d_mean.shape, bool)
+    checked = ~(over & (inv_hat <= 1e-3 * np.abs(inv)))
+    gamma_s = affine(bounds, output, x.shape[axn])[0]
     u = UNIT_ROUNDOFF[model.compute]
     with np.errstate(all="ignore"):
         allowed = np.abs(gamma_s) * inv_hat * d_mean * (1 + u) ** 2 + np.where(c_n > 0, c_sum / c_n, np.inf)
@@ -190,7 +215,18 @@ def shape_fraction(
         mean_f = np.where(implied == 0, 0.0, implied / allowed)
         mean_f = mean_f[np.isfinite(allowed)]
     mean_fraction = float(np.max(np.where(np.isfinite(mean_f), mean_f, np.inf))) if mean_f.size else 0.0
-    return max(worst, SHAPE_MARGIN * mean_fraction)
+    # 4. likewise the inv_std error the fit found (a = δinv) must be one the model allows: the element bound
+    # lets a large mean allowance (offsets) hide an inv_std error of several times its own bound
+    _, d_inv = bounds._inv_interval(ns, model, bounds.sem.eps_used(bounds.case.eps))
+    with np.errstate(all="ignore"):
+        typical_c = np.where(c_n > 0, c_sum / c_n, np.inf)
+        typical_z = np.where(c_n > 0, z_sum / c_n, 0.0)
+        slack = np.where(typical_z > 0, typical_c / np.where(typical_z > 0, typical_z, 1.0), np.inf)
+        allowed_a = np.asarray(d_inv, np.float64) * (1 + u) ** 2 + SHAPE_MARGIN * fit_se[0] + slack
+        inv_f = np.where(a == 0, 0.0, np.abs(a) / allowed_a)
+        inv_f = inv_f[np.isfinite(allowed_a) & checked]
+    inv_fraction = float(np.max(np.where(np.isfinite(inv_f), inv_f, np.inf))) if inv_f.size else 0.0
+    return max(worst, SHAPE_MARGIN * mean_fraction, SHAPE_MARGIN * inv_fraction)
 
 
 def rounding_inv(bounds: Any, model: Any, output: str, step: int) -> np.ndarray:

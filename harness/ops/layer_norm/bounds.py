@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable, TypeAlias
 import numpy as np
 
 from normconf.explain.bounds import Verdict
+from normconf.explain.channel_shape import affine
 from normconf.explain.precision import _TINY, SHAPE_MARGIN, UNIT_ROUNDOFF, Model, coarser, sum_factor
 from normconf.explain.stat_bounds import _ChannelData, _stat_bounds
 
@@ -116,19 +117,12 @@ class RowBounds:
     def signed_params(self, output: str, step: int) -> tuple[F64, F64]:
         """(gamma, beta) as they act on ``output`` (1 and 0 where the conventions leave them out),
         in the normalized shape broadcastable against ``x``, with their signs."""
-        case, sem = self.case, self.sem
         x = self.inputs.x[step - 1]
         shape = [1] * np.ndim(x)
-        for a in case.norm_axes:
+        for a in self.case.norm_axes:
             shape[a] = np.shape(x)[a]
-        g, b = self.inputs.gamma, self.inputs.beta
-        gamma = np.ones(shape) if g is None else np.asarray(g, np.float64).reshape(shape)
-        beta = np.zeros(shape) if b is None else np.asarray(b, np.float64).reshape(shape)
-        if output == "x_hat" or sem.affine in ("none", "beta_only"):
-            gamma = np.ones(shape)
-        if output == "x_hat" or sem.affine in ("none", "gamma_only"):
-            beta = np.zeros(shape)
-        return gamma, beta
+        gamma, beta = affine(self, output, int(np.prod(shape)))
+        return gamma.reshape(shape), beta.reshape(shape)
 
     def element_bound(
         self,
