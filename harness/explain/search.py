@@ -498,8 +498,8 @@ def explain_output(
         text += (
             f"; not a precision effect either: the closest model ({prec_closest.model.describe(output in STATS)}) "
             f"allows the error's size ({prec_closest.fraction:.3g}× its allowance) but not its shape: after "
-            "removing the best per-channel mean and scale error, the residual (or the mean error the fit "
-            f"implies) is {prec_closest.shape_fraction / SHAPE_MARGIN:.3g}× what statistics errors and rounding "
+            "removing the best per-channel mean and scale error, the residual (or the mean or inv_std error the "
+            f"fit implies) is {prec_closest.shape_fraction / SHAPE_MARGIN:.3g}× what statistics errors and rounding "
             "leave"
         )
     elif prec_closest is not None:
