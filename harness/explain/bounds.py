@@ -12,7 +12,8 @@ Per channel (``m`` elements, mean ``μ``, biased variance ``v``, ``E2 = mean(x²
 summation, Accuracy and Stability of Numerical Algorithms, 2nd ed., §4.2;
 ``λ·√n·u`` is Higham & Mary's probabilistic bound, SIAM J. Sci. Comput. 41(5) 2019,
 which holds for every summation order with probability ≥ 1 − 2·exp(−λ²/2)·n; here
-λ = :data:`LAMBDA`):
+λ = :data:`LAMBDA`; beyond ``(n − 1)·u = 1/2``, where a recursive sum can stagnate, the
+rigorous ``(1 + u)^(n−1) − 1``: :func:`normconf.explain.precision.sum_factor`):
 
 * mean: ``δμ ≤ g(m)·S1 + u·|μ|`` (plus ``u·S1`` when the inputs are rounded to a coarser
   working dtype first);
@@ -23,13 +24,21 @@ which holds for every summation order with probability ≥ 1 − 2·exp(−λ²/
   one-pass variance can go negative (NaN outputs), the clamped one cannot;
 * ``inv_std = 1/√(v + eps)`` over the interval ``v ± δv`` (exact, not linearized), plus
   three roundings;
+* a sum that may leave the working dtype's range (in some summation order) keeps the bound of
+  an in-range sum and also allows what an overflow gives: non-finite statistics, inv_std = 0
+  or NaN, normalized outputs ±inf/NaN or β;
 * normalization, unfolded ``γ·(x − μ)·inv_std + β``: each operation adds ``u`` relative to
   its result; folded ``x·a + b`` (``a = γ·inv_std``, ``b = β − μ·a``, with or without a
-  fused multiply-add) carries ``|x|`` and ``|μ|`` instead of ``|x − μ|``: large offsets cancel;
+  fused multiply-add): inv_std's error is carried by ``|x − μ|`` (both uses of ``a`` share
+  it), the roundings of ``a``, the products and the sums by ``|x|`` and ``|μ|``;
 * running statistics: the recurrence ``r_k = (1 − w)·r_{k−1} + w·s_k`` propagates the
   statistics' bounds step by step, with the roundings of ``w``, the products and the sum;
 * output rounding: one unit in the last place of the output dtype (both the observed and
   the expected value are rounded to it).
+
+A covering size is not enough: :mod:`normconf.explain.channel_shape` also requires the error's
+shape (two constants per channel and step, then rounding) and the statistics it implies to be
+ones the model allows.
 
 An output is explained as *precision* when every element's error is within
 ``bound + tolerance`` for the cheapest model of :func:`models_for` (finest working
