@@ -28,7 +28,9 @@ normalized_shape, weight, bias, eps)`` with the same tensors.  ``normalized_shap
 *last* dimensions, so only trailing normalized axes are expressible; RMS scaling is another
 module (``torch.nn.RMSNorm``), not LayerNorm — both are ``unsupported``.  ``torch`` also reports
 ``mean``/``inv_std``: the mean and rstd that ``aten::native_layer_norm`` (the kernel the module
-reaches on CPU) returns for the same input and weights.  PyTorch normalizes with the biased
+reaches on CPU) returned in the module's own call (its autograd node, ``NativeLayerNormBackward0``,
+holds them); BatchNorm's ``batch_mean``/``inv_std`` likewise from ``aten::native_batch_norm``'s
+node (``NativeBatchNormBackward0``), so each output comes from one kernel call.  PyTorch normalizes with the biased
 variance (its documentation), so a case asking for the unbiased one shows a discrepancy.
 """
 
@@ -186,21 +188,25 @@ class TorchModule(_TorchBase):
             if bias is not None:
                 ln.bias.copy_(bias)
         out: dict[str, list[np.ndarray]] = {"y": [], "mean": [], "inv_std": []}
-        with torch.no_grad():
-            for x_np in inputs.x:
-                x = _from_numpy(x_np, case.dtype)
-                out["y"].append(_to_numpy(_torch_call(ln, x)))
-                # the module's kernel on the same input and weights: (y, mean, rstd), stats kept as 1
-                _, mean, rstd = _torch_call(
-                    torch.ops.aten.native_layer_norm, x, list(shape), ln.weight, ln.bias, case.eps
-                )
+        for x_np in inputs.x:
+            x = _from_numpy(x_np, case.dtype).requires_grad_(True)
+            with torch.enable_grad():
+                y = _torch_call(ln, x)
+            # the module's kernel call recorded by autograd (NativeLayerNormBackward0): its results
+            # (y, mean, rstd), the statistics with the normalized dimensions kept as 1
+            mean, rstd = getattr(y.grad_fn, "_saved_result1", None), getattr(y.grad_fn, "_saved_result2", None)
+            out["y"].append(_to_numpy(y))
+            if isinstance(mean, torch.Tensor) and isinstance(rstd, torch.Tensor):
                 out["mean"].append(_to_numpy(mean))
                 out["inv_std"].append(_to_numpy(rstd))
+        if len(out["mean"]) != len(out["y"]):
+            out.pop("mean")
+            out.pop("inv_std")
         notes = [
             f"torch.nn.LayerNorm(normalized_shape={list(shape)}, eps={case.eps:g}, "
             f"elementwise_affine={case.has_affine}, bias={case.has_bias}, dtype={case.params_dtype})",
-            "mean/inv_std: mean and rstd of aten::native_layer_norm (the kernel the module calls) on the same "
-            "input and weights",
+            "mean/inv_std: mean and rstd of aten::native_layer_norm (the kernel the module calls) in the same "
+            "call, from its autograd node",
         ]
         return Observed(out, notes)
 
@@ -243,71 +249,76 @@ class TorchModule(_TorchBase):
         out: dict[str, list[np.ndarray]] = {}
 
         def put(k: str, v) -> None:
-            out.setdefault(k, []).append(_to_numpy(v.clone()))
+            """v as NumPy; a fresh result is shared, a running buffer (updated in place next step) copied."""
+            out.setdefault(k, []).append(_to_numpy(v))
 
-        def module_input(x_np: np.ndarray):
-            """The step's batch as the module takes it: (N, C, *spatial), channels-last memory kept."""
+        def module_input(x_np: np.ndarray, track: bool = False):
+            """The step's batch as the module takes it: (N, C, *spatial), channels-last memory kept;
+            ``track``: the batch requires grad, so the call records its autograd node."""
             x = _from_numpy(x_np, case.dtype)
+            if track:
+                x.requires_grad_(True)
             if case.layout == "channels_last":
                 x = x.movedim(-1, 1)
                 if fmt is not None:
                     x = x.contiguous(memory_format=fmt)
             return x
 
-        def forward(x_np: np.ndarray):
-            x = module_input(x_np)
+        def forward(x_np: np.ndarray, track: bool = False):
+            """(y in the case's layout, the call's autograd node or None)."""
+            x = module_input(x_np, track)
             try:
                 y = bn(x)
             except (RuntimeError, TypeError) as e:
                 if _no_kernel(e):
                     raise Unsupported(f"torch: {e}") from None
                 raise
-            return y.movedim(1, -1).contiguous() if case.layout == "channels_last" else y
+            node = y.grad_fn
+            y = y.detach()
+            return (y.movedim(1, -1).contiguous() if case.layout == "channels_last" else y), node
 
-        def stage_outputs(x_np: np.ndarray) -> None:
-            """batch_mean and inv_std of this step from the module's own kernel (aten::native_batch_norm,
-            which nn.BatchNorm calls on CPU) on the same input, with copies of the running buffers so
-            the module's state is untouched; for per-stage localization only."""
-            x = module_input(x_np)
-            try:
-                _, save_mean, save_invstd = torch.ops.aten.native_batch_norm(
-                    x,
-                    bn.weight,
-                    bn.bias,
-                    bn.running_mean.clone(),
-                    bn.running_var.clone(),
-                    True,
-                    0.0 if case.momentum_weight is None else case.momentum_weight,
-                    case.eps,
-                )
-            except (RuntimeError, TypeError):
-                return
-            put("batch_mean", save_mean)
-            put("inv_std", save_invstd)
+        def stage_outputs(node) -> bool:
+            """batch_mean and inv_std of this step: save_mean/save_invstd that aten::native_batch_norm
+            (the kernel nn.BatchNorm calls on CPU) returned in the module's own call, as its autograd
+            node (NativeBatchNormBackward0: result1, result2) holds them; False where it holds none."""
+            mean, invstd = getattr(node, "_saved_result1", None), getattr(node, "_saved_result2", None)
+            if not (isinstance(mean, torch.Tensor) and isinstance(invstd, torch.Tensor)):
+                return False
+            if mean.shape != (case.channels,) or invstd.shape != (case.channels,):
+                return False
+            put("batch_mean", mean.detach())
+            put("inv_std", invstd.detach())
+            return True
 
-        with torch.no_grad():
-            if case.mode == "train":
-                bn.train()
-                for x_np in inputs.x:
-                    stage_outputs(x_np)
-                    put("y", forward(x_np))
-                    put("running_mean", bn.running_mean)
-                    put("running_var", bn.running_var)
-                if len(out.get("batch_mean", ())) != len(out["y"]):
-                    out.pop("batch_mean", None)
-                    out.pop("inv_std", None)
-                else:
-                    notes.append(
-                        "batch_mean/inv_std: save_mean/save_invstd of aten::native_batch_norm (the module's "
-                        "kernel) on the same input"
-                    )
-                if case.eval_after:
-                    bn.eval()
-                    put("eval_y", forward(inputs.x[-1]))
+        if case.mode == "train":
+            bn.train()
+            staged = True
+            for x_np in inputs.x:
+                with torch.enable_grad():
+                    y, node = forward(x_np, track=True)
+                staged = stage_outputs(node) and staged
+                del node
+                put("y", y)
+                with torch.no_grad():
+                    put("running_mean", bn.running_mean.clone())
+                    put("running_var", bn.running_var.clone())
+            if not staged:
+                out.pop("batch_mean", None)
+                out.pop("inv_std", None)
             else:
+                notes.append(
+                    "batch_mean/inv_std: save_mean/save_invstd of aten::native_batch_norm (the module's "
+                    "kernel) in the same call, from its autograd node"
+                )
+            if case.eval_after:
                 bn.eval()
+                with torch.no_grad():
+                    put("eval_y", forward(inputs.x[-1])[0])
+        else:
+            bn.eval()
+            with torch.no_grad():
                 for x_np in inputs.x:
-                    put("y", forward(x_np))
+                    put("y", forward(x_np)[0])
         return Observed(out, notes)
 
 
