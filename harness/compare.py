@@ -233,6 +233,7 @@ def _kernel_fn(lib: ctypes.CDLL, suffix: str) -> Any:
     return fn
 
 
+@lru_cache(maxsize=32)
 def _kernel_suffix(dt: np.dtype[Any]) -> str | None:
     """The kernel for observed dtype ``dt`` (native float64/32/16 or ml_dtypes' bfloat16), else None."""
     name = dt.name

@@ -46,6 +46,8 @@ LayerNorm (``op: layer_norm``) has two model forms:
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -105,6 +107,11 @@ def elem_type(dtype_name: str) -> int:
     }[dtype_name]
 
 
+CUMULATIVE_REASON = (
+    "ONNX BatchNormalization has one fixed 'momentum' attribute; a cumulative average (w = 1/k) cannot be expressed"
+)
+
+
 def onnx_momentum(case: Case) -> float:
     """ONNX ``momentum`` (weight of the *old* running value) = 1 - w.
 
@@ -112,9 +119,7 @@ def onnx_momentum(case: Case) -> float:
     cumulative average has no ONNX spelling (``momentum`` is one fixed attribute).
     """
     if case.momentum == "cumulative":
-        raise Unsupported(
-            "ONNX BatchNormalization has one fixed 'momentum' attribute; a cumulative average (w = 1/k) cannot be expressed"
-        )
+        raise Unsupported(CUMULATIVE_REASON)
     if case.momentum.running_weight is not None:
         return float(case.momentum.running_weight)
     return 1.0 - float(case.momentum.batch_weight)
@@ -146,8 +151,25 @@ def _type_str(dtype_name: str) -> str:
 def check_expressible(case: Case, opset: int, training: bool) -> None:
     """Raise :class:`Unsupported` when the opset's BatchNormalization cannot express the case.
 
-    Type constraints come from ``onnx.defs.get_schema("BatchNormalization", opset)``.
+    Type constraints come from ``onnx.defs.get_schema("BatchNormalization", opset)``; the verdict
+    depends only on the dtypes, the opset, training and a cumulative average, and is memoized on them.
     """
+    reason = _expressible(case.dtype, case.params_dtype, opset, training, case.momentum == "cumulative")
+    if reason is not None:
+        raise Unsupported(reason)
+
+
+@lru_cache(maxsize=256)
+def _expressible(dtype: str, params_dtype: str, opset: int, training: bool, cumulative: bool) -> str | None:
+    """Why the opset cannot express a case of these dtypes (None: it can)."""
+    try:
+        _check_expressible(dtype, params_dtype, opset, training, cumulative)
+    except Unsupported as e:
+        return str(e)
+    return None
+
+
+def _check_expressible(dtype: str, params_dtype: str, opset: int, training: bool, cumulative: bool) -> None:
     from onnx import defs
 
     if training and opset < TRAINING_MIN_OPSET:
@@ -155,19 +177,13 @@ def check_expressible(case: Case, opset: int, training: bool) -> None:
             f"opset {opset} models are built for inference only (training_mode exists from "
             f"BatchNormalization-{TRAINING_MIN_OPSET})"
         )
-    if training:
-        onnx_momentum(case)  # raises for a cumulative average
+    if training and cumulative:
+        raise Unsupported(CUMULATIVE_REASON)
     schema = defs.get_schema("BatchNormalization", opset)
     allowed = {tc.type_param_str: set(tc.allowed_type_strs) for tc in schema.type_constraints}
     by_input = {f.name: f.type_str for f in schema.inputs}
     # a type parameter shared by X and the parameters must be one dtype
-    wanted = {
-        "X": case.dtype,
-        "scale": case.params_dtype,
-        "B": case.params_dtype,
-        "mean": case.params_dtype,
-        "var": case.params_dtype,
-    }
+    wanted = {"X": dtype, "scale": params_dtype, "B": params_dtype, "mean": params_dtype, "var": params_dtype}
     seen: dict[str, str] = {}
     for name, dt in wanted.items():
         tp = by_input.get(name, by_input.get("input_" + name))
@@ -181,7 +197,7 @@ def check_expressible(case: Case, opset: int, training: bool) -> None:
         if tp in seen and seen[tp] != dt:
             raise Unsupported(
                 f"BatchNormalization-{schema.since_version} (opset {opset}) uses one type {tp} for X "
-                f"and its parameters; the case has x {case.dtype} and parameters {case.params_dtype}"
+                f"and its parameters; the case has x {dtype} and parameters {params_dtype}"
             )
         seen[tp] = dt
 
@@ -217,27 +233,63 @@ def build_model(
     replace the initial running statistics (multi-step training feeds the
     previous step's outputs back; with initializers that means a new model).
 
-    Raises :class:`Unsupported` when the opset cannot express the case.
+    Raises :class:`Unsupported` when the opset cannot express the case.  A parameters-as-inputs model
+    is built and checked once per signature (dtypes, shape, eps, momentum, opset) and shared.
     """
-    import onnx
-    from onnx import helper, numpy_helper
-
     if training is None:
         training = case.mode == "train"
     if params_as not in ("inputs", "initializers"):
         raise ValueError(f"params_as must be 'inputs' or 'initializers' (got {params_as!r})")
     check_expressible(case, opset, training)
-
-    x_t = elem_type(case.dtype)
-    p_t = elem_type(case.params_dtype)
-    logical = list(case.shape)
-    C = case.channels
     params = _params(case, inputs, running_mean, running_var)
+    feeds: dict[str, np.ndarray] = {X: to_nchw(case, inputs.x[step])}
+    momentum = onnx_momentum(case) if training else None
+    key = (case.dtype, case.params_dtype, tuple(case.shape), case.channels, float(case.eps), momentum, opset)
+    if params_as == "inputs":  # the model holds no values: one per signature, checked once
+        feeds.update((name, params[name]) for name in PARAM_NAMES)
+        return _signature_model(*key), feeds
+    return _make_model(*key, {name: np.asarray(params[name]) for name in PARAM_NAMES}), feeds
 
-    attrs: dict[str, object] = {"epsilon": float(case.eps)}
+
+@lru_cache(maxsize=64)
+def _signature_model(*key):
+    """The checked parameters-as-inputs model of a signature (shared: callers never modify a model)."""
+    model = _make_model(*key, None)
+    _DIGESTS[id(model)] = (model, hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest())
+    while len(_DIGESTS) > 64:
+        _DIGESTS.popitem(last=False)
+    return model
+
+
+#: id(model) -> (model, digest) of recently memoized models (the entry holds the model, so the id stays
+#: its own; an entry dropped only means the digest is computed again)
+_DIGESTS: OrderedDict[int, tuple[object, str]] = OrderedDict()
+
+
+def _make_model(
+    dtype: str,
+    params_dtype: str,
+    shape: tuple[int, ...],
+    C: int,
+    eps: float,
+    momentum: float | None,
+    opset: int,
+    initializer_values: dict[str, np.ndarray] | None,
+):
+    """The checked one-node model; ``momentum`` None: inference; ``initializer_values``: the parameters
+    stored in the model (None: they are graph inputs)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    training = momentum is not None
+    x_t = elem_type(dtype)
+    p_t = elem_type(params_dtype)
+    logical = list(shape)
+
+    attrs: dict[str, object] = {"epsilon": eps}
     outputs = [helper.make_tensor_value_info(Y, x_t, logical)]
     if training:
-        attrs["momentum"] = onnx_momentum(case)
+        attrs["momentum"] = momentum
         attrs["training_mode"] = 1
         outputs += [
             helper.make_tensor_value_info(RUNNING_MEAN, p_t, [C]),
@@ -249,13 +301,11 @@ def build_model(
 
     graph_inputs = [helper.make_tensor_value_info(X, x_t, logical)]
     initializers = []
-    feeds: dict[str, np.ndarray] = {X: to_nchw(case, inputs.x[step])}
     for name in PARAM_NAMES:
-        if params_as == "inputs":
+        if initializer_values is None:
             graph_inputs.append(helper.make_tensor_value_info(name, p_t, [C]))
-            feeds[name] = params[name]
         else:
-            initializers.append(numpy_helper.from_array(np.asarray(params[name]), name=name))
+            initializers.append(numpy_helper.from_array(initializer_values[name], name=name))
     graph = helper.make_graph([node], "batch_norm", graph_inputs, outputs, initializer=initializers)
     model = helper.make_model(
         graph,
@@ -264,11 +314,15 @@ def build_model(
         ir_version=helper.find_min_ir_version_for([helper.make_opsetid("", opset)]),
     )
     onnx.checker.check_model(model, full_check=True)
-    return model, feeds
+    return model
 
 
 def model_digest(model) -> str:
-    """SHA-256 of the serialized model (a cache key: same bytes, same session)."""
+    """SHA-256 of the serialized model (a cache key: same bytes, same session); memoized for the
+    models :func:`build_model` shares."""
+    known = _DIGESTS.get(id(model))
+    if known is not None and known[0] is model:
+        return known[1]
     return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
 
 

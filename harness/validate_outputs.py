@@ -25,11 +25,13 @@ The spec of a case (:func:`output_spec`):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from normconf.memo import by_identity
 from normconf.references.batchnorm import DATA_OUTPUTS, OUTPUT_NAMES, STATISTICS  # the one output vocabulary
 
 #: outputs every backend must return
@@ -50,7 +52,8 @@ class OutputSpec:
     required: bool
 
 
-def output_spec(case: Any) -> dict[str, OutputSpec]:
+@by_identity()
+def output_spec(case: Any) -> Mapping[str, OutputSpec]:
     """The outputs a backend may return for ``case`` (any op's validated case), by name: the names its
     op spec lists (BatchNorm: the statistics only in train mode, ``eval_y`` only with ``eval_after``),
     each with its shape (:meth:`normconf.ops.OpSpec.output_shape`) and number of steps."""
@@ -74,6 +77,7 @@ def output_spec(case: Any) -> dict[str, OutputSpec]:
     }
 
 
+@by_identity()
 def expected_bytes(case: Any) -> int:
     """Bytes of every output the spec allows, in float64."""
     return sum(8 * s.steps * math.prod(s.shape) for s in output_spec(case).values())

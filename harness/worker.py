@@ -35,6 +35,8 @@ import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from normconf.memo import by_identity
+
 #: frame header: pickle length, number of out-of-band buffers; then one ``_LEN`` per buffer, the
 #: pickle, the buffers.  Arrays travel as pickle-5 out-of-band buffers: written from their own
 #: memory and read straight into the receiver's, with no intermediate copies.
@@ -53,7 +55,13 @@ def encode(obj) -> list:
     return [_HEADER.pack(len(data), len(raws)) + b"".join(_LEN.pack(r.nbytes) for r in raws), data, *raws]
 
 
+#: parts of a frame up to this size in all are joined into one write (one wake-up of the reader)
+_COALESCE = 1 << 16
+
+
 def write_all(fd: int, parts: list) -> None:
+    if len(parts) > 1 and sum(memoryview(p).nbytes for p in parts) <= _COALESCE:
+        parts = [b"".join(parts)]
     for part in parts:
         view = memoryview(part)
         while view:
@@ -134,6 +142,12 @@ class BackendResult:
     seconds: float = 0.0
 
 
+@by_identity()
+def case_key(case) -> str:
+    """The case's cache key in this worker: its canonical JSON (equal cases, equal keys)."""
+    return case.model_dump_json()
+
+
 class _Host:
     """Holds the adapter instances and an input cache inside the worker."""
 
@@ -142,7 +156,7 @@ class _Host:
         self.native_paths = native_paths
         self._adapters: dict[str, object] = {}
         self._inputs: OrderedDict[str, object] = OrderedDict()
-        self._expected: OrderedDict[str, dict] = OrderedDict()
+        self._expected: OrderedDict[str, tuple[frozenset[str], dict]] = OrderedDict()
         self._versions: dict[str, str] = {}
 
     def adapter(self, backend: str):
@@ -153,7 +167,7 @@ class _Host:
         return self._adapters[backend]
 
     def inputs(self, case):
-        key = case.model_dump_json()
+        key = case_key(case)
         if key not in self._inputs:
             from normconf.ops import spec_for
 
@@ -169,18 +183,24 @@ class _Host:
             self._versions[backend] = adapter.version()
         return self._versions[backend]
 
-    def expected(self, case) -> dict:
-        """The case's expected values (float64 reference rounded to the output dtypes), cached like the
-        inputs: every backend of this worker group judged on one case shares them."""
-        key = case.model_dump_json()
-        if key not in self._expected:
+    def expected(self, case, names) -> dict:
+        """The case's expected values (float64 reference rounded to the output dtypes) of at least the
+        outputs ``names``, cached like the inputs: every backend of this worker group judged on one
+        case shares them.  Only the outputs some backend returned are computed (a stage output no
+        backend returns, e.g. ``x_hat``, is never materialized); a backend returning one more output
+        than those cached recomputes the case's reference with it."""
+        key = case_key(case)
+        want = frozenset(names)
+        cached = self._expected.get(key)
+        if cached is None or not want <= cached[0]:
             from normconf.oracle import expected_outputs
 
-            self._expected[key] = expected_outputs(case, self.inputs(case))
+            need = want | (cached[0] if cached else frozenset())
+            self._expected[key] = (need, expected_outputs(case, self.inputs(case), need))
             while len(self._expected) > 2:
                 self._expected.popitem(last=False)
         self._expected.move_to_end(key)
-        return self._expected[key]
+        return self._expected[key][1]
 
     def pair(self, task: PairTask):
         """``("rows", rows)``: ``task`` run and judged here; ``("result", BackendResult)``: run only, for
@@ -194,7 +214,7 @@ class _Host:
         if res.status != "ok":
             return "rows", rows_for(task.lc, task.backend, res, None, None, task.profile)
         case = task.lc.case  # type: ignore[attr-defined]
-        expected = self.expected(case)
+        expected = self.expected(case, res.outputs)
         return "rows", rows_for(task.lc, task.backend, res, expected, self.inputs(case), task.profile)
 
     def info(self, backends: list[str]) -> dict[str, tuple[str | None, str]]:

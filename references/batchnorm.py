@@ -147,14 +147,25 @@ def kernel_normalize(
     p: np.ndarray,
     q: np.ndarray,
     folded: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(y, x_hat) from the compiled kernel: x_hat = (x - mu)*inv; y = x_hat*p + q, or x*p + q when folded."""
+    with_x_hat: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(y, x_hat) from the compiled kernel: x_hat = (x - mu)*inv; y = x_hat*p + q, or x*p + q when folded.
+    ``with_x_hat=False``: x_hat is neither stored nor returned (None); y is the same."""
     xc, code, outer, C, inner = _kernel_layout(x, channel_axis)
     vec = [np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.float64).reshape(-1), (C,))) for v in (mu, inv, p, q)]
-    y, x_hat = np.empty(x.shape), np.empty(x.shape)
+    y = np.empty(x.shape)
+    x_hat = np.empty(x.shape) if with_x_hat else None
     args = [v.ctypes.data for v in vec]
     if lib.normconf_bn_normalize(
-        xc.ctypes.data, code, outer, C, inner, *args, int(folded), y.ctypes.data, x_hat.ctypes.data
+        xc.ctypes.data,
+        code,
+        outer,
+        C,
+        inner,
+        *args,
+        int(folded),
+        y.ctypes.data,
+        None if x_hat is None else x_hat.ctypes.data,
     ):
         raise RuntimeError("normconf_bn_normalize failed")
     return y, x_hat
@@ -250,8 +261,10 @@ def normalize(
     channel_axis: int,
     sem: Semantics,
     input_dtype: np.dtype[Any],
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(y, inv_std, x_hat) for given per-channel statistics, under ``sem``'s arithmetic."""
+    with_x_hat: bool = True,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
+    """(y, inv_std, x_hat) for given per-channel statistics, under ``sem``'s arithmetic;
+    ``with_x_hat=False``: x_hat is None (where the compiled kernel runs, it is then never stored)."""
     cd = _working(sem.compute_dtype, input_dtype)
     nd = x.ndim
     C = x.shape[channel_axis % nd]
@@ -279,8 +292,8 @@ def normalize(
         lib = None if fma else _kernel_eligible(x, cd)
         if lib is not None:
             p, q = (a, shift) if folded else (gg, bb)
-            y, x_hat = kernel_normalize(lib, x, channel_axis, mu, inv, p, q, folded)
-            return y, inv_std.astype(np.float64), x_hat
+            y, xh = kernel_normalize(lib, x, channel_axis, mu, inv, p, q, folded, with_x_hat)
+            return y, inv_std.astype(np.float64), xh
         # x_hat = (x - mu) * inv;  y = x*a + shift (folded) or x_hat*gamma + beta, one block at a time
         # (elementwise, so the same bits as whole-array expressions, without whole-array temporaries)
         x_hat = np.empty(x.shape, cd)
@@ -298,7 +311,11 @@ def normalize(
             else:
                 np.multiply(x_hat[sl], gg, out=y[sl])
                 np.add(y[sl], bb, out=y[sl])
-    return y.astype(np.float64, copy=False), inv_std.astype(np.float64), x_hat.astype(np.float64, copy=False)
+    return (
+        y.astype(np.float64, copy=False),
+        inv_std.astype(np.float64),
+        x_hat.astype(np.float64, copy=False) if with_x_hat else None,
+    )
 
 
 def batch_norm_reference(
@@ -316,8 +333,10 @@ def batch_norm_reference(
     semantics: Semantics = Semantics(),
     input_dtype: str | np.dtype[Any] = "float64",
     statistics_only: bool = False,
+    with_x_hat: bool = True,
 ) -> dict[str, list[npt.NDArray[np.float64]]]:
-    """Run BatchNorm over ``x_steps`` (one batch per step) and return every output.
+    """Run BatchNorm over ``x_steps`` (one batch per step) and return every output
+    (``with_x_hat=False``: every output but ``x_hat``, which is then never materialized).
 
     ``momentum`` is the batch weight ``w`` (``None``: cumulative average).
     ``mode`` is ``"train"`` (batch statistics, running update each step) or
@@ -362,10 +381,11 @@ def batch_norm_reference(
                 put("norm_mean", n_mean)
                 put("norm_var", n_var)
                 continue
-            y, inv_std, x_hat = normalize(x, n_mean, n_var, gamma, beta, eps_v, channel_axis, sem, in_dt)
+            y, inv_std, x_hat = normalize(x, n_mean, n_var, gamma, beta, eps_v, channel_axis, sem, in_dt, with_x_hat)
             put("y", y)
             put("inv_std", inv_std)
-            put("x_hat", x_hat)
+            if x_hat is not None:
+                put("x_hat", x_hat)
             continue
         mean, var_b, var_u, _m = batch_statistics(x, channel_axis, sem, in_dt)
         var_norm = var_b if sem.normalize_variance == "biased" else var_u
@@ -383,7 +403,9 @@ def batch_norm_reference(
             put("norm_mean", norm_mean)
             put("norm_var", norm_var)
         else:
-            y, inv_std, x_hat = normalize(x, norm_mean, norm_var, gamma, beta, eps_v, channel_axis, sem, in_dt)
+            y, inv_std, x_hat = normalize(
+                x, norm_mean, norm_var, gamma, beta, eps_v, channel_axis, sem, in_dt, with_x_hat
+            )
         rm, rv = new_rm, new_rv
         if not statistics_only:
             put("y", y)
@@ -398,8 +420,9 @@ def batch_norm_reference(
         put("running_var", rv)
         if not statistics_only:
             put("inv_std", inv_std)
-            put("x_hat", x_hat)
+            if x_hat is not None:
+                put("x_hat", x_hat)
     if eval_after and mode == "train" and not statistics_only:
-        y, _, _ = normalize(x_steps[-1], rm, rv, gamma, beta, eps_v, channel_axis, sem, in_dt)
+        y, _, _ = normalize(x_steps[-1], rm, rv, gamma, beta, eps_v, channel_axis, sem, in_dt, with_x_hat=False)
         put("eval_y", y)
     return out

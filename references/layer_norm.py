@@ -63,8 +63,10 @@ def layer_norm_reference(
     semantics: Any,
     input_dtype: np.dtype[Any],
     statistics_only: bool = False,
+    with_x_hat: bool = True,
 ) -> dict[str, list[npt.NDArray[np.float64]]]:
-    """Reference outputs for the steps ``xs`` (each normalized on its own) under ``semantics``.
+    """Reference outputs for the steps ``xs`` (each normalized on its own) under ``semantics``
+    (``with_x_hat=False``: all but ``x_hat``).
 
     ``gamma``/``beta`` have the shape of the normalized dimensions (``None``: 1 and 0); they are
     broadcast over the other axes.  ``statistics_only``: just ``mean`` and ``inv_std``.
@@ -112,8 +114,12 @@ def layer_norm_reference(
             else:
                 a = g * inv
                 y = xc * a + (b - center * a)
-        out["x_hat"].append(x_hat.astype(np.float64))
+        if with_x_hat:
+            out["x_hat"].append(x_hat.astype(np.float64))
         out["y"].append(y.astype(np.float64))
+        del x_hat
     if statistics_only:
         del out["y"], out["x_hat"]
+    elif not with_x_hat:
+        del out["x_hat"]
     return out

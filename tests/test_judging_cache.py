@@ -158,3 +158,21 @@ def test_differences_memo_names_the_same_knobs():
     for alt in (base, base.replace(affine="none"), base.replace(eps_override=1e-3, momentum_override=0.5)):
         assert differences(alt, base) == alt.differences(base)
         assert differences(alt, base) is differences(alt, base)
+
+
+def test_worker_computes_only_the_returned_outputs_and_extends_on_demand():
+    """_Host.expected: x_hat (a stage no BatchNorm framework returns) only once a backend returns it;
+    each output the same bits as the full expected values."""
+    from normconf.oracle import expected_outputs
+    from normconf.worker import _Host
+
+    case = _case()
+    host = _Host((), ())
+    full = expected_outputs(case, generate(case))
+    lean = host.expected(case, ["y", "batch_mean"])
+    assert "x_hat" not in lean and {"y", "batch_mean"} <= set(lean)
+    more = host.expected(case, ["y", "x_hat"])
+    assert "x_hat" in more and set(lean) <= set(more)
+    for name, arrays in more.items():
+        assert all(_same(a, b) for a, b in zip(arrays, full[name])), name
+    assert host.expected(case, ["y"]) is more  # cached: a subset asks for nothing new

@@ -313,3 +313,32 @@ def test_bit_identical_across_calls_and_thread_counts(lib, monkeypatch):
         for name in sorted(out):
             h.update(name.encode() + out[name][0].tobytes())
     assert digests == {h.hexdigest()}
+
+
+@pytest.mark.parametrize("arithmetic", ["unfolded", "folded"])
+@pytest.mark.parametrize("shape,axis", [((3, 6, 9, 11), 1), ((3, 9, 11, 6), -1)])
+def test_normalization_without_x_hat_gives_the_same_y(lib, monkeypatch, arithmetic, shape, axis):
+    """x_hat left out (the kernel gets NULL and never stores it): y and inv_std bit-identical, x_hat None,
+    on both paths."""
+    x = make(shape, "float32")
+    C = x.shape[axis]
+    rng = np.random.default_rng(3)
+    mean, var, g, b = rng.standard_normal(C), rng.random(C) * 4, rng.standard_normal(C), rng.standard_normal(C)
+    sem = Semantics(arithmetic=arithmetic)
+    monkeypatch.setattr(bn, "KERNEL_MIN_ELEMENTS", 0)
+    for kernels_on in ("0", "1"):
+        monkeypatch.setenv("NORMCONF_KERNELS", kernels_on)
+        y, inv, xh = bn.normalize(x, mean, var, g, b, 1e-3, axis, sem, x.dtype)
+        y2, inv2, xh2 = bn.normalize(x, mean, var, g, b, 1e-3, axis, sem, x.dtype, with_x_hat=False)
+        assert xh is not None and xh2 is None
+        assert y.tobytes() == y2.tobytes() and inv.tobytes() == inv2.tobytes()
+
+
+def test_reference_without_x_hat_has_every_other_output_unchanged(lib, monkeypatch):
+    monkeypatch.setattr(bn, "KERNEL_MIN_ELEMENTS", 0)
+    steps = [make((4, 8, 30, 30), "float32", seed=s) for s in (0, 1)]
+    full = _reference(steps, 1)
+    lean = _reference(steps, 1, with_x_hat=False)
+    assert set(full) - set(lean) == {"x_hat"} and "x_hat" in full
+    for name, arrays in lean.items():
+        assert [a.tobytes() for a in arrays] == [a.tobytes() for a in full[name]], name

@@ -51,7 +51,7 @@ class CenterInputs:
         return str(hash(tuple(a.tobytes() for a in self.x)))
 
 
-def _reference(case, inputs, semantics=None, *, statistics_only=False):
+def _reference(case, inputs, semantics=None, *, statistics_only=False, outputs=None):
     sem = semantics or case.semantics
     out = {"y": [], "mean": []}
     for x in inputs.x:

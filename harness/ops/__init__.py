@@ -84,7 +84,8 @@ class OpSpec:
     semantics: type
     #: case → inputs (deterministic: the same bits on every machine)
     generate: Callable[[Any], Any]
-    #: (case, inputs, semantics=None, *, statistics_only=False) → {output: [array per step]}, float64
+    #: (case, inputs, semantics=None, *, statistics_only=False, outputs=None) → {output: [array per step]},
+    #: float64; ``outputs``: the names the caller needs (None: all), the op may leave out the others
     reference: Callable[..., ReferenceOutputs]
     #: case → the outputs a complete backend produces for it
     output_names: Callable[[Any], list[str]]

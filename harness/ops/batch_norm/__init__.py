@@ -35,7 +35,12 @@ OUTPUTS = (
 
 
 def _reference(
-    case: Case, inputs: Any, semantics: Semantics | None = None, *, statistics_only: bool = False
+    case: Case,
+    inputs: Any,
+    semantics: Semantics | None = None,
+    *,
+    statistics_only: bool = False,
+    outputs: frozenset[str] | None = None,
 ) -> ReferenceOutputs:
     from normconf.inputs import np_dtype
     from normconf.references.batchnorm import batch_norm_reference
@@ -54,6 +59,7 @@ def _reference(
         semantics=semantics if semantics is not None else case.semantics,
         input_dtype=np_dtype(case.dtype),
         statistics_only=statistics_only,
+        with_x_hat=outputs is None or "x_hat" in outputs,
     )
 
 

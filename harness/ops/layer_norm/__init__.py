@@ -32,7 +32,12 @@ PROFILE_KNOBS = ("normalize_variance", "eps_placement", "centered", "scale_stati
 
 
 def _reference(
-    case: LayerNormCase, inputs: Any, semantics: LayerNormSemantics | None = None, *, statistics_only: bool = False
+    case: LayerNormCase,
+    inputs: Any,
+    semantics: LayerNormSemantics | None = None,
+    *,
+    statistics_only: bool = False,
+    outputs: frozenset[str] | None = None,
 ) -> ReferenceOutputs:
     from normconf.inputs import np_dtype
     from normconf.references.layer_norm import layer_norm_reference
@@ -46,6 +51,7 @@ def _reference(
         semantics=semantics if semantics is not None else case.semantics,
         input_dtype=np_dtype(case.dtype),
         statistics_only=statistics_only,
+        with_x_hat=outputs is None or "x_hat" in outputs,
     )
 
 

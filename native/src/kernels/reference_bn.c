@@ -296,7 +296,7 @@ NC_EXPORT int normconf_bn_stats(const void *x, int dtype, int64_t outer, int64_t
 static inline __attribute__((always_inline)) void norm_pass(const void *x, int dtype, int64_t outer, int64_t C,
                                                             int64_t inner, const double *mu, const double *inv,
                                                             const double *p, const double *q, int folded,
-                                                            double *restrict y, double *restrict xh) {
+                                                            int store_xh, double *restrict y, double *restrict xh) {
     int64_t k = 0;
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t c = 0; c < C; c++) {
@@ -304,7 +304,9 @@ static inline __attribute__((always_inline)) void norm_pass(const void *x, int d
             for (int64_t i = 0; i < inner; i++, k++) {
                 const double v = nc_load(x, dtype, k);
                 const double h = (v - mc) * ic;
-                xh[k] = h;
+                if (store_xh) {
+                    xh[k] = h;
+                }
                 y[k] = folded ? v * pc + qc : h * pc + qc;
             }
         }
@@ -313,33 +315,44 @@ static inline __attribute__((always_inline)) void norm_pass(const void *x, int d
 
 static inline __attribute__((always_inline)) void norm_rows(const void *x, int dtype, int64_t outer, int64_t C,
                                                             const double *mu, const double *inv, const double *p,
-                                                            const double *q, int folded, double *restrict y,
-                                                            double *restrict xh) {
+                                                            const double *q, int folded, int store_xh,
+                                                            double *restrict y, double *restrict xh) {
     for (int64_t o = 0; o < outer; o++) {
         const int64_t r = o * C;
         for (int64_t c = 0; c < C; c++) {
             const double v = nc_load(x, dtype, r + c);
             const double h = (v - mu[c]) * inv[c];
-            xh[r + c] = h;
+            if (store_xh) {
+                xh[r + c] = h;
+            }
             y[r + c] = folded ? v * p[c] + q[c] : h * p[c] + q[c];
         }
     }
 }
 
 /* x_hat = (x - mu) * inv; y = x_hat * p + q (folded = 0: p = gamma, q = beta) or
- * y = x * p + q (folded = 1: p = a, q = shift).  Returns 0 or -1 (unknown dtype). */
+ * y = x * p + q (folded = 1: p = a, q = shift).  xh may be NULL: x_hat is then not stored (y's
+ * bits are the same).  Returns 0 or -1 (unknown dtype). */
 NC_EXPORT int normconf_bn_normalize(const void *x, int dtype, int64_t outer, int64_t C, int64_t inner,
                                     const double *mu, const double *inv, const double *p, const double *q,
                                     int folded, double *y, double *xh) {
     if (dtype < NC_F64 || dtype > NC_BF16 || outer < 0 || C < 0 || inner < 0) {
         return -1;
     }
-#define NORM(D, F)                                                                                                     \
+#define NORM_XH(D, F, XH)                                                                                              \
     do {                                                                                                               \
         if (inner == 1) {                                                                                              \
-            norm_rows(x, D, outer, C, mu, inv, p, q, F, y, xh);                                                       \
+            norm_rows(x, D, outer, C, mu, inv, p, q, F, XH, y, xh);                                                   \
         } else {                                                                                                       \
-            norm_pass(x, D, outer, C, inner, mu, inv, p, q, F, y, xh);                                                \
+            norm_pass(x, D, outer, C, inner, mu, inv, p, q, F, XH, y, xh);                                            \
+        }                                                                                                              \
+    } while (0)
+#define NORM(D, F)                                                                                                     \
+    do {                                                                                                               \
+        if (xh != NULL) {                                                                                              \
+            NORM_XH(D, F, 1);                                                                                          \
+        } else {                                                                                                       \
+            NORM_XH(D, F, 0);                                                                                          \
         }                                                                                                              \
     } while (0)
 #define NORM_DT(F)                                                                                                     \
@@ -363,5 +376,6 @@ NC_EXPORT int normconf_bn_normalize(const void *x, int dtype, int64_t outer, int
     }
 #undef NORM_DT
 #undef NORM
+#undef NORM_XH
     return 0;
 }
