@@ -52,17 +52,20 @@ def _overhead(res: dict):
 def _reference(res: dict):
     r = res["reference"]
     tb = _table(
-        f"reference: reference_outputs vs np.copy, {r['shape']} float32 (median ms)",
-        "reference copy ratio astype-f64 CPU:reference copy ratio".split(),
+        f"reference: reference_outputs ({', '.join(r['reference_outputs'])}; +x_hat: every output) vs "
+        f"np.copy, {r['shape']} float32 (median ms)",
+        "reference +x_hat copy ratio astype-f64 CPU:reference +x_hat copy ratio".split(),
         res,
         "reference",
     )
     tb.add_row(
         f"{r['reference_ms']:.2f}",
+        f"{r['reference_all_ms']:.2f}",
         f"{r['copy_ms']:.2f}",
         f"{r['ratio']}x",
         f"{r['astype_f64_ms']:.2f}",
         f"{r['reference_cpu_ms']:.2f}",
+        f"{r['reference_all_cpu_ms']:.2f}",
         f"{r['copy_cpu_ms']:.2f}",
         _f(r["ratio_cpu"], "", "x"),
     )
@@ -107,6 +110,17 @@ def _fuzz(res: dict):
             f"{f['examples_per_s']}",
             f"{f['backend_runs_per_s']}",
         )
+        w = f.get("warm")
+        if w:
+            tb.add_row(
+                "  warm (same workers)",
+                str(f["jobs"]),
+                str(w["examples"]),
+                str(w["shrink_runs"]),
+                f"{w['seconds']}",
+                f"{w['examples_per_s']}",
+                f"{w['backend_runs_per_s']}",
+            )
     return tb
 
 

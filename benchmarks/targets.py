@@ -81,7 +81,8 @@ def _reference(ref: dict) -> dict:
     shape = "×".join(map(str, ref["shape"]))
     return _row(
         f"reference {shape} <= {TARGETS['reference_vs_copy']:g}× np.copy (CPU)",
-        f"CPU {c}× ({ref['reference_cpu_ms']:.3g} vs {ref['copy_cpu_ms']:.3g} ms); wall {ref['ratio']}×",
+        f"CPU {c}× ({ref['reference_cpu_ms']:.3g} vs {ref['copy_cpu_ms']:.3g} ms; with x_hat "
+        f"{ref['reference_all_cpu_ms']:.3g} ms); wall {ref['ratio']}×",
         c <= TARGETS["reference_vs_copy"] if c is not None else None,
         cpu=c,
         wall=ref["ratio"],
@@ -181,10 +182,22 @@ def targets(res: dict) -> list[dict]:
         v = f["backend_runs_per_s"]
         t.append(
             _row(
-                f"fuzz ({', '.join(f['backends'])}, -j {f['jobs']}) >= {TARGETS['fuzz_runs_per_s']:g} backend runs/s",
-                f"{v} backend runs/s ({f['examples_per_s']} examples/s)",
+                f"fuzz ({', '.join(f['backends'])}, -j {f['jobs']}) >= {TARGETS['fuzz_runs_per_s']:g} backend runs/s, "
+                f"workers started inside the run",
+                f"{v} backend runs/s ({f['examples_per_s']} examples/s, {f['examples']} examples in {f['seconds']} s)",
                 v >= TARGETS["fuzz_runs_per_s"],
                 rate=v,
             )
         )
+        w = f.get("warm")
+        if w:
+            t.append(
+                _row(
+                    f"fuzz warm ({', '.join(f['backends'])}, -j {f['jobs']}) >= {TARGETS['fuzz_runs_per_s']:g} "
+                    f"backend runs/s, a second run on the started workers",
+                    f"{w['backend_runs_per_s']} backend runs/s ({w['examples_per_s']} examples/s)",
+                    w["backend_runs_per_s"] >= TARGETS["fuzz_runs_per_s"],
+                    rate=w["backend_runs_per_s"],
+                )
+            )
     return t

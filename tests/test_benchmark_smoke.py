@@ -111,6 +111,9 @@ def test_fuzz(res):
     f = res["fuzz"]
     assert f["backends"] == ["numpy"] and f["examples"] > 0
     assert f["backend_runs_per_s"] == pytest.approx((f["examples"] + f["shrink_runs"]) / f["seconds"], rel=0.05)
+    w = f["warm"]
+    assert w["examples"] > 0
+    assert w["backend_runs_per_s"] == pytest.approx((w["examples"] + w["shrink_runs"]) / w["seconds"], rel=0.05)
 
 
 def test_memory_probe(res):
@@ -170,8 +173,10 @@ def test_targets_follow_measurements(res):
     suite = next(v for k, v in by.items() if k.startswith("suite: normconf run"))
     assert suite["met"] == (suite["wall"] <= 30 and suite["cpu"] <= 60)
     assert any(k.startswith("suite: -j 2 results identical") and v["met"] for k, v in by.items())
-    fz = next(v for k, v in by.items() if k.startswith("fuzz"))
+    fz = next(v for k, v in by.items() if k.startswith("fuzz ("))
     assert fz["rate"] == res["fuzz"]["backend_runs_per_s"] and fz["met"] == (fz["rate"] >= 50)
+    fw = next(v for k, v in by.items() if k.startswith("fuzz warm"))
+    assert fw["rate"] == res["fuzz"]["warm"]["backend_runs_per_s"] and fw["met"] == (fw["rate"] >= 50)
     lin = next(v for k, v in by.items() if k.startswith("scaling numpy"))
     assert lin["met"] is None  # the quick sizes never reach the 1e6…1e8 range: not claimed either way
     mem = [v for k, v in by.items() if k.startswith("peak memory")]
