@@ -247,14 +247,17 @@ def build_model(
     key = (case.dtype, case.params_dtype, tuple(case.shape), case.channels, float(case.eps), momentum, opset)
     if params_as == "inputs":  # the model holds no values: one per signature, checked once
         feeds.update((name, params[name]) for name in PARAM_NAMES)
-        return _signature_model(*key), feeds
+        # floats keyed by their exact bits (float.hex): 0.0 and -0.0 are equal as keys but not as attributes
+        hexed = (*key[:4], key[4].hex(), None if momentum is None else momentum.hex(), opset)
+        return _signature_model(*hexed), feeds
     return _make_model(*key, {name: np.asarray(params[name]) for name in PARAM_NAMES}), feeds
 
 
 @lru_cache(maxsize=64)
-def _signature_model(*key):
+def _signature_model(dtype, params_dtype, shape, C, eps_hex: str, momentum_hex: str | None, opset: int):
     """The checked parameters-as-inputs model of a signature (shared: callers never modify a model)."""
-    model = _make_model(*key, None)
+    momentum = None if momentum_hex is None else float.fromhex(momentum_hex)
+    model = _make_model(dtype, params_dtype, shape, C, float.fromhex(eps_hex), momentum, opset, None)
     _DIGESTS[id(model)] = (model, hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest())
     while len(_DIGESTS) > 64:
         _DIGESTS.popitem(last=False)

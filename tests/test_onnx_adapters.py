@@ -96,6 +96,25 @@ def test_params_as_inputs_or_initializers():
     assert [i.name for i in m_init.graph.input] == [X]
 
 
+def test_a_signature_shares_one_model_and_each_case_keeps_its_feeds():
+    """Parameters as inputs: cases that differ only in their values share one checked model (and its
+    digest); the feeds are each case's own; another eps, or initializers, is another model."""
+    from normconf.onnx_models import SCALE, X, build_model, model_digest
+
+    a = case(affine={"gamma": [1.0, 2.0, 3.0], "beta": [0.0, 0.0, 0.0]})
+    b = case(affine={"gamma": [4.0, 5.0, 6.0], "beta": [0.0, 0.0, 0.0]}, input={"seed": 8})
+    ma, fa = build_model(a, generate(a))
+    mb, fb = build_model(b, generate(b))
+    assert ma is mb and model_digest(ma) == model_digest(mb)
+    np.testing.assert_array_equal(fa[SCALE], [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(fb[SCALE], [4.0, 5.0, 6.0])
+    np.testing.assert_array_equal(fb[X], generate(b).x[0])
+    me, _ = build_model(case(eps=1e-3), generate(case(eps=1e-3)))
+    assert me is not ma and me.graph.node[0].attribute[0].f == pytest.approx(1e-3)
+    mi, _ = build_model(a, generate(a), params_as="initializers")
+    assert mi is not build_model(a, generate(a), params_as="initializers")[0]
+
+
 def test_opset9_model_is_inference_and_min_ir():
     from normconf.onnx_models import build_model
 

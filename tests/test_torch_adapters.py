@@ -105,3 +105,38 @@ def test_torch_scratch_cumulative_is_unsupported(runner):
     rs = rows(runner, "torch-scratch", momentum="cumulative")
     (r,) = rs.values()
     assert r.outcome == "unsupported" and "cumulative" in r.message
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"layout": "channels_last", "shape": [4, 2, 5, 3]},
+        {"dtype": "float16", "param_dtype": "float32"},
+        {"steps": 2, "momentum": {"batch_weight": 0.3}},
+    ],
+)
+def test_torch_stage_outputs_are_the_kernels_own(fields):
+    """batch_mean/inv_std, read from the module call's autograd node, are what aten::native_batch_norm
+    returns for the same batch and running buffers (bit for bit) — the module's kernel, not a fit."""
+    import numpy as np
+    import torch
+
+    from normconf.adapters import get_adapter
+    from normconf.inputs import generate
+
+    case = loaded_case(file="test", **{"input": {"seed": 2, "mean": 0.5, "std": 2.0}, **fields}).case
+    inputs = generate(case)
+    obs = get_adapter("torch").run_case(case, inputs)
+    rm = torch.from_numpy(np.ascontiguousarray(inputs.running_mean)).clone()
+    rv = torch.from_numpy(np.ascontiguousarray(inputs.running_var)).clone()
+    for k, x_np in enumerate(inputs.x):
+        x = torch.from_numpy(np.ascontiguousarray(x_np))
+        if case.layout == "channels_last":
+            x = x.movedim(-1, 1).contiguous(memory_format=torch.channels_last)
+        w = torch.from_numpy(inputs.gamma) if inputs.gamma is not None else None
+        b = torch.from_numpy(inputs.beta) if inputs.beta is not None else None
+        _, mean, invstd = torch.ops.aten.native_batch_norm(x, w, b, rm, rv, True, case.momentum_weight, case.eps)
+        assert obs.outputs["batch_mean"][k].tobytes() == mean.numpy().tobytes()
+        assert obs.outputs["inv_std"][k].tobytes() == invstd.numpy().tobytes()
+    assert any("autograd node" in n for n in obs.notes)
