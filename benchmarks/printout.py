@@ -101,25 +101,12 @@ def _fuzz(res: dict):
     if "skipped" in f:
         tb.add_row("skipped: " + f["skipped"], "", "", "", "", "", "")
     else:
-        tb.add_row(
-            ",".join(f["backends"]),
-            str(f["jobs"]),
-            str(f["examples"]),
-            str(f["shrink_runs"]),
-            f"{f['seconds']}",
-            f"{f['examples_per_s']}",
-            f"{f['backend_runs_per_s']}",
-        )
-        w = f.get("warm")
-        if w:
+        runs = [(",".join(f["backends"]), f)] + ([("  warm (same workers)", f["warm"])] if f.get("warm") else [])
+        for label, r in runs:
             tb.add_row(
-                "  warm (same workers)",
+                label,
                 str(f["jobs"]),
-                str(w["examples"]),
-                str(w["shrink_runs"]),
-                f"{w['seconds']}",
-                f"{w['examples_per_s']}",
-                f"{w['backend_runs_per_s']}",
+                *(str(r[k]) for k in ("examples", "shrink_runs", "seconds", "examples_per_s", "backend_runs_per_s")),
             )
     return tb
 

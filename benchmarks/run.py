@@ -85,25 +85,19 @@ def bench_fuzz(backends: list[str], max_examples: int, jobs: int = 2) -> dict:
             dt_warm = time.perf_counter() - t
         finally:
             ex.close()
-    runs = rep.examples * len(bs) + rep.shrink_runs
-    runs_warm = warm.examples * len(bs) + warm.shrink_runs
+    return {"backends": bs, "jobs": jobs, **_fuzz_rates(rep, len(bs), dt), "warm": _fuzz_rates(warm, len(bs), dt_warm)}
+
+
+def _fuzz_rates(rep, n_backends: int, seconds: float) -> dict:
+    """One fuzz run's counts and rates (backend runs: every example on every backend, plus shrinking)."""
+    runs = rep.examples * n_backends + rep.shrink_runs
     return {
-        "backends": bs,
-        "jobs": jobs,
         "examples": rep.examples,
         "shrink_runs": rep.shrink_runs,
         "findings": len(rep.findings),
-        "seconds": round(dt, 2),
-        "examples_per_s": round(rep.examples / dt, 2),
-        "backend_runs_per_s": round(runs / dt, 2),
-        "warm": {
-            "examples": warm.examples,
-            "shrink_runs": warm.shrink_runs,
-            "findings": len(warm.findings),
-            "seconds": round(dt_warm, 3),
-            "examples_per_s": round(warm.examples / dt_warm, 2),
-            "backend_runs_per_s": round(runs_warm / dt_warm, 2),
-        },
+        "seconds": round(seconds, 3),
+        "examples_per_s": round(rep.examples / seconds, 2),
+        "backend_runs_per_s": round(runs / seconds, 2),
     }
 
 
