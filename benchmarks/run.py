@@ -28,6 +28,10 @@ time does not):
     numpy and torch, with a linearity check; the suite at 25/50/100 % of its cases; ``-j 1`` vs ``-j 2``.
 
 The JSON records the load average before and after each section.  Targets: :mod:`benchmarks.targets`.
+
+The benchmark process re-executes itself with the workers' malloc settings
+(:func:`normconf.worker_env.malloc_env`), so that the direct calls and the reference it times pay
+the page faults a worker pays, not glibc's defaults.
 """
 
 from __future__ import annotations
@@ -117,6 +121,17 @@ def bench_scaling(res: dict, backends: list[str], exponents: list[int], repeat: 
     return out
 
 
+def _with_worker_malloc() -> None:
+    """Re-execute this process with the workers' ``GLIBC_TUNABLES`` unless it already runs with them
+    (glibc reads them at start-up only)."""
+    from normconf.worker_env import malloc_env
+
+    want = malloc_env()
+    if os.environ.get("GLIBC_TUNABLES", "") != want["GLIBC_TUNABLES"]:
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, **want})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny shapes, few repeats, a one-file suite (smoke test)")
@@ -131,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(HERE / "results.json"))
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if argv is None:
+        _with_worker_malloc()
 
     if args.memory_probe:
         p = json.loads(args.memory_probe)
@@ -162,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
             "loadavg_before": loadavg(),
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
             "suite_is_library": suite_paths == library and not suite_extra,
             "git": subprocess.run(
                 ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True

@@ -55,7 +55,7 @@ from normconf.oracle import expected_outputs
 from normconf.profiles import Profile, parse_conventions, profile_of
 from normconf.results import Row, rows_for
 from normconf.validate_outputs import reply_bound
-from normconf.worker_env import cache_env, thread_env
+from normconf.worker_env import cache_env, malloc_env, thread_env
 
 #: default per-task timeout in seconds (``--timeout``)
 DEFAULT_TIMEOUT = 300.0
@@ -87,6 +87,7 @@ class WorkerHandle:
         self._stderr = tempfile.TemporaryFile()
         full_env = dict(os.environ)
         full_env.update(thread_env())
+        full_env.update(malloc_env())
         full_env.update(cache_env())
         full_env.update(env)
         # a clean sys.path: the package root and an explicitly set PYTHONPATH, never the current

@@ -1,4 +1,5 @@
-"""The environment every worker process starts with: its thread counts and its compilation cache.
+"""The environment every worker process starts with: its thread counts, its malloc settings and its
+compilation cache.
 
 ``$NORMCONF_WORKER_THREADS`` (default 1) sets the threads of every framework a worker may load;
 ``$NORMCONF_CACHE_DIR`` (default ``$XDG_CACHE_HOME/normconf`` or ``~/.cache/normconf``; ``off``)
@@ -37,6 +38,26 @@ def thread_env(environ: dict[str, str] | None = None) -> dict[str, str]:
         "TF_NUM_INTEROP_THREADS": "1",
         "XLA_FLAGS": xla,
     }
+
+
+#: glibc malloc settings of every worker (``GLIBC_TUNABLES``): blocks below 256 MiB come from the
+#: heap, and up to 256 MiB freed at its top stay there for the next case.  glibc's default serves a
+#: block above 32 MiB (a 4 M-element case's float64 expected values, at most twice the size of its
+#: input) from a fresh ``mmap`` that is unmapped when freed, so every such case pays a page fault
+#: and the kernel's zeroing for every page it writes (3-5 ms of the reference's 8-9 ms on a
+#: 6.4 M-element case here: docs/performance.md).  Speed only: no value a framework or normconf
+#: computes depends on where its memory comes from; glibc versions that do not know a tunable ignore it.
+MALLOC_TUNABLES = {"glibc.malloc.mmap_threshold": 256 << 20, "glibc.malloc.trim_threshold": 256 << 20}
+
+
+def malloc_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``GLIBC_TUNABLES`` with :data:`MALLOC_TUNABLES` added to the caller's own (a tunable the caller
+    sets keeps the caller's value)."""
+    environ = os.environ if environ is None else environ
+    parts = [p for p in environ.get("GLIBC_TUNABLES", "").split(":") if p]
+    have = {p.split("=", 1)[0] for p in parts}
+    parts += [f"{k}={v}" for k, v in MALLOC_TUNABLES.items() if k not in have]
+    return {"GLIBC_TUNABLES": ":".join(parts)}
 
 
 #: ``$NORMCONF_CACHE_DIR``: where workers keep compiled programs between runs (``off``: nowhere)

@@ -29,7 +29,50 @@ class FlushDenormals(NumpyReference):
 
 
 #: the variables tests/test_worker_judging.py expects every worker to start with
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "XLA_FLAGS")
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "XLA_FLAGS",
+    "GLIBC_TUNABLES",
+)
+
+
+def mmapped_growth_of_a_40mb_array() -> str:
+    """How many bytes glibc's malloc serves by mmap for one 40 MiB NumPy array (mallinfo2's hblkhd
+    before and during), or ``unavailable`` (not glibc >= 2.33)."""
+    import ctypes
+
+    import numpy as np
+
+    class Info(ctypes.Structure):
+        _fields_ = [
+            (f, ctypes.c_size_t)
+            for f in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return "unavailable"
+    fn.restype = Info
+    before = fn().hblkhd
+    a = np.ones(40 << 20, np.uint8)
+    during = fn().hblkhd
+    del a
+    return str(during - before)
 
 
 class ThreadReport(NumpyReference):
@@ -39,7 +82,8 @@ class ThreadReport(NumpyReference):
 
     def run_case(self, case, inputs):
         obs = super().run_case(case, inputs)
-        return Observed(obs.outputs, [*obs.notes, *(f"{v}={os.environ.get(v, '')}" for v in THREAD_VARS)])
+        notes = [*obs.notes, *(f"{v}={os.environ.get(v, '')}" for v in THREAD_VARS)]
+        return Observed(obs.outputs, [*notes, f"mmapped={mmapped_growth_of_a_40mb_array()}"])
 
 
 class JudgingBreaker(NumpyReference):

@@ -342,3 +342,139 @@ def test_reference_without_x_hat_has_every_other_output_unchanged(lib, monkeypat
     assert set(full) - set(lean) == {"x_hat"} and "x_hat" in full
     for name, arrays in lean.items():
         assert [a.tobytes() for a in arrays] == [a.tobytes() for a in full[name]], name
+
+
+def _documented_sum(seq) -> float:
+    """The kernel's summation order as its header states it, in Python floats (IEEE doubles): blocks of
+    128, element j of a block to lane j mod 8 (sequential sums from -0.0), the block sum
+    ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)), blocks merged by a binary counter (older + newer), the stack
+    folded from the newest."""
+    stack: list[tuple[int, float]] = []
+    lanes = [-0.0] * 8
+
+    def flush():
+        b = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+        level = 0
+        while stack and stack[-1][0] == level:
+            b = stack.pop()[1] + b
+            level += 1
+        stack.append((level, b))
+        lanes[:] = [-0.0] * 8
+
+    k = 0
+    for v in seq:
+        lanes[k % 8] += v
+        k += 1
+        if k == 128:
+            flush()
+            k = 0
+    if k:
+        flush()
+    if not stack:
+        return 0.0
+    total = stack[-1][1]
+    for _level, v in reversed(stack[:-1]):
+        total = v + total
+    return total
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize(
+    "shape,axis",
+    [((3, 4, 29, 31), 1), ((3, 29, 31, 4), -1), ((2, 3, 1001), 1), ((2051, 3), 1), ((5, 2, 7), 1)],
+)
+def test_statistics_follow_the_documented_order_bit_for_bit(lib, shape, axis, dtype):
+    """mean = S / m and ss = sum (x - mean)^2, both in the header's order: exactly, on both paths (one
+    channel at a time, channels in lockstep), with runs that are no multiple of 8 or 128 and up to 24
+    blocks (5 tree levels)."""
+    x = make(shape, dtype, seed=5)
+    mean_k, ss_k = bn.kernel_statistics(lib, x, axis)
+    for c, row in enumerate(per_channel(x, axis)):
+        seq = [float(v) for v in row]
+        mu = _documented_sum(seq) / len(seq)
+        ss = _documented_sum([(v - mu) * (v - mu) for v in seq])
+        assert mean_k[c].tobytes() == np.float64(mu).tobytes(), c
+        assert ss_k[c].tobytes() == np.float64(ss).tobytes(), c
+
+
+def _lanes_fns(lib):
+    import ctypes
+
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    stats, norm = lib.normconf_bn_stats_lanes, lib.normconf_bn_normalize_lanes
+    stats.argtypes = [p, ctypes.c_int, i64, i64, i64, p, p, i64]
+    norm.argtypes = [p, ctypes.c_int, i64, i64, i64, p, p, p, p, ctypes.c_int, p, p, i64]
+    stats.restype = norm.restype = ctypes.c_int
+    return stats, norm
+
+
+def _at_width(lib, x, axis, lanes, folded, with_x_hat, y_offset=0):
+    """(mean, ss, y, x_hat or None) from the kernel's copy for ``lanes``; None where that width is not
+    built for this CPU.  ``y_offset`` elements shift y's start in its buffer (its alignment)."""
+    stats, norm = _lanes_fns(lib)
+    xc, code, outer, C, inner = bn._kernel_layout(x, axis)
+    mean, ss = np.empty(C), np.empty(C)
+    rc = stats(xc.ctypes.data, code, outer, C, inner, mean.ctypes.data, ss.ctypes.data, lanes)
+    if rc == -3:
+        return None
+    assert rc == 0
+    rng = np.random.default_rng(7)
+    inv, g, b = rng.random(C) + 0.5, rng.standard_normal(C), rng.standard_normal(C)
+    buf = np.empty(x.size + y_offset)
+    y = buf[y_offset:]
+    xh = np.empty(x.size) if with_x_hat else None
+    rc = norm(
+        xc.ctypes.data,
+        code,
+        outer,
+        C,
+        inner,
+        mean.ctypes.data,
+        inv.ctypes.data,
+        g.ctypes.data,
+        b.ctypes.data,
+        int(folded),
+        y.ctypes.data,
+        None if xh is None else xh.ctypes.data,
+        lanes,
+    )
+    assert rc == 0
+    return mean, ss, y, xh
+
+
+def _same_bits(a, b) -> bool:
+    return all((u is None and v is None) or u.tobytes() == v.tobytes() for u, v in zip(a, b))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+@pytest.mark.parametrize("shape,axis", LAYOUTS)
+def test_both_vector_widths_give_the_same_bits(lib, shape, axis, dtype):
+    """The AVX2 copy (4 lanes) and the 2-lane copy: the same statistics and normalization, bit for bit
+    (the width changes how many of the 8 lanes one instruction advances, never an addition's order)."""
+    x = make(shape, dtype, seed=6)
+    if x.size:
+        x.flat[x.size // 2] = np.nan
+    for folded in (False, True):
+        for with_x_hat in (False, True):
+            two = _at_width(lib, x, axis, 2, folded, with_x_hat)
+            four = _at_width(lib, x, axis, 4, folded, with_x_hat)
+            if four is None:
+                pytest.skip("this CPU has no AVX2: only the 2-lane copy runs")
+            assert _same_bits(two, four), (folded, with_x_hat)
+    assert _lanes_fns(lib)[0](x.ctypes.data, 1, 1, 1, 1, None, None, 3) == -3  # no 3-lane copy
+
+
+@pytest.mark.parametrize("y_offset", [0, 1, 3])
+@pytest.mark.parametrize("folded", [False, True])
+def test_streamed_output_of_a_large_case_has_the_same_bits(lib, y_offset, folded):
+    """y of >= 32 MiB without x_hat, channels-first: the AVX2 copy writes it with streaming stores, from
+    the first 32-byte-aligned element of each run (y_offset moves where that is); the bits are the 2-lane
+    copy's, and with x_hat (plain stores) y is the same too."""
+    x = make((2, 3, 700, 1000), "float32", seed=8)  # 4.2 M elements: y 33.6 MB
+    two = _at_width(lib, x, 1, 2, folded, False, y_offset)
+    four = _at_width(lib, x, 1, 4, folded, False, y_offset)
+    if four is None:
+        pytest.skip("this CPU has no AVX2: only the 2-lane copy runs (no streaming stores)")
+    assert _same_bits(two, four)
+    with_xh = _at_width(lib, x, 1, 4, folded, True, y_offset)
+    assert with_xh[2].tobytes() == four[2].tobytes()

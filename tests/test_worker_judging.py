@@ -24,7 +24,7 @@ import pytest
 
 from normconf.runner import JudgingError, Runner
 from normconf.worker import FTZ_NOTE, fpu_is_ieee
-from normconf.worker_env import cache_env, thread_env
+from normconf.worker_env import MALLOC_TUNABLES, cache_env, malloc_env, thread_env
 from tests.helpers import REPO_ROOT, loaded_case, run_cli
 
 ADAPTERS = "tests.judging_adapters:ADAPTERS"
@@ -120,12 +120,37 @@ def test_workers_start_single_threaded_unless_told_otherwise(monkeypatch):
     for v in ("OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE"):
         assert v in notes
     assert "intra_op_parallelism_threads=1" in notes and "xla_cpu_multi_thread_eigen=false" in notes
+    assert all(f"{k}={v}" in notes for k, v in MALLOC_TUNABLES.items())
     monkeypatch.setenv("NORMCONF_WORKER_THREADS", "3")
     env = thread_env()
     assert env["OMP_NUM_THREADS"] == "3" and "xla_cpu_multi_thread_eigen=true" in env["XLA_FLAGS"]
     monkeypatch.setenv("NORMCONF_WORKER_THREADS", "many")
     with pytest.raises(ValueError, match="NORMCONF_WORKER_THREADS='many'"):
         Runner()
+
+
+def test_workers_take_large_arrays_from_the_heap(monkeypatch):
+    """The malloc tunables take effect in a worker: a 40 MiB array is not a fresh mmap there (it is
+    one under glibc's defaults, above its 32 MiB dynamic threshold), and a user's own tunables stay."""
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    with Runner((ADAPTERS,)) as r:
+        (row, *_) = r.run_pair(loaded_case(id="malloc"), "thread-report")
+    mmapped = next(n for n in row.notes.split("; ") if n.startswith("mmapped=")).split("=", 1)[1]
+    if mmapped == "unavailable":
+        pytest.skip("not glibc >= 2.33 (no mallinfo2): the tunables cannot be observed")
+    assert int(mmapped) == 0
+    here = subprocess.run(
+        [sys.executable, "-c", "import tests.judging_adapters as j; print(j.mmapped_growth_of_a_40mb_array())"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "GLIBC_TUNABLES": ""},
+    )
+    assert int(here.stdout) >= 40 << 20, "glibc's defaults mmap it: the test would not tell the settings apart"
+    env = malloc_env({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=4096:glibc.cpu.hwcaps=-AVX512F"})
+    assert env["GLIBC_TUNABLES"] == (
+        f"glibc.malloc.trim_threshold=4096:glibc.cpu.hwcaps=-AVX512F:glibc.malloc.mmap_threshold={256 << 20}"
+    )
 
 
 def test_a_malformed_thread_count_is_a_usage_error(tmp_path):
