@@ -54,6 +54,7 @@ from normconf.inputs import Inputs, generate
 from normconf.oracle import expected_outputs
 from normconf.profiles import Profile, parse_conventions, profile_of
 from normconf.results import Row, rows_for
+from normconf.shared_objects import Missing, Sender
 from normconf.validate_outputs import reply_bound
 from normconf.worker_env import cache_env, malloc_env, thread_env
 
@@ -93,6 +94,7 @@ class WorkerHandle:
         # a clean sys.path: the package root and an explicitly set PYTHONPATH, never the current
         # folder (-P); the --adapter modules found in it are pinned, not the folder (normconf.isolation)
         self.token = isolation.new_token()
+        self.shared = Sender()  # which cases and profiles this worker holds (normconf.shared_objects)
         self.proc = subprocess.Popen(
             isolation.worker_command(),
             stdin=subprocess.PIPE,
@@ -197,6 +199,9 @@ class WorkerHandle:
         kind, payload = self._recv(timeout, what, limit)
         if kind == "internal":  # judging failed in the worker: normconf's own bug, as loud as in this process
             raise JudgingError(f"normconf failed judging {what} in the worker:\n{payload}")
+        if kind == "missing":  # a shared object the worker no longer holds (normconf.shared_objects)
+            self.shared.forget()
+            raise Missing(payload)
         if kind != "ok":
             raise WorkerFailure(str(payload))
         return payload
@@ -299,6 +304,7 @@ class Runner:
             if not self.user_backends:
                 raise ValueError("--conventions applies to the backends of --native and --adapter; none was given")
             self.user_profile = parse_conventions(conventions, self.adapters)
+        self._profiles: dict[str, Profile] = {}
         self._cache: OrderedDict[str, tuple[Inputs, dict]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
@@ -424,12 +430,14 @@ class Runner:
         t0 = time.perf_counter()
         try:
             w = self._worker(backend)
-            judged = w.call(
-                ("pair", proto.PairTask(lc, backend, profile)),
-                self.timeout,
-                f"{lc.id} on {backend}",
-                limit=reply_bound(lc.case),
-            )
+            for attempt in (1, 2):  # the second sends the case and profile in full
+                task = proto.PairTask(w.shared.share(lc), backend, w.shared.share(profile))
+                try:
+                    judged = w.call(("pair", task), self.timeout, f"{lc.id} on {backend}", limit=reply_bound(lc.case))
+                    break
+                except Missing:
+                    if attempt == 2:
+                        raise WorkerFailure(f"the worker lost {lc.id}'s case twice") from None
         except WorkerFailure as e:
             self._drop_worker(backend)
             res = proto.BackendResult(backend, "error", message=str(e), seconds=time.perf_counter() - t0)
@@ -450,11 +458,15 @@ class Runner:
         return rows_for(lc, backend, res, None, None, profile)
 
     def profile(self, backend: str) -> Profile:
-        """The conventions ``backend`` declares (or was given with ``conventions``)."""
-        if self.user_profile is not None and backend in self.user_backends:
-            return Profile(f"{backend} ({self.user_profile.name})", self.user_profile.entries)
-        cls = self.adapters.get(backend)
-        return profile_of(cls) if cls is not None else Profile(backend)
+        """The conventions ``backend`` declares (or was given with ``conventions``); one object per
+        backend (sent to its worker once)."""
+        if backend not in self._profiles:
+            if self.user_profile is not None and backend in self.user_backends:
+                self._profiles[backend] = Profile(f"{backend} ({self.user_profile.name})", self.user_profile.entries)
+            else:
+                cls = self.adapters.get(backend)
+                self._profiles[backend] = profile_of(cls) if cls is not None else Profile(backend)
+        return self._profiles[backend]
 
     def backend_info(self, backends: list[str]) -> dict[str, tuple[str | None, str]]:
         """{backend: (unavailable reason or None, version)}, asked of each group's worker."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal, cast
 
 Estimator = Literal["biased", "unbiased"]
@@ -101,8 +102,13 @@ class Semantics:
         return 1.0 - w if self.momentum_direction == "reversed" else w
 
     def replace(self, **changes: Any) -> "Semantics":
-        """A copy with ``changes`` applied (fields are validated by name)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` applied (fields are validated by name).  Memoized: judging asks for
+        the same few variants of a case's semantics for every pair (equal results either way: the
+        class is frozen)."""
+        try:
+            return _replaced(self, tuple(sorted((k, type(v).__name__, v) for k, v in changes.items())))
+        except TypeError:  # an unhashable value: validated (and refused) by dataclasses.replace
+            return dataclasses.replace(self, **changes)
 
     def differences(self, other: "Semantics") -> dict[str, object]:
         """Fields whose value in ``self`` differs from ``other``: {name: self's value}."""
@@ -114,8 +120,18 @@ class Semantics:
 
     def label(self, base: "Semantics | None" = None) -> str:
         """Machine-readable ``knob=value[,knob=value]`` relative to ``base`` (default: ONNX)."""
-        diff = self.differences(base or Semantics())
-        return ",".join(f"{k}={_fmt(v)}" for k, v in diff.items())
+        return _label(self, base or Semantics())
+
+
+@lru_cache(maxsize=1024)
+def _replaced(sem: Semantics, changes: tuple[tuple[str, str, Any], ...]) -> Semantics:
+    """``sem`` with ``changes`` ((field, type name, value): 1 and True are different keys) applied."""
+    return dataclasses.replace(sem, **{k: v for k, _t, v in changes})
+
+
+@lru_cache(maxsize=1024)
+def _label(sem: Semantics, base: Semantics) -> str:
+    return ",".join(f"{k}={_fmt(v)}" for k, v in sem.differences(base).items())
 
 
 def _fmt(v: object) -> str:

@@ -35,7 +35,8 @@ import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from normconf.memo import by_identity
+from normconf.memo import case_json
+from normconf.shared_objects import Missing, Receiver
 
 #: frame header: pickle length, number of out-of-band buffers; then one ``_LEN`` per buffer, the
 #: pickle, the buffers.  Arrays travel as pickle-5 out-of-band buffers: written from their own
@@ -102,7 +103,8 @@ class Task:
 
 @dataclass
 class PairTask:
-    """Run one backend on one case and judge the outputs in the worker (plain, picklable)."""
+    """Run one backend on one case and judge the outputs in the worker (plain, picklable).  ``lc`` and
+    ``profile`` may come as :mod:`normconf.shared_objects` Put/Ref (sent once, referred to after)."""
 
     lc: object  # normconf.cases.LoadedCase
     backend: str
@@ -142,10 +144,9 @@ class BackendResult:
     seconds: float = 0.0
 
 
-@by_identity()
 def case_key(case) -> str:
     """The case's cache key in this worker: its canonical JSON (equal cases, equal keys)."""
-    return case.model_dump_json()
+    return case_json(case)
 
 
 class _Host:
@@ -158,6 +159,7 @@ class _Host:
         self._inputs: OrderedDict[str, object] = OrderedDict()
         self._expected: OrderedDict[str, tuple[frozenset[str], dict]] = OrderedDict()
         self._versions: dict[str, str] = {}
+        self.shared = Receiver()  # the cases and profiles of pair tasks, sent once (normconf.shared_objects)
 
     def adapter(self, backend: str):
         if backend not in self._adapters:
@@ -436,6 +438,11 @@ def main(argv: list[str] | None = None) -> None:
             if kind == "run":
                 _reply(proto_out, payload.backend, ("ok", host.run(payload)))
             elif kind == "pair":
+                try:
+                    payload.lc, payload.profile = host.shared.resolve(payload.lc), host.shared.resolve(payload.profile)
+                except Missing as e:  # the harness sends the task again in full
+                    send(proto_out, ("missing", e.token))
+                    continue
                 try:
                     judged = host.pair(payload)
                 except Exception:  # the comparison or the explainer failed: normconf's bug, not the backend's

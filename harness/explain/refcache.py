@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from normconf.memo import case_json
 from normconf.references.batchnorm import PER_CHANNEL_OUTPUTS as PER_CHANNEL  # shape (C,): always kept in the cache
 from normconf.references.batchnorm import STATISTICS as STATS  # the reference's cheap statistics-only path
 from normconf.semantics import Semantics
@@ -226,23 +227,10 @@ def _pinned(case, inputs) -> tuple | None:
 #: the name prefix of a rounded output in an entry (:meth:`ReferenceCache.rounded`)
 _ROUNDED = "__rounded__:"
 
-_CASE_KEYS: "OrderedDict[int, tuple[Any, str]]" = OrderedDict()
-
-
-_CASE_KEYS_LOCK = threading.Lock()
-
 
 def _case_key(case) -> str:
-    with _CASE_KEYS_LOCK:
-        hit = _CASE_KEYS.get(id(case))
-        if hit is not None and hit[0] is case:
-            return hit[1]
-    key = case.model_dump_json()
-    with _CASE_KEYS_LOCK:
-        _CASE_KEYS[id(case)] = (case, key)
-        while len(_CASE_KEYS) > 64:
-            _CASE_KEYS.popitem(last=False)
-    return key
+    """The case's canonical JSON (:func:`normconf.memo.case_json`: once per case object)."""
+    return case_json(case)
 
 
 #: the process-wide cache (one per worker process)
