@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from normconf.report import write_reports
+from normconf.report import plots, write_reports
 from normconf.report.html import json_for_script, page_data, render
 from normconf.report.model import build
 from normconf.report.plots import heatmap_svg, plot_data, plot_key
@@ -237,6 +237,31 @@ def test_plot_data_histogram_and_channel_maxima():
     d1 = plot_data(np.array([1.0, 2.5]), np.array([1.0, 2.0]), channel_axis=1)
     assert d1["channel_max_abs_err"] == [0.0, 0.5]
     json.dumps(d)  # JSON-able
+
+
+@pytest.mark.parametrize(
+    "shape,axis",
+    [((6, 5, 7, 9), 1), ((6, 7, 9, 5), -1), ((40, 30), 0), ((400,), 1), ((3, 50, 40), 2), ((1, 4, 30, 30), 1)],
+)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_plot_data_of_a_large_output_is_summarised_in_blocks_with_the_same_numbers(monkeypatch, shape, axis, dtype):
+    """Above PLOT_BLOCK elements the summary is taken block by block (no full-size float64 temporaries):
+    counts, histogram counts, minima and maxima, identical to the one-pass summary, with NaN, Inf, zero
+    errors and a channel without any finite pair."""
+    rng = np.random.default_rng(4)
+    exp = (rng.standard_normal(shape) * 3).astype(dtype).astype(np.float64)  # half the errors exactly 0
+    obs = (exp + rng.standard_normal(shape) * 10.0 ** rng.integers(-9, -1, shape) * rng.integers(0, 2, shape)).astype(
+        dtype
+    )
+    obs.flat[3], obs.flat[11] = np.nan, np.inf
+    exp.flat[5] = -np.inf
+    if len(shape) > 1:
+        obs[(slice(None),) * (axis % len(shape)) + (0,)] = np.nan  # channel 0: nothing finite
+    one_pass = plot_data(obs, exp, axis)
+    monkeypatch.setattr(plots, "PLOT_BLOCK", 37)  # many blocks, of uneven rows
+    blocked = plot_data(obs, exp, axis)
+    assert one_pass is not None and blocked == one_pass
+    assert sum(one_pass["abs_err_hist"]["counts"]) > 0 and one_pass["abs_err_hist"]["zeros"] > 0
 
 
 def test_plot_data_reaches_the_page():

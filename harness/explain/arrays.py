@@ -98,6 +98,23 @@ def _sketch(a: np.ndarray, n: int = 4096) -> np.ndarray:
     return flat[np.linspace(0, flat.size - 1, n).astype(np.int64)].astype(np.float64)
 
 
+def identical_rounded(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> bool:
+    """:func:`_identical` of ``a`` rounded to ``dtype`` (and back to float64) and ``b``, rounding one
+    chunk at a time (no full-size rounded copy of ``a``)."""
+    if dtype == np.float64:
+        return _identical(a, b)
+    if a.shape != b.shape:
+        return False
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    with np.errstate(all="ignore"):
+        for s in range(0, fa.size, _CHUNK):
+            if not np.array_equal(
+                fa[s : s + _CHUNK].astype(dtype).astype(np.float64), fb[s : s + _CHUNK], equal_nan=True
+            ):
+                return False
+    return True
+
+
 def _same_numbers(a: np.ndarray, b: np.ndarray, tol) -> bool:
     """Two alternatives' outputs agree far inside the tolerance (1/1000 of it): one explanation."""
     if a.shape != b.shape:

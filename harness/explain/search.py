@@ -31,11 +31,11 @@ from normconf.explain import bounds as bd
 from normconf.explain.arrays import (
     SAMPLE_ABOVE,
     _digest,
-    _identical,
     _same_numbers,
     _sketch,
     as_f64,
     columns,
+    identical_rounded,
     residual,
     sample_columns,
 )
@@ -272,8 +272,7 @@ def explain_output(
     np_out = np_dtype(out_dt)
 
     def no_effect(alt: np.ndarray, ref: np.ndarray) -> bool:
-        with np.errstate(all="ignore"):
-            return _identical(alt if np_out == np.float64 else alt.astype(np_out).astype(np.float64), ref)
+        return identical_rounded(alt, ref, np_out)
 
     tried: dict[Semantics, Candidate | None] = {}
     evaluated = 0

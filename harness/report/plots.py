@@ -62,55 +62,94 @@ def plot_data(observed: Any, expected: Any, channel_axis: int = 1) -> dict[str, 
         return None
 
 
-def _readable(a: Any) -> np.ndarray | None:
-    """``a`` as a float64 array, or ``None`` when it is not an array of real numbers."""
+def _real(a: Any) -> np.ndarray | None:
+    """``a`` as an array of real numbers (not converted), or ``None`` when it is not one."""
     if not isinstance(a, np.ndarray) or a.dtype.kind in "cOUSVMmb" and a.dtype.name != "bfloat16":
         return None
-    return a.astype(np.float64)
+    return a
+
+
+#: elements per block of the summary's passes over a large output (their float64 temporaries are
+#: a few MB; the whole array is never converted or differenced at once)
+PLOT_BLOCK = 1 << 18
+
+
+def _errors(o: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(|o - e| in float64 with NaN where a side is not finite, the finite mask)."""
+    of, ef = o.astype(np.float64), e.astype(np.float64, copy=False)
+    finite = np.isfinite(of) & np.isfinite(ef)
+    return np.where(finite, np.abs(of - ef), np.nan), finite
 
 
 def _plot_data(observed: Any, expected: Any, channel_axis: int) -> dict[str, Any] | None:
-    o = _readable(np.asarray(observed) if isinstance(observed, (list, tuple)) else observed)
-    e = _readable(np.asarray(expected) if isinstance(expected, (list, tuple)) else expected)
+    o = _real(np.asarray(observed) if isinstance(observed, (list, tuple)) else observed)
+    e = _real(np.asarray(expected) if isinstance(expected, (list, tuple)) else expected)
     if o is None or e is None or o.shape != e.shape:
         return None
-    finite = np.isfinite(o) & np.isfinite(e)
-    err = np.where(finite, np.abs(o - e), np.nan)
-    vals = err[finite]
-    zeros = int(np.count_nonzero(vals == 0))
-    nz = vals[vals > 0]
-    if nz.size:
-        hi = math.ceil(math.log10(float(nz.max())) * BINS_PER_DECADE) / BINS_PER_DECADE
-        lo = math.floor(math.log10(float(nz.min())) * BINS_PER_DECADE) / BINS_PER_DECADE
+    axis = None if o.ndim == 0 else (0 if o.ndim == 1 else channel_axis % o.ndim)
+    # blocks along the channel axis when it leads, else along axis 0 (never the channel axis): each
+    # summary below is a count, a sum of histogram counts, a minimum or a maximum, the same whatever
+    # the blocks
+    lead = 0 if o.ndim == 0 else o.shape[0]
+    step = max(1, PLOT_BLOCK // max(1, o.size // max(1, lead))) if o.ndim else 1
+    blocks = [slice(i, i + step) for i in range(0, lead, step)] if o.ndim and o.size > PLOT_BLOCK else [slice(None)]
+    zeros = nonfinite = 0
+    lo_v, hi_v = math.inf, -math.inf
+    maxima: list[np.ndarray] = []
+    for b in blocks:
+        err, finite = _errors(o[b], e[b]) if o.ndim else _errors(o, e)
+        vals = err[finite]
+        zeros += int(np.count_nonzero(vals == 0))
+        nonfinite += int(finite.size - np.count_nonzero(finite))
+        nz = vals[vals > 0]
+        if nz.size:
+            lo_v, hi_v = min(lo_v, float(nz.min())), max(hi_v, float(nz.max()))
+        maxima.append(_channel_maxima(err, axis))
+    if axis == 0 or axis is None:
+        per_channel = np.concatenate(maxima)
+    else:
+        per_channel = maxima[0]
+        for m in maxima[1:]:  # NaN only where no block had a finite pair for that channel
+            per_channel = np.where(
+                np.isnan(per_channel), m, np.where(np.isnan(m), per_channel, np.maximum(per_channel, m))
+            )
+    if hi_v > 0:
+        hi = math.ceil(math.log10(hi_v) * BINS_PER_DECADE) / BINS_PER_DECADE
+        lo = math.floor(math.log10(lo_v) * BINS_PER_DECADE) / BINS_PER_DECADE
         lo = max(lo, hi - MAX_DECADES)
         if hi <= lo:
             hi = lo + 1.0 / BINS_PER_DECADE
         n = int(round((hi - lo) * BINS_PER_DECADE))
         edges = [round(lo + i / BINS_PER_DECADE, 6) for i in range(n + 1)]
-        logs = np.clip(np.log10(nz), lo, hi)
-        counts, _ = np.histogram(logs, bins=np.asarray(edges))
+        counts = np.zeros(n, np.int64)
+        for b in blocks:
+            err, finite = _errors(o[b], e[b]) if o.ndim else _errors(o, e)
+            vals = err[finite]
+            nz = vals[vals > 0]
+            counts += np.histogram(np.clip(np.log10(nz), lo, hi), bins=np.asarray(edges))[0]
         counts_l = [int(c) for c in counts]
     else:
         edges, counts_l = [], []
-    if err.ndim == 0:
-        per_channel = err.reshape(1)
-    else:
-        axis = 0 if err.ndim == 1 else channel_axis % err.ndim
-        moved = np.moveaxis(err, axis, 0).reshape(err.shape[axis], -1)
-        with np.errstate(all="ignore"):
-            has = np.isfinite(moved).any(axis=1)
-            per_channel = np.where(has, np.nanmax(np.where(np.isfinite(moved), moved, -np.inf), axis=1), np.nan)
     ch = [None if not math.isfinite(v) else float(f"{v:.4g}") for v in per_channel[:MAX_CHANNELS].tolist()]
     return {
         "abs_err_hist": {
             "log10_edges": edges,
             "counts": counts_l,
             "zeros": zeros,
-            "nonfinite": int(finite.size - np.count_nonzero(finite)),
+            "nonfinite": nonfinite,
         },
         "channel_max_abs_err": ch,
         "channels": int(per_channel.size),
     }
+
+
+def _channel_maxima(err: np.ndarray, axis: int | None) -> np.ndarray:
+    """The largest finite |error| per channel of one block (NaN for a channel with none)."""
+    if axis is None:
+        return err.reshape(1)
+    moved = np.moveaxis(err, axis, 0).reshape(err.shape[axis], -1)
+    has = np.isfinite(moved).any(axis=1)
+    return np.where(has, np.nanmax(np.where(np.isfinite(moved), moved, -np.inf), axis=1), np.nan)
 
 
 # ----------------------------------------------------------------------------------------
