@@ -207,7 +207,19 @@ class _Host:
     def pair(self, task: PairTask):
         """``("rows", rows)``: ``task`` run and judged here; ``("result", BackendResult)``: run only, for
         the harness to judge (this process's floating-point environment is not IEEE)."""
+        key = case_key(task.lc.case)  # type: ignore[attr-defined]
         res = self.run(Task(task.lc.case, task.backend))  # type: ignore[attr-defined]
+        if task.lc.case.model_dump_json() != key:  # type: ignore[attr-defined]
+            # the adapter changed the case object in place (a list field: its frozen model cannot stop
+            # that): its result is an error, and the next backends get the case as it was sent
+            task.lc.case = type(task.lc.case).model_validate_json(key)  # type: ignore[attr-defined]
+            res = BackendResult(
+                task.backend,
+                "error",
+                message="the adapter changed the case it was given (in place); a backend must not modify its case",
+                version=res.version,
+                seconds=res.seconds,
+            )
         if not fpu_is_ieee():
             res.notes = [*res.notes, FTZ_NOTE]
             return "result", res

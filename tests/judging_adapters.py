@@ -4,6 +4,8 @@
 worker before returning the reference's outputs, so the worker must hand the outputs to the harness
 to be judged.  ``thread-report``: returns the reference's outputs with the worker's thread settings in
 its notes.  ``judging-breaker``: makes judging raise in its worker (a stand-in for a bug in normconf).
+``case-mutator``: reverses its case's ``shape`` list in place after computing the reference's
+outputs; ``mutator-neighbour``: the plain reference in the same worker.
 Loaded with ``--adapter tests.judging_adapters:ADAPTERS``.
 """
 
@@ -101,4 +103,21 @@ class JudgingBreaker(NumpyReference):
         return super().run_case(case, inputs)
 
 
-ADAPTERS = [FlushDenormals, ThreadReport, JudgingBreaker]
+class CaseMutator(NumpyReference):
+    id = "case-mutator"
+    worker = "mutator"
+    description = "the numpy reference, reversing the case's shape list in place (an adapter bug)"
+
+    def run_case(self, case, inputs):
+        obs = super().run_case(case, inputs)
+        case.shape.reverse()
+        return obs
+
+
+class MutatorNeighbour(NumpyReference):
+    id = "mutator-neighbour"
+    worker = "mutator"
+    description = "the numpy reference, in case-mutator's worker"
+
+
+ADAPTERS = [FlushDenormals, ThreadReport, JudgingBreaker, CaseMutator, MutatorNeighbour]

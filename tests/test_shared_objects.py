@@ -65,3 +65,20 @@ def test_a_pair_sends_its_case_once_and_recovers_a_lost_one(monkeypatch):
         with fresh:
             assert [_timeless(x) for x in rows] == [_timeless(x) for x in fresh.run_pair(lost, "numpy")]
     assert [x.outcome for x in first] == [x.outcome for x in again] and all(x.outcome == "pass" for x in first)
+
+
+def test_an_adapter_changing_its_case_is_an_error_and_the_next_backend_gets_the_case_as_sent():
+    """The worker holds one case object for every backend of its group: an adapter that changes it in
+    place (a list field: the frozen model cannot stop that) gets an error row, and the case is restored."""
+    from tests.judging_adapters import ADAPTERS
+
+    lc = loaded_case(id="mutated", shape=[2, 3, 4, 5])
+    with Runner(("tests.judging_adapters:ADAPTERS",)) as r:
+        (bad, *_) = r.run_pair(lc, "case-mutator")
+        after = r.run_pair(lc, "mutator-neighbour")
+    with Runner(("tests.judging_adapters:ADAPTERS",)) as fresh:
+        alone = fresh.run_pair(loaded_case(id="mutated", shape=[2, 3, 4, 5]), "mutator-neighbour")
+    assert bad.outcome == "error" and "changed the case it was given" in bad.message
+    assert lc.case.shape == [2, 3, 4, 5]  # the harness's own object was never touched
+    assert [_timeless(x) for x in after] == [_timeless(x) for x in alone]
+    assert all(x.outcome == "pass" for x in after) and ADAPTERS
