@@ -149,6 +149,21 @@ def case_key(case) -> str:
     return case_json(case)
 
 
+def _read_only(inputs):
+    """``inputs`` with every array it holds made read-only: every backend of the group runs on these
+    same arrays and the expected values are computed from them after the first backend ran, so a
+    backend writing into one (an in-place ``x -= mean``) would change the case for itself and for
+    every later backend.  NumPy refuses such a write (an error row for that backend); native code
+    given the pointer is bound by the ABI's ``const``."""
+    import numpy as np
+
+    for value in vars(inputs).values():
+        for a in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(a, np.ndarray):
+                a.flags.writeable = False
+    return inputs
+
+
 class _Host:
     """Holds the adapter instances and an input cache inside the worker."""
 
@@ -173,7 +188,7 @@ class _Host:
         if key not in self._inputs:
             from normconf.ops import spec_for
 
-            self._inputs[key] = spec_for(case).generate(case)
+            self._inputs[key] = _read_only(spec_for(case).generate(case))
             while len(self._inputs) > 2:
                 self._inputs.popitem(last=False)
         self._inputs.move_to_end(key)
@@ -305,6 +320,8 @@ class _Host:
         except Exception as e:
             tb = traceback.extract_tb(e.__traceback__)
             where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+            if isinstance(e, ValueError) and "read-only" in str(e):
+                where += "; the case's input arrays are read-only: a backend must not write into them"
             return BackendResult(
                 task.backend,
                 "error",

@@ -5,7 +5,8 @@ worker before returning the reference's outputs, so the worker must hand the out
 to be judged.  ``thread-report``: returns the reference's outputs with the worker's thread settings in
 its notes.  ``judging-breaker``: makes judging raise in its worker (a stand-in for a bug in normconf).
 ``case-mutator``: reverses its case's ``shape`` list in place after computing the reference's
-outputs; ``mutator-neighbour``: the plain reference in the same worker.
+outputs; ``input-writer``: scales its ``x`` in place after computing them; ``mutator-neighbour``:
+the plain reference in the same worker.
 Loaded with ``--adapter tests.judging_adapters:ADAPTERS``.
 """
 
@@ -114,10 +115,21 @@ class CaseMutator(NumpyReference):
         return obs
 
 
+class InputWriter(NumpyReference):
+    id = "input-writer"
+    worker = "mutator"
+    description = "the numpy reference, then x *= 2 in place (an adapter bug)"
+
+    def run_case(self, case, inputs):
+        obs = super().run_case(case, inputs)
+        inputs.x[0][...] *= 2
+        return obs
+
+
 class MutatorNeighbour(NumpyReference):
     id = "mutator-neighbour"
     worker = "mutator"
     description = "the numpy reference, in case-mutator's worker"
 
 
-ADAPTERS = [FlushDenormals, ThreadReport, JudgingBreaker, CaseMutator, MutatorNeighbour]
+ADAPTERS = [FlushDenormals, ThreadReport, JudgingBreaker, CaseMutator, InputWriter, MutatorNeighbour]

@@ -82,3 +82,18 @@ def test_an_adapter_changing_its_case_is_an_error_and_the_next_backend_gets_the_
     assert lc.case.shape == [2, 3, 4, 5]  # the harness's own object was never touched
     assert [_timeless(x) for x in after] == [_timeless(x) for x in alone]
     assert all(x.outcome == "pass" for x in after) and ADAPTERS
+
+
+def test_an_adapter_writing_into_its_inputs_is_refused_and_changes_nothing_for_the_next_backend():
+    """Inputs are cached per case for every backend of a worker group, and the expected values are
+    computed from them: they are read-only, so an in-place write is that backend's error and nobody
+    else's (before: the writer passed against a reference of its own doubled x, its neighbours ran on it)."""
+    lc = loaded_case(id="written", shape=[2, 3, 4, 5])
+    with Runner(("tests.judging_adapters:ADAPTERS",)) as r:
+        (bad, *_) = r.run_pair(lc, "input-writer")
+        after = r.run_pair(lc, "mutator-neighbour")
+    with Runner(("tests.judging_adapters:ADAPTERS",)) as fresh:
+        alone = fresh.run_pair(loaded_case(id="written", shape=[2, 3, 4, 5]), "mutator-neighbour")
+    assert bad.outcome == "error" and "read-only" in bad.message and "must not write into them" in bad.message
+    assert [_timeless(x) for x in after] == [_timeless(x) for x in alone]
+    assert all(x.outcome == "pass" for x in after)
