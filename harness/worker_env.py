@@ -46,7 +46,8 @@ def thread_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 #: input) from a fresh ``mmap`` that is unmapped when freed, so every such case pays a page fault
 #: and the kernel's zeroing for every page it writes (3-5 ms of the reference's 8-9 ms on a
 #: 6.4 M-element case here: docs/performance.md).  Speed only: no value a framework or normconf
-#: computes depends on where its memory comes from; glibc versions that do not know a tunable ignore it.
+#: computes depends on where its memory comes from; a glibc that does not know a tunable, or caps the
+#: threshold at 32 MiB (HEAP_MAX_SIZE / 2 in older versions), ignores it.
 MALLOC_TUNABLES = {"glibc.malloc.mmap_threshold": 256 << 20, "glibc.malloc.trim_threshold": 256 << 20}
 
 
