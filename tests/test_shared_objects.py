@@ -67,33 +67,31 @@ def test_a_pair_sends_its_case_once_and_recovers_a_lost_one(monkeypatch):
     assert [x.outcome for x in first] == [x.outcome for x in again] and all(x.outcome == "pass" for x in first)
 
 
+def _after_a_bad_neighbour(case_id: str, bad_backend: str):
+    """(the bad backend's first row, the harness's case) on one 2x3x4x5 case, after checking that the
+    neighbour run next in the same worker gives the rows it gives in a fresh one (all pass)."""
+    lc = loaded_case(id=case_id, shape=[2, 3, 4, 5])
+    with Runner(("tests.judging_adapters:ADAPTERS",)) as r:
+        (bad, *_) = r.run_pair(lc, bad_backend)
+        after = r.run_pair(lc, "mutator-neighbour")
+    with Runner(("tests.judging_adapters:ADAPTERS",)) as fresh:
+        alone = fresh.run_pair(loaded_case(id=case_id, shape=[2, 3, 4, 5]), "mutator-neighbour")
+    assert [_timeless(x) for x in after] == [_timeless(x) for x in alone]
+    assert all(x.outcome == "pass" for x in after)
+    return bad, lc
+
+
 def test_an_adapter_changing_its_case_is_an_error_and_the_next_backend_gets_the_case_as_sent():
     """The worker holds one case object for every backend of its group: an adapter that changes it in
     place (a list field: the frozen model cannot stop that) gets an error row, and the case is restored."""
-    from tests.judging_adapters import ADAPTERS
-
-    lc = loaded_case(id="mutated", shape=[2, 3, 4, 5])
-    with Runner(("tests.judging_adapters:ADAPTERS",)) as r:
-        (bad, *_) = r.run_pair(lc, "case-mutator")
-        after = r.run_pair(lc, "mutator-neighbour")
-    with Runner(("tests.judging_adapters:ADAPTERS",)) as fresh:
-        alone = fresh.run_pair(loaded_case(id="mutated", shape=[2, 3, 4, 5]), "mutator-neighbour")
+    bad, lc = _after_a_bad_neighbour("mutated", "case-mutator")
     assert bad.outcome == "error" and "changed the case it was given" in bad.message
     assert lc.case.shape == [2, 3, 4, 5]  # the harness's own object was never touched
-    assert [_timeless(x) for x in after] == [_timeless(x) for x in alone]
-    assert all(x.outcome == "pass" for x in after) and ADAPTERS
 
 
 def test_an_adapter_writing_into_its_inputs_is_refused_and_changes_nothing_for_the_next_backend():
     """Inputs are cached per case for every backend of a worker group, and the expected values are
     computed from them: they are read-only, so an in-place write is that backend's error and nobody
     else's (before: the writer passed against a reference of its own doubled x, its neighbours ran on it)."""
-    lc = loaded_case(id="written", shape=[2, 3, 4, 5])
-    with Runner(("tests.judging_adapters:ADAPTERS",)) as r:
-        (bad, *_) = r.run_pair(lc, "input-writer")
-        after = r.run_pair(lc, "mutator-neighbour")
-    with Runner(("tests.judging_adapters:ADAPTERS",)) as fresh:
-        alone = fresh.run_pair(loaded_case(id="written", shape=[2, 3, 4, 5]), "mutator-neighbour")
+    bad, _lc = _after_a_bad_neighbour("written", "input-writer")
     assert bad.outcome == "error" and "read-only" in bad.message and "must not write into them" in bad.message
-    assert [_timeless(x) for x in after] == [_timeless(x) for x in alone]
-    assert all(x.outcome == "pass" for x in after)

@@ -27,14 +27,6 @@
 
 #define NC_EXPORT __attribute__((visibility("default")))
 
-/* x86-64 with GCC/Clang: a 4-lane AVX2 copy of the loop, chosen at run time; else 2 lanes
- * (SSE2, NEON: the width every 64-bit ISA has natively) */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define NC_AVX2 1
-#else
-#define NC_AVX2 0
-#endif
-
 struct normconf_compare_result {
     int64_t n_bad;      /* mismatched elements */
     int64_t n_nan;      /* NaN on exactly one side */

@@ -9,6 +9,14 @@
 
 enum { NC_F64 = 0, NC_F32 = 1, NC_F16 = 2, NC_BF16 = 3 };
 
+/* x86-64 with GCC/Clang: the kernels also build a 4-lane AVX2 copy of their loops, chosen at run
+ * time; else only 2 lanes (SSE2, NEON: the width every 64-bit ISA has natively) */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NC_AVX2 1
+#else
+#define NC_AVX2 0
+#endif
+
 static inline double nc_f16_to_f64(uint16_t h) {
     uint64_t sign = (uint64_t)(h >> 15) << 63;
     unsigned e = (h >> 10) & 0x1fu;

@@ -50,12 +50,8 @@
 #define BLOCK 128 /* a multiple of LANES */
 #define MAXLEVEL 64
 
-/* x86-64 with GCC/Clang: a 4-lane AVX2 copy, chosen at run time; else 2 lanes */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define NC_AVX2 1
+#if NC_AVX2 /* dtypes.h: a 4-lane AVX2 copy, chosen at run time; else 2 lanes */
 #include <immintrin.h>
-#else
-#define NC_AVX2 0
 #endif
 
 /* y of at least this many bytes is written with non-temporal (streaming) stores in the AVX2 copy
