@@ -195,7 +195,7 @@ Metrics = tuple[int, int, int, bool, float, float, float, int, float]
 
 def _numpy_metrics(of: np.ndarray, ef: np.ndarray, tol: Tolerance, dtype: str) -> Metrics:
     """(n_bad, n_nan_bad, n_inf_bad, any_finite, max abs, max rel, max ulp, worst flat index, its score)
-    of flat non-empty ``of`` against flat float64 ``ef``, block by block (the kernel's twin)."""
+    of flat non-empty ``of`` against flat float64 (or float32) ``ef``, block by block (the kernel's twin)."""
     total = int(ef.size)
     n_bad = n_nan = n_inf = 0
     any_finite = False
@@ -203,7 +203,7 @@ def _numpy_metrics(of: np.ndarray, ef: np.ndarray, tol: Tolerance, dtype: str) -
     flat, best = 0, None
     for s in range(0, total, BLOCK):
         o = of[s : s + BLOCK].astype(np.float64)
-        b = _block(o, ef[s : s + BLOCK], tol, dtype)
+        b = _block(o, np.asarray(ef[s : s + BLOCK], np.float64), tol, dtype)
         n_bad += b[0]
         n_nan += b[1]
         n_inf += b[2]
@@ -221,45 +221,49 @@ class _Result(ctypes.Structure):
     ]
 
 
-_ARGTYPES = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_int64]
-_ARGTYPES += [ctypes.c_double, ctypes.c_double, ctypes.POINTER(_Result)]
-_KERNEL_OF = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+#: normconf_compare(obs, kind, exp, ekind, n, rtol, atol, nmant, tiny, sub, out)
+_ARGTYPES: list[Any] = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+_ARGTYPES += [ctypes.c_double, ctypes.c_double, ctypes.c_int64, ctypes.c_double, ctypes.c_double]
+_ARGTYPES += [ctypes.POINTER(_Result)]
+#: the kernel's dtype codes (native/src/kernels/dtypes.h); expected values only float64 and float32
+KIND = {"float64": 0, "float32": 1, "float16": 2, "bfloat16": 3}
 
 
-@lru_cache(maxsize=8)
-def _kernel_fn(lib: ctypes.CDLL, suffix: str) -> Any:
-    fn = getattr(lib, f"normconf_compare_{suffix}")
-    fn.argtypes, fn.restype = _ARGTYPES, ctypes.c_int
+@lru_cache(maxsize=4)
+def _kernel_fn(lib: ctypes.CDLL) -> Any:
+    fn = lib.normconf_compare
+    fn.argtypes = _ARGTYPES
+    fn.restype = ctypes.c_int
     return fn
 
 
 @lru_cache(maxsize=32)
-def _kernel_suffix(dt: np.dtype[Any]) -> str | None:
-    """The kernel for observed dtype ``dt`` (native float64/32/16 or ml_dtypes' bfloat16), else None."""
+def _kernel_kind(dt: np.dtype[Any]) -> int | None:
+    """The kernel's code for dtype ``dt`` (native float64/32/16 or ml_dtypes' bfloat16), else None."""
     name = dt.name
-    if name not in _KERNEL_OF or not dt.isnative:
+    if name not in KIND or not dt.isnative:
         return None
     if name == "bfloat16":
         import ml_dtypes
 
         if dt != np.dtype(ml_dtypes.bfloat16):
             return None
-    return _KERNEL_OF[name]
+    return KIND[name]
 
 
 def _kernel_metrics(of: np.ndarray, ef: np.ndarray, tol: Tolerance, dtype: str) -> Metrics | None:
     """:func:`_numpy_metrics` by the compiled kernel (native/src/kernels/compare.c, bit-identical),
     or None where the library is missing or the observed dtype is not one it reads."""
     lib = kernels.library()
-    suffix = _kernel_suffix(of.dtype)
-    if lib is None or suffix is None:
+    kind, ekind = _kernel_kind(of.dtype), _kernel_kind(ef.dtype)
+    if lib is None or kind is None or ekind not in (KIND["float64"], KIND["float32"]):
         return None
     o = of if of.flags.c_contiguous else np.ascontiguousarray(of)
     e = ef if ef.flags.c_contiguous else np.ascontiguousarray(ef)
     nmant, tiny, sub = _finfo(dtype)
     r = _Result()
-    args = (o.ctypes.data, e.ctypes.data, int(e.size), float(tol.rtol), float(tol.atol), nmant, tiny, sub)
-    if _kernel_fn(lib, suffix)(*args, ctypes.byref(r)) != 0:
+    args = (o.ctypes.data, kind, e.ctypes.data, ekind, int(e.size), float(tol.rtol), float(tol.atol), nmant, tiny, sub)
+    if _kernel_fn(lib)(*args, ctypes.byref(r)) != 0:
         return None
     return (
         int(r.n_bad),
@@ -275,7 +279,9 @@ def _kernel_metrics(of: np.ndarray, ef: np.ndarray, tol: Tolerance, dtype: str) 
 
 
 def compare(observed: np.ndarray, expected: np.ndarray, tol: Tolerance, dtype: str) -> Comparison:
-    """Compare one observed array against the float64 expected array.
+    """Compare one observed array against the expected array: float64, or float32 where the expected
+    values are float32 numbers (:func:`normconf.oracle.compact_expected_outputs`; either is read
+    exactly, so the result is the same, and the pass reads half the bytes).
 
     One pass of the compiled kernel, or NumPy blocks of :data:`BLOCK` elements; the
     result is exactly the whole-array computation's either way (counts add, maxima
@@ -283,7 +289,9 @@ def compare(observed: np.ndarray, expected: np.ndarray, tol: Tolerance, dtype: s
     picks it).
     """
     obs = np.asarray(observed)
-    exp = np.asarray(expected, np.float64)
+    exp = np.asarray(expected)
+    if exp.dtype not in (np.float64, np.float32):
+        exp = exp.astype(np.float64)
     if obs.shape != exp.shape:
         if obs.size == exp.size and obs.squeeze().shape == exp.squeeze().shape:
             obs = obs.reshape(exp.shape)

@@ -67,32 +67,51 @@ def check(obs: np.ndarray, exp: np.ndarray, tol: Tolerance | None, dtype: str, m
         k, n = cmp._kernel_metrics(of, ef, tol, dtype), cmp._numpy_metrics(of, ef, tol, dtype)
         assert k is not None, "the kernel should handle this input"
         assert same(k, n), f"metrics differ:\n kernel {k}\n numpy  {n}"
-        for lanes in (2, 4):  # both vector widths of the kernel, whichever the machine picks
-            w = kernel_lanes(of, ef, tol, dtype, lanes)
-            assert w is None or same(w, n), f"{lanes} lanes: metrics differ:\n kernel {w}\n numpy  {n}"
-    c_kernel = compare(obs, exp, tol, dtype)
-    monkeypatch.setenv("NORMCONF_KERNELS", "0")
-    c_numpy = compare(obs, exp, tol, dtype)
-    monkeypatch.delenv("NORMCONF_KERNELS")
-    for f in dataclasses.fields(Comparison):
-        a, b = getattr(c_kernel, f.name), getattr(c_numpy, f.name)
-        assert same(a, b), f"{f.name}: kernel {a!r} != numpy {b!r}"
-    return c_kernel
+        held = [ef] + ([ef.astype(np.float32)] if float32_numbers(ef) else [])
+        for e_held in held:  # float64, and float32 where the values are float32 numbers (as a worker holds them)
+            for lanes in (2, 4):  # both vector widths of the kernel, whichever the machine picks
+                w = kernel_lanes(of, e_held, tol, dtype, lanes)
+                assert w is None or same(w, n), f"{lanes} lanes, {e_held.dtype}: differ:\n kernel {w}\n numpy  {n}"
+        if len(held) > 1:
+            assert same(cmp._numpy_metrics(of, held[1], tol, dtype), n), "numpy twin, float32-held expected"
+    exps = [exp] + ([np.asarray(exp, np.float64).astype(np.float32)] if float32_numbers(np.asarray(exp)) else [])
+    for e_held in exps:
+        c_kernel = compare(obs, e_held, tol, dtype)
+        monkeypatch.setenv("NORMCONF_KERNELS", "0")
+        c_numpy = compare(obs, e_held, tol, dtype)
+        monkeypatch.delenv("NORMCONF_KERNELS")
+        for f in dataclasses.fields(Comparison):
+            a, b = getattr(c_kernel, f.name), getattr(c_numpy, f.name)
+            assert same(a, b), f"{f.name}: kernel {a!r} != numpy {b!r} (expected held as {e_held.dtype})"
+        if e_held is not exp:
+            first = compare(obs, exp, tol, dtype)
+            for f in dataclasses.fields(Comparison):
+                a, b = getattr(first, f.name), getattr(c_kernel, f.name)
+                assert same(a, b), f"{f.name}: float64-held {a!r} != float32-held {b!r}"
+    return compare(obs, exp, tol, dtype)
 
 
-KIND = {"float64": 0, "float32": 1, "float16": 2, "bfloat16": 3}
+def float32_numbers(e: np.ndarray) -> bool:
+    """Every value of float64 ``e`` is a float32 number (NaN and ±Inf included): exact as float32."""
+    with np.errstate(over="ignore"):
+        back = np.asarray(e, np.float64).astype(np.float32).astype(np.float64)
+    return bool(np.array_equal(back, np.asarray(e, np.float64), equal_nan=True))
+
+
+KIND = cmp.KIND
 
 
 def kernel_lanes(of: np.ndarray, ef: np.ndarray, tol: Tolerance, dtype: str, lanes: int) -> tuple | None:
-    """The kernel's metrics at a given vector width (``normconf_compare_lanes``), None if unavailable."""
+    """The kernel's metrics at a given vector width (``normconf_compare_lanes``), None if unavailable;
+    ``ef`` float64 or float32."""
     fn = kernels.library().normconf_compare_lanes
     fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + cmp._ARGTYPES[1:]
+    fn.argtypes = cmp._ARGTYPES[:4] + [ctypes.c_int64] + cmp._ARGTYPES[4:]
     o, e = np.ascontiguousarray(of), np.ascontiguousarray(ef)
     r = cmp._Result()
     nmant, tiny, sub = cmp._finfo(dtype)
-    args = (e.ctypes.data, e.size, float(tol.rtol), float(tol.atol), nmant, tiny, sub, ctypes.byref(r))
-    if fn(o.ctypes.data, KIND[o.dtype.name], lanes, *args) != 0:
+    args = (e.size, float(tol.rtol), float(tol.atol), nmant, tiny, sub, ctypes.byref(r))
+    if fn(o.ctypes.data, KIND[o.dtype.name], e.ctypes.data, KIND[e.dtype.name], lanes, *args) != 0:
         return None
     return (r.n_bad, r.n_nan, r.n_inf, bool(r.any_finite), r.max_abs, r.max_rel, r.max_ulp, r.worst, r.score)
 
@@ -172,6 +191,61 @@ def test_finite_outputs_take_the_fast_paths(dtype, monkeypatch):
         o.reshape(-1)[: n // 3] = e[: n // 3]  # exact matches, including at zeros
         for tol in tols:
             check(o, e, tol, dtype, monkeypatch)
+
+
+@needs_lib
+@pytest.mark.parametrize("dtype", ("float16", "bfloat16", "float32"))
+def test_expected_held_as_float32_gives_the_same_bits(dtype, monkeypatch):
+    """A worker holds the expected values of a float32, float16 or bfloat16 output as float32 (the
+    reference rounded to the output dtype, exact in float32): the kernel at both widths, the NumPy
+    twin and ``compare`` give the float64-held results bit for bit (``check`` runs every path on both
+    forms; here every expected array is one of float32 numbers, so both always run)."""
+    rng = np.random.default_rng(7 + sum(map(ord, dtype)))
+    for n in SIZES:
+        with np.errstate(over="ignore"):
+            e = expected_values(rng, n).astype(NP_DTYPE[dtype]).astype(np.float64)
+        assert float32_numbers(e)
+        o = observed_values(rng, e, dtype)
+        for tol in TOLERANCES if n < 2000 else TOLERANCES[:2]:
+            check(o, e, tol, dtype, monkeypatch)
+        o, e = dense_finite(rng, n, dtype)
+        e = e.astype(NP_DTYPE[dtype]).astype(np.float64)
+        e[rng.integers(0, n, max(1, n // 100))] = 0.0
+        check(o, e, None, dtype, monkeypatch)
+    assert not float32_numbers(np.array([0.1]))  # the helper can say no
+
+
+@needs_lib
+def test_a_quotient_tied_with_the_running_maximum_is_divided(monkeypatch):
+    """The kernel's fast pass divides only where a quotient can raise a maximum: d >= RN(max * q).  At
+    equality the rounded quotient can still exceed the maximum, so the test must not be strict.
+    Element 0 sets the maximum relative error m; element 4 (lane 0 of a later vector at both widths)
+    has d == RN(m * q) and RN(d / q) > m, a smaller score and ULP error (so nothing else makes its
+    vector divide): a strict ``>`` in the filter reports m as the maximum.  Then the same for the
+    score (q = lim), whose maximum decides the worst element."""
+    q1, o1 = float.fromhex("0x1.c81c2c320dbd7p+0"), float.fromhex("0x1.c81c2c4d8308cp+0")
+    q2, o2 = float.fromhex("0x1.2c9c049a7c2ffp+0"), float.fromhex("0x1.2c9c04ac94ffep+0")
+    m, d2 = (o1 - q1) / q1, o2 - q2
+    assert m * q2 == d2 and d2 / q2 > m  # the tie
+    e = np.full(8, 1.5)
+    o = e.copy()
+    e[0], o[0], e[4], o[4] = q1, o1, q2, o2
+    c = check(o, e, None, "float64", monkeypatch)
+    assert c.close and c.max_rel_err == d2 / q2
+    # the same for the score d / lim: with rtol 2**-10 and these atol and |e|, lim = 1.5 - 2**-14 at
+    # element 0 and exactly 1.5 at element 4; element 4's relative and ULP errors are the smaller
+    tol = Tolerance(2.0**-10, float.fromhex("0x1.7ff8000000000p+0"))
+    e0, e4 = 2.0**-4, 2.0**-3
+    o0, o4 = float.fromhex("0x1.9572c1c007ff3p-1"), float.fromhex("0x1.b576a5a717122p-1")
+    lim0, lim4 = tol.atol + tol.rtol * e0, tol.atol + tol.rtol * e4
+    m, d2 = (o0 - e0) / lim0, o4 - e4
+    assert m * lim4 == d2 and d2 / lim4 > m  # the tie
+    e, o = np.full(8, 1.5), np.full(8, 1.5)
+    e[0], o[0], e[4], o[4] = e0, o0, e4, o4
+    c = check(o, e, tol, "float64", monkeypatch)
+    assert c.close and c.worst_index is None
+    k = cmp._kernel_metrics(o, e, tol, "float64")
+    assert k is not None and k[7] == 4 and k[8] == d2 / lim4, k  # the worst score is element 4's
 
 
 @needs_lib
@@ -266,7 +340,7 @@ def test_other_dtypes_take_the_numpy_path(monkeypatch):
 def test_kernel_releases_the_gil():
     lib = kernels.library()
     assert not isinstance(lib, ctypes.PyDLL)
-    fn = cmp._kernel_fn(lib, "f32")
+    fn = cmp._kernel_fn(lib)
     assert not fn._flags_ & ctypes._FUNCFLAG_PYTHONAPI  # type: ignore[attr-defined]
 
 
@@ -277,6 +351,7 @@ def test_both_vector_widths_are_checked():
     w2 = kernel_lanes(o, e, default_tolerance("float32"), "float32", 2)
     assert w2 is not None and w2[0] == 1 and w2[7] == 2
     assert kernel_lanes(o, e, default_tolerance("float32"), "float32", 3) is None
+    assert kernel_lanes(o, e.astype(np.float16), default_tolerance("float32"), "float32", 2) is None  # f64/f32 only
 
 
 def kernel_ulp(a: np.ndarray, dtype: str) -> np.ndarray:

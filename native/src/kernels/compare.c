@@ -1,5 +1,7 @@
 /* The comparison of normconf.compare in one pass: observed (float64/float32/float16/bfloat16)
- * against float64 expected.  Bit-identical to the NumPy code of harness/compare.py (its twin):
+ * against expected values held as float64, or as float32 where they are float32 numbers (the
+ * expected values of a float32, float16 or bfloat16 output are: converted exactly, they give the
+ * same bits, and the pass reads half the bytes).  Bit-identical to the NumPy code of harness/compare.py (its twin):
  * the same IEEE operations in the same order (|o - e|, atol + rtol * |e| as two roundings, the
  * divisions), and the same rules for NaN, infinities and e == 0.
  *
@@ -24,6 +26,9 @@
 #include <string.h>
 
 #include "dtypes.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #define NC_EXPORT __attribute__((visibility("default")))
 
@@ -138,54 +143,32 @@ static double one(double o, double e, double rtol, double atol, int64_t nmant, d
 #undef W
 #undef NC_TARGET
 
-static int run(
-    const void* obs, int kind, const double* exp, int64_t n, double rtol, double atol, int64_t nmant, double tiny,
-    double sub, struct normconf_compare_result* out) {
-#if NC_AVX2
-    if (__builtin_cpu_supports("avx2")) {
-        return run_4(obs, kind, exp, n, rtol, atol, nmant, tiny, sub, out);
-    }
-#endif
-    return run_2(obs, kind, exp, n, rtol, atol, nmant, tiny, sub, out);
-}
-
-/* every entry point: (obs, exp, n, rtol, atol, nmant, tiny, sub, out); returns 0 */
+/* every entry point: (obs, kind, exp, ekind, [lanes,] n, rtol, atol, nmant, tiny, sub, out) */
 #define ARGS \
-    const double *exp, int64_t n, double rtol, double atol, int64_t nmant, double tiny, double sub, \
-        struct normconf_compare_result *out
+    int64_t n, double rtol, double atol, int64_t nmant, double tiny, double sub, struct normconf_compare_result *out
 
-NC_EXPORT int normconf_compare_f64(const double* obs, ARGS) {
-    return run(obs, NC_F64, exp, n, rtol, atol, nmant, tiny, sub, out);
-}
-
-NC_EXPORT int normconf_compare_f32(const float* obs, ARGS) {
-    return run(obs, NC_F32, exp, n, rtol, atol, nmant, tiny, sub, out);
-}
-
-/* float16 and bfloat16 as their raw bits, converted exactly */
-NC_EXPORT int normconf_compare_f16(const uint16_t* obs, ARGS) {
-    return run(obs, NC_F16, exp, n, rtol, atol, nmant, tiny, sub, out);
-}
-
-NC_EXPORT int normconf_compare_bf16(const uint16_t* obs, ARGS) {
-    return run(obs, NC_BF16, exp, n, rtol, atol, nmant, tiny, sub, out);
-}
-
-/* for the tests: the same pass at a chosen vector width, kind 0..3 = f64, f32, f16 (bits), bf16
- * (bits); lanes 2 (always) or 4 (where AVX2 runs); returns -1 where that width is not available */
-NC_EXPORT int normconf_compare_lanes(const void* obs, int64_t kind, int64_t lanes, ARGS) {
-    if (kind < NC_F64 || kind > NC_BF16) {
+/* The pass at a chosen vector width: kind (observed) 0..3 = f64, f32, f16 (bits), bf16 (bits),
+ * ekind (expected) 0 or 1 = f64, f32; lanes 0 (the widest this CPU runs), 2 (always) or 4 (where
+ * AVX2 runs).  Returns 0, or -1 for a kind or a width not available (nothing written). */
+NC_EXPORT int normconf_compare_lanes(const void* obs, int64_t kind, const void* exp, int64_t ekind, int64_t lanes,
+                                     ARGS) {
+    if (kind < NC_F64 || kind > NC_BF16 || (ekind != NC_F64 && ekind != NC_F32)) {
         return -1;
     }
-    if (lanes == 2) {
-        return run_2(obs, (int)kind, exp, n, rtol, atol, nmant, tiny, sub, out);
-    }
 #if NC_AVX2
-    if (lanes == 4 && __builtin_cpu_supports("avx2")) {
-        return run_4(obs, (int)kind, exp, n, rtol, atol, nmant, tiny, sub, out);
+    if ((lanes == 4 || lanes == 0) && __builtin_cpu_supports("avx2")) {
+        return run_4(obs, (int)kind, exp, (int)ekind, n, rtol, atol, nmant, tiny, sub, out);
     }
 #endif
+    if (lanes == 2 || lanes == 0) {
+        return run_2(obs, (int)kind, exp, (int)ekind, n, rtol, atol, nmant, tiny, sub, out);
+    }
     return -1;
+}
+
+/* The comparison normconf.compare runs: normconf_compare_lanes at the widest width. */
+NC_EXPORT int normconf_compare(const void* obs, int64_t kind, const void* exp, int64_t ekind, ARGS) {
+    return normconf_compare_lanes(obs, kind, exp, ekind, 0, n, rtol, atol, nmant, tiny, sub, out);
 }
 
 /* compare.ulp of |a| for finite a (for the tests: the ulp rule on its own) */
@@ -213,10 +196,17 @@ typedef float VF __attribute__((vector_size(4 * W)));
 typedef uint32_t VU __attribute__((vector_size(4 * W)));
 
 #undef SEL
-#undef LOADW
 #undef SPLAT
+#undef VMAX
 #define SEL(m, a, b) ((VD)(((m) & (VL)(a)) | (~(m) & (VL)(b))))
-#define LOADW(v, p) memcpy(&(v), (p), sizeof(VD))
+/* a > b ? a : b lane by lane (b where unordered or equal), as x86's max */
+#if defined(__x86_64__) && W == 4
+#define VMAX(a, b) ((VD)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
+#elif defined(__x86_64__)
+#define VMAX(a, b) ((VD)_mm_max_pd((__m128d)(a), (__m128d)(b)))
+#else
+#define VMAX(a, b) SEL((a) > (b), (a), (b))
+#endif
 #if W == 4
 #define SPLAT(x) {(x), (x), (x), (x)}
 #else
@@ -224,14 +214,20 @@ typedef uint32_t VU __attribute__((vector_size(4 * W)));
 #endif
 
 /* elements i..i+W-1 of obs as doubles (exact) */
-static inline __attribute__((always_inline)) void NC(obsw)(VD* out, const void* obs, int kind, int64_t i) {
+static inline __attribute__((always_inline)) NC_TARGET void NC(obsw)(VD* out, const void* obs, int kind, int64_t i) {
     VD v;
     if (kind == NC_F64) {
         memcpy(&v, (const double*)obs + i, sizeof v);
     } else if (kind == NC_F32) {
+#if defined(__x86_64__) && W == 4 /* one vcvtps2pd (GCC 12 splits __builtin_convertvector in two) */
+        v = (VD)_mm256_cvtps_pd(_mm_loadu_ps((const float*)obs + i));
+#elif defined(__x86_64__)
+        v = (VD)_mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)((const float*)obs + i))));
+#else
         VF f;
         memcpy(&f, (const float*)obs + i, sizeof f);
         v = __builtin_convertvector(f, VD);
+#endif
     } else if (kind == NC_BF16) {
         const uint16_t* h = (const uint16_t*)obs + i;
         VU b = SPLAT(0);
@@ -247,12 +243,87 @@ static inline __attribute__((always_inline)) void NC(obsw)(VD* out, const void* 
     *out = v;
 }
 
-/* The counts and maxima of the n (<= CHUNK) elements at obs, e; their scores written to s and
- * their largest score (NaN if any, sticky) to *cmax.  Vectors whose 2W values are finite take
- * the vector path (compare.py's fast path), the others and the tail go element by element. */
-static inline __attribute__((always_inline)) void NC(chunk)(
-    const void* obs, int kind, const double* e, int64_t n, double rtol, double atol, int64_t nmant, double tiny,
-    double sub, double* s, VL* cnt_bad, VD* mx_abs, VD* mx_rel, VD* mx_ulp, struct acc* a, double* cmax) {
+/* The vector path's arithmetic for W elements of which both sides are finite (compare.py's fast
+ * path): updates the count and maxima, writes the scores.  ulp: 2**(E - 1023 - nmant), E the
+ * exponent bits of max(|e|, tiny); d * 2**-p is d / 2**p (both the correctly rounded d * 2**-p).
+ * Lanes just below a power of two, or whose 2**-p is not a normal double, are set in *special;
+ * with fix they go through ulp_of and a division, as the formula (without it their ulp error is
+ * not the formula's, and the caller must not use the result). */
+static inline __attribute__((always_inline)) NC_TARGET void NC(finite)(
+    VD vo, VD ve, VL eb, VD vr, VD va, VD vt, VL mantm, VL unit, VL invb, VD band, VD small, int64_t nmant,
+    double tiny, double sub, int fix, VL* bad, VD* mabs, VD* mrel, VD* mulp, VL* special, VD* score) {
+    const VL absm = SPLAT(ABSM);
+    VD ae = (VD)eb;                     /* |e| */
+    VD d = (VD)((VL)(vo - ve) & absm); /* |o - e| */
+    VD lim = va + vr * ae;               /* atol + rtol * |e| */
+    *bad -= d > lim;
+    *mabs = SEL(d > *mabs, d, *mabs);
+    VD rel = d / ae; /* where e == 0: d > 0 gives inf; 0/0 is NaN, never > mrel (>= 0): as 0 */
+    *mrel = SEL(rel > *mrel, rel, *mrel);
+    VD m = SEL(ae < vt, vt, ae);
+    VL E = (VL)((VUL)m >> 52);
+    VD ulp_err = d * (VD)((invb - E) << 52);
+    VL sp = ((VD)(((VL)m & mantm) | unit) >= band) | (m < small);
+    if (fix) {
+        int64_t any_special = 0;
+        for (int l = 0; l < W; l++) {
+            any_special |= sp[l];
+        }
+        if (__builtin_expect(any_special != 0, 0)) {
+            for (int l = 0; l < W; l++) {
+                if (sp[l]) {
+                    ulp_err[l] = d[l] / ulp_of(ae[l], nmant, tiny, sub);
+                }
+            }
+        }
+    }
+    *special = sp;
+    *mulp = SEL(ulp_err > *mulp, ulp_err, *mulp);
+    *score = d / lim;
+}
+
+/* 1 if some lane of mask m is set (movemask on x86: one instruction, where a loop over the lanes
+ * was a third of the kernel's time) */
+static inline __attribute__((always_inline)) NC_TARGET int NC(any)(VL m) {
+#if defined(__x86_64__) && W == 4
+    return _mm256_movemask_pd((__m256d)m) != 0;
+#elif defined(__x86_64__)
+    return _mm_movemask_pd((__m128d)m) != 0;
+#else
+    int64_t a = 0;
+    for (int l = 0; l < W; l++) {
+        a |= m[l];
+    }
+    return a != 0;
+#endif
+}
+
+/* a chunk whose largest score is cm replaces the worst element found so far (best, have: one was
+ * found): np.argmax's rule, the first NaN if any, else the first of the largest (a tie keeps the
+ * earlier element) */
+static inline NC_TARGET int NC(takes_over)(int have, double best, double cm) {
+    return !have || (best == best && (cm != cm || cm > best));
+}
+
+/* The counts and maxima of the n (<= CHUNK) elements at obs, e.  Returns 1 if the chunk holds a
+ * new worst element (takes_over the best so far): then s holds the n scores and *cmax the
+ * largest (NaN if any); 0 otherwise (s and *cmax undefined).
+ *
+ * The fast pass (tolerances >= 0): the chunk's whole vectors assuming both sides finite, no ulp
+ * lane special and no NaN score (0/0 or inf/inf), one horizontal test of those at the end.  It
+ * divides only where a quotient can raise a maximum: a rounded d / q exceeds the double m >= 0
+ * only if the exact d / q does, so d > m * q and, d being a double, d >= RN(m * q) (rounding is
+ * monotonic); lanes with d == 0 have quotient 0 (or NaN) and never raise one.  The score's maximum
+ * starts at the best score so far (a chunk must exceed it to take over), and the scores are
+ * computed again for a chunk that does.  Kept only if its assumptions held; otherwise the chunk
+ * is done again vector by vector: vectors whose 2W values are finite take the vector path with
+ * the special lanes fixed, the others go element by element.  Each element's values come from
+ * the same operations either way, and counts and maxima do not depend on the order they are
+ * taken in, so the results are the same bits.  The tail goes element by element. */
+static inline __attribute__((always_inline)) NC_TARGET int NC(chunk)(
+    const void* obs, int kind, const void* e, int ekind, int64_t n, double rtol, double atol, int64_t nmant,
+    double tiny, double sub, int have, double best, double* s, VL* cnt_bad, VD* mx_abs, VD* mx_rel, VD* mx_ulp,
+    struct acc* a, double* cmax) {
     /* only FP compares and 64-bit add/shift/logic: cheap in every ISA's vectors (SSE2 has no
      * 64-bit integer compare) */
     const VL absm = SPLAT(ABSM), mantm = SPLAT(MANTM), unit = SPLAT((int64_t)1023 << 52);
@@ -260,47 +331,69 @@ static inline __attribute__((always_inline)) void NC(chunk)(
     const VD vr = SPLAT(rtol), va = SPLAT(atol), vt = SPLAT(tiny), dmax = SPLAT(__DBL_MAX__);
     const VD band = SPLAT(2.0 - 0x1p-36);          /* mantissa field >= 2**52 - 2**16 */
     const VD small = SPLAT(from_bits(nmant << 52)); /* exponent field < nmant */
+    const VD zero = SPLAT(0.0);
+    const int64_t nv = n - n % W;
     VD vm = SPLAT(-__builtin_inf());
     VL bad = *cnt_bad;
     VD mabs = *mx_abs, mrel = *mx_rel, mulp = *mx_ulp;
     int64_t i = 0;
-    for (; i + W <= n; i += W) {
+    int scored = 1; /* s[0, nv) holds the scores */
+    if (atol > 0 && rtol >= 0 && rtol <= __DBL_MAX__ && nv > 0) { /* so lim > 0 */
+        VL ok = SPLAT(-1), flag = SPLAT(0), fbad = bad;
+        VD fabs_ = mabs, frel = mrel, fulp = mulp;
+        const double floor = !have ? 0.0 : best == best ? best : __builtin_inf(); /* NaN best: nothing takes over */
+        const VD small_f = tiny < small[0] ? small : zero; /* m >= tiny >= small: never special */
+        VD fvm = SPLAT(floor);
+        for (; i < nv; i += W) {
+            VD vo, ve;
+            NC(obsw)(&vo, obs, kind, i);
+            NC(obsw)(&ve, e, ekind, i);
+            VD ae = (VD)((VL)ve & absm);       /* |e| */
+            VD d = (VD)((VL)(vo - ve) & absm); /* |o - e|: NaN or inf where a side is not finite */
+            VD lim = va + vr * ae;               /* atol + rtol * |e| > 0 */
+            ok &= d <= dmax;                     /* so both sides finite, and no score is NaN */
+            fbad -= d > lim;
+            fabs_ = VMAX(d, fabs_);
+            VD m = VMAX(ae, vt);
+            VL E = (VL)((VUL)m >> 52);
+            /* The shortcut's ulp error.  Where 2**-p is not a normal double (m < small) it is garbage:
+             * those lanes always fall back.  Just below a power of two the formula's ulp is the
+             * shortcut's or twice it, so the formula's error is at most the shortcut's (rounding
+             * is monotonic): a special lane matters only if its shortcut raises the maximum. */
+            VD ulp_err = d * (VD)((invb - E) << 52);
+            flag |= m < small_f;
+            /* a NaN product compares false: frel * ae for frel = inf, fvm * lim for lim = inf */
+            if (NC(any)((ulp_err > fulp) | (((d >= frel * ae) | (d >= fvm * lim)) & (d > zero)))) {
+                flag |= (VD)(((VL)m & mantm) | unit) >= band; /* just below a power of two */
+                fulp = VMAX(ulp_err, fulp);
+                VD rel = d / ae;
+                frel = VMAX(rel, frel);
+                VD score = d / lim;
+                fvm = VMAX(score, fvm);
+            }
+        }
+        flag |= ~ok;
+        if (!NC(any)(flag)) {
+            bad = fbad;
+            mabs = fabs_;
+            mrel = frel;
+            mulp = fulp;
+            vm = fvm;
+            a->any_finite = 1;
+            scored = 0;
+        } else {
+            i = 0;
+        }
+    }
+    for (; i < nv; i += W) {
         VD vo, ve, score = SPLAT(0.0);
         NC(obsw)(&vo, obs, kind, i);
-        LOADW(ve, e + i);
-        VL eb = (VL)ve & absm;
+        NC(obsw)(&ve, e, ekind, i);
+        VL eb = (VL)ve & absm, special;
         VL fin = ((VD)((VL)vo & absm) <= dmax) & ((VD)eb <= dmax);
-        int64_t all_fin = -1, any_special = 0;
-        for (int l = 0; l < W; l++) {
-            all_fin &= fin[l];
-        }
-        if (__builtin_expect(all_fin != 0, 1)) {
-            VD ae = (VD)eb;                           /* |e| */
-            VD d = (VD)((VL)(vo - ve) & absm);       /* |o - e| */
-            VD lim = va + vr * ae;                     /* atol + rtol * |e| */
-            bad -= d > lim;
-            mabs = SEL(d > mabs, d, mabs);
-            VD rel = d / ae; /* where e == 0: d > 0 gives inf; 0/0 is NaN, never > mrel (>= 0): as 0 */
-            mrel = SEL(rel > mrel, rel, mrel);
-            /* ulp: 2**(E - 1023 - nmant), E the exponent bits of max(|e|, tiny); d * 2**-p is
-             * d / 2**p (both the correctly rounded d * 2**-p).  Lanes just below a power of two, or
-             * whose 2**-p is not a normal double, go through ulp_of and a division, as the formula. */
-            VD m = SEL(ae < vt, vt, ae);
-            VL E = (VL)((VUL)m >> 52);
-            VD ulp_err = d * (VD)((invb - E) << 52);
-            VL special = ((VD)(((VL)m & mantm) | unit) >= band) | (m < small);
-            for (int l = 0; l < W; l++) {
-                any_special |= special[l];
-            }
-            if (__builtin_expect(any_special != 0, 0)) {
-                for (int l = 0; l < W; l++) {
-                    if (special[l]) {
-                        ulp_err[l] = d[l] / ulp_of(ae[l], nmant, tiny, sub);
-                    }
-                }
-            }
-            mulp = SEL(ulp_err > mulp, ulp_err, mulp);
-            score = d / lim;
+        if (!NC(any)(~fin)) {
+            NC(finite)(vo, ve, eb, vr, va, vt, mantm, unit, invb, band, small, nmant, tiny, sub, 1, &bad, &mabs, &mrel,
+                       &mulp, &special, &score);
             a->any_finite = 1;
         } else {
             for (int l = 0; l < W; l++) {
@@ -315,7 +408,7 @@ static inline __attribute__((always_inline)) void NC(chunk)(
         cm = (cm != cm || vm[l] <= cm) ? cm : vm[l]; /* NaN wins and stays */
     }
     for (; i < n; i++) {
-        s[i] = one(nc_load(obs, kind, i), e[i], rtol, atol, nmant, tiny, sub, a);
+        s[i] = one(nc_load(obs, kind, i), nc_load(e, ekind, i), rtol, atol, nmant, tiny, sub, a);
         cm = (cm != cm || s[i] <= cm) ? cm : s[i];
     }
     *cnt_bad = bad;
@@ -323,14 +416,41 @@ static inline __attribute__((always_inline)) void NC(chunk)(
     *mx_rel = mrel;
     *mx_ulp = mulp;
     *cmax = cm;
+    if (!NC(takes_over)(have, best, cm)) {
+        return 0;
+    }
+    for (i = 0; !scored && i < nv; i += W) { /* the fast pass's scores: all finite, as the vector path */
+        VD vo, ve;
+        NC(obsw)(&vo, obs, kind, i);
+        NC(obsw)(&ve, e, ekind, i);
+        VD score = (VD)((VL)(vo - ve) & absm) / (va + vr * (VD)((VL)ve & absm));
+        memcpy(s + i, &score, sizeof score);
+    }
+    return 1;
 }
 
-#define CHUNK_OF(k)                                                                                      \
-    NC(chunk)((const char*)obs + s0 * isz, k, exp + s0, c, rtol, atol, nmant, tiny, sub, sbuf, &cnt_bad, &mx_abs, \
-          &mx_rel, &mx_ulp, &a, &cm)
+#define CHUNK_OF(k, ek)                                                                                 \
+    takes = NC(chunk)((const char*)obs + s0 * isz, k, (const char*)exp + s0 * esz, ek, c, rtol, atol, nmant, tiny, \
+                      sub, have, best, sbuf, &cnt_bad, &mx_abs, &mx_rel, &mx_ulp, &a, &cm)
+/* one specialised copy of the loop per observed type (and expected type ek) */
+#define CHUNK_OF_KIND(ek)         \
+    switch (kind) {               \
+    case NC_F64:                  \
+        CHUNK_OF(NC_F64, ek);     \
+        break;                    \
+    case NC_F32:                  \
+        CHUNK_OF(NC_F32, ek);     \
+        break;                    \
+    case NC_F16:                  \
+        CHUNK_OF(NC_F16, ek);     \
+        break;                    \
+    default:                      \
+        CHUNK_OF(NC_BF16, ek);    \
+        break;                    \
+    }
 
 NC_TARGET static int NC(run)(
-    const void* obs, int kind, const double* exp, int64_t n, double rtol, double atol, int64_t nmant, double tiny,
+    const void* obs, int kind, const void* exp, int ekind, int64_t n, double rtol, double atol, int64_t nmant, double tiny,
     double sub, struct normconf_compare_result* out) {
     double sbuf[CHUNK] __attribute__((aligned(32)));
     VL cnt_bad = SPLAT(0);
@@ -338,30 +458,16 @@ NC_TARGET static int NC(run)(
     struct acc a = {0, 0, 0, 0, 0.0, 0.0, 0.0};
     int64_t worst = 0;
     double best = 0.0, cm = 0.0;
-    int have = 0;
-    const int64_t isz = kind == NC_F64 ? 8 : kind == NC_F32 ? 4 : 2;
+    int have = 0, takes = 0;
+    const int64_t isz = kind == NC_F64 ? 8 : kind == NC_F32 ? 4 : 2, esz = ekind == NC_F64 ? 8 : 4;
     for (int64_t s0 = 0; s0 < n; s0 += CHUNK) {
         int64_t c = n - s0 < CHUNK ? n - s0 : CHUNK;
-        switch (kind) { /* one specialised copy of the loop per observed type */
-        case NC_F64:
-            CHUNK_OF(NC_F64);
-            break;
-        case NC_F32:
-            CHUNK_OF(NC_F32);
-            break;
-        case NC_F16:
-            CHUNK_OF(NC_F16);
-            break;
-        default:
-            CHUNK_OF(NC_BF16);
-            break;
+        if (ekind == NC_F64) {
+            CHUNK_OF_KIND(NC_F64)
+        } else {
+            CHUNK_OF_KIND(NC_F32)
         }
-        /* np.argmax over all: the first NaN if any, else the first of the largest; a chunk takes
-         * over only with a NaN or a strictly larger maximum (ties: the earlier element stays) */
-        if (have && best != best) {
-            continue;
-        }
-        if (!have || cm != cm || cm > best) {
+        if (takes) { /* the chunk's first element of score cm (NaN: its first NaN) */
             for (int64_t i = 0; i < c; i++) {
                 if (cm != cm ? sbuf[i] != sbuf[i] : sbuf[i] == cm) {
                     worst = s0 + i;
@@ -390,6 +496,8 @@ NC_TARGET static int NC(run)(
     return 0;
 }
 
+#undef CHUNK_OF
+#undef CHUNK_OF_KIND
 #undef VD
 #undef VL
 #undef VUL
