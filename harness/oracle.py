@@ -36,8 +36,12 @@ def reference_outputs(
     return spec_for(case).reference(case, inputs, semantics, statistics_only=statistics_only, outputs=outputs)
 
 
-def round_to_output_dtypes(case: Case, outputs: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
-    """Each output rounded to the dtype a backend returns it in, held as float64.
+def round_to_output_dtypes(
+    case: Case, outputs: dict[str, list[np.ndarray]], *, compact: bool = False
+) -> dict[str, list[np.ndarray]]:
+    """Each output rounded to the dtype a backend returns it in, held as float64 (``compact``: as
+    float32 where that dtype is float32, float16 or bfloat16, whose numbers float32 holds exactly;
+    the same values in half the bytes, for :func:`normconf.compare.compare`, which reads either).
 
     The expected value of a backend's output is the correctly rounded float64 result
     (IEEE round-to-nearest-even: ``inf`` where it overflows the dtype, subnormal or 0 where
@@ -51,12 +55,20 @@ def round_to_output_dtypes(case: Case, outputs: dict[str, list[np.ndarray]]) -> 
         if dt == np.float64:
             out[name] = steps
             continue
+        held = np.float32 if compact else np.float64
         with np.errstate(over="ignore", invalid="ignore"):
-            out[name] = [np.asarray(a, np.float64).astype(dt).astype(np.float64) for a in steps]
+            out[name] = [np.asarray(a, np.float64).astype(dt).astype(held, copy=False) for a in steps]
     return out
 
 
-def expected_outputs(case: Case, inputs: Inputs, outputs: frozenset[str] | None = None) -> dict[str, list[np.ndarray]]:
+def expected_outputs(
+    case: Case, inputs: Inputs, outputs: frozenset[str] | None = None, *, compact: bool = False
+) -> dict[str, list[np.ndarray]]:
     """The expected values: :func:`reference_outputs` (of ``outputs``, None: all) rounded to the
-    output dtypes."""
-    return round_to_output_dtypes(case, reference_outputs(case, inputs, outputs=outputs))
+    output dtypes (``compact``: see :func:`round_to_output_dtypes`)."""
+    return round_to_output_dtypes(case, reference_outputs(case, inputs, outputs=outputs), compact=compact)
+
+
+def as_float64(steps: list[np.ndarray]) -> list[np.ndarray]:
+    """Expected values held compactly, as float64 (exact; float64 arrays are returned as they are)."""
+    return [np.asarray(a, np.float64) for a in steps]

@@ -213,8 +213,14 @@ def rows_for(
     inputs, rows, observed, expected, memory)`` then checks the pair's rows together (corroboration,
     localization).  Default: the case's op spec's (:class:`normconf.ops.OpSpec` ``explain``/``review``);
     ``None``: no explanation.
+
+    ``expected`` may hold an output's steps as float32 where its values are float32 numbers
+    (:func:`normconf.oracle.expected_outputs` with ``compact``, as a worker holds them): the
+    comparison reads them as they are, and the plots, the explainer and the reviewer get them as
+    float64 (converted once, only for an output that mismatches), so every number is the same.
     """
     from normconf.ops import spec_for
+    from normconf.oracle import as_float64
 
     case = lc.case
     spec = spec_for(case)
@@ -229,6 +235,13 @@ def rows_for(
         notes="; ".join(str(n) for n in (result.notes or ())),
     )
     rows: list[Row] = []
+    wide: dict[str, list[np.ndarray]] = {}  # expected values as float64, for what does arithmetic on them
+
+    def float64(name: str) -> list[np.ndarray]:
+        if name not in wide:
+            wide[name] = as_float64(expected[name])  # type: ignore[index]
+        return wide[name]
+
     if result.status != "ok":
         outcome = {"unavailable": "unsupported", "unsupported": "unsupported"}.get(result.status, "error")
         msg = f"backend unavailable: {result.message}" if result.status == "unavailable" else result.message
@@ -322,12 +335,12 @@ def rows_for(
                     from normconf.report.plots import plot_data
 
                     try:  # no plot rather than no report: the row keeps its metrics
-                        plot = plot_data(o, e, axis)
+                        plot = plot_data(o, float64(name)[k - 1], axis)
                     except Exception:  # noqa: BLE001
                         plot = None
                 outcome, expl, expl_text = ("pass" if cmp.close else "mismatch"), "", ""
                 if not cmp.close and explainer is not None and inputs is not None:
-                    found = explainer(case, inputs, name, k, np.asarray(o), e, tol, memory)
+                    found = explainer(case, inputs, name, k, np.asarray(o), float64(name)[k - 1], tol, memory)
                     if found is not None:
                         expl, expl_text = found
                         outcome = "explained" if expl else "mismatch"
@@ -356,7 +369,8 @@ def rows_for(
                 )
     ok = result.status == "ok"
     if reviewer is not None and any(r.outcome in ("mismatch", "explained") for r in rows):
-        reviewer(case, inputs, rows, observed if ok else result.outputs, expected, memory if ok else None)
+        wide_expected = None if expected is None else {n: float64(n) for n in expected}
+        reviewer(case, inputs, rows, observed if ok else result.outputs, wide_expected, memory if ok else None)
     apply_expectation(
         case,
         backend,

@@ -201,8 +201,9 @@ class _Host:
         return self._versions[backend]
 
     def expected(self, case, names) -> dict:
-        """The case's expected values (float64 reference rounded to the output dtypes) of at least the
-        outputs ``names``, cached like the inputs: every backend of this worker group judged on one
+        """The case's expected values (float64 reference rounded to the output dtypes; those of float32,
+        float16 and bfloat16 outputs held as float32, exact: ``compact``) of at least the outputs
+        ``names``, cached like the inputs: every backend of this worker group judged on one
         case shares them.  Only the outputs some backend returned are computed (a stage output no
         backend returns, e.g. ``x_hat``, is never materialized); a backend returning one more output
         than those cached recomputes the case's reference with it."""
@@ -213,7 +214,7 @@ class _Host:
             from normconf.oracle import expected_outputs
 
             need = want | (cached[0] if cached else frozenset())
-            self._expected[key] = (need, expected_outputs(case, self.inputs(case), need))
+            self._expected[key] = (need, expected_outputs(case, self.inputs(case), need, compact=True))
             while len(self._expected) > 2:
                 self._expected.popitem(last=False)
         self._expected.move_to_end(key)

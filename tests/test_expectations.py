@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from normconf.inputs import generate
 from normconf.oracle import expected_outputs
+from normconf.outputs import output_dtype
 from normconf.results import because_matches, own_precision, rows_for
 from normconf.worker import BackendResult
 from tests.helpers import case_maker, loaded
@@ -112,3 +113,38 @@ def test_expected_convention_indistinguishable_from_precision_still_holds():
     apply_expectation(case, "b", unlisted)
     assert listed[0].as_expected is True
     assert unlisted[0].as_expected is False
+
+
+def test_compact_expected_values_give_the_same_rows():
+    """A worker holds the expected values of float32/float16/bfloat16 outputs as float32
+    (``compact``): the same numbers, so every row is the same as with float64-held ones: metrics,
+    outcomes, explanations, corroboration and plots, on passing and on explained pairs."""
+    import numpy as np
+
+    seen = set()
+    for dtype, param in (
+        ("float32", "float32"),
+        ("float16", "float32"),
+        ("bfloat16", "float32"),
+        ("float64", "float64"),
+    ):
+        case = _case(dtype=dtype, param_dtype=param)
+        inputs = generate(case)
+        full, compact = expected_outputs(case, inputs), expected_outputs(case, inputs, compact=True)
+        for name in full:
+            held = np.float64 if output_dtype(case, name) == "float64" else np.float32
+            for a, b in zip(full[name], compact[name]):
+                assert a.dtype == np.float64 and b.dtype == held, (name, b.dtype)
+                assert np.array_equal(a, b, equal_nan=True), name
+        for changes in ({}, {"normalize_variance": "unbiased"}, {"eps_placement": "outside_sqrt"}):
+            outs = mutant_outputs(case, inputs, **changes)
+            lc = loaded(case)
+            rows = [
+                [vars(r) for r in rows_for(lc, "m", BackendResult("m", "ok", outputs=outs), exp, inputs)]
+                for exp in (full, compact)
+            ]
+            for r in rows[0] + rows[1]:
+                r.pop("seconds", None)
+            assert rows[0] == rows[1], (dtype, changes)
+            seen |= {r["outcome"] for r in rows[0]}
+    assert {"pass", "explained"} <= seen

@@ -162,7 +162,8 @@ def test_differences_memo_names_the_same_knobs():
 
 def test_worker_computes_only_the_returned_outputs_and_extends_on_demand():
     """_Host.expected: x_hat (a stage no BatchNorm framework returns) only once a backend returns it;
-    each output the same bits as the full expected values."""
+    each output the same bits as the full expected values once widened to float64 (the worker holds
+    float32 outputs' expected values as float32, ``compact``)."""
     from normconf.oracle import expected_outputs
     from normconf.worker import _Host
 
@@ -174,5 +175,6 @@ def test_worker_computes_only_the_returned_outputs_and_extends_on_demand():
     more = host.expected(case, ["y", "x_hat"])
     assert "x_hat" in more and set(lean) <= set(more)
     for name, arrays in more.items():
-        assert all(_same(a, b) for a, b in zip(arrays, full[name])), name
+        assert all(_same(a.astype(np.float64), b) for a, b in zip(arrays, full[name])), name
+        assert all(a.dtype == np.float32 for a in arrays), name  # a float32 case: every output float32
     assert host.expected(case, ["y"]) is more  # cached: a subset asks for nothing new
