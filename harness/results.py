@@ -217,7 +217,9 @@ def rows_for(
     ``expected`` may hold an output's steps as float32 where its values are float32 numbers
     (:func:`normconf.oracle.expected_outputs` with ``compact``, as a worker holds them): the
     comparison reads them as they are, and the plots, the explainer and the reviewer get them as
-    float64 (converted once, only for an output that mismatches), so every number is the same.
+    float64, so every number is the same.  The widening happens only for an output that
+    mismatches, and it replaces the output's entry in ``expected`` (same values; a worker's cache
+    then holds the float64 copy alone, not both).
     """
     from normconf.ops import spec_for
     from normconf.oracle import as_float64
@@ -235,12 +237,14 @@ def rows_for(
         notes="; ".join(str(n) for n in (result.notes or ())),
     )
     rows: list[Row] = []
-    wide: dict[str, list[np.ndarray]] = {}  # expected values as float64, for what does arithmetic on them
 
     def float64(name: str) -> list[np.ndarray]:
-        if name not in wide:
-            wide[name] = as_float64(expected[name])  # type: ignore[index]
-        return wide[name]
+        """``expected[name]`` as float64, for what does arithmetic on it; stored back in ``expected``
+        (the same numbers), so that a worker's cache holds one copy from then on, not two."""
+        steps = expected[name]  # type: ignore[index]
+        if any(np.asarray(a).dtype != np.float64 for a in steps):
+            expected[name] = steps = as_float64(steps)  # type: ignore[index]
+        return steps
 
     if result.status != "ok":
         outcome = {"unavailable": "unsupported", "unsupported": "unsupported"}.get(result.status, "error")
@@ -308,7 +312,9 @@ def rows_for(
                     )
                 )
                 continue
-            for k, (o, e) in enumerate(zip(obs_steps, exp_steps), start=1):
+            del exp_steps  # by index below: a step widened to float64 (float64()) leaves no compact copy alive
+            for k, o in enumerate(obs_steps, start=1):
+                e = expected[name][k - 1]  # type: ignore[index]
                 bad = array_problem(name, o, np.shape(e))
                 cmp = None
                 if bad is None:
@@ -316,6 +322,7 @@ def rows_for(
                         cmp = compare(o, e, tol, dt)
                     except Exception as ex:  # noqa: BLE001 - a strange array must not end the run
                         bad = f"cannot be compared ({type(ex).__name__}: {ex})"
+                del e
                 if cmp is None:
                     observed.pop(name, None)
                     rows.append(
@@ -369,7 +376,7 @@ def rows_for(
                 )
     ok = result.status == "ok"
     if reviewer is not None and any(r.outcome in ("mismatch", "explained") for r in rows):
-        wide_expected = None if expected is None else {n: float64(n) for n in expected}
+        wide_expected = None if expected is None else {n: float64(n) for n in list(expected)}
         reviewer(case, inputs, rows, observed if ok else result.outputs, wide_expected, memory if ok else None)
     apply_expectation(
         case,
