@@ -280,7 +280,7 @@ def _kernel_metrics(of: np.ndarray, ef: np.ndarray, tol: Tolerance, dtype: str) 
 
 def compare(observed: np.ndarray, expected: np.ndarray, tol: Tolerance, dtype: str) -> Comparison:
     """Compare one observed array against the expected array: float64, or float32 where the expected
-    values are float32 numbers (:func:`normconf.oracle.compact_expected_outputs`; either is read
+    values are float32 numbers (:func:`normconf.oracle.expected_outputs` with ``compact``; either is read
     exactly, so the result is the same, and the pass reads half the bytes).
 
     One pass of the compiled kernel, or NumPy blocks of :data:`BLOCK` elements; the

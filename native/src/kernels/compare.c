@@ -309,8 +309,9 @@ static inline NC_TARGET int NC(takes_over)(int have, double best, double cm) {
  * new worst element (takes_over the best so far): then s holds the n scores and *cmax the
  * largest (NaN if any); 0 otherwise (s and *cmax undefined).
  *
- * The fast pass (tolerances >= 0): the chunk's whole vectors assuming both sides finite, no ulp
- * lane special and no NaN score (0/0 or inf/inf), one horizontal test of those at the end.  It
+ * The fast pass (atol > 0 and rtol finite >= 0, so every lim > 0: the default tolerances): the
+ * chunk's whole vectors assuming |o - e| finite (so both sides are, and no score is 0/0 or
+ * inf/inf) and no ulp lane special, one horizontal test of those at the end.  It
  * divides only where a quotient can raise a maximum: a rounded d / q exceeds the double m >= 0
  * only if the exact d / q does, so d > m * q and, d being a double, d >= RN(m * q) (rounding is
  * monotonic); lanes with d == 0 have quotient 0 (or NaN) and never raise one.  The score's maximum
