@@ -243,45 +243,6 @@ static inline __attribute__((always_inline)) NC_TARGET void NC(obsw)(VD* out, co
     *out = v;
 }
 
-/* The vector path's arithmetic for W elements of which both sides are finite (compare.py's fast
- * path): updates the count and maxima, writes the scores.  ulp: 2**(E - 1023 - nmant), E the
- * exponent bits of max(|e|, tiny); d * 2**-p is d / 2**p (both the correctly rounded d * 2**-p).
- * Lanes just below a power of two, or whose 2**-p is not a normal double, are set in *special;
- * with fix they go through ulp_of and a division, as the formula (without it their ulp error is
- * not the formula's, and the caller must not use the result). */
-static inline __attribute__((always_inline)) NC_TARGET void NC(finite)(
-    VD vo, VD ve, VL eb, VD vr, VD va, VD vt, VL mantm, VL unit, VL invb, VD band, VD small, int64_t nmant,
-    double tiny, double sub, int fix, VL* bad, VD* mabs, VD* mrel, VD* mulp, VL* special, VD* score) {
-    const VL absm = SPLAT(ABSM);
-    VD ae = (VD)eb;                     /* |e| */
-    VD d = (VD)((VL)(vo - ve) & absm); /* |o - e| */
-    VD lim = va + vr * ae;               /* atol + rtol * |e| */
-    *bad -= d > lim;
-    *mabs = SEL(d > *mabs, d, *mabs);
-    VD rel = d / ae; /* where e == 0: d > 0 gives inf; 0/0 is NaN, never > mrel (>= 0): as 0 */
-    *mrel = SEL(rel > *mrel, rel, *mrel);
-    VD m = SEL(ae < vt, vt, ae);
-    VL E = (VL)((VUL)m >> 52);
-    VD ulp_err = d * (VD)((invb - E) << 52);
-    VL sp = ((VD)(((VL)m & mantm) | unit) >= band) | (m < small);
-    if (fix) {
-        int64_t any_special = 0;
-        for (int l = 0; l < W; l++) {
-            any_special |= sp[l];
-        }
-        if (__builtin_expect(any_special != 0, 0)) {
-            for (int l = 0; l < W; l++) {
-                if (sp[l]) {
-                    ulp_err[l] = d[l] / ulp_of(ae[l], nmant, tiny, sub);
-                }
-            }
-        }
-    }
-    *special = sp;
-    *mulp = SEL(ulp_err > *mulp, ulp_err, *mulp);
-    *score = d / lim;
-}
-
 /* 1 if some lane of mask m is set (movemask on x86: one instruction, where a loop over the lanes
  * was a third of the kernel's time) */
 static inline __attribute__((always_inline)) NC_TARGET int NC(any)(VL m) {
@@ -296,6 +257,37 @@ static inline __attribute__((always_inline)) NC_TARGET int NC(any)(VL m) {
     }
     return a != 0;
 #endif
+}
+
+/* The vector path's arithmetic for W elements of which both sides are finite (compare.py's fast
+ * path): updates the count and maxima, writes the scores.  ulp: 2**(E - 1023 - nmant), E the
+ * exponent bits of max(|e|, tiny); d * 2**-p is d / 2**p (both the correctly rounded d * 2**-p).
+ * Lanes just below a power of two, or whose 2**-p is not a normal double, go through ulp_of and
+ * a division, as the formula. */
+static inline __attribute__((always_inline)) NC_TARGET void NC(finite)(
+    VD vo, VD ve, VL eb, VD vr, VD va, VD vt, VL mantm, VL unit, VL invb, VD band, VD small, int64_t nmant,
+    double tiny, double sub, VL* bad, VD* mabs, VD* mrel, VD* mulp, VD* score) {
+    const VL absm = SPLAT(ABSM);
+    VD ae = (VD)eb;                     /* |e| */
+    VD d = (VD)((VL)(vo - ve) & absm); /* |o - e| */
+    VD lim = va + vr * ae;               /* atol + rtol * |e| */
+    *bad -= d > lim;
+    *mabs = SEL(d > *mabs, d, *mabs);
+    VD rel = d / ae; /* where e == 0: d > 0 gives inf; 0/0 is NaN, never > mrel (>= 0): as 0 */
+    *mrel = SEL(rel > *mrel, rel, *mrel);
+    VD m = SEL(ae < vt, vt, ae);
+    VL E = (VL)((VUL)m >> 52);
+    VD ulp_err = d * (VD)((invb - E) << 52);
+    VL sp = ((VD)(((VL)m & mantm) | unit) >= band) | (m < small);
+    if (__builtin_expect(NC(any)(sp), 0)) {
+        for (int l = 0; l < W; l++) {
+            if (sp[l]) {
+                ulp_err[l] = d[l] / ulp_of(ae[l], nmant, tiny, sub);
+            }
+        }
+    }
+    *mulp = SEL(ulp_err > *mulp, ulp_err, *mulp);
+    *score = d / lim;
 }
 
 /* a chunk whose largest score is cm replaces the worst element found so far (best, have: one was
@@ -390,11 +382,11 @@ static inline __attribute__((always_inline)) NC_TARGET int NC(chunk)(
         VD vo, ve, score = SPLAT(0.0);
         NC(obsw)(&vo, obs, kind, i);
         NC(obsw)(&ve, e, ekind, i);
-        VL eb = (VL)ve & absm, special;
+        VL eb = (VL)ve & absm;
         VL fin = ((VD)((VL)vo & absm) <= dmax) & ((VD)eb <= dmax);
         if (!NC(any)(~fin)) {
-            NC(finite)(vo, ve, eb, vr, va, vt, mantm, unit, invb, band, small, nmant, tiny, sub, 1, &bad, &mabs, &mrel,
-                       &mulp, &special, &score);
+            NC(finite)(vo, ve, eb, vr, va, vt, mantm, unit, invb, band, small, nmant, tiny, sub, &bad, &mabs, &mrel, &mulp,
+                       &score);
             a->any_finite = 1;
         } else {
             for (int l = 0; l < W; l++) {
