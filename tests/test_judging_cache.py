@@ -60,6 +60,33 @@ def test_full_size_outputs_within_a_quarter_of_the_budget(dtype, kept):
     assert cache.computed == n
     cache.get(case, inputs, case.semantics, "y")
     assert cache.computed == n + (0 if kept else 1)
+    # where full-size outputs are not kept, a get computes only the one asked for (x_hat is never written
+    # for y); x_hat, asked for itself, is the full reference's bit for bit
+    x_hat = cache.get(case, inputs, case.semantics, "x_hat")
+    assert cache.computed == n + (0 if kept else 2)
+    assert _same(x_hat[0], reference_outputs(case, inputs)["x_hat"][0])
+
+
+def test_a_get_that_cannot_keep_full_size_outputs_does_not_compute_x_hat(monkeypatch):
+    """The search's memory: for ``y`` of a case whose full-size outputs exceed the budget, the reference
+    is asked for ``y`` and the per-channel outputs only (no float64 ``x_hat`` beside ``y``)."""
+    import normconf.oracle as oracle
+
+    asked = []
+    real = oracle.reference_outputs
+
+    def spy(*a, **kw):
+        asked.append(kw.get("outputs"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(oracle, "reference_outputs", spy)
+    case = _case(shape=[16, 8, 32, 32], steps=1, eval_after=False, dtype="float32")
+    inputs = generate(case)
+    refcache.ReferenceCache(floor=1 << 20).get(case, inputs, case.semantics, "y")
+    assert asked[-1] is not None and "y" in asked[-1] and "x_hat" not in asked[-1]
+    assert set(refcache.PER_CHANNEL) <= asked[-1]
+    refcache.ReferenceCache().get(case, inputs, case.semantics, "y")  # 192 MiB: everything is kept
+    assert asked[-1] is None
 
 
 def test_the_cases_own_semantics_survives_eviction():
@@ -87,9 +114,13 @@ def test_rounded_is_the_rounding_of_the_reference(dtype):
     sem = case.semantics.replace(normalize_variance="unbiased")
     full = reference_outputs(case, inputs, sem)
     for name in ("y", "batch_var", "running_var", "eval_y"):
-        want = round_to_output_dtypes(case, {name: full[name]})[name]
+        # held compactly (float32 for float32/float16 outputs), as a worker holds its expected values
+        want = round_to_output_dtypes(case, {name: full[name]}, compact=True)[name]
+        assert all(w.dtype == (np.float64 if dtype == "float64" else np.float32) for w in want)
         got = cache.rounded(case, inputs, sem, name)
         assert len(got) == len(want) and all(_same(g, w) for g, w in zip(got, want))
+        wide = round_to_output_dtypes(case, {name: full[name]})[name]  # the same numbers as float64
+        assert all(_same(np.asarray(g, np.float64), w) for g, w in zip(got, wide))
         n = cache.computed
         assert cache.rounded(case, inputs, sem, name) is got and cache.computed == n
     assert cache._bytes <= cache.max_bytes

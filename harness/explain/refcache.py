@@ -102,9 +102,13 @@ class ReferenceCache:
             stats_only = output in STATS and case.mode == "train"
         else:  # any op: the group outputs come from the statistics-only path
             stats_only = output in spec.group_outputs
+        # every output when the full-size ones can be kept (a later get of another one is a hit); else only
+        # ``output`` and the per-channel ones (a stage output such as x_hat is then never written: 2x a
+        # float32 input's bytes less at the search's peak)
+        need = None if self._keeps_full_size(case, inputs) else frozenset({output, *self._small(case)})
         try:
             with np.errstate(all="ignore"):
-                out = reference_outputs(case, inputs, sem, statistics_only=stats_only)
+                out = reference_outputs(case, inputs, sem, statistics_only=stats_only, outputs=need)
         except (ValueError, ZeroDivisionError, FloatingPointError, OverflowError):
             self._store(key, inputs, {"__error__": [np.zeros(0)]}, case)
             return None
@@ -113,17 +117,30 @@ class ReferenceCache:
         self._store(key, inputs, keep, case)
         return result
 
-    def _keepable(self, case, inputs, out: dict) -> dict:
-        """The outputs of ``out`` worth keeping: every per-channel one, a full-size one within a quarter of the budget."""
+    @staticmethod
+    def _small(case) -> frozenset[str]:
+        """The outputs of one value per channel (group): always kept."""
         from normconf.ops import spec_for
 
-        small = PER_CHANNEL if case.op == "batch_norm" else spec_for(case).group_outputs
+        return frozenset(PER_CHANNEL if case.op == "batch_norm" else spec_for(case).group_outputs)
+
+    def _keepable(self, case, inputs, out: dict) -> dict:
+        """The outputs of ``out`` worth keeping: every per-channel one, a full-size one within a quarter of the budget."""
+        small = self._small(case)
         budget = self.budget(inputs)
         return {k: v for k, v in out.items() if k in small or sum(a.nbytes for a in v) * 4 <= budget}
 
+    def _keeps_full_size(self, case, inputs) -> bool:
+        """A full-size float64 output of ``case`` (the size of ``x`` over every step) fits :meth:`_keepable`'s rule."""
+        full = sum(8 * int(getattr(a, "size", 0) or 0) for a in getattr(inputs, "x", ()))
+        return full * 4 <= self.budget(inputs)
+
     def rounded(self, case, inputs, sem: Semantics, output: str) -> list[np.ndarray] | None:
         """:meth:`get` rounded to the output's dtype (:func:`normconf.oracle.round_to_output_dtypes`), cached
-        next to it (the expected values under ``sem``); ``None`` if the reference cannot run ``sem``."""
+        next to it (the expected values under ``sem``); ``None`` if the reference cannot run ``sem``.  Held
+        compactly (float32 for float32, float16 and bfloat16 outputs: the same numbers in half the bytes of
+        float64), as a worker holds its expected values; :func:`normconf.compare.compare` and ``np.array_equal``
+        read them as values."""
         from normconf.oracle import round_to_output_dtypes
 
         key = (_case_key(case), id(inputs), sem)
@@ -136,7 +153,7 @@ class ReferenceCache:
         steps = self.get(case, inputs, sem, output)
         if steps is None:
             return None
-        value = round_to_output_dtypes(case, {output: steps})[output]
+        value = round_to_output_dtypes(case, {output: steps}, compact=True)[output]
         extra = 0 if value is steps else sum(a.nbytes for a in value)
         if extra and not self._keepable(case, inputs, {output: value}):
             return value

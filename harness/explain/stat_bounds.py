@@ -39,7 +39,8 @@ def _channel_data(x: np.ndarray, channel_axis: int) -> _ChannelData:
         mean = x.mean(axis=axes, dtype=np.float64)
         s1 = np.abs(x).mean(axis=axes, dtype=np.float64)
         d = x - mean.reshape(shape)  # float64 (mean is)
-        var_b = (d * d).mean(axis=axes)
+        np.multiply(d, d, out=d)  # squared in place: one full-size float64 temporary, not two
+        var_b = d.mean(axis=axes)
         del d
         e2 = var_b + mean * mean  # E[x²] = var + mean² (exact in real arithmetic; float64 here)
     return _ChannelData(mean, var_b, e2, s1, m)
