@@ -148,27 +148,58 @@ def kernel_normalize(
     q: np.ndarray,
     folded: bool,
     with_x_hat: bool = True,
+    y_round: np.dtype[Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(y, x_hat) from the compiled kernel: x_hat = (x - mu)*inv; y = x_hat*p + q, or x*p + q when folded.
-    ``with_x_hat=False``: x_hat is neither stored nor returned (None); y is the same."""
+    ``with_x_hat=False``: x_hat is neither stored nor returned (None); y is the same.  ``y_round``: y
+    rounded to that dtype and held as float32 (:func:`_rounded_y`), computed :data:`_ROUND_BLOCK`
+    elements of whole (outer) rows at a time, so no full-size float64 y exists (the same values)."""
     xc, code, outer, C, inner = _kernel_layout(x, channel_axis)
     vec = [np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.float64).reshape(-1), (C,))) for v in (mu, inv, p, q)]
-    y = np.empty(x.shape)
     x_hat = np.empty(x.shape) if with_x_hat else None
     args = [v.ctypes.data for v in vec]
-    if lib.normconf_bn_normalize(
-        xc.ctypes.data,
-        code,
-        outer,
-        C,
-        inner,
-        *args,
-        int(folded),
-        y.ctypes.data,
-        None if x_hat is None else x_hat.ctypes.data,
-    ):
-        raise RuntimeError("normconf_bn_normalize failed")
-    return y, x_hat
+
+    def run(o0: int, o1: int, y_out: np.ndarray) -> None:
+        first = o0 * C * inner  # the rows' first element: x, y_out's rows and x_hat's are contiguous from there
+        if lib.normconf_bn_normalize(
+            xc.ctypes.data + first * xc.itemsize,
+            code,
+            o1 - o0,
+            C,
+            inner,
+            *args,
+            int(folded),
+            y_out.ctypes.data,
+            None if x_hat is None else x_hat.ctypes.data + first * x_hat.itemsize,
+        ):
+            raise RuntimeError("normconf_bn_normalize failed")
+
+    if y_round is None:
+        y = np.empty(x.shape)
+        run(0, outer, y)
+        return y, x_hat
+    y32 = np.empty(x.shape, np.float32)
+    flat = y32.reshape(-1)
+    row = C * inner
+    step = max(1, _ROUND_BLOCK // max(1, row))
+    block = np.empty(min(outer, step) * row)
+    for o0 in range(0, outer, step):
+        o1 = min(outer, o0 + step)
+        part = block[: (o1 - o0) * row]
+        run(o0, o1, part)
+        flat[o0 * row : o1 * row] = _rounded_y(part, y_round)
+    return y32, x_hat
+
+
+#: elements per block of a rounded y (:func:`kernel_normalize`): its float64 block stays in cache
+_ROUND_BLOCK = 1 << 17
+
+
+def _rounded_y(y: np.ndarray, y_round: np.dtype[Any]) -> np.ndarray:
+    """``y`` (float64) rounded to ``y_round`` (IEEE round-to-nearest-even) and held as float32: exactly
+    :func:`normconf.oracle.round_to_output_dtypes` with ``compact`` (the same two conversions)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(y, np.float64).astype(y_round).astype(np.float32, copy=False)
 
 
 #: elements per block of the elementwise passes (their temporaries stay in cache)
@@ -262,9 +293,13 @@ def normalize(
     sem: Semantics,
     input_dtype: np.dtype[Any],
     with_x_hat: bool = True,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
+    y_round: np.dtype[Any] | None = None,
+) -> tuple[np.ndarray, npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
     """(y, inv_std, x_hat) for given per-channel statistics, under ``sem``'s arithmetic;
-    ``with_x_hat=False``: x_hat is None (where the compiled kernel runs, it is then never stored)."""
+    ``with_x_hat=False``: x_hat is None (where the compiled kernel runs, it is then never stored).
+    ``y_round`` (float32, float16 or bfloat16): y is returned rounded to it and held as float32 — the
+    expected values as :func:`normconf.oracle.round_to_output_dtypes` holds them with ``compact``, the
+    same numbers; where the compiled kernel runs, without a full-size float64 y."""
     cd = _working(sem.compute_dtype, input_dtype)
     nd = x.ndim
     C = x.shape[channel_axis % nd]
@@ -292,7 +327,7 @@ def normalize(
         lib = None if fma else _kernel_eligible(x, cd)
         if lib is not None:
             p, q = (a, shift) if folded else (gg, bb)
-            y, xh = kernel_normalize(lib, x, channel_axis, mu, inv, p, q, folded, with_x_hat)
+            y, xh = kernel_normalize(lib, x, channel_axis, mu, inv, p, q, folded, with_x_hat, y_round)
             return y, inv_std.astype(np.float64), xh
         # x_hat = (x - mu) * inv;  y = x*a + shift (folded) or x_hat*gamma + beta, one block at a time
         # (elementwise, so the same bits as whole-array expressions, without whole-array temporaries)
@@ -312,7 +347,7 @@ def normalize(
                 np.multiply(x_hat[sl], gg, out=y[sl])
                 np.add(y[sl], bb, out=y[sl])
     return (
-        y.astype(np.float64, copy=False),
+        y.astype(np.float64, copy=False) if y_round is None else _rounded_y(y, y_round),
         inv_std.astype(np.float64),
         x_hat.astype(np.float64, copy=False) if with_x_hat else None,
     )
@@ -334,9 +369,12 @@ def batch_norm_reference(
     input_dtype: str | np.dtype[Any] = "float64",
     statistics_only: bool = False,
     with_x_hat: bool = True,
-) -> dict[str, list[npt.NDArray[np.float64]]]:
+    y_round: np.dtype[Any] | None = None,
+) -> dict[str, list[np.ndarray]]:
     """Run BatchNorm over ``x_steps`` (one batch per step) and return every output
     (``with_x_hat=False``: every output but ``x_hat``, which is then never materialized).
+    Every output is float64, except ``y`` and ``eval_y`` with ``y_round`` (float32, float16 or
+    bfloat16): rounded to it and held as float32 (:func:`normalize`), the expected values.
 
     ``momentum`` is the batch weight ``w`` (``None``: cumulative average).
     ``mode`` is ``"train"`` (batch statistics, running update each step) or
@@ -360,10 +398,11 @@ def batch_norm_reference(
     if sem.initial_running == "zeros":
         rm[:] = 0.0
         rv[:] = 0.0
-    out: dict[str, list[npt.NDArray[np.float64]]] = {}
+    out: dict[str, list[np.ndarray]] = {}
 
     def put(name: str, value: np.ndarray) -> None:
-        out.setdefault(name, []).append(np.asarray(value, np.float64))
+        held = np.float32 if y_round is not None and name in ("y", "eval_y") else np.float64
+        out.setdefault(name, []).append(np.asarray(value, held))
 
     for k, x in enumerate(x_steps, start=1):
         if mode == "eval":
@@ -381,7 +420,9 @@ def batch_norm_reference(
                 put("norm_mean", n_mean)
                 put("norm_var", n_var)
                 continue
-            y, inv_std, x_hat = normalize(x, n_mean, n_var, gamma, beta, eps_v, channel_axis, sem, in_dt, with_x_hat)
+            y, inv_std, x_hat = normalize(
+                x, n_mean, n_var, gamma, beta, eps_v, channel_axis, sem, in_dt, with_x_hat, y_round
+            )
             put("y", y)
             put("inv_std", inv_std)
             if x_hat is not None:
@@ -404,7 +445,7 @@ def batch_norm_reference(
             put("norm_var", norm_var)
         else:
             y, inv_std, x_hat = normalize(
-                x, norm_mean, norm_var, gamma, beta, eps_v, channel_axis, sem, in_dt, with_x_hat
+                x, norm_mean, norm_var, gamma, beta, eps_v, channel_axis, sem, in_dt, with_x_hat, y_round
             )
         rm, rv = new_rm, new_rv
         if not statistics_only:
@@ -423,6 +464,8 @@ def batch_norm_reference(
             if x_hat is not None:
                 put("x_hat", x_hat)
     if eval_after and mode == "train" and not statistics_only:
-        y, _, _ = normalize(x_steps[-1], rm, rv, gamma, beta, eps_v, channel_axis, sem, in_dt, with_x_hat=False)
+        y, _, _ = normalize(
+            x_steps[-1], rm, rv, gamma, beta, eps_v, channel_axis, sem, in_dt, with_x_hat=False, y_round=y_round
+        )
         put("eval_y", y)
     return out

@@ -3,6 +3,9 @@ corroboration of conventions (normconf.results, normconf.explain.pair)."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from normconf.inputs import generate
 from normconf.oracle import expected_outputs
 from normconf.outputs import output_dtype
@@ -155,3 +158,52 @@ def test_compact_expected_values_give_the_same_rows():
                 wide = reviewed or output_dtype(case, name) == "float64"
                 assert all(a.dtype == (np.float64 if wide else np.float32) for a in held[name]), (name, changes)
     assert {"pass", "explained"} <= seen
+
+
+_big = case_maker(id="compact", momentum={"batch_weight": 0.1}, input={"std": 2.0, "mean": 0.5, "seed": 9})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
+@pytest.mark.parametrize(
+    "shape, layout, mode",
+    [
+        ([4, 16, 128, 128], "channels_first", "train"),  # 2**20 elements: the compiled reference's path
+        ([5, 16, 130, 128], "channels_last", "eval"),  # 83 200 rows of 16: blocks of 8192 rows, the last short
+        ([2, 64, 96, 96], "channels_first", "eval"),
+        ([3, 5, 7], "channels_last", "train"),  # the NumPy path
+    ],
+)
+def test_compact_expected_values_are_the_rounded_reference(dtype, shape, layout, mode):
+    """The op's compact_expected (y and eval_y rounded a block at a time) gives exactly the reference
+    rounded to the output dtypes and held compactly, for every output set a worker asks for."""
+    from normconf.oracle import reference_outputs, round_to_output_dtypes
+
+    case = _big(shape=shape, dtype=dtype, layout=layout, mode=mode, steps=2, eval_after=mode == "train")
+    inputs = generate(case)
+    for names in (None, frozenset({"y"}), frozenset({"y", "x_hat", "inv_std"})):
+        got = expected_outputs(case, inputs, names, compact=True)
+        want = round_to_output_dtypes(case, reference_outputs(case, inputs, outputs=names), compact=True)
+        assert list(got) == list(want)
+        for k in want:
+            assert len(got[k]) == len(want[k])
+            for g, w in zip(got[k], want[k]):
+                assert g.dtype == w.dtype and g.shape == w.shape and g.tobytes() == w.tobytes(), (k, names)
+
+
+def test_compact_expected_values_of_a_large_case_need_no_float64_y():
+    """Memory, not time: the expected y of a 2**21-element float32 case (8 MiB as float32) is computed
+    without a full-size float64 array (16 MiB): the traced peak stays below one."""
+    import tracemalloc
+
+    case = _big(shape=[8, 16, 128, 128], dtype="float32", steps=1)
+    inputs = generate(case)
+    n = 8 * 16 * 128 * 128
+    expected_outputs(case, inputs, frozenset({"y"}), compact=True)  # imports and the kernel library loaded
+    tracemalloc.start()
+    try:
+        got = expected_outputs(case, inputs, frozenset({"y"}), compact=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got["y"][0].dtype == np.float32 and got["y"][0].size == n
+    assert peak < 8 * n, peak  # the float32 y (4n bytes) and blocks, never a float64 y (8n)

@@ -93,6 +93,11 @@ class OpSpec:
     output_shape: Callable[[Any, str], tuple[int, ...]]
     #: steps an output has (eval_y: 1)
     output_steps: Callable[[Any, str], int] = lambda case, name: int(case.steps)
+    #: optional (case, inputs, outputs) → the expected values held compactly, exactly
+    #: ``normconf.oracle.round_to_output_dtypes(case, reference(case, inputs, outputs=outputs), compact=True)``
+    #: but computed without a full-size float64 intermediate (BatchNorm: y rounded a block at a time);
+    #: ``None``: the oracle rounds the reference's outputs
+    compact_expected: Callable[..., ReferenceOutputs] | None = None
     #: (case, inputs, output, step, observed, expected, tol, memory) → (label, text) | None
     explain: Callable[..., tuple[str, str] | None] = _no_explainer
     #: (case, inputs, rows, observed, expected, memory) → None: pair-level corroboration (edits rows)

@@ -41,6 +41,7 @@ def _reference(
     *,
     statistics_only: bool = False,
     outputs: frozenset[str] | None = None,
+    y_round: Any = None,
 ) -> ReferenceOutputs:
     from normconf.inputs import np_dtype
     from normconf.references.batchnorm import batch_norm_reference
@@ -60,7 +61,26 @@ def _reference(
         input_dtype=np_dtype(case.dtype),
         statistics_only=statistics_only,
         with_x_hat=outputs is None or "x_hat" in outputs,
+        y_round=y_round,
     )
+
+
+def _compact_expected(case: Case, inputs: Any, outputs: frozenset[str] | None = None) -> ReferenceOutputs:
+    """The expected values as :func:`normconf.oracle.expected_outputs` with ``compact`` holds them: y and
+    eval_y rounded to the case dtype by the reference a block at a time (no float64 y of the whole
+    batch), the other outputs rounded by the oracle."""
+    import numpy as np
+
+    from normconf.inputs import np_dtype
+    from normconf.oracle import round_to_output_dtypes
+    from normconf.outputs import output_dtype
+
+    dt = np_dtype(output_dtype(case, "y"))
+    y_round = None if dt == np.float64 else dt
+    out = _reference(case, inputs, outputs=outputs, y_round=y_round)
+    done = {"y", "eval_y"} if y_round is not None else set()
+    rest = round_to_output_dtypes(case, {k: v for k, v in out.items() if k not in done}, compact=True)
+    return {k: (v if k in done else rest[k]) for k, v in out.items()}
 
 
 def _generate(case: Case) -> Inputs:
@@ -183,6 +203,7 @@ SPEC = OpSpec(
     semantics=Semantics,
     generate=_generate,
     reference=_reference,
+    compact_expected=_compact_expected,
     output_names=lambda case: case.output_names(),
     output_shape=_output_shape,
     output_steps=lambda case, name: 1 if name == "eval_y" else int(case.steps),
