@@ -69,27 +69,31 @@ def bench_fuzz(backends: list[str], max_examples: int, jobs: int = 2) -> dict:
 
     Shrinking a finding runs the failing backend alone many times; those runs are counted
     separately (``shrink_runs``) and included in the time, as in a real ``normconf fuzz``.
-    The first run (seed 0) starts the workers (each imports its framework) inside the timed
-    region; a second run (seed 1) on the same, now warm, workers measures a session's steady rate.
+    The first run's time (seed 0) includes the start-up, as a session's does: ``Executor.probe``
+    starts every group's worker at once (each imports its framework; ``start_seconds``) and the
+    examples run on those workers; a second run (seed 1) on the same, now warm, workers measures a
+    session's steady rate.
     """
     from normconf.fuzz import Executor, fuzz
     from normconf.runner import Runner
 
-    with Runner() as runner:
-        bs = [b for b in backends if b in runner.adapters]
-        info = runner.backend_info(bs)
-        bs = [b for b in bs if not info[b][0]]
-        ex = Executor(runner, bs, jobs=jobs)
-        try:
-            t = time.perf_counter()
-            rep = fuzz(ex, max_examples=max_examples, seed=0)
-            dt = time.perf_counter() - t
-            t = time.perf_counter()
-            warm = fuzz(ex, max_examples=max_examples, seed=1)
-            dt_warm = time.perf_counter() - t
-        finally:
-            ex.close()
-    return {"backends": bs, "jobs": jobs, **_fuzz_rates(rep, len(bs), dt), "warm": _fuzz_rates(warm, len(bs), dt_warm)}
+    with Runner() as runner, Executor(runner, [b for b in backends if b in runner.adapters], jobs=jobs) as ex:
+        t = time.perf_counter()
+        ex.probe()  # as `normconf fuzz` starts: every group's worker at once, the ones the examples use
+        t_start = time.perf_counter() - t
+        rep = fuzz(ex, max_examples=max_examples, seed=0)
+        dt = time.perf_counter() - t
+        t = time.perf_counter()
+        warm = fuzz(ex, max_examples=max_examples, seed=1)
+        dt_warm = time.perf_counter() - t
+    bs = ex.backends
+    return {
+        "backends": bs,
+        "jobs": jobs,
+        "start_seconds": round(t_start, 3),
+        **_fuzz_rates(rep, len(bs), dt),
+        "warm": _fuzz_rates(warm, len(bs), dt_warm),
+    }
 
 
 def _fuzz_rates(rep, n_backends: int, seconds: float) -> dict:

@@ -172,13 +172,28 @@ class Executor:
 
     def __init__(self, runner, backends: list[str], jobs: int = 2):
         self.runner = runner
-        self.backends = backends
+        self.backends = list(backends)
         self.group = {b: runner.group_of(b)[0] for b in backends}
         self._pools = {
             g: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fuzz-{g}")
             for g in dict.fromkeys(self.group.values())
         }
         self._sem = threading.Semaphore(max(1, jobs))
+
+    def probe(self) -> dict[str, tuple[str | None, str]]:
+        """{backend: (unavailable reason or None, version)} (:meth:`Runner.backend_info`), asked by the
+        pool thread that will run the backend: its worker, started here, is the one the examples use,
+        so each framework is imported once, and every group's worker starts at the same time (not
+        behind the ``jobs`` limit, which bounds the examples).  Unavailable backends are dropped."""
+        by_group: dict[str, list[str]] = {}
+        for b in self.backends:
+            by_group.setdefault(self.group[b], []).append(b)
+        futs = [self._pools[g].submit(self.runner.backend_info, bs) for g, bs in by_group.items()]
+        info: dict[str, tuple[str | None, str]] = {}
+        for f in futs:
+            info.update(f.result())
+        self.backends = [b for b in self.backends if not info[b][0]]
+        return info
 
     def _one(self, lc, backend):
         with self._sem:
@@ -193,6 +208,12 @@ class Executor:
         # each pool thread holds its worker in thread-local storage; Runner.close() ends them all
         for p in self._pools.values():
             p.shutdown(wait=True)
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class _Found(Exception):
@@ -448,13 +469,15 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if args.max_examples < 1 or args.max_elements < 1:
         raise UsageError("--max-examples and --max-elements must be at least 1")
     out = Path(args.out)
-    with Runner(tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout) as runner:
-        backends = _op_backends(runner, _csv_list(args.backend), op)
-        info = runner.backend_info(backends)
+    with (
+        Runner(tuple(args.adapter or ()), tuple(args.native or ()), timeout=args.timeout) as runner,
+        Executor(runner, _op_backends(runner, _csv_list(args.backend), op), jobs=args.jobs) as ex,
+    ):
+        info = ex.probe()  # starts the workers the examples run on (each framework imported once)
         missing = {b: r for b, (r, _) in info.items() if r}
         for b, r in missing.items():
             print(f"skipping {b}: {r}", file=sys.stderr)
-        backends = [b for b in backends if b not in missing]
+        backends = ex.backends
         if not backends:
             raise UsageError(f"no available backend to fuzz op {op}")
         versions = {b: v for b, (_, v) in info.items() if b in backends}
@@ -477,7 +500,6 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             path = write_finding(f, out, command, versions)
             print(f"found: {f.backend} {f.outcome} {f.output} (example {f.found_at}) -> {path}", file=sys.stderr)
 
-        ex = Executor(runner, backends, jobs=args.jobs)
         try:
             rep = fuzz(
                 ex,
@@ -496,8 +518,6 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         except StrategyError as e:  # a broken fuzz hook (a plug-in op's): said plainly, nothing written
             print(f"normconf fuzz: {e}", file=sys.stderr)
             return EXIT_USAGE
-        finally:
-            ex.close()
     print(
         f"{rep.examples} examples in {rep.seconds:.0f} s ({rep.rounds} round(s), {rep.shrink_runs} shrink runs): "
         f"{len(rep.findings)} finding(s)" + (" (stopped by --max-seconds)" if rep.timed_out else "")

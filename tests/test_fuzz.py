@@ -119,6 +119,20 @@ def test_reference_has_no_findings(runner, tmp_path):
     assert rep.findings == [], [(f.signature, f.case, f.message) for f in rep.findings]
 
 
+def test_the_probe_starts_the_workers_the_examples_run_on():
+    """``normconf fuzz`` asks whether each backend is available of the worker its examples then run on:
+    one worker per group for the whole session (each framework imported once, not once to probe and
+    again to fuzz), every group's started at once."""
+    with fuzz_mutant_runner(timeout=120) as r, Executor(r, ["numpy", "mutant-third-channel"]) as ex:
+        info = ex.probe()
+        assert set(info) == {"numpy", "mutant-third-channel"} and not any(why for why, _ in info.values())
+        groups = set(ex.group.values())
+        assert len(r._all_workers) == len(groups)
+        rep = fuzz(ex, max_examples=6, seed=2, max_shrinks=5)
+        assert rep.examples >= 1
+        assert len(r._all_workers) == len(groups)  # the examples started none
+
+
 def test_unrepresentable_expectation_is_not_drawn(runner):
     # a float16 batch with std 1000 has a variance (1e6) above the float16 maximum 65504
     huge = LoadedCase(
