@@ -238,11 +238,12 @@ def rows_for(
     )
     rows: list[Row] = []
 
-    def float64(name: str) -> list[np.ndarray]:
-        """``expected[name]`` as float64, for what does arithmetic on it; stored back in ``expected``
-        (the same numbers), so that a worker's cache holds one copy from then on, not two."""
+    def for_hooks(name: str) -> list[np.ndarray]:
+        """``expected[name]`` for the explainer and reviewer: as it is held where the op's hooks read compact
+        values (``explain_reads_compact``), else as float64, stored back in ``expected`` (the same numbers), so
+        that a worker's cache holds one copy from then on, not two."""
         steps = expected[name]  # type: ignore[index]
-        if any(np.asarray(a).dtype != np.float64 for a in steps):
+        if not spec.explain_reads_compact and any(np.asarray(a).dtype != np.float64 for a in steps):
             expected[name] = steps = as_float64(steps)  # type: ignore[index]
         return steps
 
@@ -312,7 +313,7 @@ def rows_for(
                     )
                 )
                 continue
-            del exp_steps  # by index below: a step widened to float64 (float64()) leaves no compact copy alive
+            del exp_steps  # by index below: a step widened to float64 (for_hooks()) leaves no compact copy alive
             for k, o in enumerate(obs_steps, start=1):
                 e = expected[name][k - 1]  # type: ignore[index]
                 bad = array_problem(name, o, np.shape(e))
@@ -342,12 +343,12 @@ def rows_for(
                     from normconf.report.plots import plot_data
 
                     try:  # no plot rather than no report: the row keeps its metrics
-                        plot = plot_data(o, float64(name)[k - 1], axis)
+                        plot = plot_data(o, expected[name][k - 1], axis)  # type: ignore[index]  # converts in blocks
                     except Exception:  # noqa: BLE001
                         plot = None
                 outcome, expl, expl_text = ("pass" if cmp.close else "mismatch"), "", ""
                 if not cmp.close and explainer is not None and inputs is not None:
-                    found = explainer(case, inputs, name, k, np.asarray(o), float64(name)[k - 1], tol, memory)
+                    found = explainer(case, inputs, name, k, np.asarray(o), for_hooks(name)[k - 1], tol, memory)
                     if found is not None:
                         expl, expl_text = found
                         outcome = "explained" if expl else "mismatch"
@@ -376,8 +377,8 @@ def rows_for(
                 )
     ok = result.status == "ok"
     if reviewer is not None and any(r.outcome in ("mismatch", "explained") for r in rows):
-        wide_expected = None if expected is None else {n: float64(n) for n in list(expected)}
-        reviewer(case, inputs, rows, observed if ok else result.outputs, wide_expected, memory if ok else None)
+        hook_expected = None if expected is None else {n: for_hooks(n) for n in list(expected)}
+        reviewer(case, inputs, rows, observed if ok else result.outputs, hook_expected, memory if ok else None)
     apply_expectation(
         case,
         backend,

@@ -151,13 +151,37 @@ def test_compact_expected_values_give_the_same_rows():
                 r.pop("seconds", None)
             assert rows[0] == rows[1], (dtype, changes)
             seen |= {r["outcome"] for r in rows[0]}
-            # an output the explainer or reviewer saw is now held as float64 alone (same values), the others stay
-            reviewed = any(r["outcome"] != "pass" for r in rows[0])
+            # BatchNorm's explainer and reviewer read the compact values (explain_reads_compact): nothing widened
             for name in held:
                 assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(held[name], full[name])), name
-                wide = reviewed or output_dtype(case, name) == "float64"
+                wide = output_dtype(case, name) == "float64"
                 assert all(a.dtype == (np.float64 if wide else np.float32) for a in held[name]), (name, changes)
     assert {"pass", "explained"} <= seen
+
+
+def test_hooks_that_do_not_read_compact_values_get_float64(monkeypatch):
+    """An op whose explain/review hooks do not declare ``explain_reads_compact`` (a plug-in op's default) is
+    given float64 expected values; the widened copy replaces the compact one (one copy held, not two)."""
+    import dataclasses
+
+    import normconf.ops as ops
+
+    ops._load()
+    spec = dataclasses.replace(ops._REGISTRY["batch_norm"], explain_reads_compact=False)
+    monkeypatch.setitem(ops._REGISTRY, "batch_norm", spec)
+    seen = []
+
+    def explainer(case, inputs, name, step, observed, expected, tol, memory):
+        seen.append(np.asarray(expected).dtype)
+        return None
+
+    case = _case(dtype="float32", param_dtype="float32")
+    inputs = generate(case)
+    held = expected_outputs(case, inputs, compact=True)
+    outs = mutant_outputs(case, inputs, normalize_variance="unbiased")
+    rows_for(loaded(case), "m", BackendResult("m", "ok", outputs=outs), held, inputs, explainer=explainer)
+    assert seen and all(d == np.float64 for d in seen)
+    assert held["y"][0].dtype == np.float64  # widened in place
 
 
 _big = case_maker(id="compact", momentum={"batch_weight": 0.1}, input={"std": 2.0, "mean": 0.5, "seed": 9})

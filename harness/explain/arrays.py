@@ -21,7 +21,34 @@ def as_f64(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
         return None
 
 
-_CHUNK = 1 << 20
+#: dtypes whose every value float64 holds exactly (bfloat16 by name: ml_dtypes' type)
+_EXACT_IN_F64 = ("float64", "float32", "float16", "bfloat16")
+
+
+def exact_held(a: np.ndarray) -> np.ndarray:
+    """``a`` as it is where float64 holds its values exactly (float32, float16, bfloat16, float64), else
+    as float64 (integers, say): no full-size copy of a compactly held output."""
+    a = np.asarray(a)
+    return a if a.dtype.name in _EXACT_IN_F64 else a.astype(np.float64)
+
+
+def as_exact(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``a`` in ``shape`` (as :func:`as_f64` reshapes it), in its own dtype where float64 holds its values
+    exactly (float32, float16, bfloat16): no full-size float64 copy.  Whoever computes with it converts
+    (every helper of the engine does, a block at a time, as :func:`residual`); other dtypes as float64."""
+    a = np.asarray(a)
+    if a.dtype.name not in _EXACT_IN_F64:
+        return as_f64(a, shape)
+    if a.shape != shape:
+        if a.size == int(np.prod(shape)) and a.squeeze().shape == tuple(d for d in shape if d != 1):
+            return a.reshape(shape)
+        return None
+    return a
+
+
+#: elements per chunk of the passes below (order-free: maxima and equality, so the chunk size changes no
+#: result): 1 MiB float64 temporaries, a few alive at once, stay in cache and add nothing to a large case's peak
+_CHUNK = 1 << 17
 
 
 def residual(obs: np.ndarray, alt: np.ndarray, atol: float, rtol: float) -> tuple[float, float]:
@@ -39,7 +66,7 @@ def residual(obs: np.ndarray, alt: np.ndarray, atol: float, rtol: float) -> tupl
     with np.errstate(all="ignore"):
         for s in range(0, o.size, _CHUNK):
             oc = o[s : s + _CHUNK].astype(np.float64, copy=False)
-            ac = a[s : s + _CHUNK]
+            ac = a[s : s + _CHUNK].astype(np.float64, copy=False)  # either side may be held compactly
             d = np.subtract(oc, ac)
             np.abs(d, out=d)
             bound = np.abs(ac)

@@ -392,7 +392,7 @@ def judge(
         n_over = 0  # elements within the model only as the result of an overflowed sum
         with np.errstate(all="ignore"):
             for xc, oc, ec, s0 in blocks:
-                xc, oc = np.asarray(xc, np.float64), np.asarray(oc, np.float64)
+                xc, oc, ec = (np.asarray(v, np.float64) for v in (xc, oc, ec))  # any side may be compact
                 b = P * np.abs(xc - M) + R * np.abs(xc) + Q + (s + 2 * u_o) * np.abs(ec) + tiny
                 b = np.where(np.isnan(b), np.inf, b)
                 lim = b + tol.atol + tol.rtol * np.abs(ec)

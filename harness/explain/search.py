@@ -29,12 +29,14 @@ import numpy as np
 
 from normconf.explain import bounds as bd
 from normconf.explain.arrays import (
+    _CHUNK,
     SAMPLE_ABOVE,
     _digest,
     _same_numbers,
     _sketch,
-    as_f64,
+    as_exact,
     columns,
+    exact_held,
     identical_rounded,
     residual,
     sample_columns,
@@ -149,8 +151,8 @@ def _unit_scores(obs: np.ndarray, alt: np.ndarray, tol, dtype: str) -> tuple[flo
     a = alt.reshape(-1)
     worst = [0.0, 0.0]
     with np.errstate(all="ignore"):
-        for s0 in range(0, o.size, 1 << 20):
-            oc, ac = o[s0 : s0 + (1 << 20)].astype(np.float64, copy=False), a[s0 : s0 + (1 << 20)]
+        for s0 in range(0, o.size, _CHUNK):  # maxima: the chunk size changes no result
+            oc, ac = (v[s0 : s0 + _CHUNK].astype(np.float64, copy=False) for v in (o, a))
             err = np.abs(oc - ac)
             err[(oc == ac) | (np.isnan(oc) & np.isnan(ac))] = 0.0
             err[np.isnan(err)] = np.inf
@@ -251,8 +253,8 @@ def explain_output(
         tol = tolerance_for(case, output)
     if expected is None:
         expected = CACHE.get(case, inputs, base, output)[step - 1]
-    expected = np.asarray(expected, np.float64)
-    obs = as_f64(np.asarray(observed), expected.shape)
+    expected = exact_held(expected)  # float32-held (compact) as it comes: every consumer converts
+    obs = as_exact(np.asarray(observed), expected.shape)  # the backend's own array: every consumer converts
     if obs is None:
         return Finding(
             [],

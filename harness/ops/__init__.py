@@ -93,15 +93,19 @@ class OpSpec:
     output_shape: Callable[[Any, str], tuple[int, ...]]
     #: steps an output has (eval_y: 1)
     output_steps: Callable[[Any, str], int] = lambda case, name: int(case.steps)
-    #: optional (case, inputs, outputs) → the expected values held compactly, exactly
-    #: ``normconf.oracle.round_to_output_dtypes(case, reference(case, inputs, outputs=outputs), compact=True)``
-    #: but computed without a full-size float64 intermediate (BatchNorm: y rounded a block at a time);
-    #: ``None``: the oracle rounds the reference's outputs
+    #: optional (case, inputs, outputs=None, semantics=None) → the expected values held compactly, exactly
+    #: ``normconf.oracle.round_to_output_dtypes(case, reference(case, inputs, semantics, outputs=outputs),
+    #: compact=True)`` but computed without a full-size float64 intermediate (BatchNorm: y rounded a block
+    #: at a time); ``None``: the oracle rounds the reference's outputs
     compact_expected: Callable[..., ReferenceOutputs] | None = None
     #: (case, inputs, output, step, observed, expected, tol, memory) → (label, text) | None
     explain: Callable[..., tuple[str, str] | None] = _no_explainer
     #: (case, inputs, rows, observed, expected, memory) → None: pair-level corroboration (edits rows)
     review: Callable[..., None] = _no_review
+    #: ``explain`` and ``review`` read expected values held compactly (float32 for float32, float16 and
+    #: bfloat16 outputs: the same numbers) and convert before any arithmetic; False: they are given
+    #: float64 copies (what a plug-in op's hooks get unless they say otherwise)
+    explain_reads_compact: bool = False
     #: case → {parameter: text} for the report's case panel
     report_params: Callable[[Any], dict[str, str]] = lambda case: {}
     #: case → values of the results table's parameter columns (missing ones stay empty)

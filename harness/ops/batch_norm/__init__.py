@@ -65,10 +65,12 @@ def _reference(
     )
 
 
-def _compact_expected(case: Case, inputs: Any, outputs: frozenset[str] | None = None) -> ReferenceOutputs:
-    """The expected values as :func:`normconf.oracle.expected_outputs` with ``compact`` holds them: y and
-    eval_y rounded to the case dtype by the reference a block at a time (no float64 y of the whole
-    batch), the other outputs rounded by the oracle."""
+def _compact_expected(
+    case: Case, inputs: Any, outputs: frozenset[str] | None = None, semantics: Semantics | None = None
+) -> ReferenceOutputs:
+    """The expected values (under ``semantics``, default the case's) as :func:`normconf.oracle.expected_outputs`
+    with ``compact`` holds them: y and eval_y rounded to the case dtype by the reference a block at a time
+    (no float64 y of the whole batch), the other outputs rounded by the oracle."""
     import numpy as np
 
     from normconf.inputs import np_dtype
@@ -77,7 +79,7 @@ def _compact_expected(case: Case, inputs: Any, outputs: frozenset[str] | None = 
 
     dt = np_dtype(output_dtype(case, "y"))
     y_round = None if dt == np.float64 else dt
-    out = _reference(case, inputs, outputs=outputs, y_round=y_round)
+    out = _reference(case, inputs, semantics, outputs=outputs, y_round=y_round)
     done = {"y", "eval_y"} if y_round is not None else set()
     rest = round_to_output_dtypes(case, {k: v for k, v in out.items() if k not in done}, compact=True)
     return {k: (v if k in done else rest[k]) for k, v in out.items()}
@@ -209,6 +211,7 @@ SPEC = OpSpec(
     output_steps=lambda case, name: 1 if name == "eval_y" else int(case.steps),
     explain=_explain,
     review=_review,
+    explain_reads_compact=True,  # normconf.explain converts a block at a time (tests/test_expectations.py)
     report_params=_report_params,
     row_fields=_row_fields,
     plot_axis=lambda case: case.channel_axis,

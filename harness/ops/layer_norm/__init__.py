@@ -132,6 +132,7 @@ SPEC = OpSpec(
     output_shape=_output_shape,
     explain=_explain,
     review=_review,
+    explain_reads_compact=True,  # its explain and review convert what they read to float64 first
     report_params=_report_params,
     row_fields=_row_fields,
     plot_axis=lambda case: -1,  # the per-feature error profile along the last axis
