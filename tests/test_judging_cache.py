@@ -209,3 +209,31 @@ def test_worker_computes_only_the_returned_outputs_and_extends_on_demand():
         assert all(_same(a.astype(np.float64), b) for a, b in zip(arrays, full[name])), name
         assert all(a.dtype == np.float32 for a in arrays), name  # a float32 case: every output float32
     assert host.expected(case, ["y"]) is more  # cached: a subset asks for nothing new
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_rounded_of_a_case_too_large_to_keep_is_computed_compactly(dtype, monkeypatch):
+    """Where the cache cannot keep a float64 y, ``rounded`` asks the op's compact_expected (y rounded a block
+    at a time) under the semantics: the same bits as rounding the reference, kept where the compact y fits
+    a quarter of the budget, and no float64 y is computed for it."""
+    import normconf.oracle as oracle
+
+    case = _case(shape=[16, 8, 32, 32], steps=1, eval_after=False, dtype=dtype)
+    inputs = generate(case)
+    sem = case.semantics.replace(normalize_variance="unbiased")
+    want = round_to_output_dtypes(case, reference_outputs(case, inputs, sem), compact=True)["y"]
+    asked = []
+    real = oracle.reference_outputs
+    monkeypatch.setattr(oracle, "reference_outputs", lambda *a, **kw: asked.append(kw) or real(*a, **kw))
+    cache = refcache.ReferenceCache(floor=1 << 20)
+    assert not cache._keeps_full_size(case, inputs)
+    got = cache.rounded(case, inputs, sem, "y")
+    assert not asked  # not through the float64 reference
+    assert len(got) == 1 and _same(got[0], want[0]) and got[0].dtype == np.float32
+    n = cache.computed
+    again = cache.rounded(case, inputs, sem, "y")
+    if got[0].nbytes * 4 <= cache.budget(inputs):  # float32: a 2 MiB budget (4 x its input) keeps y (512 KiB)
+        assert again is got and cache.computed == n
+    else:  # float16: a 1 MiB budget (the floor) keeps no 512 KiB output: computed again, the same bits
+        assert again is not got and _same(again[0], got[0]) and cache.computed == n + 1
+    assert not asked and cache._bytes <= cache.max_bytes
