@@ -214,10 +214,16 @@ def test_compact_expected_values_are_the_rounded_reference(dtype, shape, layout,
                 assert g.dtype == w.dtype and g.shape == w.shape and g.tobytes() == w.tobytes(), (k, names)
 
 
-def test_compact_expected_values_of_a_large_case_need_no_float64_y():
+def test_compact_expected_values_of_a_large_case_need_no_float64_y(monkeypatch):
     """Memory, not time: the expected y of a 2**21-element float32 case (8 MiB as float32) is computed
-    without a full-size float64 array (16 MiB): the traced peak stays below one."""
+    without a full-size float64 array (16 MiB): the traced peak stays below one.  (The compiled reference's
+    path: the NumPy twins, NORMCONF_KERNELS=0, normalize whole arrays.)"""
     import tracemalloc
+
+    from normconf import kernels
+
+    monkeypatch.delenv("NORMCONF_KERNELS", raising=False)
+    assert kernels.library() is not None, "the compiled kernels are part of the package build"
 
     case = _big(shape=[8, 16, 128, 128], dtype="float32", steps=1)
     inputs = generate(case)
