@@ -8,13 +8,20 @@ import math
 import numpy as np
 
 
-def as_f64(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+def _in_shape(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``a`` as an array of ``shape``: itself, or reshaped where only axes of length 1 differ; else None."""
     a = np.asarray(a)
-    if a.shape != shape:
-        if a.size == int(np.prod(shape)) and a.squeeze().shape == tuple(d for d in shape if d != 1):
-            a = a.reshape(shape)
-        else:
-            return None
+    if a.shape == shape:
+        return a
+    if a.size == int(np.prod(shape)) and a.squeeze().shape == tuple(d for d in shape if d != 1):
+        return a.reshape(shape)
+    return None
+
+
+def as_f64(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    a = _in_shape(a, shape)
+    if a is None:
+        return None
     try:
         return a.astype(np.float64, copy=False)
     except (TypeError, ValueError):
@@ -39,11 +46,7 @@ def as_exact(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
     a = np.asarray(a)
     if a.dtype.name not in _EXACT_IN_F64:
         return as_f64(a, shape)
-    if a.shape != shape:
-        if a.size == int(np.prod(shape)) and a.squeeze().shape == tuple(d for d in shape if d != 1):
-            return a.reshape(shape)
-        return None
-    return a
+    return _in_shape(a, shape)
 
 
 #: elements per chunk of the passes below (order-free: maxima and equality, so the chunk size changes no
