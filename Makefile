@@ -73,6 +73,8 @@ bench: $(STAMP)
 # the file also holds on a machine whose torch wheel carries none
 constraints: $(STAMP)
 	{ echo "# pinned versions of what \`make install\` installs; regenerate with \`make constraints\`"; \
+	  echo "# ml_dtypes stays at 0.6.0 (every framework here asks >= 0.5.4): 0.7.0 registers its ufunc loops in"; \
+	  echo "# quadratic time, 0.55 s of CPU in every process that imports it (docs/performance.md)"; \
 	  $(PIP) freeze --exclude-editable --exclude normconf | sed -E 's/^([^=]+==[^+]+)\+.*$$/\1/'; } > $(CONSTRAINTS).tmp
 	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 	touch $(STAMP)  # the venv holds exactly these versions: no reinstall for the new file date

@@ -124,6 +124,10 @@ CASES: dict[str, LoadedCase] = {
     "bf16_eval": _case("bf16_eval", **RANDOM, dtype="bfloat16", mode="eval"),
     "f16_eval": _case("f16_eval", **RANDOM, dtype="float16", mode="eval"),
     "rank3_train": _case("rank3_train", **{**RANDOM, "shape": [4, 3, 5]}),
+    # one signature (shape, dtype, layout), two configurations, run one after the other in one worker:
+    # an adapter that caches compiled steps must key them by every number of the module (eps, momentum)
+    "sig_a": _case("sig_a", **RANDOM, momentum={"batch_weight": 0.1}, eval_after=True),
+    "sig_b": _case("sig_b", **{**RANDOM, "eps": 0.5}, momentum={"batch_weight": 0.4}, eval_after=True),
 }
 
 _RESULTS: dict[str, dict] = {}
@@ -332,6 +336,17 @@ def test_train_matches_reference(runner, backend, cid):
             assert set(got) == {"pass"}, summary
         else:  # the unbiased running variance is a discrepancy the harness must show
             assert "pass" not in got, summary
+
+
+@pytest.mark.parametrize("backend", TRAIN_IDS)
+def test_same_signature_other_numbers_is_not_a_cached_step(runner, backend):
+    """sig_b (eps 0.5, batch weight 0.4) right after sig_a (1e-3, 0.1), same shape and dtype: both match
+    their own reference (a step compiled for sig_a and reused would be off by far more than the tolerance)."""
+    for cid in ("sig_a", "sig_b"):
+        _, rows = ok(runner, backend, cid)
+        summary = [(r.output, r.outcome, r.max_abs_err) for r in rows]
+        for name in ("y", "running_mean") + (("running_var", "eval_y") if RUNNING_VAR[backend] == "biased" else ()):
+            assert _outcomes(rows, name) == ["pass"], (cid, summary)
 
 
 @pytest.mark.parametrize("backend", ALL_IDS)

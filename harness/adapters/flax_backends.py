@@ -121,10 +121,66 @@ def _batchnorm_kwargs(case: Case) -> dict:
     )
 
 
+#: jitted step functions per module configuration (by the exact bits of its numbers, so eps -0.0 and 0.0
+#: are two), shared by the cases of a run: jax.jit's own cache then compiles once per input signature, as a
+#: training loop does, instead of tracing and lowering anew for every case
+_LINEN_STEPS: dict[tuple, tuple] = {}
+
+
+def _config_key(kwargs: dict) -> tuple:
+    return tuple((k, v.hex() if isinstance(v, float) else v) for k, v in sorted(kwargs.items()))
+
+
+def _linen_steps(kwargs: dict) -> tuple:
+    """(train_step, infer) for ``nn.BatchNorm(**kwargs)``, each one ``jax.jit``-compiled ``module.apply``."""
+    key = _config_key(kwargs)
+    if key not in _LINEN_STEPS:
+        import flax.linen as nn
+        import jax
+
+        module = nn.BatchNorm(use_running_average=None, **kwargs)
+
+        @jax.jit
+        def train_step(variables, x):
+            return module.apply(variables, x, use_running_average=False, mutable=["batch_stats"])
+
+        @jax.jit
+        def infer(variables, x):
+            return module.apply(variables, x, use_running_average=True)
+
+        _LINEN_STEPS[key] = (train_step, infer)
+    return _LINEN_STEPS[key]
+
+
+_NNX_STEP: list = []
+
+
+def _nnx_step():
+    """One ``nnx.jit`` step for every case: nnx.jit's cache is keyed by the module's graph definition
+    (its static attributes: epsilon, momentum, axis, dtypes, ...) and the input signature."""
+    if not _NNX_STEP:
+        from flax import nnx
+
+        @nnx.jit(static_argnums=2)
+        def step(bn, x, use_running_average):
+            return bn(x, use_running_average=use_running_average)
+
+        _NNX_STEP.append(step)
+    return _NNX_STEP[0]
+
+
 def _jnp_dtype(name: str):
     import jax.numpy as jnp
 
     return {"float16": jnp.float16, "bfloat16": jnp.bfloat16, "float32": jnp.float32, "float64": jnp.float64}[name]
+
+
+def _dev(a):
+    """The array on the device as it is (``jax.device_put``: no eager conversion program per shape, which
+    ``jnp.asarray`` compiles and runs; same dtype and values)."""
+    import jax
+
+    return jax.device_put(np.asarray(a))
 
 
 def _np(a) -> np.ndarray:
@@ -215,41 +271,26 @@ class FlaxLinen(_FlaxBase):
     description = "flax.linen.BatchNorm (jax.jit, CPU), batch_stats collection"
 
     def _run(self, case: Case, inputs: Inputs) -> Observed:
-        import flax.linen as nn
-        import jax
-        import jax.numpy as jnp
 
         train = case.mode == "train"
-        module = nn.BatchNorm(
-            use_running_average=None,
-            **_batchnorm_kwargs(case),
-        )
-        variables = {"batch_stats": {"mean": jnp.asarray(inputs.running_mean), "var": jnp.asarray(inputs.running_var)}}
+        train_step, infer = _linen_steps(_batchnorm_kwargs(case))
+        variables = {"batch_stats": {"mean": _dev(inputs.running_mean), "var": _dev(inputs.running_var)}}
         if case.has_affine:
-            variables["params"] = {"scale": jnp.asarray(inputs.gamma), "bias": jnp.asarray(inputs.beta)}
-
-        @jax.jit
-        def train_step(variables, x):
-            return module.apply(variables, x, use_running_average=False, mutable=["batch_stats"])
-
-        @jax.jit
-        def infer(variables, x):
-            return module.apply(variables, x, use_running_average=True)
-
+            variables["params"] = {"scale": _dev(inputs.gamma), "bias": _dev(inputs.beta)}
         out: dict[str, list[np.ndarray]] = {"y": []}
         if train:
             out.update(running_mean=[], running_var=[])
         for x in inputs.x:
             if train:
-                y, mutated = train_step(variables, jnp.asarray(x))
+                y, mutated = train_step(variables, _dev(x))
                 variables = {**variables, "batch_stats": mutated["batch_stats"]}
                 out["running_mean"].append(_np(variables["batch_stats"]["mean"]))
                 out["running_var"].append(_np(variables["batch_stats"]["var"]))
             else:
-                y = infer(variables, jnp.asarray(x))
+                y = infer(variables, _dev(x))
             out["y"].append(_np(y))
         if train and case.eval_after:
-            out["eval_y"] = [_np(infer(variables, jnp.asarray(inputs.x[-1])))]
+            out["eval_y"] = [_np(infer(variables, _dev(inputs.x[-1])))]
         return Observed(
             out,
             [
@@ -261,22 +302,21 @@ class FlaxLinen(_FlaxBase):
     def run_layer_norm(self, case, inputs) -> Observed:
         import flax.linen as nn
         import jax
-        import jax.numpy as jnp
 
         self._check_layer_norm(case)
         module = nn.LayerNorm(**_layer_norm_kwargs(case))
         params = {}
         if case.has_affine:
-            params["scale"] = jnp.asarray(inputs.gamma)  # shaped like the feature axes' dimensions
+            params["scale"] = _dev(inputs.gamma)  # shaped like the feature axes' dimensions
         if case.has_bias:
-            params["bias"] = jnp.asarray(inputs.beta)
+            params["bias"] = _dev(inputs.beta)
         variables = {"params": params}
 
         @jax.jit
         def apply(variables, x):
             return module.apply(variables, x)
 
-        ys = [_np(apply(variables, jnp.asarray(x))) for x in inputs.x]
+        ys = [_np(apply(variables, _dev(x))) for x in inputs.x]
         return Observed(
             {"y": ys},
             [
@@ -304,7 +344,6 @@ class FlaxNNX(_FlaxBase):
         return None
 
     def _run(self, case: Case, inputs: Inputs) -> Observed:
-        import jax.numpy as jnp
         from flax import nnx
 
         train = case.mode == "train"
@@ -314,26 +353,23 @@ class FlaxNNX(_FlaxBase):
             **_batchnorm_kwargs(case),
             rngs=nnx.Rngs(0),
         )
-        bn.mean[...] = jnp.asarray(inputs.running_mean)
-        bn.var[...] = jnp.asarray(inputs.running_var)
+        bn.mean[...] = _dev(inputs.running_mean)
+        bn.var[...] = _dev(inputs.running_var)
         if case.has_affine:
-            bn.scale[...] = jnp.asarray(inputs.gamma)
-            bn.bias[...] = jnp.asarray(inputs.beta)
+            bn.scale[...] = _dev(inputs.gamma)
+            bn.bias[...] = _dev(inputs.beta)
 
-        @nnx.jit(static_argnums=2)
-        def step(bn, x, use_running_average):
-            return bn(x, use_running_average=use_running_average)
-
+        step = _nnx_step()
         out: dict[str, list[np.ndarray]] = {"y": []}
         if train:
             out.update(running_mean=[], running_var=[])
         for x in inputs.x:
-            out["y"].append(_np(step(bn, jnp.asarray(x), not train)))
+            out["y"].append(_np(step(bn, _dev(x), not train)))
             if train:
                 out["running_mean"].append(_np(bn.mean[...]))
                 out["running_var"].append(_np(bn.var[...]))
         if train and case.eval_after:
-            out["eval_y"] = [_np(step(bn, jnp.asarray(inputs.x[-1]), True))]
+            out["eval_y"] = [_np(step(bn, _dev(inputs.x[-1]), True))]
         return Observed(
             out,
             [
@@ -343,22 +379,21 @@ class FlaxNNX(_FlaxBase):
         )
 
     def run_layer_norm(self, case, inputs) -> Observed:
-        import jax.numpy as jnp
         from flax import nnx
 
         self._check_layer_norm(case)
         ln = nnx.LayerNorm(case.row_size, **_layer_norm_kwargs(case), rngs=nnx.Rngs(0))
         # nnx keeps scale/bias flat (num_features,) and reshapes them onto the feature axes (row-major)
         if case.has_affine:
-            ln.scale[...] = jnp.asarray(inputs.gamma).reshape(-1)
+            ln.scale[...] = _dev(inputs.gamma).reshape(-1)
         if case.has_bias:
-            ln.bias[...] = jnp.asarray(inputs.beta).reshape(-1)
+            ln.bias[...] = _dev(inputs.beta).reshape(-1)
 
         @nnx.jit
         def step(ln, x):
             return ln(x)
 
-        ys = [_np(step(ln, jnp.asarray(x))) for x in inputs.x]
+        ys = [_np(step(ln, _dev(x))) for x in inputs.x]
         notes = [
             _layer_norm_note(case, "flax.nnx.LayerNorm")
             + f"; num_features={case.row_size} (flat scale/bias set from the case)"
