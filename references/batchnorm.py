@@ -37,6 +37,9 @@ NumPy code below.
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from typing import Any, Sequence, cast
 
 import numpy as np
@@ -282,6 +285,47 @@ def batch_statistics(
     )
 
 
+#: per-channel statistics of read-only batches (a worker's inputs), by the batch's identity and what they
+#: depend on (channel axis, input dtype, stats_dtype, stats_summation, variance_algorithm): the explanation
+#: search reruns the reference under dozens of alternatives that change none of these.  The batch is held
+#: by a weak reference (an entry never keeps an array alive; a dead or reused identity is a miss), the
+#: statistics read-only (a caller cannot change them for the next one).  Values identical to a fresh call.
+#: key -> (weak reference to the batch, (mean, biased var, unbiased var, m))
+_STATS_MEMO: OrderedDict[tuple[Any, ...], tuple[Any, Any]] = OrderedDict()
+_STATS_MEMO_SIZE = 4096
+_STATS_LOCK = threading.Lock()
+
+
+def _statistics(
+    x: np.ndarray, channel_axis: int, sem: Semantics, input_dtype: np.dtype[Any]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
+    """:func:`batch_statistics`, memoized for read-only ``x`` (:data:`_STATS_MEMO`)."""
+    if x.flags.writeable:
+        return batch_statistics(x, channel_axis, sem, input_dtype)
+    key = (
+        id(x),
+        channel_axis % max(1, x.ndim),
+        str(input_dtype),
+        sem.stats_dtype,
+        sem.stats_summation,
+        sem.variance_algorithm,
+    )
+    with _STATS_LOCK:
+        hit = _STATS_MEMO.get(key)
+        if hit is not None and hit[0]() is x:
+            _STATS_MEMO.move_to_end(key)
+            return hit[1]  # type: ignore[no-any-return]
+    value = batch_statistics(x, channel_axis, sem, input_dtype)
+    for a in value[:3]:
+        a.flags.writeable = False
+    with _STATS_LOCK:
+        _STATS_MEMO[key] = (weakref.ref(x), value)
+        _STATS_MEMO.move_to_end(key)
+        while len(_STATS_MEMO) > _STATS_MEMO_SIZE:
+            _STATS_MEMO.popitem(last=False)
+    return value
+
+
 def normalize(
     x: np.ndarray,
     mean: np.ndarray,
@@ -407,12 +451,12 @@ def batch_norm_reference(
     for k, x in enumerate(x_steps, start=1):
         if mode == "eval":
             if sem.eval_statistics == "blended":
-                e_mean, e_vb, e_vu, _m = batch_statistics(x, channel_axis, sem, in_dt)
+                e_mean, e_vb, e_vu, _m = _statistics(x, channel_axis, sem, in_dt)
                 e_var = e_vb if sem.running_variance == "biased" else e_vu
                 w_e = 1.0 if momentum is None else float(momentum)
                 n_mean, n_var = (1 - w_e) * rm + w_e * e_mean, (1 - w_e) * rv + w_e * e_var
             elif sem.eval_statistics == "batch":
-                e_mean, e_vb, e_vu, _m = batch_statistics(x, channel_axis, sem, in_dt)
+                e_mean, e_vb, e_vu, _m = _statistics(x, channel_axis, sem, in_dt)
                 n_mean, n_var = e_mean, (e_vb if sem.normalize_variance == "biased" else e_vu)
             else:
                 n_mean, n_var = rm, rv
@@ -428,7 +472,7 @@ def batch_norm_reference(
             if x_hat is not None:
                 put("x_hat", x_hat)
             continue
-        mean, var_b, var_u, _m = batch_statistics(x, channel_axis, sem, in_dt)
+        mean, var_b, var_u, _m = _statistics(x, channel_axis, sem, in_dt)
         var_norm = var_b if sem.normalize_variance == "biased" else var_u
         var_run = var_b if sem.running_variance == "biased" else var_u
         w = sem.batch_weight(momentum, k)

@@ -140,3 +140,43 @@ def test_eps_placement_and_folded_arithmetic():
     np.testing.assert_allclose(out["y"][0].ravel(), (x.ravel() - 2.5) / (np.sqrt(1.25) + 0.5))
     folded = run(x, Semantics(arithmetic="folded"))["y"][0]
     np.testing.assert_allclose(folded, run(x)["y"][0], rtol=1e-12)
+
+
+def test_statistics_of_a_read_only_batch_are_memoized_and_the_same():
+    """The search reruns the reference under many alternatives on one read-only batch: its statistics
+    are computed once per statistics-relevant semantics, bit for bit what a fresh computation gives."""
+    import gc
+    import weakref
+
+    from normconf.references import batchnorm as bn
+
+    x = np.random.default_rng(3).normal(2.0, 3.0, (4, 3, 5, 5)).astype(np.float32)
+    fresh = {s: run(x.copy(), s) for s in (Semantics(), Semantics(variance_algorithm="one_pass"))}
+    x.flags.writeable = False
+    calls = []
+    real = bn.batch_statistics
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    bn.batch_statistics = counting
+    try:
+        for sem in (Semantics(), Semantics(running_variance="unbiased"), Semantics(eps_placement="outside_sqrt")):
+            out = run(x, sem)
+            assert np.array_equal(out["batch_mean"][0], fresh[Semantics()]["batch_mean"][0])
+        assert len(calls) == 1  # the two alternatives change nothing the statistics depend on
+        out = run(x, Semantics(variance_algorithm="one_pass"))  # this one does
+        assert len(calls) == 2
+        for k in ("batch_mean", "batch_var", "running_var", "y"):
+            assert np.array_equal(out[k][0], fresh[Semantics(variance_algorithm="one_pass")][k][0]), k
+        assert not out["batch_mean"][0].flags.writeable  # no caller can change them for the next one
+        w = x.copy()  # writable: never memoized (it could change between calls)
+        run(w), run(w)
+        assert len(calls) == 4
+    finally:
+        bn.batch_statistics = real
+    ref = weakref.ref(x)
+    del x
+    gc.collect()
+    assert ref() is None  # an entry holds its batch weakly
