@@ -50,6 +50,8 @@ return no statistics).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 from normconf.adapters.base import Adapter, Observed, Unsupported, missing
@@ -123,8 +125,10 @@ def _batchnorm_kwargs(case: Case) -> dict:
 
 #: jitted step functions per module configuration (by the exact bits of its numbers, so eps -0.0 and 0.0
 #: are two), shared by the cases of a run: jax.jit's own cache then compiles once per input signature, as a
-#: training loop does, instead of tracing and lowering anew for every case
-_LINEN_STEPS: dict[tuple, tuple] = {}
+#: training loop does, instead of tracing and lowering anew for every case.  The most recent
+#: :data:`MAX_CACHED` configurations (a fuzz session draws a new one per example)
+_LINEN_STEPS: OrderedDict[tuple, tuple] = OrderedDict()
+MAX_CACHED = 128
 
 
 def _config_key(kwargs: dict) -> tuple:
@@ -149,6 +153,9 @@ def _linen_steps(kwargs: dict) -> tuple:
             return module.apply(variables, x, use_running_average=True)
 
         _LINEN_STEPS[key] = (train_step, infer)
+        while len(_LINEN_STEPS) > MAX_CACHED:
+            _LINEN_STEPS.popitem(last=False)
+    _LINEN_STEPS.move_to_end(key)
     return _LINEN_STEPS[key]
 
 
@@ -271,7 +278,6 @@ class FlaxLinen(_FlaxBase):
     description = "flax.linen.BatchNorm (jax.jit, CPU), batch_stats collection"
 
     def _run(self, case: Case, inputs: Inputs) -> Observed:
-
         train = case.mode == "train"
         train_step, infer = _linen_steps(_batchnorm_kwargs(case))
         variables = {"batch_stats": {"mean": _dev(inputs.running_mean), "var": _dev(inputs.running_var)}}

@@ -16,10 +16,12 @@ When both a convention and a precision bound account for an output, the conventi
 when it is *sharp*: it reproduces within half the tolerance (plus one output unit), removes
 at least three quarters of the error and its own output lies outside the precision envelope; or
 when it reproduces to a tenth of the tolerance an effect of at least 10 tolerances (the effect
-from the references alone, so that the choice does not follow the machine's rounding).
-Otherwise the precision explanation stands and the text names the convention as also consistent.  When neither does alone, a convention that removes
-most of the error plus a precision bound around it is tried.  Otherwise the row stays
-``mismatch`` and the text names the closest candidates, marked as such.
+from the references alone, so that the choice does not follow the machine's rounding; where
+only a coarser working dtype's bound covers the error, the tenth suffices).  Otherwise the
+precision explanation stands and the text names the convention as also consistent.  When
+neither does alone, a convention that removes most of the error plus a precision bound around
+it is tried.  Otherwise the row stays ``mismatch`` and the text names the closest candidates,
+marked as such.
 """
 
 from __future__ import annotations
