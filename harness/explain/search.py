@@ -55,7 +55,7 @@ from normconf.explain.catalog import (
     single_alternatives,
 )
 from normconf.explain.memory import _remember, _remember_consistent, _remember_row
-from normconf.explain.precision import SHAPE_MARGIN, UNIT_ROUNDOFF
+from normconf.explain.precision import SHAPE_MARGIN, coarser
 from normconf.explain.refcache import CACHE, STATS
 from normconf.explain.shapes import error_shape
 from normconf.explain.solve import solved_alternatives
@@ -428,7 +428,8 @@ def explain_output(
             and math.isfinite(plain_score)
             and (
                 distinct
-                or UNIT_ROUNDOFF[prec.model.stats] > UNIT_ROUNDOFF[case.dtype]
+                or coarser(prec.model.stats, case.dtype)
+                or coarser(prec.model.compute, case.dtype)
                 or _effect(case, inputs, output, step, best, expected, tol) >= FIT_MIN_ERROR
             )
         )
