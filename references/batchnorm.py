@@ -326,6 +326,22 @@ def _statistics(
     return value
 
 
+def _inv_std(var: np.ndarray, eps: float, sem: Semantics, input_dtype: np.dtype[Any]) -> np.ndarray:
+    """Per-channel 1/sqrt(var + eps) (or ``sem``'s eps placement) in the compute dtype: what
+    :func:`normalize` normalizes with, and the statistics-only path's ``inv_std`` (the same bits)."""
+    cd = _working(sem.compute_dtype, input_dtype)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        v = var.astype(cd)
+        e = cd.type(eps)
+        if sem.eps_placement == "inside_sqrt":
+            denom = np.sqrt(v + e)
+        elif sem.eps_placement == "outside_sqrt":
+            denom = np.sqrt(v) + e
+        else:
+            denom = np.sqrt(v)
+        return cast(np.ndarray, (cd.type(1) / denom).astype(cd))
+
+
 def normalize(
     x: np.ndarray,
     mean: np.ndarray,
@@ -349,16 +365,8 @@ def normalize(
     C = x.shape[channel_axis % nd]
     g = np.ones(C) if (gamma is None or sem.affine in ("beta_only", "none")) else np.asarray(gamma, np.float64)
     b = np.zeros(C) if (beta is None or sem.affine in ("gamma_only", "none")) else np.asarray(beta, np.float64)
+    inv_std = _inv_std(var, eps, sem, input_dtype)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        v = var.astype(cd)
-        e = cd.type(eps)
-        if sem.eps_placement == "inside_sqrt":
-            denom = np.sqrt(v + e)
-        elif sem.eps_placement == "outside_sqrt":
-            denom = np.sqrt(v) + e
-        else:
-            denom = np.sqrt(v)
-        inv_std = (cd.type(1) / denom).astype(cd)
         mu = _bcast(mean.astype(cd), nd, channel_axis)
         inv = _bcast(inv_std, nd, channel_axis)
         gg = _bcast(g.astype(cd), nd, channel_axis)
@@ -427,7 +435,8 @@ def batch_norm_reference(
     running_mean and running_var (train mode) are returned, plus ``norm_mean`` /
     ``norm_var``, the per-channel statistics each step normalizes with (both modes),
     so that a caller can normalize a few elements exactly as :func:`normalize`
-    would (the explanation engine's cheap paths).
+    would (the explanation engine's cheap paths), and ``inv_std`` (the same bits as
+    the full run's: both come from :func:`_inv_std`).
     """
     sem = semantics
     in_dt = input_dtype if isinstance(input_dtype, np.dtype) else _np_dtype(str(input_dtype))
@@ -463,6 +472,7 @@ def batch_norm_reference(
             if statistics_only:
                 put("norm_mean", n_mean)
                 put("norm_var", n_var)
+                put("inv_std", _inv_std(n_var, eps_v, sem, in_dt))
                 continue
             y, inv_std, x_hat = normalize(
                 x, n_mean, n_var, gamma, beta, eps_v, channel_axis, sem, in_dt, with_x_hat, y_round
@@ -487,6 +497,7 @@ def batch_norm_reference(
         if statistics_only:
             put("norm_mean", norm_mean)
             put("norm_var", norm_var)
+            put("inv_std", _inv_std(norm_var, eps_v, sem, in_dt))
         else:
             y, inv_std, x_hat = normalize(
                 x, norm_mean, norm_var, gamma, beta, eps_v, channel_axis, sem, in_dt, with_x_hat, y_round

@@ -331,12 +331,19 @@ def test_cache_is_byte_bounded_and_reused():
     n = cache.computed
     cache.get(case, inputs, case.semantics.replace(arithmetic="folded"), "running_var")  # per-channel: kept
     assert cache.computed == n
-    big = ex._ReferenceCache(max_bytes=1 << 20)  # y (0.5 MiB) over a quarter of the budget: never kept
-    big.get(case, inputs, case.semantics, "y")
-    big.get(case, inputs, case.semantics, "y")
-    assert big.computed == 2 and big._bytes < (1 << 20)
+    # a float64 y (0.5 MiB) over a quarter of the budget is never kept: y is then answered compactly (rounded,
+    # float32-held: 0.25 MiB, kept for the case's own semantics), the per-channel outputs from one statistics pass
+    big = ex._ReferenceCache(max_bytes=1 << 20)
+    y = big.get(case, inputs, case.semantics, "y")
+    assert y[0].dtype == np.float32 and big.get(case, inputs, case.semantics, "y") is y
+    assert big.computed == 1 and big._bytes < (1 << 20)
     big.get(case, inputs, case.semantics, "batch_mean")
+    big.get(case, inputs, case.semantics, "batch_var")
     assert big.computed == 2
+    alt = case.semantics.replace(normalize_variance="unbiased")  # an alternative's y: scored, not kept
+    big.get(case, inputs, alt, "y")
+    big.get(case, inputs, alt, "y")
+    assert big.computed == 4 and big._bytes < (1 << 20)
 
 
 def test_irrelevant_knobs_are_not_evaluated():
@@ -454,16 +461,30 @@ def test_eval_y_eps_is_solved_and_momentum_is_recalled():
     assert not other.explained
 
 
-def test_statistics_only_reference_path_equals_the_full_run():
-    case = _case(steps=3, eval_after=True)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_statistics_only_reference_path_equals_the_full_run(mode):
+    """The statistics-only path (no normalization pass) gives the full run's statistics and inv_std, bit
+    for bit, under the semantics that change how they are computed."""
+    case = _case(steps=3, eval_after=mode == "train", mode=mode, **({"running_var": 2.0} if mode == "eval" else {}))
     inputs = generate(case)
-    for sem in (case.semantics, case.semantics.replace(train_statistics="blended", running_variance="unbiased")):
+    base = case.semantics
+    sems = [
+        base,
+        base.replace(train_statistics="blended", running_variance="unbiased"),
+        base.replace(eps_placement="outside_sqrt", compute_dtype="float32"),
+        base.replace(normalize_variance="unbiased", stats_dtype="float32", eps_override=1e-3),
+    ]
+    if mode == "eval":
+        sems += [base.replace(eval_statistics="batch"), base.replace(eval_statistics="blended")]
+    for sem in sems:
         full = reference_outputs(case, inputs, sem)
         stats = reference_outputs(case, inputs, sem, statistics_only=True)
-        assert set(stats) == {"batch_mean", "batch_var", "running_mean", "running_var", "norm_mean", "norm_var"}
+        names = {"batch_mean", "batch_var", "running_mean", "running_var"} if mode == "train" else set()
+        assert set(stats) == names | {"norm_mean", "norm_var", "inv_std"}
         for k, v in stats.items():
             if k.startswith("norm_"):
                 continue
+            assert len(v) == len(full[k])
             for a, b in zip(v, full[k]):
                 np.testing.assert_array_equal(a, b)
 

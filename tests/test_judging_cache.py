@@ -48,28 +48,33 @@ def test_budget_is_a_multiple_of_the_input_bytes_with_a_floor():
 @pytest.mark.parametrize("dtype, kept", [("float32", False), ("float64", True)])
 def test_full_size_outputs_within_a_quarter_of_the_budget(dtype, kept):
     """Where the multiple governs, a float32 case's float64 y (2× its input bytes) exceeds a quarter of the
-    budget (4× the input bytes) and is not kept; a float64 case's (1×) is."""
+    budget (4× the input bytes) and is not kept: y is then answered compactly (rounded, float32-held, 1×,
+    kept for the case's own semantics); a float64 case's float64 y (1×) is kept."""
     case = _case(shape=[16, 8, 32, 32], steps=1, eval_after=False, dtype=dtype)
     inputs = generate(case)
+    full = reference_outputs(case, inputs)
     cache = refcache.ReferenceCache(floor=1 << 20)
     y = cache.get(case, inputs, case.semantics, "y")
-    assert _same(y[0], reference_outputs(case, inputs)["y"][0])
+    want = full["y"][0] if kept else round_to_output_dtypes(case, full, compact=True)["y"][0]
+    assert _same(y[0], want)
     assert cache._bytes <= cache.max_bytes == refcache.BUDGET_MULTIPLE * refcache.input_bytes(inputs)
     n = cache.computed
-    cache.get(case, inputs, case.semantics, "running_var")  # per-channel: always kept
-    assert cache.computed == n
+    cache.get(case, inputs, case.semantics, "running_var")  # per-channel: kept from y's run, or one stats pass
+    assert cache.computed == n + (0 if kept else 1)
+    cache.get(case, inputs, case.semantics, "running_var")
     cache.get(case, inputs, case.semantics, "y")
     assert cache.computed == n + (0 if kept else 1)
-    # where full-size outputs are not kept, a get computes only the one asked for (x_hat is never written
-    # for y); x_hat, asked for itself, is the full reference's bit for bit
+    # x_hat (a stage, read in float64), asked for itself, is the full reference's bit for bit; where full-size
+    # outputs are not kept it is computed alone (and not kept)
     x_hat = cache.get(case, inputs, case.semantics, "x_hat")
     assert cache.computed == n + (0 if kept else 2)
-    assert _same(x_hat[0], reference_outputs(case, inputs)["x_hat"][0])
+    assert _same(x_hat[0], full["x_hat"][0])
 
 
 def test_a_get_that_cannot_keep_full_size_outputs_does_not_compute_x_hat(monkeypatch):
-    """The search's memory: for ``y`` of a case whose full-size outputs exceed the budget, the reference
-    is asked for ``y`` and the per-channel outputs only (no float64 ``x_hat`` beside ``y``)."""
+    """The search's memory: for ``x_hat`` of a case whose full-size outputs exceed the budget, the reference
+    is asked for ``x_hat`` and the per-channel outputs only (no float64 ``y`` is kept beside it); for ``y``
+    it is not asked at all (compact_expected rounds it a block at a time)."""
     import normconf.oracle as oracle
 
     asked = []
@@ -83,7 +88,9 @@ def test_a_get_that_cannot_keep_full_size_outputs_does_not_compute_x_hat(monkeyp
     case = _case(shape=[16, 8, 32, 32], steps=1, eval_after=False, dtype="float32")
     inputs = generate(case)
     refcache.ReferenceCache(floor=1 << 20).get(case, inputs, case.semantics, "y")
-    assert asked[-1] is not None and "y" in asked[-1] and "x_hat" not in asked[-1]
+    assert not asked
+    refcache.ReferenceCache(floor=1 << 20).get(case, inputs, case.semantics, "x_hat")
+    assert asked[-1] is not None and "x_hat" in asked[-1] and "y" not in asked[-1]
     assert set(refcache.PER_CHANNEL) <= asked[-1]
     refcache.ReferenceCache().get(case, inputs, case.semantics, "y")  # 192 MiB: everything is kept
     assert asked[-1] is None
@@ -231,9 +238,76 @@ def test_rounded_of_a_case_too_large_to_keep_is_computed_compactly(dtype, monkey
     assert not asked  # not through the float64 reference
     assert len(got) == 1 and _same(got[0], want[0]) and got[0].dtype == np.float32
     n = cache.computed
-    again = cache.rounded(case, inputs, sem, "y")
-    if got[0].nbytes * 4 <= cache.budget(inputs):  # float32: a 2 MiB budget (4 x its input) keeps y (512 KiB)
-        assert again is got and cache.computed == n
+    again = cache.rounded(case, inputs, sem, "y")  # an alternative's: scored and dropped, never kept
+    assert again is not got and _same(again[0], got[0]) and cache.computed == n + 1
+    own = cache.rounded(case, inputs, case.semantics, "y")  # the case's own (the expected values) ...
+    n = cache.computed
+    if own[0].nbytes * 4 <= cache.budget(inputs):  # ... kept where it fits: float32, a 2 MiB budget (4 x input)
+        assert cache.rounded(case, inputs, case.semantics, "y") is own and cache.computed == n
     else:  # float16: a 1 MiB budget (the floor) keeps no 512 KiB output: computed again, the same bits
-        assert again is not got and _same(again[0], got[0]) and cache.computed == n + 1
+        assert _same(cache.rounded(case, inputs, case.semantics, "y")[0], own[0]) and cache.computed == n + 1
     assert not asked and cache._bytes <= cache.max_bytes
+
+
+@pytest.mark.parametrize("output", ["y", "eval_y"])
+def test_get_of_a_case_too_large_to_keep_answers_compactly(output, monkeypatch):
+    """Where the cache cannot keep a float64 y, ``get`` of a backend's full-size output (the search's
+    alternatives) is the rounded reference, held as float32, through compact_expected: no float64 y exists.
+    A stage (x_hat, read in float64 by the eps solver) and the per-channel outputs stay float64."""
+    import normconf.oracle as oracle
+
+    case = _case(shape=[16, 8, 32, 32], steps=2, eval_after=True, dtype="float32")
+    inputs = generate(case)
+    sem = case.semantics.replace(eps_override=1e-3)
+    want = round_to_output_dtypes(case, reference_outputs(case, inputs, sem), compact=True)[output]
+    asked = []
+    real = oracle.reference_outputs
+    monkeypatch.setattr(oracle, "reference_outputs", lambda *a, **kw: asked.append(kw) or real(*a, **kw))
+    cache = refcache.ReferenceCache(floor=1 << 20)
+    got = cache.get(case, inputs, sem, output)
+    assert not asked and len(got) == len(want) and all(_same(a, b) for a, b in zip(got, want))
+    x_hat = cache.get(case, inputs, sem, "x_hat")
+    assert x_hat[0].dtype == np.float64 and asked  # through the float64 reference, as before
+    assert cache.get(case, inputs, sem, "running_var")[0].dtype == np.float64
+
+
+def test_explanations_are_the_same_whether_or_not_the_cache_keeps_float64_outputs(monkeypatch):
+    """The labels of mismatching outputs of a case, found with a cache that keeps every float64 output
+    and with one that keeps none (alternatives then compact): the same for every mutant."""
+    from normconf.explain import explain_output
+    from normconf.results import tolerance_for
+    from tests.test_explain_mutants import mutant_outputs
+
+    case = _case(shape=[16, 8, 16, 16], steps=2, eval_after=True, dtype="float32", input={"std": 2.0, "seed": 9})
+    inputs = generate(case)
+    expected = reference_outputs(case, inputs)
+    mutants = [
+        {"normalize_variance": "unbiased"},
+        {"eps_override": 1e-2},
+        {"affine": "gamma_only"},
+        {"momentum_direction": "reversed"},
+        {"train_statistics": "running"},
+    ]
+    labels = {}
+    for budget in ("keeps", "compact"):
+        cache = refcache.ReferenceCache() if budget == "keeps" else refcache.ReferenceCache(floor=1 << 16)
+        monkeypatch.setattr(refcache.CACHE, "__dict__", cache.__dict__)
+        assert refcache.CACHE._keeps_full_size(case, inputs) == (budget == "keeps")
+        for m in mutants:
+            obs = mutant_outputs(case, inputs, **m)
+            for output in ("y", "eval_y"):
+                for step in (1, 2) if output == "y" else (1,):
+                    f = explain_output(
+                        case,
+                        inputs,
+                        output,
+                        step,
+                        obs[output][step - 1],
+                        expected[output][step - 1],
+                        tolerance_for(case, output),
+                        [],
+                    )
+                    labels.setdefault((str(m), output, step), []).append(f.label)
+    assert sum(1 for v in labels.values() if v[0]) >= 5, labels  # the mutants are explained at all
+    differ = {k: v for k, v in labels.items() if v[0] != v[1]}
+    assert not differ, differ

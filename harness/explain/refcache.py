@@ -83,7 +83,9 @@ class ReferenceCache:
             self._bytes = 0
 
     def get(self, case, inputs, sem: Semantics, output: str) -> list[np.ndarray] | None:
-        """The ``output`` steps under ``sem``; ``None`` if the reference cannot run this semantics."""
+        """The ``output`` steps under ``sem`` (float64; for ``y``/``eval_y`` of a case too large to keep its
+        float64 outputs, :meth:`rounded`'s compact values: :meth:`_serves_compact`); ``None`` if the reference
+        cannot run this semantics."""
         key = (_case_key(case), id(inputs), sem)
         with self._lock:
             hit = self._d.get(key)
@@ -92,14 +94,16 @@ class ReferenceCache:
                 return hit[1][output]
             if hit is not None and hit[1].get("__error__") is not None:
                 return None
+        if self._serves_compact(case, inputs, output):
+            return self.rounded(case, inputs, sem, output)
         from normconf.oracle import reference_outputs
 
         self.computed += 1
         from normconf.ops import spec_for
 
         spec = spec_for(case)
-        if case.op == "batch_norm":
-            stats_only = output in STATS and case.mode == "train"
+        if case.op == "batch_norm":  # the statistics, and inv_std (per channel): no normalization pass
+            stats_only = (output in STATS and case.mode == "train") or output == "inv_std"
         else:  # any op: the group outputs come from the statistics-only path
             stats_only = output in spec.group_outputs
         # every output when the full-size ones can be kept (a later get of another one is a hit); else only
@@ -135,6 +139,25 @@ class ReferenceCache:
         full = sum(8 * int(getattr(a, "size", 0) or 0) for a in getattr(inputs, "x", ()))
         return full * 4 <= self.budget(inputs)
 
+    def _serves_compact(self, case, inputs, output: str) -> bool:
+        """:meth:`get` of ``output`` answers with :meth:`rounded`'s compact values: a full-size output that a
+        backend returns (``y``, ``eval_y``; not a stage such as ``x_hat``, which the eps solver reads in
+        float64) of a case whose float64 outputs this cache cannot keep, of an op with a ``compact_expected``
+        hook whose search reads compact arrays.  An alternative's float64 reference (twice a float32 case's
+        input bytes) then never exists: every reader compares it with a backend's output in that output's
+        dtype, as it reads the expected values; an alternative's values are scored and dropped, as its
+        float64 ones were (32×64×56×56 on torch with a search: the worker's peak 6.61 → 6.04× the input)."""
+        from normconf.ops import spec_for
+
+        spec = spec_for(case)
+        return (
+            spec.compact_expected is not None
+            and spec.explain_reads_compact
+            and output in case.output_names()
+            and output not in self._small(case)
+            and not self._keeps_full_size(case, inputs)
+        )
+
     def rounded(self, case, inputs, sem: Semantics, output: str) -> list[np.ndarray] | None:
         """:meth:`get` rounded to the output's dtype (:func:`normconf.oracle.round_to_output_dtypes`), cached
         next to it (the expected values under ``sem``); ``None`` if the reference cannot run ``sem``.  Held
@@ -153,6 +176,14 @@ class ReferenceCache:
             if hit is not None and hit[1].get("__error__") is not None:
                 return None
         value = self._compact_direct(case, inputs, sem, output)
+        if value is _FAILED:  # the reference cannot run ``sem``
+            self._store(key, inputs, {"__error__": [np.zeros(0)]}, case)
+            return None
+        if self._serves_compact(case, inputs, output):
+            if value is None:  # not an output of ``sem`` here (eval_y without eval_after)
+                return None
+            if sem != case.semantics:  # an alternative's (the search's, the profile check's): not kept
+                return value
         if value is None:
             steps = self.get(case, inputs, sem, output)
             if steps is None:
@@ -176,9 +207,10 @@ class ReferenceCache:
             self._evict(self.budget(inputs), _pinned(case, inputs))
         return value
 
-    def _compact_direct(self, case, inputs, sem: Semantics, output: str) -> list[np.ndarray] | None:
+    def _compact_direct(self, case, inputs, sem: Semantics, output: str) -> Any:
         """``output`` under ``sem`` rounded by the op's ``compact_expected`` (no float64 full-size output), where
-        the cache could not keep the float64 one anyway and the op has that hook; None: take the rounding path."""
+        the cache could not keep the float64 one anyway and the op has that hook; None: take the rounding path
+        (or no such output); :data:`_FAILED`: the reference cannot run ``sem``."""
         from normconf.ops import spec_for
 
         direct = spec_for(case).compact_expected
@@ -189,7 +221,7 @@ class ReferenceCache:
             with np.errstate(all="ignore"):
                 return direct(case, inputs, frozenset({output, *self._small(case)}), sem).get(output)
         except (ValueError, ZeroDivisionError, FloatingPointError, OverflowError):
-            return None  # get() records the failure
+            return _FAILED
 
     def sample(self, case, inputs, sem: Semantics, output: str, step: int, cols: np.ndarray) -> np.ndarray | None:
         """``output`` ("y" or "x_hat") at ``step`` under ``sem``, only at columns ``cols`` of its (C, rest)
@@ -238,11 +270,15 @@ class ReferenceCache:
         return (y if output == "y" else x_hat).T
 
     def _store(self, key, inputs, value: dict, case=None) -> None:
-        nb = sum(a.nbytes for v in value.values() for a in v)
+        """Add ``value``'s outputs to ``key``'s entry (an error replaces it: the reference cannot run that
+        semantics)."""
         with self._lock:
             old = self._d.pop(key, None)
             if old is not None:
                 self._bytes -= old[2]
+                if "__error__" not in value and "__error__" not in old[1]:
+                    value = {**old[1], **value}
+            nb = sum(a.nbytes for v in value.values() for a in v)
             self._d[key] = (inputs, value, nb)
             self._bytes += nb
             self._evict(self.budget(inputs), _pinned(case, inputs))
@@ -263,6 +299,9 @@ def _pinned(case, inputs) -> tuple | None:
     """The key of ``case``'s own semantics (kept while its case is stored), None without a case."""
     return None if case is None else (_case_key(case), id(inputs), case.semantics)
 
+
+#: :meth:`ReferenceCache._compact_direct`'s answer where the reference raised for the semantics
+_FAILED = object()
 
 #: the name prefix of a rounded output in an entry (:meth:`ReferenceCache.rounded`)
 _ROUNDED = "__rounded__:"
