@@ -296,7 +296,7 @@ _STATS_MEMO_SIZE = 4096
 _STATS_LOCK = threading.Lock()
 
 
-def _statistics(
+def memo_batch_statistics(
     x: np.ndarray, channel_axis: int, sem: Semantics, input_dtype: np.dtype[Any]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
     """:func:`batch_statistics`, memoized for read-only ``x`` (:data:`_STATS_MEMO`)."""
@@ -460,12 +460,12 @@ def batch_norm_reference(
     for k, x in enumerate(x_steps, start=1):
         if mode == "eval":
             if sem.eval_statistics == "blended":
-                e_mean, e_vb, e_vu, _m = _statistics(x, channel_axis, sem, in_dt)
+                e_mean, e_vb, e_vu, _m = memo_batch_statistics(x, channel_axis, sem, in_dt)
                 e_var = e_vb if sem.running_variance == "biased" else e_vu
                 w_e = 1.0 if momentum is None else float(momentum)
                 n_mean, n_var = (1 - w_e) * rm + w_e * e_mean, (1 - w_e) * rv + w_e * e_var
             elif sem.eval_statistics == "batch":
-                e_mean, e_vb, e_vu, _m = _statistics(x, channel_axis, sem, in_dt)
+                e_mean, e_vb, e_vu, _m = memo_batch_statistics(x, channel_axis, sem, in_dt)
                 n_mean, n_var = e_mean, (e_vb if sem.normalize_variance == "biased" else e_vu)
             else:
                 n_mean, n_var = rm, rv
@@ -482,7 +482,7 @@ def batch_norm_reference(
             if x_hat is not None:
                 put("x_hat", x_hat)
             continue
-        mean, var_b, var_u, _m = _statistics(x, channel_axis, sem, in_dt)
+        mean, var_b, var_u, _m = memo_batch_statistics(x, channel_axis, sem, in_dt)
         var_norm = var_b if sem.normalize_variance == "biased" else var_u
         var_run = var_b if sem.running_variance == "biased" else var_u
         w = sem.batch_weight(momentum, k)

@@ -50,6 +50,7 @@ return no statistics).
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 
 import numpy as np
@@ -159,21 +160,17 @@ def _linen_steps(kwargs: dict) -> tuple:
     return _LINEN_STEPS[key]
 
 
-_NNX_STEP: list = []
-
-
+@functools.cache
 def _nnx_step():
     """One ``nnx.jit`` step for every case: nnx.jit's cache is keyed by the module's graph definition
     (its static attributes: epsilon, momentum, axis, dtypes, ...) and the input signature."""
-    if not _NNX_STEP:
-        from flax import nnx
+    from flax import nnx
 
-        @nnx.jit(static_argnums=2)
-        def step(bn, x, use_running_average):
-            return bn(x, use_running_average=use_running_average)
+    @nnx.jit(static_argnums=2)
+    def step(bn, x, use_running_average):
+        return bn(x, use_running_average=use_running_average)
 
-        _NNX_STEP.append(step)
-    return _NNX_STEP[0]
+    return step
 
 
 def _jnp_dtype(name: str):
