@@ -228,6 +228,7 @@ class _DeferSignals:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from normconf.cli_progress import progress_factory, timed_runner_class
+    from normconf.report import prepare as prepare_reports
     from normconf.report import write_reports
     from normconf.results import to_frame
 
@@ -253,11 +254,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         prog, update = progress_factory(total, quiet=args.quiet)
         if prog:
             prog.start()
+        preparing: list = []  # threads importing the report modules, started once the run's last work has begun
         try:
-            summary = runner.run(cases, backends, jobs=args.jobs, progress=update)
+            summary = runner.run(
+                cases, backends, jobs=args.jobs, progress=update, on_tail=lambda: preparing.append(prepare_reports())
+            )
         finally:
             if prog:
                 prog.stop()
+    for th in preparing:
+        th.join(60)
     signum = _LAST_SIGNAL[0] or 2  # SIGINT unless the handler saw SIGTERM
     df = to_frame(summary.rows)
     meta = {

@@ -30,7 +30,6 @@ process tree.
 
 from __future__ import annotations
 
-import math
 import os
 import queue
 import select
@@ -47,8 +46,9 @@ from typing import Callable
 import numpy as np
 
 from normconf import isolation
+from normconf import schedule as scheduling
 from normconf import worker as proto
-from normconf.adapters import all_adapters
+from normconf.adapters import all_adapters, cpu_estimate
 from normconf.cases import LoadedCase
 from normconf.inputs import Inputs, generate
 from normconf.oracle import expected_outputs
@@ -483,26 +483,14 @@ class Runner:
         return out
 
     # -- whole runs ----------------------------------------------------------------------
+    def cpu_estimate(self, backend: str) -> tuple[float, float]:
+        """(start seconds of its worker group, milliseconds per case): the adapter's estimate."""
+        return cpu_estimate(self.adapters[backend])
+
     def schedule(self, tasks: list, jobs: int) -> list[list]:
         """Chunks of ``tasks`` (``(case index, backend index, case, backend)``) for ``jobs`` threads, in
-        the order they are taken.  A chunk is one worker group's tasks in case order (the worker keeps
-        its framework imported and its inputs and reference cached), so each framework is imported
-        once per run; groups go largest first, and only a group holding more than a thread's share
-        of all tasks is cut, into that many shares (its import then paid once per share)."""
-        by_group: dict[str, list] = {}
-        for t in sorted(tasks, key=lambda t: (t[0], t[1])):
-            by_group.setdefault(self.group_of(t[3])[0], []).append(t)
-        groups = sorted(by_group.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-        if jobs <= 1:
-            return [ts for _g, ts in groups]
-        share = max(1, math.ceil(len(tasks) / jobs))
-        out: list[list] = []
-        for _g, ts in groups:
-            n = math.ceil(len(ts) / share)
-            size = math.ceil(len(ts) / n)
-            out.extend(ts[i : i + size] for i in range(0, len(ts), size))
-        out.sort(key=len, reverse=True)  # stable: equal sizes keep the group order
-        return out
+        the order they are taken (:func:`normconf.schedule.chunks`)."""
+        return scheduling.chunks(tasks, jobs, lambda b: self.group_of(b)[0], self.cpu_estimate)
 
     def run(
         self,
@@ -510,8 +498,12 @@ class Runner:
         backends: list[str],
         jobs: int = 1,
         progress: Callable[[int, int, str], None] | None = None,
+        on_tail: Callable[[], None] | None = None,
     ) -> RunSummary:
-        """Every case on every backend.  Interrupted runs return what finished (``partial``)."""
+        """Every case on every backend.  Interrupted runs return what finished (``partial``).
+
+        ``on_tail`` is called once, in the first thread that finds no work left: from then on a core
+        is free (the caller can prepare what follows the run there)."""
         t_start = time.perf_counter()
         tasks = [(ci, bi, lc, b) for ci, lc in enumerate(cases) for bi, b in enumerate(backends)]
         chunks: queue.Queue = queue.Queue()
@@ -520,6 +512,7 @@ class Runner:
         results: dict[tuple[int, int], list[Row]] = {}
         lock = threading.Lock()
         total = len(tasks)
+        tail = [on_tail]
 
         def work() -> None:
             try:
@@ -527,6 +520,10 @@ class Runner:
                     try:
                         part = chunks.get_nowait()
                     except queue.Empty:
+                        with lock:
+                            callback, tail[0] = tail[0], None
+                        if callback is not None:
+                            callback()
                         return
                     for ci, bi, lc, b in part:
                         if self.stop.is_set():

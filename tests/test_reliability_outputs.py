@@ -243,3 +243,32 @@ def test_rows_for_never_raises_on_strange_arrays(tiny):
         assert by_output[("batch_mean", 1)].outcome == "pass", what  # the other outputs keep their rows
     rows = rows_for(tiny, "m", BackendResult("m", "ok", outputs=["y"]), ref, inputs)
     assert [r.outcome for r in rows] == ["error"] and rows[0].message.startswith(INVALID)
+
+
+def test_results_json_holds_every_text_and_number_as_is(tmp_path):
+    """write_json splices pandas' own JSON text into the file (and undoes its "\\/" escapes):
+    what it holds parses to exactly what a full parse and re-serialization of the rows gives,
+    for the strings that could trip the splice (slashes, backslashes before slashes, quotes,
+    non-ASCII, a script tag) and for missing and non-finite numbers."""
+    from normconf.results import Row, read_results, to_frame, write_json
+
+    texts = ["cases/a.yaml", "a\\/b", "\\\\/", "\\", 'quote " and /', "m−1 = 17 · √(17/18)", "</script>", ""]
+    rows = [
+        Row(f"c{i}", t, i, "b/x", "v 1/2", "y", None, "pass", message=t, explanation_text=t)
+        for i, t in enumerate(texts)
+    ]
+    for r, v in zip(rows, [float("nan"), float("inf"), -float("inf"), 1e-300, 0.1 + 0.2, None, 5e-324, 1.0]):
+        r.max_abs_err = v
+    df = to_frame(rows)
+    meta = {"command": "normconf run cases/", "path": "a/b\\c"}
+    write_json(df, tmp_path / "results.json", meta)
+    text = (tmp_path / "results.json").read_text(encoding="utf-8")
+    data = json.loads(text)
+    full = json.loads(
+        json.dumps({"meta": meta, "results": json.loads(df.to_json(orient="records", double_precision=15))})
+    )
+    assert data == full
+    assert [r["message"] for r in data["results"]] == texts
+    assert '"file":"cases/a.yaml"' in text and '"backend":"b/x"' in text  # slashes as they are
+    back, back_meta = read_results(tmp_path / "results.json")
+    assert back_meta == meta and list(back["file"]) == texts

@@ -214,11 +214,15 @@ def test_a_persistent_jax_cache_changes_no_result(tmp_path):
 class _Fake(Runner):
     """A Runner whose groups are given by a table (no adapters loaded)."""
 
-    def __init__(self, groups: dict[str, str]):  # noqa: D107 - no Runner.__init__: nothing is started
-        self._groups = groups
+    def __init__(self, groups: dict[str, str], costs: dict[str, tuple[float, float]] | None = None):  # noqa: D107
+        self._groups = groups  # no Runner.__init__: nothing is started
+        self._costs = costs or {}
 
     def group_of(self, backend: str):
         return self._groups[backend], {}
+
+    def cpu_estimate(self, backend: str):
+        return self._costs.get(backend, (1.0, 5.0))
 
 
 def test_schedule_keeps_groups_whole_and_largest_first():
@@ -234,3 +238,37 @@ def test_schedule_keeps_groups_whole_and_largest_first():
     assert all(len({groups[t[3]] for t in p}) == 1 for p in two)
     assert sorted(t for p in two for t in p) == sorted(tasks)
     assert fake.schedule(tasks, 8) == sorted(fake.schedule(tasks, 8), key=len, reverse=True)
+
+
+def test_schedule_starts_the_costliest_work_first():
+    """With -j 2 the chunks go by estimated CPU (the group's start-up plus its cases), not by their
+    number of tasks: a slow framework with few backends comes before a fast one with many, and
+    the cheap groups come last, where one thread may already be idle."""
+    groups = {"o1": "O", "o2": "O", "o3": "O", "t": "T", "k": "K", "n": "N"}
+    costs = {b: (0.5, 2.0) for b in ("o1", "o2", "o3")}
+    costs.update({"t": (4.0, 15.0), "k": (2.0, 40.0), "n": (0.5, 1.0)})
+    fake = _Fake(groups, costs)
+    tasks = [(ci, bi, None, b) for ci in range(100) for bi, b in enumerate(groups)]
+    two = fake.schedule(tasks, 2)
+    # estimates: K 2 + 4 = 6 s, T 4 + 1.5 = 5.5 s, O 0.5 + 0.6 = 1.1 s, N 0.5 + 0.1 = 0.6 s (none cut)
+    assert [groups[p[0][3]] for p in two] == ["K", "T", "O", "N"]
+    assert all(len({groups[t[3]] for t in p}) == 1 for p in two)
+    assert sorted(t for p in two for t in p) == sorted(tasks)
+    # serial: the order does not change the time; largest first as before
+    assert [groups[p[0][3]] for p in fake.schedule(tasks, 1)] == ["O", "K", "N", "T"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_on_tail_runs_once_when_no_work_is_left(jobs):
+    """``Runner.run(on_tail=...)`` (normconf run imports the report modules there): called exactly
+    once per run, after the last chunk was taken, whatever the number of threads."""
+    import threading
+
+    cases = [loaded_case(id=f"t{i}", shape=[4, 3 + i]) for i in range(3)]
+    calls: list[str] = []
+    with Runner() as r:
+        summary = r.run(
+            cases, ["numpy", "cpp"], jobs=jobs, on_tail=lambda: calls.append(threading.current_thread().name)
+        )
+    assert len(calls) == 1
+    assert len({(row.case, row.backend) for row in summary.rows}) == 6 and not summary.partial

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import pkgutil
 from functools import lru_cache
@@ -219,6 +220,7 @@ PROXY_FIELDS = (
     "framework",
     "worker",
     "worker_env",
+    "cpu_estimate",
     "description",
     "dtypes",
     "layouts",
@@ -274,6 +276,7 @@ def metadata(cls: type[Adapter], spec: str) -> dict:
             "framework": str(cls.framework),
             "worker": str(cls.worker),
             "worker_env": {str(k): str(v) for k, v in dict(cls.worker_env).items()},
+            "cpu_estimate": _estimate(cls.cpu_estimate),
             "description": str(cls.description),
             "dtypes": [str(x) for x in cls.dtypes],
             "layouts": [str(x) for x in cls.layouts],
@@ -288,6 +291,25 @@ def metadata(cls: type[Adapter], spec: str) -> dict:
         }
     except Exception as e:
         raise AdapterSpecError(f"{where}: malformed class attributes: {type(e).__name__}: {e}") from None
+
+
+def _estimate(value: object) -> list[float]:
+    """``cpu_estimate`` as two finite numbers ≥ 0 (raises ValueError otherwise)."""
+    start, per_case = (float(x) for x in value)  # type: ignore[attr-defined]
+    if not (math.isfinite(start) and math.isfinite(per_case) and start >= 0 and per_case >= 0):
+        raise ValueError(f"cpu_estimate must be two finite numbers >= 0, got {value!r}")
+    return [start, per_case]
+
+
+def cpu_estimate(cls: type[Adapter]) -> tuple[float, float]:
+    """``cls.cpu_estimate`` (start seconds, milliseconds per case), the default where it is malformed
+    (it orders the schedule, nothing else: an ``--adapter`` class with a malformed one is refused by
+    :func:`metadata`)."""
+    try:
+        start, per_case = _estimate(cls.cpu_estimate)
+    except (TypeError, ValueError):
+        start, per_case = Adapter.cpu_estimate
+    return start, per_case
 
 
 def describe_loaded(loaded: list[tuple[str, list[type[Adapter]]]]) -> list[dict]:
@@ -324,6 +346,7 @@ def _proxy(meta: dict) -> type[AdapterProxy]:
         "framework": meta["framework"],
         "worker": meta["worker"],
         "worker_env": dict(meta["worker_env"]),
+        "cpu_estimate": tuple(meta.get("cpu_estimate", Adapter.cpu_estimate)),
         "description": meta["description"],
         "dtypes": tuple(meta["dtypes"]),
         "layouts": tuple(meta["layouts"]),

@@ -63,6 +63,11 @@ class Adapter:
     framework: ClassVar[str] = ""
     worker: ClassVar[str] = "default"
     worker_env: ClassVar[dict[str, str]] = {}
+    #: estimated CPU cost: (seconds its worker group takes to start: imports, first programs;
+    #: milliseconds per case), measured on a 2-core x86-64 machine (docs/performance.md).  Only the
+    #: scheduler reads it (costliest work first, so that a run does not end on one core); a wrong
+    #: estimate costs wall time, never a result
+    cpu_estimate: ClassVar[tuple[float, float]] = (1.0, 5.0)
     description: ClassVar[str] = ""
     #: declared capabilities; checked by the default :meth:`unsupported`
     dtypes: ClassVar[tuple[str, ...]] = ("float16", "bfloat16", "float32", "float64")

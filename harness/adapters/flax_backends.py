@@ -230,6 +230,7 @@ def _layer_norm_note(case, api: str) -> str:
 class _FlaxBase(Adapter):
     framework = "flax"
     worker = "jax"
+    cpu_estimate = (1.2, 20.0)
     conventions = FLAX_CONVENTIONS + FLAX_LN_CONVENTIONS
     worker_env = dict(JAX_ENV)
     ops = ("batch_norm", "layer_norm")

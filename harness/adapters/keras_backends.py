@@ -169,6 +169,7 @@ class KerasTorch(_KerasOtherBackend):
     keras_backend = "torch"
     backend_module = "torch"
     worker = "keras-torch"
+    cpu_estimate = (5.0, 2.0)
     worker_env = {"KERAS_BACKEND": "torch", "OMP_NUM_THREADS": "1"}
     description = "keras.layers.BatchNormalization / LayerNormalization (Keras 3, PyTorch backend), eager"
 
@@ -178,6 +179,7 @@ class KerasJax(_KerasOtherBackend):
     keras_backend = "jax"
     backend_module = "jax"
     worker = "keras-jax"
+    cpu_estimate = (2.1, 43.0)
     worker_env = {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "JAX_ENABLE_X64": "1"}
     description = "keras.layers.BatchNormalization / LayerNormalization (Keras 3, JAX backend, CPU, x64 enabled), eager"
 
@@ -187,6 +189,7 @@ class KerasNumpy(_KerasOtherBackend):
     keras_backend = "numpy"
     backend_module = "numpy"
     worker = "keras-numpy"
+    cpu_estimate = (2.1, 3.0)
     worker_env = {"KERAS_BACKEND": "numpy"}
     description = "keras.layers.BatchNormalization / LayerNormalization (Keras 3, NumPy backend), eager"
 

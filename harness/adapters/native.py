@@ -57,6 +57,7 @@ class NativeAdapter(Adapter):
     """
 
     worker = "native"
+    cpu_estimate = (0.45, 9.5)
     dtypes = ("float32", "float64")
     ops: ClassVar[tuple[str, ...]] = ("batch_norm",)
     #: resolved library path; subclasses set it or override :meth:`library_path`

@@ -19,6 +19,7 @@ class NumpyReference(Adapter):
     id = "numpy"
     framework = "numpy"
     worker = "numpy"
+    cpu_estimate = (0.5, 1.0)
     description = "the NumPy float64 reference through the adapter path"
     ops = ("*",)
     ranks = (1, 2, 3, 4, 5)

@@ -165,6 +165,7 @@ def _cache_get(key: tuple, make):
 
 class _OnnxBackend(Adapter):
     worker = "onnx"
+    cpu_estimate = (0.6, 2.0)
     framework = "onnxruntime"
     #: "ort" or "reference"
     engine: ClassVar[str] = "ort"

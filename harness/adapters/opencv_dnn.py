@@ -84,6 +84,7 @@ class OpenCVDNN(Adapter):
     id = "opencv-dnn"
     framework = "opencv-python-headless"
     worker = "opencv"
+    cpu_estimate = (0.5, 0.5)
     worker_env = {"OMP_NUM_THREADS": "1"}
     modes = ("eval",)
     ops = ("batch_norm", "layer_norm")

@@ -209,6 +209,7 @@ def _to_numpy(t) -> np.ndarray:
 class _TFAdapter(Adapter):
     framework = "tensorflow"
     worker = "tensorflow"
+    cpu_estimate = (4.4, 15.0)
     worker_env = dict(TF_ENV)
 
     def available(self) -> str | None:

@@ -160,6 +160,7 @@ CUMULATIVE_REASON = (
 class _TFKeras(Adapter):
     framework = "tf_keras"
     worker = "tf-keras"
+    cpu_estimate = (3.8, 8.0)
     worker_env = dict(TF_KERAS_ENV)
     fused: ClassVar[bool] = True
     ops = ("batch_norm", "layer_norm")

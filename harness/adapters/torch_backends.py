@@ -116,6 +116,7 @@ def _no_kernel(e: Exception) -> bool:
 class _TorchBase(Adapter):
     framework = "torch"
     worker = "torch"
+    cpu_estimate = (1.45, 4.5)
 
     def available(self) -> str | None:
         return missing("torch", _HINT)

@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib
 import json
 import os
 import re
 import secrets
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -274,6 +276,24 @@ def verify_reports(folder: str | os.PathLike[str]) -> list[str]:
         if digest != entry.get("sha256"):
             problems.append(f"{name}: differs from the set named by {MANIFEST} (generation {gen})")
     return problems
+
+
+def prepare() -> threading.Thread:
+    """Start importing, in a daemon thread, what writing the reports needs (the page's modules and
+    matplotlib for the heatmap; a missing one is left to the page to report).  ``normconf run``
+    calls it when its last work has started, on the core the run no longer uses, and joins the
+    thread before it writes (no import then runs in two threads at once)."""
+
+    def imports() -> None:
+        for name in ("normconf.report.html", "matplotlib.figure", "matplotlib.backends.backend_svg"):
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - not installed or broken: the page says so itself
+                pass
+
+    th = threading.Thread(target=imports, name="normconf-report-imports", daemon=True)
+    th.start()
+    return th
 
 
 def write_reports(df: "pd.DataFrame", meta: dict[str, Any], out_dir: str | Path, html: bool = True) -> list[Path]:
