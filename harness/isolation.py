@@ -20,14 +20,25 @@ Process trees
     calls ``setsid()`` or double-forks stays below it; :func:`kill_tree` kills the worker and every
     descendant (psutil), and also every process carrying the worker's token in its environment
     (``NORMCONF_WORKER_TOKEN``: what a worker that crashed left behind, reparented to init).
+
+Temporary files
+    A worker's ``TMPDIR`` (also ``TMP``, ``TEMP``) is a folder of its own,
+    ``<the harness's temporary folder>/normconf-worker-<token>`` (:func:`scratch_dir`), removed
+    once the worker and everything it started are gone (:func:`end_worker`,
+    :func:`remove_scratch`): a framework's files that its exit handlers would delete (TensorFlow
+    AutoGraph writes one module per traced function) are deleted even though workers are killed,
+    not asked to exit, and after a crash or a timeout.  The folders of a harness that was itself
+    killed are removed by the next one (:func:`sweep_stale_scratch`).
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -78,11 +89,65 @@ def worker_env(env: dict[str, str], token: str) -> dict[str, str]:
     out.setdefault("PYTHONUNBUFFERED", "1")
     out["NORMCONF_HARNESS_PID"] = str(os.getpid())  # the worker exits if it has lost its harness
     out[TOKEN_VAR] = token
+    scratch = scratch_dir(token)
+    try:
+        sweep_stale_scratch()
+        scratch.mkdir(mode=0o700, exist_ok=True)
+    except OSError:  # an unwritable temporary folder: the worker keeps the harness's
+        return out
+    for var in ("TMPDIR", "TMP", "TEMP"):
+        out[var] = str(scratch)
     return out
 
 
 def new_token() -> str:
+    """``<harness pid>-<16 hex digits>``: names a worker's processes and its scratch folder."""
     return f"{os.getpid()}-{os.urandom(8).hex()}"
+
+
+#: prefix of a worker's scratch folder in the harness's temporary folder
+SCRATCH_PREFIX = "normconf-worker-"
+
+
+def scratch_dir(token: str) -> Path:
+    """The worker's own temporary folder (its ``TMPDIR``)."""
+    return Path(tempfile.gettempdir()) / f"{SCRATCH_PREFIX}{token}"
+
+
+def remove_scratch(token: str | None) -> None:
+    """Delete a worker's scratch folder and what is in it (once the worker is gone)."""
+    if token:
+        shutil.rmtree(scratch_dir(token), ignore_errors=True)
+
+
+_SWEPT = False
+
+
+def sweep_stale_scratch() -> None:
+    """Once per harness process: remove the scratch folders left by harnesses that no longer run
+    (killed before they could clean up), recognised by the harness pid in the token."""
+    global _SWEPT
+    if _SWEPT:
+        return
+    _SWEPT = True
+    try:
+        entries = list(Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"))
+    except OSError:
+        return
+    for path in entries:
+        pid = path.name[len(SCRATCH_PREFIX) :].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def _find_in(folder: str, dotted: str):
@@ -321,7 +386,8 @@ def untrack(proc) -> None:
 
 
 def end_worker(proc, token: str | None, extra=()) -> None:
-    """Kill a worker (``subprocess.Popen``), its descendants, ``extra`` and its token's processes; reap it."""
+    """Kill a worker (``subprocess.Popen``), its descendants, ``extra`` and its token's processes; reap
+    it; delete its scratch folder."""
     alive = proc.poll() is None  # once reaped its pid may belong to someone else: then the token only
     kill_tree(proc.pid if alive else None, token, extra=extra)
     if alive:
@@ -329,6 +395,7 @@ def end_worker(proc, token: str | None, extra=()) -> None:
             proc.wait(timeout=10)
         except Exception:
             pass
+    remove_scratch(token)
 
 
 @atexit.register

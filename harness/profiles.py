@@ -103,6 +103,8 @@ class Convention:
     outputs: tuple[str, ...] = ()
     #: the op the entry is about (:mod:`normconf.ops`)
     op: str = "batch_norm"
+    #: working precision only: the case modes (``train``, ``eval``) it applies to (empty: every mode)
+    modes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         known = op_knobs(self.op)
@@ -154,7 +156,7 @@ class Profile:
                 dt = np.dtype(e.value) if e.value != "bfloat16" else None
                 if dt is None or dt == np.float64:
                     continue
-                if case.op == "batch_norm" and case.mode == "train" and case.momentum_weight is not None:
+                if case.op == "batch_norm" and self._uses_momentum(case) and case.momentum_weight is not None:
                     # the framework's momentum attribute is 1 - w, held in dt; it blends with 1 - fl(1 - w)
                     w = 1.0 - float(dt.type(1.0 - case.momentum_weight))
                     if w != case.momentum_weight:
@@ -165,6 +167,13 @@ class Profile:
             elif getattr(base, e.knob) != _knob_value(e.value, getattr(base, e.knob)):
                 out[e.knob] = (_knob_value(e.value, getattr(base, e.knob)), e)
         return out
+
+    def _uses_momentum(self, case) -> bool:
+        """BatchNorm's momentum changes an output: in training, and in inference with blended statistics."""
+        if case.mode == "train":
+            return True
+        e = self.entry("eval_statistics", case.op)
+        return (e.value if e is not None else case.semantics.eval_statistics) == "blended"
 
     def entry_for(self, case, field: str) -> Convention | None:
         """The entry behind an overridden Semantics field."""
@@ -185,11 +194,16 @@ class Profile:
                 continue
             if (e.applies_to and case.dtype not in e.applies_to) or _FINENESS[e.value] <= _FINENESS[case.dtype]:
                 continue
+            if e.modes and getattr(case, "mode", None) not in e.modes:
+                continue
             return e.value
         return None
 
     def describe(self) -> str:
-        return ", ".join(e.label for e in self.entries) or "the case's conventions"
+        """``knob=value, …`` per op, ops in declaration order: ``batch_norm: …; layer_norm: …``."""
+        ops = list(dict.fromkeys(e.op for e in self.entries))
+        parts = [f"{op}: " + ", ".join(e.label for e in self.for_op(op)) for op in ops]
+        return "; ".join(parts) or "the case's conventions"
 
 
 def profile_of(adapter_cls) -> Profile:
@@ -354,8 +368,11 @@ def judge_pair(
 
     base = case.semantics
     names = {r.output for r in rows if r.output}
-    # the profile's changes that can show in this pair's outputs (torch's running variance: not in eval)
-    over = {k: v for k, v in profile.overrides(case).items() if affected(k, mode, base) & names}
+    # the profile's changes that can show in this pair's outputs (torch's running variance: not in eval), under
+    # all of the profile's conventions (the momentum shows in inference where the statistics are blended)
+    every = profile.overrides(case)
+    sem_every = base.replace(**every)
+    over = {k: v for k, v in every.items() if affected(k, mode, sem_every) & names}
     allowed = {base.replace(**{k: v}).label(base) for k, v in over.items()}
     sem_p = base.replace(**over)
     problems: list[str] = []

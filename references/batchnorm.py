@@ -462,7 +462,7 @@ def batch_norm_reference(
             if sem.eval_statistics == "blended":
                 e_mean, e_vb, e_vu, _m = memo_batch_statistics(x, channel_axis, sem, in_dt)
                 e_var = e_vb if sem.running_variance == "biased" else e_vu
-                w_e = 1.0 if momentum is None else float(momentum)
+                w_e = sem.batch_weight(momentum, 1)  # one update of the given statistics (1 when cumulative)
                 n_mean, n_var = (1 - w_e) * rm + w_e * e_mean, (1 - w_e) * rv + w_e * e_var
             elif sem.eval_statistics == "batch":
                 e_mean, e_vb, e_vu, _m = memo_batch_statistics(x, channel_axis, sem, in_dt)

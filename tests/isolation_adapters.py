@@ -11,6 +11,8 @@ tag         how
 doublefork  fork, ``setsid()``, fork again, exec ``sleep 300``; the middle process exits
 hang        after spawning, sleeps for an hour (the harness is interrupted meanwhile)
 segv        after spawning, the worker crashes (SIGSEGV): its orphan must still go
+tempfile    also leaves a file in the worker's temporary folder (``tempfile.mkstemp``, never
+            deleted) and writes its path to ``<case>.tempfile`` in the markers folder
 =========== =====================================================================
 
 Every spawned process carries ``NORMCONF_TEST_ORPHAN=<value of that variable in the worker>``
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 
 from normconf.adapters.numpy_ref import NumpyReference
@@ -70,6 +73,11 @@ class Spawner(NumpyReference):
         if folder:
             with open(os.path.join(folder, f"{case.id}.spawned"), "w") as f:
                 f.write(str(os.getpid()))
+        if "tempfile" in tags and folder:
+            fd, left = tempfile.mkstemp(prefix="left-behind-")
+            os.close(fd)
+            with open(os.path.join(folder, f"{case.id}.tempfile"), "w") as f:
+                f.write(left)
         if "hang" in tags:
             time.sleep(3600)
         if "segv" in tags:

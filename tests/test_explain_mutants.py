@@ -330,6 +330,27 @@ def test_momentum_held_in_float32():
     assert "the momentum held in float32" in f.text and "batch weight 0.10000002384185791 instead of 0.1" in f.text
 
 
+def test_eps_held_in_float32_is_the_convention_not_float32_arithmetic():
+    """ONNX's epsilon attribute is float32 in a float64 model (ORT, the reference evaluator): eps 0.1 becomes
+    0.10000000149011612, a 7e-9 relative change of y at a variance of 1e-4.  A float32-arithmetic bound also
+    allows an error of that size; the convention reproduces it to float64 rounding, so it is the explanation
+    (before the eps known value, the row read "consistent with float32 arithmetic")."""
+    case = _case(
+        shape=[6, 3, 4],
+        dtype="float64",
+        mode="eval",
+        eps=0.1,
+        running_mean=0.0,
+        running_var=1.0e-4,
+        input={"std": 0.01, "seed": 403},
+        tolerance={"rtol": 1e-10, "atol": 1e-12, "reason": "shows a float32-rounded eps (7e-9 relative)"},
+    )
+    e32 = float(np.float32(0.1))
+    f = _finding(case, dict(eps_override=e32))
+    assert f.label == f"eps_override={e32!r}", f.text
+    assert "the eps held in float32" in f.text and "precision" not in f.label
+
+
 # --- the whole catalog, and planted pairs -----------------------------------------------------
 
 #: eval-mode cases (five shapes / dtypes / layouts): the knobs that only an inference pass shows

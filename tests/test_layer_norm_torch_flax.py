@@ -142,15 +142,22 @@ def test_layer_norm_profiles_and_ops():
     for cls in (TorchModule, TorchFunctional, FlaxLinen, FlaxNNX):
         p = Profile(cls.id, tuple(cls.conventions))
         assert [e.label for e in p.for_op("layer_norm")] == ["normalize_variance=biased"], cls.id
-    # the BatchNorm profiles are unchanged
+    # the BatchNorm profiles are unchanged by LayerNorm
     assert [e.label for e in Profile("torch", TorchModule.conventions).for_op("batch_norm")] == [
         "normalize_variance=biased",
         "running_variance=unbiased",
     ]
-    assert [e.label for e in Profile("flax-nnx", FlaxNNX.conventions).for_op("batch_norm")] == [
+    # nnx's float32 BatchStat variables: in training the running statistics, in inference y
+    nnx_bn = Profile("flax-nnx", FlaxNNX.conventions).for_op("batch_norm")
+    assert [e.label for e in nnx_bn] == [
         "normalize_variance=biased",
         "running_variance=biased",
         "working_precision=float32",
+        "working_precision=float32",
+    ]
+    assert [(e.outputs, e.modes) for e in nnx_bn[2:]] == [
+        (("running_mean", "running_var", "eval_y"), ()),
+        (("y",), ("eval",)),
     ]
 
 

@@ -24,6 +24,7 @@ from normconf.cases import Case  # noqa: E402
 from normconf.compare import compare, default_tolerance  # noqa: E402
 from normconf.inputs import generate  # noqa: E402
 from normconf.oracle import reference_outputs  # noqa: E402
+from normconf.profiles import profile_of  # noqa: E402
 from tests.helpers import case_maker  # noqa: E402
 
 ORT_IDS = ["ort", "ort-init", "ort-init-noopt", "ort-opset9", "ort-opset9-init"]
@@ -363,6 +364,22 @@ def test_momentum_attribute_is_float32_in_float64_models(backend):
     # float64 arithmetic on O(1) values: 1e-12 relative is ~4500 float64 ulps, far below the 2.4e-7 effect
     np.testing.assert_allclose(obs.outputs["running_mean"][0], (1.0 - m32) * mean, rtol=1e-12, atol=1e-15)
     assert not np.allclose(obs.outputs["running_mean"][0], 0.1 * mean, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("backend", ORT_IDS + ["onnx-reference"])  # opset 9's evaluator blends (xfail below)
+def test_epsilon_attribute_is_float32_in_float64_models(backend):
+    # ONNX stores epsilon as a float32 attribute (every opset): a float64 model normalizes with
+    # fl32(1e-5) = 9.99999974738e-06.  A running variance of 1e-6 makes the 2.5e-13 difference a
+    # 1.2e-8 relative change of y, far above float64 rounding (1e-12 relative is ~4500 ulps)
+    rv = [1e-6, 1e-6, 1e-6]
+    c = case(dtype="float64", mode="eval", eps=1e-5, running_mean=[0.0, 0.5, -0.5], running_var=rv)
+    obs, inputs = run(backend, c)
+    x = inputs.x[0]
+    mean = bcast([0.0, 0.5, -0.5], 4, 1)
+    e32 = float(np.float32(1e-5))
+    np.testing.assert_allclose(obs.outputs["y"][0], (x - mean) / np.sqrt(1e-6 + e32), rtol=1e-12, atol=0)
+    assert not np.allclose(obs.outputs["y"][0], (x - mean) / np.sqrt(1e-6 + 1e-5), rtol=1e-9, atol=0)
+    assert profile_of(type(get_adapter(backend))).entry("attribute_dtype") is not None  # and it is declared
 
 
 def test_training_sessions_with_initializers_are_not_reused():

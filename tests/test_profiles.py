@@ -294,3 +294,15 @@ def test_every_builtin_profile_entry_is_exercised_by_the_case_library():
             if not seen:
                 missing.append(f"{bid}.{e.label}")
     assert not missing, f"profile entries no library case exercises: {missing}"
+
+
+def test_describe_groups_the_entries_by_op():
+    """`normconf backends` lists a profile per op (a knob declared for BatchNorm and LayerNorm is not listed
+    twice as one list)."""
+    from normconf.adapters import get_adapter
+
+    text = profile_of(type(get_adapter("cpp"))).describe()
+    assert (
+        text == "batch_norm: normalize_variance=biased, running_variance=biased; layer_norm: normalize_variance=biased"
+    )
+    assert profile_of(type(get_adapter("numpy"))).describe() == "the case's conventions"

@@ -180,3 +180,17 @@ def test_statistics_of_a_read_only_batch_are_memoized_and_the_same():
     del x
     gc.collect()
     assert ref() is None  # an entry holds its batch weakly
+
+
+@pytest.mark.parametrize(
+    "changes, w",
+    [({}, 0.1), ({"momentum_override": 0.25}, 0.25), ({"momentum_direction": "reversed"}, 0.9)],
+)
+def test_blended_inference_blends_with_the_semantics_batch_weight(changes, w):
+    """eval_statistics=blended: the given statistics updated once with the batch weight the semantics say
+    (the case's momentum, an override, the reversed direction), then used; by hand on four values."""
+    x = np.array([1.0, 2.0, 3.0, 4.0]).reshape(4, 1)
+    sem = Semantics(eval_statistics="blended").replace(**changes)
+    y = run(x, sem, mode="eval", momentum=0.1, rm=(0.5,), rv=(2.0,), eps=0.0)["y"][0].ravel()
+    mean, var = (1 - w) * 0.5 + w * 2.5, (1 - w) * 2.0 + w * 1.25  # batch mean 2.5, biased variance 1.25
+    np.testing.assert_allclose(y, (x.ravel() - mean) / np.sqrt(var), rtol=1e-14)

@@ -211,6 +211,49 @@ def test_processes_started_by_an_adapter_end_when_the_harness_is_terminated(tmp_
     _wait_for(lambda: not _orphans(orphan_token), 10, "the adapter's sleep 300 to end")
 
 
+@pytest.mark.parametrize("tags", ["tempfile", "tempfile, segv"])
+def test_files_an_adapter_leaves_in_its_temporary_folder_end_with_its_worker(tmp_path, orphan_token, tags):
+    """A file in the worker's TMPDIR that nothing deletes (TensorFlow AutoGraph's modules when the
+    worker is killed): it lies in the worker's own scratch folder, and folder and file are gone
+    after the run, also when the worker crashed."""
+    cmd, env = _spawner_run(tmp_path, orphan_token, tags)
+    (tmp_path / "tmp").mkdir()
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == (EXIT_ERROR if "segv" in tags else EXIT_OK), p.stdout + p.stderr
+    left = Path((tmp_path / "s.tempfile").read_text())
+    assert left.parent.parent == tmp_path / "tmp", left
+    assert left.parent.name.startswith("normconf-worker-"), left
+    assert not left.exists() and not left.parent.exists()
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_scratch_folders_of_a_harness_that_no_longer_runs_are_removed(tmp_path):
+    """A harness killed by SIGKILL cannot clean up; the next one removes its workers' folders,
+    and never those of a harness still running."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    tmp = tmp_path / "tmp"
+    stale = tmp / f"normconf-worker-{dead.pid}-0123456789abcdef"
+    live = tmp / f"normconf-worker-{os.getpid()}-0123456789abcdef"
+    for folder in (stale, live):
+        folder.mkdir(parents=True)
+        (folder / "tf__lam.py").write_text("# left\n")
+    (tmp_path / "c.yaml").write_text("cases:\n  - {id: s, shape: [2, 3]}\n")
+    p = subprocess.run(
+        [sys.executable, "-m", "normconf.cli", "run", "c.yaml", "-b", "numpy", "--out", "reports", "-q"],
+        cwd=tmp_path,
+        env=_env(TMPDIR=str(tmp)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == EXIT_OK, p.stdout + p.stderr
+    assert not stale.exists()
+    assert (live / "tf__lam.py").exists()
+    assert sorted(tmp.iterdir()) == [live]
+
+
 # -- 3. user modules load in a worker, with a bounded start-up --------------------------------
 
 

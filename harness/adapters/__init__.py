@@ -269,6 +269,7 @@ def metadata(cls: type[Adapter], spec: str) -> dict:
                     "applies_to": [str(x) for x in c.applies_to],
                     "outputs": [str(x) for x in c.outputs],
                     "op": str(getattr(c, "op", "batch_norm")),
+                    "modes": [str(x) for x in getattr(c, "modes", ())],
                 }
             )
         return {
@@ -338,6 +339,7 @@ def _proxy(meta: dict) -> type[AdapterProxy]:
             tuple(c["applies_to"]),
             tuple(c["outputs"]),
             c.get("op", "batch_norm"),
+            tuple(c.get("modes", ())),
         )
         for c in meta["conventions"]
     )
@@ -400,6 +402,7 @@ def _describe_in_worker(extra_specs: tuple[str, ...]) -> list[dict]:
                 isolation.kill_tree(proc.pid, token)
                 proc.wait()
             isolation.kill_tree(None, token)  # whatever the imports started
+            isolation.remove_scratch(token)
             isolation.untrack(proc)
         err.seek(0)
         tail = err.read().decode("utf-8", "replace").strip()[-400:]

@@ -94,6 +94,19 @@ NNX_FLOAT32_STATISTICS = convention(
     applies_to=("float64",),
     outputs=("running_mean", "running_var", "eval_y"),
 )
+#: the same variables in inference: y is normalized with the given running statistics held in float32
+NNX_FLOAT32_STATISTICS_EVAL = convention(
+    "working_precision",
+    "float32",
+    "in inference nnx.BatchNorm normalizes with its mean/var BatchStat variables, float32 arrays, so a float64 "
+    "case's given running statistics are rounded to float32 before they normalize y",
+    "flax/nnx/nn/normalization.py (BatchNorm.__init__: nnx.BatchStat(jnp.zeros(feature_shape, jnp.float32)); "
+    "BatchNorm.__call__: mean, var = promote_dtype(self.mean[...], self.var[...]), used as they are with "
+    "use_running_average; the adapter assigns the given statistics with bn.mean[...] = ..., which keeps float32)",
+    applies_to=("float64",),
+    outputs=("y",),
+    modes=("eval",),
+)
 
 JAX_ENV = {"JAX_PLATFORMS": "cpu", "JAX_ENABLE_X64": "1"}
 
@@ -333,7 +346,7 @@ class FlaxLinen(_FlaxBase):
 class FlaxNNX(_FlaxBase):
     id = "flax-nnx"
     description = "flax.nnx.BatchNorm (nnx.jit, CPU), BatchStat variables"
-    conventions = (*FLAX_CONVENTIONS, NNX_FLOAT32_STATISTICS, *FLAX_LN_CONVENTIONS)
+    conventions = (*FLAX_CONVENTIONS, NNX_FLOAT32_STATISTICS, NNX_FLOAT32_STATISTICS_EVAL, *FLAX_LN_CONVENTIONS)
 
     def available(self) -> str | None:
         reason = super().available()

@@ -115,8 +115,18 @@ ONNX_TRAIN_CONVENTIONS = (
         _ONNX_ATTR,
     ),
 )
+#: BatchNormalization-9 in inference: only its epsilon attribute is a convention
+ONNX_OPSET9_CONVENTIONS = (
+    convention(
+        "attribute_dtype",
+        "float32",
+        "epsilon is a float attribute, 32-bit whatever the tensor type: a float64 model normalizes with "
+        "fl32(epsilon) (fl32(1e-5) = 9.99999974738e-06)",
+        _ONNX_ATTR,
+    ),
+)
 #: the reference evaluator's BatchNormalization-9 with a momentum attribute
-ONNX_REFERENCE_OPSET9_CONVENTIONS = (
+ONNX_REFERENCE_OPSET9_CONVENTIONS = ONNX_OPSET9_CONVENTIONS + (
     convention(
         "eval_statistics",
         "blended",
@@ -478,7 +488,7 @@ class OrtOpset9(_OnnxBackend):
         "pre-opset-17 graph at opset 9, default graph optimizations"
     )
     # BatchNorm: inference only, the variance estimators and the momentum attribute do not apply
-    conventions = DECOMPOSED_LN_CONVENTIONS
+    conventions = ONNX_OPSET9_CONVENTIONS + DECOMPOSED_LN_CONVENTIONS
 
 
 class OrtOpset9Init(_OnnxBackend):
@@ -491,7 +501,7 @@ class OrtOpset9Init(_OnnxBackend):
         "ONNX Runtime CPU, opset 9 (inference only), parameters as initializers (an exported inference "
         "model); LayerNorm: the decomposed pre-opset-17 graph at opset 9"
     )
-    conventions = DECOMPOSED_LN_CONVENTIONS
+    conventions = ONNX_OPSET9_CONVENTIONS + DECOMPOSED_LN_CONVENTIONS
 
 
 class OnnxReference(_OnnxBackend):

@@ -308,13 +308,23 @@ def solved_alternatives(
 ) -> list[tuple[Semantics, str, str]]:
     """Alternatives with a numeric knob solved from ``obs`` (semantics, kind, note), on top of ``sem``.
 
-    kind ``known_value``: a documented default within the solve's resolution (or the case's
+    kind ``known_value``: a documented default within the solve's resolution (or the case's eps or
     momentum held in float32); ``solved_value``: the solved number itself.
     """
     out: list[tuple[Semantics, str, str]] = []
     eps, res, how = solve_eps(case, inputs, sem, output, step, obs, tol)
     if eps is not None:
         cur = sem.eps_used(case.eps)
+        # the case's eps held in float32 (an ONNX float attribute in a float64 model): like the momentum below
+        e32 = float(np.float32(case.eps))
+        if e32 != cur and abs(eps - e32) < abs(eps - cur) and abs(eps - e32) <= max(0.5 * abs(e32 - cur), res):
+            out.append(
+                (
+                    sem.replace(eps_override=e32),
+                    "known_value",
+                    f"{how}; {e32!r} = float32({case.eps:g}): the eps held in float32",
+                )
+            )
         near = _known_near(eps, KNOWN_EPS, 0.25)
         if near is not None and near > 0 and abs(near - cur) > 1e-12 * max(cur, 1e-300) and abs(eps - near) <= res:
             out.append((sem.replace(eps_override=near), "known_value", f"{how}; {near:g} is {KNOWN_EPS[near]}"))
