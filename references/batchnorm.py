@@ -86,10 +86,11 @@ def _bcast(v: np.ndarray, ndim: int, channel_axis: int) -> np.ndarray:
 
 
 #: elements per step from which the compiled kernels compute the float64 reference: below it NumPy's
-#: passes run in cache and cost milliseconds, and small cases keep NumPy's own summation order
-#: (the order the explanation engine's NumPy emulations use); above it the reference is memory-bound
-#: and NumPy's many passes (a float64 copy, sums, a squared-deviation array, x_hat, y) dominate
-KERNEL_MIN_ELEMENTS = 1 << 20
+#: passes run in cache and cost a millisecond or less, and small cases (every library case but
+#: shape_big_rank4) keep NumPy's own summation order; above it NumPy's many passes (a float64 copy,
+#: sums, a squared-deviation array, x_hat, y) dominate: measured CPU (float32 train, y only) 3.3 vs
+#: 0.37 ms at 2^18, 7.6 vs 1.0 ms at 1e6, 1.1 vs 0.6 ms at 2^16 (docs/performance.md)
+KERNEL_MIN_ELEMENTS = 1 << 18
 
 _KERNEL_DTYPES = {"float64": 0, "float32": 1, "float16": 2, "bfloat16": 3}
 
