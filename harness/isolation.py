@@ -121,11 +121,15 @@ def remove_scratch(token: str | None) -> None:
 
 
 _SWEPT = False
+#: a scratch folder is swept only once unchanged this long (seconds): a harness in another pid namespace
+#: that shares the temporary folder (a container) looks dead from here while its workers still write
+STALE_SCRATCH_AGE = 3600.0
 
 
 def sweep_stale_scratch() -> None:
     """Once per harness process: remove the scratch folders left by harnesses that no longer run
-    (killed before they could clean up), recognised by the harness pid in the token."""
+    (killed before they could clean up), recognised by the harness pid in the token, once they have
+    not changed for :data:`STALE_SCRATCH_AGE` seconds."""
     global _SWEPT
     if _SWEPT:
         return
@@ -134,9 +138,14 @@ def sweep_stale_scratch() -> None:
         entries = list(Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"))
     except OSError:
         return
+    now = time.time()
     for path in entries:
         pid = path.name[len(SCRATCH_PREFIX) :].partition("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        try:
+            old = now - path.stat().st_mtime >= STALE_SCRATCH_AGE
+        except OSError:
+            continue
+        if old and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -229,16 +229,23 @@ def test_files_an_adapter_leaves_in_its_temporary_folder_end_with_its_worker(tmp
 
 
 def test_scratch_folders_of_a_harness_that_no_longer_runs_are_removed(tmp_path):
-    """A harness killed by SIGKILL cannot clean up; the next one removes its workers' folders,
-    and never those of a harness still running."""
+    """A harness killed by SIGKILL cannot clean up; the next one removes its workers' folders once
+    they are an hour old, and never those of a harness still running nor a recent one (a harness in
+    another pid namespace sharing the folder looks dead)."""
+    from normconf.isolation import STALE_SCRATCH_AGE
+
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     tmp = tmp_path / "tmp"
     stale = tmp / f"normconf-worker-{dead.pid}-0123456789abcdef"
+    recent = tmp / f"normconf-worker-{dead.pid}-fedcba9876543210"
     live = tmp / f"normconf-worker-{os.getpid()}-0123456789abcdef"
-    for folder in (stale, live):
+    old = time.time() - STALE_SCRATCH_AGE - 60
+    for folder in (stale, recent, live):
         folder.mkdir(parents=True)
         (folder / "tf__lam.py").write_text("# left\n")
+        if folder is not recent:
+            os.utime(folder, (old, old))
     (tmp_path / "c.yaml").write_text("cases:\n  - {id: s, shape: [2, 3]}\n")
     p = subprocess.run(
         [sys.executable, "-m", "normconf.cli", "run", "c.yaml", "-b", "numpy", "--out", "reports", "-q"],
@@ -250,8 +257,8 @@ def test_scratch_folders_of_a_harness_that_no_longer_runs_are_removed(tmp_path):
     )
     assert p.returncode == EXIT_OK, p.stdout + p.stderr
     assert not stale.exists()
-    assert (live / "tf__lam.py").exists()
-    assert sorted(tmp.iterdir()) == [live]
+    assert (live / "tf__lam.py").exists() and (recent / "tf__lam.py").exists()
+    assert sorted(tmp.iterdir()) == sorted([live, recent])
 
 
 # -- 3. user modules load in a worker, with a bounded start-up --------------------------------

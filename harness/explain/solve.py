@@ -316,8 +316,14 @@ def solved_alternatives(
     if eps is not None:
         cur = sem.eps_used(case.eps)
         # the case's eps held in float32 (an ONNX float attribute in a float64 model): like the momentum below
-        e32 = float(np.float32(case.eps))
-        if e32 != cur and abs(eps - e32) < abs(eps - cur) and abs(eps - e32) <= max(0.5 * abs(e32 - cur), res):
+        with np.errstate(over="ignore"):  # an eps beyond float32's range has no float32 twin
+            e32 = float(np.float32(case.eps))
+        if (
+            math.isfinite(e32)
+            and e32 != cur
+            and abs(eps - e32) < abs(eps - cur)
+            and abs(eps - e32) <= max(0.5 * abs(e32 - cur), res)
+        ):
             out.append(
                 (
                     sem.replace(eps_override=e32),
