@@ -72,16 +72,47 @@ def _float64_array(values, what: str) -> np.ndarray:
         raise ValueError(f"{what}: a value is beyond float64 range") from None
 
 
-def _draw(gen: Generator, n: int, what: str = "input") -> np.ndarray:
+#: elements per chunk of a drawn input (:func:`_draw_into`): its float64 temporaries stay small
+DRAW_CHUNK = 1 << 17
+
+
+def _draw_chunks(gen: Generator, n: int, what: str = "input", chunk: int = DRAW_CHUNK):
+    """``gen``'s ``n`` float64 values, in order, ``chunk`` at a time from one bit generator.  NumPy's
+    ``Generator`` fills an array one value after the other from the bit generator's stream, so the
+    values do not depend on the chunk size (tested against one whole-array draw)."""
     rng = np.random.Generator(np.random.PCG64(gen.seed))
     if gen.dist == "normal":
-        return rng.standard_normal(n) * _float(gen.std, f"{what}.std") + _float(gen.mean, f"{what}.mean")
-    if gen.dist == "uniform":
+        std, mean = _float(gen.std, f"{what}.std"), _float(gen.mean, f"{what}.mean")
+        draw = lambda k: rng.standard_normal(k) * std + mean  # noqa: E731
+    elif gen.dist == "uniform":
         low, high = _float(gen.low, f"{what}.low"), _float(gen.high, f"{what}.high")
         if not (low <= high and np.isfinite(high - low)):
             raise ValueError(f"{what}: uniform range [{low!r}, {high!r}] is empty or beyond float64 range")
-        return rng.uniform(low, high, n)
-    return np.full(n, _float(gen.value, f"{what}.value"))
+        draw = lambda k: rng.uniform(low, high, k)  # noqa: E731
+    else:
+        value = _float(gen.value, f"{what}.value")
+        draw = lambda k: np.full(k, value)  # noqa: E731
+    for s in range(0, max(n, 1), max(1, chunk)):
+        yield draw(min(chunk, n - s))
+
+
+def _draw(gen: Generator, n: int, what: str = "input") -> np.ndarray:
+    """``gen``'s ``n`` values as one float64 array (small draws: the per-channel parameters)."""
+    return np.concatenate(list(_draw_chunks(gen, n, what)))
+
+
+def _draw_into(gen: Generator, n: int, dtype: np.dtype) -> np.ndarray:
+    """``gen``'s ``n`` values rounded to ``dtype``, a chunk at a time: the same numbers as
+    ``_draw(gen, n).astype(dtype)`` without a float64 array of all of them (a float32 input's peak while
+    it is drawn: 1× its bytes plus a chunk, was 3×, and the float64 block freed behind it fragmented the
+    heap that the outputs are then allocated from)."""
+    out = np.empty(n, dtype)
+    s = 0
+    with np.errstate(over="ignore"):
+        for part in _draw_chunks(gen, n):
+            out[s : s + part.size] = part.astype(dtype)
+            s += part.size
+    return out
 
 
 def _per_channel(spec, C: int, dtype: np.dtype, what: str) -> np.ndarray:
@@ -122,10 +153,11 @@ def draw_x(case) -> tuple[np.ndarray, ...]:
             flat = _float64_array(case.data, "data")
         if flat.size == per_step and case.steps > 1:
             flat = np.tile(flat, case.steps)
+        with np.errstate(over="ignore"):
+            drawn = flat.astype(dt)
     else:
-        flat = _draw(case.input or Generator(), per_step * case.steps)
-    with np.errstate(over="ignore"):
-        xs = flat.astype(dt).reshape((case.steps, *shape))
+        drawn = _draw_into(case.input or Generator(), per_step * case.steps, dt)
+    xs = drawn.reshape((case.steps, *shape))
     return tuple(xs[k] for k in range(case.steps))
 
 

@@ -355,7 +355,8 @@ def judge_pair(
     ``own_precision(case, label, output)``, ``tolerance_for(case, output)`` and
     ``output_dtype(case, output)`` are the results module's rules (passed in: one direction).
     """
-    from normconf.compare import compare
+    from normconf.compare import close_blockwise
+    from normconf.explain.arrays import identical
     from normconf.explain.refcache import CACHE
     from normconf.ops import spec_for
 
@@ -394,7 +395,7 @@ def judge_pair(
         if sem_l is None:
             return False
         a, b = ref(sem_l, name, step), ref(sem_p, name, step)
-        return a is not None and b is not None and np.array_equal(a, b, equal_nan=True)
+        return a is not None and b is not None and identical(a, b)  # a chunk at a time (deferred outputs)
 
     for r in rows:
         if r.outcome in ("pass", "unsupported"):
@@ -414,14 +415,11 @@ def judge_pair(
                 continue
             if over and observed is not None and r.output in observed:
                 p_ref = ref(sem_p, r.output, r.step)
-                if (
-                    p_ref is not None
-                    and compare(
-                        np.asarray(observed[r.output][r.step - 1]),
-                        p_ref,
-                        tolerance_for(case, r.output),
-                        output_dtype(case, r.output),
-                    ).close
+                if p_ref is not None and close_blockwise(
+                    np.asarray(observed[r.output][r.step - 1]),
+                    p_ref,
+                    tolerance_for(case, r.output),
+                    output_dtype(case, r.output),
                 ):
                     continue  # agrees with the reference under the profile
         problems.append(f"{where}: {r.explanation or r.outcome}")
@@ -470,7 +468,7 @@ def _visible(case, inputs, alt, base, output: str, step: int, t, dtype: str, ref
     """The reference under ``alt`` differs from the case's (``base``) at ``output`` step ``step`` by more than
     twice the tolerance ``t`` (None: the reference cannot run one of them).  A pure function of the case,
     the inputs and the arguments, memoized per case."""
-    from normconf.compare import Tolerance, compare
+    from normconf.compare import Tolerance, close_blockwise
     from normconf.explain.refcache import _case_key
 
     owner = (_case_key(case), inputs)
@@ -487,7 +485,7 @@ def _visible(case, inputs, alt, base, output: str, step: int, t, dtype: str, ref
         seen = None
     else:
         wide = Tolerance(2 * t.rtol, 2 * t.atol, "profile visibility")
-        seen = not compare(a, e, wide, dtype).close
+        seen = not close_blockwise(a, e, wide, dtype)
     with _VISIBLE_LOCK:
         if _VISIBLE["answers"] is answers:
             answers[key] = seen

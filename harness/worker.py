@@ -211,10 +211,14 @@ class _Host:
         want = frozenset(names)
         cached = self._expected.get(key)
         if cached is None or not want <= cached[0]:
+            from normconf.explain.refcache import CACHE
             from normconf.oracle import expected_outputs
 
             need = want | (cached[0] if cached else frozenset())
-            self._expected[key] = (need, expected_outputs(case, self.inputs(case), need, compact=True))
+            inputs = self.inputs(case)
+            self._expected[key] = (need, expected_outputs(case, inputs, need, compact=True))
+            # the explanation engine's reference under the case's semantics is these values: not a second copy
+            CACHE.adopt_expected(case, inputs, self._expected[key][1])
             while len(self._expected) > 2:
                 self._expected.popitem(last=False)
         self._expected.move_to_end(key)

@@ -340,10 +340,23 @@ def test_cache_is_byte_bounded_and_reused():
     big.get(case, inputs, case.semantics, "batch_mean")
     big.get(case, inputs, case.semantics, "batch_var")
     assert big.computed == 2
-    alt = case.semantics.replace(normalize_variance="unbiased")  # an alternative's y: scored, not kept
+    # an alternative's y: computed where it is read (normconf.explain.deferred) from its per-channel statistics,
+    # one statistics-only run, kept; never a whole array in the cache
+    from normconf.explain import refcache as rc
+    from normconf.explain.deferred import DeferredOutput
+
+    alt = case.semantics.replace(normalize_variance="unbiased")
+    assert isinstance(big.get(case, inputs, alt, "y")[0], DeferredOutput)
     big.get(case, inputs, alt, "y")
-    big.get(case, inputs, alt, "y")
-    assert big.computed == 4 and big._bytes < (1 << 20)
+    assert big.computed == 3 and big._bytes < (1 << 20)
+    rc.DEFER = False  # as whole arrays: scored, not kept (each get computes it again)
+    try:
+        alt2 = case.semantics.replace(eps_placement="none")
+        assert isinstance(big.get(case, inputs, alt2, "y")[0], np.ndarray)
+        big.get(case, inputs, alt2, "y")
+        assert big.computed == 5 and big._bytes < (1 << 20)
+    finally:
+        rc.DEFER = True
 
 
 def test_irrelevant_knobs_are_not_evaluated():

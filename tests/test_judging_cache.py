@@ -234,6 +234,12 @@ def test_rounded_of_a_case_too_large_to_keep_is_computed_compactly(dtype, monkey
     monkeypatch.setattr(oracle, "reference_outputs", lambda *a, **kw: asked.append(kw) or real(*a, **kw))
     cache = refcache.ReferenceCache(floor=1 << 20)
     assert not cache._keeps_full_size(case, inputs)
+    deferred = cache.rounded(case, inputs, sem, "y")  # an alternative's: computed where it is read ...
+    assert [kw.get("statistics_only") for kw in asked] == [True]  # ... from its statistics alone
+    assert len(deferred) == 1 and _same(np.asarray(deferred[0]), want[0]) and deferred[0].dtype == np.float32
+    asked.clear()
+    cache.clear()
+    monkeypatch.setattr(refcache, "DEFER", False)  # as one whole array
     got = cache.rounded(case, inputs, sem, "y")
     assert not asked  # not through the float64 reference
     assert len(got) == 1 and _same(got[0], want[0]) and got[0].dtype == np.float32
@@ -265,7 +271,10 @@ def test_get_of_a_case_too_large_to_keep_answers_compactly(output, monkeypatch):
     monkeypatch.setattr(oracle, "reference_outputs", lambda *a, **kw: asked.append(kw) or real(*a, **kw))
     cache = refcache.ReferenceCache(floor=1 << 20)
     got = cache.get(case, inputs, sem, output)
-    assert not asked and len(got) == len(want) and all(_same(a, b) for a, b in zip(got, want))
+    # y: computed where it is read (normconf.explain.deferred), from the statistics-only reference
+    assert all(kw.get("statistics_only") for kw in asked) and len(got) == len(want)
+    assert all(_same(np.asarray(a), b) for a, b in zip(got, want))
+    asked.clear()
     x_hat = cache.get(case, inputs, sem, "x_hat")
     assert x_hat[0].dtype == np.float64 and asked  # through the float64 reference, as before
     assert cache.get(case, inputs, sem, "running_var")[0].dtype == np.float64

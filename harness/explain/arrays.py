@@ -128,6 +128,10 @@ def _sketch(a: np.ndarray, n: int = 4096) -> np.ndarray:
     return flat[np.linspace(0, flat.size - 1, n).astype(np.int64)].astype(np.float64)
 
 
+#: bit-for-bit the same numbers (NaN = NaN), a chunk at a time: :func:`_identical`
+identical = _identical
+
+
 def identical_rounded(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> bool:
     """:func:`_identical` of ``a`` rounded to ``dtype`` (and back to float64) and ``b``, rounding one
     chunk at a time (no full-size rounded copy of ``a``)."""
@@ -186,4 +190,5 @@ def columns(a: np.ndarray, ax: int, cols: np.ndarray) -> np.ndarray:
     pos = list(np.unravel_index(cols, rest)) if rest else []
     index = [p[None, :] for p in pos]
     index.insert(ax, np.arange(a.shape[ax])[:, None])
-    return np.asarray(a)[tuple(index)]
+    # a deferred output (normconf.explain.deferred) computes only the gathered elements
+    return (a if getattr(a, "deferred", False) else np.asarray(a))[tuple(index)]

@@ -76,6 +76,7 @@ from normconf.explain.stat_bounds import (  # noqa: F401 (re-exported: LayerNorm
     _stat_bounds,
     _stat_bounds_overflow,
     condition_number,
+    condition_number_of,
 )
 from normconf.references.batchnorm import DATA_OUTPUTS
 
@@ -383,40 +384,52 @@ def judge(
             shape[axn] = -1
             n0 = x.shape[0]
             per = max(1, _CHUNK // max(1, x.size // max(n0, 1)))
-            blocks = [(x[s0 : s0 + per], obs[s0 : s0 + per], ref[s0 : s0 + per], s0) for s0 in range(0, n0, per)]
+            # a generator: a deferred side (normconf.explain.deferred) computes one block at a time
+            blocks = ((x[s0 : s0 + per], obs[s0 : s0 + per], ref[s0 : s0 + per], s0) for s0 in range(0, n0, per))
         P, R, Q, M, BETA = (np.asarray(v, np.float64).reshape(shape) for v in (p, r, q, mean, beta_s))
         NAN = np.asarray(nan_possible).reshape(shape)
         OVER = np.asarray(overflow).reshape(shape)
         u_c = UNIT_ROUNDOFF[model.compute]
         worst = (-1.0, (), 0.0, 0.0)
         n_over = 0  # elements within the model only as the result of an overflowed sum
+
+        def one(xc, oc, ec):
+            """(worst fraction, its index in the block, error and bound there, overflowed count) of a block, or
+            None if empty (a function: its full-size temporaries go when it returns)."""
+            xc, oc, ec = (np.asarray(v, np.float64) for v in (xc, oc, ec))  # any side may be compact
+            b = P * np.abs(xc - M) + R * np.abs(xc) + Q + (s + 2 * u_o) * np.abs(ec) + tiny
+            b = np.where(np.isnan(b), np.inf, b)
+            lim = b + tol.atol + tol.rtol * np.abs(ec)
+            err = np.abs(oc - ec)
+            err = np.where((oc == ec) | (np.isnan(oc) & np.isnan(ec)), 0.0, err)
+            err = np.where(np.isnan(oc) & NAN, 0.0, err)
+            # where a statistic may have overflowed: ±inf/NaN, or β (inv_std = 0) rounded, within the
+            # tolerance like every other value the model allows
+            at_beta = np.abs(oc - BETA) <= (u_c + 2 * u_o + tol.rtol) * np.abs(BETA) + tiny + tol.atol
+            overflowed = OVER & (~np.isfinite(oc) | at_beta)
+            over_n = int(np.count_nonzero(overflowed & ~(err <= lim)))
+            err = np.where(overflowed, 0.0, err)
+            err = np.where(np.isnan(err), np.inf, err)  # NaN where the model cannot make one
+            frac = np.where(np.isinf(lim), 0.0, err / lim)
+            frac = np.where(np.isinf(err) & ~np.isinf(lim), np.inf, frac)
+            if not frac.size:
+                return None, over_n
+            k = np.unravel_index(int(np.argmax(frac)), frac.shape)
+            return (float(frac[k]), k, float(err[k]), float(b[k])), over_n
+
+        xc = oc = ec = None
         with np.errstate(all="ignore"):
             for xc, oc, ec, s0 in blocks:
-                xc, oc, ec = (np.asarray(v, np.float64) for v in (xc, oc, ec))  # any side may be compact
-                b = P * np.abs(xc - M) + R * np.abs(xc) + Q + (s + 2 * u_o) * np.abs(ec) + tiny
-                b = np.where(np.isnan(b), np.inf, b)
-                lim = b + tol.atol + tol.rtol * np.abs(ec)
-                err = np.abs(oc - ec)
-                err = np.where((oc == ec) | (np.isnan(oc) & np.isnan(ec)), 0.0, err)
-                err = np.where(np.isnan(oc) & NAN, 0.0, err)
-                # where a statistic may have overflowed: ±inf/NaN, or β (inv_std = 0) rounded, within the
-                # tolerance like every other value the model allows
-                at_beta = np.abs(oc - BETA) <= (u_c + 2 * u_o + tol.rtol) * np.abs(BETA) + tiny + tol.atol
-                overflowed = OVER & (~np.isfinite(oc) | at_beta)
-                n_over += int(np.count_nonzero(overflowed & ~(err <= lim)))
-                err = np.where(overflowed, 0.0, err)
-                err = np.where(np.isnan(err), np.inf, err)  # NaN where the model cannot make one
-                frac = np.where(np.isinf(lim), 0.0, err / lim)
-                frac = np.where(np.isinf(err) & ~np.isinf(lim), np.inf, frac)
-                if not frac.size:
-                    continue
-                k = np.unravel_index(int(np.argmax(frac)), frac.shape)
-                if frac[k] > worst[0]:
+                got, over_n = one(xc, oc, ec)
+                n_over += over_n
+                if got is not None and got[0] > worst[0]:
+                    f_k, k, err_k, b_k = got
                     if cols is not None:
                         at = _logical_index(ref.shape, axn, int(k[0]), int(cols[k[1]]))
                     else:
                         at = (int(k[0]) + s0, *map(int, k[1:]))
-                    worst = (float(frac[k]), at, float(err[k]), float(b[k]))
+                    worst = (f_k, at, err_k, b_k)
+        del blocks, xc, oc, ec  # the last block's arrays (deferred outputs' computed values among them)
         frac, idx, e, bw = worst
         shape_f = None
         if frac <= 1.0 and not vacuous and cols is None:  # the size fits: does the shape? (the whole output)

@@ -177,6 +177,7 @@ def shape_fraction(
         inv_hat = np.abs(inv + a)
         d_mu = np.where(inv_hat > 0, np.abs(b) / np.where(inv_hat > 0, inv_hat, 1.0), 0.0)
     a, b, se_b = fit(coefficients((inv_hat, d_mu), fit_shape))
+    fit_blocks = None  # the fits' sample is not read again
     second = coefficients((inv_hat, d_mu), shape)
     assert second is not None
     A, B = a.reshape(shape), b.reshape(shape)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from normconf.explain import bounds as bd
-from normconf.explain.arrays import _identical, as_f64, residual
+from normconf.explain.arrays import _identical, as_exact, residual
 from normconf.explain.catalog import affected, describe_change, differences
 from normconf.explain.localize import localize
 from normconf.explain.refcache import CACHE
@@ -30,7 +30,7 @@ def _consistent(case, inputs, sem, own, output: str, step: int, obs, tol) -> tup
     if alt_steps is None or len(alt_steps) < step:
         return False, "the reference cannot run it"
     alt = alt_steps[step - 1]
-    o = as_f64(np.asarray(obs), alt.shape)
+    o = as_exact(np.asarray(obs), alt.shape)  # the backend's own array: residual and the bounds convert blocks
     if o is None:
         return False, "shape differs"
     score, max_abs = residual(o, alt, tol.atol, tol.rtol)

@@ -13,6 +13,10 @@ from normconf.references.batchnorm import PER_CHANNEL_OUTPUTS as PER_CHANNEL  # 
 from normconf.references.batchnorm import STATISTICS as STATS  # the reference's cheap statistics-only path
 from normconf.semantics import Semantics
 
+#: an alternative's full-size ``y`` of a case too large to keep its float64 outputs is a
+#: :class:`normconf.explain.deferred.DeferredOutput` (computed where it is read); False: one whole array
+#: (the tests compare the two)
+DEFER = True
 #: the byte budget is this many times the case's input bytes (``x`` over every step, in the case dtype, plus the
 #: per-channel parameters), so the cache grows with the case and no more.  A full-size output is kept only
 #: within a quarter of the budget: where the multiple governs (inputs above BUDGET_FLOOR / 4 = 48 MiB) a
@@ -175,6 +179,11 @@ class ReferenceCache:
                 return hit[1][name]
             if hit is not None and hit[1].get("__error__") is not None:
                 return None
+        if sem != case.semantics and self._serves_compact(case, inputs, output) and DEFER:
+            # an alternative's (the search's, the profile check's): never one whole array, never kept
+            steps = self.deferred(case, inputs, sem, output)
+            if steps is not None:
+                return steps
         value = self._compact_direct(case, inputs, sem, output)
         if value is _FAILED:  # the reference cannot run ``sem``
             self._store(key, inputs, {"__error__": [np.zeros(0)]}, case)
@@ -207,6 +216,16 @@ class ReferenceCache:
             self._evict(self.budget(inputs), _pinned(case, inputs))
         return value
 
+    def adopt_expected(self, case, inputs, expected: dict) -> None:
+        """Keep ``expected`` (:func:`normconf.oracle.expected_outputs` of ``case`` on ``inputs`` with ``compact``:
+        what :meth:`rounded` computes for the case's own semantics, by the same hook) as those rounded
+        outputs, for the full-size outputs :meth:`rounded` would compute again (the pair review's and the
+        profile check's reference under the case's semantics: a second copy of the expected values, 1× a
+        float32 input's bytes, in a large case's worker).  The arrays are shared, not copied."""
+        keep = {_ROUNDED + name: steps for name, steps in expected.items() if self._serves_compact(case, inputs, name)}
+        if keep:
+            self._store((_case_key(case), id(inputs), case.semantics), inputs, keep, case)
+
     def _compact_direct(self, case, inputs, sem: Semantics, output: str) -> Any:
         """``output`` under ``sem`` rounded by the op's ``compact_expected`` (no float64 full-size output), where
         the cache could not keep the float64 one anyway and the op has that hook; None: take the rounding path
@@ -229,27 +248,12 @@ class ReferenceCache:
         tenth of a full run) and :func:`normconf.references.batchnorm.normalize` on the sampled elements.  ``None``
         where the semantics reads another channel axis or the reference cannot run it."""
         from normconf.inputs import np_dtype
-        from normconf.oracle import reference_outputs
         from normconf.references.batchnorm import normalize
 
         if sem.channel_axis_swapped or output not in ("y", "x_hat"):
             return None
-        key = (_case_key(case), id(inputs), sem, "__norm_stats__")
-        with self._lock:
-            hit = self._d.get(key)
-            if hit is not None:
-                self._d.move_to_end(key)
-        if hit is None:
-            try:
-                with np.errstate(all="ignore"):
-                    st = reference_outputs(case, inputs, sem, statistics_only=True)
-            except (ValueError, ZeroDivisionError, FloatingPointError, OverflowError):
-                return None
-            value = {"norm_mean": st.get("norm_mean", []), "norm_var": st.get("norm_var", [])}
-            self._store(key, inputs, value, case)
-        else:
-            value = hit[1]
-        if len(value["norm_mean"]) < step:
+        value = self._norm_statistics(case, inputs, sem)
+        if value is None or len(value["norm_mean"]) < step:
             return None
         ax = case.channel_axis % len(case.shape)
         x = np.asarray(inputs.x[step - 1])
@@ -268,6 +272,52 @@ class ReferenceCache:
                 np_dtype(case.dtype),
             )
         return (y if output == "y" else x_hat).T
+
+    def _norm_statistics(self, case, inputs, sem: Semantics) -> dict | None:
+        """The per-channel statistics each step normalizes with under ``sem`` (``norm_mean``, ``norm_var``: one
+        array per step), from the statistics-only reference, kept like the per-channel outputs; None where
+        the reference cannot run ``sem``."""
+        from normconf.oracle import reference_outputs
+
+        key = (_case_key(case), id(inputs), sem, "__norm_stats__")
+        with self._lock:
+            hit = self._d.get(key)
+            if hit is not None:
+                self._d.move_to_end(key)
+                return hit[1]
+        self.computed += 1
+        try:
+            with np.errstate(all="ignore"):
+                st = reference_outputs(case, inputs, sem, statistics_only=True)
+        except (ValueError, ZeroDivisionError, FloatingPointError, OverflowError):
+            return None
+        value = {"norm_mean": st.get("norm_mean", []), "norm_var": st.get("norm_var", [])}
+        self._store(key, inputs, value, case)
+        return value
+
+    def deferred(self, case, inputs, sem: Semantics, output: str) -> list | None:
+        """BatchNorm's ``y`` under ``sem`` as one :class:`normconf.explain.deferred.DeferredOutput` per step
+        (the values :meth:`rounded` would compute, computed where they are read), or None where that does not
+        apply: another op or output, a semantics that reads another channel axis, statistics the
+        statistics-only reference cannot give (then the full run decides)."""
+        from normconf.explain.deferred import DeferredOutput
+        from normconf.inputs import np_dtype
+        from normconf.outputs import output_dtype
+
+        if case.op != "batch_norm" or output != "y" or sem.channel_axis_swapped:
+            return None
+        value = self._norm_statistics(case, inputs, sem)
+        if value is None or len(value["norm_mean"]) != len(inputs.x) or len(value["norm_var"]) != len(inputs.x):
+            return None
+        dt = np_dtype(output_dtype(case, "y"))
+        y_round = None if dt == np.float64 else dt
+        eps = sem.eps_used(case.eps)
+        return [
+            DeferredOutput(
+                x, case.channel_axis, m, v, inputs.gamma, inputs.beta, eps, sem, np_dtype(case.dtype), y_round
+            )
+            for x, m, v in zip(inputs.x, value["norm_mean"], value["norm_var"])
+        ]
 
     def _store(self, key, inputs, value: dict, case=None) -> None:
         """Add ``value``'s outputs to ``key``'s entry (an error replaces it: the reference cannot run that

@@ -566,7 +566,10 @@ def _effect(case, inputs, output, step, c: Candidate, expected, tol) -> float:
 
 def _kappa_of(case, inputs, step: int, output: str) -> float | None:
     k = step if output != "eval_y" else len(inputs.x)
-    try:
+    try:  # the channel statistics the bounds computed (memoized per case)
+        b = bounds_for(case, inputs, case.semantics)
+        if b.channel_axis % len(case.shape) == case.channel_axis % len(case.shape):
+            return bd.condition_number_of(b.data(k))
         return bd.condition_number(inputs.x[k - 1], case.channel_axis)
     except Exception:  # noqa: BLE001 - a text detail never fails the search
         return None

@@ -1,0 +1,233 @@
+"""An alternative's normalized output, computed where it is read: a block at a time, bit for bit the full run's.
+
+The explanation search scores each alternative semantics against the backend's output.  For a case too
+large to keep its float64 outputs, an alternative's ``y`` was one whole array (1× the input's bytes,
+float32-held) beside the input, the backend's output and the expected values.  A
+:class:`DeferredOutput` holds only the alternative's per-channel statistics (from the statistics-only
+reference) and computes the elements a reader asks for, with the reference's own
+:func:`normconf.references.batchnorm.normalize` and rounding: every operation of ``normalize`` after its
+per-channel statistics is elementwise, so normalizing a block with each element's channel statistics
+gathered gives the full run's bits there (tested on every layout, dtype, mode and arithmetic).
+
+It reads like the array it stands for, as far as the engine's helpers read arrays: ``shape``, ``ndim``,
+``size``, ``dtype``; a slice of the leading axis (:func:`normconf.explain.bounds.judge`'s blocks);
+``reshape(-1)`` with slices and integer-array gathers (:func:`normconf.explain.arrays.residual`, the
+sketches); a tuple of integer index arrays (:func:`normconf.explain.arrays.columns`).  Anything else, and
+``np.asarray``, computes every element (correct, and as large as the array: :attr:`materialized` counts
+those, for the tests that keep the search from doing it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: elements computed per pass where elements are gathered one by one (each with its channel's statistics)
+BLOCK = 1 << 15
+#: about this many elements per group of whole leading-axis rows (normalized with the per-channel statistics,
+#: as the reference normalizes its blocks of rows); rows longer than ROW_LIMIT are gathered instead
+ROWS_BLOCK = 1 << 17
+ROW_LIMIT = 1 << 19
+
+
+class DeferredOutput:
+    """``y`` (or ``x_hat``) of one step under one semantics, from its per-channel statistics.
+
+    ``x``: the step's input (C-contiguous, the case layout); ``mean``/``var``: the per-channel statistics the
+    step normalizes with (the statistics-only reference's ``norm_mean``/``norm_var``); ``y_round``: the
+    output dtype ``y`` is rounded to and held as float32 (None: float64), as the expected values are held."""
+
+    #: duck-typing mark for the helpers that index it instead of converting it
+    deferred = True
+    #: how many times any instance computed every element (np.asarray, an unsupported index)
+    materialized = 0
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        channel_axis: int,
+        mean: np.ndarray,
+        var: np.ndarray,
+        gamma: np.ndarray | None,
+        beta: np.ndarray | None,
+        eps: float,
+        sem: Any,
+        input_dtype: np.dtype,
+        y_round: np.dtype | None,
+        output: str = "y",
+    ):
+        self._x = np.ascontiguousarray(x).reshape(-1)
+        self.shape = tuple(int(d) for d in x.shape)
+        self.ndim = len(self.shape)
+        self.size = int(self._x.size)
+        ax = channel_axis % max(self.ndim, 1)
+        self._C = self.shape[ax] if self.ndim else 1
+        self._inner = int(np.prod(self.shape[ax + 1 :], dtype=np.int64)) if self.ndim else 1
+        self._stats = tuple(None if v is None else np.asarray(v) for v in (mean, var, gamma, beta))
+        self._eps, self._sem, self._in_dt, self._round, self._output = eps, sem, input_dtype, y_round, output
+        self.dtype = np.dtype(np.float32 if (y_round is not None and output == "y") else np.float64)
+        self.itemsize = self.dtype.itemsize
+        self.nbytes = self.size * self.itemsize
+        self._nd = np.ascontiguousarray(x)
+        self._ax = ax
+        self._row = self.size // self.shape[0] if self.ndim and self.shape[0] else 0
+        self._per_group = max(1, ROWS_BLOCK // max(1, self._row))
+        self._by_rows = self.ndim >= 2 and 0 < self._row <= ROW_LIMIT
+        self._last: tuple[int, np.ndarray] | None = None  # the last group of rows computed (sequential reads)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _values(self, flat: np.ndarray) -> np.ndarray:
+        """The elements at flat (C-order) positions ``flat`` (int64), computed in one call of ``normalize``
+        with each element as its own channel."""
+        from normconf.references.batchnorm import normalize
+
+        ch = (flat // self._inner) % self._C
+        mean, var, gamma, beta = (None if v is None else v[ch] for v in self._stats)
+        with np.errstate(all="ignore"):
+            y, _inv, x_hat = normalize(
+                self._x[flat].reshape(1, -1),
+                mean,
+                var,
+                gamma,
+                beta,
+                self._eps,
+                1,
+                self._sem,
+                self._in_dt,
+                with_x_hat=self._output == "x_hat",
+                y_round=self._round if self._output == "y" else None,
+            )
+        out = y if self._output == "y" else x_hat
+        return np.asarray(out, self.dtype).reshape(-1)
+
+    def _group(self, g: int) -> np.ndarray:
+        """Group ``g`` of whole leading-axis rows, flat: ``normalize`` on those rows with the per-channel
+        statistics (the channel's own where the channel axis leads), as the reference normalizes a block."""
+        if self._last is not None and self._last[0] == g:
+            return self._last[1]
+        from normconf.references.batchnorm import normalize
+
+        o0, o1 = g * self._per_group, min(self.shape[0], (g + 1) * self._per_group)
+        mean, var, gamma, beta = (None if v is None else (v[o0:o1] if self._ax == 0 else v) for v in self._stats)
+        with np.errstate(all="ignore"):
+            y, _inv, x_hat = normalize(
+                self._nd[o0:o1],
+                mean,
+                var,
+                gamma,
+                beta,
+                self._eps,
+                self._ax,
+                self._sem,
+                self._in_dt,
+                with_x_hat=self._output == "x_hat",
+                y_round=self._round if self._output == "y" else None,
+            )
+        out = np.asarray(y if self._output == "y" else x_hat, self.dtype).reshape(-1)
+        self._last = (g, out)
+        return out
+
+    def flat_range(self, start: int, stop: int) -> np.ndarray:
+        """Elements ``start:stop`` of the flattened array (C order)."""
+        start, stop = max(0, start), min(self.size, stop)
+        out = np.empty(max(0, stop - start), self.dtype)
+        if self._by_rows:
+            span = self._per_group * self._row
+            for g in range(start // span, -(-stop // span) if stop > start else start // span):
+                g0 = g * span
+                a, b = max(start, g0), min(stop, g0 + span)
+                if a < b:
+                    out[a - start : b - start] = self._group(g)[a - g0 : b - g0]
+            return out
+        for s in range(start, stop, BLOCK):
+            e = min(stop, s + BLOCK)
+            out[s - start : e - start] = self._values(np.arange(s, e, dtype=np.int64))
+        return out
+
+    def flat_take(self, index: np.ndarray) -> np.ndarray:
+        """The elements at flat positions ``index`` (any shape of integers; negative counts from the end)."""
+        idx = np.asarray(index, np.int64)
+        flat = np.where(idx < 0, idx + self.size, idx).reshape(-1)
+        if flat.size and (flat.min() < 0 or flat.max() >= self.size):
+            raise IndexError(f"index out of bounds for size {self.size}")
+        out = np.empty(flat.size, self.dtype)
+        for s in range(0, flat.size, BLOCK):
+            out[s : s + BLOCK] = self._values(flat[s : s + BLOCK])
+        return out.reshape(idx.shape)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        DeferredOutput.materialized += 1
+        a = self.flat_range(0, self.size).reshape(self.shape)
+        return a if dtype is None else a.astype(dtype)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, tuple) and len(key) == 1:
+            key = key[0]
+        if isinstance(key, slice) and self.ndim:  # leading-axis rows
+            s0, s1, st = key.indices(self.shape[0])
+            if st == 1:
+                row = self.size // max(self.shape[0], 1) if self.shape[0] else 0
+                s1 = max(s0, s1)
+                return self.flat_range(s0 * row, s1 * row).reshape((s1 - s0, *self.shape[1:]))
+        elif isinstance(key, tuple) and len(key) == self.ndim and all(_integer_array(k) for k in key):
+            parts = np.broadcast_arrays(*(np.asarray(k, np.int64) for k in key))
+            return self.flat_take(np.ravel_multi_index(tuple(parts), self.shape))
+        return np.asarray(self)[key]
+
+    def reshape(self, *shape: Any) -> Any:
+        want = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        want = tuple(int(d) for d in want)
+        if want in ((-1,), (self.size,)):
+            return _Flat(self)
+        if want == self.shape:
+            return self
+        return np.asarray(self).reshape(want)
+
+    def astype(self, dtype: Any, copy: bool = True) -> np.ndarray:
+        return np.asarray(self).astype(dtype)
+
+
+class _Flat:
+    """``DeferredOutput.reshape(-1)``: slices and integer gathers of the flattened array."""
+
+    deferred = True
+
+    def __init__(self, parent: DeferredOutput):
+        self._p = parent
+        self.size = parent.size
+        self.shape = (parent.size,)
+        self.ndim = 1
+        self.dtype = parent.dtype
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, slice):
+            s0, s1, st = key.indices(self.size)
+            if st == 1:
+                return self._p.flat_range(s0, max(s0, s1))
+        elif _integer_array(key):
+            return self._p.flat_take(key)
+        return np.asarray(self)[key]
+
+    def reshape(self, *shape: Any) -> Any:
+        return self._p.reshape(*shape)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.asarray(self._p, dtype).reshape(-1)
+
+    def astype(self, dtype: Any, copy: bool = True) -> np.ndarray:
+        return np.asarray(self).astype(dtype)
+
+
+def _integer_array(k: Any) -> bool:
+    return isinstance(k, np.ndarray) and k.dtype.kind in "iu"
+
+
+def is_deferred(a: Any) -> bool:
+    """``a`` is a :class:`DeferredOutput` (or its flat view): index it, do not convert it."""
+    return bool(getattr(a, "deferred", False))
