@@ -58,7 +58,7 @@ from typing import Any, Callable
 import numpy as np
 
 from normconf.explain import channel_shape
-from normconf.explain.arrays import columns, sample_columns
+from normconf.explain.arrays import blocks_of, columns, sample_columns
 from normconf.explain.precision import (  # noqa: F401 (the bounds' vocabulary, re-exported)
     _MAX,
     _TINY,
@@ -83,6 +83,9 @@ from normconf.references.batchnorm import DATA_OUTPUTS
 _NORMALIZED = DATA_OUTPUTS
 _STATISTICS = STATS  # outputs that no normalization arithmetic touches
 _CHUNK = 1 << 18
+#: elements per block of :func:`judge`'s pass over a whole output (its temporaries: a dozen float64 arrays of
+#: this size; verdicts are maxima and counts, so the block size changes no result)
+JUDGE_BLOCK = 1 << 16
 #: normalized outputs above this many elements are judged on a sample of columns first
 SAMPLE_FIRST = 1 << 18
 
@@ -376,16 +379,16 @@ def judge(
         u_o, tiny = UNIT_ROUNDOFF[out_dt], _TINY[out_dt]
         vacuous = bool(np.isinf(p).any() | np.isinf(q).any() | np.isinf(r).any())
         axn = ax % x.ndim
+        gx = go = ge = None  # the sampled columns, where ``cols``
         if cols is not None:  # the sampled columns of the (C, rest) view, gathered without copying the arrays
-            blocks = [(columns(x, axn, cols), columns(obs, axn, cols), columns(ref, axn, cols), 0)]
-            shape = (-1, 1)
-        else:  # the arrays in their own layout, blocks of the leading axis, per-channel factors broadcast
-            shape = [1] * x.ndim
+            gx, go, ge = (columns(a, axn, cols) for a in (x, obs, ref))  # (C, k) each: in blocks of it, C order
+            blocks = ((gx[i], go[i], ge[i], i, ch) for i, ch in blocks_of(gx.shape, 0, JUDGE_BLOCK))
+            shape, f_ax = (-1, 1), 0
+        else:  # the arrays in their own layout, in blocks (arrays.blocks_of), per-channel factors sliced to each
+            shape, f_ax = [1] * x.ndim, axn
             shape[axn] = -1
-            n0 = x.shape[0]
-            per = max(1, _CHUNK // max(1, x.size // max(n0, 1)))
             # a generator: a deferred side (normconf.explain.deferred) computes one block at a time
-            blocks = ((x[s0 : s0 + per], obs[s0 : s0 + per], ref[s0 : s0 + per], s0) for s0 in range(0, n0, per))
+            blocks = ((x[i], obs[i], ref[i], i, ch) for i, ch in blocks_of(x.shape, axn, JUDGE_BLOCK))
         P, R, Q, M, BETA = (np.asarray(v, np.float64).reshape(shape) for v in (p, r, q, mean, beta_s))
         NAN = np.asarray(nan_possible).reshape(shape)
         OVER = np.asarray(overflow).reshape(shape)
@@ -393,9 +396,11 @@ def judge(
         worst = (-1.0, (), 0.0, 0.0)
         n_over = 0  # elements within the model only as the result of an overflowed sum
 
-        def one(xc, oc, ec):
+        def one(xc, oc, ec, ch):
             """(worst fraction, its index in the block, error and bound there, overflowed count) of a block, or
-            None if empty (a function: its full-size temporaries go when it returns)."""
+            None if empty (a function: its temporaries go when it returns); ``ch``: the block's channels."""
+            at_ch = (slice(None),) * f_ax + (ch,)
+            P, R, Q, M, BETA, NAN, OVER = (v[at_ch] for v in factors)
             xc, oc, ec = (np.asarray(v, np.float64) for v in (xc, oc, ec))  # any side may be compact
             b = P * np.abs(xc - M) + R * np.abs(xc) + Q + (s + 2 * u_o) * np.abs(ec) + tiny
             b = np.where(np.isnan(b), np.inf, b)
@@ -417,19 +422,19 @@ def judge(
             k = np.unravel_index(int(np.argmax(frac)), frac.shape)
             return (float(frac[k]), k, float(err[k]), float(b[k])), over_n
 
+        factors = (P, R, Q, M, BETA, NAN, OVER)
         xc = oc = ec = None
         with np.errstate(all="ignore"):
-            for xc, oc, ec, s0 in blocks:
-                got, over_n = one(xc, oc, ec)
+            for xc, oc, ec, where, ch in blocks:
+                got, over_n = one(xc, oc, ec, ch)
                 n_over += over_n
-                if got is not None and got[0] > worst[0]:
+                if got is not None and got[0] > worst[0]:  # blocks in memory order: the first worst element
                     f_k, k, err_k, b_k = got
-                    if cols is not None:
-                        at = _logical_index(ref.shape, axn, int(k[0]), int(cols[k[1]]))
-                    else:
-                        at = (int(k[0]) + s0, *map(int, k[1:]))
+                    at = tuple(int(k[j]) + (where[j].start or 0) for j in range(len(k)))
+                    if cols is not None:  # (channel, sampled column) -> the array's own index
+                        at = _logical_index(ref.shape, axn, at[0], int(cols[at[1]]))
                     worst = (f_k, at, err_k, b_k)
-        del blocks, xc, oc, ec  # the last block's arrays (deferred outputs' computed values among them)
+        del blocks, xc, oc, ec, gx, go, ge  # the last block's arrays (deferred outputs' values among them)
         frac, idx, e, bw = worst
         shape_f = None
         if frac <= 1.0 and not vacuous and cols is None:  # the size fits: does the shape? (the whole output)

@@ -23,12 +23,15 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from normconf.explain.arrays import SAMPLE_ABOVE, columns, sample_columns
+from normconf.explain.arrays import SAMPLE_ABOVE, blocks_of, columns, sample_columns
 from normconf.explain.precision import _TINY, SHAPE_MARGIN, UNIT_ROUNDOFF, coarser
 
 __all__ = ["SHAPE_MARGIN", "affine", "rounding_coefficients", "shape_fraction"]
 
 _CHUNK = 1 << 18
+#: elements per block of the residual pass over an output larger than _CHUNK (its temporaries: about ten
+#: float64 arrays of this size)
+RESIDUAL_BLOCK = 1 << 16
 #: elements per channel the fits read on a large output (the residual reads all of them)
 FIT_SAMPLE = 4096
 
@@ -119,7 +122,9 @@ def shape_fraction(
     # read every element
     if x.size > SAMPLE_ABOVE and x.ndim >= 2:
         cols = sample_columns(x.shape, axn, FIT_SAMPLE * x.shape[axn])
-        fit_blocks = [tuple(np.asarray(columns(a, axn, cols), np.float64) for a in (x, obs, ref))]
+        sample = [columns(arr, axn, cols) for arr in (x, obs, ref)]  # (C, k) each, in the arrays' dtypes
+        per = max(1, RESIDUAL_BLOCK // max(1, x.shape[axn]))  # the fits' float64 temporaries a block at a time
+        fit_blocks = [tuple(v[:, j : j + per] for v in sample) for j in range(0, sample[0].shape[1], per)]
         fit_shape, fit_axes = [-1, 1], (1,)
     else:
         fit_blocks, fit_shape, fit_axes = None, shape, axes
@@ -149,7 +154,8 @@ def shape_fraction(
         is poorly determined, and its error says so."""
         sums = np.zeros((5, x.shape[axn]))
         with np.errstate(all="ignore"):
-            for xc, oc, ec in fit_blocks if fit_blocks is not None else _blocks((x, obs, ref), axn):
+            for block in fit_blocks if fit_blocks is not None else _blocks((x, obs, ref), axn):
+                xc, oc, ec = (np.asarray(v, np.float64) for v in block)
                 e, z, g, c, use = per_block(co, xc, oc, ec)
                 w = np.where(use, 1.0 / np.where(use, c, 1.0) ** 2, 0.0)
                 for i, v in enumerate((z * z, z * g, g * g, z * e, g * e)):
@@ -177,22 +183,29 @@ def shape_fraction(
         inv_hat = np.abs(inv + a)
         d_mu = np.where(inv_hat > 0, np.abs(b) / np.where(inv_hat > 0, inv_hat, 1.0), 0.0)
     a, b, se_b = fit(coefficients((inv_hat, d_mu), fit_shape))
-    fit_blocks = None  # the fits' sample is not read again
+    fit_blocks = sample = None  # the fits' sample is not read again
     second = coefficients((inv_hat, d_mu), shape)
     assert second is not None
     A, B = a.reshape(shape), b.reshape(shape)
     worst = 0.0
     c_sum, c_n, z_sum = np.zeros(x.shape[axn]), np.zeros(x.shape[axn]), np.zeros(x.shape[axn])
+    # a large output in blocks of at most RESIDUAL_BLOCK elements (the coefficients sliced to each block's
+    # channels); up to _CHUNK elements one block, as the fits read it
+    limit = _CHUNK if x.size <= _CHUNK else RESIDUAL_BLOCK
     with np.errstate(all="ignore"):
-        for xc, oc, ec in _blocks((x, obs, ref), axn):
-            e, z, g, c, use = per_block(second, xc, oc, ec)
-            r = np.where(use, np.abs(e - A * z - B * g) / np.where(use, c, 1.0), 0.0)
+        for index, ch in blocks_of(x.shape, axn, limit):
+            at_ch = (slice(None),) * axn + (ch,)
+            co = tuple(v[at_ch] for v in second)
+            xc, oc, ec = (np.asarray(arr[index], np.float64) for arr in (x, obs, ref))
+            e, z, g, c, use = per_block(co, xc, oc, ec)
+            r = np.where(use, np.abs(e - A[at_ch] * z - B[at_ch] * g) / np.where(use, c, 1.0), 0.0)
             if r.size:
                 m = float(np.max(np.where(np.isfinite(r), r, np.inf)))
                 worst = max(worst, m)
-            c_sum += np.sum(np.where(use, c, 0.0), axis=axes)
-            c_n += np.sum(use, axis=axes)
-            z_sum += np.sum(np.abs(z), axis=axes)
+            c_sum[ch] += np.sum(np.where(use, c, 0.0), axis=axes)
+            c_n[ch] += np.sum(use, axis=axes)
+            z_sum[ch] += np.sum(np.abs(z), axis=axes)
+        del xc, oc, ec, e, z, g, c, use, r, co
     # 3. where the fit tells the two apart, the mean it found must be one the model allows: |γ·inv̂·δμ|
     # within γ·inv̂·(the mean's bound) + the typical rounding-only allowance (which holds the constant
     # roundings and the tolerance).

@@ -10,7 +10,8 @@ per-channel statistics is elementwise, so normalizing a block with each element'
 gathered gives the full run's bits there (tested on every layout, dtype, mode and arithmetic).
 
 It reads like the array it stands for, as far as the engine's helpers read arrays: ``shape``, ``ndim``,
-``size``, ``dtype``; a slice of the leading axis (:func:`normconf.explain.bounds.judge`'s blocks);
+``size``, ``dtype``; a slice of the leading axis; a block of :func:`normconf.explain.arrays.blocks_of`
+(a slice per axis: :func:`normconf.explain.bounds.judge`'s blocks);
 ``reshape(-1)`` with slices and integer-array gathers (:func:`normconf.explain.arrays.residual`, the
 sketches); a tuple of integer index arrays (:func:`normconf.explain.arrays.columns`).  Anything else, and
 ``np.asarray``, computes every element (correct, and as large as the array: :attr:`materialized` counts
@@ -19,16 +20,18 @@ those, for the tests that keep the search from doing it).
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 import numpy as np
 
+from normconf.explain.arrays import blocks_of
+
 #: elements computed per pass where elements are gathered one by one (each with its channel's statistics)
 BLOCK = 1 << 15
-#: about this many elements per group of whole leading-axis rows (normalized with the per-channel statistics,
-#: as the reference normalizes its blocks of rows); rows longer than ROW_LIMIT are gathered instead
-ROWS_BLOCK = 1 << 17
-ROW_LIMIT = 1 << 19
+#: elements per group computed at once for ranges and slices: a block of :func:`normconf.explain.arrays.blocks_of`
+#: normalized with its channels' statistics, as the reference normalizes its blocks of rows
+GROUP = 1 << 16
 
 
 class DeferredOutput:
@@ -71,10 +74,14 @@ class DeferredOutput:
         self.nbytes = self.size * self.itemsize
         self._nd = np.ascontiguousarray(x)
         self._ax = ax
-        self._row = self.size // self.shape[0] if self.ndim and self.shape[0] else 0
-        self._per_group = max(1, ROWS_BLOCK // max(1, self._row))
-        self._by_rows = self.ndim >= 2 and 0 < self._row <= ROW_LIMIT
-        self._last: tuple[int, np.ndarray] | None = None  # the last group of rows computed (sequential reads)
+        # the groups: contiguous runs of memory in order, (first flat position, index, channels)
+        self._groups: list[tuple[int, tuple, slice]] = []
+        start = 0
+        for index, ch in blocks_of(self.shape, ax, GROUP) if self.ndim else ():
+            self._groups.append((start, index, ch))
+            start += int(np.prod([len(range(*k.indices(n))) for k, n in zip(index, self.shape)], dtype=np.int64))
+        self._starts = [g[0] for g in self._groups]
+        self._last: tuple[int, np.ndarray] | None = None  # the last group computed (sequential reads)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -104,17 +111,17 @@ class DeferredOutput:
         return np.asarray(out, self.dtype).reshape(-1)
 
     def _group(self, g: int) -> np.ndarray:
-        """Group ``g`` of whole leading-axis rows, flat: ``normalize`` on those rows with the per-channel
-        statistics (the channel's own where the channel axis leads), as the reference normalizes a block."""
+        """Group ``g``, flat: ``normalize`` on that block with its channels' statistics (bit for bit the full
+        run's: every step after the per-channel statistics is elementwise)."""
         if self._last is not None and self._last[0] == g:
             return self._last[1]
         from normconf.references.batchnorm import normalize
 
-        o0, o1 = g * self._per_group, min(self.shape[0], (g + 1) * self._per_group)
-        mean, var, gamma, beta = (None if v is None else (v[o0:o1] if self._ax == 0 else v) for v in self._stats)
+        _start, index, ch = self._groups[g]
+        mean, var, gamma, beta = (None if v is None else v[ch] for v in self._stats)
         with np.errstate(all="ignore"):
             y, _inv, x_hat = normalize(
-                self._nd[o0:o1],
+                self._nd[index],
                 mean,
                 var,
                 gamma,
@@ -131,21 +138,39 @@ class DeferredOutput:
         return out
 
     def flat_range(self, start: int, stop: int) -> np.ndarray:
-        """Elements ``start:stop`` of the flattened array (C order)."""
+        """Elements ``start:stop`` of the flattened array (C order), a group at a time."""
         start, stop = max(0, start), min(self.size, stop)
         out = np.empty(max(0, stop - start), self.dtype)
-        if self._by_rows:
-            span = self._per_group * self._row
-            for g in range(start // span, -(-stop // span) if stop > start else start // span):
-                g0 = g * span
-                a, b = max(start, g0), min(stop, g0 + span)
-                if a < b:
-                    out[a - start : b - start] = self._group(g)[a - g0 : b - g0]
-            return out
-        for s in range(start, stop, BLOCK):
-            e = min(stop, s + BLOCK)
-            out[s - start : e - start] = self._values(np.arange(s, e, dtype=np.int64))
+        g = max(0, bisect.bisect_right(self._starts, start) - 1)
+        pos = start
+        while pos < stop and g < len(self._groups):
+            g0 = self._starts[g]
+            g1 = self._starts[g + 1] if g + 1 < len(self._starts) else self.size
+            a, b = max(pos, g0), min(stop, g1)
+            if a < b:
+                out[a - start : b - start] = self._group(g)[a - g0 : b - g0]
+                pos = b
+            g += 1
         return out
+
+    def _run(self, key: tuple) -> tuple[int, tuple[int, ...]] | None:
+        """(first flat position, block shape) where ``key`` (a slice per axis) is one contiguous run of memory
+        (axes of length one, then one range, then whole axes: a :func:`blocks_of` block), else None."""
+        if len(key) != self.ndim or not all(isinstance(k, slice) for k in key):
+            return None
+        starts, lens = [], []
+        for k, n in zip(key, self.shape):
+            a, b, st = k.indices(n)
+            if st != 1:
+                return None
+            starts.append(a)
+            lens.append(max(0, b - a))
+        first = next((i for i, n in enumerate(lens) if n != 1), self.ndim)
+        if any(lens[i] != self.shape[i] for i in range(first + 1, self.ndim)):
+            return None
+        if not all(lens):
+            return 0, tuple(lens)
+        return int(np.ravel_multi_index(tuple(starts), self.shape)), tuple(lens)
 
     def flat_take(self, index: np.ndarray) -> np.ndarray:
         """The elements at flat positions ``index`` (any shape of integers; negative counts from the end)."""
@@ -172,6 +197,9 @@ class DeferredOutput:
                 row = self.size // max(self.shape[0], 1) if self.shape[0] else 0
                 s1 = max(s0, s1)
                 return self.flat_range(s0 * row, s1 * row).reshape((s1 - s0, *self.shape[1:]))
+        elif isinstance(key, tuple) and (run := self._run(key)) is not None:  # a block (arrays.blocks_of)
+            first, lens = run
+            return self.flat_range(first, first + int(np.prod(lens, dtype=np.int64))).reshape(lens)
         elif isinstance(key, tuple) and len(key) == self.ndim and all(_integer_array(k) for k in key):
             parts = np.broadcast_arrays(*(np.asarray(k, np.int64) for k in key))
             return self.flat_take(np.ravel_multi_index(tuple(parts), self.shape))

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from normconf.explain.arrays import columns
 from normconf.memo import case_json
 from normconf.references.batchnorm import PER_CHANNEL_OUTPUTS as PER_CHANNEL  # shape (C,): always kept in the cache
 from normconf.references.batchnorm import STATISTICS as STATS  # the reference's cheap statistics-only path
@@ -257,7 +258,7 @@ class ReferenceCache:
             return None
         ax = case.channel_axis % len(case.shape)
         x = np.asarray(inputs.x[step - 1])
-        xv = np.moveaxis(x, ax, 0).reshape(x.shape[ax], -1)[:, cols]  # (C, K)
+        xv = columns(x, ax, cols)  # (C, K), gathered (a reshape of the moved axis would copy all of x)
         eps = sem.eps_used(case.eps)
         with np.errstate(all="ignore"):
             y, _inv, x_hat = normalize(
