@@ -76,24 +76,28 @@ def _float64_array(values, what: str) -> np.ndarray:
 DRAW_CHUNK = 1 << 17
 
 
-def _draw_chunks(gen: Generator, n: int, what: str = "input", chunk: int = DRAW_CHUNK):
-    """``gen``'s ``n`` float64 values, in order, ``chunk`` at a time from one bit generator.  NumPy's
-    ``Generator`` fills an array one value after the other from the bit generator's stream, so the
-    values do not depend on the chunk size (tested against one whole-array draw)."""
+def _stream(gen: Generator, what: str = "input"):
+    """``take(k)``: ``gen``'s next ``k`` float64 values from one bit generator.  NumPy's ``Generator``
+    fills an array one value after the other from the bit generator's stream, so the values do not
+    depend on how the draw is split (tested against one whole-array draw)."""
     rng = np.random.Generator(np.random.PCG64(gen.seed))
     if gen.dist == "normal":
         std, mean = _float(gen.std, f"{what}.std"), _float(gen.mean, f"{what}.mean")
-        draw = lambda k: rng.standard_normal(k) * std + mean  # noqa: E731
-    elif gen.dist == "uniform":
+        return lambda k: rng.standard_normal(k) * std + mean
+    if gen.dist == "uniform":
         low, high = _float(gen.low, f"{what}.low"), _float(gen.high, f"{what}.high")
         if not (low <= high and np.isfinite(high - low)):
             raise ValueError(f"{what}: uniform range [{low!r}, {high!r}] is empty or beyond float64 range")
-        draw = lambda k: rng.uniform(low, high, k)  # noqa: E731
-    else:
-        value = _float(gen.value, f"{what}.value")
-        draw = lambda k: np.full(k, value)  # noqa: E731
+        return lambda k: rng.uniform(low, high, k)
+    value = _float(gen.value, f"{what}.value")
+    return lambda k: np.full(k, value)
+
+
+def _draw_chunks(gen: Generator, n: int, what: str = "input", chunk: int = DRAW_CHUNK):
+    """``gen``'s ``n`` float64 values, in order, ``chunk`` at a time (:func:`_stream`)."""
+    take = _stream(gen, what)
     for s in range(0, max(n, 1), max(1, chunk)):
-        yield draw(min(chunk, n - s))
+        yield take(min(chunk, n - s))
 
 
 def _draw(gen: Generator, n: int, what: str = "input") -> np.ndarray:
@@ -113,6 +117,23 @@ def _draw_into(gen: Generator, n: int, dtype: np.dtype) -> np.ndarray:
             out[s : s + part.size] = part.astype(dtype)
             s += part.size
     return out
+
+
+def _draw_channels_last(gen: Generator, steps: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """(steps, N, *spatial, C): the values of ``_draw_into(gen, steps·N·C·…)`` in logical (N, C, *spatial)
+    order of each step, written straight into the channels-last array a block of that order at a time
+    (:func:`normconf.blocks.blocks_of`), so the input is never held twice (a drawn logical array and
+    its transposed copy: 2× while it is made)."""
+    from normconf.blocks import blocks_of
+
+    out = np.empty((steps * shape[0], *shape[2:], shape[1]), dtype)
+    logical = np.moveaxis(out, -1, 1)  # a view, (steps·N, C, *spatial)
+    take = _stream(gen)
+    with np.errstate(over="ignore"):
+        for index, _ch in blocks_of(logical.shape, 1, DRAW_CHUNK):
+            block = logical[index]
+            block[...] = take(block.size).reshape(block.shape).astype(dtype)
+    return out.reshape((steps, shape[0], *shape[2:], shape[1]))
 
 
 def _per_channel(spec, C: int, dtype: np.dtype, what: str) -> np.ndarray:
@@ -140,12 +161,16 @@ def generate(case):
     return spec_for(case).generate(case)
 
 
-def draw_x(case) -> tuple[np.ndarray, ...]:
-    """``x`` of every step in logical row-major order, rounded to the case dtype (from ``data`` or the
-    ``input`` generator): one array of shape ``case.shape`` per step."""
+def draw_x(case, layout: str = "channels_first") -> tuple[np.ndarray, ...]:
+    """``x`` of every step, rounded to the case dtype (from ``data`` or the ``input`` generator), the
+    values in logical row-major order of ``case.shape``: one array per step, in ``layout``
+    (:func:`to_layout`; a generated channels-last input is drawn in place, never copied)."""
     dt = np_dtype(case.dtype)
     shape = tuple(case.shape)
     per_step = int(np.prod(shape))
+    if layout == "channels_last" and case.data is None and len(shape) >= 2:
+        xs = _draw_channels_last(case.input or Generator(), case.steps, shape, dt)
+        return tuple(xs[k] for k in range(case.steps))
     if case.data is not None:
         if case.data and isinstance(case.data[0], list):
             flat = _float64_array([v for lst in case.data for v in lst], "data")
@@ -158,7 +183,7 @@ def draw_x(case) -> tuple[np.ndarray, ...]:
     else:
         drawn = _draw_into(case.input or Generator(), per_step * case.steps, dt)
     xs = drawn.reshape((case.steps, *shape))
-    return tuple(xs[k] for k in range(case.steps))
+    return tuple(to_layout(xs[k], layout) for k in range(case.steps))
 
 
 def parameter(spec, n: int, dtype: str, what: str) -> np.ndarray:
@@ -169,7 +194,7 @@ def parameter(spec, n: int, dtype: str, what: str) -> np.ndarray:
 def batch_norm_inputs(case: Case) -> Inputs:
     """A BatchNorm case's inputs, bit-identical on every run and machine."""
     pdt = np_dtype(case.params_dtype)
-    x = tuple(to_layout(xk, case.layout) for xk in draw_x(case))
+    x = draw_x(case, case.layout)
     C = case.channels
     if case.has_affine:
         aff = case.affine if isinstance(case.affine, Affine) else Affine()

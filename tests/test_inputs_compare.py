@@ -115,3 +115,39 @@ def test_a_large_input_is_drawn_without_a_float64_copy():
     assert x.dtype == np.float32 and x.nbytes == 2 << 20
     # the float32 array plus one chunk's float64 temporaries (2 × 1 MiB); a whole float64 draw was 3× the input
     assert peak <= x.nbytes + 3 * (1 << 20), peak
+
+
+@pytest.mark.parametrize(
+    "shape,steps,dtype",
+    [([4, 3, 5, 7], 1, "float32"), ([2, 6, 3, 4, 5], 2, "float16"), ([5, 4, 9], 3, "bfloat16"), ([6, 3], 1, "float64")],
+)
+@pytest.mark.parametrize("chunk", [7, 1 << 17])
+def test_a_channels_last_input_is_drawn_in_place_with_the_same_numbers(monkeypatch, shape, steps, dtype, chunk):
+    # drawn straight into the channels-last array in blocks of the logical order: the values of a logical
+    # draw moved to the layout, whatever the block size, each step C-contiguous
+    from normconf import inputs as inp
+
+    monkeypatch.setattr(inp, "DRAW_CHUNK", chunk)
+    c = case(shape=shape, steps=steps, dtype=dtype, layout="channels_last")
+    logical = inp.draw_x(c)
+    got = inp.draw_x(c, "channels_last")
+    assert len(got) == steps
+    for g, lg in zip(got, logical):
+        assert g.flags.c_contiguous and g.dtype == lg.dtype
+        np.testing.assert_array_equal(g, np.moveaxis(lg, 1, -1))
+    np.testing.assert_array_equal(inp.generate(c).x[0], got[0])
+
+
+def test_a_large_channels_last_input_is_never_held_twice():
+    import tracemalloc
+
+    from normconf.inputs import draw_x
+
+    c = case(shape=[4, 8, 256, 256], steps=1, layout="channels_last")  # 8 MiB of float32
+    tracemalloc.start()
+    (x,) = draw_x(c, "channels_last")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert x.shape == (4, 256, 256, 8) and x.flags.c_contiguous
+    # the array plus one block's float64 temporaries; drawing logically and copying to the layout was 2×
+    assert peak <= x.nbytes + 3 * (1 << 20), peak
