@@ -259,7 +259,11 @@ def test_hung_worker_dies_with_a_killed_harness(tmp_path):
     (tmp_path / "h.yaml").write_text("cases:\n  - {id: h, shape: [2, 3], tags: [hang]}\n")
     markers = tmp_path / "m"
     markers.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), NORMCONF_TEST_MARKERS=str(markers))
+    # a killed harness leaves its worker's empty scratch folder behind (the next harness sweeps it after an
+    # hour, tests/test_reliability_isolation.py): here, in the test's own folder, not the machine's /tmp
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NORMCONF_TEST_MARKERS=str(markers), TMPDIR=str(scratch))
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -113,8 +113,9 @@ class DeferredOutput:
     def _group(self, g: int) -> np.ndarray:
         """Group ``g``, flat: ``normalize`` on that block with its channels' statistics (bit for bit the full
         run's: every step after the per-channel statistics is elementwise)."""
-        if self._last is not None and self._last[0] == g:
-            return self._last[1]
+        last = self._last  # read once: another thread may replace it (the cache is shared by threads)
+        if last is not None and last[0] == g:
+            return last[1]
         from normconf.references.batchnorm import normalize
 
         _start, index, ch = self._groups[g]
