@@ -171,7 +171,16 @@ def test_the_workers_expected_values_are_the_caches_own(large_regime):
 
 
 @pytest.mark.parametrize(
-    "shape,ax", [([32, 8, 40, 40], 1), ([8, 40, 40, 32], 3), ([64, 5000], 0), ([300000, 3], 1), ([2, 3, 250, 250], 1)]
+    "shape,ax",
+    [
+        ([32, 8, 40, 40], 1),
+        ([8, 40, 40, 32], 3),
+        ([64, 5000], 0),
+        ([300000, 3], 1),
+        ([2, 3, 250, 250], 1),
+        ([1, 6, 300, 300], 1),
+        ([1, 300, 300, 6], 3),
+    ],
 )
 def test_channel_statistics_a_block_at_a_time(shape, ax):
     # float64 sums over blocks of the leading axis: within a few float64 roundings of one NumPy reduction
@@ -189,14 +198,16 @@ def test_channel_statistics_a_block_at_a_time(shape, ax):
         np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=1e-13, atol=0)
 
 
-def test_channel_statistics_hold_no_full_size_float64_temporary():
+@pytest.mark.parametrize("shape,ax", [((32, 8, 64, 64), 1), ((1, 8, 512, 256), 1), ((1, 512, 256, 8), 3)])
+def test_channel_statistics_hold_no_full_size_float64_temporary(shape, ax):
+    # a batch of one (a leading row larger than a block) included
     import tracemalloc
 
     from normconf.explain import stat_bounds as sb
 
-    x = np.random.default_rng(0).standard_normal((32, 8, 64, 64)).astype(np.float32)  # 4 MiB
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)  # 4 MiB
     tracemalloc.start()
-    sb._channel_data(x, 1)
+    sb._channel_data(x, ax)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < x.nbytes, peak  # the whole-array path's float64 deviations alone were 2× the input
