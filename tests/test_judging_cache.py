@@ -12,6 +12,7 @@ from normconf.explain.arrays import _CHUNK, _identical
 from normconf.explain.catalog import differences
 from normconf.inputs import generate
 from normconf.oracle import reference_outputs, round_to_output_dtypes
+from normconf.references.batchnorm import PER_CHANNEL_OUTPUTS
 from tests.helpers import case_maker
 
 _case = case_maker(
@@ -91,7 +92,7 @@ def test_a_get_that_cannot_keep_full_size_outputs_does_not_compute_x_hat(monkeyp
     assert not asked
     refcache.ReferenceCache(floor=1 << 20).get(case, inputs, case.semantics, "x_hat")
     assert asked[-1] is not None and "x_hat" in asked[-1] and "y" not in asked[-1]
-    assert set(refcache.PER_CHANNEL) <= asked[-1]
+    assert set(PER_CHANNEL_OUTPUTS) <= asked[-1]
     refcache.ReferenceCache().get(case, inputs, case.semantics, "y")  # 192 MiB: everything is kept
     assert asked[-1] is None
 

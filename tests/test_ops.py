@@ -122,3 +122,69 @@ def test_an_adapter_without_the_op_is_unsupported_without_running(center_op):
 
     case = toy_op.CenterCase.model_validate({"id": "x", "op": "center", "shape": [2, 3]})
     assert "op center not implemented by torch" in TorchModule().unsupported(case)
+
+
+def test_the_explanation_cache_asks_the_op_what_its_statistics_path_computes(center_op, monkeypatch):
+    # the cache is op-agnostic: which outputs come from the statistics-only reference is the op's hook
+    # (default: its per-group outputs), and so is an alternative computed where it is read
+    import normconf.oracle as oracle
+    from normconf.explain.refcache import ReferenceCache
+
+    asked = []
+    real = oracle.reference_outputs
+    monkeypatch.setattr(oracle, "reference_outputs", lambda *a, **kw: asked.append(kw) or real(*a, **kw))
+    assert center_op.statistics_outputs(None) == {"mean"}
+    case = toy_op.CenterCase.model_validate({"id": "x", "op": "center", "shape": [3, 5]})
+    inputs = center_op.generate(case)
+    cache = ReferenceCache()
+    cache.get(case, inputs, case.semantics, "mean")
+    cache.get(case, inputs, case.semantics.replace(subtract="nothing"), "y")
+    assert [kw["statistics_only"] for kw in asked] == [True, False]
+    assert cache.deferred(case, inputs, case.semantics, "y") is None  # no deferred_output hook: computed whole
+
+
+def test_the_cache_hands_an_alternative_to_the_ops_deferred_hook_with_its_cached_statistics(center_op):
+    from dataclasses import replace
+
+    from normconf.explain.refcache import ReferenceCache
+
+    seen = []
+
+    def hook(case, inputs, sem, output, statistics):
+        seen.append((sem, output, statistics(case, inputs, sem)))
+        return ["steps of " + output]
+
+    ops.register(replace(center_op, deferred_output=hook), replace=True)
+    case = toy_op.CenterCase.model_validate({"id": "x", "op": "center", "shape": [3, 5]})
+    inputs = center_op.generate(case)
+    cache = ReferenceCache()
+    alt = case.semantics.replace(subtract="nothing")
+    assert cache.deferred(case, inputs, alt, "y") == ["steps of y"]
+    assert cache.deferred(case, inputs, alt, "y") == ["steps of y"]
+    assert cache.computed == 1  # the statistics-only reference ran once for both
+    (s1, o1, st1), (_s2, _o2, st2) = seen
+    assert (s1, o1) == (alt, "y") and st1 is st2
+    np.testing.assert_array_equal(st1["mean"][0], np.asarray(inputs.x[0], np.float64).mean(axis=-1, keepdims=True))
+
+
+def test_batch_norms_statistics_path_covers_the_statistics_of_a_training_step_and_inv_std():
+    from tests.helpers import case_maker
+
+    bn, ln = ops.get("batch_norm"), ops.get("layer_norm")
+    make = case_maker()
+    train, infer = make(mode="train"), make(mode="eval")
+    stats = {"batch_mean", "batch_var", "running_mean", "running_var"}
+    assert bn.statistics_outputs(train) == stats | {"inv_std"}
+    assert bn.statistics_outputs(infer) == {"inv_std"}  # eval: the running statistics are the full run's
+    assert ln.statistics_outputs(None) == set(ln.group_outputs)
+    assert bn.deferred_output is not None and ln.deferred_output is None
+
+
+def test_the_explanation_cache_names_no_op():
+    # the op-agnostic machinery reads the OpSpec: a new op (GroupNorm, InstanceNorm) needs no edit there
+    from pathlib import Path
+
+    import normconf.explain.refcache as refcache
+
+    src = Path(refcache.__file__).read_text()
+    assert "batch_norm" not in src and "layer_norm" not in src and "references." not in src

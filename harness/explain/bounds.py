@@ -69,7 +69,6 @@ from normconf.explain.precision import (  # noqa: F401 (the bounds' vocabulary, 
     models_for,
     sum_factor,
 )
-from normconf.explain.refcache import STATS
 from normconf.explain.stat_bounds import (  # noqa: F401 (re-exported: LayerNorm's bounds use them)
     _channel_data,
     _ChannelData,
@@ -79,6 +78,7 @@ from normconf.explain.stat_bounds import (  # noqa: F401 (re-exported: LayerNorm
     condition_number_of,
 )
 from normconf.references.batchnorm import DATA_OUTPUTS
+from normconf.references.batchnorm import STATISTICS as STATS
 
 _NORMALIZED = DATA_OUTPUTS
 _STATISTICS = STATS  # outputs that no normalization arithmetic touches

@@ -21,11 +21,11 @@ those, for the tests that keep the search from doing it).
 from __future__ import annotations
 
 import bisect
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from normconf.explain.arrays import blocks_of
+from normconf.explain.arrays import blocks_of, columns
 
 #: elements computed per pass where elements are gathered one by one (each with its channel's statistics)
 BLOCK = 1 << 15
@@ -255,6 +255,64 @@ class _Flat:
 
 def _integer_array(k: Any) -> bool:
     return isinstance(k, np.ndarray) and k.dtype.kind in "iu"
+
+
+def deferred_steps(case, inputs, sem: Any, output: str, statistics: Callable[..., dict | None]) -> list | None:
+    """BatchNorm's ``deferred_output`` hook (:class:`normconf.ops.OpSpec`): ``y`` under ``sem`` as one
+    :class:`DeferredOutput` per step, from ``statistics(case, inputs, sem)`` (the statistics-only reference,
+    :meth:`normconf.explain.refcache.ReferenceCache.statistics`); None where that does not apply: another
+    output, a semantics that reads another channel axis, statistics the statistics-only reference cannot
+    give (then the full run decides)."""
+    from normconf.inputs import np_dtype
+    from normconf.outputs import output_dtype
+
+    if output != "y" or sem.channel_axis_swapped:
+        return None
+    value = statistics(case, inputs, sem)
+    steps = len(inputs.x)
+    if value is None or len(value.get("norm_mean", ())) != steps or len(value.get("norm_var", ())) != steps:
+        return None
+    dt = np_dtype(output_dtype(case, "y"))
+    y_round = None if dt == np.float64 else dt
+    eps = sem.eps_used(case.eps)
+    return [
+        DeferredOutput(x, case.channel_axis, m, v, inputs.gamma, inputs.beta, eps, sem, np_dtype(case.dtype), y_round)
+        for x, m, v in zip(inputs.x, value["norm_mean"], value["norm_var"])
+    ]
+
+
+def sample(case, inputs, sem: Any, output: str, step: int, cols: np.ndarray) -> np.ndarray | None:
+    """BatchNorm's ``output`` ("y" or "x_hat") at ``step`` under ``sem``, only at columns ``cols`` of its (C, rest)
+    channel view (:func:`normconf.explain.arrays.sample_columns`): bit for bit the full run's values there,
+    from the statistics-only reference (about a tenth of a full run; kept by the process's reference cache)
+    and :func:`normconf.references.batchnorm.normalize` on the sampled elements.  ``None`` where the
+    semantics reads another channel axis or the reference cannot run it."""
+    from normconf.explain.refcache import CACHE
+    from normconf.inputs import np_dtype
+    from normconf.references.batchnorm import normalize
+
+    if sem.channel_axis_swapped or output not in ("y", "x_hat"):
+        return None
+    value = CACHE.statistics(case, inputs, sem)
+    if value is None or len(value.get("norm_mean", ())) < step or len(value.get("norm_var", ())) < step:
+        return None
+    ax = case.channel_axis % len(case.shape)
+    x = np.asarray(inputs.x[step - 1])
+    xv = columns(x, ax, cols)  # (C, K), gathered (a reshape of the moved axis would copy all of x)
+    eps = sem.eps_used(case.eps)
+    with np.errstate(all="ignore"):
+        y, _inv, x_hat = normalize(
+            np.ascontiguousarray(xv.T),
+            value["norm_mean"][step - 1],
+            value["norm_var"][step - 1],
+            inputs.gamma,
+            inputs.beta,
+            eps,
+            1,
+            sem,
+            np_dtype(case.dtype),
+        )
+    return (y if output == "y" else x_hat).T
 
 
 def is_deferred(a: Any) -> bool:

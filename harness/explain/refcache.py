@@ -8,15 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from normconf.explain.arrays import columns
 from normconf.memo import case_json
-from normconf.references.batchnorm import PER_CHANNEL_OUTPUTS as PER_CHANNEL  # shape (C,): always kept in the cache
-from normconf.references.batchnorm import STATISTICS as STATS  # the reference's cheap statistics-only path
 from normconf.semantics import Semantics
 
-#: an alternative's full-size ``y`` of a case too large to keep its float64 outputs is a
-#: :class:`normconf.explain.deferred.DeferredOutput` (computed where it is read); False: one whole array
-#: (the tests compare the two)
+#: an alternative's full-size output of a case too large to keep its float64 outputs is what the op's
+#: ``deferred_output`` hook gives (BatchNorm's ``y``: a :class:`normconf.explain.deferred.DeferredOutput`,
+#: computed where it is read); False: one whole array (the tests compare the two)
 DEFER = True
 #: the byte budget is this many times the case's input bytes (``x`` over every step, in the case dtype, plus the
 #: per-channel parameters), so the cache grows with the case and no more.  A full-size output is kept only
@@ -45,9 +42,11 @@ def input_bytes(inputs) -> int:
 
 
 class ReferenceCache:
-    """LRU of reference outputs keyed by (case JSON, inputs identity, semantics).
+    """LRU of reference outputs keyed by (case JSON, inputs identity, semantics), for any op.
 
-    Per-channel outputs are small and always kept; full-size arrays (y, x_hat,
+    What is op-specific comes from the case's :class:`normconf.ops.OpSpec`: its ``group_outputs`` (one value
+    per channel or group), ``statistics_outputs`` (what the statistics-only reference computes),
+    ``compact_expected`` and ``deferred_output``.  Per-group outputs are small and always kept; full-size arrays (y, x_hat,
     eval_y) only while the cache stays under its byte budget: ``max_bytes`` when given, else
     :data:`BUDGET_MULTIPLE` × the input bytes of the case being stored (at least
     :data:`BUDGET_FLOOR`), so the cache's memory scales with the case.  An entry keeps its
@@ -106,11 +105,7 @@ class ReferenceCache:
         self.computed += 1
         from normconf.ops import spec_for
 
-        spec = spec_for(case)
-        if case.op == "batch_norm":  # the statistics, and inv_std (per channel): no normalization pass
-            stats_only = (output in STATS and case.mode == "train") or output == "inv_std"
-        else:  # any op: the group outputs come from the statistics-only path
-            stats_only = output in spec.group_outputs
+        stats_only = output in spec_for(case).statistics_outputs(case)  # no normalization pass
         # every output when the full-size ones can be kept (a later get of another one is a hit); else only
         # ``output`` and the per-channel ones (a stage output such as x_hat is then never written: 2x a
         # float32 input's bytes less at the search's peak)
@@ -131,7 +126,7 @@ class ReferenceCache:
         """The outputs of one value per channel (group): always kept."""
         from normconf.ops import spec_for
 
-        return frozenset(PER_CHANNEL if case.op == "batch_norm" else spec_for(case).group_outputs)
+        return frozenset(spec_for(case).group_outputs)
 
     def _keepable(self, case, inputs, out: dict) -> dict:
         """The outputs of ``out`` worth keeping: every per-channel one, a full-size one within a quarter of the budget."""
@@ -243,82 +238,37 @@ class ReferenceCache:
         except (ValueError, ZeroDivisionError, FloatingPointError, OverflowError):
             return _FAILED
 
-    def sample(self, case, inputs, sem: Semantics, output: str, step: int, cols: np.ndarray) -> np.ndarray | None:
-        """``output`` ("y" or "x_hat") at ``step`` under ``sem``, only at columns ``cols`` of its (C, rest)
-        channel view: bit for bit the full run's values there, from the statistics-only reference (about a
-        tenth of a full run) and :func:`normconf.references.batchnorm.normalize` on the sampled elements.  ``None``
-        where the semantics reads another channel axis or the reference cannot run it."""
-        from normconf.inputs import np_dtype
-        from normconf.references.batchnorm import normalize
-
-        if sem.channel_axis_swapped or output not in ("y", "x_hat"):
-            return None
-        value = self._norm_statistics(case, inputs, sem)
-        if value is None or len(value["norm_mean"]) < step:
-            return None
-        ax = case.channel_axis % len(case.shape)
-        x = np.asarray(inputs.x[step - 1])
-        xv = columns(x, ax, cols)  # (C, K), gathered (a reshape of the moved axis would copy all of x)
-        eps = sem.eps_used(case.eps)
-        with np.errstate(all="ignore"):
-            y, _inv, x_hat = normalize(
-                np.ascontiguousarray(xv.T),
-                value["norm_mean"][step - 1],
-                value["norm_var"][step - 1],
-                inputs.gamma,
-                inputs.beta,
-                eps,
-                1,
-                sem,
-                np_dtype(case.dtype),
-            )
-        return (y if output == "y" else x_hat).T
-
-    def _norm_statistics(self, case, inputs, sem: Semantics) -> dict | None:
-        """The per-channel statistics each step normalizes with under ``sem`` (``norm_mean``, ``norm_var``: one
-        array per step), from the statistics-only reference, kept like the per-channel outputs; None where
-        the reference cannot run ``sem``."""
+    def statistics(self, case, inputs, sem: Semantics) -> dict | None:
+        """The op's statistics-only reference under ``sem`` (``reference(..., statistics_only=True)``: its
+        per-group outputs, no normalization pass; BatchNorm's also the ``norm_mean``/``norm_var`` each step
+        normalizes with), kept like the per-group outputs; None where the reference cannot run ``sem``."""
         from normconf.oracle import reference_outputs
 
-        key = (_case_key(case), id(inputs), sem, "__norm_stats__")
+        key = (_case_key(case), id(inputs), sem, "__statistics__")
         with self._lock:
             hit = self._d.get(key)
             if hit is not None:
                 self._d.move_to_end(key)
-                return hit[1]
+                return None if "__error__" in hit[1] else hit[1]
         self.computed += 1
         try:
             with np.errstate(all="ignore"):
-                st = reference_outputs(case, inputs, sem, statistics_only=True)
+                value = reference_outputs(case, inputs, sem, statistics_only=True)
         except (ValueError, ZeroDivisionError, FloatingPointError, OverflowError):
+            self._store(key, inputs, {"__error__": [np.zeros(0)]}, case)
             return None
-        value = {"norm_mean": st.get("norm_mean", []), "norm_var": st.get("norm_var", [])}
         self._store(key, inputs, value, case)
         return value
 
     def deferred(self, case, inputs, sem: Semantics, output: str) -> list | None:
-        """BatchNorm's ``y`` under ``sem`` as one :class:`normconf.explain.deferred.DeferredOutput` per step
-        (the values :meth:`rounded` would compute, computed where they are read), or None where that does not
-        apply: another op or output, a semantics that reads another channel axis, statistics the
-        statistics-only reference cannot give (then the full run decides)."""
-        from normconf.explain.deferred import DeferredOutput
-        from normconf.inputs import np_dtype
-        from normconf.outputs import output_dtype
+        """``output`` under ``sem`` by the op's ``deferred_output`` hook: one array-like per step that computes the
+        elements a reader asks for, the values :meth:`rounded` would compute (BatchNorm's ``y``:
+        :class:`normconf.explain.deferred.DeferredOutput`), or None where the op has no such hook or it does not
+        apply (then the full run decides)."""
+        from normconf.ops import spec_for
 
-        if case.op != "batch_norm" or output != "y" or sem.channel_axis_swapped:
-            return None
-        value = self._norm_statistics(case, inputs, sem)
-        if value is None or len(value["norm_mean"]) != len(inputs.x) or len(value["norm_var"]) != len(inputs.x):
-            return None
-        dt = np_dtype(output_dtype(case, "y"))
-        y_round = None if dt == np.float64 else dt
-        eps = sem.eps_used(case.eps)
-        return [
-            DeferredOutput(
-                x, case.channel_axis, m, v, inputs.gamma, inputs.beta, eps, sem, np_dtype(case.dtype), y_round
-            )
-            for x, m, v in zip(inputs.x, value["norm_mean"], value["norm_var"])
-        ]
+        hook = spec_for(case).deferred_output
+        return None if hook is None else hook(case, inputs, sem, output, self.statistics)
 
     def _store(self, key, inputs, value: dict, case=None) -> None:
         """Add ``value``'s outputs to ``key``'s entry (an error replaces it: the reference cannot run that

@@ -54,13 +54,15 @@ from normconf.explain.catalog import (
     docs_for,
     single_alternatives,
 )
+from normconf.explain.deferred import sample
 from normconf.explain.memory import _remember, _remember_consistent, _remember_row
 from normconf.explain.precision import SHAPE_MARGIN, coarser
-from normconf.explain.refcache import CACHE, STATS
+from normconf.explain.refcache import CACHE
 from normconf.explain.shapes import error_shape
 from normconf.explain.solve import solved_alternatives
 from normconf.explain.texts import _explained_text, _precision_text
 from normconf.inputs import np_dtype
+from normconf.references.batchnorm import STATISTICS as STATS
 from normconf.semantics import Semantics
 
 #: kind ranks: structural conventions first, then documented default values, then solved values
@@ -335,7 +337,7 @@ def explain_output(
         nonlocal evaluated
         if screen_cols is None:
             return None
-        alt_s = CACHE.sample(case, inputs, sem, output, step, screen_cols)
+        alt_s = sample(case, inputs, sem, output, step, screen_cols)
         if alt_s is None or alt_s.shape != obs_s.shape or no_effect(alt_s, base_s):
             return None
         score, max_abs = residual(obs_s, alt_s, tol.atol, tol.rtol)

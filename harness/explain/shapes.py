@@ -7,7 +7,7 @@ import numpy as np
 from normconf.explain.arrays import as_f64 as _as_f64
 from normconf.explain.arrays import channel_view as _channel_view
 from normconf.explain.arrays import close as _close
-from normconf.explain.refcache import PER_CHANNEL as _PER_CHANNEL
+from normconf.references.batchnorm import PER_CHANNEL_OUTPUTS as _PER_CHANNEL
 
 
 def error_shape(case, output: str, obs: np.ndarray, exp: np.ndarray, tol) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 
 from normconf.explain.arrays import SAMPLE_ABOVE, as_f64, channel_view, columns, sample_columns
 from normconf.explain.catalog import KNOWN_BATCH_WEIGHTS, KNOWN_EPS
+from normconf.explain.deferred import sample
 from normconf.explain.refcache import CACHE
 from normconf.semantics import Semantics
 
@@ -97,7 +98,7 @@ def solve_eps(
             if big and np.size(obs) > SAMPLE_ABOVE and np.ndim(obs) >= 2:
                 # a large output: the per-channel scale from a sample of its columns (exact x̂ there)
                 cols = sample_columns(np.shape(obs), ax)
-                xr = CACHE.sample(case, inputs, sem, "x_hat", step, cols)
+                xr = sample(case, inputs, sem, "x_hat", step, cols)
                 obs = columns(np.asarray(obs), ax % np.ndim(obs), cols)
                 ax = 0
             else:

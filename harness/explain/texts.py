@@ -7,7 +7,7 @@ from typing import Any
 
 from normconf.explain import bounds as bd
 from normconf.explain.catalog import describe_change, docs_for
-from normconf.explain.refcache import STATS
+from normconf.references.batchnorm import STATISTICS as STATS
 from normconf.semantics import Semantics
 
 

@@ -64,6 +64,10 @@ def _no_review(*_a: Any, **_k: Any) -> None:
     return None
 
 
+def _NO_STATISTICS(case: Any) -> frozenset[str]:  # noqa: N802 - a sentinel: replaced by the group outputs
+    return frozenset()
+
+
 @dataclass(frozen=True)
 class OpSpec:
     """Everything the op-agnostic machinery needs to know about one op.
@@ -98,6 +102,16 @@ class OpSpec:
     #: compact=True)`` but computed without a full-size float64 intermediate (BatchNorm: y rounded a block
     #: at a time); ``None``: the oracle rounds the reference's outputs
     compact_expected: Callable[..., ReferenceOutputs] | None = None
+    #: case → the outputs the reference's ``statistics_only`` path computes (no normalization pass: what the
+    #: explanation cache asks of it for those outputs); default: the per-group outputs
+    statistics_outputs: Callable[[Any], frozenset[str]] = _NO_STATISTICS
+    #: optional (case, inputs, semantics, output, statistics) → one array-like per step of ``output`` under
+    #: ``semantics`` that computes the elements a reader asks for (``statistics(case, inputs, semantics)``:
+    #: the cached statistics-only reference), bit for bit what ``compact_expected`` gives, or None where it
+    #: does not apply: how the explanation search scores an alternative of a case too large to keep its
+    #: float64 outputs without one whole array (BatchNorm's ``y``: normconf.explain.deferred); None: the
+    #: alternative's output is computed whole
+    deferred_output: Callable[..., list[Any] | None] | None = None
     #: (case, inputs, output, step, observed, expected, tol, memory) → (label, text) | None
     explain: Callable[..., tuple[str, str] | None] = _no_explainer
     #: (case, inputs, rows, observed, expected, memory) → None: pair-level corroboration (edits rows)
@@ -140,6 +154,9 @@ class OpSpec:
         set_(self, "group_outputs", tuple(o.name for o in self.outputs if o.per == "group"))
         set_(self, "main_outputs", tuple(o.name for o in self.outputs if o.stage == "main"))
         set_(self, "stage_outputs", tuple(o.name for o in self.outputs if o.stage == "stage"))
+        if self.statistics_outputs is _NO_STATISTICS:
+            group = frozenset(self.group_outputs)
+            set_(self, "statistics_outputs", lambda case: group)
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"op {self.name}: output names repeat: {self.names}")
 

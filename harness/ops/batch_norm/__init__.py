@@ -85,6 +85,20 @@ def _compact_expected(
     return {k: (v if k in done else rest[k]) for k, v in out.items()}
 
 
+def _statistics_outputs(case: Case) -> frozenset[str]:
+    """What the statistics-only reference computes: the batch and running statistics of a training step (in
+    inference they are the inputs' running statistics, which the full run reports), and ``inv_std``."""
+    from normconf.references.batchnorm import STATISTICS
+
+    return frozenset((*STATISTICS, "inv_std") if case.mode == "train" else ("inv_std",))
+
+
+def _deferred_output(*args: Any) -> list[Any] | None:
+    from normconf.explain.deferred import deferred_steps
+
+    return deferred_steps(*args)
+
+
 def _generate(case: Case) -> Inputs:
     from normconf.inputs import batch_norm_inputs
 
@@ -206,6 +220,8 @@ SPEC = OpSpec(
     generate=_generate,
     reference=_reference,
     compact_expected=_compact_expected,
+    statistics_outputs=_statistics_outputs,
+    deferred_output=_deferred_output,
     output_names=lambda case: case.output_names(),
     output_shape=_output_shape,
     output_steps=lambda case, name: 1 if name == "eval_y" else int(case.steps),
