@@ -412,6 +412,191 @@ def test_ulp_rounded_up_power_of_two_in_the_vector_path(dtype, monkeypatch):
             check(e * (1 - 2.0**-40), e, None, dtype, monkeypatch)  # never overflows
 
 
+#: around the float32 screen's range (atol in [2**-60, 1], rtol <= 1: it runs; outside: the pass without it)
+SCREEN_TOLERANCES = [
+    None,
+    Tolerance(1.0, 1.0),
+    Tolerance(0.0, 2.0**-60),
+    Tolerance(1e-5, float(np.nextafter(2.0**-60, 0))),
+    Tolerance(float(np.nextafter(1.0, 2)), 1e-6),
+    Tolerance(1e-5, float(np.nextafter(1.0, 2))),
+    Tolerance(0.5, 1e-30),
+    Tolerance(2.0**-20, 3e-8),
+]
+
+
+def _screen_inputs(rng: np.random.Generator, tol: Tolerance, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``o`` and ``e`` (returned as float64 of float32 numbers) with elements at every threshold the
+    float32 screen tests: the tolerance limit and one float32 step either side, maxima of the ULP, relative
+    and absolute error and of the score that rise through the array (each a new maximum, late in chunks too)
+    and ties of them, tiny, zero and subnormal ``|e|``, opposite ``±FLT_MAX`` (|o - e| overflows float32),
+    NaN and infinities."""
+    e32 = (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 3, n)).astype(np.float32)
+    u = np.spacing(np.abs(e32)).astype(np.float64)
+    o = e32.astype(np.float64) + rng.integers(-2, 3, n) * u  # a few float32 steps away
+    lim = tol.atol + tol.rtol * np.abs(e32.astype(np.float64))
+    at = rng.choice(n, n // 8, replace=False)  # at the limit: floor(lim / u) steps, and one either side
+    k = np.floor(np.minimum(lim[at] / u[at], 2.0**22)) + rng.integers(-1, 2, at.size)
+    o[at] = e32[at] + np.sign(rng.standard_normal(at.size)) * k * u[at]
+    rise = np.sort(rng.choice(n, 40, replace=False))  # growing ULP / relative / absolute errors, then ties
+    o[rise] = e32[rise].astype(np.float64) + np.arange(1, 41) * u[rise]
+    o[rise[-5:]] = e32[rise[-5:]].astype(np.float64) + 40 * u[rise[-5:]]
+    small = rng.choice(n, 24, replace=False)
+    e32[small[:6]] = 0.0
+    e32[small[6:12]] = np.float32(1e-40) * rng.integers(1, 100, 6)  # float32 subnormals
+    e32[small[12:18]] = np.float32(2.0**-61) * rng.uniform(1, 4, 6)  # below the screen's 2**-60
+    o[small[:18]] = e32[small[:18]].astype(np.float64) * rng.choice([0.0, 1.0, 1.5], 18)
+    big = small[18:21]
+    e32[big] = np.finfo(np.float32).max
+    o[big] = -np.finfo(np.float64).max  # becomes -inf in float32: also a non-finite element
+    o[small[21]] = -float(np.finfo(np.float32).max)
+    e32[small[21]] = np.finfo(np.float32).max  # |o - e| = 2 FLT_MAX: overflows float32, finite in float64
+    o[small[22]], e32[small[23]] = np.nan, np.inf
+    with np.errstate(over="ignore"):
+        return o.astype(np.float32), e32.astype(np.float64)
+
+
+@needs_lib
+@pytest.mark.parametrize("tol", SCREEN_TOLERANCES, ids=str)
+def test_the_float32_screen_at_every_threshold(tol, monkeypatch):
+    """float32 observed and expected values of a float32 output: the kernel's 8-lane float32 screen skips
+    elements that certainly change no count and no maximum (compare.c, screen8).  With elements at each
+    threshold it tests, over several chunks, the results are the NumPy twin's and the other width's bit for
+    bit; then the same arrays without their special elements (the screen then skips most vectors)."""
+    rng = np.random.default_rng(23)
+    t = tol or default_tolerance("float32")
+    for n in (64, 1031, 5 * 1024 + 12):
+        o, e = _screen_inputs(rng, t, n)
+        check(o, e, tol, "float32", monkeypatch)
+        fin = np.isfinite(o) & np.isfinite(e)
+        o2, e2 = np.where(fin, o, np.float32(1.0)), np.where(fin, e, 1.0)
+        check(o2, e2, tol, "float32", monkeypatch)
+        o3, e3 = o2.copy(), e2.copy()  # one late new maximum of each kind after a long quiet stretch
+        e3[-9], o3[-9] = 1.0, np.float32(1.0 + 2**-10)
+        check(o3, e3, tol, "float32", monkeypatch)
+
+
+def _screen_fn():
+    fn = kernels.library().normconf_compare_screen
+    fn.restype = ctypes.c_int64
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_double] * 6
+    return fn
+
+
+def _screened(o: np.ndarray, e: np.ndarray, tol: Tolerance, maxima: tuple[float, float, float, float]) -> int:
+    """How many leading elements of float32 ``o``, ``e`` the kernel's float32 screen lets the fast pass skip."""
+    o, e = np.ascontiguousarray(o, np.float32), np.ascontiguousarray(e, np.float32)
+    return int(_screen_fn()(o.ctypes.data, e.ctypes.data, o.size, float(tol.rtol), float(tol.atol), *maxima))
+
+
+def _changes(o: np.ndarray, e: np.ndarray, tol: Tolerance, maxima: tuple[float, float, float, float]) -> np.ndarray:
+    """Elements that would change a result of the pass with these running maxima (abs, rel, ulp, score): not
+    finite on both sides, bad, or raising one of them, computed exactly as the NumPy twin computes them."""
+    of, ef = np.asarray(o, np.float64), np.asarray(e, np.float64)
+    with np.errstate(all="ignore"):
+        ae, d = np.abs(ef), np.abs(of - ef)
+        lim = tol.atol + tol.rtol * ae
+        mabs, mrel, mulp, score = maxima
+        raises = (d > mabs) | (d / ae > mrel) | (d / cmp.ulp(ae, "float32") > mulp) | (d / lim > score)
+        return ~(np.isfinite(of) & np.isfinite(ef)) | (d > lim) | raises
+
+
+def _vector_cases(rng: np.random.Generator, k: int, tol: Tolerance) -> tuple[np.ndarray, np.ndarray]:
+    """k vectors of 8 float32 (o, e): lane 0 an element of any regime (a few float32 steps off, the last step
+    within the tolerance or the first beyond it, far off, tiny, zero, subnormal or non-finite ``e``), the
+    other lanes quiet (o == e == 1)."""
+    o, e = np.ones((k, 8), np.float32), np.ones((k, 8), np.float32)
+    e0 = (rng.standard_normal(k) * 10.0 ** rng.integers(-20, 20, k)).astype(np.float32)
+    pick = rng.integers(0, 10, k)
+    e0[pick == 0] = np.float32(2.0**-60) * rng.uniform(0.5, 2.0, int((pick == 0).sum())).astype(np.float32)
+    e0[pick == 1] = 0.0
+    e0[pick == 2] = np.float32(1e-41)
+    e0[pick == 7] = np.float32(2.0**-126) * rng.uniform(1, 2**30, int((pick == 7).sum())).astype(np.float32)
+    u = np.spacing(np.abs(e0)).astype(np.float64)
+    o0 = e0 + np.where(rng.random(k) < 0.6, rng.integers(-8, 9, k), rng.integers(-300, 300, k)) * u
+    lim = tol.atol + tol.rtol * np.abs(e0.astype(np.float64))
+    at = (pick >= 8) & (lim / u < 2.0**22)  # the last float32 step within lim, or the first beyond it
+    o0[at] = e0[at] + (np.floor(lim[at] / u[at]) + (pick[at] == 9)) * u[at]
+    o0[pick == 3] = e0[pick == 3] * rng.uniform(0.5, 2.0, int((pick == 3).sum()))
+    o0[pick == 4] = -e0[pick == 4]
+    with np.errstate(over="ignore"):
+        o[:, 0] = o0.astype(np.float32)
+    o[pick == 5, 0] = np.nan
+    e[:, 0] = e0
+    e[pick == 6, 0] = np.inf
+    return o, e
+
+
+@needs_lib
+@pytest.mark.skipif(
+    kernels.library() is not None and _screen_fn()(None, None, 0, 0.0, 1e-6, 0, 0, 0, 0) < 0,  # n = 0 reads nothing
+    reason="the float32 screen needs AVX2",
+)
+@pytest.mark.parametrize(
+    "tol", [t for t in SCREEN_TOLERANCES if t is None or (2.0**-60 <= t.atol <= 1 and t.rtol <= 1)]
+)
+def test_the_float32_screen_never_skips_an_element_that_changes_a_result(tol):
+    """The screen's claim, element by element: an element it skips changes no count and no maximum.  Each
+    vector holds one element of any regime; its running maxima are that element's own abs, rel, ulp error and
+    score (so it raises none), then each of them just below it in turn (so it raises that one) and, with
+    other maxima, random ones.  Wherever ``_changes`` says it matters the screen must flag it (skip 0), and
+    with maxima twice its values (each at least 2**-30: the screen takes smaller ones as 0), finite and within
+    the tolerance by more than the screen's margin, the screen must skip it (or the fast path would never
+    run)."""
+    tol = tol or default_tolerance("float32")
+    rng = np.random.default_rng(31)
+    o, e = _vector_cases(rng, 4000, tol)
+    skipped_any = quiet = 0
+    for ov, ev in zip(o, e):
+        of, ef = ov[0].astype(np.float64), ev[0].astype(np.float64)
+        with np.errstate(all="ignore"):
+            d = abs(of - ef)
+            own = [
+                d,
+                d / abs(ef),
+                d / float(cmp.ulp(np.array([ef]), "float32")[0]),
+                d / (tol.atol + tol.rtol * abs(ef)),
+            ]
+        own = [float(v) if np.isfinite(v) else 0.0 for v in own]
+        trials = [tuple(own), tuple(2 * v for v in own)]
+        for i in range(4):
+            m = [2 * v for v in own]
+            m[i] = float(np.nextafter(own[i], 0)) if own[i] > 0 else 0.0
+            trials.append(tuple(m))
+        trials.append(tuple(float(v) for v in rng.uniform(0, 1, 4) * np.array(own) * 2))
+        for maxima in trials:
+            n = _screened(ov, ev, tol, maxima)
+            assert n in (0, 8)
+            if n == 8:
+                assert not _changes(ov, ev, tol, maxima).any(), (ov[0], ev[0], tol, maxima)
+                skipped_any += 1
+        clear = own[3] <= 1 - 2.0**-18  # not within the screen's margin of the tolerance limit
+        if not _changes(ov, ev, tol, trials[1]).any() and abs(ef) >= 2.0**-59 and min(own) >= 2.0**-30 and clear:
+            assert _screened(ov, ev, tol, trials[1]) == 8, (ov[0], ev[0], tol)  # clearly quiet: skipped
+            quiet += 1
+    assert skipped_any >= quiet
+    assert quiet > 100 or (tol.rtol == 0 and tol.atol < 1e-9)  # there, every |o - e| > 0 is bad
+
+
+@needs_lib
+@settings(max_examples=150, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(
+    exp=hnp.arrays(np.float32, st.integers(8, 70), elements=st.floats(width=32, allow_nan=True, allow_infinity=True)),
+    data=st.data(),
+    tol=st.sampled_from(SCREEN_TOLERANCES),
+)
+def test_hypothesis_float32_values_through_the_screen(exp, data, tol):
+    """Arbitrary float32 values, observed near the expected ones (a few float32 steps) or anywhere."""
+    near = data.draw(hnp.arrays(np.int64, exp.shape, elements=st.integers(-3, 3)))
+    anywhere = data.draw(hnp.arrays(np.float32, exp.shape, elements=st.floats(width=32)))
+    pick = data.draw(hnp.arrays(np.bool_, exp.shape))
+    with np.errstate(all="ignore"):
+        close = (exp.astype(np.float64) + near * np.spacing(np.abs(exp)).astype(np.float64)).astype(np.float32)
+    obs = np.where(pick, anywhere, close).astype(np.float32)
+    with pytest.MonkeyPatch.context() as mp:
+        check(obs, exp.astype(np.float64), tol, "float32", mp)
+
+
 @needs_lib
 @settings(max_examples=120, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(
