@@ -325,9 +325,9 @@ static inline NC_TARGET double NC(hmax)(VD v) {
 }
 
 /* The float32 screen of the fast pass (float32 observed and expected values of a float32 output, 8 lanes
- * where the pass above takes 4 doubles): the number of elements from the start of [0, nv) (a multiple of
- * 8) before the first vector of 8 in which some element might change a result, so that the fast pass's
- * vector steps can skip them.  An element is skipped only if it is certainly finite on both sides, not
+ * where the pass above takes 4 doubles): the number of elements from the start of [0, nv) before the
+ * first vector of 8 in which some element might change a result (at most nv - nv % 8: a last partial
+ * vector is the caller's), so that the fast pass's vector steps can skip them.  An element is skipped only if it is certainly finite on both sides, not
  * bad and below every running maximum (abs, rel, ulp and the score, the lane maxima mabs, mrel, mulp, vm
  * of the pass, which are >= 0 and never NaN): then its step would change nothing, the counts and maxima
  * being independent of the order elements are taken in, so the results are the same bits.  Each test
