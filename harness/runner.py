@@ -56,7 +56,7 @@ from normconf.profiles import Profile, parse_conventions, profile_of
 from normconf.results import Row, rows_for
 from normconf.shared_objects import Missing, Sender
 from normconf.validate_outputs import reply_bound
-from normconf.worker_env import cache_env, malloc_env, thread_env
+from normconf.worker_env import cache_env, malloc_env, thread_env, worker_groups
 
 #: default per-task timeout in seconds (``--timeout``)
 DEFAULT_TIMEOUT = 300.0
@@ -297,6 +297,8 @@ class Runner:
         self.native_paths = tuple(str(Path(p).resolve()) for p in native_paths)
         self.timeout = timeout
         self.adapters = all_adapters(self.extra_specs, self.native_paths)
+        #: {backend: (worker group, its environment)}: adapters naming one ``worker`` share a process
+        self._group_table = worker_groups(self.adapters)
         #: backends named with --adapter/--native (the ones ``conventions`` applies to)
         self.user_backends = set(self.adapters) - set(all_adapters()) if (extra_specs or native_paths) else set()
         self.user_profile = None
@@ -358,8 +360,9 @@ class Runner:
 
     # -- workers ----------------------------------------------------------------------
     def group_of(self, backend: str) -> tuple[str, dict[str, str]]:
-        cls = self.adapters[backend]
-        return cls.worker, dict(cls.worker_env)
+        """(worker group, its environment) of ``backend`` (:func:`normconf.worker_env.worker_groups`)."""
+        group, env = self._group_table[backend]
+        return group, dict(env)
 
     def _workers(self) -> dict[str, WorkerHandle]:
         """This thread's live workers by group (pytest: one per group for the whole session)."""

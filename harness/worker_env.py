@@ -1,5 +1,5 @@
 """The environment every worker process starts with: its thread counts, its malloc settings and its
-compilation cache.
+compilation cache; and which backends share a worker process (:func:`worker_groups`).
 
 ``$NORMCONF_WORKER_THREADS`` (default 1) sets the threads of every framework a worker may load;
 ``$NORMCONF_CACHE_DIR`` (default ``$XDG_CACHE_HOME/normconf`` or ``~/.cache/normconf``; ``off``)
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Mapping
 
 #: ``$NORMCONF_WORKER_THREADS``: the threads each worker's frameworks may use (default 1).  One
 #: thread per worker: results (a reduction's order) do not depend on the machine's core count,
@@ -97,3 +98,34 @@ def cache_env(environ: dict[str, str] | None = None) -> dict[str, str]:
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
     }
+
+
+def worker_groups(adapters: Mapping[str, Any]) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each backend's worker process: ``{backend: (group, environment)}`` for the adapter classes
+    ``adapters`` (by backend id).
+
+    Adapters that name one ``worker`` share a process, whose environment is the union of their
+    ``worker_env`` (a variable one of them sets is set for all: each reads only its own).  Where two of
+    them set one variable to different values they cannot share one: the later ones, in backend-id
+    order, go to a second process (``worker#2``), and so on, so that no adapter ever runs under another's
+    value of a variable it sets itself.  Decided from every adapter the runner knows, not from the
+    backends a run selects, so a backend's environment never depends on which others run beside it."""
+    parts: dict[str, list[tuple[dict[str, str], list[str]]]] = {}
+    for backend in sorted(adapters):
+        cls = adapters[backend]
+        env = {str(k): str(v) for k, v in dict(getattr(cls, "worker_env", {}) or {}).items()}
+        slots = parts.setdefault(str(cls.worker), [])
+        for union, members in slots:
+            if all(union.get(k, v) == v for k, v in env.items()):
+                union.update(env)
+                members.append(backend)
+                break
+        else:
+            slots.append((dict(env), [backend]))
+    out: dict[str, tuple[str, dict[str, str]]] = {}
+    for worker, slots in parts.items():
+        for i, (union, members) in enumerate(slots, start=1):
+            name = worker if i == 1 else f"{worker}#{i}"
+            for backend in members:
+                out[backend] = (name, dict(sorted(union.items())))
+    return out

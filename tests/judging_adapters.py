@@ -6,7 +6,9 @@ to be judged.  ``thread-report``: returns the reference's outputs with the worke
 its notes.  ``judging-breaker``: makes judging raise in its worker (a stand-in for a bug in normconf).
 ``case-mutator``: reverses its case's ``shape`` list in place after computing the reference's
 outputs; ``input-writer``: scales its ``x`` in place after computing them; ``mutator-neighbour``:
-the plain reference in the same worker.
+the plain reference in the same worker.  ``env-a``, ``env-b`` (``NC_TEST_A=1`` and ``NC_TEST_SHARED=a`` /
+``NC_TEST_B=2``) and ``env-c`` (``NC_TEST_SHARED=c``), all naming the worker ``env``: each reports its
+worker's process id and those variables in its notes.
 Loaded with ``--adapter tests.judging_adapters:ADAPTERS``.
 """
 
@@ -132,4 +134,31 @@ class MutatorNeighbour(NumpyReference):
     description = "the numpy reference, in case-mutator's worker"
 
 
-ADAPTERS = [FlushDenormals, ThreadReport, JudgingBreaker, CaseMutator, InputWriter, MutatorNeighbour]
+class _EnvReport(NumpyReference):
+    worker = "env"
+
+    def run_case(self, case, inputs):
+        obs = super().run_case(case, inputs)
+        names = ("NC_TEST_A", "NC_TEST_B", "NC_TEST_SHARED")
+        return Observed(obs.outputs, [*obs.notes, f"pid={os.getpid()}", *(f"{v}={os.environ.get(v, '-')}" for v in names)])
+
+
+class EnvA(_EnvReport):
+    id = "env-a"
+    worker_env = {"NC_TEST_A": "1", "NC_TEST_SHARED": "a"}
+    description = "the numpy reference, reporting its worker's pid and NC_TEST_* variables"
+
+
+class EnvB(_EnvReport):
+    id = "env-b"
+    worker_env = {"NC_TEST_B": "2"}
+    description = "as env-a, with another variable (compatible: the same process)"
+
+
+class EnvC(_EnvReport):
+    id = "env-c"
+    worker_env = {"NC_TEST_SHARED": "c"}
+    description = "as env-a, with another value of NC_TEST_SHARED (a second process)"
+
+
+ADAPTERS = [FlushDenormals, ThreadReport, JudgingBreaker, CaseMutator, InputWriter, MutatorNeighbour, EnvA, EnvB, EnvC]

@@ -24,7 +24,7 @@ import pytest
 
 from normconf.runner import JudgingError, Runner
 from normconf.worker import FTZ_NOTE, fpu_is_ieee
-from normconf.worker_env import MALLOC_TUNABLES, cache_env, malloc_env, thread_env
+from normconf.worker_env import MALLOC_TUNABLES, cache_env, malloc_env, thread_env, worker_groups
 from tests.helpers import REPO_ROOT, loaded_case, run_cli
 
 ADAPTERS = "tests.judging_adapters:ADAPTERS"
@@ -127,6 +127,39 @@ def test_workers_start_single_threaded_unless_told_otherwise(monkeypatch):
     monkeypatch.setenv("NORMCONF_WORKER_THREADS", "many")
     with pytest.raises(ValueError, match="NORMCONF_WORKER_THREADS='many'"):
         Runner()
+
+
+def test_worker_groups_join_environments_and_split_on_conflicts():
+    class A:
+        worker, worker_env = "w", {"X": "1", "S": "a"}
+
+    class B:
+        worker, worker_env = "w", {"Y": "2"}
+
+    class C:
+        worker, worker_env = "w", {"S": "c"}
+
+    class D:
+        worker, worker_env = "v", {}
+
+    table = worker_groups({"c": C, "b": B, "a": A, "d": D})
+    assert table["a"] == table["b"] == ("w", {"S": "a", "X": "1", "Y": "2"})
+    assert table["c"] == ("w#2", {"S": "c"}) and table["d"] == ("v", {})
+    # decided from every adapter, in id order: the same table whatever order they come in
+    assert worker_groups({"d": D, "a": A, "b": B, "c": C}) == table
+
+
+def test_backends_of_one_worker_share_its_process_under_the_joined_environment():
+    with Runner(extra_specs=[ADAPTERS]) as r:
+        notes = {}
+        for b in ("env-a", "env-b", "env-c"):
+            (row, *_) = r.run_pair(loaded_case(id="env"), b)
+            notes[b] = dict(n.split("=", 1) for n in row.notes.split("; ") if "=" in n)
+    a, b, c = notes["env-a"], notes["env-b"], notes["env-c"]
+    assert a["pid"] == b["pid"] != c["pid"]  # env-c's value of NC_TEST_SHARED needs its own process
+    assert a["NC_TEST_A"] == b["NC_TEST_A"] == "1" and a["NC_TEST_B"] == b["NC_TEST_B"] == "2"
+    assert a["NC_TEST_SHARED"] == b["NC_TEST_SHARED"] == "a" and c["NC_TEST_SHARED"] == "c"
+    assert c["NC_TEST_A"] == "-" and c["NC_TEST_B"] == "-"
 
 
 def _mmapped_in_a_fresh_process(tunables: str) -> str:

@@ -2,21 +2,27 @@
 
 The same ``keras.layers.BatchNormalization`` as ``keras-tf`` (translation in
 :mod:`normconf.adapters._keras_common`), run eagerly on another Keras backend.  Keras reads
-``KERAS_BACKEND`` once, when it is first imported, so each backend is its own
-worker group whose environment is set before anything is imported:
+``KERAS_BACKEND`` once, when it is first imported, so no two Keras backends share a
+process; each runs in a worker group whose environment is set before anything is imported
+(beside the framework's own backends where one exists: one import of torch or JAX):
 
 ==============  ==============  ==================================================================
 id              worker group    environment
 ==============  ==============  ==================================================================
-``keras-torch`` ``keras-torch`` ``KERAS_BACKEND=torch``, ``OMP_NUM_THREADS=1``
-``keras-jax``   ``keras-jax``   ``KERAS_BACKEND=jax``, ``JAX_PLATFORMS=cpu``, ``JAX_ENABLE_X64=1``
+``keras-torch`` ``torch``       ``KERAS_BACKEND=torch``
+``keras-jax``   ``jax``         ``KERAS_BACKEND=jax``, ``JAX_PLATFORMS=cpu``, ``JAX_ENABLE_X64=1``
 ``keras-numpy`` ``keras-numpy`` ``KERAS_BACKEND=numpy``
 ==============  ==============  ==================================================================
 
 ``JAX_ENABLE_X64=1``: without it JAX silently computes a float64 case in float32;
 with it float64 is float64 (float32 cases are unaffected: Keras creates its
-variables and casts with explicit dtypes).  ``OMP_NUM_THREADS=1``: one thread,
-so reductions sum in the same order on every machine.
+variables and casts with explicit dtypes; the Flax backends set it too).  One thread
+(:func:`normconf.worker_env.thread_env`, every worker): reductions sum in the same order on every
+machine.  Keras changes no global setting of torch or JAX when imported or run (Keras 3.15.1:
+nothing in ``keras/src/backend/`` calls a ``torch.set_*`` function or ``jax.config.update``; its
+``torch.manual_seed`` calls are Keras's random ops, which BatchNormalization does not use), so the
+backends it shares a process with compute as they would alone (the library's rows are the same
+either way).
 
 The numpy backend is documented as inference-only for *training loops* (no
 gradients), but the layer's forward pass with ``training=True`` computes batch
@@ -89,7 +95,7 @@ def refuses_dtype(exc: BaseException) -> bool:
 
 class _KerasOtherBackend(Adapter):
     framework = "keras"
-    #: KERAS_BACKEND value; the worker group is ``keras-<backend>``
+    #: KERAS_BACKEND value (one per process: each Keras backend has its own worker group)
     keras_backend: ClassVar[str] = ""
     #: the backend's own distribution (for ``available``/``version``)
     backend_module: ClassVar[str] = ""
@@ -168,9 +174,9 @@ class KerasTorch(_KerasOtherBackend):
     id = "keras-torch"
     keras_backend = "torch"
     backend_module = "torch"
-    worker = "keras-torch"
+    worker = "torch"  # with the torch backends: one torch import
     cpu_estimate = (5.0, 2.0)
-    worker_env = {"KERAS_BACKEND": "torch", "OMP_NUM_THREADS": "1"}
+    worker_env = {"KERAS_BACKEND": "torch"}
     description = "keras.layers.BatchNormalization / LayerNormalization (Keras 3, PyTorch backend), eager"
 
 
@@ -178,7 +184,7 @@ class KerasJax(_KerasOtherBackend):
     id = "keras-jax"
     keras_backend = "jax"
     backend_module = "jax"
-    worker = "keras-jax"
+    worker = "jax"  # with the Flax backends: one JAX import
     cpu_estimate = (2.1, 43.0)
     worker_env = {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "JAX_ENABLE_X64": "1"}
     description = "keras.layers.BatchNormalization / LayerNormalization (Keras 3, JAX backend, CPU, x64 enabled), eager"
