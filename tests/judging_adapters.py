@@ -140,7 +140,9 @@ class _EnvReport(NumpyReference):
     def run_case(self, case, inputs):
         obs = super().run_case(case, inputs)
         names = ("NC_TEST_A", "NC_TEST_B", "NC_TEST_SHARED")
-        return Observed(obs.outputs, [*obs.notes, f"pid={os.getpid()}", *(f"{v}={os.environ.get(v, '-')}" for v in names)])
+        return Observed(
+            obs.outputs, [*obs.notes, f"pid={os.getpid()}", *(f"{v}={os.environ.get(v, '-')}" for v in names)]
+        )
 
 
 class EnvA(_EnvReport):

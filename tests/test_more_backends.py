@@ -221,7 +221,9 @@ def test_worker_groups_and_environments():
     # Keras on torch / JAX runs beside that framework's own backends (one import of it)
     assert groups["keras-torch"] == a["torch"].worker == "torch" and groups["keras-numpy"] == "keras-numpy"
     assert env["keras-jax"]["JAX_PLATFORMS"] == "cpu"
-    assert groups["flax"] == groups["flax-nnx"] == groups["keras-jax"] == "jax" and env["flax"]["JAX_PLATFORMS"] == "cpu"
+    assert (
+        groups["flax"] == groups["flax-nnx"] == groups["keras-jax"] == "jax" and env["flax"]["JAX_PLATFORMS"] == "cpu"
+    )
     assert groups["tf-keras-fused"] == groups["tf-keras-unfused"] == "tf-keras"
     assert env["tf-keras-fused"]["TF_USE_LEGACY_KERAS"] == "1"
     assert groups["opencv-dnn"] == "opencv"
