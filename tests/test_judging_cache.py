@@ -321,3 +321,71 @@ def test_explanations_are_the_same_whether_or_not_the_cache_keeps_float64_output
     assert sum(1 for v in labels.values() if v[0]) >= 5, labels  # the mutants are explained at all
     differ = {k: v for k, v in labels.items() if v[0] != v[1]}
     assert not differ, differ
+
+
+_PREFIX_SEMANTICS = [
+    {},
+    {"momentum_override": 0.37},
+    {"eps_override": 3e-3},
+    {"running_variance": "unbiased"},
+    {"train_statistics": "blended"},
+    {"train_statistics": "running", "initial_running": "zeros"},
+]
+
+
+@pytest.mark.parametrize("changes", _PREFIX_SEMANTICS, ids=lambda c: ",".join(c) or "case")
+def test_a_prefix_run_gives_the_first_steps_bit_for_bit_and_is_not_kept(changes):
+    """:meth:`ReferenceCache.prefix` (a solved number's run, which stops at the step it was solved from):
+    every output of every step but the last, bit for bit :meth:`get`'s first steps, and not kept; the last
+    step and ``eval_y`` are ``get``'s (computed in full and kept)."""
+    case = _case(steps=4)
+    inputs = generate(case)
+    sem = case.semantics.replace(**changes)
+    full = refcache.ReferenceCache()
+    cache = refcache.ReferenceCache()
+    for output in ("y", "x_hat", "inv_std", *PER_CHANNEL_OUTPUTS):
+        want = full.get(case, inputs, sem, output)
+        for steps in range(1, case.steps):
+            before = cache.computed
+            got = cache.prefix(case, inputs, sem, output, steps)
+            assert len(got) == steps and all(_same(g, w) for g, w in zip(got, want)), (output, steps)
+            assert cache.computed == before + 1 and not cache._d  # run, never kept
+        assert all(_same(g, w) for g, w in zip(cache.prefix(case, inputs, sem, output, case.steps), want))
+        assert cache._d  # the last step: get's full run, kept
+        cache.clear()
+    eval_y = cache.prefix(case, inputs, sem, "eval_y", 1)
+    assert _same(eval_y[0], full.get(case, inputs, sem, "eval_y")[0]) and cache._d
+    held = cache.computed
+    assert all(_same(a, b) for a, b in zip(cache.prefix(case, inputs, sem, "y", 2), full.get(case, inputs, sem, "y")))
+    assert cache.computed == held  # a kept entry answers
+
+
+def test_the_momentum_solve_continues_its_grid_bit_for_bit():
+    """The momentum solve of step k+1 continues the coarse grid's state from step k (kept with the case's batch
+    statistics): the same weight, resolution and note as a solve that runs every step from the start, at every
+    step, for the running mean and variance, and :func:`solve._simulate` from a kept state is a fresh run's."""
+    from normconf.results import tolerance_for
+    from tests.test_explain_mutants import mutant_outputs
+
+    case = _case(steps=6, momentum={"batch_weight": 0.2})
+    inputs = generate(case)
+    obs = mutant_outputs(case, inputs, momentum_override=0.23, running_variance="unbiased")
+    for output in ("running_mean", "running_var"):
+        tol = tolerance_for(case, output)
+        continued, fresh = [], []
+        for step in range(1, case.steps + 1):
+            continued.append(
+                solve.solve_momentum(case, inputs, case.semantics, output, step, obs[output][step - 1], tol)
+            )
+        for step in range(1, case.steps + 1):
+            solve._STATS["owner"] = None  # nothing kept: every step's grid from the start
+            fresh.append(solve.solve_momentum(case, inputs, case.semantics, output, step, obs[output][step - 1], tol))
+        assert continued == fresh and all(w is not None for w, _r, _n in continued)
+    rng = np.random.default_rng(5)
+    init, stats, w = rng.random(3), [rng.random(3) for _ in range(7)], np.linspace(0.0, 1.0, 11)
+    head = solve._simulate(init, stats[:4], w)
+    assert _same(solve._simulate(init, stats, w, (4, head)), solve._simulate(init, stats, w))
+    r = init.copy()
+    for s in stats:  # the reference's own running update, one weight at a time
+        r = (1.0 - w[3]) * r + w[3] * s
+    assert _same(solve._simulate(init, stats, w)[3], r)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -120,6 +121,42 @@ class ReferenceCache:
         keep = self._keepable(case, inputs, out)
         self._store(key, inputs, keep, case)
         return result
+
+    def prefix(self, case, inputs, sem: Semantics, output: str, steps: int) -> list[np.ndarray] | None:
+        """:meth:`get`'s first ``steps`` steps of ``output`` under ``sem``, for a semantics read once, at one step
+        (a number the search solved from that step's output): from a reference run over those steps only, not
+        kept.  The same values: the steps run in order, each from the ones before it, so the first ``steps``
+        of a run do not depend on the steps after them (an output of every step, not ``eval_y``; an op's
+        reference refuses a semantics before its first step, so a shorter run fails where the full one
+        does).  An entry this cache holds, a case whose full-size outputs it holds compactly, an output
+        not computed at every step and the last step are :meth:`get`'s."""
+        from normconf.ops import spec_for
+
+        key = (_case_key(case), id(inputs), sem)
+        with self._lock:
+            hit = self._d.get(key)
+            held = hit is not None and (output in hit[1] or hit[1].get("__error__") is not None)
+        spec = spec_for(case)
+        xs = getattr(inputs, "x", None)
+        if (
+            held
+            or not isinstance(xs, tuple)
+            or not 0 < steps < len(xs)
+            or spec.output_steps(case, output) != len(xs)
+            or self._serves_compact(case, inputs, output)
+        ):
+            return self.get(case, inputs, sem, output)
+        from normconf.oracle import reference_outputs
+
+        self.computed += 1
+        head = dataclasses.replace(inputs, x=xs[:steps])
+        stats_only = output in spec.statistics_outputs(case)
+        try:
+            with np.errstate(all="ignore"):
+                out = reference_outputs(case, head, sem, statistics_only=stats_only, outputs=frozenset({output}))
+        except (ValueError, ZeroDivisionError, FloatingPointError, OverflowError):
+            return None
+        return out.get(output)
 
     @staticmethod
     def _small(case) -> frozenset[str]:

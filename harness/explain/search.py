@@ -295,7 +295,12 @@ def explain_output(
         if screened is not None:
             tried[sem] = screened
             return screened
-        alt_steps = CACHE.get(case, inputs, sem, output)
+        # a solved number is this output's own (read here once): its run stops at this step
+        alt_steps = (
+            CACHE.prefix(case, inputs, sem, output, step)
+            if kind == "solved_value"
+            else CACHE.get(case, inputs, sem, output)
+        )
         evaluated += 1
         if alt_steps is None or len(alt_steps) < step or alt_steps[step - 1].shape != expected.shape:
             tried[sem] = None

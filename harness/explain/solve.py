@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Callable
 
 import numpy as np
 
@@ -236,12 +237,45 @@ def _batch_stats_of(case, inputs, sem: Semantics, k: int):
     return mean, (vb if sem.running_variance == "biased" else vu)
 
 
-def _simulate(init: np.ndarray, stats: list[np.ndarray], w: np.ndarray) -> np.ndarray:
-    """Running statistic after len(stats) steps for every batch weight in ``w``: shape (len(w), C)."""
-    r = np.broadcast_to(init, (w.size, init.size)).copy()
+def _simulate(
+    init: np.ndarray, stats: list[np.ndarray], w: np.ndarray, start: tuple[int, np.ndarray] | None = None
+) -> np.ndarray:
+    """Running statistic after len(stats) steps for every batch weight in ``w``: shape (len(w), C), each step
+    ``(1 − w)·r + w·s`` as the reference computes it.  ``start``: ``(k, r)``, the state after the first ``k``
+    of ``stats`` for the same ``w`` (an earlier call's answer, not changed): the steps after it only, the same
+    bits."""
     wc = w[:, None]
-    for s in stats:
-        r = (1.0 - wc) * r + wc * s[None, :]
+    keep = 1.0 - wc
+    first, r = (0, np.broadcast_to(init, (w.size, init.size))) if start is None else start
+    r = r.copy()
+    t = np.empty_like(r)
+    for s in stats[first:]:
+        np.multiply(keep, r, out=r)
+        np.multiply(wc, s[None, :], out=t)
+        np.add(r, t, out=r)
+    return r
+
+
+def _grid_state(case, inputs, key: tuple, steps: int, run: Callable[[tuple[int, np.ndarray] | None], np.ndarray]):
+    """``run(start)``'s state after ``steps`` steps on the coarse grid, continued from the latest state kept
+    for ``key`` (semantics, output, the channels solved) at or before ``steps`` (the momentum solve of step
+    k+1 needs the grid's state after step k, which the solve of step k computed); kept with the batch
+    statistics of the case (:func:`_batch_stats`)."""
+    from normconf.explain.refcache import _case_key
+
+    ck = _case_key(case)
+    with _STATS_LOCK:
+        cur = _STATS["owner"]
+        if cur is None or cur[0] != ck or cur[1] is not inputs:
+            _STATS["owner"], _STATS["answers"] = (ck, inputs), {}
+        answers = _STATS["answers"]
+        kept = answers.get(("grid", *key))
+    start = kept if kept is not None and kept[0] <= steps else None
+    r = run(start)
+    r.flags.writeable = False
+    with _STATS_LOCK:
+        if _STATS["answers"] is answers:
+            answers[("grid", *key)] = (steps, r)
     return r
 
 
@@ -283,7 +317,9 @@ def solve_momentum(
             slope = np.abs(d)
         else:
             grid = np.linspace(0.0, 1.0, 1001)
-            loss = ((_simulate(init, stats, grid) - o) ** 2).sum(axis=1)
+            key = (sem, output, fin.tobytes())
+            coarse = _grid_state(case, inputs, key, step, lambda start: _simulate(init, stats, grid, start))
+            loss = ((coarse - o) ** 2).sum(axis=1)
             i = int(np.nanargmin(loss))
             fine = np.linspace(grid[max(i - 2, 0)], grid[min(i + 2, grid.size - 1)], 1001)
             loss = ((_simulate(init, stats, fine) - o) ** 2).sum(axis=1)
