@@ -101,6 +101,20 @@ class Semantics:
         w = float(cast(float, self.momentum_override if self.momentum_override is not None else momentum))
         return 1.0 - w if self.momentum_direction == "reversed" else w
 
+    def __hash__(self) -> int:
+        """The hash of every field's value, as the generated one, computed once per object (judging keys its
+        caches by semantics: thousands of lookups per pair).  Not pickled (:meth:`__getstate__`): a str's
+        hash differs between processes."""
+        try:
+            return self.__dict__["_hash"]  # type: ignore[no-any-return]
+        except KeyError:
+            h = hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+            object.__setattr__(self, "_hash", h)
+            return h
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     def replace(self, **changes: Any) -> "Semantics":
         """A copy with ``changes`` applied (fields are validated by name).  Memoized: judging asks for
         the same few variants of a case's semantics for every pair (equal results either way: the

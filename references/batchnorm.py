@@ -306,7 +306,7 @@ def memo_batch_statistics(
     key = (
         id(x),
         channel_axis % max(1, x.ndim),
-        str(input_dtype),
+        input_dtype,
         sem.stats_dtype,
         sem.stats_summation,
         sem.variance_algorithm,

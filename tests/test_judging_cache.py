@@ -389,3 +389,32 @@ def test_the_momentum_solve_continues_its_grid_bit_for_bit():
     for s in stats:  # the reference's own running update, one weight at a time
         r = (1.0 - w[3]) * r + w[3] * s
     assert _same(solve._simulate(init, stats, w)[3], r)
+
+
+def test_a_semantics_hash_is_kept_in_its_process_only():
+    """:class:`Semantics` keeps its hash after the first use (the caches' keys); equal semantics hash alike
+    however made, and a pickled one carries no hash: unpickled in a process with another string hash seed it
+    is found under the semantics made there."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    from normconf.semantics import Semantics
+
+    a = Semantics().replace(eps_override=1e-3, running_variance="unbiased")
+    b = Semantics(running_variance="unbiased", eps_override=1e-3)
+    assert a == b and hash(a) == hash(b) and {a: 1}[b] == 1 and "_hash" in a.__dict__
+    assert hash(a.replace(eps_override=None)) == hash(Semantics(running_variance="unbiased"))
+    blob = pickle.dumps(a)
+    assert "_hash" not in pickle.loads(blob).__dict__
+    code = (
+        "import pickle, sys; from normconf.semantics import Semantics; "
+        "s = pickle.loads(sys.stdin.buffer.read()); "
+        "print({Semantics(running_variance='unbiased', eps_override=1e-3): 'found'}.get(s, 'lost'))"
+    )
+    for seed in ("1", "2"):
+        p = subprocess.run(
+            [sys.executable, "-c", code], input=blob, capture_output=True, env=dict(os.environ, PYTHONHASHSEED=seed)
+        )
+        assert p.stdout.decode().strip() == "found", p.stderr.decode()

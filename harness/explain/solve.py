@@ -257,10 +257,10 @@ def _simulate(
 
 
 def _grid_state(case, inputs, key: tuple, steps: int, run: Callable[[tuple[int, np.ndarray] | None], np.ndarray]):
-    """``run(start)``'s state after ``steps`` steps on the coarse grid, continued from the latest state kept
-    for ``key`` (semantics, output, the channels solved) at or before ``steps`` (the momentum solve of step
-    k+1 needs the grid's state after step k, which the solve of step k computed); kept with the batch
-    statistics of the case (:func:`_batch_stats`)."""
+    """``run(start)``'s state after ``steps`` steps on one grid of weights, continued from the latest state
+    kept for ``key`` (semantics, output, the channels solved; for the fine grid also its coarse cell) at or
+    before ``steps`` (the momentum solve of step k+1 needs the grid's state after step k, which the solve of
+    step k computed); kept with the batch statistics of the case (:func:`_batch_stats`)."""
     from normconf.explain.refcache import _case_key
 
     ck = _case_key(case)
@@ -322,7 +322,10 @@ def solve_momentum(
             loss = ((coarse - o) ** 2).sum(axis=1)
             i = int(np.nanargmin(loss))
             fine = np.linspace(grid[max(i - 2, 0)], grid[min(i + 2, grid.size - 1)], 1001)
-            loss = ((_simulate(init, stats, fine) - o) ** 2).sum(axis=1)
+            # the fine grid around the best cell: the same grid (and state) as the previous step's where that
+            # cell is the same
+            refined = _grid_state(case, inputs, (*key, i), step, lambda start: _simulate(init, stats, fine, start))
+            loss = ((refined - o) ** 2).sum(axis=1)
             w = float(fine[int(np.nanargmin(loss))])
             h = 1e-6
             rr = _simulate(init, stats, np.array([w - h, w + h]))
