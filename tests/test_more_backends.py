@@ -224,11 +224,58 @@ def test_worker_groups_and_environments():
     assert (
         groups["flax"] == groups["flax-nnx"] == groups["keras-jax"] == "jax" and env["flax"]["JAX_PLATFORMS"] == "cpu"
     )
-    assert groups["tf-keras-fused"] == groups["tf-keras-unfused"] == "tf-keras"
+    # Keras 2 beside the other TensorFlow backends (one TensorFlow import); tf.keras routed to it
+    assert groups["tf-keras-fused"] == groups["tf-keras-unfused"] == a["tf-nn"].worker == "tensorflow"
     assert env["tf-keras-fused"]["TF_USE_LEGACY_KERAS"] == "1"
     assert groups["opencv-dnn"] == "opencv"
     # Keras backends never share a process with keras-tf (the tensorflow group) or each other
     assert len({groups[b] for b in ("keras-torch", "keras-jax", "keras-numpy")} | {a["keras-tf"].worker}) == 4
+
+
+#: (backends checked, the group mates that run before them on each case): Keras on torch and on JAX, and
+#: Keras 2, share a process with these; the group mates import their framework's other packages first
+_SHARED = [
+    ("keras-torch", "torch,torch-scratch"),
+    ("keras-jax", "flax,flax-nnx"),
+    ("tf-keras-fused,tf-keras-unfused", "keras-tf,tf-nn,tf-fused"),
+]
+
+
+@pytest.mark.parametrize("backends, mates", _SHARED, ids=[b for b, _m in _SHARED])
+def test_a_backend_computes_the_same_beside_its_group_mates(tmp_path, backends, mates):
+    """The rows of backends that share a worker process (harness/adapters/keras_backends.py,
+    tf_keras_backends.py) are the same when their group mates ran first on every case (Keras 3 imported
+    before tf_keras, Flax's and torch's modules before Keras's) as when they run alone."""
+    from tests.helpers import run_cli
+
+    import pandas as pd
+
+    from normconf.adapters import get_adapter
+
+    missing = {b: why for b in [*backends.split(","), *mates.split(",")] if (why := get_adapter(b).available())}
+    if missing:
+        pytest.skip(f"not available: {missing}")
+
+    rows = {}
+    for name, selected in (("alone", backends), ("beside", f"{mates},{backends}")):
+        out = tmp_path / name
+        p = run_cli(
+            "run",
+            "cases/seed_article.yaml",
+            "cases/multistep.yaml",
+            "cases/train_eval.yaml",
+            "-b",
+            selected,
+            "-q",
+            "-o",
+            str(out),
+            timeout=600,
+        )
+        assert p.returncode in (0, 1), p.stderr
+        df = pd.read_csv(out / "results.csv", keep_default_na=False, dtype=str).drop(columns=["seconds"])
+        rows[name] = df[df["backend"].isin(backends.split(","))].reset_index(drop=True)
+    assert len(rows["alone"]) > 20
+    pd.testing.assert_frame_equal(rows["alone"], rows["beside"])
 
 
 def test_adapter_modules_import_no_framework():

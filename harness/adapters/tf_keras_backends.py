@@ -3,11 +3,18 @@
 ``tf_keras.layers.BatchNormalization`` with ``fused=True`` (the FusedBatchNormV3
 kernel; 4-D/5-D only, axis 1 or last, float16/bfloat16/float32 compute only) and
 ``fused=False`` (``tf.nn.moments`` + ``tf.nn.batch_normalization`` with
-``assign_sub`` moving averages).  Both run in the ``tf-keras`` worker group:
+``assign_sub`` moving averages).  Both run in the ``tensorflow`` worker group, beside
+``keras-tf``, ``tf-nn`` and ``tf-fused`` (one TensorFlow import per run, ≈ 3.6 s of CPU here):
 TensorFlow's environment (:data:`normconf.adapters.tensorflow.TF_ENV`: quiet logs,
 one intra-op / one inter-op thread) plus ``TF_USE_LEGACY_KERAS=1`` (so
 ``tf.keras`` is Keras 2 as well, as in a legacy code base).  ``tf_keras`` is
-imported directly, so Keras 3 is never loaded into this process.
+imported directly.  Sharing the process changes nothing these backends compute: the variable only
+routes the ``tf.keras`` attribute (TensorFlow 2.21 reads it in ``tensorflow/__init__.py`` and
+``tensorflow/python/util/lazy_loader.py`` and nowhere else; Keras 3.15.1 never reads it), and no
+TensorFlow backend reads ``tf.keras``: ``keras-tf`` imports ``keras`` (Keras 3) itself, ``tf-nn`` and
+``tf-fused`` call ``tf.nn`` / ``tf.compat.v1.nn``.  Keras 3 and tf_keras are separate packages, neither
+imports the other, and each keeps its own global state (dtype policy, floatx, registered objects);
+the library's rows are the same in one process as in two.
 
 Translation (case → Keras 2):
 
@@ -159,7 +166,7 @@ CUMULATIVE_REASON = (
 
 class _TFKeras(Adapter):
     framework = "tf_keras"
-    worker = "tf-keras"
+    worker = "tensorflow"  # with the other TensorFlow backends: one TensorFlow import
     cpu_estimate = (3.8, 8.0)
     worker_env = dict(TF_KERAS_ENV)
     fused: ClassVar[bool] = True
