@@ -246,11 +246,10 @@ def test_a_backend_computes_the_same_beside_its_group_mates(tmp_path, backends, 
     """The rows of backends that share a worker process (harness/adapters/keras_backends.py,
     tf_keras_backends.py) are the same when their group mates ran first on every case (Keras 3 imported
     before tf_keras, Flax's and torch's modules before Keras's) as when they run alone."""
-    from tests.helpers import run_cli
-
     import pandas as pd
 
     from normconf.adapters import get_adapter
+    from tests.helpers import run_cli
 
     missing = {b: why for b in [*backends.split(","), *mates.split(",")] if (why := get_adapter(b).available())}
     if missing:
