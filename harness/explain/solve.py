@@ -202,22 +202,29 @@ def _eps_resolution(case, output, obs, xr, gamma, var_used, eps, inv_ref, tol, a
     return float(per.min()) if per.size else 0.0
 
 
-#: _batch_stats' answers for the last (case JSON, inputs object): {(semantics, step): (mean, var)}
+#: for the last (case JSON, inputs object): _batch_stats' answers {(semantics, step): (mean, var)} and _grid_state's
+#: {("grid", semantics, output, channels[, cell]): (steps, state)}
 _STATS: dict = {"owner": None, "answers": {}}
 _STATS_LOCK = threading.Lock()
+
+
+def _answers_for(case, inputs) -> dict:
+    """:data:`_STATS`' answers for ``case`` on ``inputs`` (emptied when another case or inputs object asks;
+    call with :data:`_STATS_LOCK` held)."""
+    from normconf.explain.refcache import _case_key
+
+    ck = _case_key(case)
+    cur = _STATS["owner"]
+    if cur is None or cur[0] != ck or cur[1] is not inputs:
+        _STATS["owner"], _STATS["answers"] = (ck, inputs), {}
+    return _STATS["answers"]
 
 
 def _batch_stats(case, inputs, sem: Semantics, k: int):
     """Per-channel (mean, var used for the running update) of step ``k`` under ``sem`` (memoized per case:
     the momentum solve of step ``k`` needs every step up to ``k``); read-only."""
-    from normconf.explain.refcache import _case_key
-
-    ck = _case_key(case)
     with _STATS_LOCK:
-        cur = _STATS["owner"]
-        if cur is None or cur[0] != ck or cur[1] is not inputs:
-            _STATS["owner"], _STATS["answers"] = (ck, inputs), {}
-        answers = _STATS["answers"]
+        answers = _answers_for(case, inputs)
         hit = answers.get((sem, k))
     if hit is None:
         hit = answers[(sem, k)] = _batch_stats_of(case, inputs, sem, k)
@@ -261,14 +268,8 @@ def _grid_state(case, inputs, key: tuple, steps: int, run: Callable[[tuple[int, 
     kept for ``key`` (semantics, output, the channels solved; for the fine grid also its coarse cell) at or
     before ``steps`` (the momentum solve of step k+1 needs the grid's state after step k, which the solve of
     step k computed); kept with the batch statistics of the case (:func:`_batch_stats`)."""
-    from normconf.explain.refcache import _case_key
-
-    ck = _case_key(case)
     with _STATS_LOCK:
-        cur = _STATS["owner"]
-        if cur is None or cur[0] != ck or cur[1] is not inputs:
-            _STATS["owner"], _STATS["answers"] = (ck, inputs), {}
-        answers = _STATS["answers"]
+        answers = _answers_for(case, inputs)
         kept = answers.get(("grid", *key))
     start = kept if kept is not None and kept[0] <= steps else None
     r = run(start)
