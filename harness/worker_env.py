@@ -105,7 +105,9 @@ def worker_groups(adapters: Mapping[str, Any]) -> dict[str, tuple[str, dict[str,
     ``adapters`` (by backend id).
 
     Adapters that name one ``worker`` share a process, whose environment is the union of their
-    ``worker_env`` (a variable one of them sets is set for all: each reads only its own).  Where two of
+    ``worker_env``: a variable one of them sets is set for all, so adapters that name one worker must not
+    depend on each other's variables (the built-in ones read none of them:
+    harness/adapters/keras_backends.py, tf_keras_backends.py say why).  Where two of
     them set one variable to different values they cannot share one: the later ones, in backend-id
     order, go to a second process (``worker#2``), and so on, so that no adapter ever runs under another's
     value of a variable it sets itself.  Decided from every adapter the runner knows, not from the
