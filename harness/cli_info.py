@@ -41,6 +41,9 @@ def cmd_backends(args: argparse.Namespace) -> int:
         adapters = all_adapters(tuple(args.adapter or ()), tuple(args.native or ()))
         backends = _select_backends(adapters, wanted)
         info = {b: static_info(adapters[b]) for b in backends}
+    from normconf.worker_env import worker_groups
+
+    groups = worker_groups(adapters)  # the process each backend runs in (a split group: worker#2)
     records = []
     for b in backends:
         cls = adapters[b]
@@ -49,7 +52,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
             {
                 "backend": b,
                 "framework": cls.framework,
-                "worker": cls.worker,
+                "worker": groups[b][0] if b in groups else cls.worker,
                 "ops": list(getattr(cls, "ops", ("batch_norm",))),
                 "available": available,
                 "version": version,

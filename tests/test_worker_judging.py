@@ -160,6 +160,10 @@ def test_backends_of_one_worker_share_its_process_under_the_joined_environment()
     assert a["NC_TEST_A"] == b["NC_TEST_A"] == "1" and a["NC_TEST_B"] == b["NC_TEST_B"] == "2"
     assert a["NC_TEST_SHARED"] == b["NC_TEST_SHARED"] == "a" and c["NC_TEST_SHARED"] == "c"
     assert c["NC_TEST_A"] == "-" and c["NC_TEST_B"] == "-"
+    # `normconf backends` names the process each one runs in
+    p = run_cli("backends", "--adapter", ADAPTERS, "-b", "env-*", "--json")
+    listed = {r["backend"]: r["worker"] for r in json.loads(p.stdout)["backends"]}
+    assert listed == {"env-a": "env", "env-b": "env", "env-c": "env#2"}, p.stderr
 
 
 def _mmapped_in_a_fresh_process(tunables: str) -> str:
