@@ -12,7 +12,10 @@ Contract:
 * ``worker``: name of the worker-process group it runs in.  Adapters of one
   group share a process (and its imports); different groups never share one,
   so frameworks that fight each other stay apart.  ``worker_env`` is applied
-  to that process before anything is imported (e.g. ``KERAS_BACKEND``).
+  to that process before anything is imported (e.g. ``KERAS_BACKEND``): the
+  group's adapters' variables joined, so adapters of one group must not depend
+  on each other's; two that set one variable differently run in two processes
+  (:func:`normconf.worker_env.worker_groups`).
 * ``available()``: ``None`` when usable, else the reason (e.g. "install torch").
   Must import lazily: importing an adapter module never imports its framework.
 * ``version()``: the framework's version string.
