@@ -31,6 +31,10 @@ BUDGET_MULTIPLE = 4
 BUDGET_FLOOR = 192 << 20
 
 
+#: what a reference raises for a semantics it cannot run (the cache then answers None for it)
+_REFUSED = (ValueError, ZeroDivisionError, FloatingPointError, OverflowError)
+
+
 def input_bytes(inputs) -> int:
     """Bytes of ``inputs``' arrays: ``x`` over every step, then the per-channel parameters (0 if none)."""
     total = 0
@@ -114,7 +118,7 @@ class ReferenceCache:
         try:
             with np.errstate(all="ignore"):
                 out = reference_outputs(case, inputs, sem, statistics_only=stats_only, outputs=need)
-        except (ValueError, ZeroDivisionError, FloatingPointError, OverflowError):
+        except _REFUSED:
             self._store(key, inputs, {"__error__": [np.zeros(0)]}, case)
             return None
         result = out.get(output)
@@ -154,7 +158,7 @@ class ReferenceCache:
         try:
             with np.errstate(all="ignore"):
                 out = reference_outputs(case, head, sem, statistics_only=stats_only, outputs=frozenset({output}))
-        except (ValueError, ZeroDivisionError, FloatingPointError, OverflowError):
+        except _REFUSED:
             return None
         return out.get(output)
 
@@ -272,7 +276,7 @@ class ReferenceCache:
         try:
             with np.errstate(all="ignore"):
                 return direct(case, inputs, frozenset({output, *self._small(case)}), sem).get(output)
-        except (ValueError, ZeroDivisionError, FloatingPointError, OverflowError):
+        except _REFUSED:
             return _FAILED
 
     def statistics(self, case, inputs, sem: Semantics) -> dict | None:
@@ -291,7 +295,7 @@ class ReferenceCache:
         try:
             with np.errstate(all="ignore"):
                 value = reference_outputs(case, inputs, sem, statistics_only=True)
-        except (ValueError, ZeroDivisionError, FloatingPointError, OverflowError):
+        except _REFUSED:
             self._store(key, inputs, {"__error__": [np.zeros(0)]}, case)
             return None
         self._store(key, inputs, value, case)
