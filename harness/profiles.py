@@ -119,6 +119,19 @@ class Convention:
     def label(self) -> str:
         return f"{self.knob}={self.value}"
 
+    @property
+    def scope(self) -> str:
+        """Where a working-precision entry applies, ``float64 cases; running_mean, running_var; eval``
+        (``""``: everywhere)."""
+        parts = []
+        if self.applies_to:
+            parts.append(", ".join(self.applies_to) + " cases")
+        if self.outputs:
+            parts.append(", ".join(self.outputs))
+        if self.modes:
+            parts.append(", ".join(self.modes))
+        return "; ".join(parts)
+
 
 def convention(knob: str, value: str, reason: str, evidence: str, op: str = "batch_norm", **kw: Any) -> Convention:
     return Convention(knob, value, reason, evidence, op=op, **{k: tuple(v) for k, v in kw.items()})
@@ -200,9 +213,14 @@ class Profile:
         return None
 
     def describe(self) -> str:
-        """``knob=value, …`` per op, ops in declaration order: ``batch_norm: …; layer_norm: …``."""
+        """``knob=value, …`` per op, ops in declaration order: ``batch_norm: …; layer_norm: …``; an entry with a
+        scope names it, ``working_precision=float32 (float64 cases; y; eval)``."""
+
+        def one(e: Convention) -> str:
+            return f"{e.label} ({e.scope})" if e.scope else e.label
+
         ops = list(dict.fromkeys(e.op for e in self.entries))
-        parts = [f"{op}: " + ", ".join(e.label for e in self.for_op(op)) for op in ops]
+        parts = [f"{op}: " + ", ".join(one(e) for e in self.for_op(op)) for op in ops]
         return "; ".join(parts) or "the case's conventions"
 
 

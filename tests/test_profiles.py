@@ -306,3 +306,16 @@ def test_describe_groups_the_entries_by_op():
         text == "batch_norm: normalize_variance=biased, running_variance=biased; layer_norm: normalize_variance=biased"
     )
     assert profile_of(type(get_adapter("numpy"))).describe() == "the case's conventions"
+
+
+def test_describe_names_the_scope_of_a_precision_entry():
+    """flax-nnx declares float32 precision twice, for different outputs and modes: `normconf backends` tells
+    the two apart instead of printing one label twice."""
+    from normconf.adapters import get_adapter
+
+    text = profile_of(type(get_adapter("flax-nnx"))).describe()
+    assert (
+        "working_precision=float32 (float64 cases; running_mean, running_var, eval_y), "
+        "working_precision=float32 (float64 cases; y; eval)"
+    ) in text
+    assert "normalize_variance=biased, running_variance=biased" in text
