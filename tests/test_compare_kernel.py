@@ -580,6 +580,31 @@ def test_the_float32_screen_never_skips_an_element_that_changes_a_result(tol):
 
 
 @needs_lib
+@pytest.mark.skipif(
+    kernels.library() is not None and _screen_fn()(None, None, 0, 0.0, 1e-6, 0, 0, 0, 0) < 0,
+    reason="the float32 screen needs AVX2",
+)
+def test_the_float32_screen_stops_at_the_first_flagged_vector():
+    """The screen tests two vectors of 8 at a time and one more at the end: whatever the number of vectors
+    (its entry point takes whole ones; the pass's partial last vector is the pass's, tested through the
+    kernel above) and wherever the one element that matters is, it returns the start of that element's
+    vector of 8 (the first, if two matter), and with none all n."""
+    tol = default_tolerance("float32")
+    maxima = (1.0, 1.0, 1.0, 1.0)  # quiet elements (o == e == 1) raise none of them
+    for n in range(0, 97, 8):
+        o, e = np.ones(n, np.float32), np.ones(n, np.float32)
+        assert _screened(o, e, tol, maxima) == n, n
+        for p in range(n):
+            bad = o.copy()
+            bad[p] = 3.0  # far beyond the tolerance
+            want = 8 * (p // 8)
+            assert _screened(bad, e, tol, maxima) == want, (n, p)
+            if p + 9 < n:
+                bad[p + 9] = 3.0  # a second one later changes nothing
+                assert _screened(bad, e, tol, maxima) == want, (n, p)
+
+
+@needs_lib
 @settings(max_examples=150, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(
     exp=hnp.arrays(np.float32, st.integers(8, 70), elements=st.floats(width=32, allow_nan=True, allow_infinity=True)),

@@ -310,13 +310,21 @@ static inline __attribute__((always_inline)) NC_TARGET void NC(finite)(
 }
 
 #if defined(__x86_64__) && W == 4
-/* The largest float32 number <= x (x >= 0, not NaN; FLT_MAX for x beyond it): rounded down. */
+/* The largest float32 number <= x (x >= 0, not NaN; FLT_MAX for x beyond it): rounded down.  Where the
+ * nearest float32 f is above x, f > 0 and finite, and the float32 number below it is f's bit pattern
+ * minus one (nextafterf(f, 0), without libm's call: this runs for every chunk of the screen). */
 static inline float nc_down32(double x) {
     if (!(x <= (double)__FLT_MAX__)) {
         return __FLT_MAX__;
     }
     float f = (float)x;
-    return (double)f > x ? __builtin_nextafterf(f, 0.0f) : f;
+    if ((double)f > x) {
+        uint32_t b;
+        memcpy(&b, &f, sizeof b);
+        b -= 1;
+        memcpy(&f, &b, sizeof f);
+    }
+    return f;
 }
 
 static inline NC_TARGET double NC(hmax)(VD v) {
@@ -357,21 +365,35 @@ static inline __attribute__((always_inline)) NC_TARGET int64_t NC(screen8)(const
     const __m256 fu8 = _mm256_set1_ps(fu < 0x1p-30 ? 0.0f : nc_down32(fu * margin) * 0x1p-23f);
     const float* o = (const float*)obs;
     const float* x = (const float*)e;
+/* f: the flags of the 8 elements at j (some lane might change a result) */
+#define NC_SCREEN_FLAG(f, j)                                                                                   \
+    __m256 f;                                                                                                  \
+    {                                                                                                          \
+        __m256 vo = _mm256_loadu_ps(o + (j)), ve = _mm256_loadu_ps(x + (j));                                   \
+        __m256 ae = _mm256_and_ps(ve, absm);                                                                   \
+        __m256 d = _mm256_and_ps(_mm256_sub_ps(vo, ve), absm);                                                 \
+        __m256 lim = _mm256_add_ps(a8, _mm256_mul_ps(r8, ae));                                                 \
+        __m256 t = _mm256_min_ps(_mm256_mul_ps(lim, c8), _mm256_mul_ps(fr8, ae));                              \
+        t = _mm256_min_ps(t, _mm256_mul_ps(fs8, lim));                                                         \
+        t = _mm256_min_ps(t, _mm256_mul_ps(fu8, _mm256_and_ps(ae, expm)));                                     \
+        t = _mm256_max_ps(_mm256_min_ps(t, fa8), lo8);                                                         \
+        f = _mm256_or_ps(_mm256_cmp_ps(d, t, _CMP_NLT_UQ), _mm256_cmp_ps(ae, small8, _CMP_LT_OQ));             \
+    }
     int64_t i = 0;
-    for (; i + 8 <= nv; i += 8) {
-        __m256 vo = _mm256_loadu_ps(o + i), ve = _mm256_loadu_ps(x + i);
-        __m256 ae = _mm256_and_ps(ve, absm);
-        __m256 d = _mm256_and_ps(_mm256_sub_ps(vo, ve), absm);
-        __m256 lim = _mm256_add_ps(a8, _mm256_mul_ps(r8, ae));
-        __m256 t = _mm256_min_ps(_mm256_mul_ps(lim, c8), _mm256_mul_ps(fr8, ae));
-        t = _mm256_min_ps(t, _mm256_mul_ps(fs8, lim));
-        t = _mm256_min_ps(t, _mm256_mul_ps(fu8, _mm256_and_ps(ae, expm)));
-        t = _mm256_max_ps(_mm256_min_ps(t, fa8), lo8);
-        __m256 flag = _mm256_or_ps(_mm256_cmp_ps(d, t, _CMP_NLT_UQ), _mm256_cmp_ps(ae, small8, _CMP_LT_OQ));
-        if (_mm256_movemask_ps(flag)) {
-            break;
+    for (; i + 16 <= nv; i += 16) { /* two vectors per test of the flags; the first flagged one is returned */
+        NC_SCREEN_FLAG(f0, i)
+        NC_SCREEN_FLAG(f1, i + 8)
+        if (_mm256_movemask_ps(_mm256_or_ps(f0, f1))) {
+            return _mm256_movemask_ps(f0) ? i : i + 8;
         }
     }
+    if (i + 8 <= nv) {
+        NC_SCREEN_FLAG(f0, i)
+        if (!_mm256_movemask_ps(f0)) {
+            i += 8;
+        }
+    }
+#undef NC_SCREEN_FLAG
     return i;
 }
 
