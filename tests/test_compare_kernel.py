@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import itertools
 import math
 import struct
 
@@ -302,6 +303,23 @@ def test_non_finite_on_either_side(dtype, monkeypatch):
     assert c.close and c.max_abs_err == 0.0
     c = check(np.array([np.nan, 1.0], NP_DTYPE[dtype]), np.array([1.0, np.nan]), None, dtype, monkeypatch)
     assert c.mismatched == 2 and c.max_abs_err == 0.0
+
+
+@needs_lib
+@pytest.mark.parametrize("lead", [1, 8, 1024, 1030, 2048])
+def test_the_screen_between_chunks_after_a_non_finite_start(lead, monkeypatch):
+    """float32 values whose first ``lead`` elements are NaN or inf on one side (a NaN or inf score is the worst
+    found, and no finite element came first), then quiet ones: the kernel's screen between chunks skips the
+    quiet rest, which must still count as finite elements (their metrics are taken) and never become the worst."""
+    for n, bad in itertools.product((lead + 5 * 1024, lead + 5 * 1024 + 13), (np.nan, np.inf)):
+        e = np.linspace(1.0, 2.0, n).astype(np.float32)  # lead + 5 * 1024: the screen skips to the very end
+        o = e.copy()
+        o[:lead] = bad
+        c = check(o, e.astype(np.float64), None, "float32", monkeypatch)  # the metrics' any_finite among them
+        assert c.worst_index == (0,) and c.max_abs_err == 0 and c.mismatched == lead, (n, bad)
+        o[lead + 3000] = np.nextafter(o[lead + 3000], np.float32(3))  # one finite error among the quiet
+        c = check(o, e.astype(np.float64), None, "float32", monkeypatch)
+        assert c.worst_index == (0,) and c.max_abs_err > 0 and c.mismatched == lead, (n, bad)
 
 
 @needs_lib
