@@ -423,6 +423,7 @@ def batch_norm_reference(
     statistics_only: bool = False,
     with_x_hat: bool = True,
     y_round: np.dtype[Any] | None = None,
+    with_eval_y: bool = False,
 ) -> dict[str, list[np.ndarray]]:
     """Run BatchNorm over ``x_steps`` (one batch per step) and return every output
     (``with_x_hat=False``: every output but ``x_hat``, which is then never materialized).
@@ -437,7 +438,11 @@ def batch_norm_reference(
     ``norm_var``, the per-channel statistics each step normalizes with (both modes),
     so that a caller can normalize a few elements exactly as :func:`normalize`
     would (the explanation engine's cheap paths), and ``inv_std`` (the same bits as
-    the full run's: both come from :func:`_inv_std`).
+    the full run's: both come from :func:`_inv_std`).  ``with_eval_y`` (train mode with
+    ``eval_after``): the statistics-only run also returns ``eval_y``, the one
+    normalization of the last batch with the final running statistics; the same
+    bits as the full run's (the running statistics never depend on a step's
+    normalization), without normalizing every step.
     """
     sem = semantics
     in_dt = input_dtype if isinstance(input_dtype, np.dtype) else _np_dtype(str(input_dtype))
@@ -519,7 +524,7 @@ def batch_norm_reference(
             put("inv_std", inv_std)
             if x_hat is not None:
                 put("x_hat", x_hat)
-    if eval_after and mode == "train" and not statistics_only:
+    if eval_after and mode == "train" and (with_eval_y or not statistics_only):
         y, _, _ = normalize(
             x_steps[-1], rm, rv, gamma, beta, eps_v, channel_axis, sem, in_dt, with_x_hat=False, y_round=y_round
         )

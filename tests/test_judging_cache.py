@@ -356,8 +356,40 @@ def test_a_prefix_run_gives_the_first_steps_bit_for_bit_and_is_not_kept(changes)
     eval_y = cache.prefix(case, inputs, sem, "eval_y", 1)
     assert _same(eval_y[0], full.get(case, inputs, sem, "eval_y")[0]) and cache._d
     held = cache.computed
+    rv = full.get(case, inputs, sem, "running_var")
+    assert all(_same(a, b) for a, b in zip(cache.prefix(case, inputs, sem, "running_var", 2), rv))
+    assert cache.computed == held  # a kept entry answers (eval_y's: the statistics-only run, no step's y)
     assert all(_same(a, b) for a, b in zip(cache.prefix(case, inputs, sem, "y", 2), full.get(case, inputs, sem, "y")))
-    assert cache.computed == held  # a kept entry answers
+    assert cache.computed == held + 1
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [*_PREFIX_SEMANTICS, {"normalize_variance": "unbiased"}, {"eps_placement": "outside_sqrt"}],
+    ids=lambda c: ",".join(c) or "case",
+)
+def test_eval_y_of_an_alternative_normalizes_no_training_step(changes, monkeypatch):
+    """An alternative's ``eval_y`` (the search reads it of every single alternative when eval_y mismatches)
+    comes from the statistics-only run plus the one normalization at the end: bit for bit the full run's,
+    and no training step's ``y`` is computed for it; the entry's ``y`` is then a full run's, as before."""
+    import normconf.references.batchnorm as rb
+
+    case = _case(steps=4)
+    inputs = generate(case)
+    sem = case.semantics.replace(**changes)
+    want = reference_outputs(case, inputs, sem)
+    calls = []
+    real = rb.normalize
+    monkeypatch.setattr(rb, "normalize", lambda x, *a, **k: calls.append(x) or real(x, *a, **k))
+    cache = refcache.ReferenceCache()
+    got = cache.get(case, inputs, sem, "eval_y")
+    assert len(got) == 1 and _same(got[0], want["eval_y"][0])
+    assert len(calls) == 1 and calls[0] is inputs.x[-1]  # the last batch, once
+    for name in ("running_mean", "running_var", "batch_var"):  # the statistics it ran are kept, the same bits
+        assert all(_same(a, b) for a, b in zip(cache.get(case, inputs, sem, name), want[name])), name
+    assert len(calls) == 1 and cache.computed == 1
+    y = cache.get(case, inputs, sem, "y")
+    assert all(_same(a, b) for a, b in zip(y, want["y"])) and len(calls) == 1 + case.steps + 1
 
 
 def test_the_momentum_solve_continues_its_grid_bit_for_bit():

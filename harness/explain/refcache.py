@@ -110,11 +110,15 @@ class ReferenceCache:
         self.computed += 1
         from normconf.ops import spec_for
 
-        stats_only = output in spec_for(case).statistics_outputs(case)  # no normalization pass
+        stats_only = output in spec_for(case).statistics_outputs(case)  # no normalization pass per step
         # every output when the full-size ones can be kept (a later get of another one is a hit); else only
         # ``output`` and the per-channel ones (a stage output such as x_hat is then never written: 2x a
-        # float32 input's bytes less at the search's peak)
-        need = None if self._keeps_full_size(case, inputs) else frozenset({output, *self._small(case)})
+        # float32 input's bytes less at the search's peak).  A statistics-only run names its output (BatchNorm's
+        # eval_y is computed there only when asked for: the search reads it of ~10 alternatives per step of a
+        # multi-step case, whose every step's y would otherwise be normalized for it)
+        need = (
+            None if self._keeps_full_size(case, inputs) and not stats_only else frozenset({output, *self._small(case)})
+        )
         try:
             with np.errstate(all="ignore"):
                 out = reference_outputs(case, inputs, sem, statistics_only=stats_only, outputs=need)

@@ -102,8 +102,9 @@ class OpSpec:
     #: compact=True)`` but computed without a full-size float64 intermediate (BatchNorm: y rounded a block
     #: at a time); ``None``: the oracle rounds the reference's outputs
     compact_expected: Callable[..., ReferenceOutputs] | None = None
-    #: case → the outputs the reference's ``statistics_only`` path computes (no normalization pass: what the
-    #: explanation cache asks of it for those outputs); default: the per-group outputs
+    #: case → the outputs the reference's ``statistics_only`` path computes (no normalization pass per step: what
+    #: the explanation cache asks of it for those outputs; an output outside the per-group ones is computed only
+    #: when ``outputs`` names it, e.g. BatchNorm's ``eval_y``); default: the per-group outputs
     statistics_outputs: Callable[[Any], frozenset[str]] = _NO_STATISTICS
     #: optional (case, inputs, semantics, output, statistics) → one array-like per step of ``output`` under
     #: ``semantics`` that computes the elements a reader asks for (``statistics(case, inputs, semantics)``:

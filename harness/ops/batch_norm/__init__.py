@@ -62,6 +62,7 @@ def _reference(
         statistics_only=statistics_only,
         with_x_hat=outputs is None or "x_hat" in outputs,
         y_round=y_round,
+        with_eval_y=outputs is not None and "eval_y" in outputs,
     )
 
 
@@ -87,10 +88,13 @@ def _compact_expected(
 
 def _statistics_outputs(case: Case) -> frozenset[str]:
     """What the statistics-only reference computes: the batch and running statistics of a training step (in
-    inference they are the inputs' running statistics, which the full run reports), and ``inv_std``."""
+    inference they are the inputs' running statistics, which the full run reports), and ``inv_std``; and,
+    asked for it, ``eval_y`` after training (one normalization at the end: no step's ``y`` is needed for it)."""
     from normconf.references.batchnorm import STATISTICS
 
-    return frozenset((*STATISTICS, "inv_std") if case.mode == "train" else ("inv_std",))
+    if case.mode != "train":
+        return frozenset(("inv_std",))
+    return frozenset((*STATISTICS, "inv_std", *(("eval_y",) if case.eval_after else ())))
 
 
 def _deferred_output(*args: Any) -> list[Any] | None:
