@@ -642,6 +642,59 @@ def test_hypothesis_float32_values_through_the_screen(exp, data, tol):
 
 
 @needs_lib
+def test_the_screen_between_chunks_flags_an_element_that_raises_only_the_score(monkeypatch):
+    """The running maxima come from different elements: A (abs and score), B (rel and ULP error), both in the
+    first chunk; D, chunks later, raises the score alone (its abs, rel and ULP error stay below theirs).  The
+    screen between chunks must flag D by the score's maximum, the best score so far: D is the worst element."""
+    n = 8 * 1024
+    e = np.ones(n, np.float32)
+    o = e.copy()  # quiet: exact
+    e[10], o[10] = 1000.0, np.float32(1000.0) + np.float32(1e-3)  # A: abs 1e-3, ULP error 16, score 0.76
+    e[20], o[20] = np.float32(1e-3), np.float32(1e-3) + np.float32(1e-8)  # B: rel 1e-5, ULP error 86
+    d = 5 * 1024 + 3
+    o[d] = np.float32(1.0) + np.float32(9e-6)  # D: abs 9e-6, rel 9e-6, ULP error 75, score 0.80
+    c = check(o, e.astype(np.float64), None, "float32", monkeypatch)
+    assert c.close and c.worst_observed == float(o[d])  # a passing output names its worst value, not its index
+
+
+@needs_lib
+@settings(max_examples=60, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(
+    n=st.integers(1000, 9000),
+    spots=st.lists(
+        st.tuples(
+            st.floats(0, 1, exclude_max=True),
+            st.sampled_from([-3, -1, 1, 2, 5, 40, 10**6]),  # float32 steps off the expected value
+            st.sampled_from(["steps", "nan", "inf", "zero_e", "tiny_e"]),
+        ),
+        max_size=12,
+    ),
+    tol=st.sampled_from(SCREEN_TOLERANCES),
+    seed=st.integers(0, 2**16),
+)
+def test_hypothesis_long_float32_outputs_across_chunks(n, spots, tol, seed):
+    """Outputs of several 1024-element chunks, quiet but for a few elements anywhere (off by some float32
+    steps, non-finite, or against a zero or tiny expected value): the screen inside a chunk and between
+    chunks (once a worst element is known) give the NumPy twin's counts, maxima and first worst element."""
+    rng = np.random.default_rng(seed)
+    exp = rng.standard_normal(n).astype(np.float32)
+    obs = (exp.astype(np.float64) + rng.integers(-1, 2, n) * np.spacing(np.abs(exp))).astype(np.float32)
+    for where, steps, kind in spots:
+        i = int(where * n)
+        if kind == "nan":
+            obs[i] = np.nan
+        elif kind == "inf":
+            obs[i] = np.inf
+        elif kind in ("zero_e", "tiny_e"):
+            exp[i] = 0.0 if kind == "zero_e" else np.float32(2.0**-62)
+            obs[i] = np.float32(steps * 1e-7)
+        else:
+            obs[i] = np.float32(exp[i] + steps * np.spacing(np.abs(exp[i])))
+    with pytest.MonkeyPatch.context() as mp:
+        check(obs, exp.astype(np.float64), tol, "float32", mp)
+
+
+@needs_lib
 @settings(max_examples=120, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(
     dtype=st.sampled_from(DTYPES),
