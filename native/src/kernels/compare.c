@@ -135,6 +135,14 @@ static double one(double o, double e, double rtol, double atol, int64_t nmant, d
     return d / lim;
 }
 
+/* Whether the float32 screen (NC(screen8)) may run: float32 observed and expected values of a float32
+ * output, tolerances inside the range its proof covers (atol in [2**-60, 1], rtol in [0, 1]); inside a
+ * chunk (NC(chunk), whose fast pass it serves) and between chunks (NC(run)). */
+static inline int nc_screens(int kind, int ekind, int64_t nmant, double tiny, double rtol, double atol) {
+    return kind == NC_F32 && ekind == NC_F32 && nmant == 23 && tiny == 0x1p-126 && atol >= 0x1p-60 && atol <= 1.0 &&
+           rtol >= 0 && rtol <= 1.0;
+}
+
 #define NC_TEMPLATE
 #if NC_AVX2
 #define W 4
@@ -485,8 +493,7 @@ static inline __attribute__((always_inline)) NC_TARGET int NC(chunk)(
         }                                                                                                        \
     } while (0)
 #if defined(__x86_64__) && W == 4
-        if (kind == NC_F32 && ekind == NC_F32 && nmant == 23 && tiny == 0x1p-126 && atol >= 0x1p-60 && atol <= 1.0 &&
-            rtol <= 1.0 && nv >= 8) {
+        if (nc_screens(kind, ekind, nmant, tiny, rtol, atol) && nv >= 8) {
             i = NC(screen8)(obs, e, nv, rtol, atol, fabs_, frel, fulp, fvm); /* elements [0, i) need no step */
             /* ... but a flagged vector of 8 does: the screen returns at the first one (see screen8) */
             while (i < nv) {
@@ -596,9 +603,7 @@ NC_TARGET static int NC(run)(
     int have = 0, takes = 0;
     const int64_t isz = kind == NC_F64 ? 8 : kind == NC_F32 ? 4 : 2, esz = ekind == NC_F64 ? 8 : 4;
 #if defined(__x86_64__) && W == 4
-    /* the float32 screen's conditions (those of NC(chunk)'s fast pass and of its screen) */
-    const int screens = kind == NC_F32 && ekind == NC_F32 && nmant == 23 && tiny == 0x1p-126 && atol >= 0x1p-60 &&
-                        atol <= 1.0 && rtol >= 0 && rtol <= 1.0;
+    const int screens = nc_screens(kind, ekind, nmant, tiny, rtol, atol);
 #endif
     for (int64_t s0 = 0; s0 < n;) {
 #if defined(__x86_64__) && W == 4
