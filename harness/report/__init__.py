@@ -313,11 +313,19 @@ def write_reports(df: "pd.DataFrame", meta: dict[str, Any], out_dir: str | Path,
     except OSError as e:
         raise ReportWriteError(out, e) from e
     html_error: Exception | None = None
-    try:
+
+    def write_data() -> None:
         write_csv(df, stage / "results.csv")
         _pause("stage")
         write_json(df, stage / "results.json", meta)
         _pause("stage")
+
+    from normconf.report import forked
+
+    child = forked.start(write_data, "results.csv and results.json") if html else None
+    try:
+        if child is None:
+            write_data()
         if html:
             from normconf.report.html import write_html
 
@@ -329,6 +337,8 @@ def write_reports(df: "pd.DataFrame", meta: dict[str, Any], out_dir: str | Path,
                 html_error = e
             else:
                 _pause("stage")
+        if child is not None:
+            child.join()  # reaped even where it raises (then _discard has nothing to end)
         names = [n for n in SET_FILES if (stage / n).exists()]
         files = {}
         for name in names:
@@ -342,10 +352,10 @@ def write_reports(df: "pd.DataFrame", meta: dict[str, Any], out_dir: str | Path,
         }
         atomic_write_text(stage / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")  # the commit
     except OSError as e:
-        shutil.rmtree(stage, ignore_errors=True)
+        _discard(stage, child)
         raise ReportWriteError(out, e) from e
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        _discard(stage, child)
         raise
     try:
         _swap(out, stage, manifest)
@@ -357,6 +367,13 @@ def write_reports(df: "pd.DataFrame", meta: dict[str, Any], out_dir: str | Path,
     if html_error is not None:
         raise html_error
     return [out / n for n in names]
+
+
+def _discard(stage: Path, child) -> None:
+    """Remove a staging folder that will not be committed, after ending the child still writing into it."""
+    if child is not None:
+        child.kill()
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------
