@@ -1,9 +1,10 @@
 """One function run in a forked child process, its ``OSError`` handed back to the parent.
 
 :func:`normconf.report.write_reports` writes results.csv and results.json this way while it renders
-index.html itself: the three take ≈ 0.5, 0.3 and 1.1 s of one core for the BatchNorm library, and the
+index.html itself: the three take ≈ 0.4, 0.3 and 1.1 s of one core for the BatchNorm library, and the
 run's other core is idle by then (docs/performance.md, "The reports on two cores").  Same bytes either
-way: the child writes from the parent's own DataFrame (a copy-on-write snapshot), with the same code.
+way: the child writes from the parent's own DataFrame (a copy-on-write snapshot: only the pages it
+writes to, Python objects whose reference counts change, are copied), with the same code.
 
 Conventions:
 
@@ -43,9 +44,9 @@ class Child:
 
     def join(self) -> None:
         """Wait for the child; raise what it raised (module docstring); return if it succeeded."""
-        with os.fdopen(self._fd, "rb") as pipe:
+        fd, self._fd = self._fd, -1  # the file object owns (and closes) it from here on
+        with os.fdopen(fd, "rb") as pipe:
             report = pipe.read()
-        self._fd = -1
         self._reap()
         code = os.waitstatus_to_exitcode(self._status)
         if code == 0:
@@ -53,7 +54,10 @@ class Child:
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
             raise OSError(errno.EIO, f"the process writing {self.what} was ended by {name}")
-        info = json.loads(report.decode("utf-8")) if report else {}
+        try:
+            info = json.loads(report.decode("utf-8")) if report else {}
+        except ValueError:  # cut short: the child ended while writing it
+            info = {}
         if "errno" in info:
             raise OSError(info["errno"], info["strerror"], *([info["filename"]] if info.get("filename") else []))
         raise RuntimeError(f"writing {self.what} failed in its process (exit {code}):\n{info.get('traceback', '')}")
