@@ -47,7 +47,11 @@ LINEAR_RANGE = (1e6, 1e8)
 
 
 def _reps(n: int, repeat: int) -> int:
-    return repeat if n <= 1e6 else min(repeat, 3) if n <= 1e7 else min(repeat, 2)
+    """Timed warm runs at ``n`` elements: ``repeat`` up to 1e6, above it 3 (``repeat`` if fewer; a 1e8
+    pair takes ~0.5 s).  Not 2: the median of two is their mean, which one slow run sets (one of six
+    warm 1e8 runs on numpy took 1.46 s against 0.52-0.60 s here, 2026-12-07, with the same page
+    faults and twice the user and system time: docs/performance.md, runs S and T)."""
+    return repeat if n <= 1e6 else min(repeat, 3)
 
 
 def _x(v: int | None, nbytes: int) -> float | None:

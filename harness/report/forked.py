@@ -11,6 +11,11 @@ Conventions:
 * :func:`start` forks only where that is safe: ``os.fork`` exists and no other Python thread is alive
   (a thread holding a lock at the fork would leave it held in the child).  Otherwise, or with
   ``NORMCONF_REPORT_PROCESSES=1``, it returns ``None`` and the caller runs the function itself.
+  :func:`fork` forks unchecked.  Native threads are not counted: when ``normconf run`` writes, the
+  only one is NumPy's OpenBLAS pool (two threads in ``/proc/self/task``: the main one and one OpenBLAS
+  worker on this 2-core machine), which OpenBLAS itself parks across a fork (its ``pthread_atfork``
+  handler: one thread left right after ``os.fork``), and the child runs no BLAS, OpenMP or framework
+  code; glibc resets its malloc and stdio locks in the child, CPython its own.
 * The child dies with its parent (``PR_SET_PDEATHSIG`` on Linux), keeps the parent's signal handlers
   (under ``normconf run``'s deferred signals a Ctrl-C waits for the set, in both), never runs the
   parent's exit handlers or flushes its buffers (``os._exit``), and never returns into the caller's
@@ -29,6 +34,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from typing import Callable
 
 #: ``NORMCONF_REPORT_PROCESSES=1``: write every report file in this process (no child)
@@ -84,6 +90,11 @@ def start(fn: Callable[[], None], what: str) -> Child | None:
     process should call ``fn`` itself (module docstring)."""
     if not hasattr(os, "fork") or os.environ.get(PROCESSES_ENV) == "1" or threading.active_count() > 1:
         return None
+    return fork(fn, what)
+
+
+def fork(fn: Callable[[], None], what: str) -> Child:
+    """``fn()`` in a forked child, unchecked: the caller knows that forking this process is safe."""
     for stream in (sys.stdout, sys.stderr):  # nothing buffered twice (the child never flushes)
         try:
             stream.flush()
@@ -91,7 +102,10 @@ def start(fn: Callable[[], None], what: str) -> Child | None:
             pass
     parent = os.getpid()
     r, w = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns of any second OS thread at a fork; here that is the OpenBLAS pool (above)
+        warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+        pid = os.fork()
     if pid:
         os.close(w)
         return Child(pid, r, what)
