@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, Valid
 from normconf.case_errors import _short_repr
 from normconf.case_limits import FLOAT64_MAX, MAX_INT64, bytes_per_element, physical_memory
 from normconf.references.batchnorm import OUTPUT_NAMES as _BN_OUTPUTS
-from normconf.semantics import Semantics
+from normconf.semantics import Semantics, interned
 
 #: outcomes a result can have (``explained`` is added by the explanation engine)
 OUTCOMES = ("pass", "explained", "mismatch", "unsupported", "error")
@@ -338,7 +338,7 @@ class Case(CaseBase):
     @property
     def semantics(self) -> Semantics:
         """The conventions this case asks for."""
-        return Semantics(normalize_variance=self.normalize_variance, running_variance=self.running_variance)
+        return interned(Semantics, normalize_variance=self.normalize_variance, running_variance=self.running_variance)
 
     def output_names(self) -> list[str]:
         """Outputs a complete backend produces for this case."""

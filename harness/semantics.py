@@ -21,9 +21,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 Estimator = Literal["biased", "unbiased"]
+_S = TypeVar("_S")
 
 #: dtype names used across normconf (NumPy spelling; bfloat16 comes from ml_dtypes)
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -135,6 +136,19 @@ class Semantics:
     def label(self, base: "Semantics | None" = None) -> str:
         """Machine-readable ``knob=value[,knob=value]`` relative to ``base`` (default: ONNX)."""
         return _label(self, base or Semantics())
+
+
+def interned(cls: type[_S], **fields: Any) -> _S:
+    """``cls(**fields)``, one shared object per distinct class and field values (a case's ``semantics``:
+    a few values asked for thousands of times in a run).  A shared object keeps its cached hash, and the
+    memoized lookups keyed by it (:meth:`Semantics.replace`, the explanation caches) find it by identity
+    instead of comparing every field; the classes are frozen, so sharing is safe."""
+    return cast(_S, _interned(cast(Any, cls), tuple(sorted((k, type(v).__name__, v) for k, v in fields.items()))))
+
+
+@lru_cache(maxsize=256)
+def _interned(cls: type, fields: tuple[tuple[str, str, Any], ...]) -> Any:
+    return cls(**{k: v for k, _t, v in fields})
 
 
 @lru_cache(maxsize=1024)

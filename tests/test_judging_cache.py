@@ -450,3 +450,28 @@ def test_a_semantics_hash_is_kept_in_its_process_only():
             [sys.executable, "-c", code], input=blob, capture_output=True, env=dict(os.environ, PYTHONHASHSEED=seed)
         )
         assert p.stdout.decode().strip() == "found", p.stderr.decode()
+
+
+def test_a_cases_semantics_is_one_shared_object_per_value():
+    """``case.semantics`` is interned (:func:`normconf.semantics.interned`): equal cases, BatchNorm or
+    LayerNorm, get the one object, equal to the one the constructor makes; different conventions get
+    different objects, and a value of another type (``1`` for ``True``) is another key."""
+    from normconf.ops.layer_norm.case import LayerNormCase
+    from normconf.ops.layer_norm.semantics import LayerNormSemantics
+    from normconf.semantics import Semantics, interned
+
+    mk = case_maker()
+    a, b = mk(running_variance="unbiased"), mk(running_variance="unbiased")
+    assert a is not b and a.semantics is b.semantics
+    assert a.semantics == Semantics(running_variance="unbiased") and a.semantics != mk().semantics
+    assert mk().semantics is mk().semantics and mk().semantics == Semantics()
+
+    def ln(**fields):
+        return LayerNormCase.model_validate({"id": "ln", "op": "layer_norm", "shape": [2, 3, 4], **fields})
+
+    c, d = ln(), ln(rms_scaling=True)
+    assert c.semantics is ln().semantics and c.semantics == LayerNormSemantics()
+    assert d.semantics == LayerNormSemantics(centered=False, scale_statistic="mean_square")
+    assert d.semantics is not c.semantics
+    one = interned(Semantics, channel_axis_swapped=1)
+    assert interned(Semantics, channel_axis_swapped=True) is not one

@@ -118,12 +118,16 @@ class LayerNormCase(CaseBase):
     def semantics(self) -> LayerNormSemantics:
         """The conventions this case asks for."""
         from normconf.ops.layer_norm.semantics import LayerNormSemantics
+        from normconf.semantics import interned
 
         if self.rms_scaling:
-            return LayerNormSemantics(
-                normalize_variance=self.normalize_variance, centered=False, scale_statistic="mean_square"
+            return interned(
+                LayerNormSemantics,
+                normalize_variance=self.normalize_variance,
+                centered=False,
+                scale_statistic="mean_square",
             )
-        return LayerNormSemantics(normalize_variance=self.normalize_variance)
+        return interned(LayerNormSemantics, normalize_variance=self.normalize_variance)
 
     def output_names(self) -> list[str]:
         """Outputs a complete backend produces: y, and the row statistics (no mean under rms scaling)."""
