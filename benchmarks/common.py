@@ -55,20 +55,34 @@ def cpu_now(pids: list[int] | None = None) -> float:
     return time.process_time() + sum(proc_cpu(p) for p in pids or ())
 
 
-def timeit(fn, repeat: int, warmup: int = 1, cpu_of: list[int] | None = None) -> dict:
-    """Wall time of ``fn`` (median of ``repeat``) and CPU time: this process plus the ``cpu_of`` pids."""
+def timeit_side_by_side(fns: dict, repeat: int, warmup: int = 1) -> dict[str, dict]:
+    """Wall time and CPU time (this process plus the ``cpu_of`` pids) of several functions, ``repeat``
+    samples each and their medians, measured in alternating rounds: ``fns`` maps a name to ``fn`` or
+    ``(fn, cpu_of)``; each round runs every function once, the order reversed every other round
+    (A B, B A, ...: each runs first in half the rounds). A change in the machine's speed while they
+    are measured (this VM's moves by the minute) then falls on all of them alike and their ratios
+    compare like with like; measured in two blocks one after the other, a drift between the blocks
+    would show as a ratio."""
+    calls = {k: v if isinstance(v, tuple) else (v, None) for k, v in fns.items()}
     for _ in range(warmup):
-        fn()
-    out, cpu = [], []
-    for _ in range(repeat):
-        c = cpu_now(cpu_of)
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-        cpu.append(cpu_now(cpu_of) - c)
-    s = stats(out)
-    s["cpu"] = stats(cpu)
-    return s
+        for fn, _pids in calls.values():
+            fn()
+    wall: dict[str, list[float]] = {k: [] for k in calls}
+    cpu: dict[str, list[float]] = {k: [] for k in calls}
+    order = list(calls)
+    for i in range(repeat):
+        for k in order if i % 2 == 0 else order[::-1]:
+            fn, pids = calls[k]
+            c = cpu_now(pids)
+            t = time.perf_counter()
+            fn()
+            wall[k].append(time.perf_counter() - t)
+            cpu[k].append(cpu_now(pids) - c)
+    out = {}
+    for k in calls:
+        out[k] = stats(wall[k])
+        out[k]["cpu"] = stats(cpu[k])
+    return out
 
 
 def worker_pids(runner) -> list[int]:

@@ -2,9 +2,10 @@
 
 ``overhead``: per backend, a large and a small case through ``Runner.run_pair`` (warm: inputs and
 expected values already cached; cold: a new seed each run) vs :mod:`benchmarks.direct` on the same
-arrays; then the small case again with one CPU-bound process running (``load = 1 busy process``).
-CPU time = this process + the backend's worker process (all threads).  ``reference``: the float64
-reference vs ``np.copy`` of the same float32 array.
+arrays, the two in alternating rounds (:func:`benchmarks.common.timeit_side_by_side`); then the
+small case again with one CPU-bound process running (``load = 1 busy process``).  CPU time = this
+process + the backend's worker process (all threads).  ``reference``: the float64 reference vs
+``np.copy`` of the same float32 array, alternating too.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from benchmarks.common import cpu_hog, make_case, ms, stats, timeit, worker_pids
+from benchmarks.common import cpu_hog, make_case, ms, stats, timeit_side_by_side, worker_pids
 
 #: case fields that make each backend *pass* (its own conventions), so the overhead measured is the
 #: harness's and not an explanation search (measured separately under ``memory``)
@@ -26,7 +27,6 @@ def _measure(runner, backend: str, size: str, shape: list[int], repeat: int, col
     own = OWN_CONVENTIONS.get(backend, {})
     lc = make_case(shape, seed=0, case_id=f"bench_{size}", **own)
     inputs = generate(lc.case)
-    d = timeit(direct.DIRECT[backend](lc.case, inputs), repeat)
     first = runner.run_pair(lc, backend)  # warm: the worker caches the case's inputs and expected values
     if first[0].outcome in ("error", "unsupported"):
         return {"backend": backend, "size": size, "skipped": f"{first[0].outcome}: {first[0].message}"}
@@ -36,7 +36,9 @@ def _measure(runner, backend: str, size: str, shape: list[int], repeat: int, col
     def pair() -> None:
         adapter.append(runner.run_pair(lc, backend)[0].seconds or 0.0)
 
-    n = timeit(pair, repeat, cpu_of=pids)
+    # the direct call and normconf's pair in alternating rounds: their ratio is not a drift between two blocks
+    both = timeit_side_by_side({"direct": direct.DIRECT[backend](lc.case, inputs), "normconf": (pair, pids)}, repeat)
+    d, n = both["direct"], both["normconf"]
     adapter = adapter[-repeat:]
     cold = []
     for i in range(cold_repeat):  # a new seed per run: inputs generated, reference computed
@@ -117,10 +119,16 @@ def bench_reference(shape: list[int], repeat: int) -> dict:
     # as a run computes it: the outputs backends return (a worker computes x_hat only for a backend
     # that returns it: harness/worker.py _Host.expected); and with every output, x_hat included
     names = frozenset(lc.case.output_names())
-    ref = timeit(lambda: reference_outputs(lc.case, inputs, outputs=names), repeat)
-    ref_all = timeit(lambda: reference_outputs(lc.case, inputs), repeat)
-    cp = timeit(lambda: np.copy(x), repeat)
-    cp64 = timeit(lambda: x.astype(np.float64), repeat)
+    side = timeit_side_by_side(
+        {
+            "reference": lambda: reference_outputs(lc.case, inputs, outputs=names),
+            "reference_all": lambda: reference_outputs(lc.case, inputs),
+            "copy": lambda: np.copy(x),
+            "astype_f64": lambda: x.astype(np.float64),
+        },
+        repeat,
+    )
+    ref, ref_all, cp, cp64 = side["reference"], side["reference_all"], side["copy"], side["astype_f64"]
     return {
         "shape": shape,
         "input_bytes": int(x.nbytes),
