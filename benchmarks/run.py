@@ -11,7 +11,8 @@ Usage::
 Sections (``--only``), measured side by side in one run; every time is the median of ``--repeat``
 runs (the JSON keeps every sample), as wall time and as CPU time (this process plus the worker
 processes, all threads: on a shared machine the wall time includes waiting for a core, the CPU
-time does not):
+time does not).  The two sides of a ratio are measured in alternating rounds
+(:func:`benchmarks.common.timeit_side_by_side`):
 
 ``overhead``  (:mod:`benchmarks.overhead`) per backend (numpy, torch, ort, cpp), a large case
     (32×64×56×56 float32, train) and a small one (8×4×4×4) through ``Runner.run_pair`` vs the
