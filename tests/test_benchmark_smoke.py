@@ -170,6 +170,14 @@ def test_targets_follow_measurements(res):
     assert len(small) == 2  # numpy idle and under load
     for v in small:
         assert v["met"] == (v["wall"] <= 1.0)
+    # the proposed form of the large-case target, beside the issue's (never instead of it): one per large case
+    proposed = [v for k, v in by.items() if k.startswith("(proposed, not issue 18's) large case")]
+    large = [r for r in res["overhead"] if r.get("size") == "large" and r.get("load") == "idle" and "skipped" not in r]
+    assert len(proposed) == len(large) >= 1
+    for v, r in zip(proposed, large):
+        assert r["read_output_and_expected_cpu_ms"] > 0
+        assert v["x"] == pytest.approx(r["overhead_warm_cpu_ms"] / r["read_output_and_expected_cpu_ms"], abs=1e-3)
+        assert v["met"] == (v["x"] <= 1.5)
     suite = next(v for k, v in by.items() if k.startswith("suite: normconf run"))
     assert suite["met"] == (suite["wall"] <= 30 and suite["cpu"] <= 60)
     assert any(k.startswith("suite: -j 2 results identical") and v["met"] for k, v in by.items())
