@@ -121,7 +121,7 @@ class Semantics:
         the same few variants of a case's semantics for every pair (equal results either way: the
         class is frozen)."""
         try:
-            return _replaced(self, tuple(sorted((k, type(v).__name__, v) for k, v in changes.items())))
+            return _replaced(self, _memo_key(changes))
         except TypeError:  # an unhashable value: validated (and refused) by dataclasses.replace
             return dataclasses.replace(self, **changes)
 
@@ -143,7 +143,12 @@ def interned(cls: type[_S], **fields: Any) -> _S:
     a few values asked for thousands of times in a run).  A shared object keeps its cached hash, and the
     memoized lookups keyed by it (:meth:`Semantics.replace`, the explanation caches) find it by identity
     instead of comparing every field; the classes are frozen, so sharing is safe."""
-    return cast(_S, _interned(cast(Any, cls), tuple(sorted((k, type(v).__name__, v) for k, v in fields.items()))))
+    return cast(_S, _interned(cast(Any, cls), _memo_key(fields)))
+
+
+def _memo_key(fields: dict[str, Any]) -> tuple[tuple[str, str, Any], ...]:
+    """``fields`` as a memo key: (name, type name, value), sorted by name (1 and True are different keys)."""
+    return tuple(sorted((k, type(v).__name__, v) for k, v in fields.items()))
 
 
 @lru_cache(maxsize=256)
