@@ -78,13 +78,13 @@ def measure_size(backend: str, k: int, repeat: int) -> dict:
         wpid = pids[0] if len(pids) == 1 else None
         reset, wreset = reset_hwm(), wpid is not None and reset_hwm(wpid)
         base, wbase = read_rss(), read_rss(wpid) if wpid else None
-        c, t = cpu_now(pids), time.perf_counter()
+        c, t = cpu_now(pids, at="start"), time.perf_counter()
         rows = runner.run_pair(lc, backend)
         cold, cold_cpu = time.perf_counter() - t, cpu_now(pids) - c
         runner.run_pair(lc, backend)  # untimed: see the docstring
         wall, cpu = [], []
         for _ in range(_reps(n, repeat)):
-            c, t = cpu_now(pids), time.perf_counter()
+            c, t = cpu_now(pids, at="start"), time.perf_counter()
             runner.run_pair(lc, backend)
             wall.append(time.perf_counter() - t)
             cpu.append(cpu_now(pids) - c)

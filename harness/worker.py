@@ -183,8 +183,10 @@ class _Host:
             self._adapters[backend] = get_adapter(backend, self.extra_specs, self.native_paths)
         return self._adapters[backend]
 
-    def inputs(self, case):
-        key = case_key(case)
+    def inputs(self, case, key: str | None = None):
+        """The case's inputs (read-only), generated once and cached; ``key`` is :func:`case_key` of
+        ``case`` where the caller has it (a pair computes it once)."""
+        key = case_key(case) if key is None else key
         if key not in self._inputs:
             from normconf.ops import spec_for
 
@@ -200,7 +202,7 @@ class _Host:
             self._versions[backend] = adapter.version()
         return self._versions[backend]
 
-    def expected(self, case, names) -> dict:
+    def expected(self, case, names, key: str | None = None) -> dict:
         """The case's expected values (float64 reference rounded to the output dtypes; those of float32,
         float16 and bfloat16 outputs held as float32, exact: ``compact``) of at least the outputs
         ``names``, cached like the inputs: every backend of this worker group judged on one
@@ -215,7 +217,7 @@ class _Host:
             from normconf.oracle import expected_outputs
 
             need = want | (cached[0] if cached else frozenset())
-            inputs = self.inputs(case)
+            inputs = self.inputs(case, key)
             self._expected[key] = (need, expected_outputs(case, inputs, need, compact=True))
             # the explanation engine's reference under the case's semantics is these values: not a second copy
             CACHE.adopt_expected(case, inputs, self._expected[key][1])
@@ -228,7 +230,7 @@ class _Host:
         """``("rows", rows)``: ``task`` run and judged here; ``("result", BackendResult)``: run only, for
         the harness to judge (this process's floating-point environment is not IEEE)."""
         key = case_key(task.lc.case)  # type: ignore[attr-defined]
-        res = self.run(Task(task.lc.case, task.backend))  # type: ignore[attr-defined]
+        res = self.run(Task(task.lc.case, task.backend), key)  # type: ignore[attr-defined]
         if task.lc.case.model_dump_json() != key:  # type: ignore[attr-defined]
             # the adapter changed the case object in place (a list field: its frozen model cannot stop
             # that): its result is an error, and the next backends get the case as it was sent
@@ -248,8 +250,8 @@ class _Host:
         if res.status != "ok":
             return "rows", rows_for(task.lc, task.backend, res, None, None, task.profile)
         case = task.lc.case  # type: ignore[attr-defined]
-        expected = self.expected(case, res.outputs)
-        return "rows", rows_for(task.lc, task.backend, res, expected, self.inputs(case), task.profile)
+        expected = self.expected(case, res.outputs, key)
+        return "rows", rows_for(task.lc, task.backend, res, expected, self.inputs(case, key), task.profile)
 
     def info(self, backends: list[str]) -> dict[str, tuple[str | None, str]]:
         out = {}
@@ -262,10 +264,10 @@ class _Host:
                 out[b] = (f"{type(e).__name__}: {e}", "")
         return out
 
-    def run(self, task: Task) -> BackendResult:
+    def run(self, task: Task, key: str | None = None) -> BackendResult:
         """Run one task; the result meets the case's output spec and size bound, or is an ``error``
-        that says why (:mod:`normconf.validate_outputs`)."""
-        res = self._run(task)
+        that says why (:mod:`normconf.validate_outputs`).  ``key``: as :meth:`inputs`."""
+        res = self._run(task, key)
         try:
             return _bounded(task, res)
         except Exception as e:  # a result too strange even to measure
@@ -276,7 +278,7 @@ class _Host:
                 seconds=res.seconds,
             )
 
-    def _run(self, task: Task) -> BackendResult:
+    def _run(self, task: Task, key: str | None = None) -> BackendResult:
         from normconf import validate_outputs
         from normconf.adapters.base import Unsupported
 
@@ -291,7 +293,7 @@ class _Host:
             why = a.unsupported(task.case)
             if why:
                 return BackendResult(task.backend, "unsupported", message=why, version=version)
-            inputs = self.inputs(task.case)
+            inputs = self.inputs(task.case, key)
             t0 = time.perf_counter()
             obs = a.run_case(task.case, inputs)
             dt = time.perf_counter() - t0

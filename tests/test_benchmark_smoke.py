@@ -189,3 +189,18 @@ def test_targets_follow_measurements(res):
     assert lin["met"] is None  # the quick sizes never reach the 1e6…1e8 range: not claimed either way
     mem = [v for k, v in by.items() if k.startswith("peak memory")]
     assert mem and all(v["met"] is None for v in mem)  # numpy follows the case: no explanation search ran
+
+
+@pytest.mark.parametrize("at, first", [("start", "others"), ("end", "own")])
+def test_cpu_reading_itself_falls_outside_the_interval(monkeypatch, at, first):
+    """Reading another process's CPU costs this process ~70 us (``/proc`` files), so an interval's first
+    reading takes the others' figures before this process's clock, its last reading the clock first: a
+    mutant that reads in one fixed order counts the reading as the measured code's CPU."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import common
+
+    order: list[str] = []
+    monkeypatch.setattr(common, "proc_cpu", lambda pid: order.append("others") or 1.0)
+    monkeypatch.setattr(common.time, "process_time", lambda: order.append("own") or 2.0)
+    assert common.cpu_now([11, 12], at=at) == 4.0
+    assert order[0] == first and sorted(order) == ["others", "others", "own"]
