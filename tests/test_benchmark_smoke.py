@@ -192,15 +192,22 @@ def test_targets_follow_measurements(res):
 
 
 @pytest.mark.parametrize("at, first", [("start", "others"), ("end", "own")])
-def test_cpu_reading_itself_falls_outside_the_interval(monkeypatch, at, first):
+def test_cpu_reading_itself_falls_outside_the_interval(at, first):
     """Reading another process's CPU costs this process ~70 us (``/proc`` files), so an interval's first
     reading takes the others' figures before this process's clock, its last reading the clock first: a
-    mutant that reads in one fixed order counts the reading as the measured code's CPU."""
-    sys.path.insert(0, str(ROOT))
-    from benchmarks import common
-
-    order: list[str] = []
-    monkeypatch.setattr(common, "proc_cpu", lambda pid: order.append("others") or 1.0)
-    monkeypatch.setattr(common.time, "process_time", lambda: order.append("own") or 2.0)
-    assert common.cpu_now([11, 12], at=at) == 4.0
-    assert order[0] == first and sorted(order) == ["others", "others", "own"]
+    mutant that reads in one fixed order counts the reading as the measured code's CPU.  (In a child
+    process: importing ``benchmarks`` puts the repository root on ``sys.path``.)"""
+    code = f"""
+import sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from benchmarks import common
+order = []
+common.proc_cpu = lambda pid: order.append("others") or 1.0
+time.process_time = lambda: order.append("own") or 2.0
+print(common.cpu_now([11, 12], at={at!r}), ",".join(order))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    total, order = p.stdout.split()
+    assert float(total) == 4.0
+    assert order.split(",")[0] == first and sorted(order.split(",")) == ["others", "others", "own"]
