@@ -30,6 +30,7 @@ process tree.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import select
@@ -86,6 +87,7 @@ class WorkerHandle:
     def __init__(self, group: str, env: dict[str, str], extra_specs: tuple[str, ...], native_paths: tuple[str, ...]):
         self.group = group
         self._stderr = tempfile.TemporaryFile()
+        self._below: list | None = None  # set by ask_to_exit: the descendants to kill after the exit
         full_env = dict(os.environ)
         full_env.update(thread_env())
         full_env.update(malloc_env())
@@ -246,17 +248,26 @@ class WorkerHandle:
         except (OSError, ValueError, IndexError):
             return None
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            below = isolation.descendants(self.proc.pid)  # the worker ends its own; these, in case it cannot
-            try:
+    def close(self, wait_s: float = 10.0) -> None:
+        """Ask the worker to exit, wait for it (``wait_s`` at most), then kill what is left."""
+        self.ask_to_exit()
+        self.finish_close(time.monotonic() + wait_s)
+
+    def ask_to_exit(self) -> None:
+        """:meth:`close`'s first half, without waiting (so that several workers' exits overlap)."""
+        self._below = isolation.descendants(self.proc.pid) if self.proc.poll() is None else None
+        if self._below is not None:  # the worker ends its descendants itself; the snapshot, in case it cannot
+            with contextlib.suppress(OSError):
                 proto.send(self._in, ("exit", None))
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-            isolation.end_worker(self.proc, self.token, extra=below)
-        else:
-            isolation.end_worker(self.proc, self.token)  # it died: what it left behind
+
+    def finish_close(self, deadline: float) -> None:
+        """:meth:`close`'s second half: wait until ``deadline`` (monotonic), then kill the worker's rest."""
+        below, self._below = self._below, None
+        try:
+            self.proc.wait(timeout=max(0.0, deadline - time.monotonic()) if below is not None else 0)
+        except subprocess.TimeoutExpired:
+            pass
+        isolation.end_worker(self.proc, self.token, extra=below or ())  # a dead worker: what it left behind
         isolation.untrack(self.proc)
         for f in (self.proc.stdin, self.proc.stdout, self._stderr):
             try:
@@ -325,10 +336,15 @@ class Runner:
         self.close()
 
     def close(self) -> None:
+        """End every worker: all asked to exit, then each waited for (one deadline): the exits overlap."""
         with self._workers_lock:
-            for w in self._all_workers:
-                w.close()
+            workers = list(self._all_workers)
             self._all_workers.clear()
+        for w in workers:
+            w.ask_to_exit()
+        deadline = time.monotonic() + 10.0
+        for w in workers:
+            w.finish_close(deadline)
 
     def kill_workers(self) -> None:
         """Kill every worker now (on an interrupt: their tasks are abandoned)."""

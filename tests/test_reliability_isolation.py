@@ -211,6 +211,72 @@ def test_processes_started_by_an_adapter_end_when_the_harness_is_terminated(tmp_
     _wait_for(lambda: not _orphans(orphan_token), 10, "the adapter's sleep 300 to end")
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreaper is Linux-only")
+@pytest.mark.parametrize("tags", ["plain", "doublefork"])
+def test_runner_close_ends_its_workers_and_what_their_adapters_started(tmp_path, orphan_token, tags):
+    """``Runner.close()`` (a ``with Runner()`` block's end, the pytest plugin's) asks the workers to exit
+    rather than killing them: the worker's own clean-up ends what its adapter started, the harness
+    the rest; the worker is gone and so is its scratch folder (in a child process: the spawner's
+    environment variable is its own)."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from normconf.cases import Case, Generator, LoadedCase
+        from normconf.runner import Runner
+        case = Case.model_validate({{"id": "s", "shape": [2, 3], "tags": {[t.strip() for t in tags.split(",")]!r}}})
+        lc = LoadedCase(case.model_copy(update={{"input": Generator(seed=0)}}), "<test>", 0)
+        with Runner(extra_specs=({SPAWNER!r},)) as r:
+            rows = r.run_pair(lc, "spawner")
+            w = r._all_workers[0]
+            print(w.proc.pid, w.token, sorted({{x.outcome for x in rows}}))
+        print(w.proc.returncode)
+        """
+    )
+    (tmp_path / "tmp").mkdir()
+    env = _env(
+        PYTHONPATH=str(ROOT),
+        TMPDIR=str(tmp_path / "tmp"),
+        **{ORPHAN_VAR: orphan_token, "NORMCONF_TEST_MARKERS": str(tmp_path)},
+    )
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    first, rc = p.stdout.strip().splitlines()[-2:]
+    pid, _token, outcomes = first.split(" ", 2)
+    assert outcomes == "['pass']", p.stdout + p.stderr
+    assert (tmp_path / "s.spawned").exists(), p.stdout + p.stderr
+    assert rc == "0", p.stdout + p.stderr  # it exited on its own, not killed
+    _wait_for(lambda: not _orphans(orphan_token), 10, "the adapter's sleep 300 to end")
+    assert not psutil.pid_exists(int(pid)) or psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_runner_close_asks_every_worker_to_exit_before_waiting_for_any():
+    """The exits overlap: every worker gets its ``exit`` request before the first wait (one after the other,
+    a framework's teardown each, closing took longer than the 5 s pytest-xdist gives a test process to
+    end before it interrupts it); they share one deadline."""
+    from normconf.runner import Runner
+
+    events: list[tuple[str, str]] = []
+
+    class Handle:
+        def __init__(self, name):
+            self.name = name
+
+        def ask_to_exit(self):
+            events.append(("ask", self.name))
+
+        def finish_close(self, deadline):
+            events.append(("finish", self.name))
+            deadlines.add(deadline)
+
+    deadlines: set[float] = set()
+    r = Runner()
+    r._all_workers.extend(Handle(n) for n in ("a", "b", "c"))
+    r.close()
+    assert events == [("ask", "a"), ("ask", "b"), ("ask", "c"), ("finish", "a"), ("finish", "b"), ("finish", "c")]
+    assert len(deadlines) == 1 and r._all_workers == []
+
+
 @pytest.mark.parametrize("tags", ["tempfile", "tempfile, segv"])
 def test_files_an_adapter_leaves_in_its_temporary_folder_end_with_its_worker(tmp_path, orphan_token, tags):
     """A file in the worker's TMPDIR that nothing deletes (TensorFlow AutoGraph's modules when the
