@@ -81,6 +81,9 @@ def _signal_name(rc: int) -> str:
         return f"signal {-rc}"
 
 
+EXIT_WAIT_S = 10.0  #: seconds closing a worker waits for it to exit on its own before it is killed
+
+
 class WorkerHandle:
     """One live worker process for one worker group."""
 
@@ -248,7 +251,7 @@ class WorkerHandle:
         except (OSError, ValueError, IndexError):
             return None
 
-    def close(self, wait_s: float = 10.0) -> None:
+    def close(self, wait_s: float = EXIT_WAIT_S) -> None:
         """Ask the worker to exit, wait for it (``wait_s`` at most), then kill what is left."""
         self.ask_to_exit()
         self.finish_close(time.monotonic() + wait_s)
@@ -263,10 +266,8 @@ class WorkerHandle:
     def finish_close(self, deadline: float) -> None:
         """:meth:`close`'s second half: wait until ``deadline`` (monotonic), then kill the worker's rest."""
         below, self._below = self._below, None
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=max(0.0, deadline - time.monotonic()) if below is not None else 0)
-        except subprocess.TimeoutExpired:
-            pass
         isolation.end_worker(self.proc, self.token, extra=below or ())  # a dead worker: what it left behind
         isolation.untrack(self.proc)
         for f in (self.proc.stdin, self.proc.stdout, self._stderr):
@@ -338,11 +339,10 @@ class Runner:
     def close(self) -> None:
         """End every worker: all asked to exit, then each waited for (one deadline): the exits overlap."""
         with self._workers_lock:
-            workers = list(self._all_workers)
-            self._all_workers.clear()
+            workers, self._all_workers = self._all_workers, []
         for w in workers:
             w.ask_to_exit()
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + EXIT_WAIT_S
         for w in workers:
             w.finish_close(deadline)
 
