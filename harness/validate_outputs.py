@@ -3,7 +3,7 @@
 A backend's result is checked in its worker process (:mod:`normconf.worker`), right after the
 adapter returns and before anything is sent back; a violation turns the result into an
 ``error`` whose message says what was wrong, and the run goes on.  The harness bounds the size
-of each reply by :func:`reply_bound` before reading it (:class:`normconf.runner.WorkerHandle`).
+of each reply by :func:`reply_bound` before reading it (:class:`normconf.worker_handle.WorkerHandle`).
 
 The spec of a case (:func:`output_spec`):
 

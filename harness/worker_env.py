@@ -4,7 +4,7 @@ compilation cache; and which backends share a worker process (:func:`worker_grou
 ``$NORMCONF_WORKER_THREADS`` (default 1) sets the threads of every framework a worker may load;
 ``$NORMCONF_CACHE_DIR`` (default ``$XDG_CACHE_HOME/normconf`` or ``~/.cache/normconf``; ``off``)
 where workers keep compiled programs between runs.  A worker group's own ``worker_env`` is applied
-after these (:class:`normconf.runner.WorkerHandle`).
+after these (:class:`normconf.worker_handle.WorkerHandle`).
 """
 
 from __future__ import annotations
