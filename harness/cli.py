@@ -278,6 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "wall_seconds": round(summary.seconds, 3),
             "harness_cpu_seconds": round(time.process_time(), 3),
             "worker_cpu_seconds": summary.worker_cpu,
+            "backend_cpu_seconds": summary.backend_cpu,
         },
     }
     from normconf.report.plots import plot_key

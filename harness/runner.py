@@ -71,6 +71,9 @@ class RunSummary:
     versions: dict[str, str] = field(default_factory=dict)
     #: CPU seconds of the worker processes by worker group (Linux; measured when each worker closes)
     worker_cpu: dict[str, float] = field(default_factory=dict)
+    #: the part of it spent inside the adapters' calls (framework imports and calls included), by worker group
+    #: (:class:`normconf.worker.BackendClock`, as of each worker's last reply)
+    backend_cpu: dict[str, float] = field(default_factory=dict)
 
 
 class Runner:
@@ -112,8 +115,9 @@ class Runner:
         self._local = threading.local()
         self._all_workers: list[WorkerHandle] = []
         self._workers_lock = threading.Lock()
-        #: CPU seconds used by the workers closed so far, by worker group
+        #: CPU seconds used by the workers closed so far, by worker group, and the adapters' part of them
         self.worker_cpu: dict[str, float] = {}
+        self.backend_cpu: dict[str, float] = {}
         self.stop = threading.Event()
 
     def __enter__(self) -> "Runner":
@@ -189,9 +193,10 @@ class Runner:
 
     def _account(self, w: WorkerHandle) -> None:
         cpu = w.cpu_seconds()
-        if cpu is not None:
-            with self._workers_lock:
+        with self._workers_lock:
+            if cpu is not None:
                 self.worker_cpu[w.group] = self.worker_cpu.get(w.group, 0.0) + cpu
+            self.backend_cpu[w.group] = self.backend_cpu.get(w.group, 0.0) + w.backend_cpu
 
     def _forget(self, w: WorkerHandle) -> None:
         self._account(w)
@@ -383,4 +388,5 @@ class Runner:
         rows = [r for key in sorted(done) for r in done[key]]
         versions = {r.backend: r.backend_version for r in rows if r.backend_version}
         cpu = {g: round(v, 3) for g, v in sorted(self.worker_cpu.items())}
-        return RunSummary(rows, partial, time.perf_counter() - t_start, versions, cpu)
+        backend = {g: round(v, 3) for g, v in sorted(self.backend_cpu.items())}
+        return RunSummary(rows, partial, time.perf_counter() - t_start, versions, cpu, backend)

@@ -1,19 +1,21 @@
 """Backend worker process: runs adapters of one worker group, isolated from the harness.
 
-Started by :class:`normconf.runner.WorkerHandle` as ``python -m normconf.worker``
+Started by :class:`normconf.worker_handle.WorkerHandle` as ``python -m normconf.worker``
 with the group's environment (e.g. ``KERAS_BACKEND``) already set, so the
 framework sees it at import.  The protocol runs over a private copy of fd 1;
 fd 1 itself is pointed at stderr so that prints from frameworks or native code
 cannot corrupt it.  Messages are length-prefixed pickles:
 
-* request ``("run", Task)`` → reply ``("ok", BackendResult)``
-* request ``("pair", PairTask)`` → reply ``("ok", ("rows", [Row]))``: the task run *and judged here*
+* request ``("run", Task)`` → reply ``("ok", BackendResult, clock)``; every ``"ok"`` reply ends with
+  ``clock``, the CPU seconds this process has spent inside the adapters' calls so far
+  (:class:`BackendClock`): the harness reports the backends' share of a worker's CPU apart
+* request ``("pair", PairTask)`` → reply ``("ok", ("rows", [Row]), clock)``: the task run *and judged here*
   (comparison, explanation, expectation: :func:`normconf.results.rows_for`), next to the backend's
   output, so only rows travel back; or ``("ok", ("result", BackendResult))`` when this process's
   floating-point environment is not IEEE (a framework set flush-to-zero / denormals-are-zero:
   :func:`fpu_is_ieee`), and the harness judges; ``("internal", traceback)`` when judging itself
   failed (a normconf bug: the harness raises it)
-* request ``("info", [backend ids])`` → reply ``("ok", {id: (available_reason, version)})``
+* request ``("info", [backend ids])`` → reply ``("ok", {id: (available_reason, version)}, clock)``
 * request ``("exit", None)`` → the process ends (and every process it started, kept below it as a
   child subreaper: :mod:`normconf.isolation`)
 
@@ -164,6 +166,27 @@ def _read_only(inputs):
     return inputs
 
 
+class BackendClock:
+    """CPU time of this process spent inside the adapters' calls, summed over the worker's life: loading
+    and asking an adapter (``available``, ``version``, ``unsupported``: a framework's import happens in
+    them) and its ``run_case`` (the adapter's translation and the framework's call).  Everything else the
+    worker does (inputs, the reference, judging, the protocol) is normconf's own.  All threads of the
+    process count (``time.process_time``); a framework's own threads run in its calls."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._since: float | None = None
+
+    def start(self) -> None:
+        if self._since is None:  # already running: keeps counting from its start
+            self._since = time.process_time()
+
+    def stop(self) -> None:
+        if self._since is not None:
+            self.total += time.process_time() - self._since
+            self._since = None
+
+
 class _Host:
     """Holds the adapter instances and an input cache inside the worker."""
 
@@ -175,6 +198,7 @@ class _Host:
         self._expected: OrderedDict[str, tuple[frozenset[str], dict]] = OrderedDict()
         self._versions: dict[str, str] = {}
         self.shared = Receiver()  # the cases and profiles of pair tasks, sent once (normconf.shared_objects)
+        self.clock = BackendClock()  # sent with every reply: the harness reports the backends' CPU apart
 
     def adapter(self, backend: str):
         if backend not in self._adapters:
@@ -256,18 +280,24 @@ class _Host:
     def info(self, backends: list[str]) -> dict[str, tuple[str | None, str]]:
         out = {}
         for b in backends:
+            self.clock.start()
             try:
                 a = self.adapter(b)
                 reason = a.available()
                 out[b] = (reason, "" if reason else a.version())
             except Exception as e:  # a broken adapter is reported, not fatal
                 out[b] = (f"{type(e).__name__}: {e}", "")
+            finally:
+                self.clock.stop()
         return out
 
     def run(self, task: Task, key: str | None = None) -> BackendResult:
         """Run one task; the result meets the case's output spec and size bound, or is an ``error``
         that says why (:mod:`normconf.validate_outputs`).  ``key``: as :meth:`inputs`."""
-        res = self._run(task, key)
+        try:
+            res = self._run(task, key)
+        finally:
+            self.clock.stop()  # wherever the adapter's part ended (a refusal, an exception)
         try:
             return _bounded(task, res)
         except Exception as e:  # a result too strange even to measure
@@ -284,6 +314,7 @@ class _Host:
 
         t0 = time.perf_counter()
         version = ""
+        self.clock.start()
         try:
             a = self.adapter(task.backend)
             reason = a.available()
@@ -293,9 +324,12 @@ class _Host:
             why = a.unsupported(task.case)
             if why:
                 return BackendResult(task.backend, "unsupported", message=why, version=version)
+            self.clock.stop()
             inputs = self.inputs(task.case, key)
             t0 = time.perf_counter()
+            self.clock.start()
             obs = a.run_case(task.case, inputs)
+            self.clock.stop()
             dt = time.perf_counter() - t0
             if not hasattr(obs, "outputs"):
                 msg = (
@@ -389,7 +423,7 @@ def _reply(fd: int, backend: str | None, obj) -> None:
         parts = encode(obj)
     except Exception as e:
         msg = f"the backend returned something that cannot be sent back: {type(e).__name__}: {e}"
-        obj = ("ok", BackendResult(backend, "error", message=msg)) if backend else ("error", msg)
+        obj = ("ok", BackendResult(backend, "error", message=msg), *obj[2:]) if backend else ("error", msg)
         parts = encode(obj)
     write_all(fd, parts)
 
@@ -472,7 +506,7 @@ def main(argv: list[str] | None = None) -> None:
             if kind == "exit":
                 return
             if kind == "run":
-                _reply(proto_out, payload.backend, ("ok", host.run(payload)))
+                _reply(proto_out, payload.backend, ("ok", host.run(payload), host.clock.total))
             elif kind == "pair":
                 try:
                     payload.lc, payload.profile = host.shared.resolve(payload.lc), host.shared.resolve(payload.profile)
@@ -484,9 +518,9 @@ def main(argv: list[str] | None = None) -> None:
                 except Exception:  # the comparison or the explainer failed: normconf's bug, not the backend's
                     send(proto_out, ("internal", _short(traceback.format_exc())))
                     continue
-                _reply(proto_out, payload.backend, ("ok", judged))
+                _reply(proto_out, payload.backend, ("ok", judged, host.clock.total))
             elif kind == "info":
-                _reply(proto_out, None, ("ok", host.info(payload)))
+                _reply(proto_out, None, ("ok", host.info(payload), host.clock.total))
             else:
                 send(proto_out, ("error", f"unknown request {kind!r}"))
     finally:

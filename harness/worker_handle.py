@@ -44,6 +44,8 @@ class WorkerHandle:
         self.group = group
         self._stderr = tempfile.TemporaryFile()
         self._below: list | None = None  # set by ask_to_exit: the descendants to kill after the exit
+        #: CPU seconds the worker has spent inside the adapters' calls (its last reply's BackendClock total)
+        self.backend_cpu = 0.0
         full_env = dict(os.environ)
         full_env.update(thread_env())
         full_env.update(malloc_env())
@@ -154,7 +156,9 @@ class WorkerHandle:
 
     def call(self, request, timeout: float, what: str, limit: int | None = None):
         self._send(request)
-        kind, payload = self._recv(timeout, what, limit)
+        kind, payload, *clock = self._recv(timeout, what, limit)
+        if clock:  # an "ok" reply: the worker's BackendClock total so far
+            self.backend_cpu = float(clock[0])
         if kind == "internal":  # judging failed in the worker: normconf's own bug, as loud as in this process
             raise JudgingError(f"normconf failed judging {what} in the worker:\n{payload}")
         if kind == "missing":  # a shared object the worker no longer holds (normconf.shared_objects)

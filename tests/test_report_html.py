@@ -154,6 +154,22 @@ def test_environment_and_versions_are_recorded():
         assert s in html
 
 
+def test_cpu_time_splits_the_workers_and_the_backends():
+    """The run's CPU: the harness, the workers (every group), and the part inside the backends' calls."""
+    df, meta = small_results()
+    meta["timing"] = {
+        "wall_seconds": 3.2,
+        "harness_cpu_seconds": 1.04,
+        "worker_cpu_seconds": {"numpy": 0.5, "torch": 2.25},
+        "backend_cpu_seconds": {"numpy": 0.1, "torch": 1.9},
+    }
+    html = render(df, meta, read_cases=False)
+    assert "harness 1.0 s, workers 2.8 s, of it 2.0 s inside the backends" in html
+    del meta["timing"]["backend_cpu_seconds"]  # a results.json written before the split
+    html = render(df, meta, read_cases=False)
+    assert "harness 1.0 s, workers 2.8 s" in html and "inside the backends" not in html
+
+
 def test_report_is_self_contained():
     df, meta = small_results()
     html = render(df, meta, read_cases=False)

@@ -320,6 +320,11 @@ def _env_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
     t = meta.get("timing")
     if isinstance(t, dict) and "wall_seconds" in t:
         rows.append(("wall time", f"{t['wall_seconds']} s"))
+    if isinstance(t, dict) and isinstance(t.get("worker_cpu_seconds"), dict):
+        workers = sum(t["worker_cpu_seconds"].values())
+        backends = t.get("backend_cpu_seconds")
+        inside = f", of it {sum(backends.values()):.1f} s inside the backends" if isinstance(backends, dict) else ""
+        rows.append(("CPU time", f"harness {t.get('harness_cpu_seconds', 0):.1f} s, workers {workers:.1f} s{inside}"))
     return rows
 
 
