@@ -93,6 +93,54 @@ def _suite(res: dict):
     return tb
 
 
+def _floor(res: dict):
+    f = res["floor"]
+    tb = _table(
+        "floor: the suite's backends without normconf, each worker group's adapters over the cases in one bare "
+        f"process (CPU s; median of {f['rounds']} round(s))",
+        "group backends runs imports framework-runs floor suite-j2 in-run-backends normconf-share".split(),
+        res,
+        "floor",
+    )
+    for r in f["groups"]:
+        if "error" in r:
+            tb.add_row(r["group"], ",".join(r["backends"]), "failed: " + r["error"][-60:])
+            continue
+        tb.add_row(
+            r["group"],
+            ",".join(r["backends"]),
+            str(r["runs"]),
+            f"{r['imports_cpu_s']:.2f}",
+            f"{r['runs_cpu_s']:.2f}",
+            f"{r['floor_cpu_s']:.2f}",
+            _f(r.get("suite_j2_worker_cpu_s")),
+            _f(r.get("suite_j2_backend_cpu_s")),
+            _f(r.get("normconf_share_cpu_s"), "+.2f"),
+        )
+    if "suite_j2_cpu_s" in f:
+        tb.add_row(
+            "all",
+            f"harness process {f['suite_j2_harness_cpu_s']:.2f} s in the suite",
+            "",
+            "",
+            "",
+            f"{f['floor_cpu_s']:.2f}",
+            f"{f['suite_j2_cpu_s']:.2f}",
+            _f(f.get("suite_j2_backend_cpu_s")),
+            f"{f['normconf_share_cpu_s']:+.2f} ({f['normconf_ms_per_pair']:.2f} ms/pair)",
+        )
+        if f.get("normconf_share_in_run_cpu_s") is not None:
+            tb.add_row(
+                "all, in-run",
+                "the suite's CPU less its backends' calls",
+                *[""] * 6,
+                f"{f['normconf_share_in_run_cpu_s']:+.2f} ({f['normconf_ms_per_pair_in_run']:.2f} ms/pair)",
+            )
+    else:
+        tb.add_row("all", "(no suite section in this run)", "", "", "", f"{f['floor_cpu_s']:.2f}", "", "", "")
+    return tb
+
+
 def _fuzz(res: dict):
     f = res["fuzz"]
     tb = _table(
@@ -263,6 +311,7 @@ def print_tables(res: dict) -> None:
         ("overhead", _overhead),
         ("reference", _reference),
         ("suite", _suite),
+        ("floor", _floor),
         ("fuzz", _fuzz),
         ("memory", _memory),
     ):

@@ -22,6 +22,9 @@ time does not).  The two sides of a ratio are measured in alternating rounds
 ``suite``     (:mod:`benchmarks.suite`) ``normconf run`` on the BatchNorm library (every
     ``cases/*.yaml`` but ``layer_norm*``, plus ``cases/found/``), serial and ``-j 2``, and whether
     the two results agree.
+``floor``     (:mod:`benchmarks.floor`) the suite's backends without normconf: each worker group's
+    adapters over the suite's cases in one bare process (framework imports and calls only), set
+    beside the suite's ``-j 2`` CPU: what normconf itself adds.
 ``fuzz``      ``normconf.fuzz.fuzz`` throughput: examples and backend runs per second.
 ``memory``    (:mod:`benchmarks.memory`) peak memory of the large case, with and without an
     explanation search, as multiples of the input bytes.
@@ -52,7 +55,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # bench
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import memory, overhead, suite  # noqa: E402
+from benchmarks import floor, memory, overhead, suite  # noqa: E402
 from benchmarks.common import loadavg  # noqa: E402
 from benchmarks.printout import print_tables  # noqa: E402
 from benchmarks.targets import TARGETS, suite_fit, targets  # noqa: E402
@@ -62,7 +65,7 @@ SMALL = [8, 4, 4, 4]
 QUICK_LARGE = [4, 8, 16, 16]
 BACKENDS = ["numpy", "torch", "ort", "cpp"]
 SCALING_BACKENDS = ["numpy", "torch"]
-SECTIONS = ["overhead", "reference", "suite", "fuzz", "memory", "scaling"]
+SECTIONS = ["overhead", "reference", "suite", "floor", "fuzz", "memory", "scaling"]
 
 
 def bench_fuzz(backends: list[str], max_examples: int, jobs: int = 2) -> dict:
@@ -198,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "reference": lambda: overhead.bench_reference(large, repeat),
         "suite": lambda: suite.bench_suite(suite_paths, args.suite_repeat, suite_extra),
+        "floor": lambda: floor.bench_floor(suite_paths, suite_extra, res.get("suite"), args.suite_repeat),
         "fuzz": lambda: bench_fuzz(["numpy"] if args.quick else backends, 5 if args.quick else 60),
         "memory": lambda: memory.bench_memory(large, "torch" if "torch" in backends else backends[0]),
         "scaling": lambda: bench_scaling(

@@ -63,6 +63,7 @@ def run_suite(paths: list[str], jobs: int, out_dir: Path, extra: list[str]) -> d
         raise RuntimeError(f"normconf run -j {jobs} exited {p.returncode}:\n{p.stdout[-2000:]}")
     u = json.loads(usage.read_text())
     df = pd.read_csv(out_dir / "results.csv", usecols=["case", "backend"], keep_default_na=False)
+    timing = json.loads((out_dir / "results.json").read_text()).get("meta", {}).get("timing", {})
     return {
         "jobs": jobs,
         "wall_s": round(dt, 3),
@@ -72,6 +73,10 @@ def run_suite(paths: list[str], jobs: int, out_dir: Path, extra: list[str]) -> d
         "pairs": int(len(df.drop_duplicates())),
         "rows": int(len(df)),
         "rc": p.returncode,
+        # the workers' CPU by worker group, measured inside the run (results.json meta.timing)
+        "group_cpu_s": dict(timing.get("worker_cpu_seconds", {})),
+        # the part of it inside the backends' calls (normconf.worker.BackendClock), by worker group
+        "group_backend_cpu_s": dict(timing.get("backend_cpu_seconds", {})),
     }
 
 
@@ -118,6 +123,10 @@ def bench_suite(paths: list[str], repeat: int, extra: list[str]) -> dict:
     for name, runs in (("serial", serial), ("j2", par)):
         for key in ("wall_s", "cpu_s", "harness_cpu_s", "workers_cpu_s"):
             out[f"{name}_{key}"] = _median(runs, key)
+    for key in ("group_cpu_s", "group_backend_cpu_s"):
+        groups = sorted({g for r in par for g in r[key]})
+        out[f"j2_{key}"] = {g: round(statistics.median(r[key].get(g, 0.0) for r in par), 3) for g in groups}
+    out["j2_backend_cpu_s"] = round(sum(out["j2_group_backend_cpu_s"].values()), 3)
     out["speedup"] = round(out["serial_wall_s"] / out["j2_wall_s"], 2)
     # what 2 idle cores could give at best: the -j 2 run's CPU spread over 2 cores, but never
     # faster than its harness process alone (its threads share one GIL)

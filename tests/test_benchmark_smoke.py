@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ["overhead", "reference", "suite", "fuzz", "memory", "scaling"]
+SECTIONS = ["overhead", "reference", "suite", "floor", "fuzz", "memory", "scaling"]
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +105,32 @@ def test_suite_parallel_equals_serial(res):
         assert s[f"{k}_workers_cpu_s"] > 0
     assert s["pairs"] == 3  # 3 cases × numpy
     assert s["speedup"] == pytest.approx(s["serial_wall_s"] / s["j2_wall_s"], abs=0.01)
+
+
+def test_floor_beside_the_suite(res):
+    """The floor: the suite's backends (here numpy on the seed file) in a bare process per worker group, set
+    beside the suite's -j 2 run; the derived numbers follow from the measured ones."""
+    f, s = res["floor"], res["suite"]
+    assert f["paths"] == s["paths"] and f["extra_args"] == s["extra_args"] and f["complete"] is True
+    (g,) = f["groups"]
+    assert g["group"] == "numpy" and g["backends"] == ["numpy"]
+    assert g["cases"] == 3 and g["runs"] == 3 and g["errors"] == 0  # 3 cases × numpy, each run once
+    assert set(g["run_wall_s"]) == {"numpy"}
+    for k in ("process_start_cpu_s", "cases_cpu_s", "imports_cpu_s", "inputs_cpu_s", "runs_cpu_s"):
+        assert _number(g[k]) and g[k] >= 0
+    # the floor is the process less normconf's own part in it (loading the cases, drawing the inputs)
+    assert g["floor_cpu_s"] == pytest.approx(g["process_cpu_s"] - g["cases_cpu_s"] - g["inputs_cpu_s"], abs=0.003)
+    assert g["floor_cpu_s"] >= g["imports_cpu_s"] + g["runs_cpu_s"] - 0.003
+    assert f["floor_cpu_s"] == pytest.approx(g["floor_cpu_s"], abs=1e-6)
+    assert g["suite_j2_worker_cpu_s"] == s["j2_group_cpu_s"]["numpy"] > 0
+    assert g["normconf_share_cpu_s"] == pytest.approx(g["suite_j2_worker_cpu_s"] - g["floor_cpu_s"], abs=0.002)
+    assert f["suite_j2_cpu_s"] == s["j2_cpu_s"] and f["suite_pairs"] == s["pairs"] == 3
+    assert f["normconf_share_cpu_s"] == pytest.approx(s["j2_cpu_s"] - f["floor_cpu_s"], abs=0.002)
+    assert f["normconf_ms_per_pair"] == pytest.approx(1e3 * f["normconf_share_cpu_s"] / 3, rel=0.01)
+    # the in-run split: the suite's backends' calls, measured by its own workers (a part of their CPU)
+    assert 0 < s["j2_group_backend_cpu_s"]["numpy"] <= s["j2_group_cpu_s"]["numpy"] + 0.02
+    assert g["suite_j2_backend_cpu_s"] == s["j2_group_backend_cpu_s"]["numpy"] == s["j2_backend_cpu_s"]
+    assert f["normconf_share_in_run_cpu_s"] == pytest.approx(s["j2_cpu_s"] - s["j2_backend_cpu_s"], abs=0.002)
 
 
 def test_fuzz(res):
