@@ -102,7 +102,8 @@ def suite_backends(extra: list[str]) -> list[str]:
 
 
 def group_env(env: dict[str, str]) -> tuple[dict[str, str], str]:
-    """The environment a worker of a group with ``env`` starts with (and its scratch token)."""
+    """The environment a worker of a group with ``env`` starts with, and its token: the scratch folder
+    it names (its ``TMPDIR``) is created here, and the caller removes it (``isolation.remove_scratch``)."""
     from normconf import isolation
     from normconf.worker_env import cache_env, malloc_env, thread_env
 

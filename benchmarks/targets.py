@@ -38,7 +38,8 @@ def _suite(s: dict, library: bool) -> list[dict]:
     return [
         _row(
             f"suite: normconf run {what} -j 2 <= {t['suite_wall_s']:g} s wall and <= {t['suite_cpu_s']:g} s CPU",
-            f"wall {w:.1f} s, CPU {c:.1f} s (harness {s['j2_harness_cpu_s']:.1f} + workers {s['j2_workers_cpu_s']:.1f})",
+            f"wall {w:.1f} s, CPU {c:.1f} s (harness {s['j2_harness_cpu_s']:.1f} + workers {s['j2_workers_cpu_s']:.1f}"
+            + (f"; of it inside the backends' calls {s['j2_backend_cpu_s']:.1f})" if "j2_backend_cpu_s" in s else ")"),
             w <= t["suite_wall_s"] and c <= t["suite_cpu_s"],
             wall=w,
             cpu=c,
