@@ -94,6 +94,16 @@ def timeit_side_by_side(fns: dict, repeat: int, warmup: int = 1) -> dict[str, di
     return out
 
 
+def backend_clock(runner) -> float:
+    """The CPU seconds the Runner's workers have spent inside the adapters' calls so far, as of their
+    last replies (``WorkerHandle.backend_cpu``: normconf.worker.BackendClock); 0.0 if the handles changed."""
+    try:
+        handles = list(getattr(runner, "_all_workers", None) or ())
+    except TypeError:
+        return 0.0
+    return float(sum(getattr(w, "backend_cpu", 0.0) or 0.0 for w in handles))
+
+
 def worker_pids(runner) -> list[int]:
     """Pids of the Runner's live worker processes, found defensively (``[]`` if the handles changed)."""
     try:

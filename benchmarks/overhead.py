@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import cpu_hog, make_case, ms, stats, timeit_side_by_side, worker_pids
+from benchmarks.common import backend_clock, cpu_hog, make_case, ms, stats, timeit_side_by_side, worker_pids
 
 #: case fields that make each backend *pass* (its own conventions), so the overhead measured is the
 #: harness's and not an explanation search (measured separately under ``memory``)
@@ -34,9 +34,12 @@ def _measure(runner, backend: str, size: str, shape: list[int], repeat: int, col
         return {"backend": backend, "size": size, "skipped": f"{first[0].outcome}: {first[0].message}"}
     pids = worker_pids(runner)
     adapter: list[float] = []
+    adapter_cpu: list[float] = []
 
     def pair() -> None:
+        c = backend_clock(runner)
         adapter.append(runner.run_pair(lc, backend)[0].seconds or 0.0)
+        adapter_cpu.append(backend_clock(runner) - c)
 
     # reading y and its expected values once (two arrays of y's size and dtype): the least any check of every
     # element costs, for the proposed form of the large-case target (benchmarks.targets).  Their maxima: NumPy's
@@ -53,7 +56,7 @@ def _measure(runner, backend: str, size: str, shape: list[int], repeat: int, col
         {"direct": direct.DIRECT[backend](lc.case, inputs), "normconf": (pair, pids), "read": read}, repeat
     )
     d, n = side["direct"], side["normconf"]
-    adapter = adapter[-repeat:]
+    adapter, adapter_cpu = adapter[-repeat:], adapter_cpu[-repeat:]
     cold = []
     for i in range(cold_repeat):  # a new seed per run: inputs generated, reference computed
         lci = make_case(shape, seed=1000 + i, case_id=f"bench_{size}", **own)
@@ -86,6 +89,11 @@ def _measure(runner, backend: str, size: str, shape: list[int], repeat: int, col
         # adapter: Row.seconds (the adapter's run inside the worker); rest: the round trip, judging in
         # the worker (comparison, explanation, rows) and the rows' transport
         "breakdown_warm_ms": {"adapter": ms(statistics.median(adapter)), "rest": ms(nm - statistics.median(adapter))},
+        # the same split in CPU: the worker's CPU inside the adapter's calls (its BackendClock), and the rest
+        "breakdown_warm_cpu_ms": {
+            "adapter": ms(statistics.median(adapter_cpu)),
+            "rest": ms(nc - statistics.median(adapter_cpu)) if nc is not None else None,
+        },
         "samples": {"direct": d, "normconf_warm": n, "normconf_cold": stats(cold), "read": side["read"]},
     }
 

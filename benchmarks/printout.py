@@ -22,7 +22,7 @@ def _table(title: str, cols: list[str], res: dict, section: str):
 def _overhead(res: dict):
     tb = _table(
         "overhead: Runner.run_pair vs the framework called directly (warm median ms; CPU = harness + worker)",
-        "backend case load direct normconf ratio +ms adapter/rest cold CPU:direct normconf ratio +ms".split(),
+        "backend case load direct normconf ratio +ms adapter/rest cold CPU:direct normconf ratio +ms adapter/rest".split(),
         res,
         "overhead",
     )
@@ -45,6 +45,7 @@ def _overhead(res: dict):
             _f(r["normconf_warm_cpu_ms"]),
             _f(r["ratio_warm_cpu"], ".2f", "x"),
             _f(r["overhead_warm_cpu_ms"]),
+            f"{_f(r['breakdown_warm_cpu_ms']['adapter'])}/{_f(r['breakdown_warm_cpu_ms']['rest'])}",
         )
     return tb
 

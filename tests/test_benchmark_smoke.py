@@ -75,6 +75,9 @@ def test_overhead_rows(res):
         b = r["breakdown_warm_ms"]
         assert set(b) == {"adapter", "rest"}
         assert b["adapter"] + b["rest"] == pytest.approx(r["normconf_warm_ms"], abs=0.002)
+        bc = r["breakdown_warm_cpu_ms"]  # CPU: the worker's clock inside the adapter's calls, and the rest
+        assert set(bc) == {"adapter", "rest"} and bc["adapter"] > 0
+        assert bc["adapter"] + bc["rest"] == pytest.approx(r["normconf_warm_cpu_ms"], abs=0.002)
         assert len(r["samples"]["direct"]["samples"]) == 2
     small = next(r for r in rows if r["size"] == "small")
     assert small["shape"] == [8, 4, 4, 4] and small["input_bytes"] == 8 * 4 * 4 * 4 * 4
