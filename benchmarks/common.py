@@ -94,6 +94,14 @@ def timeit_side_by_side(fns: dict, repeat: int, warmup: int = 1) -> dict[str, di
     return out
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's waited-for children so far (``RUSAGE_CHILDREN``)."""
+    import resource
+
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return c.ru_utime + c.ru_stime
+
+
 def backend_clock(runner) -> float:
     """The CPU seconds the Runner's workers have spent inside the adapters' calls so far, as of their
     last replies (``WorkerHandle.backend_cpu``: normconf.worker.BackendClock); 0.0 if the handles changed."""

@@ -23,8 +23,6 @@ speed moves by ±20 % between minutes: docs/performance.md).  A context for the 
 from __future__ import annotations
 
 import json
-import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, loadavg
+from benchmarks.common import ROOT, children_cpu, loadavg
 
 #: one worker group's backends over the cases: CPU by part, written as JSON to argv[1]
 _DRIVER = r"""
@@ -46,6 +44,7 @@ t_cases = time.process_time()
 from normconf.adapters import get_adapter
 from normconf.adapters.base import Unsupported
 from normconf.ops import spec_for
+from normconf.worker import _read_only
 adapters, cpu = {}, {"imports": 0.0, "inputs": 0.0, "runs": 0.0}
 for b in backends:
     t = time.process_time()
@@ -63,11 +62,7 @@ for lc in lcs:
     if not todo:
         continue
     t = time.process_time()
-    inputs = spec_for(case).generate(case)
-    for v in vars(inputs).values():     # read-only, as a worker hands them out
-        for arr in v if isinstance(v, (tuple, list)) else (v,):
-            if isinstance(arr, numpy.ndarray):
-                arr.flags.writeable = False
+    inputs = _read_only(spec_for(case).generate(case))  # as a worker hands them out
     cpu["inputs"] += time.process_time() - t
     counts["cases"] += 1
     t = time.process_time()
@@ -105,18 +100,10 @@ def group_env(env: dict[str, str]) -> tuple[dict[str, str], str]:
     """The environment a worker of a group with ``env`` starts with, and its token: the scratch folder
     it names (its ``TMPDIR``) is created here, and the caller removes it (``isolation.remove_scratch``)."""
     from normconf import isolation
-    from normconf.worker_env import cache_env, malloc_env, thread_env
+    from normconf.worker_env import worker_environment
 
-    full = dict(os.environ)
-    for part in (thread_env(), malloc_env(), cache_env(), env):
-        full.update(part)
     token = isolation.new_token()
-    return isolation.worker_env(full, token), token
-
-
-def _children_cpu() -> float:
-    c = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return c.ru_utime + c.ru_stime
+    return isolation.worker_env(worker_environment(env), token), token
 
 
 def run_group(group: str, env: dict[str, str], backends: list[str], paths: list[str]) -> dict:
@@ -127,12 +114,12 @@ def run_group(group: str, env: dict[str, str], backends: list[str], paths: list[
     with tempfile.TemporaryDirectory(prefix="normconf-floor-") as tmp:
         out = Path(tmp) / "floor.json"
         cmd = [sys.executable, "-P", "-c", _DRIVER, str(out), ",".join(backends), *(str(ROOT / p) for p in paths)]
-        c0, t = _children_cpu(), time.perf_counter()
+        c0, t = children_cpu(), time.perf_counter()
         try:
             p = subprocess.run(cmd, cwd=ROOT, env=penv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         finally:
             isolation.remove_scratch(token)
-        wall, total = time.perf_counter() - t, _children_cpu() - c0
+        wall, total = time.perf_counter() - t, children_cpu() - c0
         if p.returncode != 0 or not out.exists():
             return {"group": group, "backends": backends, "error": f"exit {p.returncode}: {p.stdout[-600:]}"}
         r = json.loads(out.read_text())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -19,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, loadavg
+from benchmarks.common import ROOT, children_cpu, loadavg
 
 #: runs ``normconf`` in a child process and reports its own CPU time and its workers' (RUSAGE_CHILDREN)
 _DRIVER = """
@@ -45,20 +44,15 @@ def case_ids(paths: list[str]) -> list[str]:
     return sorted(lc.id for lc in load_paths([str(ROOT / p) for p in paths]))
 
 
-def _children_cpu() -> float:
-    c = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return c.ru_utime + c.ru_stime
-
-
 def run_suite(paths: list[str], jobs: int, out_dir: Path, extra: list[str]) -> dict:
     """One ``normconf run paths -j jobs``: wall and CPU seconds, and its number of pairs."""
     import pandas as pd
 
     usage = out_dir.with_suffix(".usage.json")
     cmd = [sys.executable, "-c", _DRIVER, str(usage), "run", *paths, "-o", str(out_dir), "-j", str(jobs), *extra]
-    c0, t = _children_cpu(), time.perf_counter()
+    c0, t = children_cpu(), time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    dt, cpu = time.perf_counter() - t, _children_cpu() - c0
+    dt, cpu = time.perf_counter() - t, children_cpu() - c0
     if p.returncode not in (0, 1):
         raise RuntimeError(f"normconf run -j {jobs} exited {p.returncode}:\n{p.stdout[-2000:]}")
     u = json.loads(usage.read_text())

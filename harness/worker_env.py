@@ -100,6 +100,15 @@ def cache_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     }
 
 
+def worker_environment(group_env: Mapping[str, str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a worker of a group starts with: ``environ`` (default this process's), then
+    :func:`thread_env`, :func:`malloc_env`, :func:`cache_env`, then the group's own ``group_env``."""
+    base = dict(os.environ if environ is None else environ)
+    for part in (thread_env(base), malloc_env(base), cache_env(base), group_env):
+        base.update(part)
+    return base
+
+
 def worker_groups(adapters: Mapping[str, Any]) -> dict[str, tuple[str, dict[str, str]]]:
     """Each backend's worker process: ``{backend: (group, environment)}`` for the adapter classes
     ``adapters`` (by backend id).

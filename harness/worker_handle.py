@@ -16,7 +16,7 @@ import time
 from normconf import isolation
 from normconf import worker as proto
 from normconf.shared_objects import Missing, Sender
-from normconf.worker_env import cache_env, malloc_env, thread_env
+from normconf.worker_env import worker_environment
 
 
 class WorkerFailure(Exception):
@@ -46,11 +46,7 @@ class WorkerHandle:
         self._below: list | None = None  # set by ask_to_exit: the descendants to kill after the exit
         #: CPU seconds the worker has spent inside the adapters' calls (its last reply's BackendClock total)
         self.backend_cpu = 0.0
-        full_env = dict(os.environ)
-        full_env.update(thread_env())
-        full_env.update(malloc_env())
-        full_env.update(cache_env())
-        full_env.update(env)
+        full_env = worker_environment(env)
         # a clean sys.path: the package root and an explicitly set PYTHONPATH, never the current
         # folder (-P); the --adapter modules found in it are pinned, not the folder (normconf.isolation)
         self.token = isolation.new_token()
